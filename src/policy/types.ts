@@ -1,0 +1,95 @@
+/**
+ * Policy model. YAML is compiled once (src/policy/compile.ts) into a CompiledPolicy;
+ * `decide()` (src/policy/decide.ts) is a pure function over it.
+ */
+
+export type TeeType = 'sev-snp' | 'tdx' | 'sgx' | 'tpm' | 'az-snp-vtpm' | 'sim';
+
+/** `attestation_requirements`, as users write them (snake_case in YAML). */
+export interface AttestationRequirements {
+  teeType?: TeeType;
+  runtimeEnvironment?: string;
+  /** `expected_mrenclave` or its alias `expected_measurement`; lower-case hex. */
+  expectedMeasurements?: string[];
+  minimumSecurityVersion?: number;
+  /** Platform TCB components, e.g. { bootloader: 3, tee: 0, snp: 8, microcode: 115 }. */
+  minimumTcb?: Record<string, number>;
+  requireRuntimeDebugDisabled?: boolean;
+  allowedChipIds?: string[];
+  /** TPM: PCR index -> expected digest (hex). */
+  pcrs?: Record<string, string>;
+  freshness?: 'session' | 'per_request';
+  /** Max age of evidence, seconds. */
+  maxEvidenceAgeSeconds?: number;
+  /** Name of a reference-values file/environment. */
+  referenceValues?: string;
+}
+
+export interface AccessControlEntry {
+  /** e.g. `oid:1.2.3.4.5` or `oid:1.2.3.4.5=value`. */
+  principalAttestationClaim: string;
+  resource: string;
+  permission: string;
+}
+
+export interface SourcePosition {
+  file: string;
+  line: number;
+  column: number;
+}
+
+export interface CompiledAgent {
+  name: string;
+  spiffeIds: readonly string[];
+  allowedActions: ReadonlySet<string>;
+  attestation?: AttestationRequirements;
+  accessControl: readonly AccessControlEntry[];
+  /** Where the agent was declared, for messages. */
+  position?: SourcePosition;
+}
+
+export interface CompiledPolicy {
+  /** Content hash (sha256 hex, first 16 chars) of the source: changes whenever the policy changes. */
+  version: string;
+  file: string;
+  /** SPIFFE ID string -> agent. Exact-match lookups only. */
+  agentsBySpiffeId: ReadonlyMap<string, CompiledAgent>;
+  agents: readonly CompiledAgent[];
+  /** SPIFFE IDs allowed to use the admin API over mTLS (issue 4). */
+  admins: ReadonlySet<string>;
+  loadedAt: Date;
+}
+
+export interface DecisionRequest {
+  method: string;
+  path: string;
+  /** The action the inbound mapping named, or undefined when nothing matched. */
+  action: string | undefined;
+  resource?: string;
+  permission?: string;
+}
+
+export interface PeerIdentity {
+  spiffeId: string;
+}
+
+/** Verified attestation claims of the peer (issue 3); undefined when none were presented. */
+export type AttestationClaims = Readonly<Record<string, unknown>>;
+
+export type DenyReason =
+  | 'unknown_agent'
+  | 'action_not_permitted'
+  | 'no_action_mapped'
+  | 'attestation_required'
+  | 'no_policy';
+
+export type Decision =
+  | { readonly allow: true; readonly reason: 'allowed'; readonly agent: CompiledAgent }
+  | {
+      readonly allow: false;
+      readonly status: number;
+      /** JSON error text for the caller, e.g. "Action 'x' not permitted". */
+      readonly error: string;
+      readonly reason: DenyReason;
+      readonly agent?: CompiledAgent;
+    };
