@@ -1,0 +1,27 @@
+# attest-sidecar container image.
+# Build: docker build -t attest-sidecar .
+# Run:   docker run --rm -v /run/spire/sockets:/run/spire/sockets:ro -v $PWD/config:/config:ro \
+#          attest-sidecar run --config /config/sidecar.yaml
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json tsconfig.json ./
+COPY src ./src
+COPY test ./test
+COPY bench ./bench
+COPY proto ./proto
+RUN npm ci --no-audit --no-fund && npm prune --omit=dev
+
+FROM node:20-bookworm-slim
+ENV NODE_ENV=production
+WORKDIR /app
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY package.json ./
+COPY bin ./bin
+COPY proto ./proto
+COPY config ./config
+# Unprivileged; the Workload API socket is mounted read-only by the platform.
+USER node
+EXPOSE 15001 15443 15000
+ENTRYPOINT ["node", "/app/bin/attest-sidecar"]
+CMD ["run", "--config", "/config/sidecar.yaml"]

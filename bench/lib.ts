@@ -1,0 +1,187 @@
+/**
+ * Small helpers shared by the benchmark: free ports, child processes that are always killed on
+ * exit, readiness polling over HTTP, and RSS sampling from /proc.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The folder holding package.json (walks up from this compiled file). */
+export function repoRoot(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    try {
+      readFileSync(path.join(dir, 'package.json'));
+      return dir;
+    } catch {
+      const up = path.dirname(dir);
+      if (up === dir) throw new Error('bench: package.json not found above ' + fileURLToPath(import.meta.url));
+      dir = up;
+    }
+  }
+}
+
+/** Progress goes to stderr so `--json` keeps stdout to the one result object. */
+export function progress(msg: string): void {
+  process.stderr.write(`[bench] ${msg}\n`);
+}
+
+/** A loopback port that was free a moment ago (the OS picks it; small race accepted). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = addr && typeof addr === 'object' ? addr.port : 0;
+      srv.close(() => (port ? resolve(port) : reject(new Error('bench: no port assigned'))));
+    });
+  });
+}
+
+export interface Child {
+  readonly name: string;
+  readonly proc: ChildProcess;
+  readonly pid: number;
+  /** Last lines of stderr/stdout, for error messages when a child dies. */
+  output(): string;
+  /** Rejects as soon as the child exits (used to race readiness polling). */
+  readonly exited: Promise<never>;
+}
+
+const children = new Set<ChildProcess>();
+let cleanupInstalled = false;
+
+/** Kills every child still running; safe to call more than once. */
+export function killAll(): void {
+  for (const c of children) {
+    if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  }
+  children.clear();
+}
+
+function installCleanup(): void {
+  if (cleanupInstalled) return;
+  cleanupInstalled = true;
+  process.on('exit', killAll);
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(sig, () => {
+      killAll();
+      process.stderr.write(`[bench] ${sig}: children killed\n`);
+      process.exit(130);
+    });
+  }
+}
+
+/** Spawns `node ARGS` with stdout/stderr captured (last 4 KiB kept). */
+export function spawnNode(name: string, args: string[], cwd: string): Child {
+  installCleanup();
+  const proc = spawn(process.execPath, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
+  if (proc.pid === undefined) throw new Error(`bench: could not spawn ${name}`);
+  children.add(proc);
+  let tail = '';
+  const keep = (chunk: Buffer) => {
+    tail = (tail + chunk.toString('utf8')).slice(-4096);
+  };
+  proc.stdout!.on('data', keep);
+  proc.stderr!.on('data', keep);
+  const exited = new Promise<never>((_, reject) => {
+    proc.once('exit', (code, signal) => {
+      children.delete(proc);
+      reject(new Error(`${name} exited (code ${code}, signal ${signal}):\n${tail.trim()}`));
+    });
+  });
+  exited.catch(() => undefined); // observed via race(); never an unhandled rejection
+  return { name, proc, pid: proc.pid, output: () => tail, exited };
+}
+
+/** Stops a child with SIGTERM, then SIGKILL after a grace period. */
+export async function stopChild(child: Child, graceMs = 2000): Promise<void> {
+  const p = child.proc;
+  if (p.exitCode !== null || p.signalCode !== null) return;
+  const done = new Promise<void>((resolve) => p.once('exit', () => resolve()));
+  p.kill('SIGTERM');
+  const timer = setTimeout(() => p.kill('SIGKILL'), graceMs);
+  await done;
+  clearTimeout(timer);
+}
+
+function httpStatus(url: string, headers: Record<string, string> = {}): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { headers, agent: false, timeout: 1000 }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+  });
+}
+
+/** Polls URL until it answers 200, one of the children exits, or the deadline passes. */
+export async function waitForOk(children: Child[], url: string, headers: Record<string, string> = {}, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = 'no answer';
+  while (Date.now() < deadline) {
+    const status = await Promise.race([httpStatus(url, headers).catch((e: Error) => e), ...children.map((c) => c.exited)]);
+    if (status === 200) return;
+    last = status instanceof Error ? status.message : `HTTP ${status}`;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const outputs = children.map((c) => `--- ${c.name}:\n${c.output().trim()}`).join('\n');
+  throw new Error(`not ready at ${url} within ${timeoutMs} ms (last: ${last})\n${outputs}`);
+}
+
+/** Resident set size of a process in bytes (VmRSS), or undefined when it is gone. */
+export function rssBytes(pid: number): number | undefined {
+  try {
+    const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Samples the max RSS of some processes every intervalMs until stopped. */
+export class RssSampler {
+  readonly max = new Map<string, number>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly procs: { name: string; pid: number }[], private readonly intervalMs = 100) {}
+
+  start(): void {
+    this.sample();
+    this.timer = setInterval(() => this.sample(), this.intervalMs);
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    this.sample();
+  }
+
+  private sample(): void {
+    for (const p of this.procs) {
+      const v = rssBytes(p.pid);
+      if (v !== undefined && v > (this.max.get(p.name) ?? 0)) this.max.set(p.name, v);
+    }
+  }
+}
+
+/** Median of a non-empty list (mean of the middle two for even lengths). */
+export function median(values: number[]): number {
+  if (values.length === 0) return NaN;
+  const s = [...values].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+/** Nearest-rank percentile (p in 0..100) of an ascending-sorted array. */
+export function percentile(sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return NaN;
+  const rank = Math.ceil((p / 100) * sorted.length);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, rank - 1))]!;
+}

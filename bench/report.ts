@@ -1,0 +1,172 @@
+/**
+ * Turns per-round measurements into the benchmark report: medians over rounds, ratios between
+ * scenarios, the issue's targets with PASS/FAIL, and a human-readable table.
+ */
+import type { LoadResult } from './load.js';
+import { median } from './lib.js';
+
+export const SCENARIOS = ['direct', 'reference', 'sidecar'] as const;
+export type Scenario = (typeof SCENARIOS)[number];
+
+export const SCENARIO_LABEL: Record<Scenario, string> = {
+  direct: '(a) direct to app',
+  reference: '(b) bare mTLS proxy pair',
+  sidecar: '(c) attest-sidecar pair',
+};
+
+export interface ScenarioResult {
+  scenario: Scenario;
+  connections: number;
+  /** Medians over rounds. */
+  reqPerSec: number;
+  p50Ms: number;
+  p99Ms: number;
+  /** Sums over rounds. */
+  requests: number;
+  errors: number;
+  non2xx: number;
+  firstError?: string;
+  rounds: { reqPerSec: number; p50Ms: number; p99Ms: number }[];
+}
+
+export interface Ratios {
+  connections: number;
+  reqPerSec: { cOverA: number; cOverB: number };
+  p50: { cOverA: number; cOverB: number };
+  /** Latency the proxy pair adds over the direct path (median p50 difference), ms. */
+  addedP50Ms: { reference: number; sidecar: number };
+}
+
+export interface Target {
+  name: string;
+  value: number;
+  limit: string;
+  pass: boolean;
+}
+
+export interface BenchReport {
+  settings: { rounds: number; durationSeconds: number; warmupSeconds: number; connections: number[]; quick: boolean };
+  machine: { cpus: number; node: string; platform: string };
+  results: ScenarioResult[];
+  ratios: Ratios[];
+  /** Per proxy process: max VmRSS under load, and before load, MiB. */
+  rssMiB: Record<string, { idle: number; underLoad: number }>;
+  targets: Target[];
+  errors: number;
+  non2xx: number;
+  ok: boolean;
+}
+
+const MIB = 1024 * 1024;
+const RSS_LIMIT_MIB = 128;
+
+export function summarize(scenario: Scenario, connections: number, rounds: LoadResult[]): ScenarioResult {
+  const firstError = rounds.find((r) => r.firstError)?.firstError;
+  return {
+    scenario,
+    connections,
+    reqPerSec: median(rounds.map((r) => r.reqPerSec)),
+    p50Ms: median(rounds.map((r) => r.p50Ms)),
+    p99Ms: median(rounds.map((r) => r.p99Ms)),
+    requests: rounds.reduce((s, r) => s + r.requests, 0),
+    errors: rounds.reduce((s, r) => s + r.errors, 0),
+    non2xx: rounds.reduce((s, r) => s + r.non2xx, 0),
+    ...(firstError ? { firstError } : {}),
+    rounds: rounds.map((r) => ({ reqPerSec: r.reqPerSec, p50Ms: r.p50Ms, p99Ms: r.p99Ms })),
+  };
+}
+
+function ratiosFor(results: ScenarioResult[], connections: number): Ratios {
+  const get = (s: Scenario) => results.find((r) => r.scenario === s && r.connections === connections)!;
+  const a = get('direct');
+  const b = get('reference');
+  const c = get('sidecar');
+  return {
+    connections,
+    reqPerSec: { cOverA: c.reqPerSec / a.reqPerSec, cOverB: c.reqPerSec / b.reqPerSec },
+    p50: { cOverA: c.p50Ms / a.p50Ms, cOverB: c.p50Ms / b.p50Ms },
+    addedP50Ms: { reference: b.p50Ms - a.p50Ms, sidecar: c.p50Ms - a.p50Ms },
+  };
+}
+
+export function buildReport(
+  settings: BenchReport['settings'],
+  machine: BenchReport['machine'],
+  results: ScenarioResult[],
+  rssIdle: Record<string, number>,
+  rssLoad: Record<string, number>,
+): BenchReport {
+  const ratios = settings.connections.map((n) => ratiosFor(results, n));
+  const rssMiB: BenchReport['rssMiB'] = {};
+  for (const name of Object.keys(rssLoad)) {
+    rssMiB[name] = { idle: (rssIdle[name] ?? 0) / MIB, underLoad: (rssLoad[name] ?? 0) / MIB };
+  }
+  const low = Math.min(...settings.connections);
+  const high = Math.max(...settings.connections);
+  const rLow = ratios.find((r) => r.connections === low)!;
+  const rHigh = ratios.find((r) => r.connections === high)!;
+  const errors = results.reduce((s, r) => s + r.errors, 0);
+  const non2xx = results.reduce((s, r) => s + r.non2xx, 0);
+  const addedRatio = rLow.addedP50Ms.sidecar / rLow.addedP50Ms.reference;
+  const sidecarRss = Object.entries(rssMiB).filter(([name]) => name.startsWith('sidecar'));
+  const targets: Target[] = [
+    { name: `throughput c/b at ${high} connections`, value: rHigh.reqPerSec.cOverB, limit: '>= 0.9', pass: rHigh.reqPerSec.cOverB >= 0.9 },
+    {
+      name: `added p50 at ${low} connection(s), (c-a)/(b-a)`,
+      value: addedRatio,
+      limit: '<= 1.2',
+      // A non-positive reference overhead is measurement noise: then only a sidecar that adds
+      // nothing measurable either can pass.
+      pass: rLow.addedP50Ms.reference > 0 ? addedRatio <= 1.2 : rLow.addedP50Ms.sidecar <= 0,
+    },
+    ...sidecarRss.map(([name, v]) => ({
+      name: `RSS under load, ${name} (MiB)`,
+      value: v.underLoad,
+      limit: `<= ${RSS_LIMIT_MIB}`,
+      pass: v.underLoad > 0 && v.underLoad <= RSS_LIMIT_MIB,
+    })),
+    { name: 'errors + non-2xx, all scenarios', value: errors + non2xx, limit: '= 0', pass: errors + non2xx === 0 },
+  ];
+  return { settings, machine, results, ratios, rssMiB, targets, errors, non2xx, ok: errors + non2xx === 0 };
+}
+
+function pad(s: string, n: number, right = false): string {
+  return right ? s.padStart(n) : s.padEnd(n);
+}
+
+const fmt = (v: number, digits = 2) => (Number.isFinite(v) ? v.toFixed(digits) : 'n/a');
+
+export function renderTable(r: BenchReport): string {
+  const lines: string[] = [];
+  const s = r.settings;
+  lines.push(
+    `attest-sidecar benchmark: ${r.machine.cpus} CPUs, Node ${r.machine.node}, ${s.rounds} round(s) x ${s.durationSeconds} s per scenario, medians over rounds`,
+    '',
+    `${pad('scenario', 28)}${pad('conns', 6, true)}${pad('req/s', 10, true)}${pad('p50 ms', 9, true)}${pad('p99 ms', 9, true)}${pad('errors', 8, true)}${pad('non2xx', 8, true)}`,
+  );
+  for (const res of r.results) {
+    lines.push(
+      `${pad(SCENARIO_LABEL[res.scenario], 28)}${pad(String(res.connections), 6, true)}${pad(fmt(res.reqPerSec, 0), 10, true)}` +
+        `${pad(fmt(res.p50Ms, 3), 9, true)}${pad(fmt(res.p99Ms, 3), 9, true)}${pad(String(res.errors), 8, true)}${pad(String(res.non2xx), 8, true)}`,
+    );
+  }
+  lines.push('', `${pad('ratios', 28)}${pad('conns', 6, true)}${pad('c/a rps', 10, true)}${pad('c/b rps', 10, true)}${pad('+p50 b', 9, true)}${pad('+p50 c', 9, true)}`);
+  for (const q of r.ratios) {
+    lines.push(
+      `${pad('', 28)}${pad(String(q.connections), 6, true)}${pad(fmt(q.reqPerSec.cOverA), 10, true)}${pad(fmt(q.reqPerSec.cOverB), 10, true)}` +
+        `${pad(fmt(q.addedP50Ms.reference, 3), 9, true)}${pad(fmt(q.addedP50Ms.sidecar, 3), 9, true)}`,
+    );
+  }
+  lines.push('', `${pad('RSS (MiB)', 28)}${pad('idle', 10, true)}${pad('under load', 12, true)}`);
+  for (const [name, v] of Object.entries(r.rssMiB)) {
+    lines.push(`${pad(name, 28)}${pad(fmt(v.idle, 1), 10, true)}${pad(fmt(v.underLoad, 1), 12, true)}`);
+  }
+  lines.push('', 'targets');
+  for (const t of r.targets) {
+    lines.push(`  ${t.pass ? 'PASS' : 'FAIL'}  ${pad(t.name, 48)} ${pad(fmt(t.value), 8, true)}  (${t.limit})`);
+  }
+  for (const res of r.results) {
+    if (res.firstError) lines.push(`  first error in ${res.scenario} @${res.connections}: ${res.firstError}`);
+  }
+  return lines.join('\n') + '\n';
+}

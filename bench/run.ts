@@ -1,0 +1,210 @@
+/**
+ * `npm run bench [-- --json] [--quick] [--rounds N] [--duration S] [--connections 1,32]`
+ *
+ * Measures, on loopback with keep-alive and one load generator (autocannon, in this process):
+ *   (a) direct to a small app, (b) a bare pair of minimal Node mTLS proxies,
+ *   (c) agent -> outbound attest-sidecar -> inbound attest-sidecar -> app.
+ * Every server runs in its own child process (per-process RSS; no shared event loop with the
+ * load generator). Rounds interleave a, b, c so ratios compare measurements taken side by side.
+ * Exit status: 0 even when targets fail (it is a measurement); 1 on errors or a failed start.
+ */
+import { cpus } from 'node:os';
+import { rmSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { killAll, progress, repoRoot, rssBytes, spawnNode, stopChild, waitForOk, type Child } from './lib.js';
+import { runLoad, type LoadResult } from './load.js';
+import { buildReport, renderTable, SCENARIOS, summarize, type BenchReport, type Scenario, type ScenarioResult } from './report.js';
+import { BENCH_PATH, ROUTE, writeBenchFiles, type BenchFiles } from './setup.js';
+
+interface Settings {
+  json: boolean;
+  quick: boolean;
+  rounds: number;
+  durationSeconds: number;
+  warmupSeconds: number;
+  connections: number[];
+}
+
+function parseSettings(argv: string[]): Settings {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      json: { type: 'boolean', default: false },
+      quick: { type: 'boolean', default: false },
+      rounds: { type: 'string' },
+      duration: { type: 'string' },
+      connections: { type: 'string' },
+    },
+    strict: true,
+  });
+  const quick = values.quick ?? false;
+  const positive = (v: string | undefined, fallback: number, name: string) => {
+    if (v === undefined) return fallback;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n <= 0) throw new Error(`bench: --${name} must be a positive number`);
+    return n;
+  };
+  const connections = (values.connections ?? (quick ? '1,4' : '1,32')).split(',').map((c) => Math.round(positive(c, 1, 'connections')));
+  return {
+    json: values.json ?? false,
+    quick,
+    rounds: Math.round(positive(values.rounds, quick ? 1 : 3, 'rounds')),
+    durationSeconds: positive(values.duration, quick ? 0.5 : 4, 'duration'),
+    warmupSeconds: quick ? 0.25 : 1,
+    connections,
+  };
+}
+
+interface Processes {
+  app: Child;
+  refInbound: Child;
+  refOutbound: Child;
+  sidecarInbound: Child;
+  sidecarOutbound: Child;
+}
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const ROUTE_HEADERS = { host: ROUTE };
+
+async function startProcesses(f: BenchFiles, root: string): Promise<Processes> {
+  const p = f.ports;
+  const url = (port: number, suffix = '') => `http://127.0.0.1:${port}${suffix}`;
+  const app = spawnNode('app', [path.join(here, 'app.js'), '--port', String(p.app)], root);
+  const tlsArgs = (cert: string, key: string) => ['--cert', cert, '--key', key, '--ca', f.bundle];
+  const refInbound = spawnNode(
+    'reference-inbound',
+    [path.join(here, 'reference-proxy.js'), '--mode', 'inbound', '--port', String(p.refInbound), '--upstream', url(p.app), ...tlsArgs(f.serviceCert, f.serviceKey)],
+    root,
+  );
+  const refOutbound = spawnNode(
+    'reference-outbound',
+    [
+      path.join(here, 'reference-proxy.js'), '--mode', 'outbound', '--port', String(p.refOutbound), '--route', ROUTE,
+      '--upstream', `https://127.0.0.1:${p.refInbound}`, ...tlsArgs(f.agentCert, f.agentKey),
+    ],
+    root,
+  );
+  const bin = path.join(root, 'bin', 'attest-sidecar');
+  const sidecarInbound = spawnNode('sidecar-inbound', [bin, 'run', '--config', f.serviceConfig], root);
+  const sidecarOutbound = spawnNode('sidecar-outbound', [bin, 'run', '--config', f.agentConfig], root);
+  const procs = { app, refInbound, refOutbound, sidecarInbound, sidecarOutbound };
+
+  await waitForOk([app], url(p.app, BENCH_PATH));
+  await waitForOk([sidecarInbound], url(p.serviceAdmin, '/readyz'));
+  await waitForOk([sidecarOutbound], url(p.agentAdmin, '/readyz'));
+  // End to end through each pair: proves certificates, routing and policy before measuring.
+  await waitForOk([refOutbound, refInbound, app], url(p.refOutbound, BENCH_PATH), ROUTE_HEADERS);
+  await waitForOk([sidecarOutbound, sidecarInbound, app], url(p.agentOutbound, BENCH_PATH), ROUTE_HEADERS);
+  return procs;
+}
+
+function target(s: Scenario, f: BenchFiles, procs: Processes) {
+  const p = f.ports;
+  switch (s) {
+    case 'direct':
+      return { url: `http://127.0.0.1:${p.app}${BENCH_PATH}`, watch: [] };
+    case 'reference':
+      return {
+        url: `http://127.0.0.1:${p.refOutbound}${BENCH_PATH}`,
+        headers: ROUTE_HEADERS,
+        watch: [procs.refOutbound, procs.refInbound],
+      };
+    case 'sidecar':
+      return {
+        url: `http://127.0.0.1:${p.agentOutbound}${BENCH_PATH}`,
+        headers: ROUTE_HEADERS,
+        watch: [procs.sidecarOutbound, procs.sidecarInbound],
+      };
+  }
+}
+
+async function measure(settings: Settings, f: BenchFiles, procs: Processes): Promise<{ results: ScenarioResult[]; rssLoad: Record<string, number> }> {
+  const results: ScenarioResult[] = [];
+  const rssLoad: Record<string, number> = {};
+  for (const connections of settings.connections) {
+    const perScenario = new Map<Scenario, LoadResult[]>(SCENARIOS.map((s) => [s, []]));
+    for (const s of SCENARIOS) {
+      progress(`warm-up ${s} @${connections}`);
+      const t = target(s, f, procs);
+      await runLoad({ url: t.url, connections, durationSeconds: settings.warmupSeconds, ...(t.headers ? { headers: t.headers } : {}) });
+    }
+    for (let round = 0; round < settings.rounds; round++) {
+      // Rotate the order each round so no scenario always runs first (or right after another).
+      const order = SCENARIOS.map((_, i) => SCENARIOS[(i + round) % SCENARIOS.length]!);
+      for (const s of order) {
+        const t = target(s, f, procs);
+        const r = await runLoad({
+          url: t.url,
+          connections,
+          durationSeconds: settings.durationSeconds,
+          ...(t.headers ? { headers: t.headers } : {}),
+          watch: t.watch.map((c) => ({ name: c.name, pid: c.pid })),
+        });
+        progress(
+          `round ${round + 1}/${settings.rounds} ${s} @${connections}: ${r.reqPerSec.toFixed(0)} req/s, ` +
+            `p50 ${r.p50Ms.toFixed(3)} ms, p99 ${r.p99Ms.toFixed(3)} ms, errors ${r.errors}, non2xx ${r.non2xx}`,
+        );
+        perScenario.get(s)!.push(r);
+        for (const [name, v] of Object.entries(r.maxRss)) rssLoad[name] = Math.max(rssLoad[name] ?? 0, v);
+      }
+    }
+    for (const s of SCENARIOS) results.push(summarize(s, connections, perScenario.get(s)!));
+  }
+  return { results, rssLoad };
+}
+
+function emit(settings: Settings, report: BenchReport | { ok: false; error: string }): void {
+  if (settings.json) process.stdout.write(JSON.stringify(report) + '\n');
+  else if ('targets' in report) process.stdout.write(renderTable(report));
+  else process.stderr.write(`[bench] FAILED: ${report.error}\n`);
+}
+
+async function main(): Promise<number> {
+  const settings = parseSettings(process.argv.slice(2));
+  const root = repoRoot();
+  let files: BenchFiles | undefined;
+  let procs: Processes | undefined;
+  try {
+    files = await writeBenchFiles();
+    const dir = files.dir;
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true })); // also after SIGINT
+    progress(`files in ${files.dir}; starting app, reference pair and sidecars`);
+    procs = await startProcesses(files, root);
+    const proxies = [procs.refOutbound, procs.refInbound, procs.sidecarOutbound, procs.sidecarInbound];
+    const rssIdle = Object.fromEntries(proxies.map((c) => [c.name, rssBytes(c.pid) ?? 0]));
+    const { results, rssLoad } = await measure(settings, files, procs);
+    const dead = Object.values(procs).filter((c) => c.proc.exitCode !== null || c.proc.signalCode !== null);
+    if (dead.length) throw new Error(`process(es) died during the run: ${dead.map((c) => `${c.name}\n${c.output().trim()}`).join('\n')}`);
+    const report = buildReport(
+      { rounds: settings.rounds, durationSeconds: settings.durationSeconds, warmupSeconds: settings.warmupSeconds, connections: settings.connections, quick: settings.quick },
+      { cpus: cpus().length, node: process.versions.node, platform: `${process.platform}-${process.arch}` },
+      results,
+      rssIdle,
+      rssLoad,
+    );
+    emit(settings, report);
+    return report.ok ? 0 : 1;
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    emit(settings, { ok: false, error: message });
+    if (settings.json) progress(`FAILED: ${message}`);
+    return 1;
+  } finally {
+    if (procs) await Promise.all(Object.values(procs).map((c) => stopChild(c)));
+    killAll();
+    if (files) rmSync(files.dir, { recursive: true, force: true });
+  }
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`[bench] fatal: ${err instanceof Error ? err.stack : String(err)}\n`);
+    killAll();
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,76 @@
+/** Config field readers built on YamlReader + values.ts (durations, listen addresses, paths, URLs). */
+import { isAbsolute, resolve } from 'node:path';
+import { checkDuration, checkListen, type ListenAddress } from './values.js';
+import type { Field, YamlReader } from './yaml-reader.js';
+
+/** Duration in ms; `fallback` when the field is absent, undefined (reported) when invalid. */
+export function readDuration(reader: YamlReader, field: Field | undefined, fallback: number): number | undefined {
+  if (!field) return fallback;
+  const s = reader.scalar(field);
+  if (!s) return undefined;
+  const d = checkDuration(s.value);
+  if (!d.ok) {
+    reader.reportField(field, d.error);
+    return undefined;
+  }
+  return d.value;
+}
+
+export function readListen(reader: YamlReader, field: Field | undefined, fallback: string): ListenAddress | undefined {
+  if (!field) {
+    const d = checkListen(fallback);
+    if (!d.ok) throw new Error(`bad default listen address ${fallback}: ${d.error}`);
+    return d.value;
+  }
+  const s = reader.scalar(field);
+  if (!s) return undefined;
+  const l = checkListen(s.value);
+  if (!l.ok) {
+    reader.reportField(field, l.error);
+    return undefined;
+  }
+  return l.value;
+}
+
+/** A file path, resolved against `baseDir` (the config file's folder) when relative. */
+export function readPath(reader: YamlReader, field: Field, baseDir: string): string | undefined {
+  const s = reader.string(field);
+  if (s === undefined) return undefined;
+  if (s.includes('\0')) {
+    reader.reportField(field, 'must not contain NUL characters');
+    return undefined;
+  }
+  return isAbsolute(s) ? s : resolve(baseDir, s);
+}
+
+/**
+ * An http(s) URL naming an origin and optionally a base path: no credentials, query or
+ * fragment (those would be silently attached to, or dropped from, every forwarded request).
+ */
+export function readUrl(
+  reader: YamlReader,
+  field: Field,
+  protocols: readonly ('http:' | 'https:')[],
+  opts: { allowPath?: boolean } = {},
+): string | undefined {
+  const s = reader.string(field);
+  if (s === undefined) return undefined;
+  let url: URL;
+  try {
+    url = new URL(s);
+  } catch {
+    reader.reportField(field, `'${s}' is not a valid URL`);
+    return undefined;
+  }
+  const want = protocols.map((p) => p.slice(0, -1)).join(' or ');
+  let error: string | undefined;
+  if (!protocols.includes(url.protocol as 'http:')) error = `must be an ${want} URL, got '${s}'`;
+  else if (url.username || url.password) error = 'must not contain credentials';
+  else if (url.search || url.hash || s.includes('?') || s.includes('#')) error = 'must not contain a query or fragment';
+  else if (!opts.allowPath && url.pathname !== '/') error = `must not have a path (got '${url.pathname}')`;
+  if (error) {
+    reader.reportField(field, error);
+    return undefined;
+  }
+  return s;
+}

@@ -1,0 +1,104 @@
+/**
+ * The development mesh (DEVELOPMENT ONLY): one embedded issuer, the demo app, and one sidecar
+ * per config file listed in config/dev-mesh.yaml, all in this process but talking over real
+ * sockets: each sidecar gets its SVIDs over the real Workload API (gRPC on its own Unix socket).
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { ConfigError } from '../errors.js';
+import { loadConfigFile } from '../config/load.js';
+import type { SidecarConfig } from '../config/types.js';
+import { parseListen, parseDurationMs } from '../config/values.js';
+import type { Logger } from '../log.js';
+import { Sidecar } from '../sidecar.js';
+import { WorkloadApiX509Source } from '../spiffe/workload-api/source.js';
+import { DevIssuer } from './issuer.js';
+import { DemoApp } from './demo-app.js';
+
+export interface DevMeshSpec {
+  file: string;
+  trustDomain: string;
+  svidTtlSeconds: number;
+  demoApp: { host: string; port: number } | undefined;
+  sidecars: SidecarConfig[];
+}
+
+export function loadDevMeshSpec(file: string): DevMeshSpec {
+  const abs = path.resolve(file);
+  let doc: unknown;
+  try {
+    doc = parseYaml(readFileSync(abs, 'utf8'));
+  } catch (err) {
+    throw new ConfigError(`cannot read dev mesh file: ${(err as Error).message}`, { file: abs });
+  }
+  if (!doc || typeof doc !== 'object') throw new ConfigError('expected a mapping', { file: abs });
+  const d = doc as Record<string, unknown>;
+  const td = d.trust_domain;
+  if (typeof td !== 'string' || !td) throw new ConfigError('trust_domain is required', { file: abs, key: 'trust_domain' });
+  const ttl = d.svid_ttl === undefined ? 60_000 : parseDurationMs(d.svid_ttl as string | number);
+  if (!Array.isArray(d.sidecars) || d.sidecars.length === 0) {
+    throw new ConfigError('sidecars must list at least one sidecar config file', { file: abs, key: 'sidecars' });
+  }
+  const demo = d.demo_app as { listen?: string } | undefined;
+  return {
+    file: abs,
+    trustDomain: td,
+    svidTtlSeconds: Math.round(ttl / 1000),
+    demoApp: demo?.listen ? parseListen(demo.listen) : undefined,
+    sidecars: d.sidecars.map((f, i) => {
+      if (typeof f !== 'string') throw new ConfigError('expected a file name', { file: abs, key: `sidecars[${i}]` });
+      return loadConfigFile(path.resolve(path.dirname(abs), f));
+    }),
+  };
+}
+
+export class DevMesh {
+  private constructor(
+    readonly spec: DevMeshSpec,
+    readonly issuer: DevIssuer,
+    readonly app: DemoApp | undefined,
+    readonly sidecars: ReadonlyMap<string, Sidecar>,
+    private readonly socketDir: string,
+  ) {}
+
+  static async start(spec: DevMeshSpec, opts: { logger: Logger; svidTtlSeconds?: number }): Promise<DevMesh> {
+    const socketDir = mkdtempSync(path.join(tmpdir(), 'attest-sidecar-dev-'));
+    const ttl = opts.svidTtlSeconds ?? spec.svidTtlSeconds;
+    const issuer = await DevIssuer.start({ trustDomain: spec.trustDomain, socketDir, svidTtlSeconds: ttl, logger: opts.logger });
+    const sidecars = new Map<string, Sidecar>();
+    let app: DemoApp | undefined;
+    try {
+      if (spec.demoApp) {
+        app = new DemoApp();
+        await app.start(spec.demoApp.host, spec.demoApp.port);
+      }
+      for (const config of spec.sidecars) {
+        if (config.identity.source !== 'dev') {
+          throw new ConfigError('dev mesh sidecars must use identity.source: dev', { file: config.file, key: 'identity.source' });
+        }
+        const name = config.name ?? config.identity.spiffeId;
+        const { endpoint } = await issuer.registerWorkload(config.identity.spiffeId);
+        const logger = opts.logger.child({ sidecar: name });
+        const source = new WorkloadApiX509Source({ endpoint, logger });
+        source.start();
+        sidecars.set(name, await Sidecar.start({ config: { ...config, name }, source, logger }));
+      }
+    } catch (err) {
+      await Promise.allSettled([...sidecars.values()].map((s) => s.close()));
+      await app?.close();
+      await issuer.stop();
+      rmSync(socketDir, { recursive: true, force: true });
+      throw err;
+    }
+    return new DevMesh(spec, issuer, app, sidecars, socketDir);
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.sidecars.values()].map((s) => s.close()));
+    await this.app?.close();
+    await this.issuer.stop();
+    rmSync(this.socketDir, { recursive: true, force: true });
+  }
+}

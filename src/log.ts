@@ -1,0 +1,78 @@
+/**
+ * Logging: pino JSON for operational logs, and a separate audit stream with one JSON record per
+ * decision. Nothing here ever receives key material: callers log SPIFFE IDs, serials, reasons.
+ */
+import { pino, type Logger, type DestinationStream } from 'pino';
+
+export type { Logger } from 'pino';
+
+export function createLogger(opts: { level?: string; name?: string; destination?: DestinationStream } = {}): Logger {
+  return pino(
+    {
+      level: opts.level ?? 'info',
+      base: opts.name ? { sidecar: opts.name } : {},
+      timestamp: pino.stdTimeFunctions.isoTime,
+      // Defence in depth: these fields must never reach a log line.
+      redact: { paths: ['key', 'privateKey', '*.privateKey', 'keyPem', '*.keyPem', 'token', 'authorization'], censor: '[redacted]' },
+    },
+    opts.destination ?? pino.destination({ dest: 1, sync: false }),
+  );
+}
+
+/** One audit record: what was decided, for whom, and why (reason codes match metrics). */
+export interface AuditRecord {
+  type: 'inbound_decision' | 'outbound_decision' | 'peer_rejected';
+  decision: 'allow' | 'deny' | 'error';
+  reason: string;
+  peer?: string;
+  method?: string;
+  path?: string;
+  action?: string;
+  route?: string;
+  status?: number;
+  latency_ms?: number;
+  detail?: string;
+}
+
+export interface AuditSink {
+  record(rec: AuditRecord): void;
+  flush(): Promise<void>;
+}
+
+/** Audit records as JSON lines through pino (async, buffered, lean on the hot path). */
+export class PinoAuditSink implements AuditSink {
+  private readonly logger: Logger;
+  private readonly dest: ReturnType<typeof pino.destination> | undefined;
+
+  constructor(target: 'stdout' | string, name?: string) {
+    this.dest =
+      target === 'stdout'
+        ? pino.destination({ dest: 1, sync: false })
+        : pino.destination({ dest: target, sync: false, mkdir: true, mode: 0o600 } as Parameters<typeof pino.destination>[0]);
+    this.logger = pino(
+      { base: { log: 'audit', ...(name ? { sidecar: name } : {}) }, timestamp: pino.stdTimeFunctions.isoTime, messageKey: 'msg' },
+      this.dest,
+    );
+  }
+
+  record(rec: AuditRecord): void {
+    this.logger.info(rec);
+  }
+
+  flush(): Promise<void> {
+    const dest = this.dest;
+    if (!dest) return Promise.resolve();
+    return new Promise((resolve) => dest.flush(() => resolve()));
+  }
+}
+
+/** Collects records in memory; for tests and for sidecars that disable auditing. */
+export class MemoryAuditSink implements AuditSink {
+  readonly records: AuditRecord[] = [];
+  record(rec: AuditRecord): void {
+    this.records.push(rec);
+  }
+  flush(): Promise<void> {
+    return Promise.resolve();
+  }
+}

@@ -1,0 +1,299 @@
+/**
+ * Reads one agent entry (an `agent_policy:` mapping or an item of `agents:`) from YAML.
+ * Every problem is collected on the reader; a partially invalid agent returns undefined.
+ */
+import { isSeq, type Node } from 'yaml';
+import type { Field, YamlReader } from '../config/yaml-reader.js';
+import { checkWorkloadSpiffeId, checkDuration } from '../config/values.js';
+import type { AccessControlEntry, AttestationRequirements, CompiledAgent, TeeType } from './types.js';
+
+export type BudgetPeriod = 'total' | 'daily' | 'monthly';
+
+export interface PolicyBudget {
+  limitUsd: number;
+  /** When the spent amount resets; `total` never resets. */
+  period: BudgetPeriod;
+}
+
+/** CompiledAgent plus fields used by later issues (kept here until types.ts grows them). */
+export interface PolicyAgent extends CompiledAgent {
+  readonly budget?: PolicyBudget;
+}
+
+/** An agent with the source nodes needed for cross-agent checks (unique names and IDs). */
+export interface ReadAgent {
+  agent: PolicyAgent;
+  nameField: Field;
+  idNodes: { id: string; field: Field }[];
+}
+
+const AGENT_KEYS = [
+  'name',
+  'description',
+  'spiffe_id',
+  'spiffe_ids',
+  'allowed_actions',
+  'attestation_requirements',
+  'access_control',
+  'budget',
+] as const;
+
+const ATTESTATION_KEYS = [
+  'tee_type',
+  'runtime_environment',
+  'expected_mrenclave',
+  'expected_measurement',
+  'minimum_security_version',
+  'minimum_tcb',
+  'require_runtime_debug_disabled',
+  'allowed_chip_ids',
+  'pcrs',
+  'freshness',
+  'max_evidence_age',
+  'reference_values',
+] as const;
+
+export const TEE_TYPES: readonly TeeType[] = ['sev-snp', 'tdx', 'sgx', 'tpm', 'az-snp-vtpm', 'sim'];
+
+/** Launch measurement size in hex digits, where the TEE fixes it (SGX MRENCLAVE, SNP/TDX 48-byte digests). */
+const MEASUREMENT_HEX_DIGITS: Partial<Record<TeeType, number>> = { sgx: 64, 'sev-snp': 96, 'az-snp-vtpm': 96, tdx: 96 };
+/** SEV-SNP TCB_VERSION components (fmc exists from Turin on); each is one byte. */
+const SNP_TCB_COMPONENTS = ['bootloader', 'tee', 'snp', 'microcode', 'fmc'];
+const SNP_TYPES: readonly (TeeType | undefined)[] = ['sev-snp', 'az-snp-vtpm'];
+/** TPM PCR digests: SHA-1, SHA-256, SHA-384, SHA-512. */
+const PCR_DIGEST_HEX_DIGITS = [40, 64, 96, 128];
+
+/** `oid:` + dotted OID (first arc 0-2, no leading zeros) + optional `=value`. */
+const CLAIM = /^oid:([0-2])((?:\.(?:0|[1-9][0-9]*))+)(?:=([^\x00-\x1f\x7f]+))?$/;
+
+export function readAgent(reader: YamlReader, field: Field): ReadAgent | undefined {
+  const before = reader.problems.length;
+  const m = reader.map(field, AGENT_KEYS);
+  if (!m) return undefined;
+
+  const nameField = m.require('name');
+  const name = nameField && reader.string(nameField);
+  if (m.get('description')) reader.string(m.get('description')!, { allowEmpty: true });
+
+  const idNodes = readSpiffeIds(reader, m.get('spiffe_id'), m.get('spiffe_ids'), m.node, m.path);
+
+  const actionsField = m.get('allowed_actions');
+  const allowedActions = new Set<string>();
+  if (actionsField) {
+    for (const item of reader.list(actionsField) ?? []) {
+      const action = reader.string(item);
+      if (action === undefined) continue;
+      if (action.includes('*')) reader.reportField(item, 'wildcards are not supported; list each action explicitly');
+      else if (/[\s\x00-\x1f\x7f]/.test(action)) reader.reportField(item, 'an action name must not contain spaces or control characters');
+      else if (allowedActions.has(action)) reader.reportField(item, `duplicate action '${action}'`);
+      else allowedActions.add(action);
+    }
+  }
+
+  const attestationField = m.get('attestation_requirements');
+  const attestation = attestationField && readAttestation(reader, attestationField);
+  const accessField = m.get('access_control');
+  const accessControl = accessField ? readAccessControl(reader, accessField) : [];
+  const budgetField = m.get('budget');
+  const budget = budgetField && readBudget(reader, budgetField);
+
+  if (reader.problems.length !== before || name === undefined) return undefined;
+  const { line, col } = reader.position(m.node);
+  const agent: PolicyAgent = Object.freeze({
+    name,
+    spiffeIds: Object.freeze(idNodes.map((i) => i.id)),
+    allowedActions,
+    ...(attestation ? { attestation: Object.freeze(attestation) } : {}),
+    accessControl: Object.freeze(accessControl.map((e) => Object.freeze(e))),
+    ...(budget ? { budget: Object.freeze(budget) } : {}),
+    position: { file: reader.file, line, column: col },
+  });
+  return { agent, nameField: nameField!, idNodes };
+}
+
+function readSpiffeIds(
+  reader: YamlReader,
+  single: Field | undefined,
+  many: Field | undefined,
+  mapNode: Node,
+  path: string,
+): { id: string; field: Field }[] {
+  if (single && many) {
+    reader.report(many.keyNode, many.path, "use either 'spiffe_id' or 'spiffe_ids', not both");
+    return [];
+  }
+  if (!single && !many) {
+    reader.report(mapNode, path, "missing required key 'spiffe_id' (or 'spiffe_ids')");
+    return [];
+  }
+  let fields: Field[] = [single!];
+  if (many) {
+    const listed = reader.list(many);
+    if (listed?.length === 0) reader.reportField(many, 'must list at least one SPIFFE ID');
+    fields = listed ?? [];
+  }
+  const out: { id: string; field: Field }[] = [];
+  for (const f of fields) {
+    const s = reader.string(f);
+    if (s === undefined) continue;
+    const checked = checkWorkloadSpiffeId(s);
+    if (!checked.ok) reader.reportField(f, checked.error);
+    else out.push({ id: checked.value, field: f });
+  }
+  return out;
+}
+
+function readAttestation(reader: YamlReader, field: Field): AttestationRequirements | undefined {
+  const m = reader.map(field, ATTESTATION_KEYS);
+  if (!m) return undefined;
+  if (m.node.items.length === 0) {
+    reader.reportField(field, 'is empty: remove it, or state what the attestation must show');
+    return undefined;
+  }
+  const req: AttestationRequirements = {};
+  const f = (key: string) => m.get(key);
+
+  if (f('tee_type')) req.teeType = reader.oneOf(f('tee_type')!, TEE_TYPES);
+  if (f('runtime_environment')) req.runtimeEnvironment = reader.string(f('runtime_environment')!);
+
+  const mr = f('expected_mrenclave');
+  const measurement = f('expected_measurement');
+  if (mr && measurement) {
+    reader.report(measurement.keyNode, measurement.path, "'expected_measurement' is an alias of 'expected_mrenclave'; use one");
+  } else if (mr || measurement) {
+    const mf = (mr ?? measurement)!;
+    const expected = req.teeType ? MEASUREMENT_HEX_DIGITS[req.teeType] : undefined;
+    req.expectedMeasurements = readHexList(reader, mf, 'hex measurement', expected ? `${req.teeType} measurement` : undefined, expected);
+  }
+
+  if (f('minimum_security_version')) req.minimumSecurityVersion = reader.int(f('minimum_security_version')!, { min: 0 });
+  if (f('minimum_tcb')) req.minimumTcb = readMinimumTcb(reader, f('minimum_tcb')!, SNP_TYPES.includes(req.teeType));
+  if (f('require_runtime_debug_disabled')) {
+    req.requireRuntimeDebugDisabled = reader.bool(f('require_runtime_debug_disabled')!);
+  }
+  if (f('allowed_chip_ids')) {
+    const snp = SNP_TYPES.includes(req.teeType);
+    req.allowedChipIds = readHexList(reader, f('allowed_chip_ids')!, 'hex chip ID', snp ? 'SEV-SNP chip ID' : undefined, snp ? 128 : undefined);
+  }
+  if (f('pcrs')) req.pcrs = readPcrs(reader, f('pcrs')!);
+  if (f('freshness')) req.freshness = reader.oneOf(f('freshness')!, ['session', 'per_request'] as const);
+  const age = f('max_evidence_age');
+  if (age) {
+    const s = reader.scalar(age);
+    if (s) {
+      const d = checkDuration(s.value);
+      if (d.ok) req.maxEvidenceAgeSeconds = d.value / 1000;
+      else reader.reportField(age, d.error);
+    }
+  }
+  if (f('reference_values')) req.referenceValues = reader.string(f('reference_values')!);
+
+  // Drop keys whose value was invalid (already reported), so the object has no `undefined`s.
+  for (const k of Object.keys(req) as (keyof AttestationRequirements)[]) if (req[k] === undefined) delete req[k];
+  return req;
+}
+
+/** One hex string or a list of them; with `digits`, each must have exactly that many. */
+function readHexList(
+  reader: YamlReader,
+  field: Field,
+  what: string,
+  sizedWhat: string | undefined,
+  digits: number | undefined,
+): string[] | undefined {
+  const fields = isSeq(reader.resolve(field)) ? (reader.list(field) ?? []) : [field];
+  if (fields.length === 0) reader.reportField(field, 'must list at least one value');
+  const out: string[] = [];
+  for (const item of fields) {
+    const hex = reader.hex(item, what);
+    if (hex === undefined) continue;
+    if (digits !== undefined && hex.length !== digits) {
+      reader.reportField(item, `a ${sizedWhat} has ${digits} hex digits (${digits / 2} bytes), got ${hex.length}`);
+    } else if (out.includes(hex)) {
+      reader.reportField(item, 'duplicate value');
+    } else {
+      out.push(hex);
+    }
+  }
+  return out;
+}
+
+function readMinimumTcb(reader: YamlReader, field: Field, snp: boolean): Record<string, number> | undefined {
+  const m = reader.map(field, snp ? SNP_TCB_COMPONENTS : null);
+  if (!m) return undefined;
+  const out: Record<string, number> = {};
+  for (const key of m.keys()) {
+    const f = m.get(key)!;
+    if (!/^[a-z][a-z0-9_]*$/.test(key)) {
+      reader.report(f.keyNode, f.path, 'a TCB component name is lower-case letters, digits and underscores');
+      continue;
+    }
+    const v = reader.int(f, snp ? { min: 0, max: 255 } : { min: 0 });
+    if (v !== undefined) out[key] = v;
+  }
+  if (m.node.items.length === 0) reader.reportField(field, 'must name at least one component');
+  return out;
+}
+
+function readPcrs(reader: YamlReader, field: Field): Record<string, string> | undefined {
+  const m = reader.map(field, null);
+  if (!m) return undefined;
+  const out: Record<string, string> = {};
+  for (const key of m.keys()) {
+    const f = m.get(key)!;
+    if (!/^(?:[0-9]|1[0-9]|2[0-3])$/.test(key)) {
+      reader.report(f.keyNode, f.path, `PCR index must be 0-23, got '${key}'`);
+      continue;
+    }
+    const hex = reader.hex(f, 'hex digest');
+    if (hex === undefined) continue;
+    if (!PCR_DIGEST_HEX_DIGITS.includes(hex.length)) {
+      reader.reportField(f, `a PCR digest has 40, 64, 96 or 128 hex digits (SHA-1/256/384/512), got ${hex.length}`);
+      continue;
+    }
+    out[key] = hex;
+  }
+  if (m.node.items.length === 0) reader.reportField(field, 'must name at least one PCR');
+  return out;
+}
+
+function readAccessControl(reader: YamlReader, field: Field): AccessControlEntry[] {
+  const out: AccessControlEntry[] = [];
+  for (const item of reader.list(field) ?? []) {
+    const m = reader.map(item, ['principal_attestation_claim', 'resource', 'permission']);
+    if (!m) continue;
+    const claimField = m.require('principal_attestation_claim');
+    const resourceField = m.require('resource');
+    const permissionField = m.require('permission');
+    const claim = claimField && reader.string(claimField);
+    const resource = resourceField && reader.string(resourceField);
+    const permission = permissionField && reader.string(permissionField);
+    if (claim !== undefined && !isValidClaim(claim)) {
+      reader.reportField(claimField!, `must be 'oid:' followed by a dotted OID and optionally '=value' (e.g. 'oid:1.2.3.4.5'), got '${claim}'`);
+      continue;
+    }
+    if (claim !== undefined && resource !== undefined && permission !== undefined) {
+      out.push({ principalAttestationClaim: claim, resource, permission });
+    }
+  }
+  return out;
+}
+
+export function isValidClaim(claim: string): boolean {
+  const m = CLAIM.exec(claim);
+  if (!m) return false;
+  // Under arcs 0 and 1 the second arc is below 40 (X.660); longer arcs are fine.
+  const second = m[2]!.slice(1).split('.')[0]!;
+  return m[1] === '2' || (second.length <= 2 && Number(second) < 40);
+}
+
+function readBudget(reader: YamlReader, field: Field): PolicyBudget | undefined {
+  const m = reader.map(field, ['limit_usd', 'period']);
+  if (!m) return undefined;
+  const limitField = m.require('limit_usd');
+  const limitUsd = limitField && reader.number(limitField, { min: 0 });
+  const periodField = m.get('period');
+  const period = periodField ? reader.oneOf(periodField, ['total', 'daily', 'monthly'] as const) : 'total';
+  if (limitUsd === undefined || period === undefined) return undefined;
+  return { limitUsd, period };
+}

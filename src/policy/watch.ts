@@ -1,0 +1,135 @@
+/**
+ * Keeps the policy current while the sidecar runs. Watches the policy file's *directory*
+ * (so atomic replace-by-rename and Kubernetes ConfigMap symlink swaps are seen), re-reads
+ * after a short debounce, and swaps the compiled policy only when the new text compiles.
+ * A broken edit never replaces a good policy: the last good one stays in force.
+ */
+import { EventEmitter } from 'node:events';
+import { watch, type FSWatcher } from 'node:fs';
+import { basename, dirname, resolve } from 'node:path';
+import { errorMessage } from '../errors.js';
+import { formatProblem } from '../config/yaml-reader.js';
+import { loadPolicyFile, PolicyError, type Policy } from './compile.js';
+
+/** The subset of a pino logger used here. */
+export interface PolicyLogger {
+  info(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+export interface PolicyWatcherOptions {
+  logger?: PolicyLogger;
+  /** Quiet period after the last file event before re-reading; default 100 ms. */
+  debounceMs?: number;
+}
+
+export interface PolicyWatcher {
+  on(event: 'reload', listener: (policy: Policy) => void): this;
+  on(event: 'error', listener: (err: PolicyError) => void): this;
+  once(event: 'reload', listener: (policy: Policy) => void): this;
+  once(event: 'error', listener: (err: PolicyError) => void): this;
+}
+
+export class PolicyWatcher extends EventEmitter {
+  readonly file: string;
+  #policy: Policy;
+  #reloads = 0;
+  #reloadFailures = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #watcher: FSWatcher | undefined;
+  readonly #logger: PolicyLogger | undefined;
+  readonly #debounceMs: number;
+
+  /** Loads `file` now; throws PolicyError if it is invalid (the sidecar must not start without a policy). */
+  constructor(file: string, options: PolicyWatcherOptions = {}) {
+    super();
+    this.file = resolve(file);
+    this.#logger = options.logger;
+    this.#debounceMs = options.debounceMs ?? 100;
+    this.#policy = loadPolicyFile(this.file);
+    this.#logger?.info(
+      { file: this.file, version: this.#policy.version, agents: this.#policy.agents.length },
+      'policy loaded',
+    );
+    this.#watch();
+  }
+
+  /** Same as the constructor, for callers that prefer `await PolicyWatcher.open(...)`. */
+  static async open(file: string, options: PolicyWatcherOptions = {}): Promise<PolicyWatcher> {
+    return new PolicyWatcher(file, options);
+  }
+
+  current(): Policy | undefined {
+    return this.#policy;
+  }
+
+  /** Successful reloads since start (unchanged content does not count). */
+  get reloads(): number {
+    return this.#reloads;
+  }
+
+  /** Changes that were rejected (unreadable or invalid file). */
+  get reloadFailures(): number {
+    return this.#reloadFailures;
+  }
+
+  /**
+   * Re-reads the file now. Returns true when a changed, valid policy was swapped in;
+   * false when nothing changed or the new text was rejected (the old policy stays).
+   */
+  reload(): boolean {
+    let next: Policy;
+    try {
+      next = loadPolicyFile(this.file);
+    } catch (err) {
+      this.#reloadFailures++;
+      const error =
+        err instanceof PolicyError
+          ? err
+          : new PolicyError([{ file: this.file, line: 0, column: 0, message: errorMessage(err) }]);
+      for (const p of error.problems) {
+        this.#logger?.error(
+          { reason: error.reason, file: p.file, line: p.line, column: p.column, key: p.key, version: this.#policy.version },
+          `policy reload rejected, keeping version ${this.#policy.version}: ${formatProblem(p)}`,
+        );
+      }
+      // An 'error' event without a listener would throw; a bad edit must not crash the sidecar.
+      if (this.listenerCount('error') > 0) this.emit('error', error);
+      return false;
+    }
+    if (next.version === this.#policy.version) return false;
+    const previous = this.#policy.version;
+    this.#policy = next;
+    this.#reloads++;
+    this.#logger?.info({ file: this.file, version: next.version, previous, agents: next.agents.length }, 'policy reloaded');
+    this.emit('reload', next);
+    return true;
+  }
+
+  close(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#watcher?.close();
+    this.#watcher = undefined;
+  }
+
+  #watch(): void {
+    const name = basename(this.file);
+    // A rename over the file reports the file's name; a ConfigMap update swaps the `..data`
+    // symlink instead, so `..`-names count too. Unchanged content is recognised by its hash.
+    this.#watcher = watch(dirname(this.file), { persistent: true }, (_event, changed) => {
+      if (changed === null || changed === name || String(changed).startsWith('..')) this.#schedule();
+    });
+    this.#watcher.on('error', (err) => {
+      this.#logger?.error({ file: this.file, err: errorMessage(err) }, 'policy watch failed; keeping current policy');
+    });
+  }
+
+  #schedule(): void {
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.reload();
+    }, this.#debounceMs);
+  }
+}

@@ -1,0 +1,255 @@
+/**
+ * Outbound proxy (the agent's side): plain HTTP on loopback in, mTLS with the pod's SVID out.
+ *
+ * Agents use it as an HTTP proxy (`HTTP_PROXY=http://127.0.0.1:15001`, absolute-form
+ * `http://control-plane/tasks`) or send origin-form requests with the route name as Host.
+ * Every route has its own undici Pool built on the TLS context of the current identity
+ * generation; a rotation swaps in new pools and drains the old ones gracefully, so new
+ * connections use the new SVID at once and no in-flight request fails.
+ */
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { Pool } from 'undici';
+import type { OutboundConfig, OutboundRouteConfig } from '../config/types.js';
+import type { Logger, AuditSink } from '../log.js';
+import type { SidecarMetrics } from '../admin/metrics.js';
+import { forwardRequestHeaders, isBrowserRequest } from './headers.js';
+import { errorBody, forwardRequest, sendJsonError } from './forward.js';
+import { spiffeServerCheck, type TlsMaterial } from './tls.js';
+
+export interface OutboundDeps {
+  config: OutboundConfig;
+  metrics: SidecarMetrics;
+  audit: AuditSink;
+  logger: Logger;
+  now?: () => number;
+}
+
+interface RouteRuntime {
+  readonly config: OutboundRouteConfig;
+  /** Path prefix of the upstream URL ('' for '/'), prepended to the request path. */
+  readonly basePath: string;
+  pool: Pool | undefined;
+}
+
+const BROWSER_BODY = errorBody('Browser-originated requests are refused: a web page must never use the agent identity');
+const NO_SVID_BODY = errorBody('No valid SVID: the sidecar has no unexpired identity');
+const CONNECT_BODY = errorBody('CONNECT is not supported: send plain HTTP to the sidecar, it originates mTLS');
+
+export class OutboundProxy {
+  private server: http.Server | undefined;
+  private readonly routes = new Map<string, RouteRuntime>();
+  private material: TlsMaterial | undefined;
+  private expiryTimer: NodeJS.Timeout | undefined;
+  private readonly now: () => number;
+
+  constructor(private readonly deps: OutboundDeps) {
+    this.now = deps.now ?? Date.now;
+    for (const r of deps.config.routes) {
+      const url = new URL(r.upstream);
+      const basePath = url.pathname === '/' ? '' : url.pathname.replace(/\/$/, '');
+      this.routes.set(r.name.toLowerCase(), { config: r, basePath, pool: undefined });
+    }
+  }
+
+  address(): AddressInfo | undefined {
+    const a = this.server?.address();
+    return a && typeof a === 'object' ? a : undefined;
+  }
+
+  get listening(): boolean {
+    return this.server?.listening ?? false;
+  }
+
+  /** True when an unexpired SVID is installed (the outbound side can originate mTLS). */
+  hasValidIdentity(): boolean {
+    return this.material !== undefined && this.now() < this.material.notAfterMs;
+  }
+
+  async start(): Promise<void> {
+    const server = http.createServer({ keepAliveTimeout: 60_000, requestTimeout: 0 }, (req, res) => this.onRequest(req, res));
+    server.on('connect', (req: IncomingMessage, socket: Socket) => this.refuseTunnel(req, socket));
+    server.on('upgrade', (req: IncomingMessage, socket: Socket) => this.refuseTunnel(req, socket));
+    this.server = server;
+    const { host, port } = this.deps.config.listen;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    this.deps.logger.info({ address: this.address() }, 'outbound proxy listening');
+  }
+
+  /** Installs a new identity generation: new pools for new connections, old ones drain. */
+  applyIdentity(material: TlsMaterial): void {
+    this.material = material;
+    for (const route of this.routes.values()) {
+      const old = route.pool;
+      route.pool = this.createPool(route.config, material);
+      if (old) void old.close().catch(() => undefined);
+    }
+    // Connections made with this SVID must not outlive it.
+    clearTimeout(this.expiryTimer);
+    const ms = material.notAfterMs - this.now();
+    this.expiryTimer = setTimeout(() => this.onOwnSvidExpired(material), Math.max(0, Math.min(ms, 2 ** 31 - 1)));
+    this.expiryTimer.unref();
+  }
+
+  private onOwnSvidExpired(material: TlsMaterial): void {
+    if (this.material !== material) return;
+    this.deps.logger.error({ spiffe_id: material.ownId }, 'own SVID expired without rotation: dropping outbound connections');
+    for (const route of this.routes.values()) {
+      const pool = route.pool;
+      route.pool = undefined;
+      if (pool) void pool.destroy().catch(() => undefined);
+    }
+  }
+
+  private createPool(route: OutboundRouteConfig, material: TlsMaterial): Pool {
+    return new Pool(new URL(route.upstream).origin, {
+      connections: 256,
+      pipelining: 1,
+      keepAliveTimeout: 30_000,
+      connect: {
+        secureContext: material.clientContext,
+        // Peers refuse resumption (see serverContextOptions); do not offer stale tickets.
+        maxCachedSessions: 0,
+        rejectUnauthorized: true,
+        timeout: route.connectTimeoutMs,
+        checkServerIdentity: spiffeServerCheck(
+          { ...(route.serverId ? { serverId: route.serverId } : {}), ...(route.serverTrustDomain ? { serverTrustDomain: route.serverTrustDomain } : {}) },
+          material.bundles,
+        ),
+      } as Pool.Options['connect'],
+    });
+  }
+
+  private refuseTunnel(req: IncomingMessage, socket: Socket): void {
+    this.deps.metrics.request('outbound', 'deny', 'method_not_supported', 0);
+    const body = CONNECT_BODY;
+    socket.end(
+      `HTTP/1.1 405 Method Not Allowed\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    );
+    this.deps.audit.record({ type: 'outbound_decision', decision: 'deny', reason: 'method_not_supported', method: req.method, status: 405 });
+  }
+
+  private onRequest(req: IncomingMessage, res: ServerResponse): void {
+    const start = performance.now();
+    if (isBrowserRequest(req.headers)) {
+      this.finish(req, res, start, undefined, 403, BROWSER_BODY, 'browser_request');
+      return;
+    }
+    const target = resolveTarget(req);
+    if (!target) {
+      this.finish(req, res, start, undefined, 400, errorBody('Request names no route: use an absolute-form URL or a Host header'), 'no_route_named');
+      return;
+    }
+    const route = this.routes.get(target.host);
+    if (!route) {
+      this.finish(req, res, start, target.host, 404, errorBody(`Unknown route '${target.host}'`), 'unknown_route');
+      return;
+    }
+    const material = this.material;
+    if (!material || this.now() >= material.notAfterMs || !route.pool) {
+      this.finish(req, res, start, route.config.name, 503, NO_SVID_BODY, 'no_svid');
+      return;
+    }
+    const headers = forwardRequestHeaders(req.rawHeaders, undefined);
+    void forwardRequest(route.pool, req, res, {
+      path: route.basePath + target.path,
+      headers,
+      headersTimeoutMs: route.config.requestTimeoutMs,
+      bodyTimeoutMs: route.config.requestTimeoutMs,
+    }).then((result) => {
+      if (typeof result === 'number') {
+        this.record(req, start, route.config.name, 'allow', 'forwarded', result, target.path);
+      } else {
+        this.deps.metrics.upstreamError('outbound', result.reason);
+        this.deps.logger.warn({ route: route.config.name, reason: result.reason, err: result.message }, 'outbound upstream failure');
+        this.finish(req, res, start, route.config.name, result.status, errorBody(result.message), result.reason, 'error', target.path);
+      }
+    });
+  }
+
+  private finish(
+    req: IncomingMessage,
+    res: ServerResponse,
+    start: number,
+    route: string | undefined,
+    status: number,
+    body: string,
+    reason: string,
+    decision: 'deny' | 'error' = 'deny',
+    path?: string,
+  ): void {
+    sendJsonError(res, status, body);
+    this.record(req, start, route, decision, reason, status, path);
+  }
+
+  private record(
+    req: IncomingMessage,
+    start: number,
+    route: string | undefined,
+    decision: 'allow' | 'deny' | 'error',
+    reason: string,
+    status: number,
+    path: string | undefined,
+  ): void {
+    const ms = performance.now() - start;
+    this.deps.metrics.request('outbound', decision, reason, ms / 1000);
+    const p = path ?? '';
+    const q = p.indexOf('?');
+    this.deps.audit.record({
+      type: 'outbound_decision',
+      decision,
+      reason,
+      route,
+      method: req.method,
+      path: q === -1 ? p : p.slice(0, q),
+      status,
+      latency_ms: Math.round(ms * 1000) / 1000,
+    });
+  }
+
+  async close(): Promise<void> {
+    clearTimeout(this.expiryTimer);
+    const server = this.server;
+    if (server) {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+    }
+    await Promise.all([...this.routes.values()].map((r) => r.pool?.close().catch(() => undefined)));
+  }
+}
+
+/** Route name (lower-case host without port) and origin-form path of a proxied request. */
+export function resolveTarget(req: IncomingMessage): { host: string; path: string } | undefined {
+  const url = req.url ?? '';
+  if (url.startsWith('/')) {
+    const host = req.headers.host;
+    if (!host) return undefined;
+    return { host: stripPort(host).toLowerCase(), path: url };
+  }
+  // Absolute form (RFC 9112 §3.2.2). Only http: the sidecar itself provides the TLS. The path
+  // is passed on byte for byte (no URL normalisation here): the inbound side judges it.
+  if (url.length < 8 || url.slice(0, 7).toLowerCase() !== 'http://') return undefined;
+  let end = 7;
+  while (end < url.length && url[end] !== '/' && url[end] !== '?' && url[end] !== '#') end++;
+  const authority = url.slice(7, end);
+  if (!authority || authority.includes('@') || url.includes('#')) return undefined;
+  const rest = url.slice(end);
+  return { host: stripPort(authority).toLowerCase(), path: rest.startsWith('/') ? rest : `/${rest}` };
+}
+
+function stripPort(host: string): string {
+  if (host.startsWith('[')) {
+    const end = host.indexOf(']');
+    return end === -1 ? host : host.slice(1, end);
+  }
+  const colon = host.indexOf(':');
+  return colon === -1 ? host : host.slice(0, colon);
+}

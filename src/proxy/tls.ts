@@ -1,0 +1,154 @@
+/**
+ * TLS material and SPIFFE peer verification for both directions.
+ *
+ * Contexts are built once per identity change (rotation or bundle update), never per
+ * connection. OpenSSL verifies the chain during the handshake against the union of all trust
+ * bundles (so garbage is refused with a TLS alert); then `verifyPeer` applies the SPIFFE rules
+ * OpenSSL cannot: the chain must lead to the bundle of the trust domain NAMED IN THE LEAF, the
+ * leaf must be a well-formed X509-SVID, and the validity window is checked against our clock.
+ */
+import { X509Certificate, constants as cryptoConstants } from 'node:crypto';
+import tls, { type DetailedPeerCertificate, type PeerCertificate, type SecureContext, type TLSSocket } from 'node:tls';
+import { SidecarError } from '../errors.js';
+import type { IdentityState } from '../spiffe/source.js';
+import { svidChainPem, svidKeyPem } from '../spiffe/svid.js';
+import { verifyX509Svid } from '../spiffe/verify.js';
+import type { X509BundleSource } from '../spiffe/bundle/x509-bundle.js';
+
+export const MIN_TLS_VERSION = 'TLSv1.2';
+
+/** What the proxy keeps about a verified peer for the life of its connection. */
+export interface VerifiedPeer {
+  readonly id: string;
+  readonly trustDomain: string;
+  /** Earliest notAfter along the verified chain, epoch ms: the connection is refused after it. */
+  readonly notAfterMs: number;
+  /** Hex SHA-256 of the peer's leaf certificate DER (XFCC `Hash`). */
+  readonly leafSha256Hex: string;
+  readonly serial: string;
+}
+
+/** PEM material and prebuilt contexts for one identity generation. */
+export interface TlsMaterial {
+  readonly generation: number;
+  readonly ownId: string;
+  readonly notAfterMs: number;
+  readonly certPem: string;
+  readonly keyPem: string;
+  readonly caPem: string;
+  /** Client-side context for outbound connections (our SVID + all bundles). */
+  readonly clientContext: SecureContext;
+  readonly bundles: X509BundleSource;
+}
+
+export function buildTlsMaterial(state: IdentityState): TlsMaterial {
+  const certPem = svidChainPem(state.svid);
+  const keyPem = svidKeyPem(state.svid);
+  const caPem = state.bundles.allAuthoritiesPem();
+  const clientContext = tls.createSecureContext({ cert: certPem, key: keyPem, ca: caPem, minVersion: MIN_TLS_VERSION });
+  return {
+    generation: state.generation,
+    ownId: state.svid.id.toString(),
+    notAfterMs: state.svid.notAfter.getTime(),
+    certPem,
+    keyPem,
+    caPem,
+    clientContext,
+    bundles: state.bundles,
+  };
+}
+
+/**
+ * Options for `tls.Server#setSecureContext` / `https.createServer` (mTLS, client cert required).
+ *
+ * Session resumption is off: a resumed session restores only the peer's leaf, not the
+ * intermediates it presented, so the SPIFFE path to the leaf's trust domain could not be
+ * rebuilt. Every new connection does a full handshake and a full SVID verification (pooled
+ * keep-alive connections make that rare).
+ */
+export function serverContextOptions(m: TlsMaterial): tls.SecureContextOptions & tls.TlsOptions {
+  return {
+    cert: m.certPem,
+    key: m.keyPem,
+    ca: m.caPem,
+    minVersion: MIN_TLS_VERSION,
+    requestCert: true,
+    rejectUnauthorized: true,
+    secureOptions: cryptoConstants.SSL_OP_NO_TICKET,
+  };
+}
+
+/**
+ * The certificates the peer presented, leaf first, from Node's detailed peer certificate
+ * (which links issuers up to the root OpenSSL used; extra certificates are harmless because
+ * `verifyX509Svid` builds its own path to the leaf's trust domain bundle).
+ */
+export function chainFromDetailed(cert: PeerCertificate | DetailedPeerCertificate): X509Certificate[] {
+  const chain: X509Certificate[] = [];
+  const seen = new Set<object>();
+  let cur: DetailedPeerCertificate | undefined = cert as DetailedPeerCertificate;
+  while (cur && cur.raw && !seen.has(cur) && chain.length < 10) {
+    seen.add(cur);
+    chain.push(new X509Certificate(cur.raw));
+    cur = cur.issuerCertificate;
+  }
+  return chain;
+}
+
+export function peerChain(socket: TLSSocket): X509Certificate[] {
+  const cert = socket.getPeerCertificate(true);
+  if (!cert || !cert.raw) throw new SidecarError('peer_no_certificate', 'peer presented no certificate');
+  return chainFromDetailed(cert);
+}
+
+/** Applies the SPIFFE X509-SVID rules to a presented chain. Throws SidecarError (svid_* reasons). */
+export function verifyPeer(chain: readonly X509Certificate[], bundles: X509BundleSource, now: Date): VerifiedPeer {
+  const v = verifyX509Svid(chain, bundles, now);
+  const leaf = chain[0]!;
+  return {
+    id: v.id.toString(),
+    trustDomain: v.id.trustDomain.name,
+    notAfterMs: v.notAfter.getTime(),
+    leafSha256Hex: leaf.fingerprint256.replaceAll(':', '').toLowerCase(),
+    serial: leaf.serialNumber,
+  };
+}
+
+/** An outbound server that failed the route's SPIFFE identity check. */
+export class PeerIdentityError extends SidecarError {
+  readonly code = 'ERR_SPIFFE_PEER';
+}
+
+export interface ServerIdentityExpectation {
+  serverId?: string;
+  serverTrustDomain?: string;
+}
+
+/**
+ * `checkServerIdentity` for outbound TLS: replaces the hostname check with the SPIFFE check
+ * (the route's expected server ID or trust domain). Returns an Error to abort the handshake.
+ */
+export function spiffeServerCheck(
+  expect: ServerIdentityExpectation,
+  bundles: X509BundleSource,
+): (host: string, cert: PeerCertificate) => Error | undefined {
+  return (_host, cert) => {
+    let peer: VerifiedPeer;
+    try {
+      peer = verifyPeer(chainFromDetailed(cert), bundles, new Date());
+    } catch (err) {
+      const reason = err instanceof SidecarError ? err.reason : 'svid_malformed';
+      return new PeerIdentityError(reason, (err as Error).message);
+    }
+    if (expect.serverId !== undefined && peer.id !== expect.serverId) {
+      return new PeerIdentityError('server_id_mismatch', `server is ${peer.id}, route expects ${expect.serverId}`);
+    }
+    if (expect.serverTrustDomain !== undefined && peer.trustDomain !== expect.serverTrustDomain) {
+      return new PeerIdentityError(
+        'server_trust_domain_mismatch',
+        `server ${peer.id} is not in trust domain ${expect.serverTrustDomain}`,
+      );
+    }
+    return undefined;
+  };
+}

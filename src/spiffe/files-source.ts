@@ -1,0 +1,205 @@
+/**
+ * X509Source from PEM files (cert chain, key, own bundle, federated bundles), e.g. written by a
+ * spiffe-helper or a cert-manager CSI volume. The containing directories are watched (fs.watch)
+ * with a low-rate poll as a fallback, debounced, so an atomically replaced file (write temp +
+ * rename; Kubernetes' ..data symlink swap) is picked up without a restart. A half-written or
+ * inconsistent set (e.g. new cert, old key) is rejected: the previous good state is kept and the
+ * error reported through health() and the logger.
+ */
+import { createHash } from 'node:crypto';
+import { watch, type FSWatcher } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { SidecarError, errorMessage } from '../errors.js';
+import { parseTrustDomain } from './id.js';
+import { parseX509Svid } from './svid.js';
+import { X509Bundle } from './bundle/x509-bundle.js';
+import { BundleSet } from './bundle/bundle-set.js';
+import { BaseX509Source, type SourceLogger } from './source.js';
+
+export interface FilesX509SourceOptions {
+  /** PEM chain, leaf first. */
+  cert: string;
+  /** PEM private key (PKCS#8, SEC1 or PKCS#1). */
+  key: string;
+  /** PEM bundle of the SVID's own trust domain. */
+  bundle: string;
+  /** trust domain ('td' or 'spiffe://td') -> PEM bundle file. */
+  federated?: Record<string, string>;
+  logger?: SourceLogger;
+  /** Quiet period after a change before reloading (lets writers finish a set). Default 100 ms. */
+  debounceMs?: number;
+  /** Fallback poll interval (fs.watch misses events on some filesystems). Default 5000 ms. */
+  pollIntervalMs?: number;
+}
+
+interface FileSet {
+  cert: Buffer;
+  key: Buffer;
+  bundle: Buffer;
+  federated: [string, Buffer][];
+}
+
+export class FilesX509Source extends BaseX509Source {
+  private readonly opts: FilesX509SourceOptions;
+  private readonly federated: [string, string][];
+  private readonly debounceMs: number;
+  private readonly pollIntervalMs: number;
+  private watchers: FSWatcher[] = [];
+  private pollTimer: NodeJS.Timeout | undefined;
+  private debounceTimer: NodeJS.Timeout | undefined;
+  private loading: Promise<void> | undefined;
+  private reloadAgain = false;
+  /** Fingerprint of the bytes last tried, so an unchanged (good or bad) set is not re-parsed or re-reported. */
+  private lastFingerprint: string | undefined;
+  private started = false;
+  private closed = false;
+
+  constructor(opts: FilesX509SourceOptions) {
+    super(opts.logger);
+    for (const k of ['cert', 'key', 'bundle'] as const) {
+      if (typeof opts[k] !== 'string' || opts[k].length === 0) {
+        throw new SidecarError('files_source_invalid', `files identity source: "${k}" path is required`);
+      }
+    }
+    // Validate trust domain names up front: a typo is a configuration error, not a runtime one.
+    this.federated = Object.entries(opts.federated ?? {}).map(([td, file]) => [parseTrustDomain(td).name, file]);
+    this.opts = opts;
+    this.debounceMs = opts.debounceMs ?? 100;
+    this.pollIntervalMs = opts.pollIntervalMs ?? 5000;
+  }
+
+  /** Loads the files once and starts watching. Never throws for bad files: see health()/waitReady(). */
+  async start(): Promise<this> {
+    if (this.closed) throw new SidecarError('source_closed', 'files identity source is closed');
+    if (this.started) return this;
+    this.started = true;
+    this.startWatching();
+    await this.reload();
+    return this;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const w of this.watchers) w.close();
+    this.watchers = [];
+    if (this.pollTimer) clearInterval(this.pollTimer);
+    if (this.debounceTimer) clearTimeout(this.debounceTimer);
+    this.pollTimer = this.debounceTimer = undefined;
+    await this.loading;
+    this.clearListeners();
+  }
+
+  private allFiles(): string[] {
+    return [this.opts.cert, this.opts.key, this.opts.bundle, ...this.federated.map(([, f]) => f)];
+  }
+
+  private startWatching(): void {
+    const dirs = new Set(this.allFiles().map((f) => path.dirname(path.resolve(f))));
+    for (const dir of dirs) {
+      try {
+        // Watch the directory, not the file: a rename replaces the inode a file watch would follow.
+        const w = watch(dir, { persistent: false }, () => this.scheduleReload());
+        w.on('error', (err) => {
+          this.logger?.warn({ dir, err: errorMessage(err) }, 'files identity source: directory watch failed; polling only');
+          w.close();
+        });
+        this.watchers.push(w);
+      } catch (err) {
+        this.logger?.warn({ dir, err: errorMessage(err) }, 'files identity source: cannot watch directory; polling only');
+      }
+    }
+    this.pollTimer = setInterval(() => this.scheduleReload(), this.pollIntervalMs);
+    this.pollTimer.unref();
+  }
+
+  private scheduleReload(): void {
+    if (this.closed) return;
+    if (this.debounceTimer) clearTimeout(this.debounceTimer);
+    this.debounceTimer = setTimeout(() => {
+      this.debounceTimer = undefined;
+      void this.reload();
+    }, this.debounceMs);
+    this.debounceTimer.unref();
+  }
+
+  /** Serialised: a reload requested while one runs is done once more afterwards. */
+  private reload(): Promise<void> {
+    if (this.loading) {
+      this.reloadAgain = true;
+      return this.loading;
+    }
+    this.loading = (async () => {
+      try {
+        do {
+          this.reloadAgain = false;
+          await this.loadOnce();
+        } while (this.reloadAgain && !this.closed);
+      } finally {
+        this.loading = undefined;
+      }
+    })();
+    return this.loading;
+  }
+
+  private async readSet(): Promise<FileSet> {
+    const read = async (f: string): Promise<Buffer> => {
+      try {
+        return await readFile(f);
+      } catch (err) {
+        throw new SidecarError('files_source_read_failed', `cannot read ${f}: ${errorMessage(err)}`, { cause: err });
+      }
+    };
+    const [cert, key, bundle, ...fed] = await Promise.all(this.allFiles().map(read));
+    return { cert: cert!, key: key!, bundle: bundle!, federated: this.federated.map(([td], i) => [td, fed[i]!]) };
+  }
+
+  private async loadOnce(): Promise<void> {
+    if (this.closed) return;
+    let set: FileSet;
+    try {
+      set = await this.readSet();
+    } catch (err) {
+      this.report(err, 'read');
+      return;
+    }
+    const h = createHash('sha256');
+    for (const b of [set.cert, set.key, set.bundle, ...set.federated.map(([, b]) => b)]) {
+      h.update(String(b.length)).update(':').update(b);
+    }
+    const fingerprint = h.digest('hex');
+    if (fingerprint === this.lastFingerprint) return;
+    this.lastFingerprint = fingerprint;
+    try {
+      const svid = parseX509Svid(set.cert, set.key);
+      const td = svid.id.trustDomain;
+      const own = X509Bundle.fromPem(td, set.bundle);
+      if (own.authorities.length === 0) throw new SidecarError('x509_bundle_invalid', `bundle file ${this.opts.bundle} holds no certificates`);
+      const bundles = [own];
+      for (const [tdName, pem] of set.federated) {
+        const fedTd = parseTrustDomain(tdName);
+        if (fedTd.equals(td)) throw new SidecarError('files_source_invalid', `federated bundle for the own trust domain ${td.name}`);
+        bundles.push(X509Bundle.fromPem(fedTd, pem));
+      }
+      this.connected = true;
+      this.publish({ svid, bundles: new BundleSet(bundles) });
+    } catch (err) {
+      this.report(err, 'parse');
+    }
+  }
+
+  private report(err: unknown, stage: string): void {
+    if (this.closed) return;
+    const repeated = this.lastError === errorMessage(err);
+    this.fail(err);
+    this.connected = false;
+    const reason = err instanceof SidecarError ? err.reason : 'files_source_error';
+    // A persistent problem (e.g. a missing file) is seen on every poll: warn once, then debug.
+    (repeated ? this.logger?.debug : this.logger?.warn)?.call(
+      this.logger,
+      { reason, err: errorMessage(err), stage },
+      this.current() ? 'files identity source: new files rejected; keeping the previous identity' : 'files identity source: cannot load identity',
+    );
+  }
+}

@@ -1,0 +1,386 @@
+/**
+ * X.509 helpers over bytes: PEM blocks, concatenated DER, strict certificate / key parsing,
+ * and the few extension facts SPIFFE needs (basic key usage, basicConstraints, URI SANs).
+ *
+ * Extensions are read with @peculiar/asn1-x509 (pure ASN.1, no WebCrypto); node:crypto
+ * does all the cryptography. Node's `X509Certificate.keyUsage` is the EXTENDED key usage,
+ * so it is not used here.
+ */
+import { createHash, createPrivateKey, KeyObject, X509Certificate } from 'node:crypto';
+import { AsnConvert } from '@peculiar/asn1-schema';
+import {
+  BasicConstraints,
+  Certificate,
+  KeyUsage,
+  SubjectAlternativeName,
+  id_ce_authorityKeyIdentifier,
+  id_ce_basicConstraints,
+  id_ce_extKeyUsage,
+  id_ce_keyUsage,
+  id_ce_subjectAltName,
+  id_ce_subjectKeyIdentifier,
+} from '@peculiar/asn1-x509';
+import { SidecarError } from '../errors.js';
+
+export type X509ParseErrorKind =
+  | 'NO_PEM_BLOCKS'
+  | 'MALFORMED_PEM'
+  | 'MALFORMED_DER'
+  | 'MALFORMED_CERTIFICATE'
+  | 'MALFORMED_KEY';
+
+/** Bytes that are not the PEM / DER / certificate / key they claim to be. */
+export class X509ParseError extends SidecarError {
+  readonly kind: X509ParseErrorKind;
+  constructor(kind: X509ParseErrorKind, message: string, options?: { cause?: unknown }) {
+    super('x509_malformed', message, options);
+    this.kind = kind;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// PEM
+
+export type PemBlockType = 'CERTIFICATE' | 'PRIVATE KEY' | 'EC PRIVATE KEY' | 'RSA PRIVATE KEY';
+export const PRIVATE_KEY_BLOCK_TYPES: readonly PemBlockType[] = ['PRIVATE KEY', 'EC PRIVATE KEY', 'RSA PRIVATE KEY'];
+
+export interface PemBlock {
+  /** The label between BEGIN/END, e.g. 'CERTIFICATE' (any label is returned). */
+  readonly type: string;
+  /** RFC 1421 headers (e.g. Proc-Type of an encrypted key); usually empty. */
+  readonly headers: ReadonlyMap<string, string>;
+  readonly bytes: Buffer;
+}
+
+const BEGIN_RE = /-----BEGIN ([^\r\n-]*)-----/g;
+const BASE64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
+
+function asText(input: string | Uint8Array): string {
+  // PEM is ASCII; latin1 maps bytes 1:1 so no input byte can become a multi-byte surprise.
+  return typeof input === 'string' ? input : Buffer.from(input.buffer, input.byteOffset, input.byteLength).toString('latin1');
+}
+
+/**
+ * Every PEM block in `input`, in order; text outside blocks is ignored (like Go's
+ * pem.Decode). A BEGIN without its END, or a body that is not strict base64, throws
+ * MALFORMED_PEM rather than being silently skipped.
+ */
+export function decodePemBlocks(input: string | Uint8Array): PemBlock[] {
+  const text = asText(input);
+  const blocks: PemBlock[] = [];
+  BEGIN_RE.lastIndex = 0;
+  let m: RegExpExecArray | null;
+  while ((m = BEGIN_RE.exec(text)) !== null) {
+    const type = m[1]!;
+    const endMarker = `-----END ${type}-----`;
+    const bodyStart = m.index + m[0].length;
+    const end = text.indexOf(endMarker, bodyStart);
+    if (end < 0) throw new X509ParseError('MALFORMED_PEM', `PEM block "${type}" has no END line`);
+    blocks.push(decodeBlockBody(type, text.slice(bodyStart, end)));
+    BEGIN_RE.lastIndex = end + endMarker.length;
+  }
+  return blocks;
+}
+
+function decodeBlockBody(type: string, body: string): PemBlock {
+  const lines = body.split(/\r?\n/).map((l) => l.trim());
+  const headers = new Map<string, string>();
+  let i = 0;
+  while (i < lines.length && lines[i] === '') i++;
+  // RFC 1421 headers: 'Key: value' lines, ended by a blank line.
+  if (i < lines.length && lines[i]!.includes(':')) {
+    for (; i < lines.length && lines[i] !== ''; i++) {
+      const line = lines[i]!;
+      const colon = line.indexOf(':');
+      if (colon <= 0) throw new X509ParseError('MALFORMED_PEM', `PEM block "${type}" has a malformed header`);
+      headers.set(line.slice(0, colon).trim(), line.slice(colon + 1).trim());
+    }
+  }
+  const b64 = lines.slice(i).join('').replace(/[ \t]/g, '');
+  if (!BASE64_RE.test(b64) || b64.length % 4 !== 0) {
+    throw new X509ParseError('MALFORMED_PEM', `PEM block "${type}" is not valid base64`);
+  }
+  return { type, headers, bytes: Buffer.from(b64, 'base64') };
+}
+
+function toPem(type: string, der: Uint8Array): string {
+  const b64 = Buffer.from(der.buffer, der.byteOffset, der.byteLength).toString('base64');
+  const lines = b64.match(/.{1,64}/g) ?? [];
+  return `-----BEGIN ${type}-----\n${lines.join('\n')}${lines.length ? '\n' : ''}-----END ${type}-----\n`;
+}
+
+// ---------------------------------------------------------------------------------------
+// DER
+
+/** Size of the DER TLV starting at `offset`: header + content. Throws MALFORMED_DER. */
+function derElementLength(der: Uint8Array, offset: number): number {
+  if (offset + 2 > der.length) throw new X509ParseError('MALFORMED_DER', 'truncated DER element');
+  if (der[offset] !== 0x30) throw new X509ParseError('MALFORMED_DER', `expected a DER SEQUENCE at byte ${offset}`);
+  const first = der[offset + 1]!;
+  let header = 2;
+  let length: number;
+  if (first < 0x80) {
+    length = first;
+  } else {
+    const n = first & 0x7f;
+    // 0x80 = indefinite length (BER, not DER); more than 4 length bytes cannot be a certificate.
+    if (n === 0 || n > 4) throw new X509ParseError('MALFORMED_DER', 'unsupported DER length encoding');
+    if (offset + 2 + n > der.length) throw new X509ParseError('MALFORMED_DER', 'truncated DER length');
+    length = 0;
+    for (let i = 0; i < n; i++) length = length * 256 + der[offset + 2 + i]!;
+    if (length < 0x80 || der[offset + 2] === 0) throw new X509ParseError('MALFORMED_DER', 'non-minimal DER length');
+    header += n;
+  }
+  if (offset + header + length > der.length) throw new X509ParseError('MALFORMED_DER', 'truncated DER element');
+  return header + length;
+}
+
+/** Split concatenated DER SEQUENCEs (e.g. an SVID chain) by walking their lengths. */
+export function splitDerSequences(der: Uint8Array): Buffer[] {
+  const out: Buffer[] = [];
+  const buf = Buffer.from(der.buffer, der.byteOffset, der.byteLength);
+  for (let offset = 0; offset < buf.length; ) {
+    const len = derElementLength(buf, offset);
+    out.push(buf.subarray(offset, offset + len));
+    offset += len;
+  }
+  return out;
+}
+
+/** Exactly one DER SEQUENCE, no trailing bytes (Go's x509 rejects trailing data too). */
+function assertSingleDerSequence(der: Uint8Array, what: string): void {
+  let len: number;
+  try {
+    len = derElementLength(der, 0);
+  } catch (err) {
+    throw new X509ParseError('MALFORMED_DER', `${what}: ${(err as Error).message}`);
+  }
+  if (len !== der.length) throw new X509ParseError('MALFORMED_DER', `${what}: trailing data after DER element`);
+}
+
+// ---------------------------------------------------------------------------------------
+// Certificates and keys
+
+/** One DER certificate -> node:crypto X509Certificate (strict: no trailing data, extensions parse). */
+export function parseCertificateDer(der: Uint8Array): X509Certificate {
+  assertSingleDerSequence(der, 'malformed certificate');
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(Buffer.from(der.buffer, der.byteOffset, der.byteLength));
+  } catch (err) {
+    throw new X509ParseError('MALFORMED_CERTIFICATE', `malformed certificate: ${(err as Error).message}`, { cause: err });
+  }
+  certificateFacts(cert); // extensions must parse too; this also warms the cache
+  return cert;
+}
+
+/** Concatenated DER certificates -> X509Certificate[] (leaf first, as given). */
+export function parseCertificatesDer(der: Uint8Array): X509Certificate[] {
+  let parts: Buffer[];
+  try {
+    parts = splitDerSequences(der);
+  } catch (err) {
+    throw new X509ParseError('MALFORMED_DER', `malformed certificate: ${(err as Error).message}`);
+  }
+  return parts.map(parseCertificateDer);
+}
+
+/**
+ * Every CERTIFICATE block of a PEM input. No PEM blocks at all -> NO_PEM_BLOCKS; blocks
+ * of other types only -> [] (go-spiffe pemutil semantics).
+ */
+export function parseCertificatesPem(input: string | Uint8Array): X509Certificate[] {
+  const blocks = decodePemBlocks(input);
+  if (blocks.length === 0) throw new X509ParseError('NO_PEM_BLOCKS', 'no PEM blocks found');
+  return blocks.filter((b) => b.type === 'CERTIFICATE').map((b) => parseCertificateDer(b.bytes));
+}
+
+export type PrivateKeyDerFormat = 'pkcs8' | 'sec1' | 'pkcs1';
+
+export function parsePrivateKeyDer(der: Uint8Array, format: PrivateKeyDerFormat = 'pkcs8'): KeyObject {
+  assertSingleDerSequence(der, 'malformed private key');
+  try {
+    return createPrivateKey({ key: Buffer.from(der.buffer, der.byteOffset, der.byteLength), format: 'der', type: format });
+  } catch (err) {
+    throw new X509ParseError('MALFORMED_KEY', `malformed private key: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+const KEY_BLOCK_FORMAT: Record<string, PrivateKeyDerFormat> = {
+  'PRIVATE KEY': 'pkcs8',
+  'EC PRIVATE KEY': 'sec1',
+  'RSA PRIVATE KEY': 'pkcs1',
+};
+
+/**
+ * The first private-key block (PRIVATE KEY / EC PRIVATE KEY / RSA PRIVATE KEY) of a PEM
+ * input; undefined when there are PEM blocks but none is a key. Encrypted keys are refused.
+ */
+export function parsePrivateKeyPem(input: string | Uint8Array): KeyObject | undefined {
+  const blocks = decodePemBlocks(input);
+  if (blocks.length === 0) throw new X509ParseError('NO_PEM_BLOCKS', 'no PEM blocks found');
+  const block = blocks.find((b) => b.type in KEY_BLOCK_FORMAT);
+  if (!block) {
+    if (blocks.some((b) => b.type === 'ENCRYPTED PRIVATE KEY')) {
+      throw new X509ParseError('MALFORMED_KEY', 'encrypted PEM private keys are not supported');
+    }
+    return undefined;
+  }
+  if (block.headers.size > 0) throw new X509ParseError('MALFORMED_KEY', 'encrypted PEM private keys are not supported');
+  return parsePrivateKeyDer(block.bytes, KEY_BLOCK_FORMAT[block.type]!);
+}
+
+export function certsToPem(certs: Iterable<X509Certificate>): string {
+  let out = '';
+  for (const c of certs) out += toPem('CERTIFICATE', c.raw);
+  return out;
+}
+
+export function privateKeyToPkcs8Pem(key: KeyObject): string {
+  return key.export({ type: 'pkcs8', format: 'pem' }) as string;
+}
+
+/** DER SubjectPublicKeyInfo of a public (or private: its public half) key. */
+export function publicKeySpkiDer(key: KeyObject): Buffer {
+  return key.export({ type: 'spki', format: 'der' });
+}
+
+/** SHA-256 of the certificate's DER SubjectPublicKeyInfo (for pinning / audit). */
+export function spkiSha256(cert: X509Certificate): Buffer {
+  return Buffer.from(certificateFacts(cert).spkiSha256);
+}
+
+// ---------------------------------------------------------------------------------------
+// Extension facts
+
+/** Basic key usage bits (same values as @peculiar/x509 KeyUsageFlags). */
+export const KeyUsageBit = {
+  digitalSignature: 1,
+  nonRepudiation: 2,
+  keyEncipherment: 4,
+  dataEncipherment: 8,
+  keyAgreement: 16,
+  keyCertSign: 32,
+  cRLSign: 64,
+  encipherOnly: 128,
+  decipherOnly: 256,
+} as const;
+
+export interface CertificateFacts {
+  /** basicConstraints present with cA TRUE. */
+  readonly isCa: boolean;
+  /** basicConstraints pathLenConstraint, when set. */
+  readonly pathLength: number | undefined;
+  /** Basic key usage bitmask (KeyUsageBit); undefined when the extension is absent. */
+  readonly keyUsage: number | undefined;
+  /** URI SubjectAltNames, as written. */
+  readonly uriSans: readonly string[];
+  /** OIDs of critical extensions this module does not interpret (a verifier must refuse them). */
+  readonly unhandledCriticalExtensions: readonly string[];
+  /** Outer signatureAlgorithm OID. */
+  readonly signatureAlgorithm: string;
+  /** Validity bounds in epoch milliseconds (numbers: the cached facts stay immutable). */
+  readonly notBeforeMs: number;
+  readonly notAfterMs: number;
+  /** SHA-256 of the DER SubjectPublicKeyInfo. Shared: do not mutate (spkiSha256() copies). */
+  readonly spkiSha256: Buffer;
+}
+
+/** Extensions whose meaning the SVID rules cover (or which carry no constraint). */
+const HANDLED_EXTENSIONS = new Set<string>([
+  id_ce_basicConstraints,
+  id_ce_keyUsage,
+  id_ce_subjectAltName,
+  id_ce_extKeyUsage, // SPIFFE verification does not restrict EKU (like go-spiffe's ExtKeyUsageAny)
+  id_ce_subjectKeyIdentifier,
+  id_ce_authorityKeyIdentifier,
+]);
+
+// Facts are a pure function of the DER, so they are cached per object and per fingerprint
+// (TLS hands out a fresh X509Certificate per handshake for the same peer certificate).
+const factsByObject = new WeakMap<X509Certificate, CertificateFacts>();
+const factsByFingerprint = new Map<string, CertificateFacts>();
+const FINGERPRINT_CACHE_MAX = 1024;
+
+/** Parsed extension facts of a certificate; throws MALFORMED_CERTIFICATE. Cached. */
+export function certificateFacts(cert: X509Certificate): CertificateFacts {
+  const cached = factsByObject.get(cert);
+  if (cached) return cached;
+  const fp = cert.fingerprint256;
+  let facts = factsByFingerprint.get(fp);
+  if (!facts) {
+    facts = computeFacts(cert);
+    if (factsByFingerprint.size >= FINGERPRINT_CACHE_MAX) {
+      factsByFingerprint.delete(factsByFingerprint.keys().next().value!);
+    }
+    factsByFingerprint.set(fp, facts);
+  }
+  factsByObject.set(cert, facts);
+  return facts;
+}
+
+function computeFacts(cert: X509Certificate): CertificateFacts {
+  let asn: Certificate;
+  try {
+    asn = AsnConvert.parse(cert.raw, Certificate);
+  } catch (err) {
+    throw new X509ParseError('MALFORMED_CERTIFICATE', `malformed certificate: ${(err as Error).message}`, { cause: err });
+  }
+  let isCa = false;
+  let pathLength: number | undefined;
+  let keyUsage: number | undefined;
+  const uriSans: string[] = [];
+  const unhandled: string[] = [];
+  const seen = new Set<string>();
+  for (const ext of asn.tbsCertificate.extensions ?? []) {
+    if (seen.has(ext.extnID)) {
+      throw new X509ParseError('MALFORMED_CERTIFICATE', `malformed certificate: duplicate extension ${ext.extnID}`);
+    }
+    seen.add(ext.extnID);
+    try {
+      switch (ext.extnID) {
+        case id_ce_basicConstraints: {
+          const bc = AsnConvert.parse(ext.extnValue.buffer, BasicConstraints);
+          isCa = bc.cA === true;
+          pathLength = bc.pathLenConstraint;
+          break;
+        }
+        case id_ce_keyUsage:
+          keyUsage = AsnConvert.parse(ext.extnValue.buffer, KeyUsage).toNumber();
+          break;
+        case id_ce_subjectAltName:
+          for (const gn of AsnConvert.parse(ext.extnValue.buffer, SubjectAlternativeName)) {
+            if (gn.uniformResourceIdentifier !== undefined) uriSans.push(gn.uniformResourceIdentifier);
+          }
+          break;
+        default:
+          if (ext.critical && !HANDLED_EXTENSIONS.has(ext.extnID)) unhandled.push(ext.extnID);
+      }
+    } catch (err) {
+      throw new X509ParseError('MALFORMED_CERTIFICATE', `malformed certificate: cannot parse extension ${ext.extnID}: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+  }
+  let spki: Buffer;
+  try {
+    spki = publicKeySpkiDer(cert.publicKey);
+  } catch (err) {
+    throw new X509ParseError('MALFORMED_CERTIFICATE', `malformed certificate: unsupported public key: ${(err as Error).message}`, { cause: err });
+  }
+  return Object.freeze({
+    isCa,
+    pathLength,
+    keyUsage,
+    uriSans: Object.freeze(uriSans),
+    unhandledCriticalExtensions: Object.freeze(unhandled),
+    signatureAlgorithm: asn.signatureAlgorithm.algorithm,
+    notBeforeMs: asn.tbsCertificate.validity.notBefore.getTime().getTime(),
+    notAfterMs: asn.tbsCertificate.validity.notAfter.getTime().getTime(),
+    spkiSha256: createHash('sha256').update(spki).digest(),
+  });
+}
+
+export function hasKeyUsage(facts: CertificateFacts, bit: number): boolean {
+  return facts.keyUsage !== undefined && (facts.keyUsage & bit) !== 0;
+}

@@ -1,0 +1,96 @@
+/**
+ * Runs the benchmark end to end in its tiny mode (`--quick --json`: one 0.5 s round at 1 and 4
+ * connections) and checks the report's shape and that no request failed. It asserts no timings
+ * or ratios: those are measurements, not pass/fail criteria for a unit test.
+ */
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+function repoRoot(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(path.join(dir, 'package.json'))) {
+    const up = path.dirname(dir);
+    if (up === dir) throw new Error('package.json not found');
+    dir = up;
+  }
+  return dir;
+}
+
+interface RunOutput {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function runBench(args: string[]): Promise<RunOutput> {
+  const root = repoRoot();
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(root, 'dist/bench/run.js'), ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString('utf8')));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString('utf8')));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+
+t.test('npm run bench -- --quick --json prints one complete report with zero errors', async (t) => {
+  const out = await runBench(['--quick', '--json']);
+  const lines = out.stdout.trim().split('\n');
+  t.equal(lines.length, 1, 'stdout is exactly one line (progress goes to stderr)');
+  let report: any;
+  t.doesNotThrow(() => (report = JSON.parse(lines[0]!)), 'stdout is JSON');
+  if (!report) return;
+  if (report.error) {
+    t.fail(`the benchmark failed to start: ${report.error}`);
+    return;
+  }
+  const failures = report.results
+    .filter((r: any) => r.errors > 0 || r.non2xx > 0)
+    .map((r: any) => `${r.scenario}@${r.connections}: ${r.errors} errors, ${r.non2xx} non-2xx, first: ${r.firstError}`);
+  t.equal(out.code, 0, `exit status 0${failures.length ? '\n' + failures.join('\n') : ''}`);
+
+  t.same(report.settings.connections, [1, 4], 'quick mode measures 1 and 4 connections');
+  t.equal(report.settings.rounds, 1);
+  t.equal(report.results.length, 6, 'three scenarios x two connection levels');
+  for (const r of report.results) {
+    const label = `${r.scenario}@${r.connections}`;
+    t.ok(['direct', 'reference', 'sidecar'].includes(r.scenario), `${label}: known scenario`);
+    t.ok(isNum(r.reqPerSec) && r.reqPerSec > 0, `${label}: req/s measured`);
+    t.ok(isNum(r.p50Ms) && isNum(r.p99Ms) && r.p99Ms >= r.p50Ms, `${label}: p50 <= p99`);
+    t.ok(r.requests > 0, `${label}: requests completed`);
+    t.equal(r.errors, 0, `${label}: no transport errors${r.firstError ? ' (' + r.firstError + ')' : ''}`);
+    t.equal(r.non2xx, 0, `${label}: no non-2xx responses${r.firstError ? ' (' + r.firstError + ')' : ''}`);
+  }
+  t.equal(report.ratios.length, 2);
+  for (const q of report.ratios) {
+    t.ok(isNum(q.reqPerSec.cOverA) && isNum(q.reqPerSec.cOverB), `ratios at ${q.connections}`);
+    t.ok(isNum(q.addedP50Ms.reference) && isNum(q.addedP50Ms.sidecar), `added p50 at ${q.connections}`);
+  }
+  t.same(
+    Object.keys(report.rssMiB).sort(),
+    ['reference-inbound', 'reference-outbound', 'sidecar-inbound', 'sidecar-outbound'],
+    'RSS for every proxy process',
+  );
+  for (const [name, v] of Object.entries<any>(report.rssMiB)) {
+    t.ok(v.underLoad > 0 && v.idle > 0, `${name}: RSS sampled`);
+  }
+  t.ok(report.targets.length >= 4, 'targets evaluated');
+  for (const target of report.targets) t.type(target.pass, 'boolean', `target '${target.name}' has a verdict`);
+  t.equal(report.errors, 0);
+  t.equal(report.non2xx, 0);
+  t.equal(report.ok, true);
+});
+
+t.test('a bad option fails with a non-zero exit and nothing on stdout', async (t) => {
+  const out = await runBench(['--no-such-option']);
+  t.not(out.code, 0);
+  t.equal(out.stdout, '');
+  t.match(out.stderr, /no-such-option|Unknown option/);
+});

@@ -1,0 +1,163 @@
+/**
+ * DevCa (development CA): issued SVIDs are valid SPIFFE X.509-SVIDs, chains verify with the real
+ * `openssl verify` CLI (root trusted, intermediate untrusted), rotation keeps old roots until
+ * dropped, and JWT-SVIDs verify against its JWT bundle.
+ */
+import t from 'tap';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { verify as cryptoVerify } from 'node:crypto';
+import { decodeProtectedHeader } from 'jose';
+import { DevCa } from '../../src/dev/ca.js';
+import { parseSpiffeId } from '../../src/spiffe/id.js';
+import { certificateFacts, KeyUsageBit } from '../../src/spiffe/x509.js';
+import { parseX509SvidRaw, parseX509Svid } from '../../src/spiffe/svid.js';
+
+/** tap error matcher on our stable reason code. */
+const withReason = (reason: string) => ({ message: /./, reason });
+
+const dir = mkdtempSync(path.join(tmpdir(), 'devca-test-'));
+t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+
+function opensslVerify(rootPem: string, intermediatePem: string, leafPem: string, purpose: string): { ok: boolean; out: string } {
+  const root = path.join(dir, 'root.pem');
+  const inter = path.join(dir, 'inter.pem');
+  const leaf = path.join(dir, 'leaf.pem');
+  writeFileSync(root, rootPem);
+  writeFileSync(inter, intermediatePem);
+  writeFileSync(leaf, leafPem);
+  const r = spawnSync('openssl', ['verify', '-CAfile', root, '-untrusted', inter, '-purpose', purpose, leaf], { encoding: 'utf8' });
+  return { ok: r.status === 0, out: `${r.stdout}${r.stderr}` };
+}
+
+function splitPem(chainPem: string): string[] {
+  return chainPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n/g) ?? [];
+}
+
+t.test('issued X.509-SVID is a valid SPIFFE leaf and verifies with openssl', async (t) => {
+  const ca = await DevCa.create({ trustDomain: 'example.org' });
+  const issued = await ca.issueX509Svid('spiffe://example.org/agents/a', { ttlSeconds: 30, hint: 'internal' });
+  const { svid } = issued;
+  t.equal(svid.id.toString(), 'spiffe://example.org/agents/a');
+  t.equal(svid.hint, 'internal');
+  t.equal(svid.certificates.length, 2, 'leaf + intermediate');
+  const ttl = (svid.notAfter.getTime() - Date.now()) / 1000;
+  t.ok(ttl > 25 && ttl <= 31, `ttl about 30 s (${ttl})`);
+
+  const leafFacts = certificateFacts(svid.certificates[0]!);
+  t.equal(leafFacts.isCa, false);
+  t.same(leafFacts.uriSans, ['spiffe://example.org/agents/a'], 'exactly one URI SAN');
+  t.equal(leafFacts.keyUsage, KeyUsageBit.digitalSignature, 'KU digitalSignature only (EC key)');
+  t.same(svid.certificates[0]!.keyUsage?.sort(), ['1.3.6.1.5.5.7.3.1', '1.3.6.1.5.5.7.3.2'], 'EKU serverAuth + clientAuth');
+  const interFacts = certificateFacts(svid.certificates[1]!);
+  t.equal(interFacts.isCa, true);
+  t.equal(interFacts.pathLength, 0);
+  t.ok(svid.certificates[0]!.checkIssued(svid.certificates[1]!), 'leaf issued by intermediate');
+  t.ok(svid.certificates[0]!.verify(svid.certificates[1]!.publicKey), 'leaf signature verifies');
+
+  // Wire form and PEM form parse back to the same SVID.
+  t.equal(parseX509SvidRaw(issued.certChainDer, issued.keyDer).id.toString(), svid.id.toString());
+  t.equal(parseX509Svid(issued.certChainPem, issued.keyPem).certificates[0]!.serialNumber, svid.certificates[0]!.serialNumber);
+
+  const [leafPem, interPem] = splitPem(issued.certChainPem);
+  t.equal(interPem, ca.intermediatePem());
+  for (const purpose of ['sslclient', 'sslserver']) {
+    const r = opensslVerify(ca.rootPem(), interPem!, leafPem!, purpose);
+    t.ok(r.ok, `openssl verify -purpose ${purpose}: ${r.out.trim()}`);
+  }
+  // Negative control: without the intermediate openssl cannot build the chain.
+  const noInter = spawnSync('openssl', ['verify', '-CAfile', path.join(dir, 'root.pem'), path.join(dir, 'leaf.pem')], { encoding: 'utf8' });
+  t.not(noInter.status, 0, 'openssl rejects the leaf without the intermediate');
+
+  const text = execFileSync('openssl', ['x509', '-noout', '-text', '-in', path.join(dir, 'leaf.pem')], { encoding: 'utf8' });
+  t.match(text, /CA:FALSE/);
+  t.match(text, /URI:spiffe:\/\/example\.org\/agents\/a/);
+  t.match(text, /ecdsa-with-SHA256/);
+});
+
+t.test('serials are random and distinct; RSA leaves get keyEncipherment', async (t) => {
+  const ca = await DevCa.create({ trustDomain: 'example.org' });
+  const a = await ca.issueX509Svid('spiffe://example.org/w');
+  const b = await ca.issueX509Svid('spiffe://example.org/w');
+  t.not(a.svid.certificates[0]!.serialNumber, b.svid.certificates[0]!.serialNumber);
+  const rsa = await ca.issueX509Svid('spiffe://example.org/w', { keyType: 'rsa-2048' });
+  t.equal(rsa.svid.privateKey.asymmetricKeyType, 'rsa');
+  t.equal(certificateFacts(rsa.svid.certificates[0]!).keyUsage, KeyUsageBit.digitalSignature | KeyUsageBit.keyEncipherment);
+  t.rejects(ca.issueX509Svid('spiffe://other.org/w'), withReason('dev_ca_wrong_trust_domain'));
+  t.throws(() => parseSpiffeId('spiffe://example.org/'), 'sanity: id parser is strict');
+});
+
+t.test('issueCertificate makes odd certificates on request', async (t) => {
+  const ca = await DevCa.create({ trustDomain: 'example.org' });
+  const noSan = await ca.issueCertificate({ dnsNames: ['client.local'] });
+  t.same(certificateFacts(noSan.certificate).uriSans, [], 'no URI SAN');
+  t.match(noSan.certificate.subjectAltName ?? '', /DNS:client\.local/);
+  t.throws(() => parseX509Svid(noSan.chainPem, noSan.keyPem), withReason('svid_no_uri_san'));
+
+  const self = await ca.issueCertificate({ uris: ['spiffe://example.org/self'], selfSigned: true });
+  t.equal(self.certificate.issuer, self.certificate.subject);
+  t.ok(self.certificate.verify(self.certificate.publicKey), 'self-signed');
+  t.equal(self.chainDer.length, self.certDer.length);
+
+  const caCert = await ca.issueCertificate({ uris: ['spiffe://example.org/ca'], isCa: true });
+  t.equal(certificateFacts(caCert.certificate).isCa, true);
+  t.equal(certificateFacts(caCert.certificate).keyUsage, KeyUsageBit.keyCertSign | KeyUsageBit.cRLSign);
+
+  const expired = await ca.issueCertificate({
+    uris: ['spiffe://example.org/old'],
+    notBefore: new Date(Date.now() - 7200_000),
+    notAfter: new Date(Date.now() - 3600_000),
+  });
+  t.ok(new Date(expired.certificate.validTo).getTime() < Date.now(), 'expired on request');
+});
+
+t.test('rotation keeps the old root in the bundle until dropped', async (t) => {
+  const ca = await DevCa.create({ trustDomain: 'example.org' });
+  const before = await ca.issueX509Svid('spiffe://example.org/w');
+  const oldRoot = ca.rootPem();
+  t.equal(ca.bundle().authorities.length, 1);
+  await ca.rotate();
+  t.not(ca.rootPem(), oldRoot, 'new root');
+  t.equal(ca.bundle().authorities.length, 2, 'old + new root');
+  const after = await ca.issueX509Svid('spiffe://example.org/w');
+  const [leafPem, interPem] = splitPem(after.certChainPem);
+  t.ok(opensslVerify(ca.rootPem(), interPem!, leafPem!, 'sslclient').ok, 'new chain verifies with the new root');
+  const [oldLeaf, oldInter] = splitPem(before.certChainPem);
+  t.notOk(opensslVerify(ca.rootPem(), oldInter!, oldLeaf!, 'sslclient').ok, 'old chain does not verify with the new root alone');
+  t.ok(opensslVerify(ca.bundle().toPem(), oldInter!, oldLeaf!, 'sslclient').ok, 'old chain verifies with the bundle');
+  ca.dropOldRoots();
+  t.equal(ca.bundle().authorities.length, 1);
+  t.equal(ca.bundle().toPem(), ca.rootPem());
+});
+
+t.test('JWT-SVIDs: ES256, sub/aud/exp, verify against the JWT bundle', async (t) => {
+  const ca = await DevCa.create({ trustDomain: 'example.org' });
+  const token = await ca.signJwtSvid('spiffe://example.org/w', ['svc-a', 'svc-b'], 60);
+  const header = decodeProtectedHeader(token);
+  t.equal(header.alg, 'ES256');
+  const bundle = ca.jwtBundle();
+  const key = bundle.findAuthority(String(header.kid));
+  t.ok(key, 'kid is in the JWT bundle');
+  // Independent check with node:crypto: JWS ES256 signature is r||s (IEEE P1363).
+  const [h, p, s] = token.split('.');
+  t.ok(cryptoVerify('sha256', Buffer.from(`${h}.${p}`), { key: key!, dsaEncoding: 'ieee-p1363' }, Buffer.from(s!, 'base64url')));
+
+  const v = await ca.verifyJwtSvid(token, 'svc-b');
+  t.equal(v.spiffeId.toString(), 'spiffe://example.org/w');
+  t.same(v.claims.aud, ['svc-a', 'svc-b']);
+  t.ok(typeof v.claims.exp === 'number');
+  await t.rejects(ca.verifyJwtSvid(token, 'svc-c'), withReason('jwt_svid_invalid'), 'wrong audience');
+  await t.rejects(ca.verifyJwtSvid(`${h}.${p}.${Buffer.alloc(64).toString('base64url')}`, 'svc-a'), withReason('jwt_svid_invalid'), 'bad signature');
+  await t.rejects(ca.verifyJwtSvid('not-a-jwt', 'svc-a'), withReason('jwt_svid_invalid'));
+
+  const other = await DevCa.create({ trustDomain: 'example.org' });
+  await t.rejects(ca.verifyJwtSvid(await other.signJwtSvid('spiffe://example.org/w', ['svc-a']), 'svc-a'), withReason('jwt_svid_invalid'), 'other CA key');
+
+  await ca.rotate();
+  t.equal(ca.jwtBundle().authorities.size, 2, 'old JWT key kept after rotation');
+  t.ok(await ca.verifyJwtSvid(token, 'svc-a'), 'old token still verifies');
+  ca.dropOldRoots();
+  await t.rejects(ca.verifyJwtSvid(token, 'svc-a'), withReason('jwt_svid_invalid'), 'old key dropped');
+});

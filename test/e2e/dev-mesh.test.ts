@@ -1,0 +1,84 @@
+/**
+ * `attest-sidecar dev` (what `npm start` runs) as a user sees it: the real process, on the
+ * documented ports, driven with the curl commands it prints.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import t from 'tap';
+import { binPath, repoRoot } from '../helpers/paths.js';
+
+const proc = spawn(process.execPath, [binPath, 'dev', '--svid-ttl', '20s', '--log-level', 'warn'], {
+  cwd: repoRoot,
+  stdio: ['ignore', 'pipe', 'pipe'],
+});
+let out = '';
+let err = '';
+proc.stdout.on('data', (c: Buffer) => (out += c));
+proc.stderr.on('data', (c: Buffer) => (err += c));
+const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
+t.teardown(() => {
+  if (proc.exitCode === null) proc.kill('SIGKILL');
+});
+
+await new Promise<void>((resolve, reject) => {
+  const timer = setTimeout(() => reject(new Error(`dev mesh did not start:\n${out}\n${err}`)), 30_000);
+  const check = () => {
+    if (out.includes('Press Ctrl-C to stop.')) {
+      clearTimeout(timer);
+      resolve();
+    }
+  };
+  proc.stdout.on('data', check);
+  proc.on('exit', () => reject(new Error(`dev mesh exited early:\n${out}\n${err}`)));
+});
+
+function curl(args: string[]): { code: string; body: string } {
+  const r = spawnSync('curl', ['-sS', '--max-time', '10', '-w', '\n%{http_code}', ...args], { encoding: 'utf8' });
+  const lines = r.stdout.trimEnd().split('\n');
+  const code = lines.pop() ?? '';
+  return { code, body: lines.join('\n') };
+}
+
+t.test('the banner names every sidecar and the commands to try', async (t) => {
+  t.match(out, /DEVELOPMENT ONLY/);
+  t.match(out, /control-plane +spiffe:\/\/agent-mesh\.local\/ns\/agent-swarm\/sa\/control-plane/);
+  t.match(out, /curl -x http:\/\/127\.0\.0\.1:15001 http:\/\/control-plane\/agents/);
+  t.match(out, /curl -x http:\/\/127\.0\.0\.1:15001 -X POST http:\/\/control-plane\/fuzzer\/harness/);
+});
+
+t.test('allowed call (200)', async (t) => {
+  const r = curl(['-x', 'http://127.0.0.1:15001', 'http://control-plane/agents']);
+  t.equal(r.code, '200', r.body);
+  t.equal(JSON.parse(r.body).caller, 'spiffe://agent-mesh.local/ns/agent-swarm/sa/orchestrator');
+});
+
+t.test('denied action (403, not permitted)', async (t) => {
+  const r = curl(['-x', 'http://127.0.0.1:15001', '-X', 'POST', 'http://control-plane/fuzzer/harness']);
+  t.equal(r.code, '403');
+  t.same(JSON.parse(r.body), { error: "Action 'fuzzer.write_harness' not permitted" });
+});
+
+t.test('the harness writer may write harnesses', async (t) => {
+  const r = curl(['-x', 'http://127.0.0.1:15002', '-X', 'POST', '-H', 'content-type: application/json', '-d', '{"target":"parse"}', 'http://control-plane/fuzzer/harness']);
+  t.equal(r.code, '201', r.body);
+  const s = curl(['-x', 'http://127.0.0.1:15002', 'http://control-plane/fuzzer/source/parser.c']);
+  t.equal(s.code, '200', s.body);
+});
+
+t.test('unknown agent (403)', async (t) => {
+  const r = curl(['-x', 'http://127.0.0.1:15003', 'http://control-plane/agents']);
+  t.equal(r.code, '403');
+  t.same(JSON.parse(r.body), { error: 'Unknown agent' });
+});
+
+t.test('admin status and readiness of the control plane', async (t) => {
+  const ready = curl(['http://127.0.0.1:15000/readyz']);
+  t.equal(ready.code, '200', ready.body);
+  const status = JSON.parse(curl(['http://127.0.0.1:15000/status']).body);
+  t.equal(status.spiffe_id, 'spiffe://agent-mesh.local/ns/agent-swarm/sa/control-plane');
+  t.same(status.trust_domains, ['agent-mesh.local']);
+});
+
+t.test('SIGTERM shuts down cleanly', async (t) => {
+  proc.kill('SIGTERM');
+  t.equal(await exited, 0);
+});

@@ -1,0 +1,103 @@
+/**
+ * Fail-closed behaviour around the edges: no SVID yet, upstream down, policy hot reload with a
+ * broken file.
+ */
+import { renameSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import t from 'tap';
+import { MemoryAuditSink } from '../../src/log.js';
+import { Sidecar } from '../../src/sidecar.js';
+import { WorkloadApiX509Source } from '../../src/spiffe/workload-api/source.js';
+import { DEFAULT_POLICY, TestMesh, idOf, silentLogger, viaProxy } from '../helpers/mesh.js';
+
+const mesh = await TestMesh.start({ agents: ['orchestrator', 'harness-writer'] });
+t.teardown(() => mesh.close());
+
+const until = async (cond: () => Promise<boolean> | boolean, what: string, ms = 5_000) => {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await cond()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+};
+
+t.test('without an SVID: outbound answers 503 and readiness is false', async (t) => {
+  const source = new WorkloadApiX509Source({ endpoint: `unix://${path.join(mesh.dir, 'nobody-listens.sock')}` });
+  source.start();
+  const config = { ...mesh.agentConfig('lonely', idOf('control-plane')), identity: { source: 'workload-api' as const, socket: 'unused', startupTimeoutMs: 300 } };
+  const s = await Sidecar.start({ config, source, logger: silentLogger(), audit: new MemoryAuditSink() });
+  t.teardown(async () => {
+    await s.close();
+    await source.close();
+  });
+  const r = await viaProxy(`http://127.0.0.1:${s.outbound!.address()!.port}`, 'GET', 'http://control-plane/agents');
+  t.equal(r.status, 503);
+  t.same(JSON.parse(r.body), { error: 'No valid SVID: the sidecar has no unexpired identity' });
+  const ready = await fetch(`${mesh.adminOf(s)}/readyz`);
+  t.equal(ready.status, 503);
+  const body = (await ready.json()) as { ready: boolean; checks: Record<string, { ok: boolean; detail?: string }> };
+  t.equal(body.ready, false);
+  t.equal(body.checks.svid!.ok, false);
+  t.equal(body.checks.outbound_listener!.ok, true);
+  t.equal((await fetch(`${mesh.adminOf(s)}/healthz`)).status, 200, 'alive while not ready');
+});
+
+t.test('upstream down: 503 with a JSON reason', async (t) => {
+  const s = await Sidecar.start({
+    config: {
+      ...mesh.agentConfig('orphan', idOf('control-plane')),
+      outbound: {
+        listen: { host: '127.0.0.1', port: 0 },
+        allowNonLoopback: false,
+        routes: [{ name: 'control-plane', upstream: 'https://127.0.0.1:1', serverId: idOf('control-plane'), connectTimeoutMs: 1_000, requestTimeoutMs: 2_000 }],
+      },
+    },
+    source: await (async () => {
+      const { endpoint } = await mesh.issuer.registerWorkload(idOf('orphan'));
+      const src = new WorkloadApiX509Source({ endpoint });
+      src.start();
+      t.teardown(() => src.close());
+      return src;
+    })(),
+    logger: silentLogger(),
+    audit: new MemoryAuditSink(),
+  });
+  t.teardown(() => s.close());
+  const r = await viaProxy(`http://127.0.0.1:${s.outbound!.address()!.port}`, 'GET', 'http://control-plane/agents');
+  t.equal(r.status, 503);
+  t.match(JSON.parse(r.body), { error: /Upstream unavailable \(ECONNREFUSED\)/ });
+});
+
+t.test('app down behind the inbound sidecar: 503 to the agent, audited as error', async (t) => {
+  await mesh.app.close();
+  const r = await viaProxy(mesh.proxyOf('orchestrator'), 'GET', 'http://control-plane/agents');
+  t.equal(r.status, 503);
+  t.match(JSON.parse(r.body).error, /Upstream unavailable/);
+  const last = mesh.serverAudit.records.at(-1)!;
+  t.equal(last.decision, 'error');
+  t.equal(last.reason, 'upstream_unavailable');
+  await new Promise<void>((r) => mesh.app.server.listen(Number(new URL(mesh.appUrl).port), '127.0.0.1', () => r()));
+});
+
+t.test('a broken policy reload keeps the last good policy; a good one applies', async (t) => {
+  const write = (text: string) => {
+    const tmp = `${mesh.policyFile}.tmp`;
+    writeFileSync(tmp, text);
+    renameSync(tmp, mesh.policyFile); // atomic replace, as config management tools do
+  };
+  const harness = () => viaProxy(mesh.proxyOf('orchestrator'), 'POST', 'http://control-plane/fuzzer/harness', { body: '{}' });
+  t.equal((await harness()).status, 403);
+  const failures = async () =>
+    /result="failure"[^\n]*\} (\d+)/.exec(await mesh.server.metrics.registry.getSingleMetricAsString('attest_sidecar_policy_reloads_total'))?.[1] ?? '0';
+  write('agents:\n  - name: orchestrator\n    spiffe_id: [unclosed\n');
+  await until(async () => (await failures()) === '1', 'the reload failure to be counted');
+  t.equal((await viaProxy(mesh.proxyOf('orchestrator'), 'GET', 'http://control-plane/agents')).status, 200, 'old policy still allows');
+  t.equal((await harness()).status, 403, 'old policy still denies');
+  t.equal((await viaProxy(mesh.proxyOf('harness-writer'), 'POST', 'http://control-plane/fuzzer/harness', { body: '{}' })).status, 200);
+
+  const before = (mesh.server.status().policy as { version: string }).version;
+  write(DEFAULT_POLICY.replace('allowed_actions: [task.dispatch,', 'allowed_actions: [fuzzer.write_harness, task.dispatch,'));
+  await until(async () => (await harness()).status === 200, 'the new policy to apply');
+  t.not((mesh.server.status().policy as { version: string }).version, before, 'policy version changed');
+});
