@@ -49,7 +49,7 @@ export interface BenchReport {
   machine: { cpus: number; node: string; platform: string };
   results: ScenarioResult[];
   ratios: Ratios[];
-  /** Per proxy process: max VmRSS under load, and before load, MiB. */
+  /** Per proxy process, MiB: VmRSS once ready (before any load) and the max sampled under load. */
   rssMiB: Record<string, { idle: number; underLoad: number }>;
   targets: Target[];
   errors: number;
@@ -157,7 +157,7 @@ export function renderTable(r: BenchReport): string {
         `${pad(fmt(q.addedP50Ms.reference, 3), 9, true)}${pad(fmt(q.addedP50Ms.sidecar, 3), 9, true)}`,
     );
   }
-  lines.push('', `${pad('RSS (MiB)', 28)}${pad('idle', 10, true)}${pad('under load', 12, true)}`);
+  lines.push('', `${pad('RSS (MiB)', 28)}${pad('at start', 10, true)}${pad('under load', 12, true)}`);
   for (const [name, v] of Object.entries(r.rssMiB)) {
     lines.push(`${pad(name, 28)}${pad(fmt(v.idle, 1), 10, true)}${pad(fmt(v.underLoad, 1), 12, true)}`);
   }

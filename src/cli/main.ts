@@ -34,7 +34,7 @@ async function cmdRun(args: string[]): Promise<Exit> {
     return 2;
   }
   const config = loadConfigFile(values.config, process.env, {
-    onWarning: (w: unknown) => process.stderr.write(`attest-sidecar: warning: ${typeof w === 'string' ? w : (w as { message?: string }).message ?? String(w)}\n`),
+    onWarning: (w) => process.stderr.write(`attest-sidecar: warning: ${w.file}:${w.line}:${w.column}: ${w.key ? `${w.key}: ` : ''}${w.message}\n`),
   });
   const sidecar = await Sidecar.start({ config });
   onShutdown(() => sidecar.close());

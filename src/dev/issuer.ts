@@ -71,6 +71,8 @@ interface WorkloadEntry {
   issuing: { promise: Promise<IssuedSvid[]>; generation: number } | undefined;
   rotationTimer: NodeJS.Timeout | undefined;
   x509Streams: Set<AnyStream>;
+  /** Count of pushes to x509Streams (orders a stream's first message against concurrent pushes). */
+  x509Pushes: number;
   bundleStreams: Set<AnyStream>;
   jwtBundleStreams: Set<AnyStream>;
 }
@@ -156,6 +158,7 @@ export class DevIssuer {
       issuing: undefined,
       rotationTimer: undefined,
       x509Streams: new Set(),
+      x509Pushes: 0,
       bundleStreams: new Set(),
       jwtBundleStreams: new Set(),
     };
@@ -329,6 +332,7 @@ export class DevIssuer {
     try {
       const msg = await this.x509Response(entry);
       if (!entry.registered) return;
+      entry.x509Pushes++;
       for (const s of entry.x509Streams) safeWrite(s, msg);
     } catch (err) {
       this.logger?.error({ err: errorMessage(err) }, 'dev issuer: cannot issue X.509-SVID');
@@ -374,9 +378,11 @@ export class DevIssuer {
         const denied = this.admit(entry, call.metadata);
         if (denied) return void call.emit('error', denied);
         this.track(entry.x509Streams, call);
+        const pushesBefore = entry.x509Pushes;
         this.x509Response(entry).then(
           (msg) => {
-            if (entry.x509Streams.has(call)) safeWrite(call, msg);
+            // If a push reached this stream meanwhile, it carried newer state than `msg`.
+            if (entry.x509Streams.has(call) && entry.x509Pushes === pushesBefore) safeWrite(call, msg);
           },
           (err: unknown) => {
             this.logger?.error({ err: errorMessage(err) }, 'dev issuer: cannot issue X.509-SVID');
