@@ -8,6 +8,8 @@ import t from 'tap';
 import { MemoryAuditSink } from '../../src/log.js';
 import { Sidecar } from '../../src/sidecar.js';
 import { WorkloadApiX509Source } from '../../src/spiffe/workload-api/source.js';
+import { BundleSet } from '../../src/spiffe/bundle/bundle-set.js';
+import type { IdentityState, X509Source } from '../../src/spiffe/source.js';
 import { DEFAULT_POLICY, TestMesh, idOf, silentLogger, viaProxy } from '../helpers/mesh.js';
 
 const mesh = await TestMesh.start({ agents: ['orchestrator', 'harness-writer'] });
@@ -100,4 +102,46 @@ t.test('a broken policy reload keeps the last good policy; a good one applies', 
   write(DEFAULT_POLICY.replace('allowed_actions: [task.dispatch,', 'allowed_actions: [fuzzer.write_harness, task.dispatch,'));
   await until(async () => (await harness()).status === 200, 'the new policy to apply');
   t.not((mesh.server.status().policy as { version: string }).version, before, 'policy version changed');
+});
+
+/** An identity source that never rotates: the SVID it was given is all there is. */
+class FrozenSource implements X509Source {
+  constructor(private readonly state: IdentityState) {}
+  current() {
+    return this.state;
+  }
+  subscribe() {
+    return () => undefined;
+  }
+  waitReady() {
+    return Promise.resolve(this.state);
+  }
+  health() {
+    return { connected: true };
+  }
+  close() {
+    return Promise.resolve();
+  }
+}
+
+t.test('own SVID expires without rotation: pooled connections dropped, 503, not ready', async (t) => {
+  const issued = await mesh.issuer.ca.issueX509Svid(idOf('orchestrator'), { notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 1_500) });
+  const source = new FrozenSource({ svid: issued.svid, bundles: new BundleSet([mesh.issuer.ca.bundle()]), generation: 1 });
+  const s = await Sidecar.start({ config: mesh.agentConfig('frozen', idOf('control-plane')), source, logger: silentLogger(), audit: new MemoryAuditSink() });
+  t.teardown(() => s.close());
+  const proxy = `http://127.0.0.1:${s.outbound!.address()!.port}`;
+  const serial = issued.svid.certificates[0]!.serialNumber;
+  const fromFrozen = () => mesh.server.inbound!.peers().filter((p) => p.serial === serial).length;
+
+  t.equal((await viaProxy(proxy, 'GET', 'http://control-plane/agents')).status, 200);
+  t.equal(fromFrozen(), 1, 'one pooled connection made with the short-lived SVID');
+  await new Promise((r) => setTimeout(r, issued.svid.notAfter.getTime() - Date.now() + 200));
+  await until(() => fromFrozen() === 0, 'the pooled connection to be dropped');
+  t.pass('the connection made with the expired SVID is gone');
+  const r = await viaProxy(proxy, 'GET', 'http://control-plane/agents');
+  t.equal(r.status, 503);
+  t.same(JSON.parse(r.body), { error: 'No valid SVID: the sidecar has no unexpired identity' });
+  const ready = (await (await fetch(`${mesh.adminOf(s)}/readyz`)).json()) as { ready: boolean; checks: Record<string, { ok: boolean; detail?: string }> };
+  t.equal(ready.ready, false);
+  t.match(ready.checks.svid!.detail, /^SVID expired at /);
 });
