@@ -261,9 +261,11 @@ export class DevCa {
     const now = Date.now();
     const ttlMs = Math.max(1, opts.ttlSeconds ?? DEFAULT_SVID_TTL_SECONDS) * 1000;
     const notBefore = opts.notBefore ?? new Date(now - BACKDATE_MS);
-    // Never outlive the signing intermediate (unless the caller asks for odd dates explicitly).
+    // X.509 times have whole seconds: round the expiry up so a short TTL is never cut by up to
+    // a second (with a 2 s TTL that would eat most of the half-life rotation margin). Never
+    // outlive the signing intermediate (unless the caller asks for odd dates explicitly).
     const notAfter =
-      opts.notAfter ?? new Date(Math.min(now + ttlMs, this.current.intermediate.notAfter.getTime()));
+      opts.notAfter ?? new Date(Math.min(Math.ceil((now + ttlMs) / 1000) * 1000, this.current.intermediate.notAfter.getTime()));
     const issued = await this.issueCertificate({
       uris: [id.toString()],
       notBefore,

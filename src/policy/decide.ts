@@ -57,6 +57,18 @@ export function denialBody(decision: Denial): string {
   return CONSTANT_BODIES.get(decision.error) ?? JSON.stringify({ error: decision.error });
 }
 
+/** One frozen allow decision per agent: the allow path allocates nothing. */
+const ALLOW = new WeakMap<CompiledAgent, Decision>();
+
+function allowFor(agent: CompiledAgent): Decision {
+  let d = ALLOW.get(agent);
+  if (d === undefined) {
+    d = Object.freeze({ allow: true as const, reason: 'allowed' as const, agent });
+    ALLOW.set(agent, d);
+  }
+  return d;
+}
+
 export function decide(
   policy: CompiledPolicy | undefined,
   request: DecisionRequest,
@@ -71,5 +83,5 @@ export function decide(
   if (action === undefined) return noActionMappedDenial(request.method, request.path, agent);
   if (!agent.allowedActions.has(action)) return actionNotPermittedDenial(action, agent);
   if (agent.attestation !== undefined) return attestationRequiredDenial(agent);
-  return { allow: true, reason: 'allowed', agent };
+  return allowFor(agent);
 }

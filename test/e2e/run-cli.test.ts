@@ -10,7 +10,7 @@ import path from 'node:path';
 import t from 'tap';
 import { DevCa } from '../../src/dev/ca.js';
 import { EchoApp, viaProxy } from '../helpers/mesh.js';
-import { binPath } from '../helpers/paths.js';
+import { binPath, repoRoot } from '../helpers/paths.js';
 import { freePort } from '../helpers/ports.js';
 
 const TD = 'files.test';
@@ -123,4 +123,14 @@ outbound:
   const missing = spawnSync(process.execPath, [binPath, 'run', '--config', path.join(dir, 'nope.yaml')], { encoding: 'utf8', timeout: 20_000 });
   t.equal(missing.status, 1);
   t.match(missing.stderr, /nope\.yaml/);
+});
+
+t.test('check-policy: OK summary, or file:line:column problems and exit 1', async (t) => {
+  const ok = spawnSync(process.execPath, [binPath, 'check-policy', path.join(repoRoot, 'fixtures/policies/transaction-approver.yaml')], { encoding: 'utf8' });
+  t.equal(ok.status, 0, ok.stderr);
+  t.match(ok.stdout, /^OK .*transaction-approver\.yaml: 1 agent/);
+  const bad = spawnSync(process.execPath, [binPath, 'check-policy', path.join(repoRoot, 'fixtures/policies/typos.yaml')], { encoding: 'utf8' });
+  t.equal(bad.status, 1);
+  t.match(bad.stderr, /typos\.yaml:5:5: agents\[0\]\.alowed_actions: unknown key 'alowed_actions' \(did you mean 'allowed_actions'\?\)/);
+  t.match(bad.stderr, /typos\.yaml:7:16: agents\[1\]\.spiffe_id: invalid SPIFFE ID/);
 });
