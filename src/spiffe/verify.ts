@@ -9,12 +9,15 @@
  *   - signatures by node:crypto; issuer/subject/AKI linkage by X509Certificate.checkIssued
  *   - every certificate on the path valid at `now`; pathLen constraints; no unhandled
  *     critical extensions; no MD5/SHA-1 signatures
+ *   - URI name constraints (X509-SVID 4.2) of every CA on the path, bundle root included,
+ *     hold for the leaf's trust domain (a path that breaks them is not a path)
  */
 import { X509Certificate } from 'node:crypto';
 import { SidecarError } from '../errors.js';
 import { parseSpiffeId, SpiffeId, SpiffeIdError } from './id.js';
 import { X509BundleSource } from './bundle/x509-bundle.js';
 import { certificateFacts, CertificateFacts, hasKeyUsage, KeyUsageBit } from './x509.js';
+import { uriNameConstraintViolation } from './name-constraints.js';
 
 export interface VerifiedX509Svid {
   readonly id: SpiffeId;
@@ -38,6 +41,7 @@ export type SvidVerificationReason =
   | 'svid_untrusted'
   | 'svid_expired'
   | 'svid_not_yet_valid'
+  | 'svid_name_constraints'
   | 'svid_malformed';
 
 export class SvidVerificationError extends SidecarError {
@@ -103,6 +107,8 @@ const verifiedLinks = new Set<string>();
 const VERIFIED_LINKS_MAX = 1024;
 
 interface SearchState {
+  /** The leaf's SPIFFE ID: name constraints along the path are checked against its host. */
+  readonly leafId: SpiffeId;
   signatureChecks: number;
   linkChecks: number;
   /** The first problem met on an otherwise-linked path (reported when no path is fully valid). */
@@ -131,11 +137,17 @@ function signedBy(child: X509Certificate, issuer: X509Certificate, state: Search
 }
 
 /**
- * Constraints on the certificate at `path[index]` acting as an issuer: time, pathLen,
- * critical extensions, weak signature of the certificate it signed. Returns the error
- * instead of throwing so the search can try another path.
+ * Constraints on `issuer` as the next certificate of `path`: time, pathLen, critical
+ * extensions, URI name constraints on the leaf, weak signature of the certificate it signed.
+ * Returns the error instead of throwing so the search can try another path.
  */
-function issuerProblem(path: readonly X509Certificate[], issuer: X509Certificate, isRoot: boolean, nowMs: number): SvidVerificationError | undefined {
+function issuerProblem(
+  path: readonly X509Certificate[],
+  issuer: X509Certificate,
+  isRoot: boolean,
+  nowMs: number,
+  leafSpiffeId: SpiffeId,
+): SvidVerificationError | undefined {
   try {
     const child = path[path.length - 1]!;
     if (WEAK_SIGNATURE_ALGORITHMS.has(factsOf(child, 'certificate').signatureAlgorithm)) {
@@ -148,7 +160,11 @@ function issuerProblem(path: readonly X509Certificate[], issuer: X509Certificate
       fail('svid_untrusted', `path length constraint of ${describe(issuer)} (${f.pathLength}) exceeded`);
     }
     if (!isRoot && f.unhandledCriticalExtensions.length > 0) {
-      fail('svid_untrusted', `intermediate ${describe(issuer)} has unhandled critical extension(s) ${f.unhandledCriticalExtensions.join(', ')}`);
+      fail('svid_untrusted', `intermediate ${describe(issuer)} has unhandled critical extension(s) ${f.unhandledCriticalDescriptions.join(', ')}`);
+    }
+    if (f.uriNameConstraints) {
+      const violation = uriNameConstraintViolation(leafSpiffeId.trustDomain.name, f.uriNameConstraints);
+      if (violation) fail('svid_name_constraints', `${leafSpiffeId} is outside the name constraints of ${describe(issuer)}: ${violation}`);
     }
     return undefined;
   } catch (err) {
@@ -168,7 +184,7 @@ function buildPath(
   const current = path[path.length - 1]!;
   for (const root of roots) {
     if (!signedBy(current, root, state)) continue;
-    const problem = issuerProblem(path, root, true, nowMs);
+    const problem = issuerProblem(path, root, true, nowMs, state.leafId);
     if (!problem) return [...path, root];
     state.firstPathError ??= problem;
   }
@@ -176,7 +192,7 @@ function buildPath(
   for (const next of intermediates) {
     if (path.some((c) => c.fingerprint256 === next.fingerprint256)) continue; // no loops
     if (!signedBy(current, next, state)) continue;
-    const problem = issuerProblem(path, next, false, nowMs);
+    const problem = issuerProblem(path, next, false, nowMs, state.leafId);
     if (problem) {
       state.firstPathError ??= problem;
       continue;
@@ -204,7 +220,7 @@ export function verifyX509Svid(certs: readonly X509Certificate[], bundles: X509B
   if (hasKeyUsage(lf, KeyUsageBit.keyCertSign)) fail('svid_leaf_key_usage', `leaf certificate ${id} has keyCertSign key usage`);
   if (hasKeyUsage(lf, KeyUsageBit.cRLSign)) fail('svid_leaf_key_usage', `leaf certificate ${id} has cRLSign key usage`);
   if (lf.unhandledCriticalExtensions.length > 0) {
-    fail('svid_malformed', `leaf certificate ${id} has unhandled critical extension(s) ${lf.unhandledCriticalExtensions.join(', ')}`);
+    fail('svid_malformed', `leaf certificate ${id} has unhandled critical extension(s) ${lf.unhandledCriticalDescriptions.join(', ')}`);
   }
 
   const intermediates = certs.slice(1);
@@ -225,7 +241,7 @@ export function verifyX509Svid(certs: readonly X509Certificate[], bundles: X509B
 
   checkTime(leaf, lf, 'leaf certificate', nowMs);
 
-  const state: SearchState = { signatureChecks: 0, linkChecks: 0, firstPathError: undefined };
+  const state: SearchState = { leafId: id, signatureChecks: 0, linkChecks: 0, firstPathError: undefined };
   const chain = buildPath([leaf], intermediates, bundle.authorities, nowMs, state);
   if (!chain) {
     if (state.firstPathError) throw state.firstPathError;

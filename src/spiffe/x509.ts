@@ -1,6 +1,7 @@
 /**
  * X.509 helpers over bytes: PEM blocks, concatenated DER, strict certificate / key parsing,
- * and the few extension facts SPIFFE needs (basic key usage, basicConstraints, URI SANs).
+ * and the few extension facts SPIFFE needs (basic key usage, basicConstraints, URI SANs,
+ * URI name constraints).
  *
  * Extensions are read with @peculiar/asn1-x509 (pure ASN.1, no WebCrypto); node:crypto
  * does all the cryptography. Node's `X509Certificate.keyUsage` is the EXTENDED key usage,
@@ -17,10 +18,14 @@ import {
   id_ce_basicConstraints,
   id_ce_extKeyUsage,
   id_ce_keyUsage,
+  id_ce_nameConstraints,
   id_ce_subjectAltName,
   id_ce_subjectKeyIdentifier,
 } from '@peculiar/asn1-x509';
 import { SidecarError } from '../errors.js';
+import { parseUriNameConstraints, UriNameConstraints } from './name-constraints.js';
+
+export type { UriNameConstraints } from './name-constraints.js';
 
 export type X509ParseErrorKind =
   | 'NO_PEM_BLOCKS'
@@ -275,8 +280,12 @@ export interface CertificateFacts {
   readonly keyUsage: number | undefined;
   /** URI SubjectAltNames, as written. */
   readonly uriSans: readonly string[];
+  /** URI-typed nameConstraints subtrees; undefined when the certificate has none. */
+  readonly uriNameConstraints: UriNameConstraints | undefined;
   /** OIDs of critical extensions this module does not interpret (a verifier must refuse them). */
   readonly unhandledCriticalExtensions: readonly string[];
+  /** The same, one entry per OID, with why it is unhandled when there is more to say (for messages). */
+  readonly unhandledCriticalDescriptions: readonly string[];
   /** Outer signatureAlgorithm OID. */
   readonly signatureAlgorithm: string;
   /** Validity bounds in epoch milliseconds (numbers: the cached facts stay immutable). */
@@ -330,7 +339,9 @@ function computeFacts(cert: X509Certificate): CertificateFacts {
   let pathLength: number | undefined;
   let keyUsage: number | undefined;
   const uriSans: string[] = [];
+  let uriNameConstraints: UriNameConstraints | undefined;
   const unhandled: string[] = [];
+  const unhandledDescriptions: string[] = [];
   const seen = new Set<string>();
   for (const ext of asn.tbsCertificate.extensions ?? []) {
     if (seen.has(ext.extnID)) {
@@ -353,8 +364,21 @@ function computeFacts(cert: X509Certificate): CertificateFacts {
             if (gn.uniformResourceIdentifier !== undefined) uriSans.push(gn.uniformResourceIdentifier);
           }
           break;
+        case id_ce_nameConstraints: {
+          const nc = parseUriNameConstraints(ext.extnValue.buffer);
+          uriNameConstraints = nc.constraints;
+          // Critical + something we cannot enforce: fail closed. Non-critical: enforce the URI part only.
+          if (ext.critical && nc.unsupported) {
+            unhandled.push(ext.extnID);
+            unhandledDescriptions.push(`${ext.extnID} (nameConstraints: ${nc.unsupported})`);
+          }
+          break;
+        }
         default:
-          if (ext.critical && !HANDLED_EXTENSIONS.has(ext.extnID)) unhandled.push(ext.extnID);
+          if (ext.critical && !HANDLED_EXTENSIONS.has(ext.extnID)) {
+            unhandled.push(ext.extnID);
+            unhandledDescriptions.push(ext.extnID);
+          }
       }
     } catch (err) {
       throw new X509ParseError('MALFORMED_CERTIFICATE', `malformed certificate: cannot parse extension ${ext.extnID}: ${(err as Error).message}`, {
@@ -373,7 +397,9 @@ function computeFacts(cert: X509Certificate): CertificateFacts {
     pathLength,
     keyUsage,
     uriSans: Object.freeze(uriSans),
+    uriNameConstraints,
     unhandledCriticalExtensions: Object.freeze(unhandled),
+    unhandledCriticalDescriptions: Object.freeze(unhandledDescriptions),
     signatureAlgorithm: asn.signatureAlgorithm.algorithm,
     notBeforeMs: asn.tbsCertificate.validity.notBefore.getTime().getTime(),
     notAfterMs: asn.tbsCertificate.validity.notAfter.getTime().getTime(),
