@@ -6,6 +6,7 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from '../log.js';
+import { closeServer, listen } from '../net.js';
 import type { SidecarMetrics } from './metrics.js';
 
 export interface ReadinessCheck {
@@ -40,14 +41,7 @@ export class AdminServer {
       });
     });
     this.server = server;
-    const { host, port } = this.deps.listen;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    await listen(server, this.deps.listen);
     this.deps.logger.info({ address: this.address() }, 'admin listening');
   }
 
@@ -82,12 +76,7 @@ export class AdminServer {
   }
 
   async close(): Promise<void> {
-    const server = this.server;
-    if (!server) return;
-    await new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    });
+    if (this.server) await closeServer(this.server);
   }
 }
 

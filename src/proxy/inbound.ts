@@ -20,6 +20,8 @@ import { decide, denialBody } from '../policy/decide.js';
 import { compileActionMatcher, canonicalRequestPath } from '../policy/actions.js';
 import { IDENTITY_HEADERS, forwardRequestHeaders, xfccValue } from './headers.js';
 import { errorBody, forwardRequest, sendJsonError } from './forward.js';
+import { DecisionLog, pathOnly } from './decision-log.js';
+import { closeServer, listen } from '../net.js';
 import { peerChain, serverContextOptions, verifyPeer, type TlsMaterial, type VerifiedPeer } from './tls.js';
 
 export interface InboundDeps {
@@ -46,8 +48,10 @@ export class InboundListener {
   private readonly match: ReturnType<typeof compileActionMatcher>;
   private readonly connections = new Set<PeeredSocket>();
   private readonly now: () => number;
+  private readonly log: DecisionLog;
 
   constructor(private readonly deps: InboundDeps) {
+    this.log = new DecisionLog('inbound', deps.metrics, deps.audit);
     this.app = new Pool(deps.config.app, { connections: 256, pipelining: 1, keepAliveTimeout: 30_000 });
     this.match = compileActionMatcher(deps.config.actions);
     this.now = deps.now ?? Date.now;
@@ -91,14 +95,7 @@ export class InboundListener {
       this.deps.logger.debug({ err: err.message, code: err.code }, 'inbound TLS handshake failed');
     });
     this.server = server;
-    const { host, port } = this.deps.config.listen;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    await listen(server, this.deps.config.listen);
     this.deps.logger.info({ address: this.address() }, 'inbound mTLS listener up');
   }
 
@@ -211,32 +208,11 @@ export class InboundListener {
     status: number,
     action: string | undefined,
   ): void {
-    const ms = performance.now() - start;
-    // Query strings can carry secrets; the audit trail records the path only.
-    const url = req.url ?? '';
-    const q = url.indexOf('?');
-    this.deps.metrics.request('inbound', decision, reason, ms / 1000);
-    this.deps.audit.record({
-      type: 'inbound_decision',
-      decision,
-      reason,
-      peer: peer?.id,
-      method: req.method,
-      path: q === -1 ? url : url.slice(0, q),
-      action,
-      status,
-      latency_ms: Math.round(ms * 1000) / 1000,
-    });
+    this.log.record(start, { decision, reason, peer: peer?.id, method: req.method, path: pathOnly(req.url), action, status });
   }
 
   async close(): Promise<void> {
-    const server = this.server;
-    if (server) {
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
-    }
+    if (this.server) await closeServer(this.server);
     await this.app.close();
   }
 }

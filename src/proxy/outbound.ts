@@ -15,6 +15,8 @@ import type { Logger, AuditSink } from '../log.js';
 import type { SidecarMetrics } from '../admin/metrics.js';
 import { forwardRequestHeaders, isBrowserRequest } from './headers.js';
 import { errorBody, forwardRequest, sendJsonError } from './forward.js';
+import { DecisionLog, pathOnly } from './decision-log.js';
+import { closeServer, listen } from '../net.js';
 import { spiffeServerCheck, type TlsMaterial } from './tls.js';
 
 export interface OutboundDeps {
@@ -42,8 +44,10 @@ export class OutboundProxy {
   private material: TlsMaterial | undefined;
   private expiryTimer: NodeJS.Timeout | undefined;
   private readonly now: () => number;
+  private readonly log: DecisionLog;
 
   constructor(private readonly deps: OutboundDeps) {
+    this.log = new DecisionLog('outbound', deps.metrics, deps.audit);
     this.now = deps.now ?? Date.now;
     for (const r of deps.config.routes) {
       const url = new URL(r.upstream);
@@ -71,14 +75,7 @@ export class OutboundProxy {
     server.on('connect', (req: IncomingMessage, socket: Socket) => this.refuseTunnel(req, socket));
     server.on('upgrade', (req: IncomingMessage, socket: Socket) => this.refuseTunnel(req, socket));
     this.server = server;
-    const { host, port } = this.deps.config.listen;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    await listen(server, this.deps.config.listen);
     this.deps.logger.info({ address: this.address() }, 'outbound proxy listening');
   }
 
@@ -127,12 +124,11 @@ export class OutboundProxy {
   }
 
   private refuseTunnel(req: IncomingMessage, socket: Socket): void {
-    this.deps.metrics.request('outbound', 'deny', 'method_not_supported', 0);
     const body = CONNECT_BODY;
     socket.end(
       `HTTP/1.1 405 Method Not Allowed\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
     );
-    this.deps.audit.record({ type: 'outbound_decision', decision: 'deny', reason: 'method_not_supported', method: req.method, status: 405 });
+    this.log.record(performance.now(), { decision: 'deny', reason: 'method_not_supported', method: req.method, path: pathOnly(req.url), status: 405 });
   }
 
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
@@ -197,31 +193,12 @@ export class OutboundProxy {
     status: number,
     path: string | undefined,
   ): void {
-    const ms = performance.now() - start;
-    this.deps.metrics.request('outbound', decision, reason, ms / 1000);
-    const p = path ?? '';
-    const q = p.indexOf('?');
-    this.deps.audit.record({
-      type: 'outbound_decision',
-      decision,
-      reason,
-      route,
-      method: req.method,
-      path: q === -1 ? p : p.slice(0, q),
-      status,
-      latency_ms: Math.round(ms * 1000) / 1000,
-    });
+    this.log.record(start, { decision, reason, route, method: req.method, path: pathOnly(path), status });
   }
 
   async close(): Promise<void> {
     clearTimeout(this.expiryTimer);
-    const server = this.server;
-    if (server) {
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
-    }
+    if (this.server) await closeServer(this.server);
     await Promise.all([...this.routes.values()].map((r) => r.pool?.close().catch(() => undefined)));
   }
 }

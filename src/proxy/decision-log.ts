@@ -1,0 +1,37 @@
+/**
+ * One place where a finished request is counted and audited, so the metric label and the
+ * audit record always carry the same reason code.
+ */
+import type { AuditRecord, AuditSink } from '../log.js';
+import type { Direction, SidecarMetrics } from '../admin/metrics.js';
+
+export type DecisionFields = Omit<AuditRecord, 'type' | 'latency_ms' | 'decision' | 'reason'> & {
+  decision: 'allow' | 'deny' | 'error';
+  reason: string;
+};
+
+export class DecisionLog {
+  private readonly type: AuditRecord['type'];
+
+  constructor(
+    private readonly direction: Direction,
+    private readonly metrics: SidecarMetrics,
+    private readonly audit: AuditSink,
+  ) {
+    this.type = direction === 'inbound' ? 'inbound_decision' : 'outbound_decision';
+  }
+
+  /** `start` is the request's `performance.now()` on arrival. */
+  record(start: number, fields: DecisionFields): void {
+    const ms = performance.now() - start;
+    this.metrics.request(this.direction, fields.decision, fields.reason, ms / 1000);
+    this.audit.record({ type: this.type, ...fields, latency_ms: Math.round(ms * 1000) / 1000 });
+  }
+}
+
+/** The path of a request target without its query: query strings can carry secrets. */
+export function pathOnly(url: string | undefined): string {
+  if (!url) return '';
+  const q = url.indexOf('?');
+  return q === -1 ? url : url.slice(0, q);
+}
