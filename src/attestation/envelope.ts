@@ -1,0 +1,143 @@
+/**
+ * The evidence envelope: how an outbound sidecar carries attestation evidence to its peer.
+ *
+ * Wire format v1 (HTTP header `attest-evidence`): base64url (no padding) of a UTF-8 JSON
+ * object shaped as a RATS Conceptual Message Wrapper collection (draft-ietf-rats-msg-wrap):
+ *
+ *   { "__cmwc_t": "tag:attest-sidecar,2026:evidence/v1",
+ *     "type":     ["text/plain", "<base64url of the evidence type, e.g. sev-snp>"],
+ *     "<part>":   ["<media type>", "<base64url of the part's bytes>"], ... }
+ *
+ * Each part is a CMW record `[media-type, value]`. Which parts a type carries, and their
+ * media types, are fixed by PARTS below; unknown labels, wrong media types, duplicate or
+ * missing required parts, non-canonical base64url and oversized values are all refused.
+ */
+import { AttestationError, type EvidenceType } from './types.js';
+
+export const EVIDENCE_HEADER = 'attest-evidence';
+export const COLLECTION_TYPE = 'tag:attest-sidecar,2026:evidence/v1';
+/** Upper bound for the header value (Node's default header limit is 16 KiB in total). */
+export const MAX_ENVELOPE_CHARS = 14 * 1024;
+
+interface PartSpec {
+  mediaType: string;
+  required: boolean;
+  maxBytes: number;
+}
+
+const CERT: PartSpec = { mediaType: 'application/pkix-cert', required: false, maxBytes: 4096 };
+
+export const PARTS: Readonly<Record<EvidenceType, Readonly<Record<string, PartSpec>>>> = {
+  'sev-snp': {
+    report: { mediaType: 'application/vnd.amd.sev-snp.attestation-report', required: true, maxBytes: 1184 },
+    vcek: CERT,
+    cert_table: { mediaType: 'application/vnd.amd.sev-snp.cert-table', required: false, maxBytes: 8192 },
+  },
+  tpm: {
+    attest: { mediaType: 'application/vnd.tcg.tpms-attest', required: true, maxBytes: 1024 },
+    signature: { mediaType: 'application/vnd.tcg.tpmt-signature', required: true, maxBytes: 1024 },
+    pcrs: { mediaType: 'application/json', required: true, maxBytes: 4096 },
+    ak: { mediaType: 'application/vnd.tcg.tpmt-public', required: true, maxBytes: 1024 },
+    ak_cert: CERT,
+  },
+  'az-snp-vtpm': {
+    hcl_report: { mediaType: 'application/vnd.microsoft.azure.hcl-report', required: true, maxBytes: 4096 },
+    vcek: CERT,
+    attest: { mediaType: 'application/vnd.tcg.tpms-attest', required: true, maxBytes: 1024 },
+    signature: { mediaType: 'application/vnd.tcg.tpmt-signature', required: true, maxBytes: 1024 },
+    pcrs: { mediaType: 'application/json', required: true, maxBytes: 4096 },
+  },
+  tdx: {
+    quote: { mediaType: 'application/vnd.intel.tdx.quote', required: true, maxBytes: 8192 },
+  },
+  sgx: {
+    quote: { mediaType: 'application/vnd.intel.sgx.quote', required: true, maxBytes: 8192 },
+  },
+  sim: {
+    report: { mediaType: 'application/vnd.attest-sidecar.sim-report', required: true, maxBytes: 1024 },
+  },
+};
+
+export interface Evidence {
+  readonly type: EvidenceType;
+  readonly parts: Readonly<Record<string, Buffer>>;
+}
+
+const B64URL = /^[A-Za-z0-9_-]*$/;
+
+function fromB64url(value: string, what: string): Buffer {
+  if (!B64URL.test(value) || value.length % 4 === 1) {
+    throw new AttestationError('evidence_malformed', `${what} is not base64url`);
+  }
+  const bytes = Buffer.from(value, 'base64url');
+  // Canonical form only: one value, one encoding.
+  if (bytes.toString('base64url') !== value) throw new AttestationError('evidence_malformed', `${what} is not canonical base64url`);
+  return bytes;
+}
+
+export function encodeEvidence(ev: Evidence): string {
+  const spec = PARTS[ev.type];
+  const out: Record<string, unknown> = { __cmwc_t: COLLECTION_TYPE, type: ['text/plain', Buffer.from(ev.type).toString('base64url')] };
+  for (const [label, bytes] of Object.entries(ev.parts)) {
+    const s = spec[label];
+    if (!s) throw new RangeError(`evidence type ${ev.type} has no part '${label}'`);
+    out[label] = [s.mediaType, bytes.toString('base64url')];
+  }
+  for (const [label, s] of Object.entries(spec)) {
+    if (s.required && !ev.parts[label]) throw new RangeError(`evidence type ${ev.type} needs part '${label}'`);
+  }
+  const text = Buffer.from(JSON.stringify(out), 'utf8').toString('base64url');
+  if (text.length > MAX_ENVELOPE_CHARS) throw new RangeError(`evidence envelope is ${text.length} characters, over ${MAX_ENVELOPE_CHARS}`);
+  return text;
+}
+
+export function decodeEvidence(header: string): Evidence {
+  if (header.length > MAX_ENVELOPE_CHARS) {
+    throw new AttestationError('evidence_malformed', `evidence header is ${header.length} characters, over ${MAX_ENVELOPE_CHARS}`);
+  }
+  let doc: unknown;
+  try {
+    doc = JSON.parse(fromB64url(header, 'evidence header').toString('utf8'));
+  } catch (err) {
+    if (err instanceof AttestationError) throw err;
+    throw new AttestationError('evidence_malformed', `evidence header is not JSON: ${(err as Error).message}`);
+  }
+  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) {
+    throw new AttestationError('evidence_malformed', 'evidence envelope must be a JSON object (CMW collection)');
+  }
+  const d = doc as Record<string, unknown>;
+  if (d.__cmwc_t !== COLLECTION_TYPE) {
+    throw new AttestationError('evidence_unsupported', `evidence envelope type ${JSON.stringify(d.__cmwc_t)} is not ${COLLECTION_TYPE}`);
+  }
+  const typeRec = record(d.type, 'type');
+  if (typeRec[0] !== 'text/plain') throw new AttestationError('evidence_malformed', "evidence 'type' must be a text/plain record");
+  const type = fromB64url(typeRec[1], "evidence 'type'").toString('utf8') as EvidenceType;
+  const spec = Object.prototype.hasOwnProperty.call(PARTS, type) ? PARTS[type] : undefined;
+  if (!spec) throw new AttestationError('evidence_unsupported', `evidence type ${JSON.stringify(type)} is not supported`);
+  const parts: Record<string, Buffer> = {};
+  for (const [label, value] of Object.entries(d)) {
+    if (label === '__cmwc_t' || label === 'type') continue;
+    const s = Object.prototype.hasOwnProperty.call(spec, label) ? spec[label] : undefined;
+    if (!s) throw new AttestationError('evidence_malformed', `evidence type ${type} has no part '${label}'`);
+    const [mediaType, b64] = record(value, label);
+    if (mediaType !== s.mediaType) {
+      throw new AttestationError('evidence_malformed', `evidence part '${label}' has media type ${JSON.stringify(mediaType)}, expected ${s.mediaType}`);
+    }
+    const bytes = fromB64url(b64, `evidence part '${label}'`);
+    if (bytes.length === 0 || bytes.length > s.maxBytes) {
+      throw new AttestationError('evidence_malformed', `evidence part '${label}' is ${bytes.length} bytes (1..${s.maxBytes} allowed)`);
+    }
+    parts[label] = bytes;
+  }
+  for (const [label, s] of Object.entries(spec)) {
+    if (s.required && !parts[label]) throw new AttestationError('evidence_malformed', `evidence type ${type} is missing part '${label}'`);
+  }
+  return { type, parts };
+}
+
+function record(value: unknown, label: string): [string, string] {
+  if (!Array.isArray(value) || value.length !== 2 || typeof value[0] !== 'string' || typeof value[1] !== 'string') {
+    throw new AttestationError('evidence_malformed', `evidence part '${label}' must be a CMW record [media-type, base64url]`);
+  }
+  return [value[0], value[1]];
+}
