@@ -19,6 +19,11 @@ import type { IdentityState, X509Source } from './spiffe/source.js';
 import { WorkloadApiX509Source } from './spiffe/workload-api/source.js';
 import { FilesX509Source } from './spiffe/files-source.js';
 import { DevIssuer } from './dev/issuer.js';
+import { AttestationGate } from './proxy/attestation-gate.js';
+import { SimAttester, type Attester } from './attestation/attester.js';
+import type { VerifierTrust } from './attestation/verifier.js';
+import { createPublicKey } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 
 export interface SidecarOptions {
   config: SidecarConfig;
@@ -28,6 +33,9 @@ export interface SidecarOptions {
   audit?: AuditSink;
   /** Clock (epoch ms) for SVID expiry checks; tests pass a fake. */
   now?: () => number;
+  /** Evidence producer / trust overriding `attestation:` in the config (dev mesh, tests). */
+  attester?: Attester;
+  attestationTrust?: VerifierTrust;
 }
 
 export class Sidecar {
@@ -39,6 +47,7 @@ export class Sidecar {
   readonly outbound: OutboundProxy | undefined;
   readonly admin: AdminServer | undefined;
   private readonly policy: PolicyWatcher | undefined;
+  private readonly gate: AttestationGate | undefined;
   private source: X509Source | undefined;
   private ownIssuer: DevIssuer | undefined;
   private material: TlsMaterial | undefined;
@@ -58,6 +67,7 @@ export class Sidecar {
     this.metrics = new SidecarMetrics(
       {
         svidSecondsToExpiry: () => (this.material ? (this.material.notAfterMs - this.now()) / 1000 : undefined),
+        attestationCache: () => (this.gate ? { ...this.gate.cache.stats, size: this.gate.cache.size } : undefined),
         inboundConnections: () => this.inbound?.openConnections() ?? 0,
       },
       config.name ? { sidecar: config.name } : {},
@@ -67,10 +77,19 @@ export class Sidecar {
       policy.on('error', () => this.metrics.policyReload(false));
     }
     const common = { metrics: this.metrics, audit: this.audit, logger: this.logger, now: this.now };
+    if (config.inbound) {
+      this.gate = new AttestationGate(
+        opts.attestationTrust ?? loadVerifierTrust(config),
+        this.now,
+        this.metrics,
+        config.attestation?.verifier?.cacheSize,
+      );
+    }
     this.inbound = config.inbound
-      ? new InboundListener({ ...common, config: config.inbound, policy: () => this.policy?.current() })
+      ? new InboundListener({ ...common, config: config.inbound, policy: () => this.policy?.current(), ...(this.gate ? { attestation: this.gate } : {}) })
       : undefined;
-    this.outbound = config.outbound ? new OutboundProxy({ ...common, config: config.outbound }) : undefined;
+    const attester = opts.attester ?? createAttester(config);
+    this.outbound = config.outbound ? new OutboundProxy({ ...common, config: config.outbound, ...(attester ? { attester } : {}) }) : undefined;
     this.admin = config.admin
       ? new AdminServer({
           listen: config.admin.listen,
@@ -224,7 +243,21 @@ export class Sidecar {
             listen: this.inbound?.address() ?? null,
             app: this.config.inbound.app,
             actions: this.config.inbound.actions.length,
-            peers: (this.inbound?.peers() ?? []).map((p) => ({ spiffe_id: p.id, serial: p.serial, not_after: new Date(p.notAfterMs).toISOString() })),
+            peers: (this.inbound?.sessions() ?? []).map(({ peer, attestation }) => ({
+              spiffe_id: peer.id,
+              serial: peer.serial,
+              not_after: new Date(peer.notAfterMs).toISOString(),
+              ...(attestation?.lastVerdict
+                ? {
+                    attestation: {
+                      type: attestation.lastVerdict.evidenceType,
+                      claims: attestation.lastVerdict.claims,
+                      verified_at: new Date(attestation.lastVerdict.verifiedAtMs).toISOString(),
+                      session_expires_at: new Date(attestation.lastVerdict.expiresAtMs).toISOString(),
+                    },
+                  }
+                : {}),
+            })),
           }
         : null,
       outbound: this.config.outbound ? { listen: this.outbound?.address() ?? null } : null,
@@ -246,4 +279,22 @@ export class Sidecar {
   }
 }
 
-export { SidecarError };
+/** Trust for inbound evidence from the config's `attestation.verifier` (empty: nothing verifies). */
+function loadVerifierTrust(config: SidecarConfig): VerifierTrust {
+  const v = config.attestation?.verifier;
+  return {
+    simKeys: (v?.simKeys ?? []).map((file) => {
+      try {
+        return createPublicKey(readFileSync(file));
+      } catch (err) {
+        throw new SidecarError('config_invalid', `${config.file}: attestation.verifier.sim_keys: cannot load ${file}: ${errorMessage(err)}`);
+      }
+    }),
+  };
+}
+
+function createAttester(config: SidecarConfig): Attester | undefined {
+  const a = config.attestation?.attester;
+  if (!a) return undefined;
+  return new SimAttester({ ...(a.key ? { keyFile: a.key } : {}), measurement: a.measurement, guestSvn: a.guestSvn, debug: a.debug });
+}

@@ -6,7 +6,16 @@ import client from 'prom-client';
 
 export type Direction = 'inbound' | 'outbound';
 
+export interface AttestationCacheStats {
+  hits: number;
+  misses: number;
+  evictions: number;
+  size: number;
+}
+
 export interface MetricsGauges {
+  /** Verdict cache counters (cumulative) and size; undefined without an attestation gate. */
+  attestationCache?(): AttestationCacheStats | undefined;
   /** Seconds until the current SVID expires; undefined without an SVID. */
   svidSecondsToExpiry(): number | undefined;
   /** Number of open inbound (mTLS) connections. */
@@ -22,6 +31,8 @@ export class SidecarMetrics {
   readonly rotations: client.Counter<string>;
   readonly bundleUpdates: client.Counter<string>;
   private readonly policyReloads: client.Counter<'result'>;
+  private readonly verifications: client.Counter<'type' | 'result'>;
+  private readonly verificationLatency: client.Histogram<'type'>;
   private readonly requestChildren = new Map<string, client.Counter.Internal>();
   private readonly latencyChildren = new Map<string, client.Histogram.Internal<'direction' | 'decision'>>();
 
@@ -88,6 +99,42 @@ export class SidecarMetrics {
         this.set(gauges.inboundConnections());
       },
     });
+    this.verifications = new client.Counter({
+      name: 'attest_sidecar_attestation_verifications_total',
+      help: 'Evidence verifications (cold path), by evidence type and result (success or the failure reason code).',
+      labelNames: ['type', 'result'],
+      registers: [registry],
+    });
+    this.verificationLatency = new client.Histogram({
+      name: 'attest_sidecar_attestation_verification_seconds',
+      help: 'Time to decode, verify and appraise one piece of evidence.',
+      labelNames: ['type'],
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
+      registers: [registry],
+    });
+    const cacheCounter = (name: string, help: string, pick: (s: AttestationCacheStats) => number) =>
+      new client.Counter({
+        name,
+        help,
+        registers: [registry],
+        collect() {
+          const s = gauges.attestationCache?.();
+          if (!s) return;
+          this.reset();
+          this.inc(pick(s));
+        },
+      });
+    cacheCounter('attest_sidecar_attestation_cache_hits_total', 'Attestation verdict cache hits (requests served without verification).', (s) => s.hits);
+    cacheCounter('attest_sidecar_attestation_cache_misses_total', 'Attestation verdict cache misses.', (s) => s.misses);
+    cacheCounter('attest_sidecar_attestation_cache_evictions_total', 'Attestation verdicts evicted (expired or over capacity).', (s) => s.evictions);
+    new client.Gauge({
+      name: 'attest_sidecar_attestation_cache_size',
+      help: 'Attestation verdicts currently cached.',
+      registers: [registry],
+      collect() {
+        this.set(gauges.attestationCache?.()?.size ?? 0);
+      },
+    });
     client.collectDefaultMetrics({ register: registry, prefix: 'attest_sidecar_' });
   }
 
@@ -115,6 +162,11 @@ export class SidecarMetrics {
 
   upstreamError(direction: Direction, reason: string): void {
     this.upstreamErrors.labels(direction, reason).inc();
+  }
+
+  verification(type: string, result: string, seconds: number): void {
+    this.verifications.labels(type, result).inc();
+    this.verificationLatency.labels(type).observe(seconds);
   }
 
   policyReload(ok: boolean): void {

@@ -10,6 +10,7 @@ import { errorMessage } from '../errors.js';
 import { actionPathError } from '../policy/actions.js';
 import { readDuration, readListen, readPath, readUrl } from './fields.js';
 import { readIdentity } from './identity.js';
+import { readAttestation } from './attestation.js';
 import type {
   ActionMappingConfig,
   AdminConfig,
@@ -42,7 +43,7 @@ export class ConfigFileError extends ProblemsError {
   }
 }
 
-const TOP_KEYS = ['name', 'identity', 'outbound', 'inbound', 'policy', 'admin', 'log'];
+const TOP_KEYS = ['name', 'identity', 'outbound', 'inbound', 'policy', 'admin', 'log', 'attestation'];
 const LOG_LEVELS: readonly LogConfig['level'][] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 /** A route name is one lower-case DNS label: it appears in URLs and metrics labels. */
 const ROUTE_NAME = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
@@ -94,6 +95,8 @@ export function parseConfig(
   const adminField = top.get('admin');
   const admin = readAdmin(reader, adminField);
   const log = readLog(reader, top.get('log'), baseDir);
+  const attestationField = top.get('attestation');
+  const attestation = attestationField && readAttestation(reader, attestationField, baseDir);
 
   if (!reader.ok || !identity || !log || !admin) throw new ConfigFileError(reader.problems);
   for (const w of reader.warnings) options.onWarning?.(w);
@@ -106,6 +109,7 @@ export function parseConfig(
     ...(policy ? { policy } : {}),
     admin,
     log,
+    ...(attestation ? { attestation } : {}),
   };
 }
 

@@ -86,4 +86,26 @@ export interface SidecarConfig {
   policy?: string;
   admin?: AdminConfig;
   log: LogConfig;
+  attestation?: AttestationConfig;
+}
+
+/** `attestation:` — what this sidecar proves about itself, and what evidence it trusts. */
+export interface AttestationConfig {
+  /** Outbound: produce evidence bound to our SVID key. */
+  attester?: SimAttesterConfig;
+  /** Inbound: verify peers' evidence. */
+  verifier?: {
+    /** PEM files of trusted `sim` report signing keys (SPKI). Development and tests only. */
+    simKeys: string[];
+    cacheSize: number;
+  };
+}
+
+export interface SimAttesterConfig {
+  type: 'sim';
+  /** PKCS#8 PEM private key file; absent: a fresh in-memory key (then no peer can trust it unless told). */
+  key?: string;
+  measurement: string;
+  guestSvn: number;
+  debug: boolean;
 }

@@ -4,6 +4,7 @@
  * sidecar) directions so both have the same semantics and error mapping.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Writable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { forwardResponseHeaders } from './headers.js';
 
@@ -13,6 +14,20 @@ export interface ForwardOptions {
   headers: string[];
   headersTimeoutMs: number;
   bodyTimeoutMs: number;
+  /** Send this (buffered) body instead of streaming the request (used for replays). */
+  body?: Buffer | null;
+  /**
+   * Looks at the upstream status and headers before anything is sent downstream; returning
+   * true swallows that response (its body is drained) and resolves with it instead.
+   */
+  intercept?: (statusCode: number, headers: Record<string, string | string[] | undefined>) => boolean;
+}
+
+/** An upstream response the caller chose to handle itself (see ForwardOptions.intercept). */
+export interface Intercepted {
+  intercepted: true;
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
 }
 
 export interface UpstreamFailure {
@@ -38,10 +53,11 @@ export function forwardRequest(
   req: IncomingMessage,
   res: ServerResponse,
   opts: ForwardOptions,
-): Promise<number | UpstreamFailure> {
+): Promise<number | UpstreamFailure | Intercepted> {
   return new Promise((resolve) => {
     let status = 0;
-    const body = hasRequestBody(req) ? req : null;
+    let intercepted: Intercepted | undefined;
+    const body = opts.body !== undefined ? opts.body : hasRequestBody(req) ? req : null;
     dispatcher
       .stream(
         {
@@ -54,12 +70,17 @@ export function forwardRequest(
         },
         ({ statusCode, headers }) => {
           status = statusCode;
-          res.writeHead(statusCode, forwardResponseHeaders(headers as Record<string, string | string[] | undefined>));
+          const h = headers as Record<string, string | string[] | undefined>;
+          if (opts.intercept?.(statusCode, h)) {
+            intercepted = { intercepted: true, status: statusCode, headers: h };
+            return new Writable({ write: (_chunk, _enc, cb) => cb() });
+          }
+          res.writeHead(statusCode, forwardResponseHeaders(h));
           return res;
         },
       )
       .then(
-        () => resolve(status),
+        () => resolve(intercepted ?? status),
         (err: unknown) => {
           if (res.headersSent) {
             res.destroy();
@@ -71,7 +92,7 @@ export function forwardRequest(
       );
     // The client went away: abandon the upstream exchange too.
     res.once('close', () => {
-      if (!res.writableFinished && body) body.destroy();
+      if (!res.writableFinished && body && !Buffer.isBuffer(body)) body.destroy();
     });
   });
 }

@@ -21,6 +21,7 @@ import { compileActionMatcher, canonicalRequestPath } from '../policy/actions.js
 import { IDENTITY_HEADERS, forwardRequestHeaders, xfccValue } from './headers.js';
 import { errorBody, forwardRequest, sendJsonError } from './forward.js';
 import { DecisionLog, pathOnly } from './decision-log.js';
+import { ATTESTATION_HEADERS, H_CHALLENGE, type AttestationGate, type AttestationSession } from './attestation-gate.js';
 import { closeServer, listen } from '../net.js';
 import { peerChain, serverContextOptions, verifyPeer, type TlsMaterial, type VerifiedPeer } from './tls.js';
 
@@ -30,12 +31,18 @@ export interface InboundDeps {
   metrics: SidecarMetrics;
   audit: AuditSink;
   logger: Logger;
+  /** Verifies peer evidence for agents whose policy requires attestation; absent: such agents are denied. */
+  attestation?: AttestationGate;
   /** Clock for expiry checks (tests pass a fake). */
   now?: () => number;
 }
 
 const kPeer = Symbol('attest-sidecar.peer');
-type PeeredSocket = TLSSocket & { [kPeer]?: VerifiedPeer };
+const kAttest = Symbol('attest-sidecar.attestation');
+type PeeredSocket = TLSSocket & { [kPeer]?: VerifiedPeer; [kAttest]?: AttestationSession };
+
+/** Never forwarded to the app: caller-supplied identity headers and our attestation protocol. */
+const DROPPED_HEADERS: ReadonlySet<string> = new Set([...IDENTITY_HEADERS, ...ATTESTATION_HEADERS]);
 
 const EXPIRED_BODY = errorBody('Peer SVID expired');
 const UNVERIFIED_BODY = errorBody('Peer identity not verified');
@@ -74,6 +81,13 @@ export class InboundListener {
   peers(): VerifiedPeer[] {
     const out: VerifiedPeer[] = [];
     for (const s of this.connections) if (s[kPeer]) out.push(s[kPeer]);
+    return out;
+  }
+
+  /** Open connections with their peer and, when the peer attested, its current verdict. */
+  sessions(): { peer: VerifiedPeer; attestation?: AttestationSession }[] {
+    const out: { peer: VerifiedPeer; attestation?: AttestationSession }[] = [];
+    for (const s of this.connections) if (s[kPeer]) out.push({ peer: s[kPeer], ...(s[kAttest] ? { attestation: s[kAttest] } : {}) });
     return out;
   }
 
@@ -158,11 +172,28 @@ export class InboundListener {
       { spiffeId: peer.id },
     );
     if (!decision.allow) {
-      this.finish(req, res, start, peer, decision.status, denialBody(decision), decision.reason, mapping?.action);
-      return;
+      // The action is permitted but the agent must attest: the gate decides (session cache first).
+      const reqs = decision.reason === 'attestation_required' ? decision.agent?.attestation : undefined;
+      const gate = this.deps.attestation;
+      if (!reqs || !gate) {
+        this.finish(req, res, start, peer, decision.status, denialBody(decision), decision.reason, mapping?.action);
+        return;
+      }
+      const session = (socket[kAttest] ??= {
+        spki: peer.spki,
+        spkiSha256Hex: peer.spkiSha256Hex,
+        notAfterMs: peer.notAfterMs,
+      });
+      const verdict = gate.check(req, session, reqs, policy.version);
+      if (!verdict.ok) {
+        const extra = verdict.status === 401 ? { [H_CHALLENGE]: verdict.challenge } : undefined;
+        sendJsonError(res, verdict.status, errorBody(verdict.error), extra);
+        this.record(req, start, peer, 'deny', verdict.reason, verdict.status, mapping?.action);
+        return;
+      }
     }
     const material = this.material!;
-    const headers = forwardRequestHeaders(req.rawHeaders, IDENTITY_HEADERS, [
+    const headers = forwardRequestHeaders(req.rawHeaders, DROPPED_HEADERS, [
       'x-forwarded-client-cert',
       xfccValue(material.ownId, peer.leafSha256Hex, peer.id),
       'x-spiffe-id',
@@ -177,7 +208,7 @@ export class InboundListener {
     }).then((result) => {
       if (typeof result === 'number') {
         this.record(req, start, peer, 'allow', 'allowed', result, mapping?.action);
-      } else {
+      } else if (!('intercepted' in result)) {
         this.deps.metrics.upstreamError('inbound', result.reason);
         this.finish(req, res, start, peer, result.status, errorBody(result.message), result.reason, mapping?.action, 'error');
       }

@@ -14,13 +14,17 @@ import type { OutboundConfig, OutboundRouteConfig } from '../config/types.js';
 import type { Logger, AuditSink } from '../log.js';
 import type { SidecarMetrics } from '../admin/metrics.js';
 import { forwardRequestHeaders, isBrowserRequest } from './headers.js';
-import { errorBody, forwardRequest, sendJsonError } from './forward.js';
+import { errorBody, forwardRequest, hasRequestBody, sendJsonError, type Intercepted, type UpstreamFailure } from './forward.js';
+import { ATTESTATION_HEADERS, H_CHALLENGE, H_EVIDENCE, H_NONCE, H_REF } from './attestation-gate.js';
+import { prepareEvidence, type Attester, type PreparedEvidence } from '../attestation/attester.js';
 import { DecisionLog, pathOnly } from './decision-log.js';
 import { closeServer, listen } from '../net.js';
 import { spiffeServerCheck, type TlsMaterial } from './tls.js';
 
 export interface OutboundDeps {
   config: OutboundConfig;
+  /** Produces this sidecar's evidence; absent: requests carry none. */
+  attester?: Attester;
   metrics: SidecarMetrics;
   audit: AuditSink;
   logger: Logger;
@@ -32,6 +36,24 @@ interface RouteRuntime {
   /** Path prefix of the upstream URL ('' for '/'), prepended to the request path. */
   readonly basePath: string;
   pool: Pool | undefined;
+  /** Id of the evidence the peer behind this route accepted; later requests send only the id. */
+  ackedEvidenceId?: string;
+}
+
+/** Largest request body buffered so that an attestation challenge can be answered by replay. */
+export const MAX_REPLAY_BYTES = 64 * 1024;
+/** The agent may not speak our attestation protocol (nor smuggle headers into it). */
+const ATTESTATION_DROP: ReadonlySet<string> = new Set(ATTESTATION_HEADERS);
+
+async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > limit) throw new Error(`request body over ${limit} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
 }
 
 const BROWSER_BODY = errorBody('Browser-originated requests are refused: a web page must never use the agent identity');
@@ -43,6 +65,7 @@ export class OutboundProxy {
   private readonly routes = new Map<string, RouteRuntime>();
   private material: TlsMaterial | undefined;
   private expiryTimer: NodeJS.Timeout | undefined;
+  private evidence: { generation: number; pending: Promise<PreparedEvidence> } | undefined;
   private readonly now: () => number;
   private readonly log: DecisionLog;
 
@@ -152,21 +175,108 @@ export class OutboundProxy {
       this.finish(req, res, start, route.config.name, 503, NO_SVID_BODY, 'no_svid');
       return;
     }
-    const headers = forwardRequestHeaders(req.rawHeaders, undefined);
-    void forwardRequest(route.pool, req, res, {
-      path: route.basePath + target.path,
+    if (!this.deps.attester) {
+      void this.forward(req, res, start, route, target.path, forwardRequestHeaders(req.rawHeaders, ATTESTATION_DROP));
+      return;
+    }
+    void this.forwardAttested(req, res, start, route, target.path, material).catch((err: unknown) => {
+      this.deps.logger.error({ route: route.config.name, err: (err as Error).message }, 'attested forwarding failed');
+      this.finish(req, res, start, route.config.name, 502, errorBody(`Attestation failed on this side: ${(err as Error).message}`), 'attester_error', 'error', target.path);
+    });
+  }
+
+  /** Plain forwarding: one attempt, the response streams straight back. */
+  private async forward(
+    req: IncomingMessage,
+    res: ServerResponse,
+    start: number,
+    route: RouteRuntime,
+    path: string,
+    headers: string[],
+    body?: Buffer | null,
+  ): Promise<void> {
+    const result = await forwardRequest(route.pool!, req, res, {
+      path: route.basePath + path,
       headers,
       headersTimeoutMs: route.config.requestTimeoutMs,
       bodyTimeoutMs: route.config.requestTimeoutMs,
-    }).then((result) => {
-      if (typeof result === 'number') {
-        this.record(req, start, route.config.name, 'allow', 'forwarded', result, target.path);
-      } else {
-        this.deps.metrics.upstreamError('outbound', result.reason);
-        this.deps.logger.warn({ route: route.config.name, reason: result.reason, err: result.message }, 'outbound upstream failure');
-        this.finish(req, res, start, route.config.name, result.status, errorBody(result.message), result.reason, 'error', target.path);
-      }
+      ...(body !== undefined ? { body } : {}),
     });
+    this.settle(req, res, start, route, path, result);
+  }
+
+  private settle(req: IncomingMessage, res: ServerResponse, start: number, route: RouteRuntime, path: string, result: number | UpstreamFailure | Intercepted): void {
+    if (typeof result === 'number') {
+      this.record(req, start, route.config.name, 'allow', 'forwarded', result, path);
+    } else if (!('intercepted' in result)) {
+      this.deps.metrics.upstreamError('outbound', result.reason);
+      this.deps.logger.warn({ route: route.config.name, reason: result.reason, err: result.message }, 'outbound upstream failure');
+      this.finish(req, res, start, route.config.name, result.status, errorBody(result.message), result.reason, 'error', path);
+    }
+  }
+
+  /**
+   * Forwarding with evidence: the evidence id once the peer has accepted the full evidence on
+   * this route, the full envelope until then. A 401 challenge is answered once, transparently:
+   * full evidence, or fresh evidence over the peer's nonce; the request is replayed with its
+   * buffered body (bodies over MAX_REPLAY_BYTES, or of unknown length, cannot be replayed).
+   */
+  private async forwardAttested(req: IncomingMessage, res: ServerResponse, start: number, route: RouteRuntime, path: string, material: TlsMaterial): Promise<void> {
+    const evidence = await this.evidenceFor(material);
+    const base = forwardRequestHeaders(req.rawHeaders, ATTESTATION_DROP);
+    const sentFull = route.ackedEvidenceId !== evidence.id;
+    const first = sentFull ? [...base, H_EVIDENCE, evidence.header] : [...base, H_REF, evidence.id];
+    const length = req.headers['content-length'];
+    const bodyBytes = length === undefined ? (hasRequestBody(req) ? Infinity : 0) : Number(length);
+    const replayable = bodyBytes <= MAX_REPLAY_BYTES;
+    const body = replayable ? (bodyBytes > 0 ? await readBody(req, MAX_REPLAY_BYTES) : null) : undefined;
+    const opts = { path: route.basePath + path, headersTimeoutMs: route.config.requestTimeoutMs, bodyTimeoutMs: route.config.requestTimeoutMs };
+    const result = await forwardRequest(route.pool!, req, res, {
+      ...opts,
+      headers: first,
+      ...(body !== undefined ? { body } : {}),
+      intercept: (status, h) => status === 401 && typeof h[H_CHALLENGE] === 'string',
+    });
+    if (typeof result === 'number') {
+      if (sentFull && result !== 401) route.ackedEvidenceId = evidence.id;
+      this.settle(req, res, start, route, path, result);
+      return;
+    }
+    if (!('intercepted' in result)) {
+      this.settle(req, res, start, route, path, result);
+      return;
+    }
+    const challenge = String(result.headers[H_CHALLENGE]);
+    if (body === undefined) {
+      this.finish(req, res, start, route.config.name, 413, errorBody(`Attestation challenge could not be answered: a request body of unknown length or over ${MAX_REPLAY_BYTES} bytes cannot be replayed`), 'attestation_replay_too_large', 'error', path);
+      return;
+    }
+    let retry: string[];
+    if (challenge === 'evidence') {
+      retry = [...base, H_EVIDENCE, evidence.header];
+    } else if (challenge.startsWith('nonce=')) {
+      const nonce = challenge.slice('nonce='.length);
+      const fresh = prepareEvidence(await this.deps.attester!.produce(material.spki, Buffer.from(nonce, 'base64url')));
+      retry = [...base, H_EVIDENCE, fresh.header, H_NONCE, nonce];
+    } else {
+      this.finish(req, res, start, route.config.name, 502, errorBody(`Unknown attestation challenge '${challenge.slice(0, 64)}'`), 'attestation_challenge_unknown', 'error', path);
+      return;
+    }
+    const second = await forwardRequest(route.pool!, req, res, { ...opts, headers: retry, body });
+    if (typeof second === 'number' && challenge === 'evidence' && second !== 401) route.ackedEvidenceId = evidence.id;
+    this.settle(req, res, start, route, path, second);
+  }
+
+  /** This identity generation's session evidence (produced once per SVID). */
+  private evidenceFor(material: TlsMaterial): Promise<PreparedEvidence> {
+    if (this.evidence?.generation !== material.generation) {
+      const pending = this.deps.attester!.produce(material.spki).then(prepareEvidence);
+      this.evidence = { generation: material.generation, pending };
+      pending.catch(() => {
+        if (this.evidence?.pending === pending) this.evidence = undefined; // retry on the next request
+      });
+    }
+    return this.evidence.pending;
   }
 
   private finish(

@@ -26,6 +26,9 @@ export interface VerifiedPeer {
   /** Hex SHA-256 of the peer's leaf certificate DER (XFCC `Hash`). */
   readonly leafSha256Hex: string;
   readonly serial: string;
+  /** DER SubjectPublicKeyInfo of the leaf (what attestation evidence is bound to). */
+  readonly spki: Buffer;
+  readonly spkiSha256Hex: string;
 }
 
 /** PEM material and prebuilt contexts for one identity generation. */
@@ -33,6 +36,8 @@ export interface TlsMaterial {
   readonly generation: number;
   readonly ownId: string;
   readonly notAfterMs: number;
+  /** DER SubjectPublicKeyInfo of our SVID: what our evidence is bound to. */
+  readonly spki: Buffer;
   readonly certPem: string;
   readonly keyPem: string;
   readonly caPem: string;
@@ -50,6 +55,7 @@ export function buildTlsMaterial(state: IdentityState): TlsMaterial {
     generation: state.generation,
     ownId: state.svid.id.toString(),
     notAfterMs: state.svid.notAfter.getTime(),
+    spki: state.svid.certificates[0]!.publicKey.export({ type: 'spki', format: 'der' }),
     certPem,
     keyPem,
     caPem,
@@ -111,6 +117,8 @@ export function verifyPeer(chain: readonly X509Certificate[], bundles: X509Bundl
     notAfterMs: v.notAfter.getTime(),
     leafSha256Hex: leaf.fingerprint256.replaceAll(':', '').toLowerCase(),
     serial: leaf.serialNumber,
+    spki: leaf.publicKey.export({ type: 'spki', format: 'der' }),
+    spkiSha256Hex: v.spkiSha256.toString('hex'),
   };
 }
 

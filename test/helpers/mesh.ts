@@ -15,6 +15,8 @@ import { Sidecar } from '../../src/sidecar.js';
 import { DevIssuer } from '../../src/dev/issuer.js';
 import { WorkloadApiX509Source } from '../../src/spiffe/workload-api/source.js';
 import type { X509Source } from '../../src/spiffe/source.js';
+import type { Attester } from '../../src/attestation/attester.js';
+import type { VerifierTrust } from '../../src/attestation/verifier.js';
 
 export const TD = 'agent-mesh.local';
 export const idOf = (name: string) => `spiffe://${TD}/ns/agent-swarm/sa/${name}`;
@@ -79,6 +81,10 @@ export interface TestMeshOptions {
   /** Override the route's expected server ID (to test mismatches). */
   serverId?: string;
   now?: () => number;
+  /** Per agent name: its evidence producer. */
+  attesters?: Record<string, Attester>;
+  /** What the inbound sidecar trusts for evidence. */
+  trust?: VerifierTrust;
 }
 
 export class TestMesh {
@@ -136,9 +142,10 @@ export class TestMesh {
       logger: silentLogger(),
       audit: this.serverAudit,
       ...(opts.now ? { now: opts.now } : {}),
+      ...(opts.trust ? { attestationTrust: opts.trust } : {}),
     });
     for (const name of opts.agents ?? ['orchestrator', 'harness-writer', 'intruder']) {
-      await this.addAgent(name, opts.serverId ?? idOf('control-plane'));
+      await this.addAgent(name, opts.serverId ?? idOf('control-plane'), opts.attesters?.[name]);
     }
   }
 
@@ -163,10 +170,11 @@ export class TestMesh {
     };
   }
 
-  async addAgent(name: string, serverId = idOf('control-plane')): Promise<Sidecar> {
+  async addAgent(name: string, serverId = idOf('control-plane'), attester?: Attester): Promise<Sidecar> {
     const s = await Sidecar.start({
       config: this.agentConfig(name, serverId),
       source: await this.source(idOf(name)),
+      ...(attester ? { attester } : {}),
       logger: silentLogger(),
       audit: new MemoryAuditSink(),
     });

@@ -1,0 +1,71 @@
+/**
+ * Evidence verification dispatch: envelope -> the type's pure verifier -> the binding check
+ * -> normalized claims for appraisal. Cold path only (once per peer key and evidence).
+ */
+import type { KeyObject } from 'node:crypto';
+import type { NormalizedClaims } from './appraise.js';
+import { bindingUserData } from './binding.js';
+import type { Evidence } from './envelope.js';
+import { verifySimReport } from './sim/report.js';
+import { AttestationError, type EvidenceType } from './types.js';
+
+/** Trust anchors and reference material the inbound side verifies evidence with. */
+export interface VerifierTrust {
+  simKeys: readonly KeyObject[];
+}
+
+export interface VerifiedEvidence {
+  readonly type: EvidenceType;
+  /** The verifier's full claims (JSON-friendly), for /status and the audit trail. */
+  readonly claims: Readonly<Record<string, unknown>>;
+  readonly normalized: NormalizedClaims;
+  /** Collateral expiry (e.g. the VCEK's notAfter), epoch ms, when the evidence has one. */
+  readonly expiresAtMs?: number;
+}
+
+export interface BindingExpectation {
+  /** DER SubjectPublicKeyInfo of the peer's SVID on this very connection. */
+  spki: Uint8Array;
+  nonce?: Uint8Array;
+}
+
+export function verifyEvidence(ev: Evidence, trust: VerifierTrust, binding: BindingExpectation, now: Date): VerifiedEvidence {
+  switch (ev.type) {
+    case 'sim': {
+      const claims = verifySimReport(ev.parts.report!, { keys: trust.simKeys }, now);
+      expectUserData(claims.report_data, bindingUserData(binding.spki, binding.nonce).toString('hex'));
+      return {
+        type: 'sim',
+        claims: { ...claims },
+        normalized: {
+          evidence_type: 'sim',
+          tee_type: 'sim',
+          measurement: claims.measurement,
+          guest_svn: claims.guest_svn,
+          debug: claims.debug,
+          tcb: simTcb(claims.tcb),
+          chip_id: claims.chip_id,
+          issued_at: claims.issued_at,
+        },
+      };
+    }
+    default:
+      throw new AttestationError('evidence_unsupported', `no verifier for evidence type ${ev.type} is configured on this sidecar`);
+  }
+}
+
+function expectUserData(actual: string, expected: string): void {
+  if (actual !== expected) {
+    throw new AttestationError(
+      'binding_mismatch',
+      'the evidence is not bound to the SVID key of this connection (or to the nonce this sidecar issued)',
+    );
+  }
+}
+
+/** The sim report's TCB uses the SEV-SNP Milan/Genoa TCB_VERSION layout (little-endian u64). */
+function simTcb(hex16: string): Record<string, number> {
+  const v = BigInt(`0x${hex16}`);
+  const byte = (i: number) => Number((v >> BigInt(8 * i)) & 0xffn);
+  return { bootloader: byte(0), tee: byte(1), snp: byte(6), microcode: byte(7) };
+}

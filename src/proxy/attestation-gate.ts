@@ -1,0 +1,164 @@
+/**
+ * The inbound attestation gate: decides whether a peer's evidence satisfies its agent's
+ * `attestation_requirements`, with the session cache in front of verification.
+ *
+ * Headers (wire protocol v1, see README "Evidence on the wire"):
+ *   request  attest-evidence: <envelope>      full evidence (first contact, or answering a challenge)
+ *   request  attest-evidence-ref: <id>        the id of evidence this peer already presented
+ *   request  attest-nonce: <base64url>        the nonce a per-request challenge issued
+ *   response attest-challenge: evidence       401: send the full evidence
+ *   response attest-challenge: nonce=<b64u>   401: send fresh evidence bound to this nonce
+ *
+ * Session mode (default): a warm connection whose ref matches its last verdict for the current
+ * policy version costs two string compares and a number compare.
+ */
+import { randomBytes } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import { appraise } from '../attestation/appraise.js';
+import { evidenceId } from '../attestation/attester.js';
+import { decodeEvidence } from '../attestation/envelope.js';
+import { VerdictCache, type Verdict } from '../attestation/session-cache.js';
+import { AttestationError } from '../attestation/types.js';
+import { verifyEvidence, type VerifierTrust } from '../attestation/verifier.js';
+import type { AttestationRequirements } from '../policy/types.js';
+
+export const H_EVIDENCE = 'attest-evidence';
+export const H_REF = 'attest-evidence-ref';
+export const H_NONCE = 'attest-nonce';
+export const H_CHALLENGE = 'attest-challenge';
+export const ATTESTATION_HEADERS: readonly string[] = [H_EVIDENCE, H_REF, H_NONCE, H_CHALLENGE];
+
+const NONCE_TTL_MS = 30_000;
+const MAX_OUTSTANDING_NONCES = 10_000;
+
+/** What the gate remembers per connection (the peer key cannot change on a connection). */
+export interface AttestationSession {
+  readonly spki: Buffer;
+  readonly spkiSha256Hex: string;
+  /** Peer SVID notAfter: no verdict outlives it. */
+  readonly notAfterMs: number;
+  lastRef?: string;
+  lastVersion?: string;
+  lastVerdict?: Verdict;
+}
+
+export type GateResult =
+  | { ok: true; verdict: Verdict; cached: boolean }
+  | { ok: false; status: 401; error: string; reason: string; challenge: string }
+  | { ok: false; status: 403; error: string; reason: string };
+
+export interface GateMetrics {
+  verification(type: string, result: string, seconds: number): void;
+}
+
+export class AttestationGate {
+  readonly cache: VerdictCache;
+  private readonly nonces = new Map<string, { spkiHex: string; expiresAtMs: number }>();
+
+  constructor(
+    private trust: VerifierTrust,
+    private readonly now: () => number,
+    private readonly metrics?: GateMetrics,
+    cacheSize = 10_000,
+  ) {
+    this.cache = new VerdictCache(cacheSize);
+  }
+
+  setTrust(trust: VerifierTrust): void {
+    this.trust = trust;
+  }
+
+  check(req: IncomingMessage, s: AttestationSession, reqs: AttestationRequirements, policyVersion: string): GateResult {
+    const evidence = req.headers[H_EVIDENCE];
+    if (reqs.freshness === 'per_request') return this.checkFresh(req, s, reqs, evidence);
+    const now = this.now();
+    if (typeof evidence !== 'string') {
+      const ref = req.headers[H_REF];
+      if (typeof ref !== 'string') return this.challenge('evidence', 'Attestation required', 'attestation_required');
+      // Hot path: the connection's last verdict.
+      const last = s.lastVerdict;
+      if (last !== undefined && s.lastRef === ref && s.lastVersion === policyVersion && now < last.expiresAtMs) {
+        this.cache.stats.hits++;
+        return { ok: true, verdict: last, cached: true };
+      }
+      const v = this.cache.get(VerdictCache.key(s.spkiSha256Hex, ref, policyVersion), now);
+      if (v === undefined) return this.challenge('evidence', 'Attestation required', 'attestation_required');
+      this.remember(s, ref, policyVersion, v);
+      return { ok: true, verdict: v, cached: true };
+    }
+    const id = evidenceId(evidence);
+    const key = VerdictCache.key(s.spkiSha256Hex, id, policyVersion);
+    const hit = this.cache.get(key, now);
+    if (hit) {
+      this.remember(s, id, policyVersion, hit);
+      return { ok: true, verdict: hit, cached: true };
+    }
+    const result = this.verify(evidence, s, reqs, undefined, now);
+    if (!result.ok) return result;
+    this.cache.set(key, result.verdict);
+    this.remember(s, id, policyVersion, result.verdict);
+    return result;
+  }
+
+  private checkFresh(
+    req: IncomingMessage,
+    s: AttestationSession,
+    reqs: AttestationRequirements,
+    evidence: string | string[] | undefined,
+  ): GateResult {
+    const nonceB64 = req.headers[H_NONCE];
+    if (typeof evidence !== 'string' || typeof nonceB64 !== 'string') {
+      return this.nonceChallenge(s, 'Fresh attestation required', 'attestation_fresh_required');
+    }
+    const now = this.now();
+    const issued = this.nonces.get(nonceB64);
+    // Single use, bound to the peer key it was issued to, short-lived.
+    this.nonces.delete(nonceB64);
+    if (!issued || issued.spkiHex !== s.spkiSha256Hex || now >= issued.expiresAtMs) {
+      return this.nonceChallenge(s, 'Attestation nonce unknown, expired or already used', 'attestation_nonce_invalid');
+    }
+    return this.verify(evidence, s, reqs, Buffer.from(nonceB64, 'base64url'), now);
+  }
+
+  private verify(header: string, s: AttestationSession, reqs: AttestationRequirements, nonce: Buffer | undefined, now: number): GateResult {
+    const start = performance.now();
+    let type = 'unknown';
+    try {
+      const ev = decodeEvidence(header);
+      type = ev.type;
+      const verified = verifyEvidence(ev, this.trust, { spki: s.spki, ...(nonce ? { nonce } : {}) }, new Date(now));
+      appraise(verified.normalized, reqs, new Date(now));
+      let expiresAtMs = s.notAfterMs;
+      if (verified.expiresAtMs !== undefined) expiresAtMs = Math.min(expiresAtMs, verified.expiresAtMs);
+      if (reqs.maxEvidenceAgeSeconds !== undefined) expiresAtMs = Math.min(expiresAtMs, now + reqs.maxEvidenceAgeSeconds * 1000);
+      this.metrics?.verification(type, 'success', (performance.now() - start) / 1000);
+      return { ok: true, cached: false, verdict: { claims: verified.claims, evidenceType: verified.type, expiresAtMs, verifiedAtMs: now } };
+    } catch (err) {
+      if (!(err instanceof AttestationError)) throw err;
+      this.metrics?.verification(type, err.reason, (performance.now() - start) / 1000);
+      return { ok: false, status: 403, error: `Attestation failed: ${err.message}`, reason: err.reason };
+    }
+  }
+
+  private remember(s: AttestationSession, ref: string, version: string, v: Verdict): void {
+    s.lastRef = ref;
+    s.lastVersion = version;
+    s.lastVerdict = v;
+  }
+
+  private challenge(kind: string, error: string, reason: string): GateResult {
+    return { ok: false, status: 401, error, reason, challenge: kind };
+  }
+
+  private nonceChallenge(s: AttestationSession, error: string, reason: string): GateResult {
+    const now = this.now();
+    if (this.nonces.size >= MAX_OUTSTANDING_NONCES) {
+      for (const [n, v] of this.nonces) if (now >= v.expiresAtMs) this.nonces.delete(n);
+      // Still full: drop the oldest rather than grow without bound.
+      while (this.nonces.size >= MAX_OUTSTANDING_NONCES) this.nonces.delete(this.nonces.keys().next().value as string);
+    }
+    const nonce = randomBytes(32).toString('base64url');
+    this.nonces.set(nonce, { spkiHex: s.spkiSha256Hex, expiresAtMs: now + NONCE_TTL_MS });
+    return this.challenge(`nonce=${nonce}`, error, reason);
+  }
+}
