@@ -7,11 +7,15 @@ import type { NormalizedClaims } from './appraise.js';
 import { bindingUserData } from './binding.js';
 import type { Evidence } from './envelope.js';
 import { verifySimReport } from './sim/report.js';
+import { verifySnpReport } from './sev-snp/verify.js';
+import type { SnpTrustAnchors } from './sev-snp/anchors.js';
 import { AttestationError, type EvidenceType } from './types.js';
 
 /** Trust anchors and reference material the inbound side verifies evidence with. */
 export interface VerifierTrust {
   simKeys: readonly KeyObject[];
+  /** AMD ARK/ASK/ASVK per product; absent: SEV-SNP evidence is refused (collateral_missing). */
+  snpAnchors?: SnpTrustAnchors;
 }
 
 export interface VerifiedEvidence {
@@ -47,6 +51,30 @@ export function verifyEvidence(ev: Evidence, trust: VerifierTrust, binding: Bind
           chip_id: claims.chip_id,
           issued_at: claims.issued_at,
         },
+      };
+    }
+    case 'sev-snp': {
+      if (!trust.snpAnchors) throw new AttestationError('collateral_missing', 'no AMD SEV-SNP trust anchors are configured on this sidecar');
+      const claims = verifySnpReport(
+        ev.parts.report!,
+        { anchors: trust.snpAnchors, ...(ev.parts.vcek ? { vcek: ev.parts.vcek } : {}), ...(ev.parts.cert_table ? { certTable: ev.parts.cert_table } : {}) },
+        now,
+      );
+      expectUserData(claims.report_data, bindingUserData(binding.spki, binding.nonce).toString('hex'));
+      const t = claims.reported_tcb;
+      return {
+        type: 'sev-snp',
+        claims: { ...claims },
+        normalized: {
+          evidence_type: 'sev-snp',
+          tee_type: 'sev-snp',
+          measurement: claims.measurement,
+          guest_svn: claims.guest_svn,
+          debug: claims.policy.debug,
+          tcb: { bootloader: t.bootloader, tee: t.tee, snp: t.snp, microcode: t.microcode, ...(t.fmc !== undefined ? { fmc: t.fmc } : {}) },
+          chip_id: claims.chip_id,
+        },
+        expiresAtMs: Date.parse(claims.cert.not_after),
       };
     }
     default:

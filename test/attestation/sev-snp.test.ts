@@ -26,7 +26,7 @@ const reasonOf = (fn: () => unknown) => {
 /** A flipped version field: unknown versions are unsupported; v3+ read as v2 has CPUID bytes in reserved space. */
 const versionFlip = (from: number, to: number) =>
   ![2, 3, 5].includes(to) ? 'evidence_unsupported' : to === 2 && from >= 3 ? 'evidence_malformed' : 'signature_invalid';
-const chip = Buffer.alloc(64, 0).map((_, i) => (i * 7 + 3) & 0xff);
+const chip = Buffer.from(Buffer.alloc(64, 0).map((_, i) => (i * 7 + 3) & 0xff));
 const MILAN_TCB: SynthTcb = { bootloader: 3, tee: 0, snp: 8, microcode: 115 };
 const TURIN_TCB: SynthTcb = { fmc: 1, bootloader: 2, tee: 3, snp: 4, microcode: 9 };
 
@@ -114,14 +114,14 @@ t.test('synthetic hierarchy', async (t) => {
     for (const c of ['bootloader', 'tee', 'snp', 'microcode'] as const) {
       const other = await makeEndorsement(milan, { tcb: { ...MILAN_TCB, [c]: MILAN_TCB[c] + 1 }, hwId: chip });
       const r = makeReport({ product: 'Milan', tcb: MILAN_TCB, chipId: chip }, other.privateKey);
-      t.throws(() => verifySnpReport(r, { anchors, vcek: other.der }, NOW), { reason: 'tcb_mismatch', message: new RegExp(`reported_tcb ${c} `) } as object, c);
+      t.throws(() => verifySnpReport(r, { anchors, vcek: other.der }, NOW), { reason: 'tcb_mismatch', message: new RegExp(`reported_tcb ${c} `) } as never, c);
     }
     const otherChip = await makeEndorsement(milan, { tcb: MILAN_TCB, hwId: Buffer.alloc(64, 0xee) });
     const r = makeReport({ product: 'Milan', tcb: MILAN_TCB, chipId: chip }, otherChip.privateKey);
-    t.throws(() => verifySnpReport(r, { anchors, vcek: otherChip.der }, NOW), { reason: 'tcb_mismatch', message: /chip_id/ } as object);
+    t.throws(() => verifySnpReport(r, { anchors, vcek: otherChip.der }, NOW), { reason: 'tcb_mismatch', message: /chip_id/ } as never);
     // The report's CPUID says Genoa but the VCEK is a Milan one.
     const genoaCpu = makeReport({ product: 'Genoa', tcb: MILAN_TCB, chipId: chip }, vcek.privateKey);
-    t.throws(() => verifySnpReport(genoaCpu, refs, NOW), { reason: 'tcb_mismatch', message: /product/ } as object);
+    t.throws(() => verifySnpReport(genoaCpu, refs, NOW), { reason: 'tcb_mismatch', message: /product/ } as never);
   });
 
   t.test('Turin: its TCB layout, 8-byte hwID and fmc', async (t) => {
@@ -133,7 +133,7 @@ t.test('synthetic hierarchy', async (t) => {
     t.same(c.cpuid, { family: 0x1a, model: 0x02, stepping: 0 });
     const fmcOff = await makeEndorsement(turin, { tcb: { ...TURIN_TCB, fmc: 2 }, hwId: chip.subarray(0, 8) });
     const r2 = makeReport({ version: 3, product: 'Turin', tcb: TURIN_TCB, chipId: chip }, fmcOff.privateKey);
-    t.throws(() => verifySnpReport(r2, { anchors, vcek: fmcOff.der }, NOW), { reason: 'tcb_mismatch', message: /fmc/ } as object);
+    t.throws(() => verifySnpReport(r2, { anchors, vcek: fmcOff.der }, NOW), { reason: 'tcb_mismatch', message: /fmc/ } as never);
     t.equal(reasonOf(() => verifySnpReport(r, { anchors, vcek: tv.der, product: 'Milan' }, NOW)), 'tcb_mismatch');
   });
 
@@ -189,7 +189,7 @@ t.test('synthetic hierarchy', async (t) => {
 
 t.test('real reports: a bit flipped in each signed field', async (t) => {
   const found = conformance('sev-snp');
-  if ('skip' in found) return void t.skip(found.skip);
+  if ('skip' in found) return void t.skip(found.skip, async () => {});
   const dir = found.dir;
   const anchors = loadSnpAnchors(['ask_ark_milan.pem', 'ask_ark_milan_vlek.pem', 'ask_ark_genoa.pem'].map((f) => readFileSync(path.join(dir, 'amd-roots/go-sev-guest', f), 'utf8')));
   const samples: [string, string, Date][] = [

@@ -147,7 +147,7 @@ t.test('configfs-tsm attester', async (t) => {
     const r = await new TsmAttester({ basePath: base, fs: kernel }).report(userData);
     const anchors = loadSnpAnchors([milan.ark.pem, milan.ask.pem]);
     const claims = verifySnpReport(r.outblob, { anchors, certTable: r.auxblob! }, new Date('2026-06-01'));
-    t.equal(claims.report_data, userData.toString('hex'));
+    t.equal(claims.report_data, Buffer.from(userData).toString('hex'));
     t.equal(claims.chip_id, chipId.toString('hex'));
   });
 });
