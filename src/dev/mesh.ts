@@ -16,6 +16,8 @@ import { Sidecar } from '../sidecar.js';
 import { WorkloadApiX509Source } from '../spiffe/workload-api/source.js';
 import { DevIssuer } from './issuer.js';
 import { DemoApp } from './demo-app.js';
+import { SimAttester } from '../attestation/attester.js';
+import { generateSimKey } from '../attestation/sim/report.js';
 
 export interface DevMeshSpec {
   file: string;
@@ -67,6 +69,8 @@ export class DevMesh {
     const socketDir = mkdtempSync(path.join(tmpdir(), 'attest-sidecar-dev-'));
     const ttl = opts.svidTtlSeconds ?? spec.svidTtlSeconds;
     const issuer = await DevIssuer.start({ trustDomain: spec.trustDomain, socketDir, svidTtlSeconds: ttl, logger: opts.logger });
+    // One in-memory sim TEE key for the whole mesh: agents sign with it, the control plane trusts it.
+    const sim = generateSimKey();
     const sidecars = new Map<string, Sidecar>();
     let app: DemoApp | undefined;
     try {
@@ -83,7 +87,13 @@ export class DevMesh {
         const logger = opts.logger.child({ sidecar: name });
         const source = new WorkloadApiX509Source({ endpoint, logger });
         source.start();
-        sidecars.set(name, await Sidecar.start({ config: { ...config, name }, source, logger }));
+        const a = config.attestation?.attester;
+        const attester = a && !a.key ? new SimAttester({ key: sim.privateKey, measurement: a.measurement, guestSvn: a.guestSvn, debug: a.debug }) : undefined;
+        const trust = config.inbound ? { simKeys: [sim.publicKey] } : undefined;
+        sidecars.set(
+          name,
+          await Sidecar.start({ config: { ...config, name }, source, logger, ...(attester ? { attester } : {}), ...(trust ? { attestationTrust: trust } : {}) }),
+        );
       }
     } catch (err) {
       await Promise.allSettled([...sidecars.values()].map((s) => s.close()));

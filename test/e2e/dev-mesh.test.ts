@@ -76,6 +76,12 @@ t.test('admin status and readiness of the control plane', async (t) => {
   const status = JSON.parse(curl(['http://127.0.0.1:15000/status']).body);
   t.equal(status.spiffe_id, 'spiffe://agent-mesh.local/ns/agent-swarm/sa/control-plane');
   t.same(status.trust_domains, ['agent-mesh.local']);
+  const attested = status.inbound.peers.filter((p: { attestation?: unknown }) => p.attestation);
+  t.ok(attested.length >= 1, 'peers are listed with their verified (sim) evidence');
+  t.equal(attested[0].attestation.type, 'sim');
+  t.match(attested[0].attestation.claims.measurement, /^76f112b1/);
+  const metrics = curl(['http://127.0.0.1:15000/metrics']).body;
+  t.match(metrics, /attest_sidecar_attestation_verifications_total\{type="sim",result="success",sidecar="control-plane"\} [1-9]/);
 });
 
 t.test('SIGTERM shuts down cleanly', async (t) => {
