@@ -12,6 +12,7 @@ import { createLogger } from '../log.js';
 import { Sidecar } from '../sidecar.js';
 import { DevMesh, loadDevMeshSpec } from '../dev/mesh.js';
 import { devMeshBanner } from './banner.js';
+import { inspectEvidenceCommand, verifyEvidenceCommand } from './evidence.js';
 
 const USAGE = `attest-sidecar: SPIFFE identity, mTLS and policy for AI-agent workloads
 
@@ -20,6 +21,11 @@ Usage:
   attest-sidecar dev [--svid-ttl 60s] [--mesh FILE]
                                           DEVELOPMENT ONLY: embedded issuer + reference mesh
   attest-sidecar check-policy FILE        validate a policy file (exit 1 on error)
+  attest-sidecar inspect-evidence FILE [--type T]
+                                          decode a report/quote/envelope to JSON claims
+  attest-sidecar verify-evidence FILE --type sev-snp [--cert VCEK_OR_VLEK] [--anchors DIR_OR_PEM]
+                 [--at ISO_TIME] [--policy FILE --agent NAME]
+                                          verify offline; exit 0 only when verified
   attest-sidecar help | version
 `;
 
@@ -68,6 +74,12 @@ function cmdCheckPolicy(args: string[]): Exit {
   return exitCode;
 }
 
+function emit(out: { exitCode: number; stdout: string; stderr: string }): Exit {
+  process.stdout.write(out.stdout);
+  process.stderr.write(out.stderr);
+  return out.exitCode;
+}
+
 function onShutdown(close: () => Promise<void>): void {
   let closing = false;
   const stop = (signal: string) => {
@@ -95,6 +107,10 @@ export async function main(argv: string[]): Promise<Exit> {
       return cmdDev(rest);
     case 'check-policy':
       return cmdCheckPolicy(rest);
+    case 'inspect-evidence':
+      return emit(inspectEvidenceCommand(rest));
+    case 'verify-evidence':
+      return emit(verifyEvidenceCommand(rest));
     case 'version':
     case '--version':
       process.stdout.write('attest-sidecar 0.1.0\n');
