@@ -1,0 +1,126 @@
+/**
+ * The attestation key (AK) of a quote: turning its given form (KeyObject, TPMT_PUBLIC,
+ * PEM SPKI or certificate) into a public key, and deciding whether it is trusted — either
+ * pinned (`akTrust.keys`) or certified by a configured CA (`akTrust.caCerts`).
+ */
+import { createHash, createPublicKey, KeyObject, X509Certificate } from 'node:crypto';
+import { AttestationError } from '../types.js';
+import { isRestrictedSigningKey, parseTpmtPublic, type TpmPublic } from './public.js';
+
+export interface AkTrust {
+  /** trusted AK public keys (pinned) */
+  keys?: KeyObject[];
+  /** X.509 PEMs: an AK certificate must chain to one of these */
+  caCerts?: string[];
+}
+
+export interface ResolvedAk {
+  readonly key: KeyObject;
+  /** set when the AK came as a TPMT_PUBLIC: gives the Name and the key's fixed scheme */
+  readonly tpmPublic?: TpmPublic;
+  /** set when the AK came as a certificate */
+  readonly cert?: X509Certificate;
+  readonly spkiDer: Buffer;
+}
+
+function spkiOf(key: KeyObject): Buffer {
+  return key.export({ type: 'spki', format: 'der' });
+}
+
+export function spkiSha256(key: KeyObject): string {
+  return createHash('sha256').update(spkiOf(key)).digest('hex');
+}
+
+function parseCert(pem: string, what: string): X509Certificate {
+  try {
+    return new X509Certificate(pem);
+  } catch (err) {
+    throw new AttestationError('evidence_malformed', `${what}: not an X.509 certificate`, { cause: err });
+  }
+}
+
+export function resolveAk(ak: KeyObject | Uint8Array | string): ResolvedAk {
+  if (ak instanceof KeyObject) {
+    if (ak.type !== 'public') throw new AttestationError('evidence_malformed', 'AK: expected a public key');
+    return { key: ak, spkiDer: spkiOf(ak) };
+  }
+  if (ak instanceof Uint8Array) {
+    const tpmPublic = parseTpmtPublic(ak);
+    // A non-restricted key can sign any bytes, including a forged TPMS_ATTEST.
+    if (!isRestrictedSigningKey(tpmPublic.objectAttributes)) {
+      throw new AttestationError(
+        'chain_invalid',
+        `AK is not a restricted signing key (objectAttributes 0x${tpmPublic.objectAttributes.toString(16)})`,
+      );
+    }
+    return { key: tpmPublic.key, tpmPublic, spkiDer: spkiOf(tpmPublic.key) };
+  }
+  if (typeof ak === 'string' && ak.includes('-----BEGIN CERTIFICATE-----')) {
+    const cert = parseCert(ak, 'AK certificate');
+    return { key: cert.publicKey, cert, spkiDer: spkiOf(cert.publicKey) };
+  }
+  if (typeof ak === 'string') {
+    try {
+      const key = createPublicKey({ key: ak, format: 'pem' });
+      return { key, spkiDer: spkiOf(key) };
+    } catch (err) {
+      throw new AttestationError('evidence_malformed', 'AK: not a PEM public key or certificate', { cause: err });
+    }
+  }
+  throw new AttestationError('evidence_malformed', 'AK: unsupported form');
+}
+
+function checkValidity(cert: X509Certificate, now: Date, what: string): void {
+  const from = new Date(cert.validFrom);
+  const to = new Date(cert.validTo);
+  if (!(now >= from && now <= to)) {
+    throw new AttestationError('collateral_expired', `${what} ${cert.subject} is not valid at ${now.toISOString()}`);
+  }
+}
+
+/**
+ * Builds leaf -> intermediates -> one of `anchors`, checking each signature (node:crypto),
+ * each validity period at `now`, and that every issuer is a CA.
+ */
+function verifyChain(leaf: X509Certificate, intermediates: X509Certificate[], anchors: X509Certificate[], now: Date): void {
+  checkValidity(leaf, now, 'AK certificate');
+  let current = leaf;
+  const pool = [...intermediates];
+  for (let depth = 0; depth < 8; depth++) {
+    const anchor = anchors.find((a) => current.checkIssued(a) && current.verify(a.publicKey));
+    if (anchor) {
+      checkValidity(anchor, now, 'AK CA certificate');
+      return;
+    }
+    const idx = pool.findIndex((c) => c.ca && current.checkIssued(c) && current.verify(c.publicKey));
+    if (idx < 0) break;
+    const next = pool.splice(idx, 1)[0]!;
+    checkValidity(next, now, 'AK intermediate certificate');
+    current = next;
+  }
+  throw new AttestationError('chain_invalid', `AK certificate ${leaf.subject} does not chain to a configured AK CA`);
+}
+
+/** Throws chain_invalid / collateral_missing unless the AK is trusted. */
+export function checkAkTrust(ak: ResolvedAk, trust: AkTrust, certChain: string[] | undefined, now: Date): void {
+  const pinned = trust.keys ?? [];
+  if (pinned.some((k) => k.type === 'public' && spkiOf(k).equals(ak.spkiDer))) return;
+  const cas = trust.caCerts ?? [];
+  if (cas.length === 0) {
+    if (pinned.length === 0) throw new AttestationError('collateral_missing', 'no trusted AK keys or AK CA configured');
+    throw new AttestationError('chain_invalid', 'AK is not one of the trusted AK keys');
+  }
+  const chain = (certChain ?? []).map((pem, i) => parseCert(pem, `AK certificate chain [${i}]`));
+  let leaf = ak.cert;
+  if (!leaf) {
+    leaf = chain.shift();
+    if (!leaf) throw new AttestationError('collateral_missing', 'AK CA configured but no AK certificate was given');
+  } else if (chain[0]?.raw.equals(leaf.raw)) {
+    chain.shift();
+  }
+  if (!spkiOf(leaf.publicKey).equals(ak.spkiDer)) {
+    throw new AttestationError('chain_invalid', 'AK certificate does not certify the quoting AK');
+  }
+  const anchors = cas.map((pem, i) => parseCert(pem, `AK CA [${i}]`));
+  verifyChain(leaf, chain, anchors, now);
+}
