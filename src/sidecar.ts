@@ -190,6 +190,12 @@ export class Sidecar {
     });
   }
 
+  /** Replaces the trust anchors inbound evidence is verified with; cached verdicts are dropped. */
+  setAttestationTrust(trust: VerifierTrust): void {
+    this.gate?.setTrust(trust);
+    this.gate?.cache.clear();
+  }
+
   /** Resolves once the current identity has been installed in every listener. */
   settled(): Promise<void> {
     return this.applying;

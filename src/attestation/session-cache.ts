@@ -71,6 +71,12 @@ export class VerdictCache {
     return n;
   }
 
+  /** Drops everything (trust anchors changed). */
+  clear(): void {
+    this.stats.evictions += this.map.size;
+    this.map.clear();
+  }
+
   get size(): number {
     return this.map.size;
   }

@@ -9,6 +9,9 @@ import type { Evidence } from './envelope.js';
 import { verifySimReport } from './sim/report.js';
 import { verifySnpReport } from './sev-snp/verify.js';
 import type { SnpTrustAnchors } from './sev-snp/anchors.js';
+import { verifyTpmQuote, type TpmClockState } from './tpm/verify.js';
+import { resolveAk, spkiSha256 } from './tpm/ak.js';
+import { decodePcrs } from './tpm/evidence.js';
 import { AttestationError, type EvidenceType } from './types.js';
 
 /** Trust anchors and reference material the inbound side verifies evidence with. */
@@ -16,6 +19,16 @@ export interface VerifierTrust {
   simKeys: readonly KeyObject[];
   /** AMD ARK/ASK/ASVK per product; absent: SEV-SNP evidence is refused (collateral_missing). */
   snpAnchors?: SnpTrustAnchors;
+  /** Trusted TPM attestation keys (pinned) and/or CAs that certify AKs (ak_cert part). */
+  tpm?: { keys?: readonly KeyObject[]; caCerts?: readonly string[] };
+}
+
+/**
+ * State the caller keeps across verifications (the pure verifiers only read it): the last
+ * clock/reset/restart counters seen per TPM AK, so a replayed older quote is refused.
+ */
+export interface VerifierState {
+  tpmClocks: Map<string, TpmClockState>;
 }
 
 export interface VerifiedEvidence {
@@ -33,8 +46,39 @@ export interface BindingExpectation {
   nonce?: Uint8Array;
 }
 
-export function verifyEvidence(ev: Evidence, trust: VerifierTrust, binding: BindingExpectation, now: Date): VerifiedEvidence {
+export function verifyEvidence(
+  ev: Evidence,
+  trust: VerifierTrust,
+  binding: BindingExpectation,
+  now: Date,
+  state?: VerifierState,
+): VerifiedEvidence {
   switch (ev.type) {
+    case 'tpm': {
+      if (!trust.tpm || ((trust.tpm.keys?.length ?? 0) === 0 && (trust.tpm.caCerts?.length ?? 0) === 0)) {
+        throw new AttestationError('collateral_missing', 'no trusted TPM attestation keys or AK CAs are configured on this sidecar');
+      }
+      const ak = resolveAk(ev.parts.ak!);
+      const akHex = spkiSha256(ak.key);
+      const previous = state?.tpmClocks.get(akHex);
+      const claims = verifyTpmQuote(
+        { attest: ev.parts.attest!, signature: ev.parts.signature!, pcrs: decodePcrs(ev.parts.pcrs!), ak: ev.parts.ak! },
+        {
+          expectedExtraData: bindingUserData(binding.spki, binding.nonce, 32),
+          akTrust: { ...(trust.tpm.keys ? { keys: [...trust.tpm.keys] } : {}), ...(trust.tpm.caCerts ? { caCerts: [...trust.tpm.caCerts] } : {}) },
+          ...(ev.parts.ak_cert ? { akCertChain: [`-----BEGIN CERTIFICATE-----\n${ev.parts.ak_cert.toString('base64')}\n-----END CERTIFICATE-----\n`] } : {}),
+          ...(previous ? { previous } : {}),
+        },
+        now,
+      );
+      state?.tpmClocks.set(akHex, claims.clock_state);
+      const { clock_state: _s, ...json } = claims;
+      return {
+        type: 'tpm',
+        claims: { ...json },
+        normalized: { evidence_type: 'tpm', tee_type: 'tpm', pcrs: claims.pcrs },
+      };
+    }
     case 'sim': {
       const claims = verifySimReport(ev.parts.report!, { keys: trust.simKeys }, now);
       expectUserData(claims.report_data, bindingUserData(binding.spki, binding.nonce).toString('hex'));

@@ -5,9 +5,9 @@
  * A broken edit never replaces a good policy: the last good one stays in force.
  */
 import { EventEmitter } from 'node:events';
-import { watch, type FSWatcher } from 'node:fs';
-import { basename, dirname, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { errorMessage } from '../errors.js';
+import { watchFiles, type FileWatch } from '../config/file-watch.js';
 import { formatProblem } from '../config/yaml-reader.js';
 import { loadPolicyFile, PolicyError, type Policy } from './compile.js';
 
@@ -35,23 +35,25 @@ export class PolicyWatcher extends EventEmitter {
   #policy: Policy;
   #reloads = 0;
   #reloadFailures = 0;
-  #timer: NodeJS.Timeout | undefined;
-  #watcher: FSWatcher | undefined;
+  #watch: FileWatch | undefined;
   readonly #logger: PolicyLogger | undefined;
-  readonly #debounceMs: number;
 
   /** Loads `file` now; throws PolicyError if it is invalid (the sidecar must not start without a policy). */
   constructor(file: string, options: PolicyWatcherOptions = {}) {
     super();
     this.file = resolve(file);
     this.#logger = options.logger;
-    this.#debounceMs = options.debounceMs ?? 100;
     this.#policy = loadPolicyFile(this.file);
     this.#logger?.info(
       { file: this.file, version: this.#policy.version, agents: this.#policy.agents.length },
       'policy loaded',
     );
-    this.#watch();
+    this.#watch = watchFiles([this.file], () => this.reload(), {
+      debounceMs: options.debounceMs ?? 100,
+      onError: (err) => {
+        this.#logger?.error({ file: this.file, err: errorMessage(err) }, 'policy watch failed; keeping current policy');
+      },
+    });
   }
 
   /** Same as the constructor, for callers that prefer `await PolicyWatcher.open(...)`. */
@@ -107,29 +109,7 @@ export class PolicyWatcher extends EventEmitter {
   }
 
   close(): void {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    this.#watcher?.close();
-    this.#watcher = undefined;
-  }
-
-  #watch(): void {
-    const name = basename(this.file);
-    // A rename over the file reports the file's name; a ConfigMap update swaps the `..data`
-    // symlink instead, so `..`-names count too. Unchanged content is recognised by its hash.
-    this.#watcher = watch(dirname(this.file), { persistent: true }, (_event, changed) => {
-      if (changed === null || changed === name || String(changed).startsWith('..')) this.#schedule();
-    });
-    this.#watcher.on('error', (err) => {
-      this.#logger?.error({ file: this.file, err: errorMessage(err) }, 'policy watch failed; keeping current policy');
-    });
-  }
-
-  #schedule(): void {
-    clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      this.reload();
-    }, this.#debounceMs);
+    this.#watch?.close();
+    this.#watch = undefined;
   }
 }

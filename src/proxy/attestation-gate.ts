@@ -19,7 +19,7 @@ import { evidenceId } from '../attestation/attester.js';
 import { decodeEvidence } from '../attestation/envelope.js';
 import { VerdictCache, type Verdict } from '../attestation/session-cache.js';
 import { AttestationError } from '../attestation/types.js';
-import { verifyEvidence, type VerifierTrust } from '../attestation/verifier.js';
+import { verifyEvidence, type VerifierState, type VerifierTrust } from '../attestation/verifier.js';
 import type { AttestationRequirements } from '../policy/types.js';
 
 export const H_EVIDENCE = 'attest-evidence';
@@ -54,6 +54,7 @@ export interface GateMetrics {
 export class AttestationGate {
   readonly cache: VerdictCache;
   private readonly nonces = new Map<string, { spkiHex: string; expiresAtMs: number }>();
+  private readonly state: VerifierState = { tpmClocks: new Map() };
 
   constructor(
     private trust: VerifierTrust,
@@ -126,7 +127,7 @@ export class AttestationGate {
     try {
       const ev = decodeEvidence(header);
       type = ev.type;
-      const verified = verifyEvidence(ev, this.trust, { spki: s.spki, ...(nonce ? { nonce } : {}) }, new Date(now));
+      const verified = verifyEvidence(ev, this.trust, { spki: s.spki, ...(nonce ? { nonce } : {}) }, new Date(now), this.state);
       appraise(verified.normalized, reqs, new Date(now));
       let expiresAtMs = s.notAfterMs;
       if (verified.expiresAtMs !== undefined) expiresAtMs = Math.min(expiresAtMs, verified.expiresAtMs);

@@ -1,0 +1,94 @@
+/**
+ * TPM evidence on the wire: envelope parts <-> verifier input, and the attester that produces
+ * them with our own TPM commands. extraData carries the 32-byte SVID-key binding.
+ */
+import type { Attester } from '../attester.js';
+import { bindingUserData } from '../binding.js';
+import type { Evidence } from '../envelope.js';
+import { AttestationError } from '../types.js';
+import { TpmAttester, type TpmAttesterOptions, type TpmEndpoint } from './attester.js';
+import type { PcrBank } from './constants.js';
+
+export interface PcrValues {
+  alg: PcrBank;
+  values: Record<number, string>;
+}
+
+export function encodePcrs(p: PcrValues): Buffer {
+  return Buffer.from(JSON.stringify({ alg: p.alg, values: p.values }), 'utf8');
+}
+
+/** Parses the `pcrs` part: {"alg": "sha256", "values": {"0": "hex", ...}}. */
+export function decodePcrs(bytes: Uint8Array): PcrValues {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(Buffer.from(bytes).toString('utf8'));
+  } catch (err) {
+    throw new AttestationError('evidence_malformed', `pcrs part is not JSON: ${(err as Error).message}`);
+  }
+  const d = doc as { alg?: unknown; values?: unknown };
+  if (!d || typeof d !== 'object' || !['sha1', 'sha256', 'sha384'].includes(d.alg as string) || !d.values || typeof d.values !== 'object') {
+    throw new AttestationError('evidence_malformed', 'pcrs part must be {"alg": "sha1"|"sha256"|"sha384", "values": {index: hex}}');
+  }
+  const values: Record<number, string> = {};
+  for (const [k, v] of Object.entries(d.values as Record<string, unknown>)) {
+    const i = Number(k);
+    if (!Number.isInteger(i) || i < 0 || i > 23 || typeof v !== 'string' || !/^[0-9a-fA-F]+$/.test(v)) {
+      throw new AttestationError('evidence_malformed', `pcrs part: bad entry ${JSON.stringify(k)}`);
+    }
+    values[i] = v.toLowerCase();
+  }
+  return { alg: d.alg as PcrBank, values };
+}
+
+export interface TpmEvidenceOptions extends TpmAttesterOptions {
+  endpoint: TpmEndpoint;
+  pcrs: { alg: PcrBank; indices: number[] };
+}
+
+/** Quotes over our SVID binding with a TPM reached by device or TCP (swtpm). */
+export class TpmEvidenceAttester implements Attester {
+  readonly type = 'tpm' as const;
+  private tpm: Promise<TpmAttester> | undefined;
+
+  constructor(private readonly opts: TpmEvidenceOptions) {}
+
+  private attester(): Promise<TpmAttester> {
+    if (!this.tpm) {
+      const { endpoint, pcrs: _pcrs, ...rest } = this.opts;
+      this.tpm = TpmAttester.connect(endpoint, rest).then(async (a) => {
+        await a.start();
+        return a;
+      });
+      this.tpm.catch(() => (this.tpm = undefined)); // reconnect on the next attempt
+    }
+    return this.tpm;
+  }
+
+  /** The AK's public key (connects and creates the AK on first use): what verifiers pin. */
+  async akPublicKey(): Promise<import('node:crypto').KeyObject> {
+    return (await this.attester()).akPublic.key;
+  }
+
+  async produce(spki: Uint8Array, nonce?: Uint8Array): Promise<Evidence> {
+    const tpm = await this.attester();
+    const q = await tpm.quote(bindingUserData(spki, nonce, 32), this.opts.pcrs);
+    return {
+      type: 'tpm',
+      parts: {
+        attest: Buffer.from(q.attest),
+        signature: Buffer.from(q.signature),
+        pcrs: encodePcrs(q.pcrs),
+        ak: Buffer.from(tpm.akPublic.tpmtPublic),
+      },
+    };
+  }
+
+  /** Releases the TPM (a TCP simulator serves one client at a time); the next produce() reconnects. */
+  async close(): Promise<void> {
+    const pending = this.tpm;
+    this.tpm = undefined;
+    const t = await pending?.catch(() => undefined);
+    await t?.close();
+  }
+}
