@@ -7,7 +7,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { SidecarConfig } from './config/types.js';
-import { SidecarError, errorMessage } from './errors.js';
+import { errorMessage } from './errors.js';
 import { createLogger, PinoAuditSink, type AuditSink, type Logger } from './log.js';
 import { SidecarMetrics } from './admin/metrics.js';
 import { AdminServer, type ReadinessCheck } from './admin/server.js';
@@ -20,10 +20,9 @@ import { WorkloadApiX509Source } from './spiffe/workload-api/source.js';
 import { FilesX509Source } from './spiffe/files-source.js';
 import { DevIssuer } from './dev/issuer.js';
 import { AttestationGate } from './proxy/attestation-gate.js';
-import { SimAttester, type Attester } from './attestation/attester.js';
+import type { Attester } from './attestation/attester.js';
 import type { VerifierTrust } from './attestation/verifier.js';
-import { createPublicKey } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { createAttester, setupVerifier, type VerifierSetup } from './attestation/setup.js';
 
 export interface SidecarOptions {
   config: SidecarConfig;
@@ -48,6 +47,7 @@ export class Sidecar {
   readonly admin: AdminServer | undefined;
   private readonly policy: PolicyWatcher | undefined;
   private readonly gate: AttestationGate | undefined;
+  private readonly verifier: VerifierSetup | undefined;
   private source: X509Source | undefined;
   private ownIssuer: DevIssuer | undefined;
   private material: TlsMaterial | undefined;
@@ -57,7 +57,7 @@ export class Sidecar {
   private readonly now: () => number;
   private closed = false;
 
-  private constructor(opts: SidecarOptions, policy: PolicyWatcher | undefined) {
+  private constructor(opts: SidecarOptions, policy: PolicyWatcher | undefined, verifier: VerifierSetup | undefined) {
     const config = opts.config;
     this.config = config;
     this.now = opts.now ?? Date.now;
@@ -77,13 +77,9 @@ export class Sidecar {
       policy.on('error', () => this.metrics.policyReload(false));
     }
     const common = { metrics: this.metrics, audit: this.audit, logger: this.logger, now: this.now };
-    if (config.inbound) {
-      this.gate = new AttestationGate(
-        opts.attestationTrust ?? loadVerifierTrust(config),
-        this.now,
-        this.metrics,
-        config.attestation?.verifier?.cacheSize,
-      );
+    this.verifier = verifier;
+    if (config.inbound && verifier) {
+      this.gate = new AttestationGate(verifier.trust, this.now, this.metrics, config.attestation?.verifier?.cacheSize, verifier.referenceValues);
     }
     this.inbound = config.inbound
       ? new InboundListener({ ...common, config: config.inbound, policy: () => this.policy?.current(), ...(this.gate ? { attestation: this.gate } : {}) })
@@ -113,7 +109,18 @@ export class Sidecar {
       // An unreadable or invalid policy at start is fatal: never serve without one.
       policy = await PolicyWatcher.open(config.policy, opts.logger ? { logger: opts.logger } : {});
     }
-    const sidecar = new Sidecar(opts, policy);
+    let verifier: VerifierSetup | undefined;
+    try {
+      verifier = !config.inbound
+        ? undefined
+        : opts.attestationTrust
+          ? { trust: opts.attestationTrust, close: () => undefined }
+          : await setupVerifier(config, opts.logger);
+    } catch (err) {
+      policy?.close();
+      throw err;
+    }
+    const sidecar = new Sidecar(opts, policy, verifier);
     try {
       await sidecar.startListeners(opts.source);
     } catch (err) {
@@ -279,28 +286,10 @@ export class Sidecar {
     this.unsubscribe?.();
     await Promise.allSettled([this.inbound?.close(), this.outbound?.close(), this.admin?.close()]);
     this.policy?.close();
+    this.verifier?.close();
     await this.source?.close();
     await this.ownIssuer?.stop();
     await this.audit.flush();
   }
 }
 
-/** Trust for inbound evidence from the config's `attestation.verifier` (empty: nothing verifies). */
-function loadVerifierTrust(config: SidecarConfig): VerifierTrust {
-  const v = config.attestation?.verifier;
-  return {
-    simKeys: (v?.simKeys ?? []).map((file) => {
-      try {
-        return createPublicKey(readFileSync(file));
-      } catch (err) {
-        throw new SidecarError('config_invalid', `${config.file}: attestation.verifier.sim_keys: cannot load ${file}: ${errorMessage(err)}`);
-      }
-    }),
-  };
-}
-
-function createAttester(config: SidecarConfig): Attester | undefined {
-  const a = config.attestation?.attester;
-  if (!a) return undefined;
-  return new SimAttester({ ...(a.key ? { keyFile: a.key } : {}), measurement: a.measurement, guestSvn: a.guestSvn, debug: a.debug });
-}

@@ -22,6 +22,8 @@ export interface NormalizedClaims {
   pcrs?: Readonly<Record<string, string>>;
   /** When the evidence says it was produced (sim), if it says so. */
   issued_at?: string;
+  /** TPM evidence: SHA-256 of the AK's SPKI (hex). */
+  tpm_ak_spki_sha256?: string;
 }
 
 const fail = (reason: ConstructorParameters<typeof AttestationError>[0], message: string): never => {
@@ -67,6 +69,10 @@ export function appraise(claims: NormalizedClaims, req: AttestationRequirements,
       if (have === undefined) fail('pcr_mismatch', `PCR ${index} is not in the quote`);
       if (have!.toLowerCase() !== digest.toLowerCase()) fail('pcr_mismatch', `PCR ${index} is ${have}, expected ${digest}`);
     }
+  }
+  if (req.tpmAkSpkiSha256 !== undefined) {
+    const ak = claims.tpm_ak_spki_sha256;
+    if (ak === undefined || !req.tpmAkSpkiSha256.includes(ak)) fail('ak_not_allowed', `TPM attestation key ${ak ?? '(none)'} is not pinned`);
   }
   if (req.maxEvidenceAgeSeconds !== undefined && claims.issued_at !== undefined) {
     const age = (now.getTime() - Date.parse(claims.issued_at)) / 1000;

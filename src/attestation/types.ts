@@ -29,6 +29,8 @@ export type AttestationReason =
   | 'tcb_too_low'
   | 'svn_too_low'
   | 'chip_not_allowed'
+  | 'ak_not_allowed' // TPM attestation key not among the pinned ones
+  | 'reference_values_unavailable' // the named reference values are unknown or expired
   | 'policy_mismatch' // other appraisal failures (tee type, environment, VMPL, ...)
   | 'evidence_stale'; // older than max_evidence_age
 

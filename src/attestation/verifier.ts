@@ -12,6 +12,8 @@ import type { SnpTrustAnchors } from './sev-snp/anchors.js';
 import { verifyTpmQuote, type TpmClockState } from './tpm/verify.js';
 import { resolveAk, spkiSha256 } from './tpm/ak.js';
 import { decodePcrs } from './tpm/evidence.js';
+import { verifyAzSnpVtpm } from './az-snp-vtpm/verify.js';
+import type { KdsCollateral } from './sev-snp/kds.js';
 import { AttestationError, type EvidenceType } from './types.js';
 
 /** Trust anchors and reference material the inbound side verifies evidence with. */
@@ -21,6 +23,8 @@ export interface VerifierTrust {
   snpAnchors?: SnpTrustAnchors;
   /** Trusted TPM attestation keys (pinned) and/or CAs that certify AKs (ak_cert part). */
   tpm?: { keys?: readonly KeyObject[]; caCerts?: readonly string[] };
+  /** VCEKs for SEV-SNP reports that arrive without one (memory lookups; fetching is in the background). */
+  kds?: KdsCollateral;
 }
 
 /**
@@ -76,7 +80,7 @@ export function verifyEvidence(
       return {
         type: 'tpm',
         claims: { ...json },
-        normalized: { evidence_type: 'tpm', tee_type: 'tpm', pcrs: claims.pcrs },
+        normalized: { evidence_type: 'tpm', tee_type: 'tpm', pcrs: claims.pcrs, tpm_ak_spki_sha256: claims.ak_spki_sha256 },
       };
     }
     case 'sim': {
@@ -99,9 +103,16 @@ export function verifyEvidence(
     }
     case 'sev-snp': {
       if (!trust.snpAnchors) throw new AttestationError('collateral_missing', 'no AMD SEV-SNP trust anchors are configured on this sidecar');
+      const report = ev.parts.report!;
+      const vcek = ev.parts.vcek ?? (ev.parts.cert_table ? undefined : trust.kds?.vcekFor(report));
+      if (!vcek && !ev.parts.cert_table && trust.kds) {
+        // Never fetch on the request path: ask for it in the background; this attempt fails closed.
+        void trust.kds.prefetch(report);
+        throw new AttestationError('collateral_missing', 'no VCEK for this report yet (not in the evidence; requested from AMD KDS in the background)');
+      }
       const claims = verifySnpReport(
-        ev.parts.report!,
-        { anchors: trust.snpAnchors, ...(ev.parts.vcek ? { vcek: ev.parts.vcek } : {}), ...(ev.parts.cert_table ? { certTable: ev.parts.cert_table } : {}) },
+        report,
+        { anchors: trust.snpAnchors, ...(vcek ? { vcek } : {}), ...(ev.parts.cert_table ? { certTable: ev.parts.cert_table } : {}) },
         now,
       );
       expectUserData(claims.report_data, bindingUserData(binding.spki, binding.nonce).toString('hex'));
@@ -119,6 +130,42 @@ export function verifyEvidence(
           chip_id: claims.chip_id,
         },
         expiresAtMs: Date.parse(claims.cert.not_after),
+      };
+    }
+    case 'az-snp-vtpm': {
+      if (!trust.snpAnchors) throw new AttestationError('collateral_missing', 'no AMD SEV-SNP trust anchors are configured on this sidecar');
+      const pcrs = decodePcrs(ev.parts.pcrs!);
+      const previousAll = state ? [...state.tpmClocks.values()] : [];
+      const claims = verifyAzSnpVtpm(
+        { hclReport: ev.parts.hcl_report!, ...(ev.parts.vcek ? { vcek: ev.parts.vcek } : {}), attest: ev.parts.attest!, signature: ev.parts.signature!, pcrs },
+        { snpAnchors: trust.snpAnchors, expectedExtraData: bindingUserData(binding.spki, binding.nonce, 32) },
+        now,
+      );
+      const akHex = claims.tpm.clock_state.ak_spki_sha256;
+      const previous = previousAll.find((c) => c.ak_spki_sha256 === akHex);
+      if (previous && (claims.tpm.clock_state.reset_count < previous.reset_count ||
+        (claims.tpm.clock_state.reset_count === previous.reset_count && claims.tpm.clock_state.clock < previous.clock))) {
+        throw new AttestationError('counter_regression', 'vTPM clock or reset counter went backwards for this attestation key');
+      }
+      state?.tpmClocks.set(akHex, claims.tpm.clock_state);
+      const t = claims.snp.reported_tcb;
+      const { clock_state: _c, ...tpmJson } = claims.tpm;
+      return {
+        type: 'az-snp-vtpm',
+        claims: { ...claims, tpm: tpmJson },
+        normalized: {
+          evidence_type: 'az-snp-vtpm',
+          tee_type: 'sev-snp',
+          runtime_environment: 'az-confidential-compute',
+          measurement: claims.snp.measurement,
+          guest_svn: claims.snp.guest_svn,
+          debug: claims.snp.policy.debug,
+          tcb: { bootloader: t.bootloader, tee: t.tee, snp: t.snp, microcode: t.microcode, ...(t.fmc !== undefined ? { fmc: t.fmc } : {}) },
+          chip_id: claims.snp.chip_id,
+          pcrs: claims.tpm.pcrs,
+          tpm_ak_spki_sha256: claims.tpm.ak_spki_sha256,
+        },
+        expiresAtMs: Date.parse(claims.snp.cert.not_after),
       };
     }
     default:

@@ -92,13 +92,29 @@ export interface SidecarConfig {
 /** `attestation:` — what this sidecar proves about itself, and what evidence it trusts. */
 export interface AttestationConfig {
   /** Outbound: produce evidence bound to our SVID key. */
-  attester?: SimAttesterConfig;
+  attester?: AttesterConfig;
   /** Inbound: verify peers' evidence. */
-  verifier?: {
-    /** PEM files of trusted `sim` report signing keys (SPKI). Development and tests only. */
-    simKeys: string[];
-    cacheSize: number;
-  };
+  verifier?: VerifierConfig;
+}
+
+export type AttesterConfig =
+  | SimAttesterConfig
+  | { type: 'sev-snp' | 'tdx'; tsmPath: string; privlevel?: number }
+  | { type: 'tpm'; device?: string; address?: { host: string; port: number }; pcrBank: 'sha1' | 'sha256' | 'sha384'; pcrs: number[]; keyAlgorithm: 'ecc-p256' | 'rsa-2048' };
+
+export interface VerifierConfig {
+  /** PEM files of trusted `sim` report signing keys (SPKI). Development and tests only. */
+  simKeys: string[];
+  /** AMD ARK/ASK/ASVK PEM files or directories. */
+  snpAnchors: string[];
+  /** AMD KDS collateral cache (VCEKs for reports that arrive without one). */
+  kds?: { cacheDir: string; offline: boolean; baseUrl?: string; product?: 'Milan' | 'Genoa' | 'Turin' };
+  /** Pinned TPM attestation keys (PEM SPKI) and CAs that certify AKs. */
+  tpmAkKeys: string[];
+  tpmAkCas: string[];
+  /** Reference values by environment name (policies refer to them by name). */
+  referenceValues?: { files: Record<string, string>; signingKeys?: string; requireSignature: boolean };
+  cacheSize: number;
 }
 
 export interface SimAttesterConfig {

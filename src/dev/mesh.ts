@@ -88,7 +88,7 @@ export class DevMesh {
         const source = new WorkloadApiX509Source({ endpoint, logger });
         source.start();
         const a = config.attestation?.attester;
-        const attester = a && !a.key ? new SimAttester({ key: sim.privateKey, measurement: a.measurement, guestSvn: a.guestSvn, debug: a.debug }) : undefined;
+        const attester = a && a.type === 'sim' && !a.key ? new SimAttester({ key: sim.privateKey, measurement: a.measurement, guestSvn: a.guestSvn, debug: a.debug }) : undefined;
         const trust = config.inbound ? { simKeys: [sim.publicKey] } : undefined;
         sidecars.set(
           name,

@@ -23,6 +23,8 @@ export interface AttestationRequirements {
   maxEvidenceAgeSeconds?: number;
   /** Name of a reference-values file/environment. */
   referenceValues?: string;
+  /** Pinned TPM attestation keys (SHA-256 of the AK SPKI, hex): from reference values (anti-relay). */
+  tpmAkSpkiSha256?: string[];
 }
 
 export interface AccessControlEntry {

@@ -21,6 +21,7 @@ import { VerdictCache, type Verdict } from '../attestation/session-cache.js';
 import { AttestationError } from '../attestation/types.js';
 import { verifyEvidence, type VerifierState, type VerifierTrust } from '../attestation/verifier.js';
 import type { AttestationRequirements } from '../policy/types.js';
+import { applyReferenceValues, type ReferenceValueStore } from '../attestation/reference-values.js';
 
 export const H_EVIDENCE = 'attest-evidence';
 export const H_REF = 'attest-evidence-ref';
@@ -39,6 +40,7 @@ export interface AttestationSession {
   readonly notAfterMs: number;
   lastRef?: string;
   lastVersion?: string;
+  lastRvVersion?: string;
   lastVerdict?: Verdict;
 }
 
@@ -56,13 +58,21 @@ export class AttestationGate {
   private readonly nonces = new Map<string, { spkiHex: string; expiresAtMs: number }>();
   private readonly state: VerifierState = { tpmClocks: new Map() };
 
+  /** Version of the loaded reference values ('' without any): part of every verdict's key. */
+  private rvVersion = '';
+
   constructor(
     private trust: VerifierTrust,
     private readonly now: () => number,
     private readonly metrics?: GateMetrics,
     cacheSize = 10_000,
+    private readonly referenceValues?: ReferenceValueStore,
   ) {
     this.cache = new VerdictCache(cacheSize);
+    if (referenceValues) {
+      this.rvVersion = referenceValues.version();
+      referenceValues.on('reload', () => (this.rvVersion = referenceValues.version()));
+    }
   }
 
   setTrust(trust: VerifierTrust): void {
@@ -78,17 +88,17 @@ export class AttestationGate {
       if (typeof ref !== 'string') return this.challenge('evidence', 'Attestation required', 'attestation_required');
       // Hot path: the connection's last verdict.
       const last = s.lastVerdict;
-      if (last !== undefined && s.lastRef === ref && s.lastVersion === policyVersion && now < last.expiresAtMs) {
+      if (last !== undefined && s.lastRef === ref && s.lastVersion === policyVersion && s.lastRvVersion === this.rvVersion && now < last.expiresAtMs) {
         this.cache.stats.hits++;
         return { ok: true, verdict: last, cached: true };
       }
-      const v = this.cache.get(VerdictCache.key(s.spkiSha256Hex, ref, policyVersion), now);
+      const v = this.cache.get(VerdictCache.key(s.spkiSha256Hex, ref, `${policyVersion}+${this.rvVersion}`), now);
       if (v === undefined) return this.challenge('evidence', 'Attestation required', 'attestation_required');
       this.remember(s, ref, policyVersion, v);
       return { ok: true, verdict: v, cached: true };
     }
     const id = evidenceId(evidence);
-    const key = VerdictCache.key(s.spkiSha256Hex, id, policyVersion);
+    const key = VerdictCache.key(s.spkiSha256Hex, id, `${policyVersion}+${this.rvVersion}`);
     const hit = this.cache.get(key, now);
     if (hit) {
       this.remember(s, id, policyVersion, hit);
@@ -127,23 +137,34 @@ export class AttestationGate {
     try {
       const ev = decodeEvidence(header);
       type = ev.type;
+      let effective: AttestationRequirements = reqs;
+      let rvExpiresAtMs = Infinity;
+      if (reqs.referenceValues !== undefined) {
+        const rv = this.referenceValues?.get(reqs.referenceValues);
+        if (!rv) throw new AttestationError('reference_values_unavailable', `reference values '${reqs.referenceValues}' are not loaded or have expired`);
+        effective = applyReferenceValues(reqs, rv);
+        rvExpiresAtMs = rv.expiresAt.getTime();
+      }
       const verified = verifyEvidence(ev, this.trust, { spki: s.spki, ...(nonce ? { nonce } : {}) }, new Date(now), this.state);
-      appraise(verified.normalized, reqs, new Date(now));
-      let expiresAtMs = s.notAfterMs;
+      appraise(verified.normalized, effective, new Date(now));
+      let expiresAtMs = Math.min(s.notAfterMs, rvExpiresAtMs);
       if (verified.expiresAtMs !== undefined) expiresAtMs = Math.min(expiresAtMs, verified.expiresAtMs);
       if (reqs.maxEvidenceAgeSeconds !== undefined) expiresAtMs = Math.min(expiresAtMs, now + reqs.maxEvidenceAgeSeconds * 1000);
       this.metrics?.verification(type, 'success', (performance.now() - start) / 1000);
       return { ok: true, cached: false, verdict: { claims: verified.claims, evidenceType: verified.type, expiresAtMs, verifiedAtMs: now } };
     } catch (err) {
-      if (!(err instanceof AttestationError)) throw err;
-      this.metrics?.verification(type, err.reason, (performance.now() - start) / 1000);
-      return { ok: false, status: 403, error: `Attestation failed: ${err.message}`, reason: err.reason };
+      // Fail closed on anything, including a verifier bug: the request is denied, never crashes us.
+      const reason = err instanceof AttestationError ? err.reason : 'verification_error';
+      const message = err instanceof AttestationError ? err.message : `evidence could not be verified (${(err as Error)?.message ?? String(err)})`;
+      this.metrics?.verification(type, reason, (performance.now() - start) / 1000);
+      return { ok: false, status: 403, error: `Attestation failed: ${message}`, reason };
     }
   }
 
   private remember(s: AttestationSession, ref: string, version: string, v: Verdict): void {
     s.lastRef = ref;
     s.lastVersion = version;
+    s.lastRvVersion = this.rvVersion;
     s.lastVerdict = v;
   }
 
