@@ -77,10 +77,14 @@ function installCleanup(): void {
   }
 }
 
-/** Spawns `node ARGS` with stdout/stderr captured (last 4 KiB kept). */
+/**
+ * Spawns `node ARGS` with stdout/stderr captured (last 4 KiB kept). BENCH_NODE_ARGS adds node
+ * flags to every server (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile them).
+ */
 export function spawnNode(name: string, args: string[], cwd: string): Child {
   installCleanup();
-  const proc = spawn(process.execPath, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
+  const extra = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const proc = spawn(process.execPath, [...extra, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
   if (proc.pid === undefined) throw new Error(`bench: could not spawn ${name}`);
   children.add(proc);
   let tail = '';

@@ -33,8 +33,9 @@ export class SidecarMetrics {
   private readonly policyReloads: client.Counter<'result'>;
   private readonly verifications: client.Counter<'type' | 'result'>;
   private readonly verificationLatency: client.Histogram<'type'>;
-  private readonly requestChildren = new Map<string, client.Counter.Internal>();
-  private readonly latencyChildren = new Map<string, client.Histogram.Internal<'direction' | 'decision'>>();
+  /** direction -> decision -> reason -> bound counter: no key strings built per request. */
+  private readonly requestChildren = new Map<string, Map<string, Map<string, client.Counter.Internal>>>();
+  private readonly latencyChildren = new Map<string, Map<string, client.Histogram.Internal<'direction' | 'decision'>>>();
 
   constructor(gauges: MetricsGauges, defaultLabels: Record<string, string> = {}) {
     const registry = new client.Registry();
@@ -140,19 +141,17 @@ export class SidecarMetrics {
 
   /** Counts one finished request and its latency (seconds). */
   request(direction: Direction, decision: 'allow' | 'deny' | 'error', reason: string, seconds: number): void {
-    const key = `${direction}|${decision}|${reason}`;
-    let counter = this.requestChildren.get(key);
-    if (!counter) {
-      counter = this.requests.labels(direction, decision, reason);
-      this.requestChildren.set(key, counter);
-    }
+    let byDecision = this.requestChildren.get(direction);
+    if (!byDecision) this.requestChildren.set(direction, (byDecision = new Map()));
+    let byReason = byDecision.get(decision);
+    if (!byReason) byDecision.set(decision, (byReason = new Map()));
+    let counter = byReason.get(reason);
+    if (!counter) byReason.set(reason, (counter = this.requests.labels(direction, decision, reason)));
     counter.inc();
-    const lkey = `${direction}|${decision}`;
-    let hist = this.latencyChildren.get(lkey);
-    if (!hist) {
-      hist = this.latency.labels(direction, decision);
-      this.latencyChildren.set(lkey, hist);
-    }
+    let hists = this.latencyChildren.get(direction);
+    if (!hists) this.latencyChildren.set(direction, (hists = new Map()));
+    let hist = hists.get(decision);
+    if (!hist) hists.set(decision, (hist = this.latency.labels(direction, decision)));
     hist.observe(seconds);
   }
 

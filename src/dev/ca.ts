@@ -48,6 +48,15 @@ export interface IssueSvidOptions {
   notAfter?: Date;
   keyType?: DevKeyType;
   hint?: string;
+  /** Extra leaf extensions (e.g. claims that `access_control` entries name). */
+  extensions?: CustomExtension[];
+}
+
+/** An extra X.509 extension: OID, criticality and the DER that goes into extnValue. */
+export interface CustomExtension {
+  oid: string;
+  critical?: boolean;
+  derValue: Uint8Array;
 }
 
 export interface IssuedSvid {
@@ -75,6 +84,8 @@ export interface IssueCertificateOptions {
   /** Self-signed instead of issued by the current intermediate. */
   selfSigned?: boolean;
   keyType?: DevKeyType;
+  /** Extra extensions, added after the standard ones. */
+  extensions?: CustomExtension[];
 }
 
 export interface IssuedCertificate {
@@ -271,6 +282,7 @@ export class DevCa {
       notBefore,
       notAfter,
       keyType: opts.keyType ?? 'ec-p256',
+      ...(opts.extensions ? { extensions: opts.extensions } : {}),
     });
     const svid = parseX509SvidRaw(issued.chainDer, issued.keyDer, opts.hint ?? '');
     return {
@@ -314,6 +326,7 @@ export class DevCa {
     ];
     const subject = opts.subject ?? 'O=attest-sidecar development';
     if (names.length > 0) extensions.push(new x509.SubjectAlternativeNameExtension(names, false));
+    for (const e of opts.extensions ?? []) extensions.push(new x509.Extension(e.oid, e.critical ?? false, e.derValue));
 
     let cert: x509.X509Certificate;
     let chain: x509.X509Certificate[];

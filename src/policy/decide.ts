@@ -1,14 +1,27 @@
 /**
- * The inbound access decision. Pure: no I/O, clock or logging; O(1) (two hash lookups).
+ * The inbound access decision. Pure: no I/O, clock or logging; two hash lookups, plus a scan
+ * of the agent's access_control entries when the mapping names a resource/permission.
  * Default deny, in this order:
  *   1. caller's SPIFFE ID bound to no agent          -> 403 unknown_agent
  *   2. request mapped to no action                   -> 403 no_action_mapped
  *   3. action not in the agent's allowed_actions     -> 403 action_not_permitted
- *   4. agent has attestation_requirements            -> 403 attestation_required
- *      (fail closed until the attestation verifier checks `claims`)
- *   5. allow
+ *   4. mapping names resource/permission and no access_control entry grants it to a peer
+ *      holding the entry's claim (an extension of its SVID leaf) -> 403 permission_not_granted
+ *   5. agent has attestation_requirements            -> 403 attestation_required
+ *      (the inbound proxy then asks the attestation gate)
+ *   6. allow
  */
-import type { AttestationClaims, CompiledAgent, CompiledPolicy, Decision, DecisionRequest, DenyReason, PeerIdentity } from './types.js';
+import { holdsClaim } from './claims.js';
+import type {
+  AttestationClaims,
+  AttestationRequirements,
+  CompiledAgent,
+  CompiledPolicy,
+  Decision,
+  DecisionRequest,
+  DenyReason,
+  PeerIdentity,
+} from './types.js';
 
 export type Denial = Extract<Decision, { allow: false }>;
 
@@ -48,6 +61,16 @@ export function attestationRequiredDenial(agent?: CompiledAgent): Denial {
   return deny(403, 'Attestation required', 'attestation_required', agent);
 }
 
+export function permissionNotGrantedDenial(resource: string | undefined, permission: string | undefined, agent?: CompiledAgent): Denial {
+  const error =
+    resource === undefined
+      ? `Permission '${permission}' not granted (the action mapping names no resource)`
+      : permission === undefined
+        ? `Access to resource '${resource}' not granted (the action mapping names no permission)`
+        : `Permission '${permission}' on resource '${resource}' not granted`;
+  return deny(403, error, 'permission_not_granted', agent);
+}
+
 function deny(status: number, error: string, reason: DenyReason, agent: CompiledAgent | undefined): Denial {
   return agent ? { allow: false, status, error, reason, agent } : { allow: false, status, error, reason };
 }
@@ -82,6 +105,30 @@ export function decide(
   const { action } = request;
   if (action === undefined) return noActionMappedDenial(request.method, request.path, agent);
   if (!agent.allowedActions.has(action)) return actionNotPermittedDenial(action, agent);
+  const { resource, permission } = request;
+  if ((resource !== undefined || permission !== undefined) && !granted(agent, resource, permission, peer)) {
+    return permissionNotGrantedDenial(resource, permission, agent);
+  }
   if (agent.attestation !== undefined) return attestationRequiredDenial(agent);
   return allowFor(agent);
+}
+
+/**
+ * Whether an access_control entry of `agent` grants `permission` on `resource` to `peer`.
+ * A mapping that names only one of the two is granted nothing (fail closed).
+ */
+function granted(agent: CompiledAgent, resource: string | undefined, permission: string | undefined, peer: PeerIdentity): boolean {
+  if (resource === undefined || permission === undefined) return false;
+  for (const e of agent.accessControl) {
+    if (e.resource === resource && e.permission === permission && holdsClaim(e.claim, peer.extensions)) return true;
+  }
+  return false;
+}
+
+/**
+ * Whether `action` needs fresh (nonce-bound) evidence under `reqs`: every action with
+ * `freshness: per_request`, the listed ones with `freshness: { per_request: [...] }`.
+ */
+export function needsFreshEvidence(reqs: AttestationRequirements, action: string): boolean {
+  return reqs.freshness === 'per_request' || (reqs.perRequestActions?.includes(action) ?? false);
 }

@@ -2,10 +2,11 @@
  * Reads one agent entry (an `agent_policy:` mapping or an item of `agents:`) from YAML.
  * Every problem is collected on the reader; a partially invalid agent returns undefined.
  */
-import { isSeq, type Node } from 'yaml';
+import { isMap, isScalar, isSeq, type Node } from 'yaml';
 import type { Field, YamlReader } from '../config/yaml-reader.js';
 import { checkWorkloadSpiffeId, checkDuration } from '../config/values.js';
 import type { AccessControlEntry, AttestationRequirements, CompiledAgent, TeeType } from './types.js';
+import { parseClaim } from './claims.js';
 
 export type BudgetPeriod = 'total' | 'daily' | 'monthly';
 
@@ -63,9 +64,6 @@ const SNP_TYPES: readonly (TeeType | undefined)[] = ['sev-snp', 'az-snp-vtpm'];
 /** TPM PCR digests: SHA-1, SHA-256, SHA-384, SHA-512. */
 const PCR_DIGEST_HEX_DIGITS = [40, 64, 96, 128];
 
-/** `oid:` + dotted OID (first arc 0-2, no leading zeros) + optional `=value`. */
-const CLAIM = /^oid:([0-2])((?:\.(?:0|[1-9][0-9]*))+)(?:=([^\x00-\x1f\x7f]+))?$/;
-
 export function readAgent(reader: YamlReader, field: Field): ReadAgent | undefined {
   const before = reader.problems.length;
   const m = reader.map(field, AGENT_KEYS);
@@ -91,7 +89,7 @@ export function readAgent(reader: YamlReader, field: Field): ReadAgent | undefin
   }
 
   const attestationField = m.get('attestation_requirements');
-  const attestation = attestationField && readAttestation(reader, attestationField);
+  const attestation = attestationField && readAttestation(reader, attestationField, allowedActions);
   const accessField = m.get('access_control');
   const accessControl = accessField ? readAccessControl(reader, accessField) : [];
   const budgetField = m.get('budget');
@@ -104,7 +102,7 @@ export function readAgent(reader: YamlReader, field: Field): ReadAgent | undefin
     spiffeIds: Object.freeze(idNodes.map((i) => i.id)),
     allowedActions,
     ...(attestation ? { attestation: Object.freeze(attestation) } : {}),
-    accessControl: Object.freeze(accessControl.map((e) => Object.freeze(e))),
+    accessControl: Object.freeze(accessControl.map((e) => Object.freeze({ ...e, claim: Object.freeze(e.claim) }))),
     ...(budget ? { budget: Object.freeze(budget) } : {}),
     position: { file: reader.file, line, column: col },
   });
@@ -143,7 +141,7 @@ function readSpiffeIds(
   return out;
 }
 
-function readAttestation(reader: YamlReader, field: Field): AttestationRequirements | undefined {
+function readAttestation(reader: YamlReader, field: Field, allowedActions: ReadonlySet<string>): AttestationRequirements | undefined {
   const m = reader.map(field, ATTESTATION_KEYS);
   if (!m) return undefined;
   if (m.node.items.length === 0) {
@@ -176,7 +174,7 @@ function readAttestation(reader: YamlReader, field: Field): AttestationRequireme
     req.allowedChipIds = readHexList(reader, f('allowed_chip_ids')!, 'hex chip ID', snp ? 'SEV-SNP chip ID' : undefined, snp ? 128 : undefined);
   }
   if (f('pcrs')) req.pcrs = readPcrs(reader, f('pcrs')!);
-  if (f('freshness')) req.freshness = reader.oneOf(f('freshness')!, ['session', 'per_request'] as const);
+  if (f('freshness')) readFreshness(reader, f('freshness')!, allowedActions, req);
   const age = f('max_evidence_age');
   if (age) {
     const s = reader.scalar(age);
@@ -257,6 +255,46 @@ function readPcrs(reader: YamlReader, field: Field): Record<string, string> | un
   return out;
 }
 
+/**
+ * `freshness: session | per_request`, or `freshness: { per_request: [action, ...] }` naming the
+ * actions (from allowed_actions) that need fresh evidence; the others stay in session mode.
+ */
+function readFreshness(reader: YamlReader, field: Field, allowedActions: ReadonlySet<string>, req: AttestationRequirements): void {
+  const node = reader.resolve(field);
+  if (node === undefined) return;
+  if (isSeq(node)) {
+    reader.reportField(field, "must be 'session', 'per_request' or a mapping '{ per_request: [action, ...] }'");
+    return;
+  }
+  if (!isMap(node)) {
+    req.freshness = reader.oneOf(field, ['session', 'per_request'] as const);
+    return;
+  }
+  const m = reader.map(field, ['per_request']);
+  if (!m) return;
+  const listField = m.get('per_request');
+  if (!listField) {
+    // Unknown keys were reported already; an empty mapping still needs telling.
+    if (m.node.items.length === 0) reader.reportField(field, "must name the actions that need fresh evidence: '{ per_request: [action, ...] }'");
+    return;
+  }
+  const items = reader.list(listField);
+  if (!items) return;
+  if (items.length === 0) {
+    reader.reportField(listField, "must list at least one action (or write 'freshness: session')");
+    return;
+  }
+  const actions: string[] = [];
+  for (const item of items) {
+    const action = reader.string(item);
+    if (action === undefined) continue;
+    if (!allowedActions.has(action)) reader.reportField(item, `action '${action}' is not in this agent's allowed_actions`);
+    else if (actions.includes(action)) reader.reportField(item, `duplicate action '${action}'`);
+    else actions.push(action);
+  }
+  req.perRequestActions = actions;
+}
+
 function readAccessControl(reader: YamlReader, field: Field): AccessControlEntry[] {
   const out: AccessControlEntry[] = [];
   for (const item of reader.list(field) ?? []) {
@@ -265,26 +303,43 @@ function readAccessControl(reader: YamlReader, field: Field): AccessControlEntry
     const claimField = m.require('principal_attestation_claim');
     const resourceField = m.require('resource');
     const permissionField = m.require('permission');
-    const claim = claimField && reader.string(claimField);
+    const text = claimField && reader.string(claimField);
     const resource = resourceField && reader.string(resourceField);
     const permission = permissionField && reader.string(permissionField);
-    if (claim !== undefined && !isValidClaim(claim)) {
-      reader.reportField(claimField!, `must be 'oid:' followed by a dotted OID and optionally '=value' (e.g. 'oid:1.2.3.4.5'), got '${claim}'`);
+    if (text === undefined) continue;
+    const parsed = parseClaim(text);
+    if (!parsed.ok) {
+      reportInString(reader, claimField!, text, parsed.index, parsed.message);
       continue;
     }
-    if (claim !== undefined && resource !== undefined && permission !== undefined) {
-      out.push({ principalAttestationClaim: claim, resource, permission });
+    if (resource !== undefined && permission !== undefined) {
+      out.push({ principalAttestationClaim: text, resource, permission, claim: parsed.claim });
     }
   }
   return out;
 }
 
+/**
+ * Reports at character `index` of a string scalar when the source text maps 1:1 onto the value
+ * (plain or quoted without escapes or folding); otherwise at the scalar itself.
+ */
+function reportInString(reader: YamlReader, field: Field, value: string, index: number, message: string): void {
+  const node = reader.resolve(field);
+  const range = node?.range;
+  // Index 0 (the whole text is wrong): point at the scalar itself, quotes included.
+  if (index > 0 && isScalar(node) && range) {
+    const quoted = node.type === 'QUOTE_DOUBLE' || node.type === 'QUOTE_SINGLE';
+    const sourceLength = range[1] - range[0];
+    if ((node.type === 'PLAIN' && sourceLength === value.length) || (quoted && sourceLength === value.length + 2)) {
+      reader.reportAt(range[0] + (quoted ? 1 : 0) + index, field.path, message);
+      return;
+    }
+  }
+  reader.reportField(field, message);
+}
+
 export function isValidClaim(claim: string): boolean {
-  const m = CLAIM.exec(claim);
-  if (!m) return false;
-  // Under arcs 0 and 1 the second arc is below 40 (X.660); longer arcs are fine.
-  const second = m[2]!.slice(1).split('.')[0]!;
-  return m[1] === '2' || (second.length <= 2 && Number(second) < 40);
+  return parseClaim(claim).ok;
 }
 
 function readBudget(reader: YamlReader, field: Field): PolicyBudget | undefined {

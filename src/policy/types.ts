@@ -18,7 +18,10 @@ export interface AttestationRequirements {
   allowedChipIds?: string[];
   /** TPM: PCR index -> expected digest (hex). */
   pcrs?: Record<string, string>;
+  /** `per_request`: every action of the agent needs fresh (nonce-bound) evidence; default session. */
   freshness?: 'session' | 'per_request';
+  /** `freshness: { per_request: [...] }`: only these actions need fresh evidence (see needsFreshEvidence). */
+  perRequestActions?: string[];
   /** Max age of evidence, seconds. */
   maxEvidenceAgeSeconds?: number;
   /** Name of a reference-values file/environment. */
@@ -28,10 +31,28 @@ export interface AttestationRequirements {
 }
 
 export interface AccessControlEntry {
-  /** e.g. `oid:1.2.3.4.5` or `oid:1.2.3.4.5=value`. */
+  /** e.g. `oid:1.2.3.4.5` or `oid:1.2.3.4.5=value`, as written. */
   principalAttestationClaim: string;
   resource: string;
   permission: string;
+  /** The claim, parsed once at compile time. */
+  claim: ParsedClaim;
+}
+
+/** `oid:OID[=value]`: the peer's SVID leaf carries extension OID (whose value equals `value`). */
+export interface ParsedClaim {
+  oid: string;
+  value?: string;
+  /** `value` in lower case when it is even-length hex: compared with non-string extension values. */
+  valueHex?: string;
+}
+
+/** One X.509 extension of the peer's SVID leaf (src/spiffe/extensions.ts). */
+export interface PeerExtension {
+  /** Decoded text when the value is a DER UTF8String / IA5String / PrintableString. */
+  readonly text?: string;
+  /** Lower-case hex of the raw extnValue octets. */
+  readonly hex: string;
 }
 
 export interface SourcePosition {
@@ -73,6 +94,8 @@ export interface DecisionRequest {
 
 export interface PeerIdentity {
   spiffeId: string;
+  /** Extensions of the peer's SVID leaf by OID (for `access_control` claims); absent: none held. */
+  extensions?: ReadonlyMap<string, PeerExtension>;
 }
 
 /** Verified attestation claims of the peer (issue 3); undefined when none were presented. */
@@ -82,6 +105,7 @@ export type DenyReason =
   | 'unknown_agent'
   | 'action_not_permitted'
   | 'no_action_mapped'
+  | 'permission_not_granted'
   | 'attestation_required'
   | 'no_policy';
 

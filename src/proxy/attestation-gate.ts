@@ -21,6 +21,7 @@ import { VerdictCache, type Verdict } from '../attestation/session-cache.js';
 import { AttestationError } from '../attestation/types.js';
 import { verifyEvidence, type VerifierState, type VerifierTrust } from '../attestation/verifier.js';
 import type { AttestationRequirements } from '../policy/types.js';
+import { needsFreshEvidence } from '../policy/decide.js';
 import { applyReferenceValues, type ReferenceValueStore } from '../attestation/reference-values.js';
 
 export const H_EVIDENCE = 'attest-evidence';
@@ -79,9 +80,10 @@ export class AttestationGate {
     this.trust = trust;
   }
 
-  check(req: IncomingMessage, s: AttestationSession, reqs: AttestationRequirements, policyVersion: string): GateResult {
+  /** `action`: the request's mapped action (per-action freshness). */
+  check(req: IncomingMessage, s: AttestationSession, reqs: AttestationRequirements, policyVersion: string, action: string): GateResult {
     const evidence = req.headers[H_EVIDENCE];
-    if (reqs.freshness === 'per_request') return this.checkFresh(req, s, reqs, evidence);
+    if (needsFreshEvidence(reqs, action)) return this.checkFresh(req, s, reqs, evidence);
     const now = this.now();
     if (typeof evidence !== 'string') {
       const ref = req.headers[H_REF];

@@ -21,11 +21,13 @@ export class DecisionLog {
     this.type = direction === 'inbound' ? 'inbound_decision' : 'outbound_decision';
   }
 
-  /** `start` is the request's `performance.now()` on arrival. */
+  /** `start` is the request's `performance.now()` on arrival. `fields` becomes the record (not copied). */
   record(start: number, fields: DecisionFields): void {
     const ms = performance.now() - start;
     this.metrics.request(this.direction, fields.decision, fields.reason, ms / 1000);
-    this.audit.record({ type: this.type, ...fields, latency_ms: Math.round(ms * 1000) / 1000 });
+    (fields as AuditRecord).type = this.type;
+    (fields as AuditRecord).latency_ms = Math.round(ms * 1000) / 1000;
+    this.audit.record(fields as AuditRecord);
   }
 }
 

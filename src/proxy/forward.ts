@@ -90,10 +90,12 @@ export function forwardRequest(
           }
         },
       );
-    // The client went away: abandon the upstream exchange too.
-    res.once('close', () => {
-      if (!res.writableFinished && body && !Buffer.isBuffer(body)) body.destroy();
-    });
+    // The client went away while its body streams: abandon the upstream exchange too.
+    if (body && !Buffer.isBuffer(body)) {
+      res.once('close', () => {
+        if (!res.writableFinished) body.destroy();
+      });
+    }
   });
 }
 

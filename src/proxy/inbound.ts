@@ -39,7 +39,13 @@ export interface InboundDeps {
 
 const kPeer = Symbol('attest-sidecar.peer');
 const kAttest = Symbol('attest-sidecar.attestation');
-type PeeredSocket = TLSSocket & { [kPeer]?: VerifiedPeer; [kAttest]?: AttestationSession };
+const kIdentityHeaders = Symbol('attest-sidecar.identity-headers');
+type PeeredSocket = TLSSocket & {
+  [kPeer]?: VerifiedPeer;
+  [kAttest]?: AttestationSession;
+  /** [identity header pairs for the app, our SPIFFE ID they were built with] */
+  [kIdentityHeaders]?: [string[], string];
+};
 
 /** Never forwarded to the app: caller-supplied identity headers and our attestation protocol. */
 const DROPPED_HEADERS: ReadonlySet<string> = new Set([...IDENTITY_HEADERS, ...ATTESTATION_HEADERS]);
@@ -169,13 +175,13 @@ export class InboundListener {
         ...(mapping?.resource !== undefined ? { resource: mapping.resource } : {}),
         ...(mapping?.permission !== undefined ? { permission: mapping.permission } : {}),
       },
-      { spiffeId: peer.id },
+      { spiffeId: peer.id, extensions: peer.extensions },
     );
     if (!decision.allow) {
       // The action is permitted but the agent must attest: the gate decides (session cache first).
       const reqs = decision.reason === 'attestation_required' ? decision.agent?.attestation : undefined;
       const gate = this.deps.attestation;
-      if (!reqs || !gate) {
+      if (!reqs || !gate || !mapping) {
         this.finish(req, res, start, peer, decision.status, denialBody(decision), decision.reason, mapping?.action);
         return;
       }
@@ -184,7 +190,7 @@ export class InboundListener {
         spkiSha256Hex: peer.spkiSha256Hex,
         notAfterMs: peer.notAfterMs,
       });
-      const verdict = gate.check(req, session, reqs, policy.version);
+      const verdict = gate.check(req, session, reqs, policy.version, mapping.action);
       if (!verdict.ok) {
         const extra = verdict.status === 401 ? { [H_CHALLENGE]: verdict.challenge } : undefined;
         sendJsonError(res, verdict.status, errorBody(verdict.error), extra);
@@ -193,12 +199,13 @@ export class InboundListener {
       }
     }
     const material = this.material!;
-    const headers = forwardRequestHeaders(req.rawHeaders, DROPPED_HEADERS, [
-      'x-forwarded-client-cert',
-      xfccValue(material.ownId, peer.leafSha256Hex, peer.id),
-      'x-spiffe-id',
-      peer.id,
-    ]);
+    // The XFCC value is fixed for the connection (our ID changes only with a new trust domain).
+    let identity = socket[kIdentityHeaders];
+    if (identity === undefined || identity[1] !== material.ownId) {
+      identity = [['x-forwarded-client-cert', xfccValue(material.ownId, peer.leafSha256Hex, peer.id), 'x-spiffe-id', peer.id], material.ownId];
+      socket[kIdentityHeaders] = identity;
+    }
+    const headers = forwardRequestHeaders(req.rawHeaders, DROPPED_HEADERS, identity[0]);
     const timeout = this.deps.config.requestTimeoutMs;
     void forwardRequest(this.app, req, res, {
       path: req.url!,

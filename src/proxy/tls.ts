@@ -13,6 +13,7 @@ import { SidecarError } from '../errors.js';
 import type { IdentityState } from '../spiffe/source.js';
 import { svidChainPem, svidKeyPem } from '../spiffe/svid.js';
 import { verifyX509Svid } from '../spiffe/verify.js';
+import { svidExtensionClaims, type ExtensionClaims } from '../spiffe/extensions.js';
 import type { X509BundleSource } from '../spiffe/bundle/x509-bundle.js';
 
 export const MIN_TLS_VERSION = 'TLSv1.2';
@@ -29,6 +30,8 @@ export interface VerifiedPeer {
   /** DER SubjectPublicKeyInfo of the leaf (what attestation evidence is bound to). */
   readonly spki: Buffer;
   readonly spkiSha256Hex: string;
+  /** The leaf's X.509 extensions by OID (what `access_control` claims name); read at handshake time. */
+  readonly extensions: ExtensionClaims;
 }
 
 /** PEM material and prebuilt contexts for one identity generation. */
@@ -119,6 +122,7 @@ export function verifyPeer(chain: readonly X509Certificate[], bundles: X509Bundl
     serial: leaf.serialNumber,
     spki: leaf.publicKey.export({ type: 'spki', format: 'der' }),
     spkiSha256Hex: v.spkiSha256.toString('hex'),
+    extensions: svidExtensionClaims(leaf),
   };
 }
 
