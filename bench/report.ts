@@ -4,14 +4,17 @@
  */
 import type { LoadResult } from './load.js';
 import { median } from './lib.js';
+import type { VerifyCost } from './verify-cost.js';
 
-export const SCENARIOS = ['direct', 'reference', 'sidecar'] as const;
+export const SCENARIOS = ['direct', 'reference', 'sidecar', 'attested', 'fresh'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 
 export const SCENARIO_LABEL: Record<Scenario, string> = {
   direct: '(a) direct to app',
   reference: '(b) bare mTLS proxy pair',
   sidecar: '(c) attest-sidecar pair',
+  attested: '(d) + attestation, session',
+  fresh: '(e) + attestation, per_request',
 };
 
 export interface ScenarioResult {
@@ -35,6 +38,8 @@ export interface Ratios {
   p50: { cOverA: number; cOverB: number };
   /** Latency the proxy pair adds over the direct path (median p50 difference), ms. */
   addedP50Ms: { reference: number; sidecar: number };
+  /** Attestation: warm session vs attestation disabled (d/c), and per_request vs session (e/d). */
+  attestation: { sessionOverDisabled: number; perRequestOverSession: number };
 }
 
 export interface Target {
@@ -51,6 +56,8 @@ export interface BenchReport {
   ratios: Ratios[];
   /** Per proxy process, MiB: VmRSS once ready (before any load) and the max sampled under load. */
   rssMiB: Record<string, { idle: number; underLoad: number }>;
+  /** In-process verification cost per evidence type vs a bare P-384 verify. */
+  verification: VerifyCost[];
   targets: Target[];
   errors: number;
   non2xx: number;
@@ -81,8 +88,11 @@ function ratiosFor(results: ScenarioResult[], connections: number): Ratios {
   const a = get('direct');
   const b = get('reference');
   const c = get('sidecar');
+  const d = get('attested');
+  const e = get('fresh');
   return {
     connections,
+    attestation: { sessionOverDisabled: d.reqPerSec / c.reqPerSec, perRequestOverSession: e.reqPerSec / d.reqPerSec },
     reqPerSec: { cOverA: c.reqPerSec / a.reqPerSec, cOverB: c.reqPerSec / b.reqPerSec },
     p50: { cOverA: c.p50Ms / a.p50Ms, cOverB: c.p50Ms / b.p50Ms },
     addedP50Ms: { reference: b.p50Ms - a.p50Ms, sidecar: c.p50Ms - a.p50Ms },
@@ -95,6 +105,7 @@ export function buildReport(
   results: ScenarioResult[],
   rssIdle: Record<string, number>,
   rssLoad: Record<string, number>,
+  verification: VerifyCost[] = [],
 ): BenchReport {
   const ratios = settings.connections.map((n) => ratiosFor(results, n));
   const rssMiB: BenchReport['rssMiB'] = {};
@@ -125,9 +136,18 @@ export function buildReport(
       limit: `<= ${RSS_LIMIT_MIB}`,
       pass: v.underLoad > 0 && v.underLoad <= RSS_LIMIT_MIB,
     })),
+    {
+      name: `attestation warm session / disabled, ${high} conns`,
+      value: rHigh.attestation.sessionOverDisabled,
+      limit: '>= 0.97',
+      pass: rHigh.attestation.sessionOverDisabled >= 0.97,
+    },
+    ...verification
+      .filter((v) => v.type.startsWith('sev-snp'))
+      .map((v) => ({ name: 'SEV-SNP verify (cached chain) / bare P-384 verify', value: v.ratioToBareP384, limit: '<= 1.2', pass: v.ratioToBareP384 <= 1.2 })),
     { name: 'errors + non-2xx, all scenarios', value: errors + non2xx, limit: '= 0', pass: errors + non2xx === 0 },
   ];
-  return { settings, machine, results, ratios, rssMiB, targets, errors, non2xx, ok: errors + non2xx === 0 };
+  return { settings, machine, results, ratios, rssMiB, verification, targets, errors, non2xx, ok: errors + non2xx === 0 };
 }
 
 function pad(s: string, n: number, right = false): string {
@@ -157,9 +177,17 @@ export function renderTable(r: BenchReport): string {
         `${pad(fmt(q.addedP50Ms.reference, 3), 9, true)}${pad(fmt(q.addedP50Ms.sidecar, 3), 9, true)}`,
     );
   }
+  lines.push('', `${pad('attestation', 28)}${pad('conns', 6, true)}${pad('d/c rps', 10, true)}${pad('e/d rps', 10, true)}   (d/c: warm session vs off; e/d: per_request vs session)`);
+  for (const q of r.ratios) {
+    lines.push(`${pad('', 28)}${pad(String(q.connections), 6, true)}${pad(fmt(q.attestation.sessionOverDisabled), 10, true)}${pad(fmt(q.attestation.perRequestOverSession), 10, true)}`);
+  }
   lines.push('', `${pad('RSS (MiB)', 28)}${pad('at start', 10, true)}${pad('under load', 12, true)}`);
   for (const [name, v] of Object.entries(r.rssMiB)) {
     lines.push(`${pad(name, 28)}${pad(fmt(v.idle, 1), 10, true)}${pad(fmt(v.underLoad, 1), 12, true)}`);
+  }
+  if (r.verification.length) {
+    lines.push('', `${pad('verification (in process)', 40)}${pad('median us', 11, true)}${pad('x P-384', 9, true)}  source`);
+    for (const v of r.verification) lines.push(`${pad(v.type, 40)}${pad(fmt(v.medianUs, 1), 11, true)}${pad(fmt(v.ratioToBareP384), 9, true)}  ${v.source}`);
   }
   lines.push('', 'targets');
   for (const t of r.targets) {

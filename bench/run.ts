@@ -17,6 +17,7 @@ import { killAll, progress, repoRoot, rssBytes, spawnNode, stopChild, waitForOk,
 import { runLoad, type LoadResult } from './load.js';
 import { buildReport, renderTable, SCENARIOS, summarize, type BenchReport, type Scenario, type ScenarioResult } from './report.js';
 import { BENCH_PATH, ROUTE, writeBenchFiles, type BenchFiles } from './setup.js';
+import { measureVerifyCost } from './verify-cost.js';
 
 interface Settings {
   json: boolean;
@@ -63,6 +64,8 @@ interface Processes {
   refOutbound: Child;
   sidecarInbound: Child;
   sidecarOutbound: Child;
+  attestedOutbound: Child;
+  freshOutbound: Child;
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -89,7 +92,9 @@ async function startProcesses(f: BenchFiles, root: string): Promise<Processes> {
   const bin = path.join(root, 'bin', 'attest-sidecar');
   const sidecarInbound = spawnNode('sidecar-inbound', [bin, 'run', '--config', f.serviceConfig], root);
   const sidecarOutbound = spawnNode('sidecar-outbound', [bin, 'run', '--config', f.agentConfig], root);
-  const procs = { app, refInbound, refOutbound, sidecarInbound, sidecarOutbound };
+  const attestedOutbound = spawnNode('attested-outbound', [bin, 'run', '--config', f.attestedConfig], root);
+  const freshOutbound = spawnNode('fresh-outbound', [bin, 'run', '--config', f.freshConfig], root);
+  const procs = { app, refInbound, refOutbound, sidecarInbound, sidecarOutbound, attestedOutbound, freshOutbound };
 
   await waitForOk([app], url(p.app, BENCH_PATH));
   await waitForOk([sidecarInbound], url(p.serviceAdmin, '/readyz'));
@@ -97,6 +102,10 @@ async function startProcesses(f: BenchFiles, root: string): Promise<Processes> {
   // End to end through each pair: proves certificates, routing and policy before measuring.
   await waitForOk([refOutbound, refInbound, app], url(p.refOutbound, BENCH_PATH), ROUTE_HEADERS);
   await waitForOk([sidecarOutbound, sidecarInbound, app], url(p.agentOutbound, BENCH_PATH), ROUTE_HEADERS);
+  await waitForOk([attestedOutbound], url(p.attestedAdmin, '/readyz'));
+  await waitForOk([freshOutbound], url(p.freshAdmin, '/readyz'));
+  await waitForOk([attestedOutbound, sidecarInbound, app], url(p.attestedOutbound, BENCH_PATH), ROUTE_HEADERS);
+  await waitForOk([freshOutbound, sidecarInbound, app], url(p.freshOutbound, BENCH_PATH), ROUTE_HEADERS);
   return procs;
 }
 
@@ -117,6 +126,10 @@ function target(s: Scenario, f: BenchFiles, procs: Processes) {
         headers: ROUTE_HEADERS,
         watch: [procs.sidecarOutbound, procs.sidecarInbound],
       };
+    case 'attested':
+      return { url: `http://127.0.0.1:${p.attestedOutbound}${BENCH_PATH}`, headers: ROUTE_HEADERS, watch: [procs.attestedOutbound, procs.sidecarInbound] };
+    case 'fresh':
+      return { url: `http://127.0.0.1:${p.freshOutbound}${BENCH_PATH}`, headers: ROUTE_HEADERS, watch: [procs.freshOutbound, procs.sidecarInbound] };
   }
 }
 
@@ -172,9 +185,11 @@ async function main(): Promise<number> {
     process.once('exit', () => rmSync(dir, { recursive: true, force: true })); // also after SIGINT
     progress(`files in ${files.dir}; starting app, reference pair and sidecars`);
     procs = await startProcesses(files, root);
-    const proxies = [procs.refOutbound, procs.refInbound, procs.sidecarOutbound, procs.sidecarInbound];
+    const proxies = [procs.refOutbound, procs.refInbound, procs.sidecarOutbound, procs.sidecarInbound, procs.attestedOutbound, procs.freshOutbound];
     const rssIdle = Object.fromEntries(proxies.map((c) => [c.name, rssBytes(c.pid) ?? 0]));
     const { results, rssLoad } = await measure(settings, files, procs);
+    progress('verification cost per evidence type');
+    const verification = await measureVerifyCost(settings.quick ? 200 : 3000);
     const dead = Object.values(procs).filter((c) => c.proc.exitCode !== null || c.proc.signalCode !== null);
     if (dead.length) throw new Error(`process(es) died during the run: ${dead.map((c) => `${c.name}\n${c.output().trim()}`).join('\n')}`);
     const report = buildReport(
@@ -183,6 +198,7 @@ async function main(): Promise<number> {
       results,
       rssIdle,
       rssLoad,
+      verification,
     );
     emit(settings, report);
     return report.ok ? 0 : 1;

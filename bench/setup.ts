@@ -2,6 +2,7 @@
  * Writes everything the benchmark's servers read into a fresh temp folder: certificates from the
  * dev CA (shared by the sidecars and the reference pair), the two sidecar configs and the policy.
  */
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -11,6 +12,10 @@ import { freePort } from './lib.js';
 export const TRUST_DOMAIN = 'bench.local';
 export const AGENT_ID = `spiffe://${TRUST_DOMAIN}/agent`;
 export const SERVICE_ID = `spiffe://${TRUST_DOMAIN}/service`;
+/** Agents that attest with the sim TEE: once per session, and on every request. */
+export const ATTESTED_ID = `spiffe://${TRUST_DOMAIN}/agent-attested`;
+export const FRESH_ID = `spiffe://${TRUST_DOMAIN}/agent-fresh`;
+export const SIM_MEASUREMENT = 'b0'.repeat(48);
 /** Route name = Host header both proxies route by. */
 export const ROUTE = 'app';
 export const BENCH_PATH = '/bench';
@@ -23,6 +28,10 @@ export interface Ports {
   agentAdmin: number;
   serviceInbound: number;
   serviceAdmin: number;
+  attestedOutbound: number;
+  attestedAdmin: number;
+  freshOutbound: number;
+  freshAdmin: number;
 }
 
 export interface BenchFiles {
@@ -35,12 +44,17 @@ export interface BenchFiles {
   serviceKey: string;
   agentConfig: string;
   serviceConfig: string;
+  attestedConfig: string;
+  freshConfig: string;
 }
 
 async function allocatePorts(): Promise<Ports> {
   // Held ports are released before the next is asked for, so collect them all first and
   // check they are distinct (the OS rarely hands the same one out twice in a row).
-  const names = ['app', 'refOutbound', 'refInbound', 'agentOutbound', 'agentAdmin', 'serviceInbound', 'serviceAdmin'] as const;
+  const names = [
+    'app', 'refOutbound', 'refInbound', 'agentOutbound', 'agentAdmin', 'serviceInbound', 'serviceAdmin',
+    'attestedOutbound', 'attestedAdmin', 'freshOutbound', 'freshAdmin',
+  ] as const;
   for (let attempt = 0; attempt < 5; attempt++) {
     const ports: number[] = [];
     for (let i = 0; i < names.length; i++) ports.push(await freePort());
@@ -51,20 +65,23 @@ async function allocatePorts(): Promise<Ports> {
   throw new Error('bench: could not allocate distinct free ports');
 }
 
-function agentConfig(f: Omit<BenchFiles, 'agentConfig' | 'serviceConfig'>): string {
-  return `# attest-sidecar benchmark: the agent's sidecar (outbound only)
-name: bench-agent
-identity: { source: files, cert: agent.pem, key: agent-key.pem, bundle: bundle.pem }
+type Base = Omit<BenchFiles, 'agentConfig' | 'serviceConfig' | 'attestedConfig' | 'freshConfig'>;
+
+function agentConfig(f: Base, name = 'agent', listen = f.ports.agentOutbound, admin = f.ports.agentAdmin, attest = false): string {
+  return `# attest-sidecar benchmark: the ${name} sidecar (outbound only)
+name: bench-${name}
+identity: { source: files, cert: ${name}.pem, key: ${name}-key.pem, bundle: bundle.pem }
 outbound:
-  listen: 127.0.0.1:${f.ports.agentOutbound}
+  listen: 127.0.0.1:${listen}
   routes:
     - { name: ${ROUTE}, upstream: "https://127.0.0.1:${f.ports.serviceInbound}", server_id: "${SERVICE_ID}" }
-admin: { listen: "127.0.0.1:${f.ports.agentAdmin}" }
-log: { level: warn, audit: ${JSON.stringify(path.join(f.dir, 'audit-agent.log'))} }
-`;
+admin: { listen: "127.0.0.1:${admin}" }
+log: { level: warn, audit: ${JSON.stringify(path.join(f.dir, `audit-${name}.log`))} }
+${attest ? `attestation: { attester: { type: sim, key: sim-key.pem, measurement: "${SIM_MEASUREMENT}", guest_svn: 2 } }
+` : ''}`;
 }
 
-function serviceConfig(f: Omit<BenchFiles, 'agentConfig' | 'serviceConfig'>): string {
+function serviceConfig(f: Base): string {
   return `# attest-sidecar benchmark: the service's sidecar (inbound only)
 name: bench-service
 identity: { source: files, cert: service.pem, key: service-key.pem, bundle: bundle.pem }
@@ -76,21 +93,38 @@ inbound:
 policy: policy.yaml
 admin: { listen: "127.0.0.1:${f.ports.serviceAdmin}" }
 log: { level: warn, audit: ${JSON.stringify(path.join(f.dir, 'audit-service.log'))} }
+attestation: { verifier: { sim_keys: [sim-pub.pem] } }
 `;
 }
 
-const POLICY = `# attest-sidecar benchmark policy: the bench agent may read /bench, nothing else.
+const requirements = (freshness: string) => `    attestation_requirements:
+      tee_type: sim
+      expected_measurement: "${SIM_MEASUREMENT}"
+      require_runtime_debug_disabled: true
+      freshness: ${freshness}
+`;
+
+const POLICY = `# attest-sidecar benchmark policy: the bench agents may read /bench, nothing else.
 agents:
   - name: agent
     spiffe_id: ${AGENT_ID}
     allowed_actions: [bench.read]
-`;
+  - name: agent-attested
+    spiffe_id: ${ATTESTED_ID}
+    allowed_actions: [bench.read]
+${requirements('session')}  - name: agent-fresh
+    spiffe_id: ${FRESH_ID}
+    allowed_actions: [bench.read]
+${requirements('per_request')}`;
 
 export async function writeBenchFiles(): Promise<BenchFiles> {
   const dir = mkdtempSync(path.join(tmpdir(), 'attest-bench-'));
   const ca = await DevCa.create({ trustDomain: TRUST_DOMAIN });
   const agent = await ca.issueX509Svid(AGENT_ID, { ttlSeconds: 3600 });
   const service = await ca.issueX509Svid(SERVICE_ID, { ttlSeconds: 3600 });
+  const attested = await ca.issueX509Svid(ATTESTED_ID, { ttlSeconds: 3600 });
+  const fresh = await ca.issueX509Svid(FRESH_ID, { ttlSeconds: 3600 });
+  const sim = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const file = (name: string, content: string, mode = 0o644) => {
     const p = path.join(dir, name);
     writeFileSync(p, content, { mode });
@@ -106,9 +140,18 @@ export async function writeBenchFiles(): Promise<BenchFiles> {
     serviceKey: file('service-key.pem', service.keyPem, 0o600),
   };
   file('policy.yaml', POLICY);
+  file('agent-attested.pem', attested.certChainPem);
+  file('agent-attested-key.pem', attested.keyPem, 0o600);
+  file('agent-fresh.pem', fresh.certChainPem);
+  file('agent-fresh-key.pem', fresh.keyPem, 0o600);
+  file('sim-key.pem', sim.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, 0o600);
+  file('sim-pub.pem', sim.publicKey.export({ type: 'spki', format: 'pem' }) as string);
+  const p = base.ports;
   return {
     ...base,
     agentConfig: file('agent.yaml', agentConfig(base)),
     serviceConfig: file('service.yaml', serviceConfig(base)),
+    attestedConfig: file('agent-attested.yaml', agentConfig(base, 'agent-attested', p.attestedOutbound, p.attestedAdmin, true)),
+    freshConfig: file('agent-fresh.yaml', agentConfig(base, 'agent-fresh', p.freshOutbound, p.freshAdmin, true)),
   };
 }

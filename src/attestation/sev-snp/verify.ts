@@ -51,14 +51,32 @@ export function verifySnpReport(report: Uint8Array, refs: SnpVerifyRefs, now: Da
   };
 }
 
+/**
+ * Parsed signing certificates by their exact bytes: ASN.1 parsing and X509Certificate
+ * construction cost several times the report's signature check, and a peer presents the same
+ * VCEK with every piece of evidence. Bounded; certificates are public data.
+ */
+const certCache = new Map<string, SnpEndorsementCert>();
+
+function parseCached(input: Uint8Array | string): SnpEndorsementCert {
+  const key = typeof input === 'string' ? input : Buffer.from(input.buffer, input.byteOffset, input.byteLength).toString('latin1');
+  let cert = certCache.get(key);
+  if (!cert) {
+    cert = parseSnpEndorsementCert(input);
+    if (certCache.size >= 64) certCache.delete(certCache.keys().next().value!);
+    certCache.set(key, cert);
+  }
+  return cert;
+}
+
 function signingCert(r: SnpReport, refs: SnpVerifyRefs): SnpEndorsementCert {
   const want = r.signingKey.toUpperCase();
   let cert: SnpEndorsementCert | undefined;
   if (refs.vcek !== undefined) {
-    cert = parseSnpEndorsementCert(refs.vcek);
+    cert = parseCached(refs.vcek);
   } else if (refs.certTable !== undefined) {
     const der = findCert(parseSnpCertTable(refs.certTable), r.signingKey);
-    if (der) cert = parseSnpEndorsementCert(der);
+    if (der) cert = parseCached(der);
   }
   if (!cert) {
     throw new AttestationError('collateral_missing', `no ${want} certificate to verify the SEV-SNP report with`);
