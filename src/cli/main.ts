@@ -25,6 +25,7 @@ Usage:
                                           decode a report/quote/envelope to JSON claims
   attest-sidecar verify-evidence FILE --type sev-snp [--cert VCEK_OR_VLEK] [--anchors DIR_OR_PEM]
                  [--at ISO_TIME] [--policy FILE --agent NAME]
+  attest-sidecar verify-evidence QUOTE --type tpm --signature SIG --pcrs PCRS.json --ak AK [--nonce HEX]
                                           verify offline; exit 0 only when verified
   attest-sidecar help | version
 `;

@@ -52,3 +52,30 @@ if ('skip' in found) {
     t.match(r.json.reason, /^debug_enabled/);
   });
 }
+
+const tpmFound = conformance('tpm');
+if ('skip' in tpmFound) {
+  t.skip(tpmFound.skip, async () => {});
+} else {
+  const G = path.join(tpmFound.dir, 'go-attestation-gcp-windows/derived');
+  const run = (...args: string[]) => {
+    const r = spawnSync(process.execPath, [binPath, ...args], { encoding: 'utf8' });
+    return { code: r.status, json: r.stdout ? JSON.parse(r.stdout) : undefined, stderr: r.stderr };
+  };
+  t.test('verify-evidence --type tpm and inspect-evidence on a real TPM quote', async (t) => {
+    const args = ['--type', 'tpm', '--signature', path.join(G, 'quote_tpmt_signature.bin'), '--pcrs', path.join(G, 'pcrs_sha1.json'), '--ak', path.join(G, 'ak_tpmt_public.bin')];
+    const ok = run('verify-evidence', path.join(G, 'quote_tpms_attest.bin'), ...args, '--nonce', '');
+    t.equal(ok.code, 0, ok.stderr);
+    t.equal(ok.json.claims.pcr_bank, 'sha1');
+    t.equal(ok.json.claims.pcr_digest, 'a610f27bc687ce906243287d832706036e79f6e1');
+    const nonce = run('verify-evidence', path.join(G, 'quote_tpms_attest.bin'), ...args, '--nonce', '00');
+    t.equal(nonce.code, 1);
+    t.match(nonce.json.reason, /^binding_mismatch/);
+    const inspect = run('inspect-evidence', path.join(G, 'quote_tpms_attest.bin'));
+    t.equal(inspect.code, 0);
+    t.equal(inspect.json.type, '0x8018');
+    const hcl = run('inspect-evidence', path.join(tpmFound.dir, 'trustee-azure-snp-vtpm-milan/hcl-report.bin'));
+    t.equal(hcl.code, 0);
+    t.equal(hcl.json.verified, false);
+  });
+}
