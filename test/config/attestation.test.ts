@@ -1,0 +1,54 @@
+import t from 'tap';
+import { parseConfig } from '../../src/config/load.js';
+import { ConfigError } from '../../src/errors.js';
+
+const base = `identity: { source: files, cert: c.pem, key: k.pem, bundle: b.pem }
+inbound: { listen: 127.0.0.1:0, actions: [] }
+policy: p.yaml
+`;
+const M = 'ab'.repeat(48);
+
+function problems(text: string): string {
+  try {
+    parseConfig(base + text, '/etc/attest/sidecar.yaml', {});
+    return 'ok';
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    return err.message;
+  }
+}
+
+t.test('attester and verifier sections parse with defaults and resolved paths', async (t) => {
+  const c = parseConfig(
+    base +
+      `attestation:
+  attester: { type: tpm, address: 127.0.0.1:2321, pcrs: [0, 7] }
+  verifier:
+    snp_anchors: [amd/]
+    tpm_ak_keys: [ak.pem]
+    kds: { cache_dir: /var/cache/kds, offline: true }
+    reference_values: { files: { prod: rv/prod.yaml }, signing_keys: rv/keys.pem }
+`,
+    '/etc/attest/sidecar.yaml',
+    {},
+  );
+  t.same(c.attestation?.attester, { type: 'tpm', address: { host: '127.0.0.1', port: 2321 }, pcrBank: 'sha256', pcrs: [0, 7], keyAlgorithm: 'ecc-p256' });
+  t.same(c.attestation?.verifier?.snpAnchors, ['/etc/attest/amd']);
+  t.same(c.attestation?.verifier?.tpmAkKeys, ['/etc/attest/ak.pem']);
+  t.same(c.attestation?.verifier?.kds, { cacheDir: '/var/cache/kds', offline: true });
+  t.same(c.attestation?.verifier?.referenceValues, { files: { prod: '/etc/attest/rv/prod.yaml' }, signingKeys: '/etc/attest/rv/keys.pem', requireSignature: true });
+  t.equal(c.attestation?.verifier?.cacheSize, 10_000);
+  const snp = parseConfig(base + 'attestation: { attester: { type: sev-snp } }\n', '/x/s.yaml', {});
+  t.same(snp.attestation?.attester, { type: 'sev-snp', tsmPath: '/sys/kernel/config/tsm/report' });
+  const sim = parseConfig(base + `attestation: { attester: { type: sim, measurement: "${M}", key: sim.pem } }\n`, '/x/s.yaml', {});
+  t.same(sim.attestation?.attester, { type: 'sim', measurement: M, guestSvn: 1, debug: false, key: '/x/sim.pem' });
+});
+
+t.test('mistakes are reported with position and key', async (t) => {
+  t.match(problems('attestation: { attester: { type: nitro } }\n'), /sidecar\.yaml:4:\d+: attestation\.attester\.type: unknown attester type 'nitro'/);
+  t.match(problems('attestation: { attester: { type: sim, measurement: "abcd" } }\n'), /attestation\.attester\.measurement: must be 48 bytes/);
+  t.match(problems('attestation: { attester: { type: sev-snp, pcrs: [1] } }\n'), /attestation\.attester\.pcrs: does not apply to attester type 'sev-snp'/);
+  t.match(problems('attestation: { attester: { type: tpm, device: /dev/tpm0, address: 127.0.0.1:1 } }\n'), /give either 'device' or 'address'/);
+  t.match(problems('attestation: { verifier: { snp_anchor: [x] } }\n'), /snp_anchor/);
+  t.match(problems('attestation: { verifier: { reference_values: { files: { prod: a.yaml }, require_signature: true } } }\n'), /require_signature needs 'signing_keys'/);
+});
