@@ -31,6 +31,10 @@ const fail = (reason: ConstructorParameters<typeof AttestationError>[0], message
 };
 
 export function appraise(claims: NormalizedClaims, req: AttestationRequirements, now: Date): void {
+  // The software TEE proves nothing about hardware: only a policy that asks for it gets it.
+  if (claims.evidence_type === 'sim' && req.teeType !== 'sim') {
+    fail('policy_mismatch', 'sim (software) evidence is accepted only by policies that name tee_type: sim');
+  }
   if (req.teeType !== undefined && req.teeType !== claims.tee_type && req.teeType !== claims.evidence_type) {
     fail('policy_mismatch', `TEE type ${claims.evidence_type} does not satisfy required tee_type ${req.teeType}`);
   }

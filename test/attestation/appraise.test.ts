@@ -68,6 +68,13 @@ t.test('each requirement fails closed with its reason', async (t) => {
 
 t.test('max evidence age applies to evidence that carries a time', async (t) => {
   const sim: NormalizedClaims = { evidence_type: 'sim', tee_type: 'sim', issued_at: '2026-11-22T11:50:00Z' };
-  t.equal(reason(sim, { maxEvidenceAgeSeconds: 3600 }), 'ok');
-  t.equal(reason(sim, { maxEvidenceAgeSeconds: 300 }), 'evidence_stale');
+  t.equal(reason(sim, { teeType: 'sim', maxEvidenceAgeSeconds: 3600 }), 'ok');
+  t.equal(reason(sim, { teeType: 'sim', maxEvidenceAgeSeconds: 300 }), 'evidence_stale');
+});
+
+t.test('sim evidence only satisfies policies that name tee_type: sim', async (t) => {
+  const sim: NormalizedClaims = { evidence_type: 'sim', tee_type: 'sim', measurement: M, debug: false };
+  t.equal(reason(sim, { teeType: 'sim', expectedMeasurements: [M] }), 'ok');
+  t.equal(reason(sim, { expectedMeasurements: [M] }), 'policy_mismatch', 'no tee_type named');
+  t.equal(reason(sim, {}), 'policy_mismatch');
 });
