@@ -16,9 +16,7 @@ import { OutboundProxy } from './proxy/outbound.js';
 import { buildTlsMaterial, type TlsMaterial } from './proxy/tls.js';
 import { PolicyWatcher } from './policy/watch.js';
 import type { IdentityState, X509Source } from './spiffe/source.js';
-import { WorkloadApiX509Source } from './spiffe/workload-api/source.js';
-import { FilesX509Source } from './spiffe/files-source.js';
-import { DevIssuer } from './dev/issuer.js';
+import type { DevIssuer } from './dev/issuer.js';
 import { AttestationGate } from './proxy/attestation-gate.js';
 import type { Attester } from './attestation/attester.js';
 import type { VerifierTrust } from './attestation/verifier.js';
@@ -149,12 +147,15 @@ export class Sidecar {
   private async createSource(): Promise<X509Source> {
     const id = this.config.identity;
     switch (id.source) {
+      // Sources load on demand: a sidecar carries only the code (gRPC, the dev CA) it uses.
       case 'workload-api': {
+        const { WorkloadApiX509Source } = await import('./spiffe/workload-api/source.js');
         const s = new WorkloadApiX509Source({ endpoint: id.socket, ...(id.hint ? { hint: id.hint } : {}), logger: this.logger });
         s.start();
         return s;
       }
       case 'files': {
+        const { FilesX509Source } = await import('./spiffe/files-source.js');
         const s = new FilesX509Source({ cert: id.cert, key: id.key, bundle: id.bundle, federated: id.federated, logger: this.logger });
         await s.start();
         return s;
@@ -163,6 +164,7 @@ export class Sidecar {
         // Development only: a private in-process issuer for this one sidecar.
         const td = id.spiffeId.slice('spiffe://'.length).split('/')[0]!;
         const dir = mkdtempSync(path.join(tmpdir(), 'attest-sidecar-dev-'));
+        const [{ DevIssuer }, { WorkloadApiX509Source }] = await Promise.all([import('./dev/issuer.js'), import('./spiffe/workload-api/source.js')]);
         this.ownIssuer = await DevIssuer.start({ trustDomain: td, socketDir: dir, svidTtlSeconds: id.svidTtlSeconds, logger: this.logger });
         const { endpoint } = await this.ownIssuer.registerWorkload(id.spiffeId);
         const s = new WorkloadApiX509Source({ endpoint, logger: this.logger });

@@ -10,9 +10,6 @@ import { parseDurationMs } from '../config/values.js';
 import { checkPolicyCommand } from '../policy/check.js';
 import { createLogger } from '../log.js';
 import { Sidecar } from '../sidecar.js';
-import { DevMesh, loadDevMeshSpec } from '../dev/mesh.js';
-import { devMeshBanner } from './banner.js';
-import { inspectEvidenceCommand, verifyEvidenceCommand } from './evidence.js';
 
 const USAGE = `attest-sidecar: SPIFFE identity, mTLS and policy for AI-agent workloads
 
@@ -54,6 +51,8 @@ async function cmdDev(args: string[]): Promise<Exit> {
     options: { 'svid-ttl': { type: 'string' }, mesh: { type: 'string' }, 'log-level': { type: 'string' } },
     strict: true,
   });
+  // Loaded on demand: `run` never carries the development issuer's code.
+  const [{ DevMesh, loadDevMeshSpec }, { devMeshBanner }] = await Promise.all([import('../dev/mesh.js'), import('./banner.js')]);
   const spec = loadDevMeshSpec(values.mesh ?? path.join(repoRoot, 'config/dev-mesh.yaml'));
   const ttlSeconds = values['svid-ttl'] ? Math.max(1, Math.round(parseDurationMs(values['svid-ttl']) / 1000)) : undefined;
   const logger = createLogger({ level: values['log-level'] ?? 'info' });
@@ -109,9 +108,9 @@ export async function main(argv: string[]): Promise<Exit> {
     case 'check-policy':
       return cmdCheckPolicy(rest);
     case 'inspect-evidence':
-      return emit(inspectEvidenceCommand(rest));
+      return emit((await import('./evidence.js')).inspectEvidenceCommand(rest));
     case 'verify-evidence':
-      return emit(verifyEvidenceCommand(rest));
+      return emit((await import('./evidence.js')).verifyEvidenceCommand(rest));
     case 'version':
     case '--version':
       process.stdout.write('attest-sidecar 0.1.0\n');
