@@ -246,6 +246,10 @@ function readActionMapping(reader: YamlReader, field: Field): ActionMappingConfi
   }
   const resource = m.get('resource') && reader.string(m.get('resource')!);
   const permission = m.get('permission') && reader.string(m.get('permission')!);
+  if ((m.get('resource') === undefined) !== (m.get('permission') === undefined)) {
+    const present = m.get('resource') ?? m.get('permission')!;
+    reader.reportField(present, "'resource' and 'permission' go together: a mapping names both (access_control grants a permission on a resource) or neither");
+  }
   if (method === undefined || path === undefined || action === undefined) return undefined;
   return {
     method: method === '*' ? '*' : method.toUpperCase(),

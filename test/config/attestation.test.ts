@@ -52,3 +52,13 @@ t.test('mistakes are reported with position and key', async (t) => {
   t.match(problems('attestation: { verifier: { snp_anchor: [x] } }\n'), /snp_anchor/);
   t.match(problems('attestation: { verifier: { reference_values: { files: { prod: a.yaml }, require_signature: true } } }\n'), /require_signature needs 'signing_keys'/);
 });
+
+t.test('an action mapping names resource and permission together', async (t) => {
+  const text = (m: string) => `identity: { source: files, cert: c.pem, key: k.pem, bundle: b.pem }
+inbound: { listen: 127.0.0.1:0, actions: [ { method: GET, path: /l, action: ledger.read${m} } ] }
+policy: p.yaml
+`;
+  t.doesNotThrow(() => parseConfig(text(', resource: ledger_db, permission: read'), '/x/s.yaml', {}));
+  t.throws(() => parseConfig(text(', resource: ledger_db'), '/x/s.yaml', {}), /'resource' and 'permission' go together/);
+  t.throws(() => parseConfig(text(', permission: read'), '/x/s.yaml', {}), /'resource' and 'permission' go together/);
+});
