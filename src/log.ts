@@ -39,11 +39,14 @@ export interface AuditSink {
   flush(): Promise<void>;
 }
 
-/** Audit records as JSON lines through pino (async, buffered, lean on the hot path). */
-export class PinoAuditSink implements AuditSink {
-  private readonly logger: Logger;
-  private readonly dest: ReturnType<typeof pino.destination> | undefined;
-
+/**
+ * Audit records as JSON lines (`{"time": ISO, "log": "audit", "sidecar": name, ...record}`) on a
+ * pino/sonic-boom destination. The line is built with V8's native JSON.stringify: on the hot path
+ * that is several times cheaper than a generic logger's serializer.
+ */
+export class JsonLinesAuditSink implements AuditSink {
+  private readonly dest: ReturnType<typeof pino.destination>;
+  private readonly prefix: string;
   private readonly timer: NodeJS.Timeout;
 
   constructor(target: 'stdout' | string, name?: string) {
@@ -54,6 +57,7 @@ export class PinoAuditSink implements AuditSink {
       target === 'stdout'
         ? pino.destination({ dest: 1, sync: false, minLength: 4096 })
         : pino.destination({ dest: target, sync: false, mkdir: true, mode: 0o600, minLength: 4096 } as Parameters<typeof pino.destination>[0]);
+    this.prefix = `","log":"audit"${name ? `,"sidecar":${JSON.stringify(name)}` : ''},`;
     const dest = this.dest;
     this.timer = setInterval(() => {
       try {
@@ -63,20 +67,15 @@ export class PinoAuditSink implements AuditSink {
       }
     }, 250);
     this.timer.unref();
-    this.logger = pino(
-      { base: { log: 'audit', ...(name ? { sidecar: name } : {}) }, timestamp: pino.stdTimeFunctions.isoTime, messageKey: 'msg' },
-      this.dest,
-    );
   }
 
   record(rec: AuditRecord): void {
-    this.logger.info(rec);
+    this.dest.write(`{"time":"${new Date().toISOString()}${this.prefix}${JSON.stringify(rec).slice(1)}\n`);
   }
 
   flush(): Promise<void> {
     clearInterval(this.timer);
     const dest = this.dest;
-    if (!dest) return Promise.resolve();
     return new Promise((resolve) => {
       try {
         dest.flush(() => resolve());

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { SidecarConfig } from './config/types.js';
 import { errorMessage } from './errors.js';
-import { createLogger, PinoAuditSink, type AuditSink, type Logger } from './log.js';
+import { createLogger, JsonLinesAuditSink, type AuditSink, type Logger } from './log.js';
 import { SidecarMetrics } from './admin/metrics.js';
 import { AdminServer, type ReadinessCheck } from './admin/server.js';
 import { InboundListener } from './proxy/inbound.js';
@@ -60,7 +60,7 @@ export class Sidecar {
     this.config = config;
     this.now = opts.now ?? Date.now;
     this.logger = opts.logger ?? createLogger({ level: config.log.level, ...(config.name ? { name: config.name } : {}) });
-    this.audit = opts.audit ?? new PinoAuditSink(config.log.audit, config.name);
+    this.audit = opts.audit ?? new JsonLinesAuditSink(config.log.audit, config.name);
     this.policy = policy;
     this.metrics = new SidecarMetrics(
       {
