@@ -38,6 +38,8 @@ export interface Ratios {
   p50: { cOverA: number; cOverB: number };
   /** Latency the proxy pair adds over the direct path (median p50 difference), ms. */
   addedP50Ms: { reference: number; sidecar: number };
+  /** Median over rounds of (c-a)/(b-a) p50: the sidecar pair's added latency over the bare pair's. */
+  addedP50Ratio: number;
   /** Attestation: warm session vs attestation disabled (d/c), and per_request vs session (e/d). */
   attestation: { sessionOverDisabled: number; perRequestOverSession: number };
 }
@@ -83,6 +85,18 @@ export function summarize(scenario: Scenario, connections: number, rounds: LoadR
   };
 }
 
+/**
+ * Ratios are paired per round (each round measures every scenario back to back), then the
+ * median of those per-round ratios is reported: slow drifts in background load (a shared VM)
+ * cancel out within a round instead of skewing one scenario's median against another's.
+ */
+function pairedMedian(x: ScenarioResult, y: ScenarioResult, f: (xi: ScenarioResult['rounds'][number], yi: ScenarioResult['rounds'][number]) => number): number {
+  const n = Math.min(x.rounds.length, y.rounds.length);
+  const values: number[] = [];
+  for (let i = 0; i < n; i++) values.push(f(x.rounds[i]!, y.rounds[i]!));
+  return median(values);
+}
+
 function ratiosFor(results: ScenarioResult[], connections: number): Ratios {
   const get = (s: Scenario) => results.find((r) => r.scenario === s && r.connections === connections)!;
   const a = get('direct');
@@ -90,12 +104,18 @@ function ratiosFor(results: ScenarioResult[], connections: number): Ratios {
   const c = get('sidecar');
   const d = get('attested');
   const e = get('fresh');
+  const rps = (x: ScenarioResult, y: ScenarioResult) => pairedMedian(x, y, (xi, yi) => xi.reqPerSec / yi.reqPerSec);
+  const p50 = (x: ScenarioResult, y: ScenarioResult) => pairedMedian(x, y, (xi, yi) => xi.p50Ms / yi.p50Ms);
   return {
     connections,
-    attestation: { sessionOverDisabled: d.reqPerSec / c.reqPerSec, perRequestOverSession: e.reqPerSec / d.reqPerSec },
-    reqPerSec: { cOverA: c.reqPerSec / a.reqPerSec, cOverB: c.reqPerSec / b.reqPerSec },
-    p50: { cOverA: c.p50Ms / a.p50Ms, cOverB: c.p50Ms / b.p50Ms },
+    attestation: { sessionOverDisabled: rps(d, c), perRequestOverSession: rps(e, d) },
+    reqPerSec: { cOverA: rps(c, a), cOverB: rps(c, b) },
+    p50: { cOverA: p50(c, a), cOverB: p50(c, b) },
     addedP50Ms: { reference: b.p50Ms - a.p50Ms, sidecar: c.p50Ms - a.p50Ms },
+    addedP50Ratio: pairedMedian(c, b, (ci, bi) => {
+      const ai = a.rounds[c.rounds.indexOf(ci)]!;
+      return (ci.p50Ms - ai.p50Ms) / (bi.p50Ms - ai.p50Ms);
+    }),
   };
 }
 
@@ -118,7 +138,7 @@ export function buildReport(
   const rHigh = ratios.find((r) => r.connections === high)!;
   const errors = results.reduce((s, r) => s + r.errors, 0);
   const non2xx = results.reduce((s, r) => s + r.non2xx, 0);
-  const addedRatio = rLow.addedP50Ms.sidecar / rLow.addedP50Ms.reference;
+  const addedRatio = rLow.addedP50Ratio;
   const sidecarRss = Object.entries(rssMiB).filter(([name]) => name.startsWith('sidecar'));
   const targets: Target[] = [
     { name: `throughput c/b at ${high} connections`, value: rHigh.reqPerSec.cOverB, limit: '>= 0.9', pass: rHigh.reqPerSec.cOverB >= 0.9 },

@@ -51,8 +51,8 @@ function parseSettings(argv: string[]): Settings {
   return {
     json: values.json ?? false,
     quick,
-    rounds: Math.round(positive(values.rounds, quick ? 1 : 3, 'rounds')),
-    durationSeconds: positive(values.duration, quick ? 0.5 : 4, 'duration'),
+    rounds: Math.round(positive(values.rounds, quick ? 1 : 7, 'rounds')),
+    durationSeconds: positive(values.duration, quick ? 0.5 : 2, 'duration'),
     warmupSeconds: quick ? 0.25 : 1,
     connections,
   };

@@ -29,6 +29,8 @@ export class SidecarMetrics {
   private readonly handshakeFailures: client.Counter<'direction' | 'reason'>;
   private readonly upstreamErrors: client.Counter<'direction' | 'reason'>;
   readonly rotations: client.Counter<string>;
+  /** Inbound connections whose peer passed SPIFFE verification (full TLS handshakes). */
+  readonly inboundHandshakes: client.Counter<string>;
   readonly bundleUpdates: client.Counter<string>;
   private readonly policyReloads: client.Counter<'result'>;
   private readonly verifications: client.Counter<'type' | 'result'>;
@@ -64,6 +66,11 @@ export class SidecarMetrics {
       name: 'attest_sidecar_upstream_errors_total',
       help: 'Failures reaching the next hop, by reason code.',
       labelNames: ['direction', 'reason'],
+      registers: [registry],
+    });
+    this.inboundHandshakes = new client.Counter({
+      name: 'attest_sidecar_inbound_connections_total',
+      help: 'Inbound mTLS connections accepted after SPIFFE verification of the peer.',
       registers: [registry],
     });
     this.rotations = new client.Counter({

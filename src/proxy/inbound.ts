@@ -136,6 +136,7 @@ export class InboundListener {
       socket.destroy();
       return;
     }
+    this.deps.metrics.inboundHandshakes.inc();
     this.connections.add(socket);
     socket.once('close', () => this.connections.delete(socket));
   }

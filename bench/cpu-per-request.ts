@@ -1,0 +1,85 @@
+/**
+ * Diagnostic (not part of `npm run bench`): CPU time per request of each proxy process, from
+ * /proc/PID/stat, for the bare pair and the sidecar pair under the same load. Throughput at high
+ * concurrency on a 2-core machine is bounded by exactly this.
+ *   node dist/bench/cpu-per-request.js [--requests N] [--connections C] [--rounds R]
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { createRequire } from 'node:module';
+import { killAll, repoRoot, spawnNode, stopChild, waitForOk, type Child } from './lib.js';
+import { BENCH_PATH, ROUTE, writeBenchFiles } from './setup.js';
+
+const { values } = parseArgs({
+  options: { requests: { type: 'string', default: '10000' }, connections: { type: 'string', default: '32' }, rounds: { type: 'string', default: '5' } },
+});
+const here = path.dirname(fileURLToPath(import.meta.url));
+const autocannon = createRequire(import.meta.url)('autocannon') as (o: object) => Promise<unknown>;
+const TICK = 100; // USER_HZ on Linux
+
+function cpuMs(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1000) / TICK; // utime + stime
+}
+
+async function load(url: string, amount: number, connections: number): Promise<void> {
+  await autocannon({ url, connections, amount, headers: { host: ROUTE } });
+}
+
+async function main(): Promise<void> {
+  const f = await writeBenchFiles();
+  const root = repoRoot();
+  const p = f.ports;
+  const url = (port: number, suffix = '') => `http://127.0.0.1:${port}${suffix}`;
+  const tls = (cert: string, key: string) => ['--cert', cert, '--key', key, '--ca', f.bundle];
+  const procs: Child[] = [];
+  const spawn = (name: string, args: string[]) => {
+    const c = spawnNode(name, args, root);
+    procs.push(c);
+    return c;
+  };
+  try {
+    spawn('app', [path.join(here, 'app.js'), '--port', String(p.app)]);
+    const refIn = spawn('ref-in', [path.join(here, 'reference-proxy.js'), '--mode', 'inbound', '--port', String(p.refInbound), '--upstream', url(p.app), ...tls(f.serviceCert, f.serviceKey)]);
+    const refOut = spawn('ref-out', [path.join(here, 'reference-proxy.js'), '--mode', 'outbound', '--port', String(p.refOutbound), '--route', ROUTE, '--upstream', `https://127.0.0.1:${p.refInbound}`, ...tls(f.agentCert, f.agentKey)]);
+    const bin = path.join(root, 'bin', 'attest-sidecar');
+    const scIn = spawn('sc-in', [bin, 'run', '--config', f.serviceConfig]);
+    const scOut = spawn('sc-out', [bin, 'run', '--config', f.agentConfig]);
+    await waitForOk(procs, url(p.serviceAdmin, '/readyz'));
+    await waitForOk(procs, url(p.agentAdmin, '/readyz'));
+    await waitForOk(procs, url(p.refOutbound, BENCH_PATH), { host: ROUTE });
+    await waitForOk(procs, url(p.agentOutbound, BENCH_PATH), { host: ROUTE });
+    const n = Number(values.requests);
+    const c = Number(values.connections);
+    const pairs = [['bare pair', p.refOutbound, refOut, refIn], ['sidecar pair', p.agentOutbound, scOut, scIn]] as const;
+    for (const [, port] of pairs) await load(url(port, BENCH_PATH), 2000, c); // warm up
+    // Alternate the pairs: this machine's speed drifts, so only back-to-back runs compare.
+    const ratios: number[] = [];
+    for (let round = 0; round < Number(values.rounds); round++) {
+      const perPair: number[] = [];
+      for (const [name, port, out, inn] of pairs) {
+        const before = cpuMs(out.pid) + cpuMs(inn.pid);
+        await load(url(port, BENCH_PATH), n, c);
+        const us = ((cpuMs(out.pid) + cpuMs(inn.pid) - before) * 1000) / n;
+        perPair.push(us);
+        process.stdout.write(`round ${round + 1} ${name.padEnd(13)} ${us.toFixed(0).padStart(5)} us CPU per request (both proxies)\n`);
+      }
+      ratios.push(perPair[1]! / perPair[0]!);
+    }
+    ratios.sort((x, y) => x - y);
+    const m = await (await fetch(url(p.serviceAdmin, '/metrics'))).text();
+    process.stdout.write(`sidecar/bare CPU per request, median of ${ratios.length} paired rounds: ${ratios[ratios.length >> 1]!.toFixed(2)}\n`);
+    process.stdout.write(`inbound sidecar connections accepted (handshakes): ${/attest_sidecar_inbound_connections_total\S* (\d+)/.exec(m)?.[1]}\n`);
+  } finally {
+    await Promise.all(procs.map((c) => stopChild(c)));
+    killAll();
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`cpu-per-request: ${(err as Error).stack}\n`);
+  killAll();
+  process.exitCode = 1;
+});

@@ -1,0 +1,27 @@
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import t from 'tap';
+import { JsonLinesAuditSink } from '../src/log.js';
+
+t.test('audit lines: valid JSON, in order, file 0600, nothing lost on close', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'audit-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'sub', 'audit.log');
+  const sink = new JsonLinesAuditSink(file, 'cp');
+  for (let i = 0; i < 5000; i++) {
+    sink.record({ type: 'inbound_decision', decision: i % 2 ? 'allow' : 'deny', reason: 'r', path: `/p/${i}"\\u00e9`, status: 200 + i, latency_ms: 0.5 });
+  }
+  await sink.flush();
+  const lines = readFileSync(file, 'utf8').trimEnd().split('\n');
+  t.equal(lines.length, 5000);
+  const recs = lines.map((l) => JSON.parse(l));
+  t.same(recs.map((r) => r.status), Array.from({ length: 5000 }, (_, i) => 200 + i), 'in order');
+  t.equal(recs[0].log, 'audit');
+  t.equal(recs[0].sidecar, 'cp');
+  t.match(recs[0].time, /^\d{4}-\d\d-\d\dT/);
+  t.equal(recs[1].path, '/p/1"\\u00e9');
+  t.equal(statSync(file).mode & 0o777, 0o600);
+  sink.record({ type: 'inbound_decision', decision: 'allow', reason: 'late', status: 1 });
+  t.equal(readFileSync(file, 'utf8').trimEnd().split('\n').length, 5000, 'records after close are dropped, not crashing');
+});
