@@ -65,7 +65,7 @@ export class OutboundProxy {
   private readonly routes = new Map<string, RouteRuntime>();
   private material: TlsMaterial | undefined;
   private expiryTimer: NodeJS.Timeout | undefined;
-  private evidence: { generation: number; pending: Promise<PreparedEvidence> } | undefined;
+  private evidence: { generation: number; pending: Promise<PreparedEvidence>; ready?: PreparedEvidence } | undefined;
   private readonly now: () => number;
   private readonly log: DecisionLog;
 
@@ -179,6 +179,13 @@ export class OutboundProxy {
       void this.forward(req, res, start, route, target.path, forwardRequestHeaders(req.rawHeaders, ATTESTATION_DROP));
       return;
     }
+    // Warm session: the peer already accepted this SVID's evidence, so send only its id. Only
+    // bodiless requests take this shortcut: a challenge is then answered by replaying with no body.
+    const ready = this.evidence?.generation === material.generation ? this.evidence.ready : undefined;
+    if (ready !== undefined && route.ackedEvidenceId === ready.id && !hasRequestBody(req)) {
+      void this.forwardAttestedWarm(req, res, start, route, target.path, material, ready);
+      return;
+    }
     void this.forwardAttested(req, res, start, route, target.path, material).catch((err: unknown) => {
       this.deps.logger.error({ route: route.config.name, err: (err as Error).message }, 'attested forwarding failed');
       this.finish(req, res, start, route.config.name, 502, errorBody(`Attestation failed on this side: ${(err as Error).message}`), 'attester_error', 'error', target.path);
@@ -267,14 +274,46 @@ export class OutboundProxy {
     this.settle(req, res, start, route, path, second);
   }
 
+  /** Bodiless request on a warm session: the ref header; a challenge still gets the full path. */
+  private async forwardAttestedWarm(
+    req: IncomingMessage,
+    res: ServerResponse,
+    start: number,
+    route: RouteRuntime,
+    path: string,
+    material: TlsMaterial,
+    evidence: PreparedEvidence,
+  ): Promise<void> {
+    const headers = forwardRequestHeaders(req.rawHeaders, ATTESTATION_DROP, [H_REF, evidence.id]);
+    const result = await forwardRequest(route.pool!, req, res, {
+      path: route.basePath + path,
+      headers,
+      headersTimeoutMs: route.config.requestTimeoutMs,
+      bodyTimeoutMs: route.config.requestTimeoutMs,
+      body: null,
+      intercept: (status, h) => status === 401 && typeof h[H_CHALLENGE] === 'string',
+    });
+    if (typeof result === 'object' && 'intercepted' in result) {
+      // The peer forgot us (restart, policy change) or wants fresh evidence: take the full path.
+      route.ackedEvidenceId = undefined;
+      await this.forwardAttested(req, res, start, route, path, material);
+      return;
+    }
+    this.settle(req, res, start, route, path, result);
+  }
+
   /** This identity generation's session evidence (produced once per SVID). */
   private evidenceFor(material: TlsMaterial): Promise<PreparedEvidence> {
     if (this.evidence?.generation !== material.generation) {
       const pending = this.deps.attester!.produce(material.spki).then(prepareEvidence);
-      this.evidence = { generation: material.generation, pending };
-      pending.catch(() => {
-        if (this.evidence?.pending === pending) this.evidence = undefined; // retry on the next request
-      });
+      const entry: { generation: number; pending: Promise<PreparedEvidence>; ready?: PreparedEvidence } = { generation: material.generation, pending };
+      this.evidence = entry;
+      pending.then(
+        (p) => (entry.ready = p),
+        () => {
+          if (this.evidence === entry) this.evidence = undefined; // retry on the next request
+        },
+      );
     }
     return this.evidence.pending;
   }
