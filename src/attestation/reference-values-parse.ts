@@ -9,6 +9,7 @@ import { createHash, type KeyObject } from 'node:crypto';
 import type { Node } from 'yaml';
 import { ProblemsError, YamlReader, isEmptyDocument, type Field, type Problem } from '../config/yaml-reader.js';
 import { decodeSignatureFile, verifyEcdsaSignature } from './reference-values-signature.js';
+import { readPcrs } from '../config/fields.js';
 
 export interface ReferenceValues {
   name: string;
@@ -69,7 +70,6 @@ const KEYS = [
 ] as const;
 
 const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})$/;
-const PCR_DIGEST_HEX_DIGITS = [40, 64, 96, 128];
 
 export function sha256Prefix(bytes: Uint8Array, chars = 16): string {
   return createHash('sha256').update(bytes).digest('hex').slice(0, chars);
@@ -212,21 +212,3 @@ function readTcb(reader: YamlReader, field: Field): Record<string, number> | und
   return out;
 }
 
-function readPcrs(reader: YamlReader, field: Field): Record<string, string> | undefined {
-  const m = reader.map(field, null);
-  if (!m) return undefined;
-  if (m.node.items.length === 0) reader.reportField(field, 'must name at least one PCR');
-  const out: Record<string, string> = {};
-  for (const key of m.keys()) {
-    const f = m.get(key)!;
-    if (!/^(?:[0-9]|1[0-9]|2[0-3])$/.test(key)) {
-      reader.report(f.keyNode, f.path, `PCR index must be 0-23, got '${key}'`);
-      continue;
-    }
-    const hex = reader.hex(f, 'hex digest');
-    if (hex !== undefined && !PCR_DIGEST_HEX_DIGITS.includes(hex.length)) {
-      reader.reportField(f, `a PCR digest has 40, 64, 96 or 128 hex digits (SHA-1/256/384/512), got ${hex.length}`);
-    } else if (hex !== undefined) out[key] = hex;
-  }
-  return out;
-}

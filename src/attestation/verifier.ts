@@ -9,6 +9,7 @@ import type { Evidence } from './envelope.js';
 import { verifySimReport } from './sim/report.js';
 import { verifySnpReport } from './sev-snp/verify.js';
 import type { SnpTrustAnchors } from './sev-snp/anchors.js';
+import type { SnpTcb } from './sev-snp/tcb.js';
 import { verifyTpmQuote, type TpmClockState } from './tpm/verify.js';
 import { resolveAk, spkiSha256 } from './tpm/ak.js';
 import { decodePcrs } from './tpm/evidence.js';
@@ -126,7 +127,7 @@ export function verifyEvidence(
           measurement: claims.measurement,
           guest_svn: claims.guest_svn,
           debug: claims.policy.debug,
-          tcb: { bootloader: t.bootloader, tee: t.tee, snp: t.snp, microcode: t.microcode, ...(t.fmc !== undefined ? { fmc: t.fmc } : {}) },
+          tcb: tcbClaims(t),
           chip_id: claims.chip_id,
         },
         expiresAtMs: Date.parse(claims.cert.not_after),
@@ -160,7 +161,7 @@ export function verifyEvidence(
           measurement: claims.snp.measurement,
           guest_svn: claims.snp.guest_svn,
           debug: claims.snp.policy.debug,
-          tcb: { bootloader: t.bootloader, tee: t.tee, snp: t.snp, microcode: t.microcode, ...(t.fmc !== undefined ? { fmc: t.fmc } : {}) },
+          tcb: tcbClaims(t),
           chip_id: claims.snp.chip_id,
           pcrs: claims.tpm.pcrs,
           tpm_ak_spki_sha256: claims.tpm.ak_spki_sha256,
@@ -187,4 +188,9 @@ function simTcb(hex16: string): Record<string, number> {
   const v = BigInt(`0x${hex16}`);
   const byte = (i: number) => Number((v >> BigInt(8 * i)) & 0xffn);
   return { bootloader: byte(0), tee: byte(1), snp: byte(6), microcode: byte(7) };
+}
+
+/** Platform TCB components of an SEV-SNP TCB_VERSION, for appraisal's minimum_tcb. */
+export function tcbClaims(t: SnpTcb): Record<string, number> {
+  return { bootloader: t.bootloader, tee: t.tee, snp: t.snp, microcode: t.microcode, ...(t.fmc !== undefined ? { fmc: t.fmc } : {}) };
 }

@@ -14,6 +14,7 @@ import { resolveAk } from '../attestation/tpm/ak.js';
 import { decodePcrs } from '../attestation/tpm/evidence.js';
 import { describeAzSnpVtpm } from '../attestation/az-snp-vtpm/verify.js';
 import { AttestationError } from '../attestation/types.js';
+import { tcbClaims } from '../attestation/verifier.js';
 import { loadPolicyFile } from '../policy/compile.js';
 import { errorMessage } from '../errors.js';
 
@@ -134,7 +135,7 @@ export function verifyEvidenceCommand(args: string[]): Out {
         measurement: c.measurement,
         guest_svn: c.guest_svn,
         debug: c.policy.debug,
-        tcb: { bootloader: t.bootloader, tee: t.tee, snp: t.snp, microcode: t.microcode, ...(t.fmc !== undefined ? { fmc: t.fmc } : {}) },
+        tcb: tcbClaims(t),
         chip_id: c.chip_id,
       };
     } else if (type === 'tpm') {

@@ -74,3 +74,28 @@ export function readUrl(
   }
   return s;
 }
+
+const PCR_DIGEST_HEX_DIGITS = [40, 64, 96, 128];
+
+/** `{ index: hex digest }` for TPM PCRs 0-23 (policies and reference values share this shape). */
+export function readPcrs(reader: YamlReader, field: Field): Record<string, string> | undefined {
+  const m = reader.map(field, null);
+  if (!m) return undefined;
+  const out: Record<string, string> = {};
+  for (const key of m.keys()) {
+    const f = m.get(key)!;
+    if (!/^(?:[0-9]|1[0-9]|2[0-3])$/.test(key)) {
+      reader.report(f.keyNode, f.path, `PCR index must be 0-23, got '${key}'`);
+      continue;
+    }
+    const hex = reader.hex(f, 'hex digest');
+    if (hex === undefined) continue;
+    if (!PCR_DIGEST_HEX_DIGITS.includes(hex.length)) {
+      reader.reportField(f, `a PCR digest has 40, 64, 96 or 128 hex digits (SHA-1/256/384/512), got ${hex.length}`);
+      continue;
+    }
+    out[key] = hex;
+  }
+  if (m.node.items.length === 0) reader.reportField(field, 'must name at least one PCR');
+  return out;
+}

@@ -5,6 +5,7 @@
 import { isMap, isScalar, isSeq, type Node } from 'yaml';
 import type { Field, YamlReader } from '../config/yaml-reader.js';
 import { checkWorkloadSpiffeId, checkDuration } from '../config/values.js';
+import { readPcrs } from '../config/fields.js';
 import type { AccessControlEntry, AttestationRequirements, CompiledAgent, TeeType } from './types.js';
 import { parseClaim } from './claims.js';
 
@@ -62,7 +63,6 @@ const MEASUREMENT_HEX_DIGITS: Partial<Record<TeeType, number>> = { sgx: 64, 'sev
 const SNP_TCB_COMPONENTS = ['bootloader', 'tee', 'snp', 'microcode', 'fmc'];
 const SNP_TYPES: readonly (TeeType | undefined)[] = ['sev-snp', 'az-snp-vtpm'];
 /** TPM PCR digests: SHA-1, SHA-256, SHA-384, SHA-512. */
-const PCR_DIGEST_HEX_DIGITS = [40, 64, 96, 128];
 
 export function readAgent(reader: YamlReader, field: Field): ReadAgent | undefined {
   const before = reader.problems.length;
@@ -233,27 +233,6 @@ function readMinimumTcb(reader: YamlReader, field: Field, snp: boolean): Record<
   return out;
 }
 
-function readPcrs(reader: YamlReader, field: Field): Record<string, string> | undefined {
-  const m = reader.map(field, null);
-  if (!m) return undefined;
-  const out: Record<string, string> = {};
-  for (const key of m.keys()) {
-    const f = m.get(key)!;
-    if (!/^(?:[0-9]|1[0-9]|2[0-3])$/.test(key)) {
-      reader.report(f.keyNode, f.path, `PCR index must be 0-23, got '${key}'`);
-      continue;
-    }
-    const hex = reader.hex(f, 'hex digest');
-    if (hex === undefined) continue;
-    if (!PCR_DIGEST_HEX_DIGITS.includes(hex.length)) {
-      reader.reportField(f, `a PCR digest has 40, 64, 96 or 128 hex digits (SHA-1/256/384/512), got ${hex.length}`);
-      continue;
-    }
-    out[key] = hex;
-  }
-  if (m.node.items.length === 0) reader.reportField(field, 'must name at least one PCR');
-  return out;
-}
 
 /**
  * `freshness: session | per_request`, or `freshness: { per_request: [action, ...] }` naming the

@@ -4,7 +4,6 @@
  * And per-action freshness: only the listed action asks the sim-attested agent for fresh
  * evidence; the others are served from the session cache.
  */
-import https from 'node:https';
 import t from 'tap';
 import { SimAttester } from '../../src/attestation/attester.js';
 import { generateSimKey } from '../../src/attestation/sim/report.js';
@@ -51,22 +50,8 @@ async function svid(extensions: CustomExtension[]) {
   return mesh.issuer.ca.issueX509Svid(idOf('ledger-reader'), { extensions });
 }
 
-/** One raw mTLS request to the inbound listener with the given client SVID. */
-function rawRequest(s: { certChainPem: string; keyPem: string }, method: string, urlPath: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = https.request(
-      `${mesh.inboundUrl}${urlPath}`,
-      { method, cert: s.certChainPem, key: s.keyPem, ca: mesh.issuer.ca.rootPem(), checkServerIdentity: () => undefined, agent: false },
-      (res) => {
-        let body = '';
-        res.on('data', (c: Buffer) => (body += c));
-        res.on('end', () => resolve({ status: res.statusCode!, body }));
-      },
-    );
-    req.on('error', reject);
-    req.end();
-  });
-}
+const rawRequest = (s: { certChainPem: string; keyPem: string }, method: string, urlPath: string) =>
+  mesh.mtlsRequest(s.certChainPem, s.keyPem, { method, path: urlPath });
 
 t.test('the dev CA puts the requested extension into the SVID leaf', async (t) => {
   const s = await svid([{ oid: TEAM_OID, derValue: utf8('payments') }]);

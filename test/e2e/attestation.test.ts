@@ -2,7 +2,6 @@
  * Attestation-Based Access Control end to end with the sim TEE: evidence bound to the SVID
  * key, verified once per session, step-up freshness per request, and the failure reasons.
  */
-import https from 'node:https';
 import t from 'tap';
 import { SimAttester, prepareEvidence } from '../../src/attestation/attester.js';
 import { generateSimKey } from '../../src/attestation/sim/report.js';
@@ -97,20 +96,7 @@ t.test('binding: evidence of peer A presented on B\'s connection is rejected', a
   const b = await mesh.issuer.ca.issueX509Svid(idOf('orchestrator'));
   const spkiA = a.svid.certificates[0]!.publicKey.export({ type: 'spki', format: 'der' });
   const evidenceA = prepareEvidence(await attester().produce(spkiA));
-  const send = (svid: typeof a) =>
-    new Promise<{ status: number; body: string }>((resolve, reject) => {
-      const req = https.request(
-        `${mesh.inboundUrl}/agents`,
-        { cert: svid.certChainPem, key: svid.keyPem, ca: mesh.issuer.ca.rootPem(), checkServerIdentity: () => undefined, agent: false, headers: { 'attest-evidence': evidenceA.header } },
-        (res) => {
-          let body = '';
-          res.on('data', (c: Buffer) => (body += c));
-          res.on('end', () => resolve({ status: res.statusCode!, body }));
-        },
-      );
-      req.on('error', reject);
-      req.end();
-    });
+  const send = (svid: typeof a) => mesh.mtlsRequest(svid.certChainPem, svid.keyPem, { headers: { 'attest-evidence': evidenceA.header } });
   t.equal((await send(a)).status, 200, 'on A\'s own connection it is accepted');
   const relayed = await send(b);
   t.equal(relayed.status, 403);

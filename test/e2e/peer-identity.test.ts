@@ -4,7 +4,6 @@
  */
 import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import https from 'node:https';
 import path from 'node:path';
 import t from 'tap';
 import { Client } from 'undici';
@@ -14,22 +13,7 @@ import { TestMesh, TD, idOf, viaProxy } from '../helpers/mesh.js';
 const mesh = await TestMesh.start({ agents: ['orchestrator'] });
 t.teardown(() => mesh.close());
 
-/** One raw mTLS GET to the inbound listener with the given client certificate. */
-function rawGet(certPem: string, keyPem: string, urlPath = '/agents'): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = https.request(
-      `${mesh.inboundUrl}${urlPath}`,
-      { cert: certPem, key: keyPem, ca: mesh.issuer.ca.rootPem(), checkServerIdentity: () => undefined, agent: false },
-      (res) => {
-        let body = '';
-        res.on('data', (c: Buffer) => (body += c));
-        res.on('end', () => resolve({ status: res.statusCode!, body }));
-      },
-    );
-    req.on('error', reject);
-    req.end();
-  });
-}
+const rawGet = (certPem: string, keyPem: string) => mesh.mtlsRequest(certPem, keyPem);
 
 function run(cmd: string, args: string[], input?: string): Promise<{ status: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {

@@ -5,6 +5,7 @@
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -185,6 +186,30 @@ export class TestMesh {
   /** `http://127.0.0.1:PORT` of an agent's outbound proxy. */
   proxyOf(name: string): string {
     return `http://127.0.0.1:${this.agents.get(name)!.outbound!.address()!.port}`;
+  }
+
+  /**
+   * One raw mTLS request straight to the inbound listener with the given client certificate
+   * (no outbound sidecar): for identities and evidence a sidecar would never send.
+   */
+  mtlsRequest(
+    certPem: string,
+    keyPem: string,
+    opts: { method?: string; path?: string; headers?: Record<string, string> } = {},
+  ): Promise<{ status: number; body: string }> {
+    return new Promise((resolve, reject) => {
+      const req = https.request(
+        `${this.inboundUrl}${opts.path ?? '/agents'}`,
+        { method: opts.method ?? 'GET', cert: certPem, key: keyPem, ca: this.issuer.ca.rootPem(), checkServerIdentity: () => undefined, agent: false, headers: opts.headers ?? {} },
+        (res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => (body += c));
+          res.on('end', () => resolve({ status: res.statusCode!, body }));
+        },
+      );
+      req.on('error', reject);
+      req.end();
+    });
   }
 
   adminOf(s: Sidecar): string {
