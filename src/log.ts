@@ -74,9 +74,17 @@ export class JsonLinesAuditSink implements AuditSink {
     this.timer.unref();
   }
 
+  private lastMs = 0;
+  private lastIso = '';
+
   record(rec: AuditRecord): void {
     if (this.closed) return;
-    const line = `{"time":"${new Date().toISOString()}${this.prefix}${JSON.stringify(rec).slice(1)}\n`;
+    const now = Date.now();
+    if (now !== this.lastMs) {
+      this.lastMs = now;
+      this.lastIso = new Date(now).toISOString(); // once per millisecond, not per record
+    }
+    const line = `{"time":"${this.lastIso}${this.prefix}${JSON.stringify(rec).slice(1)}\n`;
     this.batch.push(line);
     this.bytes += line.length;
     if (this.bytes >= 65_536) this.drain();

@@ -24,8 +24,7 @@ export interface MetricsGauges {
 
 export class SidecarMetrics {
   readonly registry: client.Registry;
-  private readonly requests: client.Counter<'direction' | 'decision' | 'reason'>;
-  private readonly latency: client.Histogram<'direction' | 'decision'>;
+  private readonly requests = new RequestStats();
   private readonly handshakeFailures: client.Counter<'direction' | 'reason'>;
   private readonly upstreamErrors: client.Counter<'direction' | 'reason'>;
   readonly rotations: client.Counter<string>;
@@ -35,27 +34,17 @@ export class SidecarMetrics {
   private readonly policyReloads: client.Counter<'result'>;
   private readonly verifications: client.Counter<'type' | 'result'>;
   private readonly verificationLatency: client.Histogram<'type'>;
-  /** direction -> decision -> reason -> bound counter: no key strings built per request. */
-  private readonly requestChildren = new Map<string, Map<string, Map<string, client.Counter.Internal>>>();
-  private readonly latencyChildren = new Map<string, Map<string, client.Histogram.Internal<'direction' | 'decision'>>>();
 
   constructor(gauges: MetricsGauges, defaultLabels: Record<string, string> = {}) {
     const registry = new client.Registry();
     registry.setDefaultLabels(defaultLabels);
     this.registry = registry;
-    this.requests = new client.Counter({
-      name: 'attest_sidecar_requests_total',
-      help: 'Requests handled, by direction, decision (allow|deny|error) and reason code.',
-      labelNames: ['direction', 'decision', 'reason'],
-      registers: [registry],
-    });
-    this.latency = new client.Histogram({
-      name: 'attest_sidecar_request_duration_seconds',
-      help: 'Time from request received to response headers sent, by direction and decision.',
-      labelNames: ['direction', 'decision'],
-      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
-      registers: [registry],
-    });
+    // Per-request counting is plain arithmetic (RequestStats); prom-client only formats it at
+    // scrape time. (prom-client's own counters hash their label set on every increment.)
+    registry.registerMetric(this.requests.counterMetric('attest_sidecar_requests_total', 'Requests handled, by direction, decision (allow|deny|error) and reason code.') as never);
+    registry.registerMetric(
+      this.requests.histogramMetric('attest_sidecar_request_duration_seconds', 'Time from request received to response headers sent, by direction and decision.') as never,
+    );
     this.handshakeFailures = new client.Counter({
       name: 'attest_sidecar_peer_rejections_total',
       help: 'mTLS peers rejected after the handshake by SPIFFE verification, by reason code.',
@@ -146,20 +135,9 @@ export class SidecarMetrics {
     client.collectDefaultMetrics({ register: registry, prefix: 'attest_sidecar_' });
   }
 
-  /** Counts one finished request and its latency (seconds). */
+  /** Counts one finished request and its latency (seconds). Hot path: Map lookups and adds. */
   request(direction: Direction, decision: 'allow' | 'deny' | 'error', reason: string, seconds: number): void {
-    let byDecision = this.requestChildren.get(direction);
-    if (!byDecision) this.requestChildren.set(direction, (byDecision = new Map()));
-    let byReason = byDecision.get(decision);
-    if (!byReason) byDecision.set(decision, (byReason = new Map()));
-    let counter = byReason.get(reason);
-    if (!counter) byReason.set(reason, (counter = this.requests.labels(direction, decision, reason)));
-    counter.inc();
-    let hists = this.latencyChildren.get(direction);
-    if (!hists) this.latencyChildren.set(direction, (hists = new Map()));
-    let hist = hists.get(decision);
-    if (!hist) hists.set(decision, (hist = this.latency.labels(direction, decision)));
-    hist.observe(seconds);
+    this.requests.observe(direction, decision, reason, seconds);
   }
 
   peerRejected(direction: Direction, reason: string): void {
@@ -177,5 +155,86 @@ export class SidecarMetrics {
 
   policyReload(ok: boolean): void {
     this.policyReloads.labels(ok ? 'success' : 'failure').inc();
+  }
+}
+
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10];
+
+interface LatencySeries {
+  readonly buckets: Float64Array; // per-bucket (not cumulative) counts; last slot = +Inf
+  sum: number;
+  count: number;
+}
+
+/**
+ * Request counts and latency histograms as plain numbers, exposed to the registry as custom
+ * metrics (objects with name/help/type/get, which prom-client formats like its own).
+ */
+class RequestStats {
+  private readonly counts = new Map<string, Map<string, Map<string, { n: number }>>>();
+  private readonly latency = new Map<string, Map<string, LatencySeries>>();
+
+  observe(direction: string, decision: string, reason: string, seconds: number): void {
+    let byDecision = this.counts.get(direction);
+    if (!byDecision) this.counts.set(direction, (byDecision = new Map()));
+    let byReason = byDecision.get(decision);
+    if (!byReason) byDecision.set(decision, (byReason = new Map()));
+    const c = byReason.get(reason);
+    if (c) c.n++;
+    else byReason.set(reason, { n: 1 });
+    let series = this.latency.get(direction);
+    if (!series) this.latency.set(direction, (series = new Map()));
+    let h = series.get(decision);
+    if (!h) series.set(decision, (h = { buckets: new Float64Array(LATENCY_BUCKETS.length + 1), sum: 0, count: 0 }));
+    let i = 0;
+    while (i < LATENCY_BUCKETS.length && seconds > LATENCY_BUCKETS[i]!) i++;
+    h.buckets[i]!++;
+    h.sum += seconds;
+    h.count++;
+  }
+
+  counterMetric(name: string, help: string) {
+    return {
+      name,
+      help,
+      type: 'counter',
+      aggregator: 'sum',
+      reset: () => this.counts.clear(),
+      get: async () => {
+        const values: { labels: Record<string, string>; value: number }[] = [];
+        for (const [direction, byDecision] of this.counts) {
+          for (const [decision, byReason] of byDecision) {
+            for (const [reason, c] of byReason) values.push({ labels: { direction, decision, reason }, value: c.n });
+          }
+        }
+        return { name, help, type: 'counter', aggregator: 'sum', values };
+      },
+    };
+  }
+
+  histogramMetric(name: string, help: string) {
+    return {
+      name,
+      help,
+      type: 'histogram',
+      aggregator: 'sum',
+      reset: () => this.latency.clear(),
+      get: async () => {
+        const values: { labels: Record<string, string | number>; value: number; metricName: string }[] = [];
+        for (const [direction, series] of this.latency) {
+          for (const [decision, h] of series) {
+            let cumulative = 0;
+            for (let i = 0; i <= LATENCY_BUCKETS.length; i++) {
+              cumulative += h.buckets[i]!;
+              const le = i < LATENCY_BUCKETS.length ? LATENCY_BUCKETS[i]! : '+Inf';
+              values.push({ labels: { le, direction, decision }, value: cumulative, metricName: `${name}_bucket` });
+            }
+            values.push({ labels: { direction, decision }, value: h.sum, metricName: `${name}_sum` });
+            values.push({ labels: { direction, decision }, value: h.count, metricName: `${name}_count` });
+          }
+        }
+        return { name, help, type: 'histogram', aggregator: 'sum', values };
+      },
+    };
   }
 }

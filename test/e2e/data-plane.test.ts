@@ -137,7 +137,10 @@ t.test('admin endpoints: healthz, readyz, status, metrics', async (t) => {
   t.same(agentStatus.routes, [{ name: 'control-plane', upstream: mesh.inboundUrl, server_id: idOf('control-plane') }]);
   const metrics = await (await fetch(`${admin}/metrics`)).text();
   t.match(metrics, /attest_sidecar_requests_total\{direction="inbound",decision="deny",reason="unknown_agent",sidecar="control-plane"\} \d+/);
-  t.match(metrics, /attest_sidecar_request_duration_seconds_bucket\{le="0\.005",sidecar="control-plane",direction="inbound",decision="allow"\} \d+/);
+  t.match(metrics, /attest_sidecar_request_duration_seconds_bucket\{le="0\.005",direction="inbound",decision="allow",sidecar="control-plane"\} \d+/);
+  t.match(metrics, /attest_sidecar_request_duration_seconds_bucket\{le="\+Inf",direction="inbound",decision="allow",sidecar="control-plane"\} [1-9]\d*/);
+  t.match(metrics, /attest_sidecar_request_duration_seconds_count\{direction="inbound",decision="allow",sidecar="control-plane"\} [1-9]\d*/);
+  t.match(metrics, /# TYPE attest_sidecar_request_duration_seconds histogram/);
   t.match(metrics, /attest_sidecar_svid_expiry_seconds\{sidecar="control-plane"\} \d+/);
   t.match(metrics, /# TYPE attest_sidecar_policy_reloads_total counter/);
   // Every non-comment line is `name{labels} value` (Prometheus text exposition).
