@@ -16,21 +16,11 @@ import { loadSnpAnchors } from '../../src/attestation/sev-snp/anchors.js';
 import { TpmWriter } from '../../src/attestation/tpm/bytes.js';
 import { TPM_GENERATED_VALUE, TPM_ST_ATTEST_QUOTE } from '../../src/attestation/tpm/constants.js';
 import { encodeTpmtSignature, writePcrSelection } from '../../src/attestation/tpm/structures.js';
-import { AttestationError } from '../../src/attestation/types.js';
 import { conformance } from '../helpers/paths.js';
 import { makeEndorsement, makeHierarchy, makeReport, type SynthTcb } from '../helpers/snp-synthetic.js';
+import { reasonOf } from '../helpers/attestation.js';
 
 const NOW = new Date('2026-01-01T00:00:00Z');
-/** The reason of the AttestationError fn throws, or 'ok'; anything else thrown fails the test. */
-const reasonOf = (fn: () => unknown): string => {
-  try {
-    fn();
-    return 'ok';
-  } catch (err) {
-    if (err instanceof AttestationError) return err.reason;
-    throw err;
-  }
-};
 const messageOf = (fn: () => unknown): string => {
   try {
     fn();

@@ -141,7 +141,7 @@ function run(dir: string): void {
     const cacheDir = freshDir();
     await kds(cacheDir).prefetch(gsg.report);
     let offset = 0;
-    const c = kds(cacheDir, { refreshAfterMs: 0, timeoutMs: 300, now: () => Date.now() + offset });
+    const c = kds(cacheDir, { refreshAfterMs: 0, timeoutMs: 1500, now: () => Date.now() + offset });
 
     handler = (_req, res) => res.writeHead(500).end('oops');
     let r = await c.prefetch(gsg.report);

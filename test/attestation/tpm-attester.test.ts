@@ -7,27 +7,18 @@ import t from 'tap';
 import { generateKeyPairSync } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { AttestationError } from '../../src/attestation/types.js';
 import { TpmAttester, type AkPublic, type TpmQuoteResult } from '../../src/attestation/tpm/attester.js';
 import { TpmCommandError } from '../../src/attestation/tpm/rc.js';
 import { runCommand } from '../../src/attestation/tpm/commands.js';
 import { TcpTpmTransport } from '../../src/attestation/tpm/transport.js';
 import { verifyTpmQuote, type TpmQuoteInput, type TpmVerifyRefs } from '../../src/attestation/tpm/verify.js';
 import { encodeToolsPcrs, startSwtpm, swtpmSkipReason, tpm2, type Swtpm } from './tpm-swtpm-helper.js';
+import { reasonOf } from '../helpers/attestation.js';
 
 const skip = swtpmSkipReason();
 const NOW = new Date();
 const SELECTION = { alg: 'sha256' as const, indices: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 16, 23] };
 
-function reasonOf(fn: () => unknown): string {
-  try {
-    fn();
-    return 'ok';
-  } catch (err) {
-    if (err instanceof AttestationError) return err.reason;
-    throw err;
-  }
-}
 
 if (skip) {
   t.comment(`skipping swtpm attester tests: ${skip}`);

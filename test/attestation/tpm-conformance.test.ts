@@ -8,9 +8,9 @@ import { createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypt
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { conformance } from '../helpers/paths.js';
-import { AttestationError } from '../../src/attestation/types.js';
 import { describeTpmQuote, verifyTpmQuote, type TpmQuoteInput } from '../../src/attestation/tpm/verify.js';
 import { parseTpmtPublic } from '../../src/attestation/tpm/public.js';
+import { reasonOf } from '../helpers/attestation.js';
 
 const tpmDir = conformance('tpm');
 const snpDir = conformance('sev-snp');
@@ -27,15 +27,6 @@ if ('skip' in tpmDir || 'skip' in snpDir) {
     const jwk = runtime.keys.find((k) => k.kid === 'HCLAkPub');
     if (!jwk) throw new Error(`no HCLAkPub in ${file}`);
     return createPublicKey({ key: jwk as never, format: 'jwk' });
-  };
-  const reasonOf = (fn: () => unknown): string => {
-    try {
-      fn();
-      return 'ok';
-    } catch (err) {
-      if (err instanceof AttestationError) return err.reason;
-      throw err;
-    }
   };
   const flip = (b: Uint8Array, i: number) => {
     const c = Buffer.from(b);

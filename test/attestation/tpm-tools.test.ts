@@ -6,23 +6,14 @@ import t from 'tap';
 import { createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { AttestationError } from '../../src/attestation/types.js';
 import { parseTpmtPublic } from '../../src/attestation/tpm/public.js';
 import { verifyTpmQuote, type TpmQuoteInput } from '../../src/attestation/tpm/verify.js';
 import { decodeToolsPcrs, startSwtpm, swtpmSkipReason, tpm2, type Swtpm } from './tpm-swtpm-helper.js';
+import { reasonOf } from '../helpers/attestation.js';
 
 const skip = swtpmSkipReason();
 const NOW = new Date();
 
-function reasonOf(fn: () => unknown): string {
-  try {
-    fn();
-    return 'ok';
-  } catch (err) {
-    if (err instanceof AttestationError) return err.reason;
-    throw err;
-  }
-}
 
 if (skip) {
   t.comment(`skipping tpm2-tools interop tests: ${skip}`);

@@ -298,8 +298,10 @@ function reasonOf(err: unknown): string {
 }
 
 function requestError(err: unknown, timeoutMs: number): SidecarError {
-  const name = (err as { name?: string } | undefined)?.name;
-  if (name === 'TimeoutError' || name === 'AbortError') {
+  // fetch reports the abort either directly or as the cause of a TypeError('fetch failed').
+  const e = err as { name?: string; cause?: { name?: string } } | undefined;
+  const timedOut = (n: string | undefined) => n === 'TimeoutError' || n === 'AbortError';
+  if (timedOut(e?.name) || timedOut(e?.cause?.name)) {
     return new SidecarError('kds_timeout', `KDS did not answer within ${timeoutMs}ms`, { cause: err });
   }
   const cause = (err as { cause?: unknown } | undefined)?.cause;
