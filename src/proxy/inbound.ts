@@ -106,7 +106,7 @@ export class InboundListener {
     }
     const server = https.createServer(
       { ...serverContextOptions(material), keepAliveTimeout: 60_000, requestTimeout: 0 },
-      (req, res) => this.onRequest(req, res),
+      (req, res) => this.guarded(req, res),
     );
     // Runs before the HTTP parser sees any byte of this connection.
     server.prependListener('secureConnection', (socket: TLSSocket) => this.onSecureConnection(socket as PeeredSocket));
@@ -139,6 +139,16 @@ export class InboundListener {
     this.deps.metrics.inboundHandshakes.inc();
     this.connections.add(socket);
     socket.once('close', () => this.connections.delete(socket));
+  }
+
+  /** A bug on the request path must deny that request, never take the sidecar down. */
+  private guarded(req: IncomingMessage, res: ServerResponse): void {
+    try {
+      this.onRequest(req, res);
+    } catch (err) {
+      this.deps.logger.error({ err: (err as Error)?.stack ?? String(err) }, 'inbound request handler failed');
+      this.finish(req, res, performance.now(), req.socket ? (req.socket as PeeredSocket)[kPeer] : undefined, 500, errorBody('Internal error'), 'internal_error', undefined, 'error');
+    }
   }
 
   private onRequest(req: IncomingMessage, res: ServerResponse): void {

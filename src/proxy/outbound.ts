@@ -94,7 +94,15 @@ export class OutboundProxy {
   }
 
   async start(): Promise<void> {
-    const server = http.createServer({ keepAliveTimeout: 60_000, requestTimeout: 0 }, (req, res) => this.onRequest(req, res));
+    const server = http.createServer({ keepAliveTimeout: 60_000, requestTimeout: 0 }, (req, res) => {
+      // A bug on the request path must fail that request, never take the sidecar down.
+      try {
+        this.onRequest(req, res);
+      } catch (err) {
+        this.deps.logger.error({ err: (err as Error)?.stack ?? String(err) }, 'outbound request handler failed');
+        this.finish(req, res, performance.now(), undefined, 500, errorBody('Internal error'), 'internal_error', 'error');
+      }
+    });
     server.on('connect', (req: IncomingMessage, socket: Socket) => this.refuseTunnel(req, socket));
     server.on('upgrade', (req: IncomingMessage, socket: Socket) => this.refuseTunnel(req, socket));
     this.server = server;
