@@ -21,14 +21,17 @@ const HOP_BY_HOP = new Set([
 /** Fields whose values identify the caller; a client may never supply them. */
 export const IDENTITY_HEADERS: ReadonlySet<string> = new Set(['x-forwarded-client-cert', 'x-spiffe-id']);
 
-/** Names listed in Connection headers (they are hop-by-hop too); empty when none. */
+/**
+ * Names listed in Connection headers (hop-by-hop too), beyond keep-alive/close; undefined when
+ * there are none (the common case: then no second pass is needed).
+ */
 function connectionListed(raw: readonly string[]): Set<string> | undefined {
   let listed: Set<string> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     if (raw[i]!.length === 10 && raw[i]!.toLowerCase() === 'connection') {
       for (const token of raw[i + 1]!.split(',')) {
         const name = token.trim().toLowerCase();
-        if (name) (listed ??= new Set()).add(name);
+        if (name && name !== 'keep-alive' && name !== 'close') (listed ??= new Set()).add(name);
       }
     }
   }
@@ -36,8 +39,30 @@ function connectionListed(raw: readonly string[]): Set<string> | undefined {
 }
 
 /**
+ * Lengths of every name a filter can drop (hop-by-hop + the caller's drop set): a header whose
+ * name has another length cannot match, so it skips the lower-casing. Computed once per set.
+ */
+const HOP_LENGTHS = lengthsOf(HOP_BY_HOP);
+const lengthsCache = new WeakMap<ReadonlySet<string>, Uint8Array>();
+
+function lengthsOf(names: Iterable<string>, base?: Uint8Array): Uint8Array {
+  const out = new Uint8Array(256);
+  if (base) out.set(base);
+  for (const n of names) out[Math.min(n.length, 255)] = 1;
+  return out;
+}
+
+function filteredLengths(drop: ReadonlySet<string> | undefined): Uint8Array {
+  if (!drop) return HOP_LENGTHS;
+  let l = lengthsCache.get(drop);
+  if (!l) lengthsCache.set(drop, (l = lengthsOf(drop, HOP_LENGTHS)));
+  return l;
+}
+
+/**
  * Copies request headers for the next hop: drops hop-by-hop fields, fields named in
- * Connection, and every name in `drop` (lower-case). Appends `extra` pairs at the end.
+ * Connection, and every name in `drop` (lower-case; pass the same Set each time). Appends
+ * `extra` pairs at the end.
  */
 export function forwardRequestHeaders(
   raw: readonly string[],
@@ -45,11 +70,14 @@ export function forwardRequestHeaders(
   extra?: readonly string[],
 ): string[] {
   const listed = connectionListed(raw);
+  const lengths = filteredLengths(drop);
   const out: string[] = [];
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
-    const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower) || listed?.has(lower) || drop?.has(lower)) continue;
+    if (lengths[Math.min(name.length, 255)] === 1 || listed !== undefined) {
+      const lower = name.toLowerCase();
+      if (HOP_BY_HOP.has(lower) || listed?.has(lower) || drop?.has(lower)) continue;
+    }
     out.push(name, raw[i + 1]!);
   }
   if (extra) for (const v of extra) out.push(v);
