@@ -133,11 +133,20 @@ export function canonicalRequestPath(rawUrl: string): CanonicalPath {
       i += 2;
     }
   }
-  if (path.includes('//')) return { ok: false, error: "empty segment ('//') in path" };
-  for (const seg of path.split('/')) {
-    // `;` parameters: some servers drop them before resolving (`/..;/` tricks).
-    const name = seg.includes(';') ? seg.slice(0, seg.indexOf(';')) : seg;
-    if (name === '.' || name === '..') return { ok: false, error: "dot segment ('.' or '..') in path" };
+  // Segments, without allocating: '//' (empty segment) and '.'/'..' (also before ';' parameters,
+  // which some servers drop before resolving: the `/..;/` trick).
+  let segStart = 1;
+  const hasSemi = path.includes(';');
+  for (let i = 1; i <= path.length; i++) {
+    if (i < path.length && path.charCodeAt(i) !== 0x2f) continue;
+    const semi = hasSemi ? path.indexOf(';', segStart) : -1;
+    const end = semi !== -1 && semi < i ? semi : i;
+    const len = end - segStart;
+    if (i - segStart === 0 && i < path.length) return { ok: false, error: "empty segment ('//') in path" };
+    if ((len === 1 && path.charCodeAt(segStart) === 0x2e) || (len === 2 && path.charCodeAt(segStart) === 0x2e && path.charCodeAt(segStart + 1) === 0x2e)) {
+      return { ok: false, error: "dot segment ('.' or '..') in path" };
+    }
+    segStart = i + 1;
   }
   for (let i = 0; i < search.length; i++) {
     const c = search.charCodeAt(i);
