@@ -54,8 +54,9 @@ export class JsonLinesAuditSink implements AuditSink {
   private readonly fd: number;
   private readonly ownsFd: boolean;
   private readonly prefix: string;
-  private batch: string[] = [];
-  private bytes = 0;
+  /** Lines are copied into this buffer as they come (no strings retained between flushes). */
+  private buf = Buffer.allocUnsafe(BATCH_BYTES);
+  private used = 0;
   private writing: Promise<void> = Promise.resolve();
   private readonly timer: NodeJS.Timeout;
   private closed = false;
@@ -85,17 +86,27 @@ export class JsonLinesAuditSink implements AuditSink {
       this.lastIso = new Date(now).toISOString(); // once per millisecond, not per record
     }
     const line = `{"time":"${this.lastIso}${this.prefix}${JSON.stringify(rec).slice(1)}\n`;
-    this.batch.push(line);
-    this.bytes += line.length;
-    if (this.bytes >= 65_536) this.drain();
+    // Worst case 3 bytes per UTF-16 unit; a line that cannot fit goes out with the batch.
+    if (this.used + line.length * 3 > this.buf.length) {
+      this.drain();
+      if (line.length * 3 > this.buf.length) {
+        this.queue(Buffer.from(line, 'utf8'));
+        return;
+      }
+    }
+    this.used += this.buf.write(line, this.used, 'utf8');
   }
 
   /** Hands the current batch to the OS, after the previous one (writes stay in order). */
   private drain(): void {
-    if (this.batch.length === 0) return;
-    const data = Buffer.from(this.batch.join(''), 'utf8');
-    this.batch = [];
-    this.bytes = 0;
+    if (this.used === 0) return;
+    const data = this.buf.subarray(0, this.used);
+    this.buf = Buffer.allocUnsafe(BATCH_BYTES);
+    this.used = 0;
+    this.queue(data);
+  }
+
+  private queue(data: Buffer): void {
     this.writing = this.writing.then(() => writeAll(this.fd, data)).catch(() => undefined);
   }
 
@@ -108,6 +119,8 @@ export class JsonLinesAuditSink implements AuditSink {
     if (this.ownsFd) closeSync(this.fd);
   }
 }
+
+const BATCH_BYTES = 64 * 1024;
 
 function writeAll(fd: number, data: Buffer): Promise<void> {
   return new Promise((resolve, reject) => {

@@ -10,11 +10,15 @@ t.test('audit lines: valid JSON, in order, file 0600, nothing lost on close', as
   const file = path.join(dir, 'sub', 'audit.log');
   const sink = new JsonLinesAuditSink(file, 'cp');
   for (let i = 0; i < 5000; i++) {
+    if (i === 2500) sink.record({ type: 'peer_rejected', decision: 'deny', reason: 'long', detail: 'é'.repeat(40_000), status: 0 });
     sink.record({ type: 'inbound_decision', decision: i % 2 ? 'allow' : 'deny', reason: 'r', path: `/p/${i}"\\u00e9`, status: 200 + i, latency_ms: 0.5 });
   }
   await sink.flush();
   const lines = readFileSync(file, 'utf8').trimEnd().split('\n');
-  t.equal(lines.length, 5000);
+  t.equal(lines.length, 5001);
+  const long = JSON.parse(lines[2500]!);
+  t.equal(long.detail, 'é'.repeat(40_000), 'a line larger than a batch is written whole, in order');
+  lines.splice(2500, 1);
   const recs = lines.map((l) => JSON.parse(l));
   t.same(recs.map((r) => r.status), Array.from({ length: 5000 }, (_, i) => 200 + i), 'in order');
   t.equal(recs[0].log, 'audit');
@@ -23,5 +27,5 @@ t.test('audit lines: valid JSON, in order, file 0600, nothing lost on close', as
   t.equal(recs[1].path, '/p/1"\\u00e9');
   t.equal(statSync(file).mode & 0o777, 0o600);
   sink.record({ type: 'inbound_decision', decision: 'allow', reason: 'late', status: 1 });
-  t.equal(readFileSync(file, 'utf8').trimEnd().split('\n').length, 5000, 'records after close are dropped, not crashing');
+  t.equal(readFileSync(file, 'utf8').trimEnd().split('\n').length, 5001, 'records after close are dropped, not crashing');
 });
