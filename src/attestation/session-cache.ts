@@ -57,20 +57,6 @@ export class VerdictCache {
     }
   }
 
-  /** Drops every verdict of one peer key (revocation, or its SVID rotated away). */
-  dropPeer(peerSpkiSha256Hex: string): number {
-    let n = 0;
-    const prefix = `${peerSpkiSha256Hex}|`;
-    for (const k of this.map.keys()) {
-      if (k.startsWith(prefix)) {
-        this.map.delete(k);
-        n++;
-      }
-    }
-    this.stats.evictions += n;
-    return n;
-  }
-
   /** Drops everything (trust anchors changed). */
   clear(): void {
     this.stats.evictions += this.map.size;

@@ -83,13 +83,6 @@ export class InboundListener {
     return this.connections.size;
   }
 
-  /** Verified peers of the open connections (for /status). */
-  peers(): VerifiedPeer[] {
-    const out: VerifiedPeer[] = [];
-    for (const s of this.connections) if (s[kPeer]) out.push(s[kPeer]);
-    return out;
-  }
-
   /** Open connections with their peer and, when the peer attested, its current verdict. */
   sessions(): { peer: VerifiedPeer; attestation?: AttestationSession }[] {
     const out: { peer: VerifiedPeer; attestation?: AttestationSession }[] = [];

@@ -9,7 +9,7 @@
 import type { X509Certificate } from 'node:crypto';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { Certificate } from '@peculiar/asn1-x509';
-import { X509ParseError } from './x509.js';
+import { X509ParseError, perCertificate } from './x509.js';
 
 export interface ExtensionClaim {
   /** Decoded text, when the value is a single DER UTF8String, IA5String or PrintableString. */
@@ -61,25 +61,8 @@ export function derStringText(der: Uint8Array): string | undefined {
   return tag === TAG_PRINTABLE_STRING && !PRINTABLE.test(text) ? undefined : text;
 }
 
-// Same caching scheme as certificateFacts: TLS hands out a fresh X509Certificate per handshake.
-const byObject = new WeakMap<X509Certificate, ExtensionClaims>();
-const byFingerprint = new Map<string, ExtensionClaims>();
-const FINGERPRINT_CACHE_MAX = 1024;
-
 /** Every extension of `cert`, by OID. Throws X509ParseError (MALFORMED_CERTIFICATE). Cached. */
-export function svidExtensionClaims(cert: X509Certificate): ExtensionClaims {
-  const cached = byObject.get(cert);
-  if (cached) return cached;
-  const fp = cert.fingerprint256;
-  let claims = byFingerprint.get(fp);
-  if (!claims) {
-    claims = computeClaims(cert);
-    if (byFingerprint.size >= FINGERPRINT_CACHE_MAX) byFingerprint.delete(byFingerprint.keys().next().value!);
-    byFingerprint.set(fp, claims);
-  }
-  byObject.set(cert, claims);
-  return claims;
-}
+export const svidExtensionClaims: (cert: X509Certificate) => ExtensionClaims = perCertificate((cert) => computeClaims(cert));
 
 function computeClaims(cert: X509Certificate): ExtensionClaims {
   let asn: Certificate;

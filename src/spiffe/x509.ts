@@ -305,28 +305,30 @@ const HANDLED_EXTENSIONS = new Set<string>([
   id_ce_authorityKeyIdentifier,
 ]);
 
-// Facts are a pure function of the DER, so they are cached per object and per fingerprint
-// (TLS hands out a fresh X509Certificate per handshake for the same peer certificate).
-const factsByObject = new WeakMap<X509Certificate, CertificateFacts>();
-const factsByFingerprint = new Map<string, CertificateFacts>();
-const FINGERPRINT_CACHE_MAX = 1024;
+/**
+ * Memoises a pure function of a certificate's DER, per object and per fingerprint: TLS hands
+ * out a fresh X509Certificate per handshake for the same peer certificate. Bounded.
+ */
+export function perCertificate<T>(compute: (cert: X509Certificate) => T, maxEntries = 1024): (cert: X509Certificate) => T {
+  const byObject = new WeakMap<X509Certificate, T>();
+  const byFingerprint = new Map<string, T>();
+  return (cert) => {
+    const cached = byObject.get(cert);
+    if (cached !== undefined) return cached;
+    const fp = cert.fingerprint256;
+    let value = byFingerprint.get(fp);
+    if (value === undefined) {
+      value = compute(cert);
+      if (byFingerprint.size >= maxEntries) byFingerprint.delete(byFingerprint.keys().next().value!);
+      byFingerprint.set(fp, value);
+    }
+    byObject.set(cert, value);
+    return value;
+  };
+}
 
 /** Parsed extension facts of a certificate; throws MALFORMED_CERTIFICATE. Cached. */
-export function certificateFacts(cert: X509Certificate): CertificateFacts {
-  const cached = factsByObject.get(cert);
-  if (cached) return cached;
-  const fp = cert.fingerprint256;
-  let facts = factsByFingerprint.get(fp);
-  if (!facts) {
-    facts = computeFacts(cert);
-    if (factsByFingerprint.size >= FINGERPRINT_CACHE_MAX) {
-      factsByFingerprint.delete(factsByFingerprint.keys().next().value!);
-    }
-    factsByFingerprint.set(fp, facts);
-  }
-  factsByObject.set(cert, facts);
-  return facts;
-}
+export const certificateFacts: (cert: X509Certificate) => CertificateFacts = perCertificate((cert) => computeFacts(cert));
 
 function computeFacts(cert: X509Certificate): CertificateFacts {
   let asn: Certificate;

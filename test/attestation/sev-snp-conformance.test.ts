@@ -13,6 +13,7 @@ import { describeSnpReport } from '../../src/attestation/sev-snp/claims.js';
 import { verifySnpReport } from '../../src/attestation/sev-snp/verify.js';
 import { verifyEndorsementChain } from '../../src/attestation/sev-snp/anchors.js';
 import { conformance } from '../helpers/paths.js';
+import { reasonOf } from '../helpers/attestation.js';
 
 const found = conformance('sev-snp');
 if ('skip' in found) {
@@ -36,15 +37,6 @@ function run(dir: string): void {
   const vsReport = Buffer.from(read('virtee-sev/report_milan.hex').toString('latin1').trim(), 'hex');
   const trReport = read('trustee-milan/test-report.bin');
   const trVcek = read('trustee-milan/test-vcek.der');
-
-  const reasonOf = (fn: () => unknown) => {
-    try {
-      fn();
-      return 'ok';
-    } catch (err) {
-      return (err as { reason?: string }).reason ?? String(err);
-    }
-  };
 
   t.test('anchors: KDS cert_chain files and single-cert files give the same anchors', async (t) => {
     t.same(Object.keys(anchors.products).sort(), ['Genoa', 'Milan', 'Turin']);

@@ -13,17 +13,9 @@ import { parseSnpReport, SNP_FIELDS } from '../../src/attestation/sev-snp/report
 import { verifySnpReport, type SnpVerifyRefs } from '../../src/attestation/sev-snp/verify.js';
 import { conformance } from '../helpers/paths.js';
 import { makeEndorsement, makeHierarchy, makeReport, resign, type SynthTcb } from '../helpers/snp-synthetic.js';
+import { reasonOf } from '../helpers/attestation.js';
 
-const NOW = new Date('2026-06-01T00:00:00Z');
-const reasonOf = (fn: () => unknown) => {
-  try {
-    fn();
-    return 'ok';
-  } catch (err) {
-    return (err as { reason?: string }).reason ?? String(err);
-  }
-};
-/** A flipped version field: unknown versions are unsupported; v3+ read as v2 has CPUID bytes in reserved space. */
+const NOW = new Date('2026-06-01T00:00:00Z');/** A flipped version field: unknown versions are unsupported; v3+ read as v2 has CPUID bytes in reserved space. */
 const versionFlip = (from: number, to: number) =>
   ![2, 3, 5].includes(to) ? 'evidence_unsupported' : to === 2 && from >= 3 ? 'evidence_malformed' : 'signature_invalid';
 const chip = Buffer.from(Buffer.alloc(64, 0).map((_, i) => (i * 7 + 3) & 0xff));

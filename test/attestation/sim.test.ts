@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import t from 'tap';
 import { SIM_REPORT_SIZE, describeSimReport, generateSimKey, signSimReport, verifySimReport } from '../../src/attestation/sim/report.js';
 import { AttestationError } from '../../src/attestation/types.js';
+import { reasonOf } from '../helpers/attestation.js';
 
 const key = generateSimKey();
 const fields = {
@@ -41,21 +42,13 @@ t.test('every signed byte is covered by the signature', async (t) => {
 
 t.test('failures carry reason codes', async (t) => {
   const r = signSimReport(fields, key.privateKey);
-  const reason = (f: () => unknown) => {
-    try {
-      f();
-    } catch (err) {
-      return (err as AttestationError).reason;
-    }
-    return 'none';
-  };
-  t.equal(reason(() => verifySimReport(r, { keys: [generateSimKey().publicKey] }, now)), 'signature_invalid');
-  t.equal(reason(() => verifySimReport(r, { keys: [] }, now)), 'collateral_missing');
-  t.equal(reason(() => verifySimReport(r.subarray(0, 300), { keys: [key.publicKey] }, now)), 'evidence_malformed');
-  t.equal(reason(() => verifySimReport(Buffer.concat([r, Buffer.alloc(1)]), { keys: [key.publicKey] }, now)), 'evidence_malformed');
+  t.equal(reasonOf(() => verifySimReport(r, { keys: [generateSimKey().publicKey] }, now)), 'signature_invalid');
+  t.equal(reasonOf(() => verifySimReport(r, { keys: [] }, now)), 'collateral_missing');
+  t.equal(reasonOf(() => verifySimReport(r.subarray(0, 300), { keys: [key.publicKey] }, now)), 'evidence_malformed');
+  t.equal(reasonOf(() => verifySimReport(Buffer.concat([r, Buffer.alloc(1)]), { keys: [key.publicKey] }, now)), 'evidence_malformed');
   const future = signSimReport({ ...fields, issuedAtMs: now.getTime() + 3_600_000 }, key.privateKey);
-  t.equal(reason(() => verifySimReport(future, { keys: [key.publicKey] }, now)), 'evidence_malformed');
+  t.equal(reasonOf(() => verifySimReport(future, { keys: [key.publicKey] }, now)), 'evidence_malformed');
   const v2 = Buffer.from(r);
   v2.writeUInt16BE(2, 4);
-  t.equal(reason(() => describeSimReport(v2)), 'evidence_unsupported');
+  t.equal(reasonOf(() => describeSimReport(v2)), 'evidence_unsupported');
 });

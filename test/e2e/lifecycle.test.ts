@@ -131,7 +131,7 @@ t.test('own SVID expires without rotation: pooled connections dropped, 503, not 
   t.teardown(() => s.close());
   const proxy = `http://127.0.0.1:${s.outbound!.address()!.port}`;
   const serial = issued.svid.certificates[0]!.serialNumber;
-  const fromFrozen = () => mesh.server.inbound!.peers().filter((p) => p.serial === serial).length;
+  const fromFrozen = () => mesh.server.inbound!.sessions().filter((s) => s.peer.serial === serial).length;
 
   t.equal((await viaProxy(proxy, 'GET', 'http://control-plane/agents')).status, 200);
   t.equal(fromFrozen(), 1, 'one pooled connection made with the short-lived SVID');

@@ -1,12 +1,15 @@
-import { AttestationError } from '../../src/attestation/types.js';
+import { SidecarError } from '../../src/errors.js';
 
-/** The reason code of the AttestationError `fn` throws, or 'ok'; anything else thrown propagates (fails the test). */
+/**
+ * The reason code of the typed error (AttestationError, ConfigError, ...) `fn` throws, or 'ok'.
+ * Anything untyped (a TypeError: a bug) propagates and fails the test.
+ */
 export function reasonOf(fn: () => unknown): string {
   try {
     fn();
     return 'ok';
   } catch (err) {
-    if (err instanceof AttestationError) return err.reason;
+    if (err instanceof SidecarError) return err.reason;
     throw err;
   }
 }

@@ -3,12 +3,13 @@
  * freshness: compilation with exact positions, and the decision order in decide().
  */
 import t, { type Test } from 'tap';
-import { compilePolicy, PolicyError, type Problem } from '../../src/policy/compile.js';
+import { compilePolicy } from '../../src/policy/compile.js';
 import { parseClaim, holdsClaim } from '../../src/policy/claims.js';
 import { decide, denialBody, needsFreshEvidence, permissionNotGrantedDenial, type Denial } from '../../src/policy/decide.js';
 import type { Decision, PeerExtension } from '../../src/policy/types.js';
 import { svidExtensionClaims } from '../../src/spiffe/extensions.js';
 import { customExtension, makeCa, makeIntermediate, makeLeaf } from '../helpers/certs.js';
+import { policyProblems } from '../helpers/policy.js';
 
 /** The documented policy example (with freshness), byte for byte. */
 const DOCUMENTED = `agent_policy:
@@ -20,15 +21,7 @@ const DOCUMENTED = `agent_policy:
     - { principal_attestation_claim: "oid:1.2.3.4.5", resource: ledger_db, permission: read }
 `;
 
-function problems(text: string): Problem[] {
-  try {
-    compilePolicy(text, 'p.yaml');
-  } catch (err) {
-    if (err instanceof PolicyError) return [...err.problems];
-    throw err;
-  }
-  throw new Error('expected a PolicyError');
-}
+const problems = (text: string) => policyProblems(text);
 
 function only(t: Test, text: string, line: number, column: number, key: string, msg: RegExp): void {
   const ps = problems(text);

@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t, { type Test } from 'tap';
 import { ConfigError } from '../../src/errors.js';
-import { compilePolicy, loadPolicyFile, PolicyError, type Problem } from '../../src/policy/compile.js';
+import { compilePolicy, loadPolicyFile, PolicyError } from '../../src/policy/compile.js';
+import { policyProblems } from '../helpers/policy.js';
 
 /** The example from the task description, byte for byte. */
 const DOCUMENTED = `agent_policy:
@@ -22,15 +23,7 @@ const DOCUMENTED = `agent_policy:
 `;
 const MEASUREMENT = 'A1B2C3D4E5F6'.repeat(8); // 96 hex digits = 48 bytes, an SNP launch measurement
 
-function problems(text: string): Problem[] {
-  try {
-    compilePolicy(text, 'p.yaml');
-  } catch (err) {
-    if (err instanceof PolicyError) return [...err.problems];
-    throw err;
-  }
-  throw new Error('expected a PolicyError');
-}
+const problems = (text: string) => policyProblems(text);
 
 /** [line, column, key, message-pattern] of the only problem in `text`. */
 function only(t: Test, text: string, line: number, column: number, key: string | undefined, msg: RegExp): void {
