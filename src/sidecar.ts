@@ -3,7 +3,7 @@
  * policy watcher, metrics, audit and admin. Everything below it is wired through small
  * interfaces so tests and the dev mesh can assemble the same pieces.
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { SidecarConfig } from './config/types.js';
@@ -21,6 +21,17 @@ import { AttestationGate } from './proxy/attestation-gate.js';
 import type { Attester } from './attestation/attester.js';
 import type { VerifierTrust } from './attestation/verifier.js';
 import { createAttester, setupVerifier, type VerifierSetup } from './attestation/setup.js';
+import { OperationsMetrics } from './admin/ops-metrics.js';
+import { AdminApi, revocationsJson } from './admin/api.js';
+import { AdminAuthenticator, createAdminTokenFile } from './admin/auth.js';
+import { RevocationStore } from './revocation/store.js';
+import type { RevocationState } from './revocation/state.js';
+import { BudgetLedger } from './budget/ledger.js';
+import type { BudgetStore } from './budget/store.js';
+import { SpendGate } from './proxy/spend.js';
+import { RecentDenials } from './proxy/decision-log.js';
+import type { PolicyAgent } from './policy/read-agent.js';
+import { buildStatus } from './sidecar-status.js';
 
 export interface SidecarOptions {
   config: SidecarConfig;
@@ -43,6 +54,12 @@ export class Sidecar {
   readonly inbound: InboundListener | undefined;
   readonly outbound: OutboundProxy | undefined;
   readonly admin: AdminServer | undefined;
+  readonly ops: OperationsMetrics;
+  readonly revocations: RevocationStore;
+  readonly ledger: BudgetLedger;
+  /** The admin bearer token file (when configured). */
+  readonly adminTokenFile: string | undefined;
+  readonly denials = new RecentDenials(50);
   private readonly policy: PolicyWatcher | undefined;
   private readonly gate: AttestationGate | undefined;
   private readonly verifier: VerifierSetup | undefined;
@@ -55,12 +72,17 @@ export class Sidecar {
   private readonly now: () => number;
   private closed = false;
 
-  private constructor(opts: SidecarOptions, policy: PolicyWatcher | undefined, verifier: VerifierSetup | undefined) {
+  private constructor(opts: SidecarOptions, policy: PolicyWatcher | undefined, verifier: VerifierSetup | undefined, ops: OpsParts) {
     const config = opts.config;
     this.config = config;
     this.now = opts.now ?? Date.now;
     this.logger = opts.logger ?? createLogger({ level: config.log.level, ...(config.name ? { name: config.name } : {}) });
-    this.audit = opts.audit ?? new JsonLinesAuditSink(config.log.audit, config.name);
+    this.audit =
+      opts.audit ??
+      new JsonLinesAuditSink(config.log.audit, config.name, {
+        // A failed audit trail takes the sidecar out of readiness: decisions must stay accountable.
+        onError: (err) => this.logger.error({ err: err.message, target: config.log.audit }, 'audit trail write failed; sidecar marked not ready'),
+      });
     this.policy = policy;
     this.metrics = new SidecarMetrics(
       {
@@ -74,7 +96,20 @@ export class Sidecar {
       policy.on('reload', () => this.metrics.policyReload(true));
       policy.on('error', () => this.metrics.policyReload(false));
     }
-    const common = { metrics: this.metrics, audit: this.audit, logger: this.logger, now: this.now };
+    this.revocations = ops.revocations;
+    this.ledger = new BudgetLedger(ops.budgetStore, this.now);
+    this.ops = new OperationsMetrics(this.metrics.registry, {
+      revocations: () => {
+        const st = this.revocations.current();
+        let shared = 0;
+        for (const e of st.byId.values()) if (e.source === 'shared') shared++;
+        return { local: st.size - shared, shared, all: st.all !== undefined };
+      },
+      budgets: () => this.budgetRows().map((b) => ({ agent: b.agent, period: b.period, spentUsd: b.spent_usd, limitUsd: b.limit_usd })),
+    });
+    const spend = new SpendGate(this.ledger, this.ops, this.audit, this.logger);
+    const revocations = () => this.revocations.current();
+    const common = { metrics: this.metrics, audit: this.audit, logger: this.logger, now: this.now, revocations, spend, denials: this.denials };
     this.verifier = verifier;
     if (config.inbound && verifier) {
       this.gate = new AttestationGate(verifier.trust, this.now, this.metrics, config.attestation?.verifier?.cacheSize, verifier.referenceValues);
@@ -83,16 +118,58 @@ export class Sidecar {
       ? new InboundListener({ ...common, config: config.inbound, policy: () => this.policy?.current(), ...(this.gate ? { attestation: this.gate } : {}) })
       : undefined;
     const attester = opts.attester ?? createAttester(config);
-    this.outbound = config.outbound ? new OutboundProxy({ ...common, config: config.outbound, ...(attester ? { attester } : {}) }) : undefined;
+    this.outbound = config.outbound
+      ? new OutboundProxy({
+          ...common,
+          config: config.outbound,
+          ops: this.ops,
+          ownBudget: (ownId) => {
+            const agent = this.policy?.current()?.agentsBySpiffeId.get(ownId) as PolicyAgent | undefined;
+            return agent?.budget ? { agent: agent.name, budget: agent.budget } : undefined;
+          },
+          ...(attester ? { attester } : {}),
+        })
+      : undefined;
+    this.adminTokenFile = config.admin?.tokenFile;
+    const auth = new AdminAuthenticator({
+      ...(ops.adminToken ? { token: ops.adminToken } : {}),
+      admins: () => this.policy?.current()?.admins ?? new Set<string>(),
+      logger: this.logger,
+    });
     this.admin = config.admin
       ? new AdminServer({
           listen: config.admin.listen,
+          ...(config.admin.mtlsListen ? { mtlsListen: config.admin.mtlsListen } : {}),
           metrics: this.metrics,
           logger: this.logger,
           readiness: () => this.readiness(),
           status: () => this.status(),
+          api: new AdminApi({ auth, revocations: this.revocations, ops: this.ops, audit: this.audit, logger: this.logger }),
         })
       : undefined;
+    this.revocations.on('change', (state, revokedNow) => this.onRevocations(state, revokedNow));
+    this.revocations.on('error', (err) => this.logger.error({ err: err.message, reason: err.reason }, 'revocation list problem'));
+  }
+
+  /** A revocation took effect: close what the new state revokes, stop outbound if we are revoked. */
+  private onRevocations(state: RevocationState, revokedNow: readonly string[]): void {
+    const closed = this.inbound?.closeRevoked(state) ?? 0;
+    this.ops.revokedConnectionsClosed(closed);
+    this.outbound?.onRevocationChange();
+    this.ops.revocationChange(revokedNow.length ? 'revoke' : 'update');
+    this.audit.record({
+      type: 'revocation',
+      decision: revokedNow.length ? 'deny' : 'allow',
+      reason: revokedNow.length ? 'revoked' : 'revocations_changed',
+      ...(revokedNow.length ? { target: revokedNow.join(' ') } : {}),
+      detail: `${state.size} revoked${state.all ? ', kill-all in force' : ''}; ${closed} open connection(s) closed`,
+    });
+    this.logger.warn({ revoked_now: revokedNow, kill_all: state.all !== undefined, total: state.size, connections_closed: closed }, 'revocations changed');
+  }
+
+  private budgetRows() {
+    const agents = (this.policy?.current()?.agents ?? []) as readonly PolicyAgent[];
+    return this.ledger.snapshot(agents.map((a) => ({ name: a.name, budget: a.budget })));
   }
 
   /**
@@ -118,7 +195,15 @@ export class Sidecar {
       policy?.close();
       throw err;
     }
-    const sidecar = new Sidecar(opts, policy, verifier);
+    let ops: OpsParts;
+    try {
+      ops = await openOperations(config, opts.logger ?? createLogger({ level: config.log.level }));
+    } catch (err) {
+      policy?.close();
+      verifier?.close();
+      throw err;
+    }
+    const sidecar = new Sidecar(opts, policy, verifier, ops);
     try {
       await sidecar.startListeners(opts.source);
     } catch (err) {
@@ -189,6 +274,7 @@ export class Sidecar {
         this.material = material;
         this.outbound?.applyIdentity(material);
         await this.inbound?.applyIdentity(material);
+        await this.admin?.applyIdentity(material);
         this.logger.info(
           { spiffe_id: material.ownId, serial: state.svid.certificates[0]!.serialNumber, not_after: state.svid.notAfter.toISOString(), generation: state.generation },
           previous ? 'identity updated' : 'identity installed',
@@ -225,61 +311,29 @@ export class Sidecar {
       const p = this.policy.current();
       checks.policy = p ? { ok: true, detail: `version ${p.version}` } : { ok: false, detail: 'no policy loaded' };
     }
+    const sink = this.audit instanceof JsonLinesAuditSink ? this.audit : undefined;
+    if (sink) checks.audit = sink.failed ? { ok: false, detail: `audit trail write failed: ${sink.failed.message}` } : { ok: true, detail: `seq ${sink.head().seq}` };
     if (this.inbound) checks.inbound_listener = { ok: this.inbound.listening, ...(this.inbound.listening ? {} : { detail: 'not listening' }) };
     if (this.outbound) checks.outbound_listener = { ok: this.outbound.listening, ...(this.outbound.listening ? {} : { detail: 'not listening' }) };
     return checks;
   }
 
   status(): Record<string, unknown> {
-    const state = this.state;
-    const policy = this.policy?.current();
-    const leaf = state?.svid.certificates[0];
-    return {
-      name: this.config.name,
-      spiffe_id: state?.svid.id.toString() ?? null,
-      svid: state && leaf
-        ? {
-            serial: leaf.serialNumber,
-            not_before: state.svid.notBefore.toISOString(),
-            not_after: state.svid.notAfter.toISOString(),
-            seconds_to_expiry: Math.max(0, Math.round((state.svid.notAfter.getTime() - this.now()) / 1000)),
-            generation: state.generation,
-          }
-        : null,
-      trust_domains: state ? state.bundles.trustDomains().map((t) => t.name) : [],
-      identity_source: { kind: this.config.identity.source, ...(this.source ? this.source.health() : {}) },
-      routes: (this.config.outbound?.routes ?? []).map((r) => ({
-        name: r.name,
-        upstream: r.upstream,
-        ...(r.serverId ? { server_id: r.serverId } : { server_trust_domain: r.serverTrustDomain }),
-      })),
-      inbound: this.config.inbound
-        ? {
-            listen: this.inbound?.address() ?? null,
-            app: this.config.inbound.app,
-            actions: this.config.inbound.actions.length,
-            peers: (this.inbound?.sessions() ?? []).map(({ peer, attestation }) => ({
-              spiffe_id: peer.id,
-              serial: peer.serial,
-              not_after: new Date(peer.notAfterMs).toISOString(),
-              ...(attestation?.lastVerdict
-                ? {
-                    attestation: {
-                      type: attestation.lastVerdict.evidenceType,
-                      claims: attestation.lastVerdict.claims,
-                      verified_at: new Date(attestation.lastVerdict.verifiedAtMs).toISOString(),
-                      session_expires_at: new Date(attestation.lastVerdict.expiresAtMs).toISOString(),
-                    },
-                  }
-                : {}),
-            })),
-          }
-        : null,
-      outbound: this.config.outbound ? { listen: this.outbound?.address() ?? null } : null,
-      policy: policy
-        ? { version: policy.version, file: policy.file, agents: policy.agents.map((a) => a.name), loaded_at: policy.loadedAt.toISOString() }
-        : null,
-    };
+    return buildStatus({
+      config: this.config,
+      state: this.state,
+      now: this.now(),
+      policy: this.policy?.current(),
+      identitySource: this.source?.health() as Record<string, unknown> | undefined,
+      sessions: this.inbound?.sessions() ?? [],
+      inboundAddress: this.inbound?.address(),
+      outboundAddress: this.outbound?.address(),
+      outboundStopped: this.outbound?.stoppedReason(),
+      denials: this.denials.list(),
+      budgets: this.budgetRows(),
+      revocations: revocationsJson(this.revocations.current()),
+      audit: this.audit instanceof JsonLinesAuditSink ? { target: this.config.log.audit, ...this.audit.head() } : undefined,
+    });
   }
 
   async close(): Promise<void> {
@@ -287,6 +341,7 @@ export class Sidecar {
     this.closed = true;
     this.unsubscribe?.();
     await Promise.allSettled([this.inbound?.close(), this.outbound?.close(), this.admin?.close()]);
+    await Promise.allSettled([this.revocations.close(), this.ledger.store.close()]);
     this.policy?.close();
     this.verifier?.close();
     await this.source?.close();
@@ -295,3 +350,46 @@ export class Sidecar {
   }
 }
 
+
+interface OpsParts {
+  revocations: RevocationStore;
+  budgetStore: BudgetStore;
+  adminToken: string | undefined;
+}
+
+/**
+ * Durable operator state: the state directory (0700), revocations (local + shared lists), the
+ * budget store, and the admin token (created when missing). Any of them unreadable is fatal at
+ * start: a sidecar must not serve with revocations or spend silently dropped.
+ */
+async function openOperations(config: SidecarConfig, logger: Logger): Promise<OpsParts> {
+  mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
+  const revocations = await RevocationStore.open({
+    stateFile: path.join(config.stateDir, 'revocations.json'),
+    sharedFiles: config.revocations.sharedFiles,
+    logger,
+  });
+  let budgetStore: BudgetStore;
+  try {
+    if (config.budget.store === 'redis') {
+      const { RedisBudgetStore } = await import('./budget/redis-store.js');
+      budgetStore = await RedisBudgetStore.open({ url: config.budget.url, keyPrefix: config.budget.keyPrefix, timeoutMs: config.budget.timeoutMs, logger });
+    } else {
+      const { FileBudgetStore } = await import('./budget/file-store.js');
+      const store = await FileBudgetStore.open(path.join(config.stateDir, 'budget'), { logger });
+      if (store.repairedBytes > 0) logger.warn({ bytes: store.repairedBytes }, 'budget journal: torn last record dropped on start');
+      budgetStore = store;
+    }
+  } catch (err) {
+    await revocations.close();
+    throw err;
+  }
+  let adminToken: string | undefined;
+  try {
+    adminToken = config.admin?.tokenFile ? await createAdminTokenFile(config.admin.tokenFile) : undefined;
+  } catch (err) {
+    await Promise.allSettled([revocations.close(), budgetStore.close()]);
+    throw err;
+  }
+  return { revocations, budgetStore, adminToken };
+}

@@ -2,6 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
+import { createHash } from 'node:crypto';
 import { JsonLinesAuditSink } from '../src/log.js';
 
 t.test('audit lines: valid JSON, in order, file 0600, nothing lost on close', async (t) => {
@@ -25,6 +26,14 @@ t.test('audit lines: valid JSON, in order, file 0600, nothing lost on close', as
   t.equal(recs[0].sidecar, 'cp');
   t.match(recs[0].time, /^\d{4}-\d\d-\d\dT/);
   t.equal(recs[1].path, '/p/1"\\u00e9');
+  const all = readFileSync(file, 'utf8').trimEnd().split('\n');
+  t.same(all.map((l) => JSON.parse(l).seq), Array.from({ length: 5001 }, (_, i) => i + 1), 'seq counts 1..N');
+  t.equal(JSON.parse(all[0]!).prev, '0'.repeat(64), 'a fresh chain starts from zeros');
+  t.ok(
+    all.every((l, i) => i === 0 || JSON.parse(l).prev === createHash('sha256').update(all[i - 1]!).digest('hex')),
+    'each prev is the sha256 of the previous line',
+  );
+  t.match(all[0], /^\{"time":"[^"]+","seq":1,"prev":"0{64}","log":"audit","sidecar":"cp",/, 'seq and prev right after time');
   t.equal(statSync(file).mode & 0o777, 0o600);
   sink.record({ type: 'inbound_decision', decision: 'allow', reason: 'late', status: 1 });
   t.equal(readFileSync(file, 'utf8').trimEnd().split('\n').length, 5001, 'records after close are dropped, not crashing');

@@ -1,13 +1,19 @@
 /**
- * Admin listener (loopback by default): /healthz (process alive), /readyz (can serve traffic),
- * /metrics (Prometheus exposition), /status (JSON snapshot for operators and the status page).
- * Read-only for now; mutations (kill switch) come with their own authentication.
+ * Admin listener (loopback by default): / (status page), /healthz (process alive), /readyz (can
+ * serve traffic), /metrics (Prometheus exposition), /status (JSON snapshot), and the /v1 admin
+ * API (kill switch; mutations authenticated, see api.ts). An optional second listener speaks
+ * mTLS with the pod's SVID, for remote admins whose SPIFFE ID the policy lists under `admins`.
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import https from 'node:https';
+import type { TLSSocket } from 'node:tls';
+import type { AdminApi } from './api.js';
+import { peerChain, serverContextOptions, verifyPeer, type TlsMaterial } from '../proxy/tls.js';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from '../log.js';
 import { closeServer, listen } from '../net.js';
 import type { SidecarMetrics } from './metrics.js';
+import { STATUS_PAGE_CSP, STATUS_PAGE_HTML } from './status-page.js';
 
 export interface ReadinessCheck {
   ok: boolean;
@@ -20,10 +26,18 @@ export interface AdminDeps {
   readiness: () => Record<string, ReadinessCheck>;
   status: () => unknown;
   logger: Logger;
+  api?: AdminApi;
+  /** The mTLS admin listener's address (absent: none). */
+  mtlsListen?: { host: string; port: number };
 }
+
+const kAdminPeer = Symbol('attest-sidecar.admin-peer');
+type AdminSocket = TLSSocket & { [kAdminPeer]?: string };
 
 export class AdminServer {
   private server: http.Server | undefined;
+  private mtlsServer: https.Server | undefined;
+  private material: TlsMaterial | undefined;
 
   constructor(private readonly deps: AdminDeps) {}
 
@@ -32,26 +46,78 @@ export class AdminServer {
     return a && typeof a === 'object' ? a : undefined;
   }
 
+  mtlsAddress(): AddressInfo | undefined {
+    const a = this.mtlsServer?.address();
+    return a && typeof a === 'object' ? a : undefined;
+  }
+
   async start(): Promise<void> {
-    const server = http.createServer((req, res) => {
-      this.handle(req, res).catch((err: unknown) => {
-        this.deps.logger.error({ err: (err as Error).message }, 'admin request failed');
-        if (!res.headersSent) json(res, 500, { error: 'Internal error' });
-        else res.destroy();
-      });
-    });
+    const server = http.createServer((req, res) => this.guarded(req, res, undefined));
     this.server = server;
     await listen(server, this.deps.listen);
     this.deps.logger.info({ address: this.address() }, 'admin listening');
   }
 
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const path = (req.url ?? '/').split('?')[0];
+  /** The mTLS admin listener starts with the first SVID and follows rotations. */
+  async applyIdentity(material: TlsMaterial): Promise<void> {
+    this.material = material;
+    if (!this.deps.mtlsListen) return;
+    if (this.mtlsServer) {
+      this.mtlsServer.setSecureContext(serverContextOptions(material));
+      return;
+    }
+    const server = https.createServer({ ...serverContextOptions(material) }, (req, res) => {
+      const peer = (req.socket as AdminSocket)[kAdminPeer];
+      if (!peer) {
+        json(res, 403, { error: 'Peer identity not verified' });
+        return;
+      }
+      this.guarded(req, res, peer);
+    });
+    server.prependListener('secureConnection', (socket: TLSSocket) => {
+      try {
+        (socket as AdminSocket)[kAdminPeer] = verifyPeer(peerChain(socket), this.material!.bundles, new Date()).id;
+      } catch (err) {
+        this.deps.logger.warn({ err: (err as Error).message, remote: socket.remoteAddress }, 'admin mTLS peer rejected');
+        socket.destroy();
+      }
+    });
+    server.on('tlsClientError', (err: Error) => this.deps.logger.debug({ err: err.message }, 'admin mTLS handshake failed'));
+    this.mtlsServer = server;
+    await listen(server, this.deps.mtlsListen);
+    this.deps.logger.info({ address: this.mtlsAddress() }, 'admin mTLS listening');
+  }
+
+  private guarded(req: IncomingMessage, res: ServerResponse, peer: string | undefined): void {
+    this.handle(req, res, peer).catch((err: unknown) => {
+      this.deps.logger.error({ err: (err as Error).message }, 'admin request failed');
+      if (!res.headersSent) json(res, 500, { error: 'Internal error' });
+      else res.destroy();
+    });
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse, peer: string | undefined): Promise<void> {
+    const path = (req.url ?? '/').split('?')[0]!;
+    const api = this.deps.api;
+    if (api?.owns(path)) {
+      await api.handle(req, res, path, peer);
+      return;
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       json(res, 405, { error: `Method ${req.method} not allowed` }, { allow: 'GET, HEAD' });
       return;
     }
     switch (path) {
+      case '/':
+        res.writeHead(200, {
+          'content-type': 'text/html; charset=utf-8',
+          'content-security-policy': STATUS_PAGE_CSP,
+          'cache-control': 'no-store',
+          'x-content-type-options': 'nosniff',
+          'referrer-policy': 'no-referrer',
+        });
+        res.end(req.method === 'HEAD' ? undefined : STATUS_PAGE_HTML);
+        return;
       case '/healthz':
         json(res, 200, { status: 'ok' });
         return;
@@ -76,7 +142,7 @@ export class AdminServer {
   }
 
   async close(): Promise<void> {
-    if (this.server) await closeServer(this.server);
+    await Promise.all([this.server && closeServer(this.server), this.mtlsServer && closeServer(this.mtlsServer)]);
   }
 }
 

@@ -10,12 +10,13 @@ import { parseDurationMs } from '../config/values.js';
 import { checkPolicyCommand } from '../policy/check.js';
 import { createLogger } from '../log.js';
 import { Sidecar } from '../sidecar.js';
+import { KILL_USAGE } from './kill.js';
 
-const USAGE = `attest-sidecar: SPIFFE identity, mTLS and policy for AI-agent workloads
+const USAGE = () => `attest-sidecar: SPIFFE identity, mTLS and policy for AI-agent workloads
 
 Usage:
   attest-sidecar run --config FILE        run one sidecar
-  attest-sidecar dev [--svid-ttl 60s] [--mesh FILE]
+  attest-sidecar dev [--svid-ttl 60s] [--mesh FILE] [--state-dir DIR]
                                           DEVELOPMENT ONLY: embedded issuer + reference mesh
   attest-sidecar check-policy FILE        validate a policy file (exit 1 on error)
   attest-sidecar inspect-evidence FILE [--type T]
@@ -24,8 +25,12 @@ Usage:
                  [--at ISO_TIME] [--policy FILE --agent NAME]
   attest-sidecar verify-evidence QUOTE --type tpm --signature SIG --pcrs PCRS.json --ak AK [--nonce HEX]
                                           verify offline; exit 0 only when verified
+  attest-sidecar audit verify FILE [--expect-head HASH] [--expect-seq N] [--json]
+                                          check an audit log's hash chain (exit 1 if broken)
   attest-sidecar help | version
-`;
+
+Kill switch (talks to a running sidecar's admin API):
+${KILL_USAGE}`;
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 
@@ -48,7 +53,7 @@ async function cmdRun(args: string[]): Promise<Exit> {
 async function cmdDev(args: string[]): Promise<Exit> {
   const { values } = parseArgs({
     args,
-    options: { 'svid-ttl': { type: 'string' }, mesh: { type: 'string' }, 'log-level': { type: 'string' } },
+    options: { 'svid-ttl': { type: 'string' }, mesh: { type: 'string' }, 'log-level': { type: 'string' }, 'state-dir': { type: 'string' } },
     strict: true,
   });
   // Loaded on demand: `run` never carries the development issuer's code.
@@ -57,7 +62,11 @@ async function cmdDev(args: string[]): Promise<Exit> {
   const ttlSeconds = values['svid-ttl'] ? Math.max(1, Math.round(parseDurationMs(values['svid-ttl']) / 1000)) : undefined;
   const logger = createLogger({ level: values['log-level'] ?? 'info' });
   logger.warn('DEVELOPMENT ONLY: embedded SPIFFE issuer with an in-memory CA; never use it in production');
-  const mesh = await DevMesh.start(spec, { logger, ...(ttlSeconds ? { svidTtlSeconds: ttlSeconds } : {}) });
+  const mesh = await DevMesh.start(spec, {
+    logger,
+    ...(ttlSeconds ? { svidTtlSeconds: ttlSeconds } : {}),
+    ...(values['state-dir'] ? { stateDir: path.resolve(values['state-dir']) } : {}),
+  });
   onShutdown(() => mesh.close());
   process.stdout.write(devMeshBanner(mesh));
   return 'running';
@@ -111,6 +120,12 @@ export async function main(argv: string[]): Promise<Exit> {
       return emit((await import('./evidence.js')).inspectEvidenceCommand(rest));
     case 'verify-evidence':
       return emit((await import('./evidence.js')).verifyEvidenceCommand(rest));
+    case 'kill':
+    case 'killall':
+    case 'restore':
+      return emit(await (await import('./kill.js')).killCommand(cmd, rest));
+    case 'audit':
+      return (await import('./audit.js')).auditCommand(rest, process.stdout, process.stderr);
     case 'version':
     case '--version':
       process.stdout.write('attest-sidecar 0.1.0\n');
@@ -119,10 +134,10 @@ export async function main(argv: string[]): Promise<Exit> {
     case 'help':
     case '--help':
     case '-h':
-      process.stdout.write(USAGE);
+      process.stdout.write(USAGE());
       return cmd === undefined ? 2 : 0;
     default:
-      process.stderr.write(`attest-sidecar: unknown command '${cmd}'\n\n${USAGE}`);
+      process.stderr.write(`attest-sidecar: unknown command '${cmd}'\n\n${USAGE()}`);
       return 2;
   }
 }
@@ -135,7 +150,7 @@ main(process.argv.slice(2)).then(
     if (err instanceof ConfigError || err instanceof SidecarError) {
       process.stderr.write(`attest-sidecar: ${err.message}\n`);
     } else if (err instanceof TypeError && (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`attest-sidecar: ${err.message}\n\n${USAGE}`);
+      process.stderr.write(`attest-sidecar: ${err.message}\n\n${USAGE()}`);
       process.exit(2);
     } else {
       process.stderr.write(`attest-sidecar: fatal: ${(err as Error)?.stack ?? String(err)}\n`);

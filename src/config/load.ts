@@ -4,32 +4,30 @@
  * file:line:column and the key path (e.g. `outbound.routes[0].server_id`).
  */
 import { readFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { basename, dirname, resolve } from 'node:path';
 import type { Node } from 'yaml';
 import { errorMessage } from '../errors.js';
 import { actionPathError } from '../policy/actions.js';
 import { readDuration, readListen, readPath, readUrl } from './fields.js';
+import { readOutbound, OUTBOUND_DEFAULTS } from './outbound.js';
+import { readAdmin, readBudgetStore, readRevocations, readStateDir, OPERATIONS_DEFAULTS } from './operations.js';
 import { readIdentity } from './identity.js';
 import { readAttestation } from './attestation.js';
 import type {
   ActionMappingConfig,
-  AdminConfig,
   InboundConfig,
   LogConfig,
-  OutboundConfig,
-  OutboundRouteConfig,
   SidecarConfig,
 } from './types.js';
-import { checkTrustDomain, checkWorkloadSpiffeId, isLoopbackHost } from './values.js';
 import { isEmptyDocument, ProblemsError, YamlReader, type Field, type Problem } from './yaml-reader.js';
 
 export type { Problem } from './yaml-reader.js';
 
 export const DEFAULTS = Object.freeze({
-  outboundListen: '127.0.0.1:15001',
+  outboundListen: OUTBOUND_DEFAULTS.listen,
   inboundListen: '0.0.0.0:15443',
   app: 'http://127.0.0.1:8080',
-  adminListen: '127.0.0.1:15000',
+  adminListen: OPERATIONS_DEFAULTS.adminListen,
   connectTimeoutMs: 5_000,
   requestTimeoutMs: 30_000,
   logLevel: 'info' as LogConfig['level'],
@@ -43,10 +41,8 @@ export class ConfigFileError extends ProblemsError {
   }
 }
 
-const TOP_KEYS = ['name', 'identity', 'outbound', 'inbound', 'policy', 'admin', 'log', 'attestation'];
+const TOP_KEYS = ['name', 'identity', 'outbound', 'inbound', 'policy', 'admin', 'log', 'attestation', 'state_dir', 'revocations', 'budget'];
 const LOG_LEVELS: readonly LogConfig['level'][] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
-/** A route name is one lower-case DNS label: it appears in URLs and metrics labels. */
-const ROUTE_NAME = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 const METHOD = /^[A-Za-z]+$/;
 
 /**
@@ -84,7 +80,7 @@ export function parseConfig(
   const identityField = top.require('identity');
   const identity = identityField && readIdentity(reader, identityField, baseDir, env);
   const outboundField = top.get('outbound');
-  const outbound = outboundField && readOutbound(reader, outboundField);
+  const outbound = outboundField && readOutbound(reader, outboundField, baseDir);
   const inboundField = top.get('inbound');
   const inbound = inboundField && readInbound(reader, inboundField);
   const policyField = top.get('policy');
@@ -93,12 +89,15 @@ export function parseConfig(
     reader.report(inboundField.keyNode, 'policy', "is required when 'inbound' is configured: the policy decides every inbound request");
   }
   const adminField = top.get('admin');
-  const admin = readAdmin(reader, adminField);
+  const admin = readAdmin(reader, adminField, baseDir);
+  const stateDir = readStateDir(reader, top.get('state_dir'), baseDir, name ?? (inline ? 'default' : basename(file).replace(/\.(ya?ml|json)$/i, '')));
+  const revocations = readRevocations(reader, top.get('revocations'), baseDir);
+  const budget = readBudgetStore(reader, top.get('budget'));
   const log = readLog(reader, top.get('log'), baseDir);
   const attestationField = top.get('attestation');
   const attestation = attestationField && readAttestation(reader, attestationField, baseDir);
 
-  if (!reader.ok || !identity || !log || !admin) throw new ConfigFileError(reader.problems);
+  if (!reader.ok || !identity || !log || !admin || !stateDir || !revocations || !budget) throw new ConfigFileError(reader.problems);
   for (const w of reader.warnings) options.onWarning?.(w);
   return {
     file: inline ? file : resolve(file),
@@ -110,6 +109,9 @@ export function parseConfig(
     admin,
     log,
     ...(attestation ? { attestation } : {}),
+    stateDir,
+    revocations,
+    budget,
   };
 }
 
@@ -121,79 +123,6 @@ export function loadConfigFile(path: string, env?: NodeJS.ProcessEnv, options?: 
     throw new ConfigFileError([{ file: path, line: 0, column: 0, message: `cannot read config file: ${errorMessage(err)}` }]);
   }
   return parseConfig(text, path, env, options);
-}
-
-function readOutbound(reader: YamlReader, field: Field): OutboundConfig | undefined {
-  const m = reader.map(field, ['listen', 'allow_non_loopback', 'routes']);
-  if (!m) return undefined;
-  const listenField = m.get('listen');
-  const listen = readListen(reader, listenField, DEFAULTS.outboundListen);
-  const allowField = m.get('allow_non_loopback');
-  const allowNonLoopback = allowField ? reader.bool(allowField) : false;
-  if (listen && allowNonLoopback === false && !isLoopbackHost(listen.host)) {
-    reader.reportField(
-      listenField!,
-      `'${listen.host}' is not a loopback address. The outbound proxy presents this workload's SPIFFE identity ` +
-        'on every request it forwards, so anything else that can reach it (another host, another pod, a web page ' +
-        "via a browser) could act as this agent. Listen on 127.0.0.1, or set 'allow_non_loopback: true' if that is intended.",
-    );
-  }
-  const routes: OutboundRouteConfig[] = [];
-  const names = new Map<string, number>();
-  const routesField = m.get('routes');
-  for (const item of (routesField && reader.list(routesField)) ?? []) {
-    const route = readRoute(reader, item);
-    if (!route) continue;
-    const line = names.get(route.name);
-    if (line !== undefined) reader.reportField(item, `duplicate route name '${route.name}' (first at line ${line})`);
-    else names.set(route.name, reader.position(item.node).line);
-    routes.push(route);
-  }
-  if (!listen || allowNonLoopback === undefined) return undefined;
-  return { listen, allowNonLoopback, routes };
-}
-
-function readRoute(reader: YamlReader, field: Field): OutboundRouteConfig | undefined {
-  const m = reader.map(field, ['name', 'upstream', 'server_id', 'server_trust_domain', 'connect_timeout', 'request_timeout']);
-  if (!m) return undefined;
-  const nameField = m.require('name');
-  let name = nameField && reader.string(nameField);
-  if (name !== undefined && !ROUTE_NAME.test(name)) {
-    reader.reportField(nameField!, `'${name}' is not a valid route name (lower-case letters, digits and '-', like a DNS label)`);
-    name = undefined;
-  }
-  const upstreamField = m.require('upstream');
-  const upstream = upstreamField && readUrl(reader, upstreamField, ['https:'], { allowPath: true });
-
-  const idField = m.get('server_id');
-  const tdField = m.get('server_trust_domain');
-  let serverId: string | undefined;
-  let serverTrustDomain: string | undefined;
-  if (idField && tdField) {
-    reader.report(tdField.keyNode, tdField.path, "set exactly one of 'server_id' and 'server_trust_domain', not both");
-  } else if (!idField && !tdField) {
-    reader.report(m.node, field.path, "needs 'server_id' (the peer's SPIFFE ID) or 'server_trust_domain' to authenticate the upstream");
-  } else if (idField) {
-    const s = reader.string(idField);
-    const id = s === undefined ? undefined : checkWorkloadSpiffeId(s);
-    if (id && !id.ok) reader.reportField(idField, id.error);
-    serverId = id?.ok ? id.value : undefined;
-  } else {
-    const s = reader.string(tdField!);
-    const td = s === undefined ? undefined : checkTrustDomain(s);
-    if (td && !td.ok) reader.reportField(tdField!, td.error);
-    serverTrustDomain = td?.ok ? td.value : undefined;
-  }
-  const connectTimeoutMs = readDuration(reader, m.get('connect_timeout'), DEFAULTS.connectTimeoutMs);
-  const requestTimeoutMs = readDuration(reader, m.get('request_timeout'), DEFAULTS.requestTimeoutMs);
-  if (!name || !upstream || (!serverId && !serverTrustDomain) || !connectTimeoutMs || !requestTimeoutMs) return undefined;
-  return {
-    name,
-    upstream,
-    ...(serverId ? { serverId } : { serverTrustDomain }),
-    connectTimeoutMs,
-    requestTimeoutMs,
-  };
 }
 
 function readInbound(reader: YamlReader, field: Field): InboundConfig | undefined {
@@ -223,7 +152,7 @@ function readInbound(reader: YamlReader, field: Field): InboundConfig | undefine
 }
 
 function readActionMapping(reader: YamlReader, field: Field): ActionMappingConfig | undefined {
-  const m = reader.map(field, ['method', 'path', 'action', 'resource', 'permission']);
+  const m = reader.map(field, ['method', 'path', 'action', 'resource', 'permission', 'cost_usd']);
   if (!m) return undefined;
   const methodField = m.require('method');
   let method = methodField && reader.string(methodField);
@@ -246,6 +175,8 @@ function readActionMapping(reader: YamlReader, field: Field): ActionMappingConfi
   }
   const resource = m.get('resource') && reader.string(m.get('resource')!);
   const permission = m.get('permission') && reader.string(m.get('permission')!);
+  const costField = m.get('cost_usd');
+  const costUsd = costField && reader.number(costField, { min: 0, max: 1e6 });
   if ((m.get('resource') === undefined) !== (m.get('permission') === undefined)) {
     const present = m.get('resource') ?? m.get('permission')!;
     reader.reportField(present, "'resource' and 'permission' go together: a mapping names both (access_control grants a permission on a resource) or neither");
@@ -257,14 +188,8 @@ function readActionMapping(reader: YamlReader, field: Field): ActionMappingConfi
     action,
     ...(resource !== undefined ? { resource } : {}),
     ...(permission !== undefined ? { permission } : {}),
+    ...(costUsd !== undefined ? { costUsd } : {}),
   };
-}
-
-function readAdmin(reader: YamlReader, field: Field | undefined): AdminConfig | undefined {
-  const m = field && reader.map(field, ['listen']);
-  if (field && !m) return undefined;
-  const listen = readListen(reader, m?.get('listen'), DEFAULTS.adminListen);
-  return listen && { listen };
 }
 
 function readLog(reader: YamlReader, field: Field | undefined, baseDir: string): LogConfig | undefined {

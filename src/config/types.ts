@@ -32,14 +32,42 @@ export type IdentitySourceConfig =
 
 export interface OutboundRouteConfig {
   name: string;
-  /** https URL of the peer sidecar (or any SPIFFE-authenticated server). */
+  /** https URL of the peer sidecar (or any SPIFFE-authenticated server), or of a public API (`tls: web`). */
   upstream: string;
-  /** Exactly one of these two is set. */
+  /**
+   * `spiffe` (default): mTLS with our SVID, the server authenticated by SPIFFE ID; exactly one of
+   * serverId / serverTrustDomain is set. `web`: ordinary server-authenticated TLS (a model API),
+   * checked against the system roots or `caFile`; no SVID is presented.
+   */
+  tls: 'spiffe' | 'web';
   serverId?: string;
   serverTrustDomain?: string;
+  /** `web` only: PEM CA bundle replacing the system roots. */
+  caFile?: string;
+  /** Headers the sidecar sets from secret files (the agent never sees them); lower-case names. */
+  injectHeaders: InjectedHeaderConfig[];
+  /** Metered model API: token usage read from responses is charged to our agent's budget. */
+  metering?: MeteringConfig;
   /** ms; defaults applied by the loader. */
   connectTimeoutMs: number;
   requestTimeoutMs: number;
+}
+
+export interface InjectedHeaderConfig {
+  /** Lower-case header name, e.g. `x-api-key` or `authorization`. */
+  name: string;
+  /** Secret file; its content (trimmed) is the value, re-read when the file changes. */
+  file: string;
+  /** Text before the secret, e.g. `Bearer `. */
+  prefix: string;
+}
+
+export interface MeteringConfig {
+  provider: 'openai' | 'anthropic' | 'gemini';
+  inputUsdPerMillion: number;
+  outputUsdPerMillion: number;
+  /** Charged up front on admission and replaced by the metered cost (also charged when usage is unreadable). */
+  reserveUsd: number;
 }
 
 export interface OutboundConfig {
@@ -54,6 +82,8 @@ export interface ActionMappingConfig {
   action: string;
   resource?: string;
   permission?: string;
+  /** Charged to the calling agent's budget when the request is forwarded. */
+  costUsd?: number;
 }
 
 export interface InboundConfig {
@@ -66,7 +96,20 @@ export interface InboundConfig {
 
 export interface AdminConfig {
   listen: { host: string; port: number };
+  /** Bearer token file (0600) for mutations from loopback; created when missing. */
+  tokenFile?: string;
+  /** Optional mTLS admin listener: peers whose SPIFFE ID the policy lists under `admins`. */
+  mtlsListen?: { host: string; port: number };
 }
+
+export interface RevocationsConfig {
+  /** Revocation lists several sidecars watch (YAML/JSON), merged with this sidecar's own. */
+  sharedFiles: string[];
+}
+
+export type BudgetStoreConfig =
+  | { store: 'file' }
+  | { store: 'redis'; url: string; keyPrefix: string; timeoutMs: number };
 
 export interface LogConfig {
   level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
@@ -87,6 +130,10 @@ export interface SidecarConfig {
   admin?: AdminConfig;
   log: LogConfig;
   attestation?: AttestationConfig;
+  /** Durable state (revocations, budget ledger): absolute directory, created 0700. */
+  stateDir: string;
+  revocations: RevocationsConfig;
+  budget: BudgetStoreConfig;
 }
 
 /** `attestation:` — what this sidecar proves about itself, and what evidence it trusts. */

@@ -19,6 +19,9 @@ import { DemoApp } from './demo-app.js';
 import { SimAttester } from '../attestation/attester.js';
 import { generateSimKey } from '../attestation/sim/report.js';
 
+export { devStateDir, devTokenFile } from './paths.js';
+import { devStateDir } from './paths.js';
+
 export interface DevMeshSpec {
   file: string;
   trustDomain: string;
@@ -63,9 +66,11 @@ export class DevMesh {
     readonly app: DemoApp | undefined,
     readonly sidecars: ReadonlyMap<string, Sidecar>,
     private readonly socketDir: string,
+    readonly stateDir: string,
   ) {}
 
-  static async start(spec: DevMeshSpec, opts: { logger: Logger; svidTtlSeconds?: number }): Promise<DevMesh> {
+  static async start(spec: DevMeshSpec, opts: { logger: Logger; svidTtlSeconds?: number; stateDir?: string }): Promise<DevMesh> {
+    const stateDir = opts.stateDir ?? devStateDir();
     const socketDir = mkdtempSync(path.join(tmpdir(), 'attest-sidecar-dev-'));
     const ttl = opts.svidTtlSeconds ?? spec.svidTtlSeconds;
     const issuer = await DevIssuer.start({ trustDomain: spec.trustDomain, socketDir, svidTtlSeconds: ttl, logger: opts.logger });
@@ -92,7 +97,18 @@ export class DevMesh {
         const trust = config.inbound ? { simKeys: [sim.publicKey] } : undefined;
         sidecars.set(
           name,
-          await Sidecar.start({ config: { ...config, name }, source, logger, ...(attester ? { attester } : {}), ...(trust ? { attestationTrust: trust } : {}) }),
+          await Sidecar.start({
+            config: {
+              ...config,
+              name,
+              stateDir: path.join(stateDir, name.replace(/[^A-Za-z0-9._-]/g, '_')),
+              ...(config.admin ? { admin: { ...config.admin, tokenFile: config.admin.tokenFile ?? path.join(stateDir, 'admin-token') } } : {}),
+            },
+            source,
+            logger,
+            ...(attester ? { attester } : {}),
+            ...(trust ? { attestationTrust: trust } : {}),
+          }),
         );
       }
     } catch (err) {
@@ -102,7 +118,7 @@ export class DevMesh {
       rmSync(socketDir, { recursive: true, force: true });
       throw err;
     }
-    return new DevMesh(spec, issuer, app, sidecars, socketDir);
+    return new DevMesh(spec, issuer, app, sidecars, socketDir, stateDir);
   }
 
   async close(): Promise<void> {

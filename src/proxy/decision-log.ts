@@ -10,6 +10,44 @@ export type DecisionFields = Omit<AuditRecord, 'type' | 'latency_ms' | 'decision
   reason: string;
 };
 
+/** One refused request as the status page shows it. */
+export interface RecentDenial {
+  time: string;
+  direction: Direction;
+  peer?: string;
+  route?: string;
+  method?: string;
+  path?: string;
+  action?: string;
+  reason: string;
+  status?: number;
+}
+
+/** The last N denials (ring buffer): only the deny path pays for it. */
+export class RecentDenials {
+  private readonly ring: (RecentDenial | undefined)[];
+  private next = 0;
+
+  constructor(readonly capacity = 50) {
+    this.ring = new Array<RecentDenial | undefined>(capacity);
+  }
+
+  push(d: RecentDenial): void {
+    this.ring[this.next] = d;
+    this.next = (this.next + 1) % this.capacity;
+  }
+
+  /** Newest first. */
+  list(): RecentDenial[] {
+    const out: RecentDenial[] = [];
+    for (let i = 1; i <= this.capacity; i++) {
+      const d = this.ring[(this.next - i + this.capacity) % this.capacity];
+      if (d) out.push(d);
+    }
+    return out;
+  }
+}
+
 export class DecisionLog {
   private readonly type: AuditRecord['type'];
 
@@ -17,6 +55,7 @@ export class DecisionLog {
     private readonly direction: Direction,
     private readonly metrics: SidecarMetrics,
     private readonly audit: AuditSink,
+    private readonly denials?: RecentDenials,
   ) {
     this.type = direction === 'inbound' ? 'inbound_decision' : 'outbound_decision';
   }
@@ -28,6 +67,19 @@ export class DecisionLog {
     (fields as AuditRecord).type = this.type;
     (fields as AuditRecord).latency_ms = Math.round(ms * 1000) / 1000;
     this.audit.record(fields as AuditRecord);
+    if (fields.decision !== 'allow' && this.denials) {
+      this.denials.push({
+        time: new Date().toISOString(),
+        direction: this.direction,
+        reason: fields.reason,
+        ...(fields.peer !== undefined ? { peer: fields.peer } : {}),
+        ...(fields.route !== undefined ? { route: fields.route } : {}),
+        ...(fields.method !== undefined ? { method: fields.method } : {}),
+        ...(fields.path !== undefined ? { path: fields.path } : {}),
+        ...(fields.action !== undefined ? { action: fields.action } : {}),
+        ...(fields.status !== undefined ? { status: fields.status } : {}),
+      });
+    }
   }
 }
 

@@ -4,7 +4,7 @@
  * sidecar) directions so both have the same semantics and error mapping.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Writable } from 'node:stream';
+import { Writable, pipeline, type Transform } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { forwardResponseHeaders } from './headers.js';
 
@@ -21,6 +21,15 @@ export interface ForwardOptions {
    * true swallows that response (its body is drained) and resolves with it instead.
    */
   intercept?: (statusCode: number, headers: Record<string, string | string[] | undefined>) => boolean;
+  /**
+   * Rewrites the response on its way down (usage metering, secret scrubbing): given the status
+   * and the filtered headers, returns the headers to send and a Transform the body passes
+   * through; undefined streams the body unchanged.
+   */
+  transformResponse?: (
+    statusCode: number,
+    headers: Record<string, string | string[]>,
+  ) => { headers: Record<string, string | string[]>; body: Transform } | undefined;
 }
 
 /** An upstream response the caller chose to handle itself (see ForwardOptions.intercept). */
@@ -75,8 +84,16 @@ export function forwardRequest(
             intercepted = { intercepted: true, status: statusCode, headers: h };
             return new Writable({ write: (_chunk, _enc, cb) => cb() });
           }
-          res.writeHead(statusCode, forwardResponseHeaders(h));
-          return res;
+          const filtered = forwardResponseHeaders(h);
+          const rewrite = opts.transformResponse?.(statusCode, filtered);
+          if (!rewrite) {
+            res.writeHead(statusCode, filtered);
+            return res;
+          }
+          res.writeHead(statusCode, rewrite.headers);
+          // Errors on either side tear down both; undici sees the transform fail or finish.
+          pipeline(rewrite.body, res, () => undefined);
+          return rewrite.body;
         },
       )
       .then(

@@ -20,9 +20,13 @@ import { decide, denialBody } from '../policy/decide.js';
 import { compileActionMatcher, canonicalRequestPath } from '../policy/actions.js';
 import { IDENTITY_HEADERS, forwardRequestHeaders, xfccValue } from './headers.js';
 import { errorBody, forwardRequest, sendJsonError } from './forward.js';
-import { DecisionLog, pathOnly } from './decision-log.js';
+import { DecisionLog, pathOnly, type RecentDenials } from './decision-log.js';
 import { ATTESTATION_HEADERS, H_CHALLENGE, type AttestationGate, type AttestationSession } from './attestation-gate.js';
 import { closeServer, listen } from '../net.js';
+import type { RevocationState } from '../revocation/state.js';
+import type { PolicyAgent } from '../policy/read-agent.js';
+import type { ActionMappingConfig } from '../config/types.js';
+import type { SpendGate } from './spend.js';
 import { peerChain, serverContextOptions, verifyPeer, type TlsMaterial, type VerifiedPeer } from './tls.js';
 
 export interface InboundDeps {
@@ -35,6 +39,12 @@ export interface InboundDeps {
   attestation?: AttestationGate;
   /** Clock for expiry checks (tests pass a fake). */
   now?: () => number;
+  /** Current revocations (sync, no I/O); absent: none. */
+  revocations?: () => RevocationState;
+  /** Budget enforcement for agents whose policy sets `budget`; absent: budgeted agents are refused (503). */
+  spend?: SpendGate;
+  /** Where refused requests are kept for the status page. */
+  denials?: RecentDenials;
 }
 
 const kPeer = Symbol('attest-sidecar.peer');
@@ -53,6 +63,8 @@ const DROPPED_HEADERS: ReadonlySet<string> = new Set([...IDENTITY_HEADERS, ...AT
 const EXPIRED_BODY = errorBody('Peer SVID expired');
 const UNVERIFIED_BODY = errorBody('Peer identity not verified');
 const NO_POLICY_BODY = errorBody('No policy loaded');
+const REVOKED_BODY = errorBody('Agent revoked');
+const NO_LEDGER_BODY = errorBody('Budget ledger unavailable');
 
 export class InboundListener {
   private server: https.Server | undefined;
@@ -64,7 +76,7 @@ export class InboundListener {
   private readonly log: DecisionLog;
 
   constructor(private readonly deps: InboundDeps) {
-    this.log = new DecisionLog('inbound', deps.metrics, deps.audit);
+    this.log = new DecisionLog('inbound', deps.metrics, deps.audit, deps.denials);
     this.app = new Pool(deps.config.app, { connections: 256, pipelining: 1, keepAliveTimeout: 30_000 });
     this.match = compileActionMatcher(deps.config.actions);
     this.now = deps.now ?? Date.now;
@@ -158,6 +170,13 @@ export class InboundListener {
       this.finish(req, res, start, peer, 403, EXPIRED_BODY, 'svid_expired');
       return;
     }
+    // A revoked peer still completes the handshake so that it can be told why (403 "Agent
+    // revoked"); its connection is closed after that answer.
+    if (this.deps.revocations?.().isRevoked(peer.id)) {
+      res.shouldKeepAlive = false;
+      this.finish(req, res, start, peer, 403, REVOKED_BODY, 'agent_revoked');
+      return;
+    }
     const canonical = canonicalRequestPath(req.url ?? '');
     if (!canonical.ok) {
       this.finish(req, res, start, peer, 400, errorBody(`Malformed request path: ${canonical.error}`), 'path_not_canonical');
@@ -202,6 +221,45 @@ export class InboundListener {
         return;
       }
     }
+    const budget = (decision.agent as PolicyAgent | undefined)?.budget;
+    if (budget) {
+      void this.forwardBudgeted(req, res, start, socket, peer, mapping!, decision.agent!.name, budget);
+      return;
+    }
+    this.forwardAllowed(req, res, start, socket, peer, mapping?.action);
+  }
+
+  /** Budgeted agents: the action's cost is charged durably before the request is forwarded. */
+  private async forwardBudgeted(
+    req: IncomingMessage,
+    res: ServerResponse,
+    start: number,
+    socket: PeeredSocket,
+    peer: VerifiedPeer,
+    mapping: ActionMappingConfig,
+    agent: string,
+    budget: NonNullable<PolicyAgent['budget']>,
+  ): Promise<void> {
+    const spend = this.deps.spend;
+    if (!spend) {
+      this.finish(req, res, start, peer, 503, NO_LEDGER_BODY, 'budget_ledger_unavailable', mapping.action);
+      return;
+    }
+    const admission = await spend.admit(agent, budget, mapping.costUsd ?? 0, { peer: peer.id, action: mapping.action, direction: 'inbound' });
+    if (!admission.ok) {
+      this.finish(req, res, start, peer, admission.status, admission.body, admission.reason, mapping.action);
+      return;
+    }
+    // A revocation that landed while the charge was being made still wins.
+    if (this.deps.revocations?.().isRevoked(peer.id) || socket.destroyed) {
+      res.shouldKeepAlive = false;
+      this.finish(req, res, start, peer, 403, REVOKED_BODY, 'agent_revoked', mapping.action);
+      return;
+    }
+    this.forwardAllowed(req, res, start, socket, peer, mapping.action);
+  }
+
+  private forwardAllowed(req: IncomingMessage, res: ServerResponse, start: number, socket: PeeredSocket, peer: VerifiedPeer, action: string | undefined): void {
     const material = this.material!;
     // The XFCC value is fixed for the connection (our ID changes only with a new trust domain).
     let identity = socket[kIdentityHeaders];
@@ -218,12 +276,30 @@ export class InboundListener {
       bodyTimeoutMs: timeout,
     }).then((result) => {
       if (typeof result === 'number') {
-        this.record(req, start, peer, 'allow', 'allowed', result, mapping?.action);
+        this.record(req, start, peer, 'allow', 'allowed', result, action);
       } else if (!('intercepted' in result)) {
         this.deps.metrics.upstreamError('inbound', result.reason);
-        this.finish(req, res, start, peer, result.status, errorBody(result.message), result.reason, mapping?.action, 'error');
+        this.finish(req, res, start, peer, result.status, errorBody(result.message), result.reason, action, 'error');
       }
     });
+  }
+
+  /**
+   * Closes every open connection whose peer the new revocation state revokes (kill switch:
+   * in-flight responses are cut, later requests must reconnect and are refused at the handshake).
+   * Returns how many were closed.
+   */
+  closeRevoked(state: RevocationState): number {
+    let closed = 0;
+    for (const s of this.connections) {
+      const peer = s[kPeer];
+      if (peer && state.isRevoked(peer.id)) {
+        s.destroy();
+        this.connections.delete(s);
+        closed++;
+      }
+    }
+    return closed;
   }
 
   private finish(

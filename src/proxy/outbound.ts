@@ -20,6 +20,17 @@ import { prepareEvidence, type Attester, type PreparedEvidence } from '../attest
 import { DecisionLog, pathOnly } from './decision-log.js';
 import { closeServer, listen } from '../net.js';
 import { spiffeServerCheck, type TlsMaterial } from './tls.js';
+import { readFileSync } from 'node:fs';
+import type { Transform } from 'node:stream';
+import { CredentialInjector, SecretScanner, scrubHeaders } from './credentials.js';
+import { ResponseFilter } from './response-filter.js';
+import { meterResponse } from './metering.js';
+import type { SpendGate } from './spend.js';
+import type { RevocationState } from '../revocation/state.js';
+import type { PolicyBudget } from '../policy/read-agent.js';
+import type { OperationsMetrics } from '../admin/ops-metrics.js';
+import type { RecentDenials } from './decision-log.js';
+import { SidecarError } from '../errors.js';
 
 export interface OutboundDeps {
   config: OutboundConfig;
@@ -29,6 +40,19 @@ export interface OutboundDeps {
   audit: AuditSink;
   logger: Logger;
   now?: () => number;
+  /** Current revocations: a kill-all or a revoked own ID stops this side; revoked servers are refused. */
+  revocations?: () => RevocationState;
+  /** Budget enforcement for metered routes; `ownBudget` names our agent and its budget (from the policy). */
+  spend?: SpendGate;
+  ownBudget?: (ownId: string) => { agent: string; budget: PolicyBudget } | undefined;
+  ops?: OperationsMetrics;
+  denials?: RecentDenials;
+}
+
+/** Per-request additions of routes with injected credentials or metering. */
+interface RequestControls {
+  headers?: readonly string[];
+  transformResponse?: (status: number, headers: Record<string, string | string[]>) => { headers: Record<string, string | string[]>; body: Transform } | undefined;
 }
 
 interface RouteRuntime {
@@ -38,6 +62,13 @@ interface RouteRuntime {
   pool: Pool | undefined;
   /** Id of the evidence the peer behind this route accepted; later requests send only the id. */
   ackedEvidenceId?: string;
+  /** Request headers never passed on from the agent (our protocol, injected credentials). */
+  readonly drop: ReadonlySet<string>;
+  readonly injector: CredentialInjector | undefined;
+  /** PEM roots of a `tls: web` route with `ca_file` (read once at start). */
+  readonly webCa: string | undefined;
+  /** `tls: web`: ['host', upstream host] replacing the agent's Host. */
+  readonly hostHeader: readonly string[] | undefined;
 }
 
 /** Largest request body buffered so that an attestation challenge can be answered by replay. */
@@ -59,6 +90,8 @@ async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
 const BROWSER_BODY = errorBody('Browser-originated requests are refused: a web page must never use the agent identity');
 const NO_SVID_BODY = errorBody('No valid SVID: the sidecar has no unexpired identity');
 const CONNECT_BODY = errorBody('CONNECT is not supported: send plain HTTP to the sidecar, it originates mTLS');
+const STOPPED_BODY = errorBody('Sidecar stopped by the kill switch');
+const UPSTREAM_REVOKED_BODY = errorBody('Upstream revoked');
 
 export class OutboundProxy {
   private server: http.Server | undefined;
@@ -70,12 +103,46 @@ export class OutboundProxy {
   private readonly log: DecisionLog;
 
   constructor(private readonly deps: OutboundDeps) {
-    this.log = new DecisionLog('outbound', deps.metrics, deps.audit);
+    this.log = new DecisionLog('outbound', deps.metrics, deps.audit, deps.denials);
     this.now = deps.now ?? Date.now;
     for (const r of deps.config.routes) {
       const url = new URL(r.upstream);
       const basePath = url.pathname === '/' ? '' : url.pathname.replace(/\/$/, '');
-      this.routes.set(r.name.toLowerCase(), { config: r, basePath, pool: undefined });
+      const injector = r.injectHeaders.length ? new CredentialInjector(r.injectHeaders, deps.logger, r.name) : undefined;
+      // A web route's Host (and TLS server name) is the upstream's, not the route name the agent used.
+      const drop =
+        injector || r.tls === 'web' ? new Set([...ATTESTATION_DROP, ...(injector?.names ?? []), ...(r.tls === 'web' ? ['host'] : [])]) : ATTESTATION_DROP;
+      const hostHeader = r.tls === 'web' ? ['host', url.host] : undefined;
+      let webCa: string | undefined;
+      if (r.caFile) {
+        try {
+          webCa = readFileSync(r.caFile, 'utf8');
+        } catch (err) {
+          throw new SidecarError('config_invalid', `route '${r.name}': cannot read ca_file ${r.caFile}: ${(err as Error).message}`);
+        }
+      }
+      this.routes.set(r.name.toLowerCase(), { config: r, basePath, pool: undefined, drop, injector, webCa, hostHeader });
+    }
+  }
+
+  /** Why this side refuses all traffic now (kill-all, or our own ID revoked); undefined when it serves. */
+  stoppedReason(): string | undefined {
+    const state = this.deps.revocations?.();
+    if (!state) return undefined;
+    if (state.all) return `kill-all: ${state.all.reason}`;
+    const own = this.material?.ownId;
+    const entry = own ? state.byId.get(own) : undefined;
+    return entry ? `own identity revoked: ${entry.reason}` : undefined;
+  }
+
+  /** A revocation changed: connections to servers we must no longer trust are dropped. */
+  onRevocationChange(): void {
+    if (!this.material) return;
+    for (const route of this.routes.values()) {
+      if (route.config.tls !== 'spiffe') continue;
+      const old = route.pool;
+      route.pool = this.createPool(route, this.material);
+      if (old) void old.destroy().catch(() => undefined);
     }
   }
 
@@ -115,7 +182,7 @@ export class OutboundProxy {
     this.material = material;
     for (const route of this.routes.values()) {
       const old = route.pool;
-      route.pool = this.createPool(route.config, material);
+      route.pool = this.createPool(route, material);
       if (old) void old.close().catch(() => undefined);
     }
     // Connections made with this SVID must not outlive it.
@@ -135,7 +202,23 @@ export class OutboundProxy {
     }
   }
 
-  private createPool(route: OutboundRouteConfig, material: TlsMaterial): Pool {
+  private createPool(runtime: RouteRuntime, material: TlsMaterial): Pool {
+    const route = runtime.config;
+    if (route.tls === 'web') {
+      // A public API: ordinary server authentication by DNS name; our SVID is not presented.
+      return new Pool(new URL(route.upstream).origin, {
+        connections: 64,
+        pipelining: 1,
+        keepAliveTimeout: 30_000,
+        connect: {
+          rejectUnauthorized: true,
+          servername: new URL(route.upstream).hostname,
+          timeout: route.connectTimeoutMs,
+          ...(runtime.webCa ? { ca: runtime.webCa } : {}),
+        },
+      });
+    }
+    const revocations = this.deps.revocations;
     return new Pool(new URL(route.upstream).origin, {
       connections: 256,
       pipelining: 1,
@@ -149,6 +232,7 @@ export class OutboundProxy {
         checkServerIdentity: spiffeServerCheck(
           { ...(route.serverId ? { serverId: route.serverId } : {}), ...(route.serverTrustDomain ? { serverTrustDomain: route.serverTrustDomain } : {}) },
           material.bundles,
+          revocations ? (id) => revocations().byId.get(id) !== undefined : undefined,
         ),
       } as Pool.Options['connect'],
     });
@@ -183,18 +267,37 @@ export class OutboundProxy {
       this.finish(req, res, start, route.config.name, 503, NO_SVID_BODY, 'no_svid');
       return;
     }
-    if (!this.deps.attester) {
-      void this.forward(req, res, start, route, target.path, forwardRequestHeaders(req.rawHeaders, ATTESTATION_DROP));
+    if (this.deps.revocations && this.stoppedReason() !== undefined) {
+      this.finish(req, res, start, route.config.name, 503, STOPPED_BODY, 'kill_switch');
+      return;
+    }
+    if (route.config.serverId && this.deps.revocations?.().byId.has(route.config.serverId)) {
+      this.finish(req, res, start, route.config.name, 403, UPSTREAM_REVOKED_BODY, 'upstream_revoked');
+      return;
+    }
+    if (route.injector || route.config.metering) {
+      void this.forwardControlled(req, res, start, route, target.path, material);
+      return;
+    }
+    this.dispatch(req, res, start, route, target.path, material, undefined);
+  }
+
+  /** Plain, attested or warm-attested forwarding, with optional per-request controls. */
+  private dispatch(req: IncomingMessage, res: ServerResponse, start: number, route: RouteRuntime, path: string, material: TlsMaterial, controls: RequestControls | undefined): void {
+    const target = { path };
+    if (!this.deps.attester || route.config.tls === 'web') {
+      const extra = route.hostHeader ? [...route.hostHeader, ...(controls?.headers ?? [])] : controls?.headers;
+      void this.forward(req, res, start, route, target.path, forwardRequestHeaders(req.rawHeaders, route.drop, extra), undefined, controls);
       return;
     }
     // Warm session: the peer already accepted this SVID's evidence, so send only its id. Only
     // bodiless requests take this shortcut: a challenge is then answered by replaying with no body.
     const ready = this.evidence?.generation === material.generation ? this.evidence.ready : undefined;
     if (ready !== undefined && route.ackedEvidenceId === ready.id && !hasRequestBody(req)) {
-      void this.forwardAttestedWarm(req, res, start, route, target.path, material, ready);
+      void this.forwardAttestedWarm(req, res, start, route, target.path, material, ready, controls);
       return;
     }
-    void this.forwardAttested(req, res, start, route, target.path, material).catch((err: unknown) => {
+    void this.forwardAttested(req, res, start, route, target.path, material, controls).catch((err: unknown) => {
       this.deps.logger.error({ route: route.config.name, err: (err as Error).message }, 'attested forwarding failed');
       this.finish(req, res, start, route.config.name, 502, errorBody(`Attestation failed on this side: ${(err as Error).message}`), 'attester_error', 'error', target.path);
     });
@@ -209,6 +312,7 @@ export class OutboundProxy {
     path: string,
     headers: string[],
     body?: Buffer | null,
+    controls?: RequestControls,
   ): Promise<void> {
     const result = await forwardRequest(route.pool!, req, res, {
       path: route.basePath + path,
@@ -216,6 +320,7 @@ export class OutboundProxy {
       headersTimeoutMs: route.config.requestTimeoutMs,
       bodyTimeoutMs: route.config.requestTimeoutMs,
       ...(body !== undefined ? { body } : {}),
+      ...(controls?.transformResponse ? { transformResponse: controls.transformResponse } : {}),
     });
     this.settle(req, res, start, route, path, result);
   }
@@ -236,16 +341,29 @@ export class OutboundProxy {
    * full evidence, or fresh evidence over the peer's nonce; the request is replayed with its
    * buffered body (bodies over MAX_REPLAY_BYTES, or of unknown length, cannot be replayed).
    */
-  private async forwardAttested(req: IncomingMessage, res: ServerResponse, start: number, route: RouteRuntime, path: string, material: TlsMaterial): Promise<void> {
+  private async forwardAttested(
+    req: IncomingMessage,
+    res: ServerResponse,
+    start: number,
+    route: RouteRuntime,
+    path: string,
+    material: TlsMaterial,
+    controls?: RequestControls,
+  ): Promise<void> {
     const evidence = await this.evidenceFor(material);
-    const base = forwardRequestHeaders(req.rawHeaders, ATTESTATION_DROP);
+    const base = forwardRequestHeaders(req.rawHeaders, route.drop, controls?.headers);
     const sentFull = route.ackedEvidenceId !== evidence.id;
     const first = sentFull ? [...base, H_EVIDENCE, evidence.header] : [...base, H_REF, evidence.id];
     const length = req.headers['content-length'];
     const bodyBytes = length === undefined ? (hasRequestBody(req) ? Infinity : 0) : Number(length);
     const replayable = bodyBytes <= MAX_REPLAY_BYTES;
     const body = replayable ? (bodyBytes > 0 ? await readBody(req, MAX_REPLAY_BYTES) : null) : undefined;
-    const opts = { path: route.basePath + path, headersTimeoutMs: route.config.requestTimeoutMs, bodyTimeoutMs: route.config.requestTimeoutMs };
+    const opts = {
+      path: route.basePath + path,
+      headersTimeoutMs: route.config.requestTimeoutMs,
+      bodyTimeoutMs: route.config.requestTimeoutMs,
+      ...(controls?.transformResponse ? { transformResponse: controls.transformResponse } : {}),
+    };
     const result = await forwardRequest(route.pool!, req, res, {
       ...opts,
       headers: first,
@@ -291,8 +409,10 @@ export class OutboundProxy {
     path: string,
     material: TlsMaterial,
     evidence: PreparedEvidence,
+    controls?: RequestControls,
   ): Promise<void> {
-    const headers = forwardRequestHeaders(req.rawHeaders, ATTESTATION_DROP, [H_REF, evidence.id]);
+    const extra = controls?.headers ? [...controls.headers, H_REF, evidence.id] : [H_REF, evidence.id];
+    const headers = forwardRequestHeaders(req.rawHeaders, route.drop, extra);
     const result = await forwardRequest(route.pool!, req, res, {
       path: route.basePath + path,
       headers,
@@ -300,14 +420,76 @@ export class OutboundProxy {
       bodyTimeoutMs: route.config.requestTimeoutMs,
       body: null,
       intercept: (status, h) => status === 401 && typeof h[H_CHALLENGE] === 'string',
+      ...(controls?.transformResponse ? { transformResponse: controls.transformResponse } : {}),
     });
     if (typeof result === 'object' && 'intercepted' in result) {
       // The peer forgot us (restart, policy change) or wants fresh evidence: take the full path.
       route.ackedEvidenceId = undefined;
-      await this.forwardAttested(req, res, start, route, path, material);
+      await this.forwardAttested(req, res, start, route, path, material, controls);
       return;
     }
     this.settle(req, res, start, route, path, result);
+  }
+
+  /**
+   * Routes holding a credential or metering usage: the secret headers are added (and scrubbed
+   * from the response), and a metered route's reservation is charged to our budget before the
+   * request leaves; the response settles it with the metered cost.
+   */
+  private async forwardControlled(req: IncomingMessage, res: ServerResponse, start: number, route: RouteRuntime, path: string, material: TlsMaterial): Promise<void> {
+    let injected: string[] | undefined;
+    try {
+      injected = route.injector?.headerPairs();
+    } catch (err) {
+      this.finish(req, res, start, route.config.name, 503, errorBody((err as Error).message), 'credential_unavailable', 'error', path);
+      return;
+    }
+    const metering = route.config.metering;
+    const own = metering ? this.deps.ownBudget?.(material.ownId) : undefined;
+    let reservation: { key: string } | undefined;
+    if (metering && own) {
+      if (!this.deps.spend) {
+        this.finish(req, res, start, route.config.name, 503, errorBody('Budget ledger unavailable'), 'budget_ledger_unavailable', 'deny', path);
+        return;
+      }
+      const admission = await this.deps.spend.admit(own.agent, own.budget, metering.reserveUsd, { route: route.config.name, direction: 'outbound' });
+      if (!admission.ok) {
+        this.finish(req, res, start, route.config.name, admission.status, admission.body, admission.reason, 'deny', path);
+        return;
+      }
+      reservation = { key: admission.key };
+    }
+    const secrets = route.injector?.secretValues();
+    let settled = false;
+    const settle = (costUsd: number) => {
+      if (settled) return;
+      settled = true;
+      if (metering && own && reservation) this.deps.spend!.settle(own.agent, own.budget, reservation.key, costUsd - metering.reserveUsd, route.config.name);
+      else if (metering && costUsd > 0) this.deps.ops?.spent(material.ownId, 'metered', costUsd);
+    };
+    const controls: RequestControls = {
+      ...(injected ? { headers: injected } : {}),
+      transformResponse: (status, headers) => {
+        const scanner = secrets && secrets.length ? new SecretScanner(secrets) : undefined;
+        let out = headers;
+        if (scanner) {
+          // The body may change length when a secret is scrubbed from it.
+          out = scrubHeaders(headers, secrets!);
+          delete out['content-length'];
+        }
+        const meter =
+          metering && this.deps.ops
+            ? meterResponse(metering, route.config.name, status, headers, { ops: this.deps.ops, logger: this.deps.logger }, (o) => settle(o.costUsd))
+            : undefined;
+        if (!scanner && !meter) return undefined;
+        return { headers: out, body: new ResponseFilter({ ...(meter ? { observe: meter.observe, drained: meter.drained, onEnd: meter.onEnd } : {}), ...(scanner ? { scanner } : {}) }) };
+      },
+    };
+    // No response at all (upstream unreachable, refused): nothing was generated, release the reservation.
+    res.once('close', () => {
+      if (!res.headersSent) settle(0);
+    });
+    this.dispatch(req, res, start, route, path, material, controls);
   }
 
   /** This identity generation's session evidence (produced once per SVID). */
@@ -355,6 +537,7 @@ export class OutboundProxy {
 
   async close(): Promise<void> {
     clearTimeout(this.expiryTimer);
+    for (const r of this.routes.values()) r.injector?.close();
     if (this.server) await closeServer(this.server);
     await Promise.all([...this.routes.values()].map((r) => r.pool?.close().catch(() => undefined)));
   }

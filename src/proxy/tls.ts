@@ -143,6 +143,7 @@ export interface ServerIdentityExpectation {
 export function spiffeServerCheck(
   expect: ServerIdentityExpectation,
   bundles: X509BundleSource,
+  isRevoked?: (spiffeId: string) => boolean,
 ): (host: string, cert: PeerCertificate) => Error | undefined {
   return (_host, cert) => {
     let peer: VerifiedPeer;
@@ -161,6 +162,7 @@ export function spiffeServerCheck(
         `server ${peer.id} is not in trust domain ${expect.serverTrustDomain}`,
       );
     }
+    if (isRevoked?.(peer.id)) return new PeerIdentityError('upstream_revoked', `server ${peer.id} is revoked`);
     return undefined;
   };
 }

@@ -85,9 +85,11 @@ t.test('the documented config loads as written', async (t) => {
         {
           name: 'control-plane',
           upstream: 'https://127.0.0.1:15443',
+          tls: 'spiffe',
           serverId: 'spiffe://agent-mesh.local/control-plane',
           connectTimeoutMs: 5000,
           requestTimeoutMs: 30000,
+          injectHeaders: [],
         },
       ],
     },
@@ -103,6 +105,9 @@ t.test('the documented config loads as written', async (t) => {
     policy: '/etc/attest/policy.yaml',
     admin: { listen: { host: '127.0.0.1', port: 15000 } },
     log: { level: 'info', audit: 'stdout' },
+    stateDir: '/var/lib/attest-sidecar/sidecar',
+    revocations: { sharedFiles: [] },
+    budget: { store: 'file' },
   });
 });
 
@@ -130,9 +135,11 @@ t.test('defaults', async (t) => {
   t.strictSame(route, {
     name: 'peer',
     upstream: 'https://10.0.0.2:15443/base',
+    tls: 'spiffe',
     serverTrustDomain: 'other.org',
     connectTimeoutMs: 500,
     requestTimeoutMs: 120000,
+    injectHeaders: [],
   });
   const mapping = parseConfig(
     `${DEV}inbound:\n  actions: [{ method: post, path: "/files/*", action: f.put, resource: files, permission: write }, { method: "*", path: "/*", action: any }]\npolicy: p.yaml\n`,

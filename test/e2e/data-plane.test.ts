@@ -134,7 +134,7 @@ t.test('admin endpoints: healthz, readyz, status, metrics', async (t) => {
   t.match(status.policy.version, /^[0-9a-f]{16}$/);
   t.same(status.routes, []);
   const agentStatus = (await (await fetch(`${mesh.adminOf(mesh.agents.get('orchestrator')!)}/status`)).json()) as Record<string, any>;
-  t.same(agentStatus.routes, [{ name: 'control-plane', upstream: mesh.inboundUrl, server_id: idOf('control-plane') }]);
+  t.same(agentStatus.routes, [{ name: 'control-plane', upstream: mesh.inboundUrl, tls: 'spiffe', server_id: idOf('control-plane') }]);
   const metrics = await (await fetch(`${admin}/metrics`)).text();
   t.match(metrics, /attest_sidecar_requests_total\{direction="inbound",decision="deny",reason="unknown_agent",sidecar="control-plane"\} \d+/);
   t.match(metrics, /attest_sidecar_request_duration_seconds_bucket\{le="0\.005",direction="inbound",decision="allow",sidecar="control-plane"\} \d+/);

@@ -3,11 +3,20 @@
  * documented ports, driven with the curl commands it prints.
  */
 import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import t from 'tap';
 import { binPath, repoRoot } from '../helpers/paths.js';
 
+// The dev mesh's durable state (revocations, ledgers, admin token) in a private temp dir; the
+// kill commands find the token through the same variable.
+const stateDir = mkdtempSync(path.join(tmpdir(), 'attest-dev-state-'));
+const env = { ...process.env, ATTEST_SIDECAR_DEV_STATE: stateDir };
+t.teardown(() => rmSync(stateDir, { recursive: true, force: true }));
 const proc = spawn(process.execPath, [binPath, 'dev', '--svid-ttl', '20s', '--log-level', 'warn'], {
   cwd: repoRoot,
+  env,
   stdio: ['ignore', 'pipe', 'pipe'],
 });
 let out = '';
@@ -82,6 +91,34 @@ t.test('admin status and readiness of the control plane', async (t) => {
   t.match(attested[0].attestation.claims.measurement, /^76f112b1/);
   const metrics = curl(['http://127.0.0.1:15000/metrics']).body;
   t.match(metrics, /attest_sidecar_attestation_verifications_total\{type="sim",result="success",sidecar="control-plane"\} [1-9]/);
+});
+
+t.test('kill switch from the CLI: kill, refused, restore', async (t) => {
+  const orchestrator = 'spiffe://agent-mesh.local/ns/agent-swarm/sa/orchestrator';
+  const cli = (...args: string[]) => spawnSync(process.execPath, [binPath, ...args], { env, encoding: 'utf8', timeout: 20_000 });
+  const noToken = cli('kill', orchestrator, '--token-file', path.join(stateDir, 'missing'));
+  t.equal(noToken.status, 2, 'an unreadable token file is a usage error');
+  const forged = path.join(stateDir, 'forged-token');
+  writeFileSync(forged, 'x'.repeat(43), { mode: 0o600 });
+  const wrong = cli('kill', orchestrator, '--token-file', forged);
+  t.equal(wrong.status, 1, 'a wrong token is refused');
+  t.match(wrong.stderr, /refused \(401\)/);
+
+  const killed = cli('kill', orchestrator, '--reason', 'test: compromised skill');
+  t.equal(killed.status, 0, killed.stderr);
+  t.match(killed.stdout, /revoked spiffe:\/\/agent-mesh\.local\/ns\/agent-swarm\/sa\/orchestrator/);
+  const refused = curl(['-x', 'http://127.0.0.1:15001', 'http://control-plane/agents']);
+  t.equal(refused.code, '403', 'the revoked agent is refused');
+  t.same(JSON.parse(refused.body), { error: 'Agent revoked' });
+  const other = curl(['-x', 'http://127.0.0.1:15002', 'http://control-plane/fuzzer/source/parser.c']);
+  t.equal(other.code, '200', 'other agents are unaffected');
+  const status = JSON.parse(curl(['http://127.0.0.1:15000/status']).body);
+  t.equal(status.revocations.entries[0].spiffe_id, orchestrator);
+  t.equal(status.revocations.entries[0].reason, 'test: compromised skill');
+
+  const restored = cli('restore', orchestrator);
+  t.equal(restored.status, 0, restored.stderr);
+  t.equal(curl(['-x', 'http://127.0.0.1:15001', 'http://control-plane/agents']).code, '200', 'restored');
 });
 
 t.test('SIGTERM shuts down cleanly', async (t) => {

@@ -52,7 +52,7 @@ t.test('upstream down: 503 with a JSON reason', async (t) => {
       outbound: {
         listen: { host: '127.0.0.1', port: 0 },
         allowNonLoopback: false,
-        routes: [{ name: 'control-plane', upstream: 'https://127.0.0.1:1', serverId: idOf('control-plane'), connectTimeoutMs: 1_000, requestTimeoutMs: 2_000 }],
+        routes: [{ name: 'control-plane', upstream: 'https://127.0.0.1:1', tls: 'spiffe', serverId: idOf('control-plane'), connectTimeoutMs: 1_000, requestTimeoutMs: 2_000, injectHeaders: [] }],
       },
     },
     source: await (async () => {

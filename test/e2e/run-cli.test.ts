@@ -68,6 +68,7 @@ inbound:
     - { method: GET, path: /things/:id, action: things.read }
 policy: policy.yaml
 admin: { listen: 127.0.0.1:${adminIn} }
+state_dir: state-server
 log: { level: warn }
 `,
 );
@@ -79,6 +80,7 @@ outbound:
   routes:
     - { name: things, upstream: "https://127.0.0.1:${inPort}", server_id: "${serverId}" }
 admin: { listen: 127.0.0.1:${adminOut} }
+state_dir: state-agent
 log: { level: warn }
 `,
 );

@@ -86,6 +86,9 @@ export interface TestMeshOptions {
   attesters?: Record<string, Attester>;
   /** What the inbound sidecar trusts for evidence. */
   trust?: VerifierTrust;
+  /** Revocation lists the server sidecar watches. */
+  sharedRevocations?: string[];
+  budgetStore?: SidecarConfig['budget'];
 }
 
 export class TestMesh {
@@ -97,6 +100,8 @@ export class TestMesh {
   serverAudit = new MemoryAuditSink();
   agents = new Map<string, Sidecar>();
   policyFile = '';
+  serverConfig!: SidecarConfig;
+  private serverOpts: TestMeshOptions = {};
   private sources: X509Source[] = [];
 
   static async start(opts: TestMeshOptions = {}): Promise<TestMesh> {
@@ -134,20 +139,56 @@ export class TestMesh {
         requestTimeoutMs: 5_000,
       },
       policy: this.policyFile,
-      admin: { listen: { host: '127.0.0.1', port: 0 } },
+      admin: { listen: { host: '127.0.0.1', port: 0 }, tokenFile: path.join(this.dir, 'admin-token') },
       log: { level: 'silent', audit: 'stdout' },
+      stateDir: path.join(this.dir, 'state', 'control-plane'),
+      revocations: { sharedFiles: opts.sharedRevocations ?? [] },
+      budget: opts.budgetStore ?? { store: 'file' },
     };
-    this.server = await Sidecar.start({
-      config: serverConfig,
+    this.serverConfig = serverConfig;
+    this.serverOpts = opts;
+    this.server = await this.startServer();
+    for (const name of opts.agents ?? ['orchestrator', 'harness-writer', 'intruder']) {
+      await this.addAgent(name, opts.serverId ?? idOf('control-plane'), opts.attesters?.[name]);
+    }
+  }
+
+  private async startServer(config = this.serverConfig): Promise<Sidecar> {
+    const opts = this.serverOpts;
+    return Sidecar.start({
+      config,
       source: await this.source(idOf('control-plane')),
       logger: silentLogger(),
       audit: this.serverAudit,
       ...(opts.now ? { now: opts.now } : {}),
       ...(opts.trust ? { attestationTrust: opts.trust } : {}),
     });
-    for (const name of opts.agents ?? ['orchestrator', 'harness-writer', 'intruder']) {
-      await this.addAgent(name, opts.serverId ?? idOf('control-plane'), opts.attesters?.[name]);
-    }
+  }
+
+  /**
+   * Stops the server sidecar and starts a new one on the same inbound port and state dir (a
+   * restart: what it persisted must still hold).
+   */
+  async restartServer(): Promise<Sidecar> {
+    const port = this.server.inbound!.address()!.port;
+    await this.server.close();
+    const config = { ...this.serverConfig, inbound: { ...this.serverConfig.inbound!, listen: { host: '127.0.0.1', port } } };
+    this.server = await this.startServer(config);
+    return this.server;
+  }
+
+  /** Starts another sidecar with identity `idOf(name)` and this config (closed with the mesh). */
+  async startSidecar(name: string, config: SidecarConfig, opts: { attester?: Attester; trust?: VerifierTrust } = {}): Promise<Sidecar> {
+    const s = await Sidecar.start({
+      config,
+      source: await this.source(idOf(name)),
+      logger: silentLogger(),
+      audit: new MemoryAuditSink(),
+      ...(opts.attester ? { attester: opts.attester } : {}),
+      ...(opts.trust ? { attestationTrust: opts.trust } : {}),
+    });
+    this.agents.set(`${name}#${this.agents.size}`, s);
+    return s;
   }
 
   get inboundUrl(): string {
@@ -163,11 +204,14 @@ export class TestMesh {
         listen: { host: '127.0.0.1', port: 0 },
         allowNonLoopback: false,
         routes: [
-          { name: 'control-plane', upstream: this.inboundUrl, serverId, connectTimeoutMs: 2_000, requestTimeoutMs: 5_000 },
+          { name: 'control-plane', upstream: this.inboundUrl, tls: 'spiffe', serverId, connectTimeoutMs: 2_000, requestTimeoutMs: 5_000, injectHeaders: [] },
         ],
       },
       admin: { listen: { host: '127.0.0.1', port: 0 } },
       log: { level: 'silent', audit: 'stdout' },
+      stateDir: path.join(this.dir, 'state', name),
+      revocations: { sharedFiles: [] },
+      budget: { store: 'file' },
     };
   }
 

@@ -1,0 +1,151 @@
+/**
+ * The admin API's mutations (kill switch) and their read side:
+ *   GET  /v1/revocations
+ *   POST /v1/kill     {"spiffe_id": "...", "reason": "..."}
+ *   POST /v1/killall  {"reason": "..."}
+ *   POST /v1/restore  {"spiffe_id": "..."} | {"all": true}
+ * Every mutation is authenticated (bearer token from loopback, or an mTLS admin listed in the
+ * policy), audited and counted; failed attempts are rate limited by the authenticator.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AdminAuthenticator } from './auth.js';
+import type { RevocationStore } from '../revocation/store.js';
+import type { RevocationEntry, RevocationState } from '../revocation/state.js';
+import type { OperationsMetrics } from './ops-metrics.js';
+import type { AuditSink, Logger } from '../log.js';
+import { SidecarError, errorMessage } from '../errors.js';
+
+const MAX_BODY_BYTES = 16 * 1024;
+const MUTATIONS = new Set(['/v1/kill', '/v1/killall', '/v1/restore']);
+
+export interface AdminApiDeps {
+  auth: AdminAuthenticator;
+  revocations: RevocationStore;
+  ops: OperationsMetrics;
+  audit: AuditSink;
+  logger: Logger;
+}
+
+export class AdminApi {
+  constructor(private readonly deps: AdminApiDeps) {}
+
+  /** True when `path` belongs to this API (the caller then awaits `handle`). */
+  owns(path: string): boolean {
+    return path === '/v1/revocations' || MUTATIONS.has(path);
+  }
+
+  async handle(req: IncomingMessage, res: ServerResponse, path: string, peerSpiffeId?: string): Promise<void> {
+    if (path === '/v1/revocations') {
+      if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, { error: `Method ${req.method} not allowed` }, { allow: 'GET, HEAD' });
+      return send(res, 200, revocationsJson(this.deps.revocations.current()));
+    }
+    if (req.method !== 'POST') return send(res, 405, { error: `Method ${req.method} not allowed` }, { allow: 'POST' });
+    const action = path.slice('/v1/'.length);
+    const remote = req.socket.remoteAddress;
+    const auth = this.deps.auth.authenticate({
+      ...(req.headers.authorization !== undefined ? { authorization: req.headers.authorization } : {}),
+      ...(remote !== undefined ? { remoteAddress: remote } : {}),
+      ...(peerSpiffeId !== undefined ? { peerSpiffeId } : {}),
+    });
+    if (!auth.ok) {
+      this.deps.ops.adminAuthFailed(auth.reason);
+      this.deps.audit.record({
+        type: 'admin_auth_failed',
+        decision: 'deny',
+        reason: auth.reason,
+        action,
+        ...(remote ? { remote } : {}),
+        ...(peerSpiffeId ? { peer: peerSpiffeId } : {}),
+      });
+      const extra: Record<string, string> = auth.retryAfterSeconds ? { 'retry-after': String(auth.retryAfterSeconds) } : {};
+      if (auth.status === 401) extra['www-authenticate'] = 'Bearer realm="attest-sidecar admin"';
+      req.resume();
+      return send(res, auth.status, { error: auth.error }, extra);
+    }
+    let body: Record<string, unknown>;
+    try {
+      body = await readJsonBody(req);
+    } catch (err) {
+      return send(res, 400, { error: errorMessage(err) });
+    }
+    const by = auth.principal;
+    try {
+      const result = await this.mutate(action, body, by);
+      this.deps.ops.adminAction(action, true);
+      this.deps.audit.record({ type: 'admin_action', decision: 'allow', reason: action, action, principal: by, ...(result.target ? { target: result.target } : {}), ...(remote ? { remote } : {}) });
+      send(res, 200, { ok: true, ...result.body, revocations: revocationsJson(this.deps.revocations.current()) });
+    } catch (err) {
+      const reason = err instanceof SidecarError ? err.reason : 'admin_action_failed';
+      this.deps.ops.adminAction(action, false);
+      this.deps.audit.record({ type: 'admin_action', decision: 'error', reason, action, principal: by, detail: errorMessage(err), ...(remote ? { remote } : {}) });
+      this.deps.logger.warn({ action, principal: by, reason, err: errorMessage(err) }, 'admin action failed');
+      // Validation problems are the caller's; a failed durable write is ours (the change still holds in memory).
+      const status = reason === 'revocations_write_failed' ? 500 : reason === 'revoked_by_shared_list' ? 409 : 400;
+      send(res, status, { error: errorMessage(err), reason });
+    }
+  }
+
+  private async mutate(action: string, body: Record<string, unknown>, by: string): Promise<{ target?: string; body: Record<string, unknown> }> {
+    const store = this.deps.revocations;
+    const reason = body.reason === undefined ? `${action} via admin API` : body.reason;
+    if (typeof reason !== 'string') throw new SidecarError('admin_bad_request', "'reason' must be a string");
+    switch (action) {
+      case 'kill': {
+        const id = requireId(body);
+        const entry = await store.revoke(id, { reason, by });
+        return { target: id, body: { revoked: entryJson(entry) } };
+      }
+      case 'killall': {
+        const entry = await store.revokeAll({ reason, by });
+        return { target: '*', body: { revoked: entryJson(entry) } };
+      }
+      case 'restore': {
+        if (body.all === true) return { target: '*', body: { restored: await store.restoreAll() } };
+        const id = requireId(body);
+        return { target: id, body: { restored: await store.restore(id) } };
+      }
+    }
+    throw new SidecarError('admin_bad_request', `unknown action ${action}`);
+  }
+}
+
+function requireId(body: Record<string, unknown>): string {
+  const id = body.spiffe_id;
+  if (typeof id !== 'string' || !id) throw new SidecarError('admin_bad_request', "'spiffe_id' (a SPIFFE ID string) is required");
+  return id;
+}
+
+async function readJsonBody(req: IncomingMessage): Promise<Record<string, unknown>> {
+  const type = req.headers['content-type'] ?? '';
+  let size = 0;
+  const chunks: Buffer[] = [];
+  for await (const c of req) {
+    size += (c as Buffer).length;
+    if (size > MAX_BODY_BYTES) throw new Error(`request body over ${MAX_BODY_BYTES} bytes`);
+    chunks.push(c as Buffer);
+  }
+  if (size === 0) return {};
+  if (!/^application\/json\b/i.test(type)) throw new Error("send the body as 'content-type: application/json'");
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch (err) {
+    throw new Error(`request body is not valid JSON: ${errorMessage(err)}`);
+  }
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('request body must be a JSON object');
+  return parsed as Record<string, unknown>;
+}
+
+export function entryJson(e: RevocationEntry): Record<string, string> {
+  return { spiffe_id: e.spiffeId, reason: e.reason, at: e.at, by: e.by, source: e.source };
+}
+
+export function revocationsJson(state: RevocationState): { all: Record<string, string> | null; entries: Record<string, string>[] } {
+  return { all: state.all ? entryJson(state.all) : null, entries: [...state.byId.values()].map(entryJson) };
+}
+
+function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store', ...headers });
+  res.end(text);
+}

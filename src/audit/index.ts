@@ -1,0 +1,14 @@
+/** The hash-chained audit trail: record shape, sink, chain format and verifier. */
+export { type AuditRecord, type AuditRecordType, type AuditSink, MemoryAuditSink } from './record.js';
+export { JsonLinesAuditSink, type JsonLinesAuditSinkOptions } from './sink.js';
+export { ZERO_HASH, lineHash, classifyAuditLine, type AuditLine } from './chain.js';
+export {
+  AuditChainVerifier,
+  verifyAuditChain,
+  verifyAuditFile,
+  MAX_REPORTED_ERRORS,
+  type AuditChainError,
+  type AuditChainErrorReason,
+  type AuditVerifyOptions,
+  type AuditVerifyReport,
+} from './verify.js';

@@ -1,0 +1,92 @@
+/**
+ * Operational sections of the sidecar config: `admin:` (listeners and mutation auth),
+ * `state_dir:`, `revocations:` and `budget:` (where spend is kept).
+ */
+import path from 'node:path';
+import { readDuration, readListen, readPath } from './fields.js';
+import type { AdminConfig, BudgetStoreConfig, RevocationsConfig } from './types.js';
+import type { Field, YamlReader } from './yaml-reader.js';
+
+export const OPERATIONS_DEFAULTS = Object.freeze({
+  adminListen: '127.0.0.1:15000',
+  stateDir: '/var/lib/attest-sidecar',
+  redisKeyPrefix: 'attest-sidecar:budget:',
+  redisTimeoutMs: 500,
+});
+
+export function readAdmin(reader: YamlReader, field: Field | undefined, baseDir: string): AdminConfig | undefined {
+  const m = field && reader.map(field, ['listen', 'token_file', 'mtls_listen']);
+  if (field && !m) return undefined;
+  const listen = readListen(reader, m?.get('listen'), OPERATIONS_DEFAULTS.adminListen);
+  const tokenField = m?.get('token_file');
+  const tokenFile = tokenField && readPath(reader, tokenField, baseDir);
+  const mtlsField = m?.get('mtls_listen');
+  const mtlsListen = mtlsField && readListen(reader, mtlsField, '');
+  if (!listen || (tokenField && !tokenFile) || (mtlsField && !mtlsListen)) return undefined;
+  return { listen, ...(tokenFile ? { tokenFile } : {}), ...(mtlsListen ? { mtlsListen } : {}) };
+}
+
+/**
+ * `state_dir`, default `/var/lib/attest-sidecar/<name>` (`name`, else the config file's base
+ * name): two sidecars on one host never share a ledger or a revocation list by accident.
+ */
+export function readStateDir(reader: YamlReader, field: Field | undefined, baseDir: string, label: string): string | undefined {
+  if (field) return readPath(reader, field, baseDir);
+  const safe = label.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^\.+/, '_') || 'default';
+  return path.join(OPERATIONS_DEFAULTS.stateDir, safe);
+}
+
+export function readRevocations(reader: YamlReader, field: Field | undefined, baseDir: string): RevocationsConfig | undefined {
+  const m = field && reader.map(field, ['shared_files']);
+  if (field && !m) return undefined;
+  const filesField = m?.get('shared_files');
+  const sharedFiles: string[] = [];
+  for (const item of (filesField && reader.list(filesField)) ?? []) {
+    const p = readPath(reader, item, baseDir);
+    if (p) sharedFiles.push(p);
+  }
+  return { sharedFiles };
+}
+
+export function readBudgetStore(reader: YamlReader, field: Field | undefined): BudgetStoreConfig | undefined {
+  const m = field && reader.map(field, ['store', 'redis']);
+  if (field && !m) return undefined;
+  const storeField = m?.get('store');
+  const store = storeField ? reader.oneOf(storeField, ['file', 'redis'] as const) : 'file';
+  const redisField = m?.get('redis');
+  if (store === 'file') {
+    if (redisField) reader.reportField(redisField, "is used only with 'store: redis'");
+    return { store };
+  }
+  if (store !== 'redis') return undefined;
+  if (!redisField) {
+    reader.report(m!.node, field!.path, "'store: redis' needs 'redis: { url: redis://host:6379 }'");
+    return undefined;
+  }
+  const r = reader.map(redisField, ['url', 'key_prefix', 'timeout']);
+  if (!r) return undefined;
+  const urlField = r.require('url');
+  const url = urlField && readRedisUrl(reader, urlField);
+  const prefixField = r.get('key_prefix');
+  const keyPrefix = prefixField ? reader.string(prefixField) : OPERATIONS_DEFAULTS.redisKeyPrefix;
+  const timeoutMs = readDuration(reader, r.get('timeout'), OPERATIONS_DEFAULTS.redisTimeoutMs);
+  if (!url || keyPrefix === undefined || !timeoutMs) return undefined;
+  return { store, url, keyPrefix, timeoutMs };
+}
+
+function readRedisUrl(reader: YamlReader, field: Field): string | undefined {
+  const s = reader.string(field);
+  if (s === undefined) return undefined;
+  let url: URL;
+  try {
+    url = new URL(s);
+  } catch {
+    reader.reportField(field, `'${s}' is not a valid URL`);
+    return undefined;
+  }
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
+    reader.reportField(field, `must be a redis:// or rediss:// URL, got '${s}'`);
+    return undefined;
+  }
+  return s;
+}

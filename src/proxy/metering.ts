@@ -1,0 +1,84 @@
+/**
+ * Metered model-API routes: reads token usage from each response as it streams to the agent,
+ * prices it, and settles the up-front reservation against the actual cost. A response whose
+ * usage cannot be read keeps the reservation charged (fail closed: unreadable usage costs the
+ * agent, never the operator) and is counted; provider error responses carry no usage and are
+ * free.
+ */
+import type { MeteringConfig } from '../config/types.js';
+import { createUsageMeter } from '../budget/usage/meter.js';
+import { usageCostUsd, type TokenUsage } from '../budget/usage/types.js';
+import type { Logger } from '../log.js';
+import type { OperationsMetrics } from '../admin/ops-metrics.js';
+import { errorMessage } from '../errors.js';
+
+export interface MeterOutcome {
+  /** What the response cost (USD); the reservation when usage was unreadable. */
+  costUsd: number;
+  usage?: TokenUsage;
+  problem?: string;
+}
+
+/**
+ * Starts metering one response; returns the chunk observer and the end callback for the
+ * response filter. `onSettled` runs once with the outcome.
+ */
+export function meterResponse(
+  config: MeteringConfig,
+  route: string,
+  status: number,
+  headers: Record<string, string | string[]>,
+  deps: { ops: OperationsMetrics; logger: Logger },
+  onSettled: (outcome: MeterOutcome) => void,
+): { observe: (chunk: Buffer) => boolean; drained: () => Promise<void>; onEnd: (complete: boolean) => void } {
+  const header = (name: string) => {
+    const v = headers[name];
+    return Array.isArray(v) ? v.join(', ') : v;
+  };
+  const contentType = header('content-type');
+  const contentEncoding = header('content-encoding');
+  const meter = createUsageMeter(config.provider, {
+    ...(contentType ? { contentType } : {}),
+    ...(contentEncoding ? { contentEncoding } : {}),
+  });
+  const settle = (outcome: MeterOutcome) => {
+    try {
+      onSettled(outcome);
+    } catch (err) {
+      deps.logger.error({ route, err: errorMessage(err) }, 'settling a metered response failed');
+    }
+  };
+  return {
+    observe: (chunk) => meter.push(chunk),
+    drained: () => meter.drained(),
+    onEnd: (complete) => {
+      void Promise.resolve()
+        .then(() => meter.end())
+        .then(
+          (result) => {
+            if (result.ok) {
+              const u = result.usage;
+              deps.ops.tokensMetered(route, u.inputTokens, u.outputTokens);
+              settle({ costUsd: usageCostUsd(u, config), usage: u });
+              return;
+            }
+            // Errors the provider rejected before generating anything are not billed.
+            if (status >= 400 && result.reason === 'usage_missing') {
+              settle({ costUsd: 0, problem: result.reason });
+              return;
+            }
+            const reason = complete ? result.reason : 'response_incomplete';
+            deps.ops.usageUnmetered(route, reason);
+            deps.logger.warn({ route, status, reason, detail: result.detail }, 'model usage unreadable: the reservation stays charged');
+            // Counts seen before the failure are a lower bound: charge them when above the reservation.
+            const partial = result.partial ? usageCostUsd(result.partial, config) : 0;
+            settle({ costUsd: Math.max(config.reserveUsd, partial), problem: `${reason}: ${result.detail}` });
+          },
+          (err: unknown) => {
+            deps.ops.usageUnmetered(route, 'meter_failed');
+            settle({ costUsd: config.reserveUsd, problem: `meter_failed: ${errorMessage(err)}` });
+          },
+        );
+    },
+  };
+}

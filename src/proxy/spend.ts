@@ -1,0 +1,74 @@
+/**
+ * Budget enforcement shared by both proxy directions. A budgeted request is admitted only when
+ * the ledger durably charges it (spent < limit, then spent += cost, atomically): an exhausted
+ * agent gets 402 `{"error": "Budget exceeded"}`, and a ledger that cannot answer (Redis down, a
+ * failed journal) refuses with 503: budgets fail closed. Agents without a budget never get here.
+ */
+import type { BudgetLedger } from '../budget/ledger.js';
+import type { PolicyBudget } from '../policy/read-agent.js';
+import { SidecarError, errorMessage } from '../errors.js';
+import type { AuditSink, Logger } from '../log.js';
+import type { OperationsMetrics } from '../admin/ops-metrics.js';
+import { errorBody } from './forward.js';
+
+export type Admission =
+  | { ok: true; key: string; chargedUsd: number }
+  | { ok: false; status: 402 | 503; reason: string; body: string };
+
+const EXCEEDED_BODY = errorBody('Budget exceeded');
+
+export class SpendGate {
+  constructor(
+    readonly ledger: BudgetLedger,
+    private readonly ops: OperationsMetrics,
+    private readonly audit: AuditSink,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Charges `amountUsd` to `agent` if its budget allows; never throws. */
+  async admit(agent: string, budget: PolicyBudget, amountUsd: number, context: { peer?: string; route?: string; action?: string; direction: 'inbound' | 'outbound' }): Promise<Admission> {
+    try {
+      const r = await this.ledger.charge(agent, budget, amountUsd);
+      if (r.ok) {
+        this.ops.spent(agent, context.direction === 'inbound' ? 'action' : 'metered', amountUsd);
+        return { ok: true, key: r.key, chargedUsd: amountUsd };
+      }
+      this.refused(agent, 'budget_exceeded', context, `spent ${r.spentUsd} of ${r.limitUsd} USD (${budget.period})`, r.spentUsd, r.limitUsd);
+      return { ok: false, status: 402, reason: 'budget_exceeded', body: EXCEEDED_BODY };
+    } catch (err) {
+      const reason = err instanceof SidecarError ? err.reason : 'budget_ledger_failed';
+      this.logger.error({ agent, reason, err: errorMessage(err) }, 'budget ledger unavailable: refusing budgeted request');
+      this.refused(agent, reason, context, errorMessage(err));
+      return { ok: false, status: 503, reason, body: errorBody('Budget ledger unavailable') };
+    }
+  }
+
+  /**
+   * Replaces an up-front charge by the actual cost (metered responses); a failure is logged
+   * and audited (the up-front charge stays, so the error costs the agent, never the operator).
+   */
+  settle(agent: string, budget: PolicyBudget, key: string, deltaUsd: number, route: string): void {
+    if (deltaUsd === 0) return;
+    this.ops.spent(agent, 'metered', deltaUsd);
+    this.ledger.adjust(agent, budget, deltaUsd, key).catch((err: unknown) => {
+      this.logger.error({ agent, route, delta_usd: deltaUsd, err: errorMessage(err) }, 'budget adjustment failed; the reservation stays charged');
+      this.audit.record({ type: 'budget', decision: 'error', reason: 'budget_adjust_failed', agent, route, amount_usd: deltaUsd, detail: errorMessage(err) });
+    });
+  }
+
+  private refused(agent: string, reason: string, context: { peer?: string; route?: string; action?: string; direction: string }, detail: string, spentUsd?: number, limitUsd?: number): void {
+    this.ops.budgetRefused(agent, reason);
+    this.audit.record({
+      type: 'budget',
+      decision: 'deny',
+      reason,
+      agent,
+      ...(context.peer ? { peer: context.peer } : {}),
+      ...(context.route ? { route: context.route } : {}),
+      ...(context.action ? { action: context.action } : {}),
+      ...(spentUsd !== undefined ? { spent_usd: spentUsd } : {}),
+      ...(limitUsd !== undefined ? { limit_usd: limitUsd } : {}),
+      detail,
+    });
+  }
+}

@@ -1,0 +1,86 @@
+/**
+ * A throwaway real redis-server for tests: no persistence, loopback only, its own temp dir.
+ * Missing binary: skip with a reason, except under CI=true where it is a failure.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import net from 'node:net';
+import type { Test } from 'tap';
+import { freePort } from '../helpers/ports.js';
+import { tempDir } from './helpers.js';
+
+export const REDIS_SERVER = process.env.REDIS_SERVER ?? '/usr/bin/redis-server';
+
+/** undefined when redis-server can be used; otherwise why the test is skipped. Throws in CI. */
+export function redisSkipReason(): string | undefined {
+  if (existsSync(REDIS_SERVER)) return undefined;
+  if (process.env.CI === 'true') throw new Error(`${REDIS_SERVER} is missing (required in CI: apt-get install redis-server)`);
+  return `${REDIS_SERVER} not found (install Debian's redis-server to run the Redis budget tests)`;
+}
+
+export class RedisServer {
+  readonly port: number;
+  readonly url: string;
+  readonly #dir: string;
+  #proc: ChildProcess | undefined;
+
+  private constructor(port: number, dir: string) {
+    this.port = port;
+    this.url = `redis://127.0.0.1:${port}`;
+    this.#dir = dir;
+  }
+
+  /** Starts a server on a free port; stopped in t.teardown. */
+  static async start(t: Test): Promise<RedisServer> {
+    const server = new RedisServer(await freePort(), tempDir(t, 'budget-redis-'));
+    t.teardown(() => server.stop());
+    await server.restart();
+    return server;
+  }
+
+  /** (Re)starts the server on the same port and waits until it accepts connections. */
+  async restart(): Promise<void> {
+    await this.stop();
+    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.#dir];
+    const proc = spawn(REDIS_SERVER, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    this.#proc = proc;
+    let stderr = '';
+    proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    for (let i = 0; i < 100; i++) {
+      if (proc.exitCode !== null) throw new Error(`redis-server exited (${proc.exitCode}): ${stderr}`);
+      if (await canConnect(this.port)) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`redis-server did not listen on ${this.port} within 5 s: ${stderr}`);
+  }
+
+  /** Kills the server (SIGKILL: like a crash or a network cut) and waits for it to exit. */
+  async stop(): Promise<void> {
+    const proc = this.#proc;
+    this.#proc = undefined;
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+    const exited = new Promise((r) => proc.once('exit', r));
+    proc.kill('SIGKILL');
+    await exited;
+  }
+
+  /** SIGSTOP / SIGCONT: a server that accepts nothing and answers nothing (hung, partitioned). */
+  pause(): void {
+    this.#proc?.kill('SIGSTOP');
+  }
+
+  resume(): void {
+    this.#proc?.kill('SIGCONT');
+  }
+}
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
