@@ -33,8 +33,16 @@ export function devMeshBanner(mesh: DevMesh): string {
   const admin = [...mesh.sidecars.values()].find((s) => s.admin?.address() && s.inbound);
   if (admin) {
     const a = hostPort(admin.admin!.address()!);
-    lines.push(`  curl http://${a}/status     # identity, SVID expiry, peers, policy version`);
+    lines.push(`  open http://${a}/           # status page: identity countdown, peers, denials, budgets, kill buttons`);
+    lines.push(`  curl http://${a}/status     # the same as JSON`);
     lines.push(`  curl http://${a}/metrics    # Prometheus`);
+    if (orch) {
+      lines.push(`  curl -x http://${orch.addr} -X POST http://control-plane/tasks -d '{}'   # 201, charged $0.25 of ${orch.name}'s $5/day budget`);
+    }
+    lines.push('', 'Kill switch (the admin token is in ' + mesh.stateDir + '/admin-token):');
+    lines.push(`  attest-sidecar kill spiffe://${mesh.spec.trustDomain}/ns/agent-swarm/sa/orchestrator   # its requests now get 403 Agent revoked`);
+    lines.push(`  attest-sidecar restore spiffe://${mesh.spec.trustDomain}/ns/agent-swarm/sa/orchestrator`);
+    lines.push(`  (revocations and spend persist in ${mesh.stateDir} across restarts)`);
   }
   lines.push('', 'Press Ctrl-C to stop.', '');
   return lines.join('\n');

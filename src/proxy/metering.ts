@@ -5,7 +5,10 @@
  * agent, never the operator) and is counted; provider error responses carry no usage and are
  * free.
  */
+import type { Transform } from 'node:stream';
 import type { MeteringConfig } from '../config/types.js';
+import { SecretScanner, scrubHeaders } from './credentials.js';
+import { ResponseFilter } from './response-filter.js';
 import { createUsageMeter } from '../budget/usage/meter.js';
 import { usageCostUsd, type TokenUsage } from '../budget/usage/types.js';
 import type { Logger } from '../log.js';
@@ -80,5 +83,37 @@ export function meterResponse(
           },
         );
     },
+  };
+}
+
+/**
+ * The response stage of a route holding a secret and/or metering usage: scrubs the secret from
+ * headers and body (the body may then change length, so content-length goes) and meters usage,
+ * reporting each response's cost once through `onCost`. undefined when the route needs neither.
+ */
+export function responseTransform(opts: {
+  route: string;
+  secrets: readonly Buffer[] | undefined;
+  metering: MeteringConfig | undefined;
+  ops: OperationsMetrics | undefined;
+  logger: Logger;
+  onCost: (usd: number) => void;
+}): (status: number, headers: Record<string, string | string[]>) => { headers: Record<string, string | string[]>; body: Transform } | undefined {
+  return (status, headers) => {
+    const scanner = opts.secrets && opts.secrets.length ? new SecretScanner(opts.secrets) : undefined;
+    let out = headers;
+    if (scanner) {
+      out = scrubHeaders(headers, opts.secrets!);
+      delete out['content-length'];
+    }
+    const meter =
+      opts.metering && opts.ops
+        ? meterResponse(opts.metering, opts.route, status, headers, { ops: opts.ops, logger: opts.logger }, (o) => opts.onCost(o.costUsd))
+        : undefined;
+    if (!scanner && !meter) return undefined;
+    return {
+      headers: out,
+      body: new ResponseFilter({ ...(meter ? { observe: meter.observe, drained: meter.drained, onEnd: meter.onEnd } : {}), ...(scanner ? { scanner } : {}) }),
+    };
   };
 }

@@ -10,27 +10,24 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { Pool } from 'undici';
-import type { OutboundConfig, OutboundRouteConfig } from '../config/types.js';
+import type { OutboundConfig } from '../config/types.js';
 import type { Logger, AuditSink } from '../log.js';
 import type { SidecarMetrics } from '../admin/metrics.js';
 import { forwardRequestHeaders, isBrowserRequest } from './headers.js';
 import { errorBody, forwardRequest, hasRequestBody, sendJsonError, type Intercepted, type UpstreamFailure } from './forward.js';
-import { ATTESTATION_HEADERS, H_CHALLENGE, H_EVIDENCE, H_NONCE, H_REF } from './attestation-gate.js';
+import { H_CHALLENGE, H_EVIDENCE, H_NONCE, H_REF } from './attestation-gate.js';
 import { prepareEvidence, type Attester, type PreparedEvidence } from '../attestation/attester.js';
 import { DecisionLog, pathOnly } from './decision-log.js';
 import { closeServer, listen } from '../net.js';
-import { spiffeServerCheck, type TlsMaterial } from './tls.js';
-import { readFileSync } from 'node:fs';
+import type { TlsMaterial } from './tls.js';
 import type { Transform } from 'node:stream';
-import { CredentialInjector, SecretScanner, scrubHeaders } from './credentials.js';
-import { ResponseFilter } from './response-filter.js';
-import { meterResponse } from './metering.js';
+import { buildRouteRuntime, createRoutePool, type RouteRuntime } from './outbound-routes.js';
+import { responseTransform } from './metering.js';
 import type { SpendGate } from './spend.js';
 import type { RevocationState } from '../revocation/state.js';
 import type { PolicyBudget } from '../policy/read-agent.js';
 import type { OperationsMetrics } from '../admin/ops-metrics.js';
 import type { RecentDenials } from './decision-log.js';
-import { SidecarError } from '../errors.js';
 
 export interface OutboundDeps {
   config: OutboundConfig;
@@ -55,26 +52,8 @@ interface RequestControls {
   transformResponse?: (status: number, headers: Record<string, string | string[]>) => { headers: Record<string, string | string[]>; body: Transform } | undefined;
 }
 
-interface RouteRuntime {
-  readonly config: OutboundRouteConfig;
-  /** Path prefix of the upstream URL ('' for '/'), prepended to the request path. */
-  readonly basePath: string;
-  pool: Pool | undefined;
-  /** Id of the evidence the peer behind this route accepted; later requests send only the id. */
-  ackedEvidenceId?: string;
-  /** Request headers never passed on from the agent (our protocol, injected credentials). */
-  readonly drop: ReadonlySet<string>;
-  readonly injector: CredentialInjector | undefined;
-  /** PEM roots of a `tls: web` route with `ca_file` (read once at start). */
-  readonly webCa: string | undefined;
-  /** `tls: web`: ['host', upstream host] replacing the agent's Host. */
-  readonly hostHeader: readonly string[] | undefined;
-}
-
 /** Largest request body buffered so that an attestation challenge can be answered by replay. */
 export const MAX_REPLAY_BYTES = 64 * 1024;
-/** The agent may not speak our attestation protocol (nor smuggle headers into it). */
-const ATTESTATION_DROP: ReadonlySet<string> = new Set(ATTESTATION_HEADERS);
 
 async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
@@ -105,24 +84,7 @@ export class OutboundProxy {
   constructor(private readonly deps: OutboundDeps) {
     this.log = new DecisionLog('outbound', deps.metrics, deps.audit, deps.denials);
     this.now = deps.now ?? Date.now;
-    for (const r of deps.config.routes) {
-      const url = new URL(r.upstream);
-      const basePath = url.pathname === '/' ? '' : url.pathname.replace(/\/$/, '');
-      const injector = r.injectHeaders.length ? new CredentialInjector(r.injectHeaders, deps.logger, r.name) : undefined;
-      // A web route's Host (and TLS server name) is the upstream's, not the route name the agent used.
-      const drop =
-        injector || r.tls === 'web' ? new Set([...ATTESTATION_DROP, ...(injector?.names ?? []), ...(r.tls === 'web' ? ['host'] : [])]) : ATTESTATION_DROP;
-      const hostHeader = r.tls === 'web' ? ['host', url.host] : undefined;
-      let webCa: string | undefined;
-      if (r.caFile) {
-        try {
-          webCa = readFileSync(r.caFile, 'utf8');
-        } catch (err) {
-          throw new SidecarError('config_invalid', `route '${r.name}': cannot read ca_file ${r.caFile}: ${(err as Error).message}`);
-        }
-      }
-      this.routes.set(r.name.toLowerCase(), { config: r, basePath, pool: undefined, drop, injector, webCa, hostHeader });
-    }
+    for (const r of deps.config.routes) this.routes.set(r.name.toLowerCase(), buildRouteRuntime(r, deps.logger));
   }
 
   /** Why this side refuses all traffic now (kill-all, or our own ID revoked); undefined when it serves. */
@@ -203,39 +165,8 @@ export class OutboundProxy {
   }
 
   private createPool(runtime: RouteRuntime, material: TlsMaterial): Pool {
-    const route = runtime.config;
-    if (route.tls === 'web') {
-      // A public API: ordinary server authentication by DNS name; our SVID is not presented.
-      return new Pool(new URL(route.upstream).origin, {
-        connections: 64,
-        pipelining: 1,
-        keepAliveTimeout: 30_000,
-        connect: {
-          rejectUnauthorized: true,
-          servername: new URL(route.upstream).hostname,
-          timeout: route.connectTimeoutMs,
-          ...(runtime.webCa ? { ca: runtime.webCa } : {}),
-        },
-      });
-    }
     const revocations = this.deps.revocations;
-    return new Pool(new URL(route.upstream).origin, {
-      connections: 256,
-      pipelining: 1,
-      keepAliveTimeout: 30_000,
-      connect: {
-        secureContext: material.clientContext,
-        // Peers refuse resumption (see serverContextOptions); do not offer stale tickets.
-        maxCachedSessions: 0,
-        rejectUnauthorized: true,
-        timeout: route.connectTimeoutMs,
-        checkServerIdentity: spiffeServerCheck(
-          { ...(route.serverId ? { serverId: route.serverId } : {}), ...(route.serverTrustDomain ? { serverTrustDomain: route.serverTrustDomain } : {}) },
-          material.bundles,
-          revocations ? (id) => revocations().byId.get(id) !== undefined : undefined,
-        ),
-      } as Pool.Options['connect'],
-    });
+    return createRoutePool(runtime, material, revocations ? (id) => revocations().byId.get(id) !== undefined : undefined);
   }
 
   private refuseTunnel(req: IncomingMessage, socket: Socket): void {
@@ -469,21 +400,14 @@ export class OutboundProxy {
     };
     const controls: RequestControls = {
       ...(injected ? { headers: injected } : {}),
-      transformResponse: (status, headers) => {
-        const scanner = secrets && secrets.length ? new SecretScanner(secrets) : undefined;
-        let out = headers;
-        if (scanner) {
-          // The body may change length when a secret is scrubbed from it.
-          out = scrubHeaders(headers, secrets!);
-          delete out['content-length'];
-        }
-        const meter =
-          metering && this.deps.ops
-            ? meterResponse(metering, route.config.name, status, headers, { ops: this.deps.ops, logger: this.deps.logger }, (o) => settle(o.costUsd))
-            : undefined;
-        if (!scanner && !meter) return undefined;
-        return { headers: out, body: new ResponseFilter({ ...(meter ? { observe: meter.observe, drained: meter.drained, onEnd: meter.onEnd } : {}), ...(scanner ? { scanner } : {}) }) };
-      },
+      transformResponse: responseTransform({
+        route: route.config.name,
+        secrets,
+        metering,
+        ops: this.deps.ops,
+        logger: this.deps.logger,
+        onCost: settle,
+      }),
     };
     // No response at all (upstream unreachable, refused): nothing was generated, release the reservation.
     res.once('close', () => {

@@ -93,6 +93,18 @@ t.test('admin status and readiness of the control plane', async (t) => {
   t.match(metrics, /attest_sidecar_attestation_verifications_total\{type="sim",result="success",sidecar="control-plane"\} [1-9]/);
 });
 
+t.test('status page and budget in the dev mesh', async (t) => {
+  const page = curl(['http://127.0.0.1:15000/']);
+  t.equal(page.code, '200');
+  t.match(page.body, /<title>[^<]*attest-sidecar/i);
+  const task = curl(['-x', 'http://127.0.0.1:15001', '-X', 'POST', '-H', 'content-type: application/json', '-d', '{"kind":"fuzz"}', 'http://control-plane/tasks']);
+  t.equal(task.code, '201', task.body);
+  const status = JSON.parse(curl(['http://127.0.0.1:15000/status']).body);
+  const budget = status.budgets.find((b: { agent: string }) => b.agent === 'orchestrator');
+  t.match(budget, { spent_usd: 0.25, limit_usd: 5, period: 'daily' });
+  t.ok(status.recent_denials.some((d: { reason: string }) => d.reason === 'action_not_permitted'), 'the earlier denial is listed');
+});
+
 t.test('kill switch from the CLI: kill, refused, restore', async (t) => {
   const orchestrator = 'spiffe://agent-mesh.local/ns/agent-swarm/sa/orchestrator';
   const cli = (...args: string[]) => spawnSync(process.execPath, [binPath, ...args], { env, encoding: 'utf8', timeout: 20_000 });

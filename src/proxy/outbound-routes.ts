@@ -1,0 +1,83 @@
+/**
+ * One outbound route at run time: its config, the headers it never passes on from the agent,
+ * its credential injector, and the connection pool of the current identity generation. A
+ * `spiffe` route dials with our SVID and checks the server by SPIFFE ID (and revocation); a
+ * `web` route is ordinary server-authenticated TLS to a public API.
+ */
+import { readFileSync } from 'node:fs';
+import { Pool } from 'undici';
+import type { OutboundRouteConfig } from '../config/types.js';
+import { SidecarError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { ATTESTATION_HEADERS } from './attestation-gate.js';
+import { CredentialInjector } from './credentials.js';
+import { spiffeServerCheck, type TlsMaterial } from './tls.js';
+
+/** The agent may not speak our attestation protocol (nor smuggle headers into it). */
+export const ATTESTATION_DROP: ReadonlySet<string> = new Set(ATTESTATION_HEADERS);
+
+export interface RouteRuntime {
+  readonly config: OutboundRouteConfig;
+  /** Path prefix of the upstream URL ('' for '/'), prepended to the request path. */
+  readonly basePath: string;
+  pool: Pool | undefined;
+  /** Id of the evidence the peer behind this route accepted; later requests send only the id. */
+  ackedEvidenceId?: string;
+  /** Request headers never passed on from the agent (our protocol, injected credentials). */
+  readonly drop: ReadonlySet<string>;
+  readonly injector: CredentialInjector | undefined;
+  /** PEM roots of a `tls: web` route with `ca_file` (read once at start). */
+  readonly webCa: string | undefined;
+  /** `tls: web`: ['host', upstream host] replacing the agent's Host. */
+  readonly hostHeader: readonly string[] | undefined;
+}
+
+export function buildRouteRuntime(r: OutboundRouteConfig, logger: Logger): RouteRuntime {
+  const url = new URL(r.upstream);
+  const basePath = url.pathname === '/' ? '' : url.pathname.replace(/\/$/, '');
+  const injector = r.injectHeaders.length ? new CredentialInjector(r.injectHeaders, logger, r.name) : undefined;
+  const web = r.tls === 'web';
+  // A web route's Host (and TLS server name) is the upstream's, not the route name the agent used.
+  const drop = injector || web ? new Set([...ATTESTATION_DROP, ...(injector?.names ?? []), ...(web ? ['host'] : [])]) : ATTESTATION_DROP;
+  let webCa: string | undefined;
+  if (r.caFile) {
+    try {
+      webCa = readFileSync(r.caFile, 'utf8');
+    } catch (err) {
+      injector?.close();
+      throw new SidecarError('config_invalid', `route '${r.name}': cannot read ca_file ${r.caFile}: ${(err as Error).message}`);
+    }
+  }
+  return { config: r, basePath, pool: undefined, drop, injector, webCa, hostHeader: web ? ['host', url.host] : undefined };
+}
+
+export function createRoutePool(runtime: RouteRuntime, material: TlsMaterial, isRevoked: ((spiffeId: string) => boolean) | undefined): Pool {
+  const route = runtime.config;
+  const origin = new URL(route.upstream);
+  if (route.tls === 'web') {
+    // A public API: ordinary server authentication by DNS name; our SVID is not presented.
+    return new Pool(origin.origin, {
+      connections: 64,
+      pipelining: 1,
+      keepAliveTimeout: 30_000,
+      connect: { rejectUnauthorized: true, servername: origin.hostname, timeout: route.connectTimeoutMs, ...(runtime.webCa ? { ca: runtime.webCa } : {}) },
+    });
+  }
+  return new Pool(origin.origin, {
+    connections: 256,
+    pipelining: 1,
+    keepAliveTimeout: 30_000,
+    connect: {
+      secureContext: material.clientContext,
+      // Peers refuse resumption (see serverContextOptions); do not offer stale tickets.
+      maxCachedSessions: 0,
+      rejectUnauthorized: true,
+      timeout: route.connectTimeoutMs,
+      checkServerIdentity: spiffeServerCheck(
+        { ...(route.serverId ? { serverId: route.serverId } : {}), ...(route.serverTrustDomain ? { serverTrustDomain: route.serverTrustDomain } : {}) },
+        material.bundles,
+        isRevoked,
+      ),
+    } as Pool.Options['connect'],
+  });
+}
