@@ -398,20 +398,19 @@ export class OutboundProxy {
       if (metering && own && reservation) this.deps.spend!.settle(own.agent, own.budget, reservation.key, costUsd - metering.reserveUsd, route.config.name);
       else if (metering && costUsd > 0) this.deps.ops?.spent(material.ownId, 'metered', costUsd);
     };
+    const transform = responseTransform({ route: route.config.name, secrets, metering, ops: this.deps.ops, logger: this.deps.logger, onCost: settle });
+    let upstreamAnswered = false;
     const controls: RequestControls = {
       ...(injected ? { headers: injected } : {}),
-      transformResponse: responseTransform({
-        route: route.config.name,
-        secrets,
-        metering,
-        ops: this.deps.ops,
-        logger: this.deps.logger,
-        onCost: settle,
-      }),
+      transformResponse: (status, headers) => {
+        upstreamAnswered = true;
+        return transform(status, headers);
+      },
     };
-    // No response at all (upstream unreachable, refused): nothing was generated, release the reservation.
+    // No upstream response at all (unreachable, refused, timed out before headers): nothing was
+    // generated, so the reservation is released. Once a response started, its meter settles it.
     res.once('close', () => {
-      if (!res.headersSent) settle(0);
+      if (!upstreamAnswered) settle(0);
     });
     this.dispatch(req, res, start, route, path, material, controls);
   }

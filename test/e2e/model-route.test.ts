@@ -122,6 +122,17 @@ async function setup(t: Test, limitUsd: number) {
           injectHeaders: [{ name: 'authorization', file: keyFile, prefix: 'Bearer ' }],
           metering: { provider: 'openai', inputUsdPerMillion: 2.5, outputUsdPerMillion: 10, reserveUsd: 0.05 },
         },
+        {
+          // Nothing listens there: the reservation must be released.
+          name: 'dead',
+          upstream: 'https://localhost:1',
+          tls: 'web',
+          caFile,
+          connectTimeoutMs: 1_000,
+          requestTimeoutMs: 2_000,
+          injectHeaders: [],
+          metering: { provider: 'openai', inputUsdPerMillion: 2.5, outputUsdPerMillion: 10, reserveUsd: 0.05 },
+        },
       ],
     },
   };
@@ -179,6 +190,10 @@ t.test('credential injection: the upstream sees the key, the agent never does', 
 t.test('metered usage, plain and streamed, is charged to our budget; refused once over', async (t) => {
   const limit = 0.03;
   const { proxy, agent } = await setup(t, limit);
+  const dead = await viaProxy(proxy, 'POST', 'http://dead/v1/chat/completions', { body: '{}' });
+  t.equal(dead.status, 503, 'an unreachable model API is a 503');
+  await new Promise((r) => setTimeout(r, 100));
+  t.equal(spentOf(agent, limit), 0, 'and its reservation was released');
   const plain = await chat(proxy);
   t.equal(plain.status, 200);
   t.equal(JSON.parse(plain.body).usage.prompt_tokens, 1000, 'the response reaches the agent unchanged');
