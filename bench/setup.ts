@@ -77,6 +77,7 @@ outbound:
     - { name: ${ROUTE}, upstream: "https://127.0.0.1:${f.ports.serviceInbound}", server_id: "${SERVICE_ID}" }
 admin: { listen: "127.0.0.1:${admin}" }
 log: { level: warn, audit: ${JSON.stringify(path.join(f.dir, `audit-${name}.log`))} }
+state_dir: ${JSON.stringify(path.join(f.dir, `state-${name}`))}
 ${attest ? `attestation: { attester: { type: sim, key: sim-key.pem, measurement: "${SIM_MEASUREMENT}", guest_svn: 2 } }
 ` : ''}`;
 }
@@ -93,6 +94,7 @@ inbound:
 policy: policy.yaml
 admin: { listen: "127.0.0.1:${f.ports.serviceAdmin}" }
 log: { level: warn, audit: ${JSON.stringify(path.join(f.dir, 'audit-service.log'))} }
+state_dir: ${JSON.stringify(path.join(f.dir, 'state-service'))}
 attestation: { verifier: { sim_keys: [sim-pub.pem] } }
 `;
 }

@@ -86,12 +86,7 @@ t.test('a shared budget in Redis across two replicas; fail closed when Redis is 
   const budget = { store: 'redis' as const, url: redis.url, keyPrefix: `test-${process.pid}:`, timeoutMs: 500 };
   const mesh = await TestMesh.start({ actions: ACTIONS, policy: POLICY, agents: ['orchestrator', 'intruder'], budgetStore: budget });
   t.teardown(() => mesh.close());
-  const replica = await mesh.startSidecar('control-plane', {
-    ...mesh.serverConfig,
-    inbound: { ...mesh.serverConfig.inbound!, listen: { host: '127.0.0.1', port: 0 } },
-    admin: { listen: { host: '127.0.0.1', port: 0 } },
-    stateDir: path.join(mesh.dir, 'state', 'replica'),
-  });
+  const replica = await mesh.startReplica('replica');
   // The same agent reaching the replica through a second outbound sidecar.
   const second = mesh.agentConfig('orchestrator', idOf('control-plane'));
   second.outbound!.routes[0] = { ...second.outbound!.routes[0]!, upstream: `https://127.0.0.1:${replica.inbound!.address()!.port}` };

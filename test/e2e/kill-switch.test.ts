@@ -203,12 +203,7 @@ t.test('a shared revocation file reaches every sidecar that watches it, without 
   const mesh = await TestMesh.start({ agents: ['orchestrator', 'harness-writer'], sharedRevocations: [shared] });
   t.teardown(() => mesh.close());
   // A second inbound sidecar (another replica) watching the same file.
-  const replica = await mesh.startSidecar('control-plane', {
-    ...mesh.serverConfig,
-    inbound: { ...mesh.serverConfig.inbound!, listen: { host: '127.0.0.1', port: 0 } },
-    admin: { listen: { host: '127.0.0.1', port: 0 } },
-    stateDir: path.join(mesh.dir, 'state', 'replica'),
-  });
+  const replica = await mesh.startReplica('replica');
   t.equal((await viaProxy(mesh.proxyOf('orchestrator'), 'GET', 'http://control-plane/agents')).status, 200);
 
   const tmp = `${shared}.tmp`;
@@ -247,12 +242,7 @@ agents:
   const mesh = await TestMesh.start({ agents: ['orchestrator'], policy });
   t.teardown(() => mesh.close());
   const port = await freePort();
-  const server = await mesh.startSidecar('control-plane', {
-    ...mesh.serverConfig,
-    inbound: { ...mesh.serverConfig.inbound!, listen: { host: '127.0.0.1', port: 0 } },
-    admin: { listen: { host: '127.0.0.1', port: 0 }, mtlsListen: { host: '127.0.0.1', port } },
-    stateDir: path.join(mesh.dir, 'state', 'mtls-admin'),
-  });
+  const server = await mesh.startReplica('mtls-admin', { admin: { listen: { host: '127.0.0.1', port: 0 }, mtlsListen: { host: '127.0.0.1', port } } });
   await server.settled();
   const post = async (who: string) => {
     const svid = await mesh.issuer.ca.issueX509Svid(idOf(who));

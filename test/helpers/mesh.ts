@@ -177,6 +177,17 @@ export class TestMesh {
     return this.server;
   }
 
+  /** Another inbound sidecar like the server (a replica): its own port, admin and state dir. */
+  startReplica(label: string, overrides: Partial<SidecarConfig> = {}): Promise<Sidecar> {
+    return this.startSidecar('control-plane', {
+      ...this.serverConfig,
+      inbound: { ...this.serverConfig.inbound!, listen: { host: '127.0.0.1', port: 0 } },
+      admin: { listen: { host: '127.0.0.1', port: 0 } },
+      stateDir: path.join(this.dir, 'state', label),
+      ...overrides,
+    });
+  }
+
   /** Starts another sidecar with identity `idOf(name)` and this config (closed with the mesh). */
   async startSidecar(name: string, config: SidecarConfig, opts: { attester?: Attester; trust?: VerifierTrust } = {}): Promise<Sidecar> {
     const s = await Sidecar.start({

@@ -6,8 +6,8 @@
  * but a cache another user can plant files in is not ours.
  */
 import { constants } from 'node:fs';
-import { chmod, mkdir, open, readdir, rename, unlink } from 'node:fs/promises';
-import { randomBytes } from 'node:crypto';
+import { writeFileAtomic } from '../../fs-atomic.js';
+import { chmod, mkdir, open, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { SidecarError } from '../../errors.js';
 import { VCEK_CACHE_FILE } from './kds-key.js';
@@ -31,35 +31,7 @@ export async function ensureCacheDir(dir: string): Promise<void> {
 export async function writeCacheFile(dir: string, name: string, data: Uint8Array): Promise<void> {
   if (!VCEK_CACHE_FILE.test(name)) throw new SidecarError('kds_cache_write_failed', `refusing cache file name "${name}"`);
   await ensureCacheDir(dir);
-  const tmp = path.join(dir, `.${name}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
-  const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-  try {
-    try {
-      await fh.writeFile(data);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, path.join(dir, name));
-  } catch (err) {
-    await unlink(tmp).catch(() => undefined);
-    throw err;
-  }
-  await syncDir(dir);
-}
-
-/** Makes the rename durable; best effort (some filesystems refuse fsync on a directory). */
-async function syncDir(dir: string): Promise<void> {
-  try {
-    const fh = await open(dir, constants.O_RDONLY);
-    try {
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-  } catch {
-    // not fatal: the file itself is complete, only its durability across a crash is weaker
-  }
+  await writeFileAtomic(path.join(dir, name), data, 0o600);
 }
 
 /**
