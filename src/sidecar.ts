@@ -140,6 +140,7 @@ export class Sidecar {
       ? new AdminServer({
           listen: config.admin.listen,
           ...(config.admin.mtlsListen ? { mtlsListen: config.admin.mtlsListen } : {}),
+          ...(config.admin.allowedHosts ? { allowedHosts: config.admin.allowedHosts } : {}),
           metrics: this.metrics,
           logger: this.logger,
           readiness: () => this.readiness(),

@@ -6,6 +6,7 @@
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
+import { isIP } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { AdminApi } from './api.js';
 import { peerChain, serverContextOptions, verifyPeer, type TlsMaterial } from '../proxy/tls.js';
@@ -29,6 +30,19 @@ export interface AdminDeps {
   api?: AdminApi;
   /** The mTLS admin listener's address (absent: none). */
   mtlsListen?: { host: string; port: number };
+  /** Host names (besides IP literals and localhost) the plain admin listener answers to. */
+  allowedHosts?: readonly string[];
+}
+
+/** True for a Host header naming an IP literal, localhost, or an allowed name (any port). */
+export function hostAllowed(host: string | undefined, allowed: readonly string[] = []): boolean {
+  if (!host) return false;
+  let name = host.toLowerCase();
+  if (name.startsWith('[')) return name.includes(']'); // IPv6 literal
+  const colon = name.lastIndexOf(':');
+  if (colon !== -1) name = name.slice(0, colon);
+  if (name.endsWith('.')) name = name.slice(0, -1);
+  return name === 'localhost' || isIP(name) !== 0 || allowed.includes(name);
 }
 
 const kAdminPeer = Symbol('attest-sidecar.admin-peer');
@@ -98,6 +112,12 @@ export class AdminServer {
 
   private async handle(req: IncomingMessage, res: ServerResponse, peer: string | undefined): Promise<void> {
     const path = (req.url ?? '/').split('?')[0]!;
+    if (peer === undefined && !hostAllowed(req.headers.host, this.deps.allowedHosts)) {
+      // DNS rebinding: a web page whose name now resolves to 127.0.0.1 must not read the status
+      // page or drive the API from the operator's browser. Direct access uses an IP or localhost.
+      json(res, 403, { error: `Host '${String(req.headers.host ?? '').slice(0, 100)}' not allowed: use an IP address or localhost, or list the name in admin.allowed_hosts` });
+      return;
+    }
     const api = this.deps.api;
     if (api?.owns(path)) {
       await api.handle(req, res, path, peer);

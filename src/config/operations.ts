@@ -15,15 +15,22 @@ export const OPERATIONS_DEFAULTS = Object.freeze({
 });
 
 export function readAdmin(reader: YamlReader, field: Field | undefined, baseDir: string): AdminConfig | undefined {
-  const m = field && reader.map(field, ['listen', 'token_file', 'mtls_listen']);
+  const m = field && reader.map(field, ['listen', 'token_file', 'mtls_listen', 'allowed_hosts']);
   if (field && !m) return undefined;
   const listen = readListen(reader, m?.get('listen'), OPERATIONS_DEFAULTS.adminListen);
   const tokenField = m?.get('token_file');
   const tokenFile = tokenField && readPath(reader, tokenField, baseDir);
   const mtlsField = m?.get('mtls_listen');
   const mtlsListen = mtlsField && readListen(reader, mtlsField, '');
-  if (!listen || (tokenField && !tokenFile) || (mtlsField && !mtlsListen)) return undefined;
-  return { listen, ...(tokenFile ? { tokenFile } : {}), ...(mtlsListen ? { mtlsListen } : {}) };
+  const hostsField = m?.get('allowed_hosts');
+  const allowedHosts = hostsField ? reader.stringList(hostsField)?.map((h) => h.toLowerCase()) : undefined;
+  if (!listen || (tokenField && !tokenFile) || (mtlsField && !mtlsListen) || (hostsField && !allowedHosts)) return undefined;
+  return {
+    listen,
+    ...(tokenFile ? { tokenFile } : {}),
+    ...(mtlsListen ? { mtlsListen } : {}),
+    ...(allowedHosts?.length ? { allowedHosts } : {}),
+  };
 }
 
 /**

@@ -100,6 +100,8 @@ export interface AdminConfig {
   tokenFile?: string;
   /** Optional mTLS admin listener: peers whose SPIFFE ID the policy lists under `admins`. */
   mtlsListen?: { host: string; port: number };
+  /** Host names the admin listener answers to besides IP literals and localhost (DNS rebinding guard). */
+  allowedHosts?: string[];
 }
 
 export interface RevocationsConfig {
