@@ -223,7 +223,11 @@ export class InboundListener {
     }
     const budget = (decision.agent as PolicyAgent | undefined)?.budget;
     if (budget) {
-      void this.forwardBudgeted(req, res, start, socket, peer, mapping!, decision.agent!.name, budget);
+      this.forwardBudgeted(req, res, start, socket, peer, mapping!, decision.agent!.name, budget).catch((err: unknown) => {
+        // Async half of the request path: a bug fails this request, never the process.
+        this.deps.logger.error({ err: (err as Error)?.stack ?? String(err) }, 'inbound budgeted request failed');
+        this.finish(req, res, start, peer, 500, errorBody('Internal error'), 'internal_error', mapping?.action, 'error');
+      });
       return;
     }
     this.forwardAllowed(req, res, start, socket, peer, mapping?.action);
@@ -286,7 +290,7 @@ export class InboundListener {
 
   /**
    * Closes every open connection whose peer the new revocation state revokes (kill switch:
-   * in-flight responses are cut, later requests must reconnect and are refused at the handshake).
+   * in-flight responses are cut; a reconnecting peer gets 403 "Agent revoked" and is closed again).
    * Returns how many were closed.
    */
   closeRevoked(state: RevocationState): number {

@@ -207,7 +207,11 @@ export class OutboundProxy {
       return;
     }
     if (route.injector || route.config.metering) {
-      void this.forwardControlled(req, res, start, route, target.path, material);
+      this.forwardControlled(req, res, start, route, target.path, material).catch((err: unknown) => {
+        // Async half of the request path: a bug fails this request, never the process.
+        this.deps.logger.error({ err: (err as Error)?.stack ?? String(err) }, 'outbound controlled request failed');
+        this.finish(req, res, start, route.config.name, 500, errorBody('Internal error'), 'internal_error', 'error', target.path);
+      });
       return;
     }
     this.dispatch(req, res, start, route, target.path, material, undefined);
@@ -215,23 +219,24 @@ export class OutboundProxy {
 
   /** Plain, attested or warm-attested forwarding, with optional per-request controls. */
   private dispatch(req: IncomingMessage, res: ServerResponse, start: number, route: RouteRuntime, path: string, material: TlsMaterial, controls: RequestControls | undefined): void {
-    const target = { path };
     if (!this.deps.attester || route.config.tls === 'web') {
       const extra = route.hostHeader ? [...route.hostHeader, ...(controls?.headers ?? [])] : controls?.headers;
-      void this.forward(req, res, start, route, target.path, forwardRequestHeaders(req.rawHeaders, route.drop, extra), undefined, controls);
+      void this.forward(req, res, start, route, path, forwardRequestHeaders(req.rawHeaders, route.drop, extra), undefined, controls);
       return;
     }
+    // An attester failure (e.g. producing fresh evidence for a challenge) fails this request, never the process.
+    const failed = (err: unknown) => {
+      this.deps.logger.error({ route: route.config.name, err: (err as Error).message }, 'attested forwarding failed');
+      this.finish(req, res, start, route.config.name, 502, errorBody(`Attestation failed on this side: ${(err as Error).message}`), 'attester_error', 'error', path);
+    };
     // Warm session: the peer already accepted this SVID's evidence, so send only its id. Only
     // bodiless requests take this shortcut: a challenge is then answered by replaying with no body.
     const ready = this.evidence?.generation === material.generation ? this.evidence.ready : undefined;
     if (ready !== undefined && route.ackedEvidenceId === ready.id && !hasRequestBody(req)) {
-      void this.forwardAttestedWarm(req, res, start, route, target.path, material, ready, controls);
+      this.forwardAttestedWarm(req, res, start, route, path, material, ready, controls).catch(failed);
       return;
     }
-    void this.forwardAttested(req, res, start, route, target.path, material, controls).catch((err: unknown) => {
-      this.deps.logger.error({ route: route.config.name, err: (err as Error).message }, 'attested forwarding failed');
-      this.finish(req, res, start, route.config.name, 502, errorBody(`Attestation failed on this side: ${(err as Error).message}`), 'attester_error', 'error', target.path);
-    });
+    this.forwardAttested(req, res, start, route, path, material, controls).catch(failed);
   }
 
   /** Plain forwarding: one attempt, the response streams straight back. */
