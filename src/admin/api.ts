@@ -14,6 +14,7 @@ import type { RevocationEntry, RevocationState } from '../revocation/state.js';
 import type { OperationsMetrics } from './ops-metrics.js';
 import type { AuditSink, Logger } from '../log.js';
 import { SidecarError, errorMessage } from '../errors.js';
+import { sendJson } from './json.js';
 
 const MAX_BODY_BYTES = 16 * 1024;
 const MUTATIONS = new Set(['/v1/kill', '/v1/killall', '/v1/restore']);
@@ -36,10 +37,10 @@ export class AdminApi {
 
   async handle(req: IncomingMessage, res: ServerResponse, path: string, peerSpiffeId?: string): Promise<void> {
     if (path === '/v1/revocations') {
-      if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, { error: `Method ${req.method} not allowed` }, { allow: 'GET, HEAD' });
-      return send(res, 200, revocationsJson(this.deps.revocations.current()));
+      if (req.method !== 'GET' && req.method !== 'HEAD') return sendJson(res, 405, { error: `Method ${req.method} not allowed` }, { allow: 'GET, HEAD' });
+      return sendJson(res, 200, revocationsJson(this.deps.revocations.current()));
     }
-    if (req.method !== 'POST') return send(res, 405, { error: `Method ${req.method} not allowed` }, { allow: 'POST' });
+    if (req.method !== 'POST') return sendJson(res, 405, { error: `Method ${req.method} not allowed` }, { allow: 'POST' });
     const action = path.slice('/v1/'.length);
     const remote = req.socket.remoteAddress;
     const auth = this.deps.auth.authenticate({
@@ -60,20 +61,20 @@ export class AdminApi {
       const extra: Record<string, string> = auth.retryAfterSeconds ? { 'retry-after': String(auth.retryAfterSeconds) } : {};
       if (auth.status === 401) extra['www-authenticate'] = 'Bearer realm="attest-sidecar admin"';
       req.resume();
-      return send(res, auth.status, { error: auth.error }, extra);
+      return sendJson(res, auth.status, { error: auth.error }, extra);
     }
     let body: Record<string, unknown>;
     try {
       body = await readJsonBody(req);
     } catch (err) {
-      return send(res, 400, { error: errorMessage(err) });
+      return sendJson(res, 400, { error: errorMessage(err) });
     }
     const by = auth.principal;
     try {
       const result = await this.mutate(action, body, by);
       this.deps.ops.adminAction(action, true);
       this.deps.audit.record({ type: 'admin_action', decision: 'allow', reason: action, action, principal: by, ...(result.target ? { target: result.target } : {}), ...(remote ? { remote } : {}) });
-      send(res, 200, { ok: true, ...result.body, revocations: revocationsJson(this.deps.revocations.current()) });
+      sendJson(res, 200, { ok: true, ...result.body, revocations: revocationsJson(this.deps.revocations.current()) });
     } catch (err) {
       const reason = err instanceof SidecarError ? err.reason : 'admin_action_failed';
       this.deps.ops.adminAction(action, false);
@@ -81,7 +82,7 @@ export class AdminApi {
       this.deps.logger.warn({ action, principal: by, reason, err: errorMessage(err) }, 'admin action failed');
       // Validation problems are the caller's; a failed durable write is ours (the change still holds in memory).
       const status = reason === 'revocations_write_failed' ? 500 : reason === 'revoked_by_shared_list' ? 409 : 400;
-      send(res, status, { error: errorMessage(err), reason });
+      sendJson(res, status, { error: errorMessage(err), reason });
     }
   }
 
@@ -142,10 +143,4 @@ export function entryJson(e: RevocationEntry): Record<string, string> {
 
 export function revocationsJson(state: RevocationState): { all: Record<string, string> | null; entries: Record<string, string>[] } {
   return { all: state.all ? entryJson(state.all) : null, entries: [...state.byId.values()].map(entryJson) };
-}
-
-function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store', ...headers });
-  res.end(text);
 }

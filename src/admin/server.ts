@@ -12,6 +12,7 @@ import type { AdminApi } from './api.js';
 import { peerChain, serverContextOptions, verifyPeer, type TlsMaterial } from '../proxy/tls.js';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from '../log.js';
+import { sendJson } from './json.js';
 import { closeServer, listen } from '../net.js';
 import type { SidecarMetrics } from './metrics.js';
 import { STATUS_PAGE_CSP, STATUS_PAGE_HTML } from './status-page.js';
@@ -83,7 +84,7 @@ export class AdminServer {
     const server = https.createServer({ ...serverContextOptions(material) }, (req, res) => {
       const peer = (req.socket as AdminSocket)[kAdminPeer];
       if (!peer) {
-        json(res, 403, { error: 'Peer identity not verified' });
+        sendJson(res, 403, { error: 'Peer identity not verified' });
         return;
       }
       this.guarded(req, res, peer);
@@ -105,7 +106,7 @@ export class AdminServer {
   private guarded(req: IncomingMessage, res: ServerResponse, peer: string | undefined): void {
     this.handle(req, res, peer).catch((err: unknown) => {
       this.deps.logger.error({ err: (err as Error).message }, 'admin request failed');
-      if (!res.headersSent) json(res, 500, { error: 'Internal error' });
+      if (!res.headersSent) sendJson(res, 500, { error: 'Internal error' });
       else res.destroy();
     });
   }
@@ -115,7 +116,7 @@ export class AdminServer {
     if (peer === undefined && !hostAllowed(req.headers.host, this.deps.allowedHosts)) {
       // DNS rebinding: a web page whose name now resolves to 127.0.0.1 must not read the status
       // page or drive the API from the operator's browser. Direct access uses an IP or localhost.
-      json(res, 403, { error: `Host '${String(req.headers.host ?? '').slice(0, 100)}' not allowed: use an IP address or localhost, or list the name in admin.allowed_hosts` });
+      sendJson(res, 403, { error: `Host '${String(req.headers.host ?? '').slice(0, 100)}' not allowed: use an IP address or localhost, or list the name in admin.allowed_hosts` });
       return;
     }
     const api = this.deps.api;
@@ -124,7 +125,7 @@ export class AdminServer {
       return;
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
-      json(res, 405, { error: `Method ${req.method} not allowed` }, { allow: 'GET, HEAD' });
+      sendJson(res, 405, { error: `Method ${req.method} not allowed` }, { allow: 'GET, HEAD' });
       return;
     }
     switch (path) {
@@ -139,12 +140,12 @@ export class AdminServer {
         res.end(req.method === 'HEAD' ? undefined : STATUS_PAGE_HTML);
         return;
       case '/healthz':
-        json(res, 200, { status: 'ok' });
+        sendJson(res, 200, { status: 'ok' });
         return;
       case '/readyz': {
         const checks = this.deps.readiness();
         const ready = Object.values(checks).every((c) => c.ok);
-        json(res, ready ? 200 : 503, { ready, checks });
+        sendJson(res, ready ? 200 : 503, { ready, checks });
         return;
       }
       case '/metrics': {
@@ -154,25 +155,14 @@ export class AdminServer {
         return;
       }
       case '/status':
-        json(res, 200, this.deps.status());
+        sendJson(res, 200, this.deps.status());
         return;
       default:
-        json(res, 404, { error: `No admin endpoint ${path}` });
+        sendJson(res, 404, { error: `No admin endpoint ${path}` });
     }
   }
 
   async close(): Promise<void> {
     await Promise.all([this.server && closeServer(this.server), this.mtlsServer && closeServer(this.mtlsServer)]);
   }
-}
-
-function json(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  const text = JSON.stringify(body, null, 2) + '\n';
-  res.writeHead(status, {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(text),
-    'cache-control': 'no-store',
-    ...headers,
-  });
-  res.end(text);
 }

@@ -400,7 +400,7 @@ export class OutboundProxy {
     const settle = (costUsd: number) => {
       if (settled) return;
       settled = true;
-      if (metering && own && reservation) this.deps.spend!.settle(own.agent, own.budget, reservation.key, costUsd - metering.reserveUsd, route.config.name);
+      if (metering && own && reservation) this.deps.spend!.settle(own.agent, own.budget, reservation.key, metering.reserveUsd, costUsd, route.config.name);
       else if (metering && costUsd > 0) this.deps.ops?.spent(material.ownId, 'metered', costUsd);
     };
     const transform = responseTransform({ route: route.config.name, secrets, metering, ops: this.deps.ops, logger: this.deps.logger, onCost: settle });

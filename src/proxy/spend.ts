@@ -30,7 +30,8 @@ export class SpendGate {
     try {
       const r = await this.ledger.charge(agent, budget, amountUsd);
       if (r.ok) {
-        this.ops.spent(agent, context.direction === 'inbound' ? 'action' : 'metered', amountUsd);
+        // A fixed action cost is final; a metered reservation is counted when it settles.
+        if (context.direction === 'inbound') this.ops.spent(agent, 'action', amountUsd);
         return { ok: true, key: r.key, chargedUsd: amountUsd };
       }
       this.refused(agent, 'budget_exceeded', context, `spent ${r.spentUsd} of ${r.limitUsd} USD (${budget.period})`, r.spentUsd, r.limitUsd);
@@ -47,9 +48,10 @@ export class SpendGate {
    * Replaces an up-front charge by the actual cost (metered responses); a failure is logged
    * and audited (the up-front charge stays, so the error costs the agent, never the operator).
    */
-  settle(agent: string, budget: PolicyBudget, key: string, deltaUsd: number, route: string): void {
+  settle(agent: string, budget: PolicyBudget, key: string, reservedUsd: number, actualUsd: number, route: string): void {
+    this.ops.spent(agent, 'metered', actualUsd);
+    const deltaUsd = actualUsd - reservedUsd;
     if (deltaUsd === 0) return;
-    this.ops.spent(agent, 'metered', deltaUsd);
     this.ledger.adjust(agent, budget, deltaUsd, key).catch((err: unknown) => {
       this.logger.error({ agent, route, delta_usd: deltaUsd, err: errorMessage(err) }, 'budget adjustment failed; the reservation stays charged');
       this.audit.record({ type: 'budget', decision: 'error', reason: 'budget_adjust_failed', agent, route, amount_usd: deltaUsd, detail: errorMessage(err) });

@@ -15,8 +15,8 @@ t.test('a deregistered workload is refused once its SVID expires', async (t) => 
   const proxy = mesh.proxyOf('orchestrator');
   t.equal((await viaProxy(proxy, 'GET', 'http://control-plane/agents')).status, 200);
 
-  const writerSerial = () => (orchestrator.status().svid as { serial: string } | null)?.serial;
-  const serialBefore = writerSerial();
+  const orchestratorSerial = () => (orchestrator.status().svid as { serial: string } | null)?.serial;
+  const serialBefore = orchestratorSerial();
   mesh.issuer.deregisterWorkload(mesh.agents.get('orchestrator')!.status().spiffe_id as string);
   const notAfter = Date.parse((orchestrator.status().svid as { not_after: string }).not_after);
   // Within one TTL (X.509 times are whole seconds: the issuer rounds the expiry up by < 1 s).
@@ -32,7 +32,7 @@ t.test('a deregistered workload is refused once its SVID expires', async (t) => 
     writerOk.push((await viaProxy(mesh.proxyOf('harness-writer'), 'POST', 'http://control-plane/fuzzer/harness', { body: '{}' })).status);
     await new Promise((r) => setTimeout(r, 250));
   }
-  t.equal(writerSerial(), serialBefore, 'no new SVID reached the deregistered workload');
+  t.equal(orchestratorSerial(), serialBefore, 'no new SVID reached the deregistered workload');
 
   const after = await viaProxy(proxy, 'GET', 'http://control-plane/agents');
   t.equal(after.status, 503, 'its own sidecar stops: no valid SVID');

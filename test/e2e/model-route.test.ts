@@ -219,4 +219,7 @@ t.test('metered usage, plain and streamed, is charged to our budget; refused onc
   t.match(metrics, /attest_sidecar_model_tokens_total\{route="openai",kind="output"[^}]*\} 1500/);
   t.match(metrics, /attest_sidecar_model_usage_unmetered_total\{route="openai",reason="usage_unreadable"[^}]*\} 1/);
   t.match(metrics, /attest_sidecar_budget_refusals_total\{agent="orchestrator",reason="budget_exceeded"[^}]*\} 1/);
+  // Spend counts what was charged in the end (0.0075 + 0.015 + 0.05), not the reservations.
+  const spend = /attest_sidecar_budget_spend_usd_total\{agent="orchestrator",source="metered"[^}]*\} ([0-9.e-]+)/.exec(metrics);
+  t.ok(spend && Math.abs(Number(spend[1]) - 0.0725) < 1e-9, `metered spend metric ${spend?.[1]}`);
 });
