@@ -12,8 +12,8 @@ export const ZERO_HASH = '0'.repeat(64);
 const HEX64 = /^[0-9a-f]{64}$/;
 const AUDIT_MARKER = Buffer.from('"log":"audit"');
 
-/** SHA-256 of one line's bytes (no newline), as lowercase hex. */
-export function lineHash(line: Uint8Array): string {
+/** SHA-256 of one line's bytes (no newline; a string is hashed as UTF-8), as lowercase hex. */
+export function lineHash(line: Uint8Array | string): string {
   return hash('sha256', line, 'hex');
 }
 

@@ -1,7 +1,7 @@
 /**
  * The hash-chained JSON-lines audit sink (stdout or a file).
  *
- * Hot path: `record()` only builds the line (V8's native JSON.stringify) with a placeholder
+ * Hot path: `record()` only builds the line (a fixed template, see format.ts) with a placeholder
  * `prev` and copies it into a 64 KiB batch buffer, noting two offsets. No hashing, no I/O.
  * Every 100 ms (or when the buffer is full) the batch is drained: the lines are hashed in order,
  * each line's hash written into the next line's placeholder, and the batch is appended in one
@@ -17,9 +17,10 @@ import { errorMessage } from '../errors.js';
 import { lineHash, ZERO_HASH } from './chain.js';
 import type { AuditRecord, AuditSink } from './record.js';
 import { resumeChain } from './tail.js';
+import { auditMembers, IsoClock } from './format.js';
 
-const BATCH_BYTES = 64 * 1024;
-/** Offsets kept per batch (two per line); a batch with more lines is drained early. */
+/** A batch is drained early when it reaches this size (UTF-16 units) or line count. */
+const BATCH_CHARS = 64 * 1024;
 const MAX_BATCH_LINES = 2048;
 const PREV_KEY = ',"prev":"';
 
@@ -39,11 +40,11 @@ export class JsonLinesAuditSink implements AuditSink {
   private readonly onError: ((err: Error) => void) | undefined;
   /** `","log":"audit","sidecar":NAME,` : closes `prev` and opens the record body. */
   private readonly prefix: string;
-  private buf = Buffer.allocUnsafe(BATCH_BYTES);
-  private used = 0;
-  /** Per line of the batch: offset of its prev placeholder, offset of its newline. */
-  private readonly offsets = new Int32Array(MAX_BATCH_LINES * 2);
-  private lines = 0;
+  /** The batch: per line, the part before `prev`'s value and the part after it. */
+  private heads: string[] = [];
+  private bodies: string[] = [];
+  /** UTF-16 units in the batch (about its size in bytes: the lines are mostly ASCII). */
+  private chars = 0;
   /** seq of the last record accepted by record(). */
   private seq: number;
   /** seq and hash of the last line hashed (i.e. drained). */
@@ -54,9 +55,7 @@ export class JsonLinesAuditSink implements AuditSink {
   private closed = false;
   private failure: Error | undefined;
   private droppedCount = 0;
-  private lastMs = 0;
-  /** `{"time":"ISO","seq":` for the current millisecond. */
-  private timeHead = '';
+  private readonly clock = new IsoClock();
 
   /**
    * Opens (or creates, 0600) the file and resumes its chain: reads only the tail, repairs a
@@ -99,45 +98,33 @@ export class JsonLinesAuditSink implements AuditSink {
       this.droppedCount++;
       return;
     }
-    const now = Date.now();
-    if (now !== this.lastMs) {
-      this.lastMs = now;
-      this.timeHead = `{"time":"${new Date(now).toISOString()}","seq":`; // once per millisecond
-    }
-    const head = `${this.timeHead}${++this.seq}${PREV_KEY}`;
-    const line = `${head}${ZERO_HASH}${this.prefix}${JSON.stringify(rec).slice(1)}\n`;
-    // Worst case 3 bytes per UTF-16 unit. A line larger than a batch gets a buffer of its own.
-    const room = line.length * 3;
-    if (this.used + room > this.buf.length || this.lines === MAX_BATCH_LINES) {
-      this.drain();
-      if (room > this.buf.length) this.buf = Buffer.allocUnsafe(room);
-    }
-    const at = this.used;
-    this.used += this.buf.write(line, at, 'utf8');
-    this.offsets[this.lines * 2] = at + head.length; // head is ASCII: chars == bytes
-    this.offsets[this.lines * 2 + 1] = this.used - 1;
-    this.lines++;
+    const head = `{"time":"${this.clock.format(Date.now())}","seq":${++this.seq}${PREV_KEY}`;
+    const body = `${this.prefix}${auditMembers(rec)}}`;
+    this.heads.push(head);
+    this.bodies.push(body);
+    this.chars += head.length + body.length + 65;
+    if (this.chars >= BATCH_CHARS || this.heads.length >= MAX_BATCH_LINES) this.drain();
   }
 
   /** Hashes the batch in order (filling each prev) and hands it to the OS after the previous one. */
   private drain(): void {
-    if (this.lines === 0) return;
-    const buf = this.buf;
-    const offsets = this.offsets;
+    const lines = this.heads.length;
+    if (lines === 0) return;
+    const heads = this.heads;
+    const bodies = this.bodies;
     let prev = this.headHash;
-    let start = 0;
-    for (let i = 0; i < this.lines; i++) {
-      const end = offsets[i * 2 + 1]!;
-      buf.write(prev, offsets[i * 2]!, 'latin1');
-      prev = lineHash(buf.subarray(start, end));
-      start = end + 1;
+    let out = '';
+    for (let i = 0; i < lines; i++) {
+      const line = heads[i]! + prev + bodies[i]!;
+      prev = lineHash(line);
+      out += line + '\n';
     }
     this.headHash = prev;
-    this.drainedSeq += this.lines;
-    const data = buf.subarray(0, this.used);
-    this.buf = Buffer.allocUnsafe(BATCH_BYTES);
-    this.used = 0;
-    this.lines = 0;
+    this.drainedSeq += lines;
+    this.heads = [];
+    this.bodies = [];
+    this.chars = 0;
+    const data = Buffer.from(out, 'utf8');
     this.writing = this.writing.then(() => this.writeBatch(data));
   }
 

@@ -5,7 +5,7 @@
 import type { AuditRecord, AuditSink } from '../log.js';
 import type { Direction, SidecarMetrics } from '../admin/metrics.js';
 
-export type DecisionFields = Omit<AuditRecord, 'type' | 'latency_ms' | 'decision' | 'reason'> & {
+export type DecisionFields = Pick<AuditRecord, 'peer' | 'method' | 'path' | 'action' | 'route' | 'status' | 'detail'> & {
   decision: 'allow' | 'deny' | 'error';
   reason: string;
 };
@@ -60,13 +60,25 @@ export class DecisionLog {
     this.type = direction === 'inbound' ? 'inbound_decision' : 'outbound_decision';
   }
 
-  /** `start` is the request's `performance.now()` on arrival. `fields` becomes the record (not copied). */
+  /** `start` is the request's `performance.now()` on arrival. */
   record(start: number, fields: DecisionFields): void {
     const ms = performance.now() - start;
     this.metrics.request(this.direction, fields.decision, fields.reason, ms / 1000);
-    (fields as AuditRecord).type = this.type;
-    (fields as AuditRecord).latency_ms = Math.round(ms * 1000) / 1000;
-    this.audit.record(fields as AuditRecord);
+    // One object shape for every decision record, whatever the caller's literal looked like:
+    // the audit formatter then reads monomorphic fields on the hot path.
+    this.audit.record({
+      type: this.type,
+      decision: fields.decision,
+      reason: fields.reason,
+      peer: fields.peer,
+      method: fields.method,
+      path: fields.path,
+      action: fields.action,
+      route: fields.route,
+      status: fields.status,
+      latency_ms: Math.round(ms * 1000) / 1000,
+      detail: fields.detail,
+    });
     if (fields.decision !== 'allow' && this.denials) {
       this.denials.push({
         time: new Date().toISOString(),

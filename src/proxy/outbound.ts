@@ -240,7 +240,7 @@ export class OutboundProxy {
   }
 
   /** Plain forwarding: one attempt, the response streams straight back. */
-  private async forward(
+  private forward(
     req: IncomingMessage,
     res: ServerResponse,
     start: number,
@@ -250,15 +250,20 @@ export class OutboundProxy {
     body?: Buffer | null,
     controls?: RequestControls,
   ): Promise<void> {
-    const result = await forwardRequest(route.pool!, req, res, {
+    return forwardRequest(route.pool!, req, res, {
       path: route.basePath + path,
       headers,
       headersTimeoutMs: route.config.requestTimeoutMs,
       bodyTimeoutMs: route.config.requestTimeoutMs,
       ...(body !== undefined ? { body } : {}),
       ...(controls?.transformResponse ? { transformResponse: controls.transformResponse } : {}),
-    });
-    this.settle(req, res, start, route, path, result);
+    })
+      .then((result) => this.settle(req, res, start, route, path, result))
+      .catch((err: unknown) => {
+        // A bug after the exchange fails this request, never the process.
+        this.deps.logger.error({ err: (err as Error)?.stack ?? String(err) }, 'outbound request failed');
+        this.finish(req, res, start, route.config.name, 500, errorBody('Internal error'), 'internal_error', 'error', path);
+      });
   }
 
   private settle(req: IncomingMessage, res: ServerResponse, start: number, route: RouteRuntime, path: string, result: number | UpstreamFailure | Intercepted): void {

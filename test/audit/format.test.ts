@@ -1,0 +1,70 @@
+import t from 'tap';
+import { AUDIT_FIELDS, auditMembers, IsoClock } from '../../src/audit/format.js';
+import type { AuditRecord } from '../../src/audit/index.js';
+
+/** What the template must equal: V8's JSON.stringify of the same fields in the same order. */
+function reference(r: AuditRecord): string {
+  const ordered: Record<string, unknown> = {};
+  for (const k of AUDIT_FIELDS) if (r[k] !== undefined) ordered[k] = r[k];
+  return JSON.stringify(ordered).slice(1, -1);
+}
+
+const every: AuditRecord = {
+  type: 'budget',
+  decision: 'deny',
+  reason: 'budget_exceeded',
+  peer: 'spiffe://agent-mesh.local/ns/agent-swarm/sa/orchestrator',
+  method: 'POST',
+  path: '/tasks',
+  action: 'task.dispatch',
+  route: 'control-plane',
+  status: 402,
+  latency_ms: 0.125,
+  detail: 'spent 4.75 of 5',
+  agent: 'orchestrator',
+  amount_usd: 0.25,
+  spent_usd: 4.75,
+  limit_usd: 5,
+  principal: 'token',
+  target: 'spiffe://agent-mesh.local/x',
+  remote: '127.0.0.1',
+};
+
+t.test('every field is written, exactly as JSON.stringify writes it', async (t) => {
+  t.equal(auditMembers(every), reference(every));
+  t.same(JSON.parse(`{${auditMembers(every)}}`), every);
+});
+
+t.test('only the fields that are set appear (undefined is left out)', async (t) => {
+  const r: AuditRecord = { type: 'inbound_decision', decision: 'allow', reason: 'allowed', peer: undefined, status: 200 };
+  t.equal(auditMembers(r), '"type":"inbound_decision","decision":"allow","reason":"allowed","status":200');
+});
+
+t.test('strings an attacker controls are escaped: quotes, backslashes, controls, non-ASCII, lone surrogates', async (t) => {
+  const hostile = ['/a"b', '/a\\b', '/\u0000\u001f\n\r\t', '/\u007f', '/caf\u00e9', '/\ud83d\ude00', '/\ud800', '/\udfff"},"decision":"allow'];
+  for (const path of hostile) {
+    const r: AuditRecord = { type: 'inbound_decision', decision: 'deny', reason: 'path_not_canonical', path };
+    const out = auditMembers(r);
+    t.equal(out, reference(r), JSON.stringify(path));
+    t.equal(JSON.parse(`{${out}}`).path, path, 'round-trips');
+    t.equal(JSON.parse(`{${out}}`).decision, 'deny', 'a value cannot inject members');
+  }
+});
+
+t.test('numbers as JSON.stringify writes them; non-finite numbers become null', async (t) => {
+  for (const n of [0, -0, 1e21, 1e-7, 0.1 + 0.2, -5, NaN, Infinity, -Infinity]) {
+    const r: AuditRecord = { type: 'budget', decision: 'allow', reason: 'charged', amount_usd: n };
+    t.equal(auditMembers(r), reference(r), String(n));
+  }
+});
+
+t.test('IsoClock matches Date#toISOString across second, minute, day and year boundaries', async (t) => {
+  const clock = new IsoClock();
+  const base = Date.UTC(2026, 11, 31, 23, 59, 58, 990);
+  for (let ms = base; ms < base + 2100; ms += 7) t.equal(clock.format(ms), new Date(ms).toISOString());
+  for (const ms of [0, 1, 999, 1000, 86_399_999, Date.UTC(1999, 0, 1), Date.UTC(2038, 0, 19, 3, 14, 8, 1)]) {
+    t.equal(clock.format(ms), new Date(ms).toISOString(), String(ms));
+  }
+  // Going backwards (a clock step) is handled too.
+  t.equal(clock.format(base + 5), new Date(base + 5).toISOString());
+});
