@@ -2,16 +2,29 @@
  * Audit line formatting for the hot path. Every request writes one record, and V8's generic
  * JSON.stringify of a 9-field object costs several times what a fixed template does, so the
  * record's known fields are written in a fixed order with string escaping only where a value
- * needs it. The output is exactly what JSON.stringify would give for the same fields (tested).
+ * needs it.
+ *
+ * Lines are pure ASCII: everything outside printable ASCII is written as a \uXXXX escape (valid
+ * JSON with the same value). A line's bytes are then its characters, so the sink can hash and
+ * copy it without UTF-8 encoding, and a hostile path cannot put terminal controls, bidi
+ * overrides or look-alike characters into the file a person reads.
  */
 import type { AuditRecord } from './record.js';
 
-/** Characters a JSON string must escape, plus everything non-ASCII (lone surrogates). */
+/** Characters a JSON string must escape, and everything outside printable ASCII. */
 const NEEDS_ESCAPE = /["\\\u0000-\u001f\u007f-\uffff]/;
+const NON_ASCII = /[\u007f-\uffff]/g;
 
-function str(s: string): string {
-  return NEEDS_ESCAPE.test(s) ? JSON.stringify(s) : `"${s}"`;
+function unicodeEscape(c: string): string {
+  return `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
 }
+
+/** A JSON string literal of `s`, in printable ASCII only. */
+export function asciiJsonString(s: string): string {
+  return NEEDS_ESCAPE.test(s) ? JSON.stringify(s).replace(NON_ASCII, unicodeEscape) : `"${s}"`;
+}
+
+const str = asciiJsonString;
 
 function num(n: number): string {
   return Number.isFinite(n) ? String(n) : 'null';
@@ -28,8 +41,9 @@ const complete: [Unlisted] extends [never] ? true : Unlisted = true;
 void complete;
 
 /**
- * The record's JSON members without the braces: `"type":"...","decision":"...",...`.
- * Undefined fields are left out; non-finite numbers become null (as JSON.stringify does).
+ * The record's JSON members without the braces: `"type":"...","decision":"...",...`, in
+ * printable ASCII. Undefined fields are left out; non-finite numbers become null (as
+ * JSON.stringify does).
  */
 export function auditMembers(r: AuditRecord): string {
   let o = `"type":"${r.type}","decision":"${r.decision}","reason":${str(r.reason)}`;

@@ -17,7 +17,7 @@ import { errorMessage } from '../errors.js';
 import { lineHash, ZERO_HASH } from './chain.js';
 import type { AuditRecord, AuditSink } from './record.js';
 import { resumeChain } from './tail.js';
-import { auditMembers, IsoClock } from './format.js';
+import { asciiJsonString, auditMembers, IsoClock } from './format.js';
 
 /** A batch is drained early when it reaches this size (UTF-16 units) or line count. */
 const BATCH_CHARS = 64 * 1024;
@@ -86,7 +86,7 @@ export class JsonLinesAuditSink implements AuditSink {
     this.seq = resume.seq;
     this.drainedSeq = resume.seq;
     this.headHash = resume.head;
-    this.prefix = `","log":"audit"${name ? `,"sidecar":${JSON.stringify(name)}` : ''},`;
+    this.prefix = `","log":"audit"${name ? `,"sidecar":${asciiJsonString(name)}` : ''},`;
     this.timer = setInterval(() => this.drain(), opts.flushIntervalMs ?? 100);
     this.timer.unref();
     for (const note of resume.notes) this.record(note);
@@ -124,7 +124,7 @@ export class JsonLinesAuditSink implements AuditSink {
     this.heads = [];
     this.bodies = [];
     this.chars = 0;
-    const data = Buffer.from(out, 'utf8');
+    const data = Buffer.from(out, 'latin1'); // lines are ASCII (format.ts): a plain copy
     this.writing = this.writing.then(() => this.writeBatch(data));
   }
 

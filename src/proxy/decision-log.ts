@@ -5,11 +5,6 @@
 import type { AuditRecord, AuditSink } from '../log.js';
 import type { Direction, SidecarMetrics } from '../admin/metrics.js';
 
-export type DecisionFields = Pick<AuditRecord, 'peer' | 'method' | 'path' | 'action' | 'route' | 'status' | 'detail'> & {
-  decision: 'allow' | 'deny' | 'error';
-  reason: string;
-};
-
 /** One refused request as the status page shows it. */
 export interface RecentDenial {
   time: string;
@@ -60,25 +55,36 @@ export class DecisionLog {
     this.type = direction === 'inbound' ? 'inbound_decision' : 'outbound_decision';
   }
 
-  /** `start` is the request's `performance.now()` on arrival. */
-  record(start: number, fields: DecisionFields): void {
+  /**
+   * `start` is the request's `performance.now()` on arrival. Positional, so the hot path builds
+   * exactly one object (the audit record, always of the same shape).
+   */
+  record(
+    start: number,
+    decision: 'allow' | 'deny' | 'error',
+    reason: string,
+    status: number,
+    method: string | undefined,
+    path: string | undefined,
+    peer: string | undefined,
+    route: string | undefined,
+    action: string | undefined,
+  ): void {
     const ms = performance.now() - start;
-    this.metrics.request(this.direction, fields.decision, fields.reason, ms / 1000);
-    // One object shape for every decision record, whatever the caller's literal looked like:
-    // the audit formatter then reads monomorphic fields on the hot path.
-    this.audit.record({
+    this.metrics.request(this.direction, decision, reason, ms / 1000);
+    const fields: AuditRecord = {
       type: this.type,
-      decision: fields.decision,
-      reason: fields.reason,
-      peer: fields.peer,
-      method: fields.method,
-      path: fields.path,
-      action: fields.action,
-      route: fields.route,
-      status: fields.status,
+      decision,
+      reason,
+      peer,
+      method,
+      path,
+      action,
+      route,
+      status,
       latency_ms: Math.round(ms * 1000) / 1000,
-      detail: fields.detail,
-    });
+    };
+    this.audit.record(fields);
     if (fields.decision !== 'allow' && this.denials) {
       this.denials.push({
         time: new Date().toISOString(),

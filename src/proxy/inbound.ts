@@ -47,15 +47,35 @@ export interface InboundDeps {
   denials?: RecentDenials;
 }
 
-const kPeer = Symbol('attest-sidecar.peer');
-const kAttest = Symbol('attest-sidecar.attestation');
-const kIdentityHeaders = Symbol('attest-sidecar.identity-headers');
-type PeeredSocket = TLSSocket & {
-  [kPeer]?: VerifiedPeer;
-  [kAttest]?: AttestationSession;
-  /** [identity header pairs for the app, our SPIFFE ID they were built with] */
-  [kIdentityHeaders]?: [string[], string];
-};
+/** What the listener keeps per verified connection (one property on the socket: sockets are big). */
+interface Connection {
+  readonly peer: VerifiedPeer;
+  /** The peer as policy decisions see it (built once). */
+  readonly identity: { spiffeId: string; extensions: VerifiedPeer['extensions'] };
+  attestation?: AttestationSession;
+  /** Identity header pairs for the app, and our SPIFFE ID they were built with. */
+  appHeaders?: string[];
+  appHeadersOwnId?: string;
+  /**
+   * The last request target's mapping and decision, reused while method, target and policy
+   * are the same objects/strings (a keep-alive peer usually repeats its requests). Decisions
+   * are pure functions of exactly these and the connection's peer, so a hit is the same answer.
+   */
+  lastMethod?: string;
+  lastUrl?: string;
+  lastPolicy?: CompiledPolicy;
+  lastRoute?: Route;
+}
+
+/** A request target that passed canonicalisation: its mapping and the policy's decision. */
+interface Route {
+  readonly path: string;
+  readonly mapping: ActionMappingConfig | undefined;
+  readonly decision: Decision;
+}
+
+const kConn = Symbol('attest-sidecar.connection');
+type PeeredSocket = TLSSocket & { [kConn]?: Connection };
 
 /** Never forwarded to the app: caller-supplied identity headers and our attestation protocol. */
 const DROPPED_HEADERS: ReadonlySet<string> = new Set([...IDENTITY_HEADERS, ...ATTESTATION_HEADERS]);
@@ -98,7 +118,10 @@ export class InboundListener {
   /** Open connections with their peer and, when the peer attested, its current verdict. */
   sessions(): { peer: VerifiedPeer; attestation?: AttestationSession }[] {
     const out: { peer: VerifiedPeer; attestation?: AttestationSession }[] = [];
-    for (const s of this.connections) if (s[kPeer]) out.push({ peer: s[kPeer], ...(s[kAttest] ? { attestation: s[kAttest] } : {}) });
+    for (const s of this.connections) {
+      const c = s[kConn];
+      if (c) out.push({ peer: c.peer, ...(c.attestation ? { attestation: c.attestation } : {}) });
+    }
     return out;
   }
 
@@ -127,7 +150,8 @@ export class InboundListener {
   private onSecureConnection(socket: PeeredSocket): void {
     const material = this.material!;
     try {
-      socket[kPeer] = verifyPeer(peerChain(socket), material.bundles, new Date(this.now()));
+      const peer = verifyPeer(peerChain(socket), material.bundles, new Date(this.now()));
+      socket[kConn] = { peer, identity: { spiffeId: peer.id, extensions: peer.extensions } };
     } catch (err) {
       const reason = err instanceof SidecarError ? err.reason : 'svid_malformed';
       this.deps.metrics.peerRejected('inbound', reason);
@@ -152,18 +176,19 @@ export class InboundListener {
       this.onRequest(req, res);
     } catch (err) {
       this.deps.logger.error({ err: (err as Error)?.stack ?? String(err) }, 'inbound request handler failed');
-      this.finish(req, res, performance.now(), req.socket ? (req.socket as PeeredSocket)[kPeer] : undefined, 500, errorBody('Internal error'), 'internal_error', undefined, 'error');
+      this.finish(req, res, performance.now(), req.socket ? (req.socket as PeeredSocket)[kConn]?.peer : undefined, 500, errorBody('Internal error'), 'internal_error', undefined, 'error');
     }
   }
 
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
     const start = performance.now();
     const socket = req.socket as PeeredSocket;
-    const peer = socket[kPeer];
-    if (!peer) {
+    const conn = socket[kConn];
+    if (!conn) {
       this.finish(req, res, start, undefined, 403, UNVERIFIED_BODY, 'peer_unverified');
       return;
     }
+    const peer = conn.peer;
     if (this.now() >= peer.notAfterMs) {
       // The certificate expired while the connection was kept alive: refuse and close.
       res.shouldKeepAlive = false;
@@ -177,29 +202,31 @@ export class InboundListener {
       this.finish(req, res, start, peer, 403, REVOKED_BODY, 'agent_revoked');
       return;
     }
-    const canonical = canonicalRequestPath(req.url ?? '');
-    if (!canonical.ok) {
-      this.finish(req, res, start, peer, 400, errorBody(`Malformed request path: ${canonical.error}`), 'path_not_canonical');
-      return;
-    }
-    const policy = this.deps.policy();
-    if (!policy) {
-      this.finish(req, res, start, peer, 503, NO_POLICY_BODY, 'no_policy');
-      return;
-    }
+    const url = req.url ?? '';
     const method = req.method ?? 'GET';
-    const mapping = this.match(method, canonical.path);
-    const decision: Decision = decide(
-      policy,
-      {
-        method,
-        path: canonical.path,
-        action: mapping?.action,
-        ...(mapping?.resource !== undefined ? { resource: mapping.resource } : {}),
-        ...(mapping?.permission !== undefined ? { permission: mapping.permission } : {}),
-      },
-      { spiffeId: peer.id, extensions: peer.extensions },
-    );
+    const policy = this.deps.policy();
+    let route: Route;
+    if (conn.lastUrl === url && conn.lastMethod === method && conn.lastPolicy === policy && policy !== undefined) {
+      route = conn.lastRoute!;
+    } else {
+      const canonical = canonicalRequestPath(url);
+      if (!canonical.ok) {
+        this.finish(req, res, start, peer, 400, errorBody(`Malformed request path: ${canonical.error}`), 'path_not_canonical');
+        return;
+      }
+      if (!policy) {
+        this.finish(req, res, start, peer, 503, NO_POLICY_BODY, 'no_policy');
+        return;
+      }
+      const mapping = this.match(method, canonical.path);
+      const request = { method, path: canonical.path, action: mapping?.action, resource: mapping?.resource, permission: mapping?.permission };
+      route = { path: canonical.path, mapping, decision: decide(policy, request, conn.identity) };
+      conn.lastUrl = url;
+      conn.lastMethod = method;
+      conn.lastPolicy = policy;
+      conn.lastRoute = route;
+    }
+    const { mapping, decision } = route;
     if (!decision.allow) {
       // The action is permitted but the agent must attest: the gate decides (session cache first).
       const reqs = decision.reason === 'attestation_required' ? decision.agent?.attestation : undefined;
@@ -208,12 +235,12 @@ export class InboundListener {
         this.finish(req, res, start, peer, decision.status, denialBody(decision), decision.reason, mapping?.action);
         return;
       }
-      const session = (socket[kAttest] ??= {
+      const session = (conn.attestation ??= {
         spki: peer.spki,
         spkiSha256Hex: peer.spkiSha256Hex,
         notAfterMs: peer.notAfterMs,
       });
-      const verdict = gate.check(req, session, reqs, policy.version, mapping.action);
+      const verdict = gate.check(req, session, reqs, policy!.version, mapping.action);
       if (!verdict.ok) {
         const extra = verdict.status === 401 ? { [H_CHALLENGE]: verdict.challenge } : undefined;
         sendJsonError(res, verdict.status, errorBody(verdict.error), extra);
@@ -223,14 +250,14 @@ export class InboundListener {
     }
     const budget = (decision.agent as PolicyAgent | undefined)?.budget;
     if (budget) {
-      this.forwardBudgeted(req, res, start, socket, peer, mapping!, decision.agent!.name, budget).catch((err: unknown) => {
+      this.forwardBudgeted(req, res, start, socket, conn, mapping!, decision.agent!.name, budget).catch((err: unknown) => {
         // Async half of the request path: a bug fails this request, never the process.
         this.deps.logger.error({ err: (err as Error)?.stack ?? String(err) }, 'inbound budgeted request failed');
         this.finish(req, res, start, peer, 500, errorBody('Internal error'), 'internal_error', mapping?.action, 'error');
       });
       return;
     }
-    this.forwardAllowed(req, res, start, socket, peer, mapping?.action);
+    this.forwardAllowed(req, res, start, conn, mapping?.action);
   }
 
   /** Budgeted agents: the action's cost is charged durably before the request is forwarded. */
@@ -239,11 +266,12 @@ export class InboundListener {
     res: ServerResponse,
     start: number,
     socket: PeeredSocket,
-    peer: VerifiedPeer,
+    conn: Connection,
     mapping: ActionMappingConfig,
     agent: string,
     budget: NonNullable<PolicyAgent['budget']>,
   ): Promise<void> {
+    const peer = conn.peer;
     const spend = this.deps.spend;
     if (!spend) {
       this.finish(req, res, start, peer, 503, NO_LEDGER_BODY, 'budget_ledger_unavailable', mapping.action);
@@ -260,18 +288,20 @@ export class InboundListener {
       this.finish(req, res, start, peer, 403, REVOKED_BODY, 'agent_revoked', mapping.action);
       return;
     }
-    this.forwardAllowed(req, res, start, socket, peer, mapping.action);
+    this.forwardAllowed(req, res, start, conn, mapping.action);
   }
 
-  private forwardAllowed(req: IncomingMessage, res: ServerResponse, start: number, socket: PeeredSocket, peer: VerifiedPeer, action: string | undefined): void {
+  private forwardAllowed(req: IncomingMessage, res: ServerResponse, start: number, conn: Connection, action: string | undefined): void {
     const material = this.material!;
+    const peer = conn.peer;
     // The XFCC value is fixed for the connection (our ID changes only with a new trust domain).
-    let identity = socket[kIdentityHeaders];
-    if (identity === undefined || identity[1] !== material.ownId) {
-      identity = [['x-forwarded-client-cert', xfccValue(material.ownId, peer.leafSha256Hex, peer.id), 'x-spiffe-id', peer.id], material.ownId];
-      socket[kIdentityHeaders] = identity;
+    let appHeaders = conn.appHeaders;
+    if (appHeaders === undefined || conn.appHeadersOwnId !== material.ownId) {
+      appHeaders = ['x-forwarded-client-cert', xfccValue(material.ownId, peer.leafSha256Hex, peer.id), 'x-spiffe-id', peer.id];
+      conn.appHeaders = appHeaders;
+      conn.appHeadersOwnId = material.ownId;
     }
-    const headers = forwardRequestHeaders(req.rawHeaders, DROPPED_HEADERS, identity[0]);
+    const headers = forwardRequestHeaders(req.rawHeaders, DROPPED_HEADERS, appHeaders);
     const timeout = this.deps.config.requestTimeoutMs;
     void forwardRequest(this.app, req, res, {
       path: req.url!,
@@ -296,7 +326,7 @@ export class InboundListener {
   closeRevoked(state: RevocationState): number {
     let closed = 0;
     for (const s of this.connections) {
-      const peer = s[kPeer];
+      const peer = s[kConn]?.peer;
       if (peer && state.isRevoked(peer.id)) {
         s.destroy();
         this.connections.delete(s);
@@ -330,7 +360,7 @@ export class InboundListener {
     status: number,
     action: string | undefined,
   ): void {
-    this.log.record(start, { decision, reason, peer: peer?.id, method: req.method, path: pathOnly(req.url), action, status });
+    this.log.record(start, decision, reason, status, req.method, pathOnly(req.url), peer?.id, undefined, action);
   }
 
   async close(): Promise<void> {

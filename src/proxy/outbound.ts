@@ -174,7 +174,7 @@ export class OutboundProxy {
     socket.end(
       `HTTP/1.1 405 Method Not Allowed\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
     );
-    this.log.record(performance.now(), { decision: 'deny', reason: 'method_not_supported', method: req.method, path: pathOnly(req.url), status: 405 });
+    this.log.record(performance.now(), 'deny', 'method_not_supported', 405, req.method, pathOnly(req.url), undefined, undefined, undefined);
   }
 
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
@@ -465,7 +465,7 @@ export class OutboundProxy {
     status: number,
     path: string | undefined,
   ): void {
-    this.log.record(start, { decision, reason, route, method: req.method, path: pathOnly(path), status });
+    this.log.record(start, decision, reason, status, req.method, pathOnly(path), undefined, route, undefined);
   }
 
   async close(): Promise<void> {
