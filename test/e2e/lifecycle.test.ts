@@ -104,6 +104,32 @@ t.test('a broken policy reload keeps the last good policy; a good one applies', 
   t.not((mesh.server.status().policy as { version: string }).version, before, 'policy version changed');
 });
 
+t.test('a kept-alive connection follows policy reloads: its route cache is keyed by the policy', async (t) => {
+  const write = (text: string) => {
+    writeFileSync(`${mesh.policyFile}.tmp`, text);
+    renameSync(`${mesh.policyFile}.tmp`, mesh.policyFile);
+  };
+  const handshakes = async () =>
+    Number(/attest_sidecar_inbound_connections_total\{[^}]*\} (\d+)/.exec(await mesh.server.metrics.registry.getSingleMetricAsString('attest_sidecar_inbound_connections_total'))?.[1] ?? NaN);
+  const list = () => viaProxy(mesh.proxyOf('orchestrator'), 'GET', 'http://control-plane/agents');
+  t.teardown(() => write(DEFAULT_POLICY));
+  // Same method and target again and again on one pooled connection: cache hits.
+  for (let i = 0; i < 3; i++) t.equal((await list()).status, 200);
+  const before = await handshakes();
+  t.ok(before >= 1, `handshakes counted (${before})`);
+  write(DEFAULT_POLICY.replace('agent.status, agent.list, upload', 'agent.status, upload'));
+  await until(async () => (await list()).status === 403, 'the reload to deny agent.list');
+  const denied = await list();
+  t.same(JSON.parse(denied.body), { error: "Action 'agent.list' not permitted" });
+  // A different target on the same connection is decided on its own, and a malformed one is refused.
+  t.equal((await viaProxy(mesh.proxyOf('orchestrator'), 'GET', 'http://control-plane/agents/7/status')).status, 200);
+  t.equal((await viaProxy(mesh.proxyOf('orchestrator'), 'GET', 'http://control-plane/agents/%2e%2e/status')).status, 400);
+  t.equal((await list()).status, 403, 'still denied after other targets');
+  t.equal(await handshakes(), before, 'all of it over the connection that was already open');
+  write(DEFAULT_POLICY);
+  await until(async () => (await list()).status === 200, 'the restored policy to allow agent.list again');
+});
+
 /** An identity source that never rotates: the SVID it was given is all there is. */
 class FrozenSource implements X509Source {
   constructor(private readonly state: IdentityState) {}
