@@ -1,0 +1,107 @@
+/**
+ * Diagnostic (not part of `npm run bench`): instructions per request of one proxy, bare vs
+ * sidecar, counted by valgrind's callgrind. On a shared VM CPU time drifts by 10-20% between
+ * identical runs; instruction counts do not depend on what the neighbours do, so this is the
+ * tool for telling whether a change to the request path made it cheaper.
+ *
+ *   node dist/bench/instructions.js [--side outbound|inbound] [--requests N] [--warmup N]
+ *
+ * The measured proxy of each pair runs under callgrind with instrumentation off; after a warm-up
+ * (JIT tiering) and a pause (the audit sink's last batch drains), counting is switched on for
+ * exactly N requests and the main thread's total is divided by N. The kernel's work (syscalls,
+ * loopback TCP) is not counted; neither are other threads (V8's compiler, the libuv pool).
+ * Remaining variance comes from JIT tiering decisions: repeat a run before trusting a 5% change.
+ * Needs valgrind (Debian package `valgrind`); a run takes about two minutes.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { killAll, repoRoot, spawnNode, stopChild, waitForOk, type Child } from './lib.js';
+import { BENCH_PATH, ROUTE, writeBenchFiles } from './setup.js';
+
+const { values } = parseArgs({
+  options: { side: { type: 'string', default: 'outbound' }, requests: { type: 'string', default: '2000' }, warmup: { type: 'string', default: '6000' } },
+});
+const side = values.side === 'inbound' ? 'inbound' : 'outbound';
+const here = path.dirname(fileURLToPath(import.meta.url));
+const autocannon = createRequire(import.meta.url)('autocannon') as (o: object) => Promise<{ non2xx: number; errors: number }>;
+const outDir = mkdtempSync(path.join(tmpdir(), 'attest-callgrind-'));
+
+/** Like spawnNode, but under callgrind with instrumentation off until switched on. */
+function spawnCounted(name: string, args: string[], cwd: string): Child {
+  const p = spawn('valgrind', ['--tool=callgrind', '--instr-atstart=no', '--separate-threads=yes', `--callgrind-out-file=${outDir}/cg.%p`, process.execPath, ...args], { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
+  let tail = '';
+  p.stderr!.on('data', (c: Buffer) => (tail = (tail + c.toString()).slice(-4096)));
+  const exited = new Promise<never>((_, reject) => p.once('exit', (code) => reject(new Error(`${name} exited (${code}): ${tail}`))));
+  exited.catch(() => undefined);
+  return { name, proc: p, pid: p.pid!, output: () => tail, exited };
+}
+
+const control = (pid: number, ...args: string[]) => execFileSync('callgrind_control', [...args, String(pid)], { stdio: 'ignore' });
+
+/** Main-thread instructions in the dump named `label` (thread 1 is the event loop). */
+function mainThreadInstructions(pid: number, label: string): number {
+  for (const f of readdirSync(outDir)) {
+    if (!f.startsWith(`cg.${pid}.`) || !f.endsWith('-01')) continue;
+    const text = readFileSync(path.join(outDir, f), 'utf8');
+    if (text.includes(`Trigger: Client Request: ${label}`) || text.includes(`dump ${label}`)) return Number(/\nsummary: (\d+)/.exec(text)?.[1] ?? NaN);
+  }
+  throw new Error(`no callgrind dump '${label}' for pid ${pid} in ${outDir}`);
+}
+
+async function main(): Promise<void> {
+  try {
+    execFileSync('valgrind', ['--version'], { stdio: 'ignore' });
+  } catch {
+    throw new Error('valgrind is not installed (apt-get install valgrind)');
+  }
+  const f = await writeBenchFiles();
+  const root = repoRoot();
+  const p = f.ports;
+  const url = (port: number, suffix = '') => `http://127.0.0.1:${port}${suffix}`;
+  const tls = (cert: string, key: string) => ['--cert', cert, '--key', key, '--ca', f.bundle];
+  const start = (name: string, counted: boolean, args: string[]) => (counted ? spawnCounted(name, args, root) : spawnNode(name, args, root));
+  const procs: Child[] = [];
+  const add = (c: Child) => (procs.push(c), c);
+  try {
+    add(spawnNode('app', [path.join(here, 'app.js'), '--port', String(p.app)], root));
+    const refIn = add(start('ref-in', side === 'inbound', [path.join(here, 'reference-proxy.js'), '--mode', 'inbound', '--port', String(p.refInbound), '--upstream', url(p.app), ...tls(f.serviceCert, f.serviceKey)]));
+    const refOut = add(start('ref-out', side === 'outbound', [path.join(here, 'reference-proxy.js'), '--mode', 'outbound', '--port', String(p.refOutbound), '--route', ROUTE, '--upstream', `https://127.0.0.1:${p.refInbound}`, ...tls(f.agentCert, f.agentKey)]));
+    const bin = path.join(root, 'bin', 'attest-sidecar');
+    const scIn = add(start('sc-in', side === 'inbound', [bin, 'run', '--config', f.serviceConfig]));
+    const scOut = add(start('sc-out', side === 'outbound', [bin, 'run', '--config', f.agentConfig]));
+    await waitForOk(procs, url(p.refOutbound, BENCH_PATH), { host: ROUTE }, 300_000);
+    await waitForOk(procs, url(p.agentOutbound, BENCH_PATH), { host: ROUTE }, 300_000);
+    const n = Number(values.requests);
+    const perRequest: Record<string, number> = {};
+    for (const [label, port, counted] of [['bare', p.refOutbound, side === 'inbound' ? refIn : refOut], ['sidecar', p.agentOutbound, side === 'inbound' ? scIn : scOut]] as const) {
+      const load = (amount: number) => autocannon({ url: url(port, BENCH_PATH), connections: 8, amount, timeout: 60, headers: { host: ROUTE } });
+      await load(Number(values.warmup));
+      await new Promise((r) => setTimeout(r, 4000));
+      control(counted.pid, '-z');
+      control(counted.pid, '-i', 'on');
+      const r = await load(n);
+      control(counted.pid, '-d', label);
+      control(counted.pid, '-i', 'off');
+      if (r.non2xx || r.errors) throw new Error(`${label}: ${r.non2xx} non-2xx, ${r.errors} errors`);
+      perRequest[label] = mainThreadInstructions(counted.pid, label) / n;
+      process.stdout.write(`${side} ${label.padEnd(8)} ${Math.round(perRequest[label]!).toLocaleString('en')} instructions per request (main thread)\n`);
+    }
+    process.stdout.write(`${side} sidecar/bare: ${(perRequest.sidecar! / perRequest.bare!).toFixed(3)}\n`);
+  } finally {
+    await Promise.all(procs.map((c) => stopChild(c)));
+    killAll();
+    rmSync(outDir, { recursive: true, force: true });
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`instructions: ${(err as Error).message}\n`);
+  killAll();
+  rmSync(outDir, { recursive: true, force: true });
+  process.exitCode = 1;
+});
