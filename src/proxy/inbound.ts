@@ -69,7 +69,6 @@ interface Connection {
 
 /** A request target that passed canonicalisation: its mapping and the policy's decision. */
 interface Route {
-  readonly path: string;
   readonly mapping: ActionMappingConfig | undefined;
   readonly decision: Decision;
 }
@@ -220,7 +219,7 @@ export class InboundListener {
       }
       const mapping = this.match(method, canonical.path);
       const request = { method, path: canonical.path, action: mapping?.action, resource: mapping?.resource, permission: mapping?.permission };
-      route = { path: canonical.path, mapping, decision: decide(policy, request, conn.identity) };
+      route = { mapping, decision: decide(policy, request, conn.identity) };
       conn.lastUrl = url;
       conn.lastMethod = method;
       conn.lastPolicy = policy;
