@@ -1,11 +1,11 @@
 /**
  * The hash-chained JSON-lines audit sink (stdout or a file).
  *
- * Hot path: `record()` only builds the line (a fixed template, see format.ts) with a placeholder
- * `prev` and copies it into a 64 KiB batch buffer, noting two offsets. No hashing, no I/O.
- * Every 100 ms (or when the buffer is full) the batch is drained: the lines are hashed in order,
- * each line's hash written into the next line's placeholder, and the batch is appended in one
- * write, then fsync'd (files). Batches are written strictly in order.
+ * Hot path: `record()` only builds the two halves of the line around `prev` (a fixed template,
+ * see format.ts; always ASCII) and appends them to the batch. No hashing, no I/O. Every 100 ms
+ * (or at 64 KiB) the batch is drained: the lines are joined with their `prev` and hashed in
+ * order, and the batch is appended in one write, then fsync'd (files). Batches are written
+ * strictly in order.
  *
  * A crash loses at most the last ~100 ms of records and may leave a torn last line; on the next
  * start the sink repairs and audits that (see tail.ts). Records are built by callers from
@@ -19,7 +19,7 @@ import type { AuditRecord, AuditSink } from './record.js';
 import { resumeChain } from './tail.js';
 import { asciiJsonString, auditMembers, IsoClock } from './format.js';
 
-/** A batch is drained early when it reaches this size (UTF-16 units) or line count. */
+/** A batch is drained early when it reaches this size (bytes) or line count. */
 const BATCH_CHARS = 64 * 1024;
 const MAX_BATCH_LINES = 2048;
 const PREV_KEY = ',"prev":"';
@@ -43,7 +43,7 @@ export class JsonLinesAuditSink implements AuditSink {
   /** The batch: per line, the part before `prev`'s value and the part after it. */
   private heads: string[] = [];
   private bodies: string[] = [];
-  /** UTF-16 units in the batch (about its size in bytes: the lines are mostly ASCII). */
+  /** Characters in the batch, which are its bytes: lines are ASCII. */
   private chars = 0;
   /** seq of the last record accepted by record(). */
   private seq: number;
