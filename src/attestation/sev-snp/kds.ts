@@ -183,7 +183,8 @@ export class KdsCollateral {
     const result: KdsPrefetchResult = entry
       ? { ok: this.validNow(entry), source: 'stale', error: errorMessage(err), reason: reasonOf(err) }
       : { ok: false, source: 'none', error: errorMessage(err), reason: reasonOf(err) };
-    if (retryAfterMs === undefined && this.backoffUntil > this.now()) retryAfterMs = this.backoffUntil - this.now();
+    const now = this.now();
+    if (retryAfterMs === undefined && this.backoffUntil > now) retryAfterMs = this.backoffUntil - now;
     if (retryAfterMs !== undefined) result.retryAfterMs = retryAfterMs;
     this.logger?.warn({ key: key.id, source: result.source, reason: result.reason, err: result.error }, 'KDS VCEK prefetch failed');
     return result;
