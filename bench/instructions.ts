@@ -13,7 +13,7 @@
  * Remaining variance comes from JIT tiering decisions: repeat a run before trusting a 5% change.
  * Needs valgrind (Debian package `valgrind`); a run takes about two minutes.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -31,15 +31,8 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const autocannon = createRequire(import.meta.url)('autocannon') as (o: object) => Promise<{ non2xx: number; errors: number }>;
 const outDir = mkdtempSync(path.join(tmpdir(), 'attest-callgrind-'));
 
-/** Like spawnNode, but under callgrind with instrumentation off until switched on. */
-function spawnCounted(name: string, args: string[], cwd: string): Child {
-  const p = spawn('valgrind', ['--tool=callgrind', '--instr-atstart=no', '--separate-threads=yes', `--callgrind-out-file=${outDir}/cg.%p`, process.execPath, ...args], { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
-  let tail = '';
-  p.stderr!.on('data', (c: Buffer) => (tail = (tail + c.toString()).slice(-4096)));
-  const exited = new Promise<never>((_, reject) => p.once('exit', (code) => reject(new Error(`${name} exited (${code}): ${tail}`))));
-  exited.catch(() => undefined);
-  return { name, proc: p, pid: p.pid!, output: () => tail, exited };
-}
+/** Runs node under callgrind with instrumentation off until `callgrind_control -i on`. */
+const CALLGRIND = ['valgrind', '--tool=callgrind', '--instr-atstart=no', '--separate-threads=yes', `--callgrind-out-file=${outDir}/cg.%p`];
 
 const control = (pid: number, ...args: string[]) => execFileSync('callgrind_control', [...args, String(pid)], { stdio: 'ignore' });
 
@@ -64,7 +57,7 @@ async function main(): Promise<void> {
   const p = f.ports;
   const url = (port: number, suffix = '') => `http://127.0.0.1:${port}${suffix}`;
   const tls = (cert: string, key: string) => ['--cert', cert, '--key', key, '--ca', f.bundle];
-  const start = (name: string, counted: boolean, args: string[]) => (counted ? spawnCounted(name, args, root) : spawnNode(name, args, root));
+  const start = (name: string, counted: boolean, args: string[]) => spawnNode(name, args, root, counted ? CALLGRIND : []);
   const procs: Child[] = [];
   const add = (c: Child) => (procs.push(c), c);
   try {

@@ -78,13 +78,15 @@ function installCleanup(): void {
 }
 
 /**
- * Spawns `node ARGS` with stdout/stderr captured (last 4 KiB kept). BENCH_NODE_ARGS adds node
+ * Spawns `[WRAPPER...] node ARGS` with stdout/stderr captured (last 4 KiB kept). BENCH_NODE_ARGS adds node
  * flags to every server (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile them).
  */
-export function spawnNode(name: string, args: string[], cwd: string): Child {
+export function spawnNode(name: string, args: string[], cwd: string, wrapper: readonly string[] = []): Child {
   installCleanup();
   const extra = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const proc = spawn(process.execPath, [...extra, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
+  // `wrapper` runs node under another program (e.g. valgrind) that execs it with our arguments.
+  const argv = [...wrapper, process.execPath, ...extra, ...args];
+  const proc = spawn(argv[0]!, argv.slice(1), { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
   if (proc.pid === undefined) throw new Error(`bench: could not spawn ${name}`);
   children.add(proc);
   let tail = '';

@@ -43,6 +43,18 @@ export function readPath(reader: YamlReader, field: Field, baseDir: string): str
   return isAbsolute(s) ? s : resolve(baseDir, s);
 }
 
+/** A string field that must parse as a URL: its text and the parsed URL, or a reported problem. */
+export function readParsedUrl(reader: YamlReader, field: Field): { text: string; url: URL } | undefined {
+  const text = reader.string(field);
+  if (text === undefined) return undefined;
+  try {
+    return { text, url: new URL(text) };
+  } catch {
+    reader.reportField(field, `'${text}' is not a valid URL`);
+    return undefined;
+  }
+}
+
 /**
  * An http(s) URL naming an origin and optionally a base path: no credentials, query or
  * fragment (those would be silently attached to, or dropped from, every forwarded request).
@@ -53,15 +65,9 @@ export function readUrl(
   protocols: readonly ('http:' | 'https:')[],
   opts: { allowPath?: boolean } = {},
 ): string | undefined {
-  const s = reader.string(field);
-  if (s === undefined) return undefined;
-  let url: URL;
-  try {
-    url = new URL(s);
-  } catch {
-    reader.reportField(field, `'${s}' is not a valid URL`);
-    return undefined;
-  }
+  const parsed = readParsedUrl(reader, field);
+  if (!parsed) return undefined;
+  const { text: s, url } = parsed;
   const want = protocols.map((p) => p.slice(0, -1)).join(' or ');
   let error: string | undefined;
   if (!protocols.includes(url.protocol as 'http:')) error = `must be an ${want} URL, got '${s}'`;

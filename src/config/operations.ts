@@ -3,7 +3,7 @@
  * `state_dir:`, `revocations:` and `budget:` (where spend is kept).
  */
 import path from 'node:path';
-import { readDuration, readListen, readPath } from './fields.js';
+import { readDuration, readListen, readParsedUrl, readPath } from './fields.js';
 import type { AdminConfig, BudgetStoreConfig, RevocationsConfig } from './types.js';
 import type { Field, YamlReader } from './yaml-reader.js';
 
@@ -81,19 +81,13 @@ export function readBudgetStore(reader: YamlReader, field: Field | undefined): B
   return { store, url, keyPrefix, timeoutMs };
 }
 
+/** redis:// or rediss://; credentials and a database path are allowed (the store redacts them in logs). */
 function readRedisUrl(reader: YamlReader, field: Field): string | undefined {
-  const s = reader.string(field);
-  if (s === undefined) return undefined;
-  let url: URL;
-  try {
-    url = new URL(s);
-  } catch {
-    reader.reportField(field, `'${s}' is not a valid URL`);
+  const parsed = readParsedUrl(reader, field);
+  if (!parsed) return undefined;
+  if (parsed.url.protocol !== 'redis:' && parsed.url.protocol !== 'rediss:') {
+    reader.reportField(field, `must be a redis:// or rediss:// URL, got '${parsed.text}'`);
     return undefined;
   }
-  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
-    reader.reportField(field, `must be a redis:// or rediss:// URL, got '${s}'`);
-    return undefined;
-  }
-  return s;
+  return parsed.text;
 }
