@@ -23,5 +23,6 @@ COPY config ./config
 # Unprivileged; the Workload API socket is mounted read-only by the platform.
 USER node
 EXPOSE 15001 15443 15000
-ENTRYPOINT ["node", "/app/bin/attest-sidecar"]
+# The executable itself, so that the Node flags on its first line apply (see bin/attest-sidecar).
+ENTRYPOINT ["/app/bin/attest-sidecar"]
 CMD ["run", "--config", "/config/sidecar.yaml"]

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createRequire } from 'node:module';
-import { killAll, repoRoot, spawnNode, stopChild, waitForOk, type Child } from './lib.js';
+import { killAll, repoRoot, sidecarArgs, spawnNode, stopChild, waitForOk, type Child } from './lib.js';
 import { BENCH_PATH, ROUTE, writeBenchFiles } from './setup.js';
 
 const { values } = parseArgs({
@@ -44,9 +44,8 @@ async function main(): Promise<void> {
     spawn('app', [path.join(here, 'app.js'), '--port', String(p.app)]);
     const refIn = spawn('ref-in', [path.join(here, 'reference-proxy.js'), '--mode', 'inbound', '--port', String(p.refInbound), '--upstream', url(p.app), ...tls(f.serviceCert, f.serviceKey)]);
     const refOut = spawn('ref-out', [path.join(here, 'reference-proxy.js'), '--mode', 'outbound', '--port', String(p.refOutbound), '--route', ROUTE, '--upstream', `https://127.0.0.1:${p.refInbound}`, ...tls(f.agentCert, f.agentKey)]);
-    const bin = path.join(root, 'bin', 'attest-sidecar');
-    const scIn = spawn('sc-in', [bin, 'run', '--config', f.serviceConfig]);
-    const scOut = spawn('sc-out', [bin, 'run', '--config', f.agentConfig]);
+    const scIn = spawn('sc-in', sidecarArgs(root, 'run', '--config', f.serviceConfig));
+    const scOut = spawn('sc-out', sidecarArgs(root, 'run', '--config', f.agentConfig));
     await waitForOk(procs, url(p.serviceAdmin, '/readyz'));
     await waitForOk(procs, url(p.agentAdmin, '/readyz'));
     await waitForOk(procs, url(p.refOutbound, BENCH_PATH), { host: ROUTE });

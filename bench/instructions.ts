@@ -11,7 +11,8 @@
  * exactly N requests and the main thread's total is divided by N. The kernel's work (syscalls,
  * loopback TCP) is not counted; neither are other threads (V8's compiler, the libuv pool).
  * Remaining variance comes from JIT tiering decisions: repeat a run before trusting a 5% change.
- * Needs valgrind (Debian package `valgrind`); a run takes about two minutes.
+ * Needs valgrind (Debian package `valgrind`); a run takes about two minutes. CALLGRIND_KEEP=1 keeps
+ * the dumps for callgrind_annotate.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -20,7 +21,7 @@ import path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { killAll, repoRoot, spawnNode, stopChild, waitForOk, type Child } from './lib.js';
+import { killAll, repoRoot, sidecarArgs, spawnNode, stopChild, waitForOk, type Child } from './lib.js';
 import { BENCH_PATH, ROUTE, writeBenchFiles } from './setup.js';
 
 const { values } = parseArgs({
@@ -64,9 +65,8 @@ async function main(): Promise<void> {
     add(spawnNode('app', [path.join(here, 'app.js'), '--port', String(p.app)], root));
     const refIn = add(start('ref-in', side === 'inbound', [path.join(here, 'reference-proxy.js'), '--mode', 'inbound', '--port', String(p.refInbound), '--upstream', url(p.app), ...tls(f.serviceCert, f.serviceKey)]));
     const refOut = add(start('ref-out', side === 'outbound', [path.join(here, 'reference-proxy.js'), '--mode', 'outbound', '--port', String(p.refOutbound), '--route', ROUTE, '--upstream', `https://127.0.0.1:${p.refInbound}`, ...tls(f.agentCert, f.agentKey)]));
-    const bin = path.join(root, 'bin', 'attest-sidecar');
-    const scIn = add(start('sc-in', side === 'inbound', [bin, 'run', '--config', f.serviceConfig]));
-    const scOut = add(start('sc-out', side === 'outbound', [bin, 'run', '--config', f.agentConfig]));
+    const scIn = add(start('sc-in', side === 'inbound', sidecarArgs(root, 'run', '--config', f.serviceConfig)));
+    const scOut = add(start('sc-out', side === 'outbound', sidecarArgs(root, 'run', '--config', f.agentConfig)));
     await waitForOk(procs, url(p.refOutbound, BENCH_PATH), { host: ROUTE }, 300_000);
     await waitForOk(procs, url(p.agentOutbound, BENCH_PATH), { host: ROUTE }, 300_000);
     const n = Number(values.requests);
@@ -88,7 +88,8 @@ async function main(): Promise<void> {
   } finally {
     await Promise.all(procs.map((c) => stopChild(c)));
     killAll();
-    rmSync(outDir, { recursive: true, force: true });
+    if (process.env.CALLGRIND_KEEP) process.stdout.write(`callgrind output kept in ${outDir}\n`);
+    else rmSync(outDir, { recursive: true, force: true });
   }
 }
 

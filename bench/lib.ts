@@ -78,6 +78,19 @@ function installCleanup(): void {
 }
 
 /**
+ * `node` arguments that run the sidecar CLI as its executable does: the Node flags on
+ * bin/attest-sidecar's `#!/usr/bin/env -S node ...` line, then the script, then `args`. The
+ * benchmark measures the sidecar as deployed, with the node running the benchmark.
+ */
+export function sidecarArgs(root: string, ...args: string[]): string[] {
+  const bin = path.join(root, 'bin', 'attest-sidecar');
+  const shebang = readFileSync(bin, 'utf8').split('\n', 1)[0]!;
+  const m = /^#!\/usr\/bin\/env\s+(?:-S\s+)?node((?:\s+--[\w-]+(?:=\S+)?)*)\s*$/.exec(shebang);
+  if (!m) throw new Error(`bench: cannot read node flags from ${bin}: ${shebang}`);
+  return [...m[1]!.split(/\s+/).filter(Boolean), bin, ...args];
+}
+
+/**
  * Spawns `[WRAPPER...] node ARGS` with stdout/stderr captured (last 4 KiB kept). BENCH_NODE_ARGS adds node
  * flags to every server (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile them).
  */

@@ -13,7 +13,7 @@ import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { killAll, progress, repoRoot, rssBytes, spawnNode, stopChild, waitForOk, type Child } from './lib.js';
+import { killAll, progress, repoRoot, rssBytes, sidecarArgs, spawnNode, stopChild, waitForOk, type Child } from './lib.js';
 import { runLoad, type LoadResult } from './load.js';
 import { buildReport, renderTable, SCENARIOS, summarize, type BenchReport, type Scenario, type ScenarioResult } from './report.js';
 import { BENCH_PATH, ROUTE, writeBenchFiles, type BenchFiles } from './setup.js';
@@ -89,11 +89,10 @@ async function startProcesses(f: BenchFiles, root: string): Promise<Processes> {
     ],
     root,
   );
-  const bin = path.join(root, 'bin', 'attest-sidecar');
-  const sidecarInbound = spawnNode('sidecar-inbound', [bin, 'run', '--config', f.serviceConfig], root);
-  const sidecarOutbound = spawnNode('sidecar-outbound', [bin, 'run', '--config', f.agentConfig], root);
-  const attestedOutbound = spawnNode('attested-outbound', [bin, 'run', '--config', f.attestedConfig], root);
-  const freshOutbound = spawnNode('fresh-outbound', [bin, 'run', '--config', f.freshConfig], root);
+  const sidecarInbound = spawnNode('sidecar-inbound', sidecarArgs(root, 'run', '--config', f.serviceConfig), root);
+  const sidecarOutbound = spawnNode('sidecar-outbound', sidecarArgs(root, 'run', '--config', f.agentConfig), root);
+  const attestedOutbound = spawnNode('attested-outbound', sidecarArgs(root, 'run', '--config', f.attestedConfig), root);
+  const freshOutbound = spawnNode('fresh-outbound', sidecarArgs(root, 'run', '--config', f.freshConfig), root);
   const procs = { app, refInbound, refOutbound, sidecarInbound, sidecarOutbound, attestedOutbound, freshOutbound };
 
   await waitForOk([app], url(p.app, BENCH_PATH));
@@ -157,7 +156,8 @@ async function measure(settings: Settings, f: BenchFiles, procs: Processes): Pro
         });
         progress(
           `round ${round + 1}/${settings.rounds} ${s} @${connections}: ${r.reqPerSec.toFixed(0)} req/s, ` +
-            `p50 ${r.p50Ms.toFixed(3)} ms, p99 ${r.p99Ms.toFixed(3)} ms, errors ${r.errors}, non2xx ${r.non2xx}`,
+            `p50 ${r.p50Ms.toFixed(3)} ms, p99 ${r.p99Ms.toFixed(3)} ms, errors ${r.errors}, non2xx ${r.non2xx}` +
+            Object.entries(r.maxRss).map(([name, v]) => `, ${name} ${(v / 2 ** 20).toFixed(1)} MiB`).join(''),
         );
         perScenario.get(s)!.push(r);
         for (const [name, v] of Object.entries(r.maxRss)) rssLoad[name] = Math.max(rssLoad[name] ?? 0, v);

@@ -26,7 +26,40 @@ export function asciiJsonString(s: string): string {
 
 const str = asciiJsonString;
 
-function num(n: number): string {
+/**
+ * asciiJsonString for fields with few distinct values (reason codes, SPIFFE IDs, methods,
+ * action and route names from the config): the escaped literal is looked up, not rescanned.
+ * Bounded; request paths and free text never go through it.
+ */
+const literals = new Map<string, string>();
+const MAX_LITERALS = 1024;
+
+function lit(s: string): string {
+  let v = literals.get(s);
+  if (v === undefined) {
+    v = asciiJsonString(s);
+    if (literals.size >= MAX_LITERALS) literals.clear();
+    literals.set(s, v);
+  }
+  return v;
+}
+
+/**
+ * A JSON number as JSON.stringify writes it. Latencies are rounded to microseconds, and V8's
+ * shortest-decimal conversion of a fraction costs more than the rest of the record, so a
+ * whole number of thousandths is written from integers: the shortest decimal of k/1000 is
+ * k/1000 itself (doubles this size are far denser than 0.001), without trailing zeros.
+ */
+export function num(n: number): string {
+  const k = Math.round(n * 1000);
+  if (k >= 0 && k < 1e15 && k / 1000 === n) {
+    const whole = Math.floor(k / 1000);
+    const frac = k - whole * 1000;
+    if (frac === 0) return String(whole);
+    if (frac % 100 === 0) return `${whole}.${frac / 100}`;
+    if (frac % 10 === 0) return `${whole}.${frac < 100 ? '0' : ''}${frac / 10}`;
+    return `${whole}.${frac < 10 ? '00' : frac < 100 ? '0' : ''}${frac}`;
+  }
   return Number.isFinite(n) ? String(n) : 'null';
 }
 
@@ -46,12 +79,12 @@ void complete;
  * JSON.stringify does).
  */
 export function auditMembers(r: AuditRecord): string {
-  let o = `"type":"${r.type}","decision":"${r.decision}","reason":${str(r.reason)}`;
-  if (r.peer !== undefined) o += `,"peer":${str(r.peer)}`;
-  if (r.method !== undefined) o += `,"method":${str(r.method)}`;
+  let o = `"type":"${r.type}","decision":"${r.decision}","reason":${lit(r.reason)}`;
+  if (r.peer !== undefined) o += `,"peer":${lit(r.peer)}`;
+  if (r.method !== undefined) o += `,"method":${lit(r.method)}`;
   if (r.path !== undefined) o += `,"path":${str(r.path)}`;
-  if (r.action !== undefined) o += `,"action":${str(r.action)}`;
-  if (r.route !== undefined) o += `,"route":${str(r.route)}`;
+  if (r.action !== undefined) o += `,"action":${lit(r.action)}`;
+  if (r.route !== undefined) o += `,"route":${lit(r.route)}`;
   if (r.status !== undefined) o += `,"status":${num(r.status)}`;
   if (r.latency_ms !== undefined) o += `,"latency_ms":${num(r.latency_ms)}`;
   if (r.detail !== undefined) o += `,"detail":${str(r.detail)}`;

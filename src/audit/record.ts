@@ -43,6 +43,7 @@ export interface AuditRecord {
 }
 
 export interface AuditSink {
+  /** Sinks may keep `rec` until it is written: callers pass a record they no longer change. */
   record(rec: AuditRecord): void;
   flush(): Promise<void>;
 }

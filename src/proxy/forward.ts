@@ -52,68 +52,76 @@ export function hasRequestBody(req: IncomingMessage): boolean {
   return req.headers['transfer-encoding'] !== undefined;
 }
 
+/** What a forwarded exchange ended with (see forwardRequest). */
+export type ForwardResult = number | UpstreamFailure | Intercepted;
+
 /**
  * Forwards and resolves with the upstream status, or with an UpstreamFailure when nothing was
  * sent to the client yet (the caller answers with a JSON error). When the failure happens after
  * the response started, the client connection is destroyed (a truncated body must not look whole).
  */
-export function forwardRequest(
+export function forwardRequest(dispatcher: Dispatcher, req: IncomingMessage, res: ServerResponse, opts: ForwardOptions): Promise<ForwardResult> {
+  return new Promise((resolve) => forwardRequestThen(dispatcher, req, res, opts, resolve));
+}
+
+/**
+ * forwardRequest with a completion callback instead of a promise: the plain request paths use
+ * it so that a request allocates no promise chain of its own. `done` is called exactly once.
+ */
+export function forwardRequestThen(
   dispatcher: Dispatcher,
   req: IncomingMessage,
   res: ServerResponse,
   opts: ForwardOptions,
-): Promise<number | UpstreamFailure | Intercepted> {
-  return new Promise((resolve) => {
-    let status = 0;
-    let intercepted: Intercepted | undefined;
-    const body = opts.body !== undefined ? opts.body : hasRequestBody(req) ? req : null;
-    dispatcher
-      .stream(
-        {
-          path: opts.path,
-          method: req.method as Dispatcher.HttpMethod,
-          headers: opts.headers,
-          body,
-          headersTimeout: opts.headersTimeoutMs,
-          bodyTimeout: opts.bodyTimeoutMs,
-        },
-        ({ statusCode, headers }) => {
-          status = statusCode;
-          const h = headers as Record<string, string | string[] | undefined>;
-          if (opts.intercept?.(statusCode, h)) {
-            intercepted = { intercepted: true, status: statusCode, headers: h };
-            return new Writable({ write: (_chunk, _enc, cb) => cb() });
-          }
-          const filtered = forwardResponseHeaders(h);
-          const rewrite = opts.transformResponse?.(statusCode, filtered);
-          if (!rewrite) {
-            res.writeHead(statusCode, filtered);
-            return res;
-          }
-          res.writeHead(statusCode, rewrite.headers);
-          // Errors on either side tear down both; undici sees the transform fail or finish.
-          pipeline(rewrite.body, res, () => undefined);
-          return rewrite.body;
-        },
-      )
-      .then(
-        () => resolve(intercepted ?? status),
-        (err: unknown) => {
-          if (res.headersSent) {
-            res.destroy();
-            resolve(status || 502);
-          } else {
-            resolve(classifyUpstreamError(err));
-          }
-        },
-      );
-    // The client went away while its body streams: abandon the upstream exchange too.
-    if (body && !Buffer.isBuffer(body)) {
-      res.once('close', () => {
-        if (!res.writableFinished) body.destroy();
-      });
-    }
-  });
+  done: (result: ForwardResult) => void,
+): void {
+  let status = 0;
+  let intercepted: Intercepted | undefined;
+  const body = opts.body !== undefined ? opts.body : hasRequestBody(req) ? req : null;
+  dispatcher.stream(
+    {
+      path: opts.path,
+      method: req.method as Dispatcher.HttpMethod,
+      headers: opts.headers,
+      body,
+      headersTimeout: opts.headersTimeoutMs,
+      bodyTimeout: opts.bodyTimeoutMs,
+    },
+    ({ statusCode, headers }) => {
+      status = statusCode;
+      const h = headers as Record<string, string | string[] | undefined>;
+      if (opts.intercept?.(statusCode, h)) {
+        intercepted = { intercepted: true, status: statusCode, headers: h };
+        return new Writable({ write: (_chunk, _enc, cb) => cb() });
+      }
+      const filtered = forwardResponseHeaders(h);
+      const rewrite = opts.transformResponse?.(statusCode, filtered);
+      if (!rewrite) {
+        res.writeHead(statusCode, filtered);
+        return res;
+      }
+      res.writeHead(statusCode, rewrite.headers);
+      // Errors on either side tear down both; undici sees the transform fail or finish.
+      pipeline(rewrite.body, res, () => undefined);
+      return rewrite.body;
+    },
+    (err) => {
+      if (!err) {
+        done(intercepted ?? status);
+      } else if (res.headersSent) {
+        res.destroy();
+        done(status || 502);
+      } else {
+        done(classifyUpstreamError(err));
+      }
+    },
+  );
+  // The client went away while its body streams: abandon the upstream exchange too.
+  if (body && !Buffer.isBuffer(body)) {
+    res.once('close', () => {
+      if (!res.writableFinished) body.destroy();
+    });
+  }
 }
 
 const TLS_TRUST_CODES = new Set([

@@ -28,12 +28,21 @@ export const IDENTITY_HEADERS: ReadonlySet<string> = new Set(['x-forwarded-clien
 function connectionListed(raw: readonly string[]): Set<string> | undefined {
   let listed: Set<string> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i]!.length === 10 && raw[i]!.toLowerCase() === 'connection') {
-      for (const token of raw[i + 1]!.split(',')) {
-        const name = token.trim().toLowerCase();
-        if (name && name !== 'keep-alive' && name !== 'close') (listed ??= new Set()).add(name);
-      }
-    }
+    if (raw[i]!.length === 10 && raw[i]!.toLowerCase() === 'connection') listed = addListed(raw[i + 1]!, listed);
+  }
+  return listed;
+}
+
+/**
+ * Adds the names a Connection value lists (lower-case, without keep-alive and close) to
+ * `listed`. Nearly every message carries exactly `keep-alive` or `close`: those are answered
+ * without splitting.
+ */
+function addListed(value: string, listed: Set<string> | undefined): Set<string> | undefined {
+  if (value === 'keep-alive' || value === 'close') return listed;
+  for (const token of value.split(',')) {
+    const name = token.trim().toLowerCase();
+    if (name && name !== 'keep-alive' && name !== 'close') (listed ??= new Set()).add(name);
   }
   return listed;
 }
@@ -92,13 +101,8 @@ export function forwardResponseHeaders(
   headers: Record<string, string | string[] | undefined>,
 ): Record<string, string | string[]> {
   const connection = headers['connection'];
-  let listed: Set<string> | undefined;
-  if (connection) {
-    for (const token of String(connection).split(',')) {
-      const name = token.trim().toLowerCase();
-      if (name) (listed ??= new Set()).add(name);
-    }
-  }
+  // keep-alive and close need no listing: both are hop-by-hop names already.
+  const listed = connection ? addListed(String(connection), undefined) : undefined;
   const out: Record<string, string | string[]> = {};
   for (const name in headers) {
     const value = headers[name];

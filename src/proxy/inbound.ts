@@ -19,7 +19,7 @@ import type { CompiledPolicy, Decision } from '../policy/types.js';
 import { decide, denialBody } from '../policy/decide.js';
 import { compileActionMatcher, canonicalRequestPath } from '../policy/actions.js';
 import { IDENTITY_HEADERS, forwardRequestHeaders, xfccValue } from './headers.js';
-import { errorBody, forwardRequest, sendJsonError } from './forward.js';
+import { errorBody, forwardRequestThen, sendJsonError } from './forward.js';
 import { DecisionLog, pathOnly, type RecentDenials } from './decision-log.js';
 import { ATTESTATION_HEADERS, H_CHALLENGE, type AttestationGate, type AttestationSession } from './attestation-gate.js';
 import { closeServer, listen } from '../net.js';
@@ -302,17 +302,19 @@ export class InboundListener {
     }
     const headers = forwardRequestHeaders(req.rawHeaders, DROPPED_HEADERS, appHeaders);
     const timeout = this.deps.config.requestTimeoutMs;
-    void forwardRequest(this.app, req, res, {
-      path: req.url!,
-      headers,
-      headersTimeoutMs: timeout,
-      bodyTimeoutMs: timeout,
-    }).then((result) => {
-      if (typeof result === 'number') {
-        this.record(req, start, peer, 'allow', 'allowed', result, action);
-      } else if (!('intercepted' in result)) {
-        this.deps.metrics.upstreamError('inbound', result.reason);
-        this.finish(req, res, start, peer, result.status, errorBody(result.message), result.reason, action, 'error');
+    const opts = { path: req.url!, headers, headersTimeoutMs: timeout, bodyTimeoutMs: timeout };
+    forwardRequestThen(this.app, req, res, opts, (result) => {
+      try {
+        if (typeof result === 'number') {
+          this.record(req, start, peer, 'allow', 'allowed', result, action);
+        } else if (!('intercepted' in result)) {
+          this.deps.metrics.upstreamError('inbound', result.reason);
+          this.finish(req, res, start, peer, result.status, errorBody(result.message), result.reason, action, 'error');
+        }
+      } catch (err) {
+        // A bug after the exchange fails this request, never the process.
+        this.deps.logger.error({ err: (err as Error)?.stack ?? String(err) }, 'inbound request settling failed');
+        this.finish(req, res, start, peer, 500, errorBody('Internal error'), 'internal_error', action, 'error');
       }
     });
   }

@@ -14,7 +14,7 @@ import type { OutboundConfig } from '../config/types.js';
 import type { Logger, AuditSink } from '../log.js';
 import type { SidecarMetrics } from '../admin/metrics.js';
 import { forwardRequestHeaders, isBrowserRequest } from './headers.js';
-import { errorBody, forwardRequest, hasRequestBody, sendJsonError, type Intercepted, type UpstreamFailure } from './forward.js';
+import { errorBody, forwardRequest, forwardRequestThen, hasRequestBody, sendJsonError, type ForwardOptions, type Intercepted, type UpstreamFailure } from './forward.js';
 import { H_CHALLENGE, H_EVIDENCE, H_NONCE, H_REF } from './attestation-gate.js';
 import { prepareEvidence, type Attester, type PreparedEvidence } from '../attestation/attester.js';
 import { DecisionLog, pathOnly } from './decision-log.js';
@@ -221,7 +221,7 @@ export class OutboundProxy {
   private dispatch(req: IncomingMessage, res: ServerResponse, start: number, route: RouteRuntime, path: string, material: TlsMaterial, controls: RequestControls | undefined): void {
     if (!this.deps.attester || route.config.tls === 'web') {
       const extra = route.hostHeader ? [...route.hostHeader, ...(controls?.headers ?? [])] : controls?.headers;
-      void this.forward(req, res, start, route, path, forwardRequestHeaders(req.rawHeaders, route.drop, extra), undefined, controls);
+      this.forward(req, res, start, route, path, forwardRequestHeaders(req.rawHeaders, route.drop, extra), controls);
       return;
     }
     // An attester failure (e.g. producing fresh evidence for a challenge) fails this request, never the process.
@@ -247,23 +247,24 @@ export class OutboundProxy {
     route: RouteRuntime,
     path: string,
     headers: string[],
-    body?: Buffer | null,
-    controls?: RequestControls,
-  ): Promise<void> {
-    return forwardRequest(route.pool!, req, res, {
+    controls: RequestControls | undefined,
+  ): void {
+    const opts: ForwardOptions = {
       path: route.basePath + path,
       headers,
       headersTimeoutMs: route.config.requestTimeoutMs,
       bodyTimeoutMs: route.config.requestTimeoutMs,
-      ...(body !== undefined ? { body } : {}),
-      ...(controls?.transformResponse ? { transformResponse: controls.transformResponse } : {}),
-    })
-      .then((result) => this.settle(req, res, start, route, path, result))
-      .catch((err: unknown) => {
+    };
+    if (controls?.transformResponse) opts.transformResponse = controls.transformResponse;
+    forwardRequestThen(route.pool!, req, res, opts, (result) => {
+      try {
+        this.settle(req, res, start, route, path, result);
+      } catch (err) {
         // A bug after the exchange fails this request, never the process.
         this.deps.logger.error({ err: (err as Error)?.stack ?? String(err) }, 'outbound request failed');
         this.finish(req, res, start, route.config.name, 500, errorBody('Internal error'), 'internal_error', 'error', path);
-      });
+      }
+    });
   }
 
   private settle(req: IncomingMessage, res: ServerResponse, start: number, route: RouteRuntime, path: string, result: number | UpstreamFailure | Intercepted): void {

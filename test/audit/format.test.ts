@@ -59,6 +59,23 @@ t.test('numbers as JSON.stringify writes them; non-finite numbers become null', 
   }
 });
 
+t.test('latencies (whole thousandths) take the integer path and still equal JSON.stringify', async (t) => {
+  const samples = [0.001, 0.01, 0.1, 0.005, 0.05, 0.5, 0.07, 0.12, 0.125, 0.437, 1, 1.001, 1.01, 1.1, 10.25, 999.999, 123456.789, 2 ** 40 / 1000, 9e11 + 0.003, 1e12 + 0.5];
+  // Every latency a request can record: Math.round(ms * 1000) / 1000 of random times up to a minute.
+  for (let i = 0; i < 20_000; i++) samples.push(Math.round(Math.random() * 60_000_000) / 1000);
+  // And values that are not whole thousandths (amounts) fall back to V8's conversion.
+  samples.push(0.0001, 0.1234, 1 / 3, 2.5e-4, 1e15 / 1000 + 0.25, 1e16, 5e-324);
+  let mismatches = 0;
+  for (const n of samples) {
+    const r: AuditRecord = { type: 'inbound_decision', decision: 'allow', reason: 'allowed', latency_ms: n };
+    if (auditMembers(r) !== reference(r)) {
+      mismatches++;
+      t.fail(`latency ${n}: ${auditMembers(r)} vs ${reference(r)}`);
+    }
+  }
+  t.equal(mismatches, 0, `${samples.length} values`);
+});
+
 t.test('IsoClock matches Date#toISOString across second, minute, day and year boundaries', async (t) => {
   const clock = new IsoClock();
   const base = Date.UTC(2026, 11, 31, 23, 59, 58, 990);
@@ -68,4 +85,16 @@ t.test('IsoClock matches Date#toISOString across second, minute, day and year bo
   }
   // Going backwards (a clock step) is handled too.
   t.equal(clock.format(base + 5), new Date(base + 5).toISOString());
+});
+
+t.test('repeated and many distinct literal fields (reason, peer, action) stay exact and ASCII', async (t) => {
+  let mismatches = 0;
+  for (let round = 0; round < 2; round++) {
+    for (let i = 0; i < 3000; i++) {
+      const r: AuditRecord = { type: 'inbound_decision', decision: 'deny', reason: `r${i % 7}`, peer: `spiffe://td/${i}\u00e9"`, action: i % 2 ? 'a.b' : 'x\ny', route: 'r', method: 'GET' };
+      const line = `{${auditMembers(r)}}`;
+      if (!/^[\x20-\x7e]*$/.test(line) || JSON.stringify(JSON.parse(line)) !== `{${reference(r)}}`) mismatches++;
+    }
+  }
+  t.equal(mismatches, 0, 'over the cache bound and back');
 });

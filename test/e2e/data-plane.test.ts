@@ -118,6 +118,31 @@ t.test('every inbound decision is audited with a reason code', async (t) => {
   t.notOk(recs.some((r) => String(r.path).includes('?')), 'no query strings in the audit trail');
 });
 
+t.test('a bug while settling a forwarded exchange fails that record, never the sidecar', async (t) => {
+  // The exchange finishes before it is recorded, so the caller already has its 200; the failed
+  // settling is recorded as internal_error and the next request is served as usual.
+  const audit = mesh.serverAudit;
+  const record = audit.record.bind(audit);
+  let thrown = 0;
+  audit.record = (rec) => {
+    if (rec.reason === 'allowed' && thrown === 0) {
+      thrown++;
+      throw new Error('audit bug');
+    }
+    record(rec);
+  };
+  t.teardown(() => {
+    audit.record = record;
+  });
+  const first = await viaProxy(mesh.proxyOf('orchestrator'), 'GET', 'http://control-plane/agents');
+  t.equal(first.status, 200, first.body);
+  t.equal(thrown, 1);
+  await new Promise((r) => setTimeout(r, 50));
+  t.ok(audit.records.some((r) => r.reason === 'internal_error' && r.decision === 'error' && r.peer === idOf('orchestrator')), 'the failure is audited');
+  const second = await viaProxy(mesh.proxyOf('orchestrator'), 'GET', 'http://control-plane/agents');
+  t.equal(second.status, 200, second.body);
+});
+
 t.test('admin endpoints: healthz, readyz, status, metrics', async (t) => {
   const admin = mesh.adminOf(mesh.server);
   t.equal((await fetch(`${admin}/healthz`)).status, 200);

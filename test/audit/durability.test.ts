@@ -1,0 +1,46 @@
+/**
+ * The audit file is opened so that a finished batch write is durable (O_DSYNC), without a
+ * separate fsync job per batch. Linux only: reads the open flags from /proc/self/fdinfo.
+ */
+import t from 'tap';
+import { constants, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { JsonLinesAuditSink } from '../../src/audit/index.js';
+
+function openFlags(file: string): number | undefined {
+  for (const fd of readdirSync('/proc/self/fd')) {
+    let target: string;
+    try {
+      target = readlinkSync(`/proc/self/fd/${fd}`);
+    } catch {
+      continue;
+    }
+    if (target !== file) continue;
+    const m = /^flags:\s+([0-7]+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'));
+    return m ? parseInt(m[1]!, 8) : undefined;
+  }
+  return undefined;
+}
+
+const linux = process.platform === 'linux';
+
+t.test('a file sink writes with O_DSYNC; fsync: false does not', { skip: linux ? false : 'reads /proc (Linux only)' }, async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'audit-dsync-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const durable = path.join(dir, 'durable.log');
+  const sink = new JsonLinesAuditSink(durable, 'test');
+  const flags = openFlags(durable);
+  t.ok(flags !== undefined, 'the audit file is open');
+  t.equal(flags! & constants.O_DSYNC, constants.O_DSYNC, 'O_DSYNC');
+  t.equal(flags! & constants.O_APPEND, constants.O_APPEND, 'O_APPEND');
+  sink.record({ type: 'inbound_decision', decision: 'allow', reason: 'allowed' });
+  await sink.sync();
+  t.ok(statSync(durable).size > 0, 'a synced record is in the file');
+  await sink.flush();
+
+  const plain = path.join(dir, 'plain.log');
+  const fast = new JsonLinesAuditSink(plain, 'test', { fsync: false });
+  t.equal(openFlags(plain)! & constants.O_DSYNC, 0, 'no O_DSYNC when fsync is off');
+  await fast.flush();
+});
