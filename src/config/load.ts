@@ -130,7 +130,9 @@ function readInbound(reader: YamlReader, field: Field): InboundConfig | undefine
   if (!m) return undefined;
   const listen = readListen(reader, m.get('listen'), DEFAULTS.inboundListen);
   const appField = m.get('app');
-  const app = appField ? readUrl(reader, appField, ['http:', 'https:']) : DEFAULTS.app;
+  // Plain HTTP to the app in the same pod. Over https, undici would check the app's certificate
+  // against the Host header the remote caller chose, and there is no app CA setting.
+  const app = appField ? readUrl(reader, appField, ['http:']) : DEFAULTS.app;
   const requestTimeoutMs = readDuration(reader, m.get('request_timeout'), DEFAULTS.requestTimeoutMs);
   const actions: ActionMappingConfig[] = [];
   const seen = new Map<string, number>();

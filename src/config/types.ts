@@ -88,7 +88,7 @@ export interface ActionMappingConfig {
 
 export interface InboundConfig {
   listen: { host: string; port: number };
-  /** Local app base URL (http). */
+  /** Local app base URL (http only). */
   app: string;
   actions: ActionMappingConfig[];
   requestTimeoutMs: number;

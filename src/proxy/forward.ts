@@ -14,6 +14,8 @@ export interface ForwardOptions {
   headers: string[];
   headersTimeoutMs: number;
   bodyTimeoutMs: number;
+  /** TLS server name for the connection (see RouteRuntime.servername); default: from Host. */
+  servername?: string;
   /** Send this (buffered) body instead of streaming the request (used for replays). */
   body?: Buffer | null;
   /**
@@ -52,6 +54,12 @@ export function hasRequestBody(req: IncomingMessage): boolean {
   return req.headers['transfer-encoding'] !== undefined;
 }
 
+/**
+ * undici's request options plus `servername`, which its Request reads (its own DNS interceptor
+ * sets it) but its types leave out.
+ */
+type StreamOptions = Dispatcher.RequestOptions & { servername: string | undefined };
+
 /** What a forwarded exchange ended with (see forwardRequest). */
 export type ForwardResult = number | UpstreamFailure | Intercepted;
 
@@ -78,15 +86,18 @@ export function forwardRequestThen(
   let status = 0;
   let intercepted: Intercepted | undefined;
   const body = opts.body !== undefined ? opts.body : hasRequestBody(req) ? req : null;
+  const request: StreamOptions = {
+    path: opts.path,
+    method: req.method as Dispatcher.HttpMethod,
+    headers: opts.headers,
+    body,
+    headersTimeout: opts.headersTimeoutMs,
+    bodyTimeout: opts.bodyTimeoutMs,
+    // Always present (undefined: undici derives it from Host), so the options keep one shape.
+    servername: opts.servername,
+  };
   dispatcher.stream(
-    {
-      path: opts.path,
-      method: req.method as Dispatcher.HttpMethod,
-      headers: opts.headers,
-      body,
-      headersTimeout: opts.headersTimeoutMs,
-      bodyTimeout: opts.bodyTimeoutMs,
-    },
+    request,
     ({ statusCode, headers }) => {
       status = statusCode;
       const h = headers as Record<string, string | string[] | undefined>;

@@ -5,6 +5,7 @@
  * `web` route is ordinary server-authenticated TLS to a public API.
  */
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { Pool } from 'undici';
 import type { OutboundRouteConfig } from '../config/types.js';
 import { SidecarError } from '../errors.js';
@@ -30,6 +31,13 @@ export interface RouteRuntime {
   readonly webCa: string | undefined;
   /** `tls: web`: ['host', upstream host] replacing the agent's Host. */
   readonly hostHeader: readonly string[] | undefined;
+  /**
+   * The TLS server name of every request on this route. undici otherwise derives it from each
+   * request's Host header (which the agent chooses) and reconnects whenever it changes. A
+   * `spiffe` route sends its route name (the peer is authenticated by SPIFFE ID, not by name); a
+   * `web` route its upstream's DNS name; undefined for an IP address (no SNI).
+   */
+  readonly servername: string | undefined;
 }
 
 export function buildRouteRuntime(r: OutboundRouteConfig, logger: Logger): RouteRuntime {
@@ -48,7 +56,8 @@ export function buildRouteRuntime(r: OutboundRouteConfig, logger: Logger): Route
       throw new SidecarError('config_invalid', `route '${r.name}': cannot read ca_file ${r.caFile}: ${(err as Error).message}`);
     }
   }
-  return { config: r, basePath, pool: undefined, drop, injector, webCa, hostHeader: web ? ['host', url.host] : undefined };
+  const servername = web ? (isIP(url.hostname) === 0 ? url.hostname : undefined) : r.name;
+  return { config: r, basePath, pool: undefined, drop, injector, webCa, hostHeader: web ? ['host', url.host] : undefined, servername };
 }
 
 export function createRoutePool(runtime: RouteRuntime, material: TlsMaterial, isRevoked: ((spiffeId: string) => boolean) | undefined): Pool {

@@ -254,6 +254,7 @@ export class OutboundProxy {
       headers,
       headersTimeoutMs: route.config.requestTimeoutMs,
       bodyTimeoutMs: route.config.requestTimeoutMs,
+      servername: route.servername,
     };
     if (controls?.transformResponse) opts.transformResponse = controls.transformResponse;
     forwardRequestThen(route.pool!, req, res, opts, (result) => {
@@ -304,6 +305,7 @@ export class OutboundProxy {
       path: route.basePath + path,
       headersTimeoutMs: route.config.requestTimeoutMs,
       bodyTimeoutMs: route.config.requestTimeoutMs,
+      servername: route.servername,
       ...(controls?.transformResponse ? { transformResponse: controls.transformResponse } : {}),
     };
     const result = await forwardRequest(route.pool!, req, res, {
@@ -360,6 +362,7 @@ export class OutboundProxy {
       headers,
       headersTimeoutMs: route.config.requestTimeoutMs,
       bodyTimeoutMs: route.config.requestTimeoutMs,
+      servername: route.servername,
       body: null,
       intercept: (status, h) => status === 401 && typeof h[H_CHALLENGE] === 'string',
       ...(controls?.transformResponse ? { transformResponse: controls.transformResponse } : {}),

@@ -258,6 +258,7 @@ t.test('each error names file:line:column and key', async (t) => {
     ['listen syntax', `${DEV}admin: { listen: "15000" }\n`, 2, 18, 'admin.listen', /expected "host:port"/],
     ['inbound without policy', `${DEV}inbound: {}\n`, 2, 1, 'policy', /is required when 'inbound' is configured/],
     ['inbound app', `${DEV}inbound: { app: "http://127.0.0.1:8080/api" }\npolicy: p\n`, 2, 17, 'inbound.app', /must not have a path/],
+    ['inbound app over https', `${DEV}inbound: { app: "https://127.0.0.1:8443" }\npolicy: p\n`, 2, 17, 'inbound.app', /must be an http URL/],
     ['action missing action', `${DEV}inbound:\n  actions: [{ method: GET, path: /a }]\npolicy: p\n`, 3, 13, 'inbound.actions[0]', /missing required key 'action'/],
     ['action bad path', `${DEV}inbound:\n  actions: [{ method: GET, path: "/a/%2e%2e/b", action: x }]\npolicy: p\n`, 3, 34, 'inbound.actions[0].path', /encoded '\.'/],
     ['action bad method', `${DEV}inbound:\n  actions: [{ method: "GE T", path: /a, action: x }]\npolicy: p\n`, 3, 23, 'inbound.actions[0].method', /not an HTTP method/],

@@ -118,6 +118,21 @@ t.test('every inbound decision is audited with a reason code', async (t) => {
   t.notOk(recs.some((r) => String(r.path).includes('?')), 'no query strings in the audit trail');
 });
 
+t.test('the Host spelling an agent uses does not reopen mTLS connections (TLS server name is per route)', async (t) => {
+  const connections = async () =>
+    Number(/attest_sidecar_inbound_connections_total\{[^}]*\} (\d+)/.exec(await mesh.server.metrics.registry.getSingleMetricAsString('attest_sidecar_inbound_connections_total'))?.[1] ?? NaN);
+  const proxy = mesh.proxyOf('orchestrator');
+  t.equal((await viaProxy(proxy, 'GET', 'http://control-plane/agents')).status, 200);
+  const before = await connections();
+  t.ok(before >= 1, `connections counted (${before})`);
+  for (const host of ['Control-Plane', 'CONTROL-PLANE:80', 'control-plane']) {
+    const r = await viaProxy(proxy, 'GET', 'http://control-plane/agents', { headers: { host } });
+    t.equal(r.status, 200, `${host}: ${r.body}`);
+    t.equal(JSON.parse(r.body).headers.host, host, 'the app still sees the Host the agent sent');
+  }
+  t.equal(await connections(), before, 'no new connection for a differently spelled Host');
+});
+
 t.test('a bug while settling a forwarded exchange fails that record, never the sidecar', async (t) => {
   // The exchange finishes before it is recorded, so the caller already has its 200; the failed
   // settling is recorded as internal_error and the next request is served as usual.
