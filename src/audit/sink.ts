@@ -50,8 +50,6 @@ export class JsonLinesAuditSink implements AuditSink {
    */
   private pending: AuditRecord[] = [];
   private times: number[] = [];
-  /** seq of the last record accepted by record(). */
-  private seq: number;
   /** seq and hash of the last line hashed (i.e. drained). */
   private drainedSeq: number;
   private headHash: string;
@@ -91,7 +89,6 @@ export class JsonLinesAuditSink implements AuditSink {
         throw err;
       }
     }
-    this.seq = resume.seq;
     this.drainedSeq = resume.seq;
     this.headHash = resume.head;
     this.prefix = `","log":"audit"${name ? `,"sidecar":${asciiJsonString(name)}` : ''},`;
@@ -107,13 +104,15 @@ export class JsonLinesAuditSink implements AuditSink {
       this.droppedCount++;
       return;
     }
-    this.seq++;
     this.pending.push(rec);
     this.times.push(Date.now());
     if (this.pending.length >= MAX_BATCH_LINES) this.drain();
   }
 
-  /** Writes the batch's lines, hashing them in order (each fills the next one's prev), and hands it to the OS after the previous batch. */
+  /**
+   * Writes the batch's lines, hashing them in order (each hash is the next line's prev), and
+   * hands the batch to the OS after the previous one.
+   */
   private drain(): void {
     const lines = this.pending.length;
     if (lines === 0) return;
