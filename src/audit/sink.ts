@@ -2,10 +2,15 @@
  * The hash-chained JSON-lines audit sink (stdout or a file).
  *
  * Hot path: `record()` only appends the record and the time to the batch. No formatting, no
- * hashing, no I/O. Every 100 ms (or at 512 records) the batch is drained: each line is written
- * from a fixed template (format.ts; always ASCII) with its `seq` and `prev` and hashed in
- * order, and the batch is appended in one write, durable when it returns (files: O_DSYNC, or an
- * fsync where the platform lacks it). Batches are written strictly in order.
+ * hashing, no I/O. Every 32 records (and every 100 ms) the batch is drained: each line is
+ * written from a fixed template (format.ts; always ASCII) with its `seq` and `prev`, hashed in
+ * order, and copied into a staging buffer outside the V8 heap. Every 100 ms (or when 256 KB are
+ * staged) the staged lines are appended in one write, durable when it returns (files: O_DSYNC,
+ * or an fsync where the platform lacks it). Writes happen strictly in order.
+ *
+ * Why two steps: pending records are young objects, and whatever is alive when V8 scavenges its
+ * young generation is copied (and, the second time, promoted to the old generation). Drained
+ * in small groups they are almost never alive then; staged bytes are not on the heap at all.
  *
  * A crash loses at most the last ~100 ms of records and may leave a torn last line; on the next
  * start the sink repairs and audits that (see tail.ts). Records are built by callers from
@@ -19,8 +24,10 @@ import type { AuditRecord, AuditSink } from './record.js';
 import { resumeChain } from './tail.js';
 import { asciiJsonString, auditMembers, IsoClock } from './format.js';
 
-/** A batch is drained early when it holds this many records (about 200 KB of lines). */
-const MAX_BATCH_LINES = 512;
+/** Pending records are drained (formatted, hashed, staged) in groups of at most this many. */
+const DRAIN_AT = 32;
+/** Staged lines are written when this many bytes wait (or at the interval). */
+const STAGE_BYTES = 256 * 1024;
 const PREV_KEY = ',"prev":"';
 /** Absent on platforms without it; batches are then fsync'd after writing. */
 const DSYNC: number = (constants as { O_DSYNC?: number }).O_DSYNC ?? 0;
@@ -50,6 +57,11 @@ export class JsonLinesAuditSink implements AuditSink {
    */
   private pending: AuditRecord[] = [];
   private times: number[] = [];
+  /** Drained lines waiting for the next write: `stage[0, staged)`. */
+  private stage: Buffer = Buffer.allocUnsafeSlow(STAGE_BYTES);
+  private staged = 0;
+  /** A staging buffer whose write has completed, for reuse. */
+  private spare: Buffer | undefined;
   /** seq and hash of the last line hashed (i.e. drained). */
   private drainedSeq: number;
   private headHash: string;
@@ -92,13 +104,13 @@ export class JsonLinesAuditSink implements AuditSink {
     this.drainedSeq = resume.seq;
     this.headHash = resume.head;
     this.prefix = `","log":"audit"${name ? `,"sidecar":${asciiJsonString(name)}` : ''},`;
-    this.timer = setInterval(() => this.drain(), opts.flushIntervalMs ?? 100);
+    this.timer = setInterval(() => this.drainAndWrite(), opts.flushIntervalMs ?? 100);
     this.timer.unref();
     for (const note of resume.notes) this.record(note);
-    this.drain();
+    this.drainAndWrite();
   }
 
-  /** Accepts a record; `rec` is kept until its batch is written and must not be changed. */
+  /** Accepts a record; `rec` is kept until it is drained (at most 32 records or 100 ms later) and must not be changed. */
   record(rec: AuditRecord): void {
     if (this.closed || this.failure) {
       this.droppedCount++;
@@ -106,12 +118,17 @@ export class JsonLinesAuditSink implements AuditSink {
     }
     this.pending.push(rec);
     this.times.push(Date.now());
-    if (this.pending.length >= MAX_BATCH_LINES) this.drain();
+    if (this.pending.length >= DRAIN_AT) this.drain();
+  }
+
+  private drainAndWrite(): void {
+    this.drain();
+    this.writeStaged();
   }
 
   /**
-   * Writes the batch's lines, hashing them in order (each hash is the next line's prev), and
-   * hands the batch to the OS after the previous one.
+   * Formats the pending records' lines, hashing them in order (each hash is the next line's
+   * prev), into the staging buffer.
    */
   private drain(): void {
     const lines = this.pending.length;
@@ -122,16 +139,38 @@ export class JsonLinesAuditSink implements AuditSink {
     this.times = [];
     let seq = this.drainedSeq;
     let prev = this.headHash;
-    let out = '';
     for (let i = 0; i < lines; i++) {
       const line = `{"time":"${this.clock.format(times[i]!)}","seq":${++seq}${PREV_KEY}${prev}${this.prefix}${auditMembers(pending[i]!)}}`;
       prev = lineHash(line);
-      out += line + '\n';
+      this.stageLine(line);
     }
     this.headHash = prev;
     this.drainedSeq = seq;
-    const data = Buffer.from(out, 'latin1'); // lines are ASCII (format.ts): a plain copy
-    this.writing = this.writing.then(() => this.writeBatch(data));
+  }
+
+  /** Copies one line and its newline into the staging buffer (lines are ASCII: format.ts). */
+  private stageLine(line: string): void {
+    const bytes = line.length + 1;
+    if (this.staged + bytes > this.stage.length) {
+      this.writeStaged();
+      if (bytes > this.stage.length) this.stage = Buffer.allocUnsafeSlow(bytes); // one huge line
+    }
+    this.staged += this.stage.write(line, this.staged, 'latin1');
+    this.stage[this.staged++] = 0x0a;
+  }
+
+  /** Hands the staged bytes to the OS after the previous write; staging continues in another buffer. */
+  private writeStaged(): void {
+    if (this.staged === 0) return;
+    const full = this.stage;
+    const data = full.subarray(0, this.staged);
+    this.stage = this.spare ?? Buffer.allocUnsafeSlow(STAGE_BYTES);
+    this.spare = undefined;
+    this.staged = 0;
+    this.writing = this.writing.then(async () => {
+      await this.writeBatch(data);
+      if (full.length === STAGE_BYTES) this.spare = full;
+    });
   }
 
   private async writeBatch(data: Buffer): Promise<void> {
@@ -177,7 +216,7 @@ export class JsonLinesAuditSink implements AuditSink {
 
   /** Writes (and fsyncs, for files) everything recorded so far; e.g. right after an admin action. */
   async sync(): Promise<void> {
-    this.drain();
+    this.drainAndWrite();
     await this.writing;
   }
 
@@ -186,7 +225,7 @@ export class JsonLinesAuditSink implements AuditSink {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.timer);
-    this.drain();
+    this.drainAndWrite();
     await this.writing;
     if (this.ownsFd) {
       if (!this.doFsync && !this.failure) await this.fsyncFd().catch(() => undefined);

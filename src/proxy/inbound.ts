@@ -93,10 +93,16 @@ export class InboundListener {
   private readonly connections = new Set<PeeredSocket>();
   private readonly now: () => number;
   private readonly log: DecisionLog;
+  /**
+   * undici's TLS server name for app requests. The app is plain HTTP (config), where undici
+   * never uses it; given explicitly, undici skips deriving one from each request's Host.
+   */
+  private readonly appServername: string;
 
   constructor(private readonly deps: InboundDeps) {
     this.log = new DecisionLog('inbound', deps.metrics, deps.audit, deps.denials);
     this.app = new Pool(deps.config.app, { connections: 256, pipelining: 1, keepAliveTimeout: 30_000 });
+    this.appServername = new URL(deps.config.app).hostname || 'app';
     this.match = compileActionMatcher(deps.config.actions);
     this.now = deps.now ?? Date.now;
   }
@@ -302,7 +308,7 @@ export class InboundListener {
     }
     const headers = forwardRequestHeaders(req.rawHeaders, DROPPED_HEADERS, appHeaders);
     const timeout = this.deps.config.requestTimeoutMs;
-    const opts = { path: req.url!, headers, headersTimeoutMs: timeout, bodyTimeoutMs: timeout };
+    const opts = { path: req.url!, headers, headersTimeoutMs: timeout, bodyTimeoutMs: timeout, servername: this.appServername };
     forwardRequestThen(this.app, req, res, opts, (result) => {
       try {
         if (typeof result === 'number') {

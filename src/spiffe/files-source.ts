@@ -7,10 +7,9 @@
  * error reported through health() and the logger.
  */
 import { createHash } from 'node:crypto';
-import { watch, type FSWatcher } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import path from 'node:path';
 import { SidecarError, errorMessage } from '../errors.js';
+import { watchFiles, type FileWatch } from '../config/file-watch.js';
 import { parseTrustDomain } from './id.js';
 import { parseX509Svid } from './svid.js';
 import { X509Bundle } from './bundle/x509-bundle.js';
@@ -45,7 +44,7 @@ export class FilesX509Source extends BaseX509Source {
   private readonly federated: [string, string][];
   private readonly debounceMs: number;
   private readonly pollIntervalMs: number;
-  private watchers: FSWatcher[] = [];
+  private watcher: FileWatch | undefined;
   private pollTimer: NodeJS.Timeout | undefined;
   private debounceTimer: NodeJS.Timeout | undefined;
   private loading: Promise<void> | undefined;
@@ -82,8 +81,8 @@ export class FilesX509Source extends BaseX509Source {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const w of this.watchers) w.close();
-    this.watchers = [];
+    this.watcher?.close();
+    this.watcher = undefined;
     if (this.pollTimer) clearInterval(this.pollTimer);
     if (this.debounceTimer) clearTimeout(this.debounceTimer);
     this.pollTimer = this.debounceTimer = undefined;
@@ -96,19 +95,15 @@ export class FilesX509Source extends BaseX509Source {
   }
 
   private startWatching(): void {
-    const dirs = new Set(this.allFiles().map((f) => path.dirname(path.resolve(f))));
-    for (const dir of dirs) {
-      try {
-        // Watch the directory, not the file: a rename replaces the inode a file watch would follow.
-        const w = watch(dir, { persistent: false }, () => this.scheduleReload());
-        w.on('error', (err) => {
-          this.logger?.warn({ dir, err: errorMessage(err) }, 'files identity source: directory watch failed; polling only');
-          w.close();
-        });
-        this.watchers.push(w);
-      } catch (err) {
-        this.logger?.warn({ dir, err: errorMessage(err) }, 'files identity source: cannot watch directory; polling only');
-      }
+    try {
+      // Directory watches that react only to these files' names (and Kubernetes' ..data swaps).
+      this.watcher = watchFiles(this.allFiles(), () => this.scheduleReload(), {
+        debounceMs: 0,
+        persistent: false,
+        onError: (err) => this.logger?.warn({ err: errorMessage(err) }, 'files identity source: directory watch failed; polling only'),
+      });
+    } catch (err) {
+      this.logger?.warn({ err: errorMessage(err) }, 'files identity source: cannot watch directories; polling only');
     }
     this.pollTimer = setInterval(() => this.scheduleReload(), this.pollIntervalMs);
     this.pollTimer.unref();

@@ -26,6 +26,24 @@ t.test('a chain written by the sink verifies, and the head is the sha256 of the 
   t.equal(r.headHash, openssl, 'head matches openssl dgst -sha256');
 });
 
+t.test('lines beyond one staging buffer, and one line larger than it, are written whole and in order', async (t) => {
+  const file = path.join(tempDir(t), 'audit.log');
+  const sink = new JsonLinesAuditSink(file, 'sc');
+  // About 1 MB of ordinary lines (several 256 KB staging buffers), then one 400 KB line.
+  for (let i = 0; i < 5000; i++) sink.record(decision(i));
+  const huge = 'x'.repeat(400 * 1024);
+  sink.record({ type: 'admin_action', decision: 'allow', reason: 'test', detail: huge });
+  for (let i = 5000; i < 5010; i++) sink.record(decision(i));
+  await sink.flush();
+  const lines = fileLines(file);
+  t.equal(lines.length, 5011);
+  t.same(lines.map((l) => JSON.parse(l).seq), Array.from({ length: 5011 }, (_, i) => i + 1), 'every seq once, in order');
+  t.equal(JSON.parse(lines[5000]!).detail, huge);
+  const r = await verifyAuditFile(file);
+  t.ok(r.ok, JSON.stringify(r.errors));
+  t.equal(r.records, 5011);
+});
+
 t.test('sink head() reports the last drained record', async (t) => {
   const file = path.join(tempDir(t), 'audit.log');
   const sink = new JsonLinesAuditSink(file, 'sc');

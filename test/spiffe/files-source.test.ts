@@ -145,6 +145,40 @@ t.test('Kubernetes-style ..data symlink swap is picked up', async (t) => {
   t.equal(source.current()!.generation, 2);
 });
 
+t.test('writes to other files in the same directory do not re-read the set', async (t) => {
+  const { d, files, ca } = await setup('neighbour');
+  const s1 = await ca.issueX509Svid('spiffe://example.org/n', { ttlSeconds: 600 });
+  writeFileSync(files.cert, s1.certChainPem);
+  writeFileSync(files.key, s1.keyPem);
+  writeFileSync(files.bundle, ca.bundle().toPem());
+  const source = new FilesX509Source({ cert: files.cert, key: files.key, bundle: files.bundle, debounceMs: 10, pollIntervalMs: 60_000 });
+  t.teardown(() => source.close());
+  // Counts reads of the set (a private method; the public effect of a re-read is only CPU).
+  let reads = 0;
+  const s = source as unknown as { readSet: () => Promise<unknown> };
+  const readSet = s.readSet.bind(source);
+  s.readSet = () => {
+    reads++;
+    return readSet();
+  };
+  await source.start();
+  await source.waitReady(1000);
+  const before = reads;
+  // An audit log written next to the certificates, as a busy sidecar does.
+  for (let i = 0; i < 20; i++) {
+    writeFileSync(path.join(d, 'audit.log'), `line ${i}\n`, { flag: 'a' });
+    await sleep(15);
+  }
+  await sleep(100);
+  t.equal(reads, before, 'no re-read for a neighbour file');
+  // The watched names still are: a rotation by rename is picked up.
+  const s2 = await ca.issueX509Svid('spiffe://example.org/n', { ttlSeconds: 600 });
+  atomicWrite(files.key, s2.keyPem);
+  atomicWrite(files.cert, s2.certChainPem);
+  await until(() => serial(source.current()!) === s2.svid.certificates[0]!.serialNumber, 5000, 'rotated SVID');
+  t.ok(reads > before, 'a watched file change re-reads');
+});
+
 t.test('missing files: waitReady times out, files appearing later are picked up', async (t) => {
   const { files, ca } = await setup('late');
   const source = new FilesX509Source({ cert: files.cert, key: files.key, bundle: files.bundle, debounceMs: 30, pollIntervalMs: 200 });
