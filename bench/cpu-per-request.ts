@@ -4,7 +4,7 @@
  * concurrency on a 2-core machine is bounded by exactly this.
  *   node dist/bench/cpu-per-request.js [--requests N] [--connections C] [--rounds R]
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -74,6 +74,7 @@ async function main(): Promise<void> {
   } finally {
     await Promise.all(procs.map((c) => stopChild(c)));
     killAll();
+    rmSync(f.dir, { recursive: true, force: true }); // holds private keys
   }
 }
 

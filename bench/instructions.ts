@@ -88,6 +88,7 @@ async function main(): Promise<void> {
   } finally {
     await Promise.all(procs.map((c) => stopChild(c)));
     killAll();
+    rmSync(f.dir, { recursive: true, force: true }); // holds private keys
     if (process.env.CALLGRIND_KEEP) process.stdout.write(`callgrind output kept in ${outDir}\n`);
     else rmSync(outDir, { recursive: true, force: true });
   }

@@ -4,7 +4,7 @@
  * across a restart, kill-all stopping the outbound side, and a shared revocation file reaching
  * several sidecars without restarts.
  */
-import { mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import http from 'node:http';
 import https from 'node:https';
@@ -198,7 +198,9 @@ t.test('killall: every peer refused and the outbound side stopped until restored
 });
 
 t.test('a shared revocation file reaches every sidecar that watches it, without restarts', async (t) => {
-  const shared = path.join(mkdtempSync(path.join(tmpdir(), 'attest-shared-')), 'revoked.yaml');
+  const sharedDir = mkdtempSync(path.join(tmpdir(), 'attest-shared-'));
+  t.teardown(() => rmSync(sharedDir, { recursive: true, force: true }));
+  const shared = path.join(sharedDir, 'revoked.yaml');
   writeFileSync(shared, 'revoked: []\n');
   const mesh = await TestMesh.start({ agents: ['orchestrator', 'harness-writer'], sharedRevocations: [shared] });
   t.teardown(() => mesh.close());
