@@ -46,7 +46,6 @@ export class FilesX509Source extends BaseX509Source {
   private readonly pollIntervalMs: number;
   private watcher: FileWatch | undefined;
   private pollTimer: NodeJS.Timeout | undefined;
-  private debounceTimer: NodeJS.Timeout | undefined;
   private loading: Promise<void> | undefined;
   private reloadAgain = false;
   /** Fingerprint of the bytes last tried, so an unchanged (good or bad) set is not re-parsed or re-reported. */
@@ -84,8 +83,7 @@ export class FilesX509Source extends BaseX509Source {
     this.watcher?.close();
     this.watcher = undefined;
     if (this.pollTimer) clearInterval(this.pollTimer);
-    if (this.debounceTimer) clearTimeout(this.debounceTimer);
-    this.pollTimer = this.debounceTimer = undefined;
+    this.pollTimer = undefined;
     await this.loading;
     this.clearListeners();
   }
@@ -97,26 +95,16 @@ export class FilesX509Source extends BaseX509Source {
   private startWatching(): void {
     try {
       // Directory watches that react only to these files' names (and Kubernetes' ..data swaps).
-      this.watcher = watchFiles(this.allFiles(), () => this.scheduleReload(), {
-        debounceMs: 0,
+      this.watcher = watchFiles(this.allFiles(), () => void this.reload(), {
+        debounceMs: this.debounceMs,
         persistent: false,
         onError: (err) => this.logger?.warn({ err: errorMessage(err) }, 'files identity source: directory watch failed; polling only'),
       });
     } catch (err) {
       this.logger?.warn({ err: errorMessage(err) }, 'files identity source: cannot watch directories; polling only');
     }
-    this.pollTimer = setInterval(() => this.scheduleReload(), this.pollIntervalMs);
+    this.pollTimer = setInterval(() => void this.reload(), this.pollIntervalMs);
     this.pollTimer.unref();
-  }
-
-  private scheduleReload(): void {
-    if (this.closed) return;
-    if (this.debounceTimer) clearTimeout(this.debounceTimer);
-    this.debounceTimer = setTimeout(() => {
-      this.debounceTimer = undefined;
-      void this.reload();
-    }, this.debounceMs);
-    this.debounceTimer.unref();
   }
 
   /** Serialised: a reload requested while one runs is done once more afterwards. */

@@ -38,9 +38,16 @@ async function writeSvid(name: string, id: string): Promise<string> {
 /** Runs the executable itself, as the container image and npm's bin link do (its shebang's Node flags apply). */
 function start(configFile: string): ChildProcess {
   const p = spawn(binPath, ['run', '--config', configFile], { stdio: ['ignore', 'ignore', 'pipe'] });
+  // Read stderr (a full pipe would block the child) and keep its tail for failure messages.
+  let tail = '';
+  p.stderr!.on('data', (d: Buffer) => {
+    tail = (tail + d.toString('utf8')).slice(-2000);
+  });
+  stderrTails.set(p, () => `${path.basename(configFile)} (exit ${p.exitCode ?? p.signalCode ?? 'none'}): ${tail.trim() || '(no stderr)'}`);
   procs.push(p);
   return p;
 }
+const stderrTails = new Map<ChildProcess, () => string>();
 
 async function until<T>(f: () => Promise<T | undefined>, what: string, ms = 15_000): Promise<T> {
   const end = Date.now() + ms;
@@ -49,7 +56,8 @@ async function until<T>(f: () => Promise<T | undefined>, what: string, ms = 15_0
     if (v !== undefined) return v;
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error(`timed out waiting for ${what}`);
+  const children = [...stderrTails.values()].map((tail) => tail()).join('\n');
+  throw new Error(`timed out waiting for ${what}\n${children}`);
 }
 
 const serverId = `spiffe://${TD}/service`;
