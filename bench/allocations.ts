@@ -18,8 +18,8 @@ import path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { killAll, repoRoot, sidecarArgs, spawnNode, stopChild, waitForOk, type Child } from './lib.js';
-import { BENCH_PATH, ROUTE, writeBenchFiles } from './setup.js';
+import { killAll, repoRoot, stopChild, type Child } from './lib.js';
+import { BENCH_PATH, ROUTE, startPairs, writeBenchFiles } from './setup.js';
 
 const { values } = parseArgs({
   options: { requests: { type: 'string', default: '15000' }, warmup: { type: 'string', default: '5000' }, top: { type: 'string', default: '12' } },
@@ -73,25 +73,13 @@ async function main(): Promise<void> {
   const root = repoRoot();
   const p = f.ports;
   const url = (port: number, suffix = '') => `http://127.0.0.1:${port}${suffix}`;
-  const tls = (cert: string, key: string) => ['--cert', cert, '--key', key, '--ca', f.bundle];
-  const sampled = ['--expose-gc', '--import', path.join(here, 'heap-sampler.js')];
-  // The sidecar as deployed (its executable's node flags), with the sampler in front of the script.
-  const sidecar = (config: string) => {
-    const args = sidecarArgs(root, 'run', '--config', config);
-    args.splice(args.findIndex((a) => a.endsWith('attest-sidecar')), 0, ...sampled);
-    return args;
-  };
   process.env.ATTEST_HEAP_SAMPLER_DIR = outDir; // spawnNode passes the environment on
-  const procs: Child[] = [];
-  const add = (c: Child) => (procs.push(c), c);
+  const sampled = ['--expose-gc', '--import', path.join(here, 'heap-sampler.js')];
+  let procs: Child[] = [];
   try {
-    add(spawnNode('app', [path.join(here, 'app.js'), '--port', String(p.app)], root));
-    const refIn = add(spawnNode('ref-in', [...sampled, path.join(here, 'reference-proxy.js'), '--mode', 'inbound', '--port', String(p.refInbound), '--upstream', url(p.app), ...tls(f.serviceCert, f.serviceKey)], root));
-    const refOut = add(spawnNode('ref-out', [...sampled, path.join(here, 'reference-proxy.js'), '--mode', 'outbound', '--port', String(p.refOutbound), '--route', ROUTE, '--upstream', `https://127.0.0.1:${p.refInbound}`, ...tls(f.agentCert, f.agentKey)], root));
-    const scIn = add(spawnNode('sc-in', sidecar(f.serviceConfig), root));
-    const scOut = add(spawnNode('sc-out', sidecar(f.agentConfig), root));
-    await waitForOk(procs, url(p.refOutbound, BENCH_PATH), { host: ROUTE });
-    await waitForOk(procs, url(p.agentOutbound, BENCH_PATH), { host: ROUTE });
+    const pairs = await startPairs(f, root, { nodeArgs: () => sampled });
+    procs = pairs.procs;
+    const { refIn, refOut, scIn, scOut } = pairs;
     const n = Number(values.requests);
     const load = async (port: number, amount: number) => {
       const r = await autocannon({ url: url(port, BENCH_PATH), connections: 32, amount, timeout: 60, headers: { host: ROUTE } });

@@ -5,17 +5,14 @@
  *   node dist/bench/cpu-per-request.js [--requests N] [--connections C] [--rounds R]
  */
 import { readFileSync, rmSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createRequire } from 'node:module';
-import { killAll, repoRoot, sidecarArgs, spawnNode, stopChild, waitForOk, type Child } from './lib.js';
-import { BENCH_PATH, ROUTE, writeBenchFiles } from './setup.js';
+import { killAll, repoRoot, stopChild, type Child } from './lib.js';
+import { BENCH_PATH, ROUTE, startPairs, writeBenchFiles } from './setup.js';
 
 const { values } = parseArgs({
   options: { requests: { type: 'string', default: '10000' }, connections: { type: 'string', default: '32' }, rounds: { type: 'string', default: '5' } },
 });
-const here = path.dirname(fileURLToPath(import.meta.url));
 const autocannon = createRequire(import.meta.url)('autocannon') as (o: object) => Promise<unknown>;
 const TICK = 100; // USER_HZ on Linux
 
@@ -33,23 +30,11 @@ async function main(): Promise<void> {
   const root = repoRoot();
   const p = f.ports;
   const url = (port: number, suffix = '') => `http://127.0.0.1:${port}${suffix}`;
-  const tls = (cert: string, key: string) => ['--cert', cert, '--key', key, '--ca', f.bundle];
-  const procs: Child[] = [];
-  const spawn = (name: string, args: string[]) => {
-    const c = spawnNode(name, args, root);
-    procs.push(c);
-    return c;
-  };
+  let procs: Child[] = [];
   try {
-    spawn('app', [path.join(here, 'app.js'), '--port', String(p.app)]);
-    const refIn = spawn('ref-in', [path.join(here, 'reference-proxy.js'), '--mode', 'inbound', '--port', String(p.refInbound), '--upstream', url(p.app), ...tls(f.serviceCert, f.serviceKey)]);
-    const refOut = spawn('ref-out', [path.join(here, 'reference-proxy.js'), '--mode', 'outbound', '--port', String(p.refOutbound), '--route', ROUTE, '--upstream', `https://127.0.0.1:${p.refInbound}`, ...tls(f.agentCert, f.agentKey)]);
-    const scIn = spawn('sc-in', sidecarArgs(root, 'run', '--config', f.serviceConfig));
-    const scOut = spawn('sc-out', sidecarArgs(root, 'run', '--config', f.agentConfig));
-    await waitForOk(procs, url(p.serviceAdmin, '/readyz'));
-    await waitForOk(procs, url(p.agentAdmin, '/readyz'));
-    await waitForOk(procs, url(p.refOutbound, BENCH_PATH), { host: ROUTE });
-    await waitForOk(procs, url(p.agentOutbound, BENCH_PATH), { host: ROUTE });
+    const started = await startPairs(f, root);
+    procs = started.procs;
+    const { refIn, refOut, scIn, scOut } = started;
     const n = Number(values.requests);
     const c = Number(values.connections);
     const pairs = [['bare pair', p.refOutbound, refOut, refIn], ['sidecar pair', p.agentOutbound, scOut, scIn]] as const;

@@ -19,16 +19,14 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { killAll, repoRoot, sidecarArgs, spawnNode, stopChild, waitForOk, type Child } from './lib.js';
-import { BENCH_PATH, ROUTE, writeBenchFiles } from './setup.js';
+import { killAll, repoRoot, stopChild, type Child } from './lib.js';
+import { BENCH_PATH, ROUTE, startPairs, writeBenchFiles, type ProxyName } from './setup.js';
 
 const { values } = parseArgs({
   options: { side: { type: 'string', default: 'outbound' }, requests: { type: 'string', default: '2000' }, warmup: { type: 'string', default: '6000' } },
 });
 const side = values.side === 'inbound' ? 'inbound' : 'outbound';
-const here = path.dirname(fileURLToPath(import.meta.url));
 const autocannon = createRequire(import.meta.url)('autocannon') as (o: object) => Promise<{ non2xx: number; errors: number }>;
 const outDir = mkdtempSync(path.join(tmpdir(), 'attest-callgrind-'));
 
@@ -57,18 +55,12 @@ async function main(): Promise<void> {
   const root = repoRoot();
   const p = f.ports;
   const url = (port: number, suffix = '') => `http://127.0.0.1:${port}${suffix}`;
-  const tls = (cert: string, key: string) => ['--cert', cert, '--key', key, '--ca', f.bundle];
-  const start = (name: string, counted: boolean, args: string[]) => spawnNode(name, args, root, counted ? CALLGRIND : []);
-  const procs: Child[] = [];
-  const add = (c: Child) => (procs.push(c), c);
+  const measured: ProxyName[] = side === 'inbound' ? ['ref-in', 'sc-in'] : ['ref-out', 'sc-out'];
+  let procs: Child[] = [];
   try {
-    add(spawnNode('app', [path.join(here, 'app.js'), '--port', String(p.app)], root));
-    const refIn = add(start('ref-in', side === 'inbound', [path.join(here, 'reference-proxy.js'), '--mode', 'inbound', '--port', String(p.refInbound), '--upstream', url(p.app), ...tls(f.serviceCert, f.serviceKey)]));
-    const refOut = add(start('ref-out', side === 'outbound', [path.join(here, 'reference-proxy.js'), '--mode', 'outbound', '--port', String(p.refOutbound), '--route', ROUTE, '--upstream', `https://127.0.0.1:${p.refInbound}`, ...tls(f.agentCert, f.agentKey)]));
-    const scIn = add(start('sc-in', side === 'inbound', sidecarArgs(root, 'run', '--config', f.serviceConfig)));
-    const scOut = add(start('sc-out', side === 'outbound', sidecarArgs(root, 'run', '--config', f.agentConfig)));
-    await waitForOk(procs, url(p.refOutbound, BENCH_PATH), { host: ROUTE }, 300_000);
-    await waitForOk(procs, url(p.agentOutbound, BENCH_PATH), { host: ROUTE }, 300_000);
+    const pairs = await startPairs(f, root, { wrapper: (name) => (measured.includes(name) ? CALLGRIND : []), timeoutMs: 300_000 });
+    procs = pairs.procs;
+    const { refIn, refOut, scIn, scOut } = pairs;
     const n = Number(values.requests);
     const perRequest: Record<string, number> = {};
     for (const [label, port, counted] of [['bare', p.refOutbound, side === 'inbound' ? refIn : refOut], ['sidecar', p.agentOutbound, side === 'inbound' ? scIn : scOut]] as const) {

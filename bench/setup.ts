@@ -6,8 +6,9 @@ import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { DevCa } from '../src/dev/ca.js';
-import { freePort } from './lib.js';
+import { freePort, sidecarArgs, spawnNode, waitForOk, type Child } from './lib.js';
 
 export const TRUST_DOMAIN = 'bench.local';
 export const AGENT_ID = `spiffe://${TRUST_DOMAIN}/agent`;
@@ -156,4 +157,55 @@ export async function writeBenchFiles(): Promise<BenchFiles> {
     attestedConfig: file('agent-attested.yaml', agentConfig(base, 'agent-attested', p.attestedOutbound, p.attestedAdmin, true)),
     freshConfig: file('agent-fresh.yaml', agentConfig(base, 'agent-fresh', p.freshOutbound, p.freshAdmin, true)),
   };
+}
+
+/** The proxies of a side-by-side comparison, by the names their processes get. */
+export type ProxyName = 'ref-in' | 'ref-out' | 'sc-in' | 'sc-out';
+
+export interface Pairs {
+  /** Every process started, the app included (for stopChild). */
+  procs: Child[];
+  refIn: Child;
+  refOut: Child;
+  scIn: Child;
+  scOut: Child;
+}
+
+/**
+ * Starts the app, the bare reference pair and the sidecar pair (with its executable's node flags)
+ * on `f`'s ports, and waits until a request passes through each pair. For the diagnostics:
+ * `nodeArgs` adds node flags before a proxy's script, `wrapper` runs a proxy under another program
+ * (e.g. valgrind). Processes started before a failure are left to killAll().
+ */
+export async function startPairs(
+  f: BenchFiles,
+  root: string,
+  opts: { nodeArgs?: (name: ProxyName) => string[]; wrapper?: (name: ProxyName) => string[]; timeoutMs?: number } = {},
+): Promise<Pairs> {
+  const p = f.ports;
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const url = (port: number, suffix = '') => `http://127.0.0.1:${port}${suffix}`;
+  const tls = (cert: string, key: string) => ['--cert', cert, '--key', key, '--ca', f.bundle];
+  const procs: Child[] = [spawnNode('app', [path.join(here, 'app.js'), '--port', String(p.app)], root)];
+  const start = (name: ProxyName, args: string[]) => {
+    const c = spawnNode(name, args, root, opts.wrapper?.(name) ?? []);
+    procs.push(c);
+    return c;
+  };
+  const reference = (name: ProxyName, args: string[]) => start(name, [...(opts.nodeArgs?.(name) ?? []), path.join(here, 'reference-proxy.js'), ...args]);
+  const sidecar = (name: ProxyName, config: string) => {
+    const args = sidecarArgs(root, 'run', '--config', config);
+    args.splice(args.findIndex((a) => a.endsWith('attest-sidecar')), 0, ...(opts.nodeArgs?.(name) ?? []));
+    return start(name, args);
+  };
+  const refIn = reference('ref-in', ['--mode', 'inbound', '--port', String(p.refInbound), '--upstream', url(p.app), ...tls(f.serviceCert, f.serviceKey)]);
+  const refOut = reference('ref-out', ['--mode', 'outbound', '--port', String(p.refOutbound), '--route', ROUTE, '--upstream', `https://127.0.0.1:${p.refInbound}`, ...tls(f.agentCert, f.agentKey)]);
+  const scIn = sidecar('sc-in', f.serviceConfig);
+  const scOut = sidecar('sc-out', f.agentConfig);
+  const timeout = opts.timeoutMs ?? 20_000;
+  await waitForOk(procs, url(p.serviceAdmin, '/readyz'), {}, timeout);
+  await waitForOk(procs, url(p.agentAdmin, '/readyz'), {}, timeout);
+  await waitForOk(procs, url(p.refOutbound, BENCH_PATH), { host: ROUTE }, timeout);
+  await waitForOk(procs, url(p.agentOutbound, BENCH_PATH), { host: ROUTE }, timeout);
+  return { procs, refIn, refOut, scIn, scOut };
 }
