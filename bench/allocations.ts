@@ -12,7 +12,7 @@
  * young generation. Sampling is statistical (one sample per 1 KB allocated, 256 B surviving):
  * repeat a run before trusting a difference of a few percent.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
@@ -68,6 +68,20 @@ function report(side: string, mode: string, bare: Child, sidecar: Child, n: numb
   ].join('\n');
 }
 
+/** Waits until every proxy has written its `mode` profile; a proxy that did not says why (its output). */
+async function profilesWritten(proxies: Child[], mode: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (const c of proxies) {
+    const file = path.join(outDir, `${c.pid}-${mode}.json`);
+    while (!existsSync(file)) {
+      if (Date.now() > deadline || c.proc.exitCode !== null) {
+        throw new Error(`${c.name} wrote no ${mode} heap profile within ${timeoutMs / 1000} s:\n${c.output().trim()}`);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
 async function main(): Promise<void> {
   const f = await writeBenchFiles();
   const root = repoRoot();
@@ -87,14 +101,15 @@ async function main(): Promise<void> {
     };
     for (const port of [p.refOutbound, p.agentOutbound]) await load(port, Number(values.warmup));
     const proxies = [refIn, refOut, scIn, scOut];
-    const signal = async () => {
+    const signal = () => {
       for (const c of proxies) c.proc.kill('SIGUSR2');
-      await new Promise((r) => setTimeout(r, 1500)); // profiles written, sampling started
     };
-    for (let mode = 0; mode < 2; mode++) {
-      await signal();
+    for (const mode of ['allocated', 'survived']) {
+      signal();
+      await new Promise((r) => setTimeout(r, 500)); // sampling started
       for (const port of [p.refOutbound, p.agentOutbound]) await load(port, n);
-      await signal();
+      signal();
+      await profilesWritten(proxies, mode);
     }
     const top = Number(values.top);
     for (const mode of ['allocated', 'survived']) {

@@ -8,7 +8,7 @@
  * the young generation, so the second profile holds what the old generation had to take.
  */
 import { Session } from 'node:inspector';
-import { writeFileSync } from 'node:fs';
+import { renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 const dir = process.env.ATTEST_HEAP_SAMPLER_DIR;
@@ -32,9 +32,12 @@ if (dir) {
           const gc = (globalThis as { gc?: (o: { type: string }) => void }).gc;
           gc?.({ type: 'minor' });
           gc?.({ type: 'minor' });
-          return post('HeapProfiler.stopSampling').then((res) =>
-            writeFileSync(path.join(dir, `${process.pid}-${mode.name}.json`), JSON.stringify((res as { profile: unknown }).profile)),
-          );
+          // Written whole under a temporary name, then renamed: the reader waits for the final name.
+          return post('HeapProfiler.stopSampling').then((res) => {
+            const file = path.join(dir, `${process.pid}-${mode.name}.json`);
+            writeFileSync(`${file}.tmp`, JSON.stringify((res as { profile: unknown }).profile));
+            renameSync(`${file}.tmp`, file);
+          });
         })();
     done.catch((err: unknown) => process.stderr.write(`heap-sampler: ${(err as Error).message}\n`));
   });
