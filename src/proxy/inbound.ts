@@ -10,7 +10,7 @@ import https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { AddressInfo } from 'node:net';
-import { Pool } from 'undici';
+import { Pool } from './undici-pool.js';
 import type { InboundConfig } from '../config/types.js';
 import { SidecarError } from '../errors.js';
 import type { Logger, AuditSink } from '../log.js';

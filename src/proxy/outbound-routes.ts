@@ -6,7 +6,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { Pool } from 'undici';
+import type { Pool as UndiciPool } from 'undici';
+import { Pool } from './undici-pool.js';
 import type { OutboundRouteConfig } from '../config/types.js';
 import { SidecarError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -87,6 +88,6 @@ export function createRoutePool(runtime: RouteRuntime, material: TlsMaterial, is
         material.bundles,
         isRevoked,
       ),
-    } as Pool.Options['connect'],
+    } as UndiciPool.Options['connect'],
   });
 }

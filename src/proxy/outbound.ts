@@ -9,7 +9,7 @@
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { Pool } from 'undici';
+import { Pool } from './undici-pool.js';
 import type { OutboundConfig } from '../config/types.js';
 import type { Logger, AuditSink } from '../log.js';
 import type { SidecarMetrics } from '../admin/metrics.js';

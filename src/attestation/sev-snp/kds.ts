@@ -11,7 +11,6 @@
  * reported. KDS rate-limits (429 / 503 with Retry-After): until that time passes no request is
  * sent at all.
  */
-import { fetch as undiciFetch } from 'undici';
 import { SidecarError, errorMessage } from '../../errors.js';
 import { verifyEndorsementChain, type SnpTrustAnchors } from './anchors.js';
 import { parseSnpEndorsementCert, type SnpEndorsementCert } from './certs.js';
@@ -96,7 +95,8 @@ export class KdsCollateral {
     this.cacheDir = opts.cacheDir;
     this.baseUrl = (opts.baseUrl ?? KDS_DEFAULT_BASE_URL).replace(/\/+$/, '');
     this.offline = opts.offline ?? false;
-    this.fetchFn = opts.fetch ?? (undiciFetch as unknown as typeof fetch);
+    // undici is loaded on first use: its index costs every sidecar ~8 MiB of memory (see proxy/undici-pool.ts).
+    this.fetchFn = opts.fetch ?? (async (input, init) => (await import('undici')).fetch(input as string, init as object) as unknown as Response);
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.logger = opts.logger;
     this.now = opts.now ?? Date.now;

@@ -1,0 +1,172 @@
+/**
+ * forwardRequestThen over real sockets: a plain HTTP front (the proxy) forwarding through an
+ * undici Pool to an upstream server, on the plain path (no response hooks).
+ */
+import t, { type Test } from 'tap';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import { createHash } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import { Pool } from '../../src/proxy/undici-pool.js';
+import { forwardRequestHeaders } from '../../src/proxy/headers.js';
+import { forwardRequestThen, type ForwardResult, type UpstreamFailure } from '../../src/proxy/forward.js';
+
+type Handler = (req: IncomingMessage, res: ServerResponse) => void;
+
+async function listen(handler: Handler): Promise<{ server: http.Server; url: string }> {
+  const server = http.createServer(handler);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
+}
+
+/** Upstream + proxy front; every result passed to `done` is collected. */
+async function setup(t: Test, upstream: Handler, timeoutMs = 10_000) {
+  const up = await listen(upstream);
+  const pool = new Pool(up.url, { connections: 4 });
+  const results: ForwardResult[] = [];
+  const settled: Array<() => void> = [];
+  const front = await listen((req, res) => {
+    const headers = forwardRequestHeaders(req.rawHeaders, undefined);
+    forwardRequestThen(pool, req, res, { path: req.url!, headers, headersTimeoutMs: timeoutMs, bodyTimeoutMs: timeoutMs }, (r) => {
+      results.push(r);
+      if (typeof r !== 'number' && !('intercepted' in r)) {
+        res.writeHead(r.status, { 'content-type': 'application/json' }).end(JSON.stringify({ error: r.message }));
+      }
+      settled.shift()?.();
+    });
+  });
+  t.teardown(async () => {
+    front.server.closeAllConnections();
+    up.server.closeAllConnections();
+    front.server.close();
+    up.server.close();
+    await pool.destroy();
+  });
+  const nextResult = () => new Promise<void>((resolve) => settled.push(resolve));
+  return { front: front.url, upstream: up.url, results, nextResult };
+}
+
+const get = (url: string, init: http.RequestOptions = {}) =>
+  new Promise<IncomingMessage>((resolve, reject) => http.get(url, init, resolve).on('error', reject));
+
+t.test('response headers: repeated fields kept, hop-by-hop and Connection-listed dropped, bytes unchanged', async (t) => {
+  const { front, upstream, results } = await setup(t, (_req, res) => {
+    res.writeHead(201, [
+      'Set-Cookie', 'a=1', 'Set-Cookie', 'b=2',
+      'Connection', 'X-Hop', 'X-Hop', 'secret', 'Keep-Alive', 'timeout=77',
+      'X-Latin1', 'caf\u00e9',
+      'Content-Length', '2',
+    ]);
+    res.end(Buffer.from('ok'));
+  });
+  const res = await get(`${front}/h`);
+  const direct = await get(`${upstream}/h`);
+  direct.resume();
+  let body = '';
+  for await (const c of res) body += c;
+  t.equal(res.statusCode, 201);
+  t.equal(body, 'ok');
+  t.same(res.headers['set-cookie'], ['a=1', 'b=2']);
+  t.equal(res.headers['x-hop'], undefined, 'a field the upstream named in Connection is hop-by-hop');
+  t.not(res.headers['keep-alive'], 'timeout=77', 'the upstream keep-alive parameters are not relayed');
+  const bytes = (v: unknown) => Buffer.from(v as string, 'latin1').toString('hex');
+  t.equal(bytes(direct.headers['x-latin1']), '636166e9', 'the upstream sends one latin1 byte');
+  t.equal(bytes(res.headers['x-latin1']), bytes(direct.headers['x-latin1']), 'relayed byte for byte');
+  t.same(results, [201]);
+});
+
+t.test('a large response streams with backpressure to a slow reader, intact', async (t) => {
+  const chunk = Buffer.alloc(64 * 1024, 7);
+  const total = 1024; // 64 MiB: more than every socket buffer on the way can hold
+  let sent = 0;
+  const expected = createHash('sha256');
+  for (let i = 0; i < total; i++) expected.update(chunk);
+  const { front, results } = await setup(t, (_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/octet-stream' });
+    const pump = () => {
+      while (sent < total) {
+        sent++;
+        if (!res.write(chunk)) return void res.once('drain', pump);
+      }
+      res.end();
+    };
+    pump();
+  });
+  const res = await get(`${front}/big`);
+  res.pause();
+  // Not reading: the whole chain must stall, so the upstream stops sending.
+  await new Promise((r) => setTimeout(r, 1000));
+  const after1s = sent;
+  await new Promise((r) => setTimeout(r, 500));
+  t.ok(sent < total, `the upstream was held back (${sent} of ${total} chunks sent)`);
+  t.equal(sent, after1s, 'and stays stalled while the client does not read');
+  const hash = createHash('sha256');
+  for await (const c of res) hash.update(c as Buffer);
+  t.equal(hash.digest('hex'), expected.digest('hex'));
+  t.same(results, [200]);
+});
+
+t.test('the client going away mid-response abandons the upstream exchange', async (t) => {
+  let upstreamClosed!: () => void;
+  const closed = new Promise<void>((resolve) => (upstreamClosed = resolve));
+  const { front, results, nextResult } = await setup(t, (_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.write('first part');
+    res.on('close', upstreamClosed); // never ends on its own
+  });
+  const settled = nextResult();
+  const res = await get(`${front}/hang`);
+  await new Promise<void>((resolve) => res.once('data', () => resolve()));
+  res.destroy();
+  const bound = new Promise<string>((resolve) => setTimeout(() => resolve('timed out'), 3000).unref());
+  t.equal(await Promise.race([closed.then(() => 'closed'), bound]), 'closed', 'upstream closed well before the 10 s body timeout');
+  await settled;
+  t.same(results, [200], 'settled once, with the status already sent');
+});
+
+t.test('the upstream failing mid-body destroys the client connection (no whole-looking truncation)', async (t) => {
+  const { front, results, nextResult } = await setup(t, (_req, res) => {
+    res.writeHead(200, { 'content-length': '100' });
+    res.write('only part');
+    setTimeout(() => res.socket!.destroy(), 50);
+  });
+  const settled = nextResult();
+  const res = await get(`${front}/cut`);
+  const outcome = await new Promise<string>((resolve) => {
+    res.on('data', () => undefined);
+    res.on('end', () => resolve('end'));
+    res.on('error', () => resolve('error'));
+    res.on('aborted', () => resolve('aborted'));
+  });
+  t.not(outcome, 'end');
+  await settled;
+  t.same(results, [200]);
+});
+
+t.test('upstream failures before any response map to status and reason, exactly once', async (t) => {
+  t.test('headers timeout: 504 upstream_timeout', async (t) => {
+    const { front, results } = await setup(t, () => undefined, 200);
+    const res = await get(`${front}/slow`);
+    res.resume();
+    t.equal(res.statusCode, 504);
+    t.equal(results.length, 1);
+    t.equal((results[0] as UpstreamFailure).reason, 'upstream_timeout');
+  });
+  t.test('connection refused: 503 upstream_unavailable', async (t) => {
+    const { server, url } = await listen(() => undefined);
+    await new Promise((r) => server.close(r));
+    const pool = new Pool(url);
+    t.teardown(() => pool.destroy());
+    const results: ForwardResult[] = [];
+    const front = await listen((req, res) => {
+      forwardRequestThen(pool, req, res, { path: '/', headers: [], headersTimeoutMs: 1000, bodyTimeoutMs: 1000 }, (r) => {
+        results.push(r);
+        res.writeHead(599).end();
+      });
+    });
+    t.teardown(() => front.server.close());
+    const res = await get(`${front.url}/`);
+    res.resume();
+    t.equal(results.length, 1);
+    t.match(results[0], { status: 503, reason: 'upstream_unavailable' });
+  });
+});
