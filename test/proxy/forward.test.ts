@@ -45,8 +45,7 @@ async function setup(t: Test, upstream: Handler, timeoutMs = 10_000) {
   return { front: front.url, upstream: up.url, results, nextResult };
 }
 
-const get = (url: string, init: http.RequestOptions = {}) =>
-  new Promise<IncomingMessage>((resolve, reject) => http.get(url, init, resolve).on('error', reject));
+const get = (url: string) => new Promise<IncomingMessage>((resolve, reject) => http.get(url, resolve).on('error', reject));
 
 t.test('response headers: repeated fields kept, hop-by-hop and Connection-listed dropped, bytes unchanged', async (t) => {
   const { front, upstream, results } = await setup(t, (_req, res) => {
