@@ -7,8 +7,8 @@
  *   node dist/bench/instructions.js [--side outbound|inbound] [--requests N] [--warmup N]
  *
  * The measured proxy of each pair runs under callgrind with instrumentation off; after a warm-up
- * (JIT tiering) and a pause (the audit sink's last batch drains), counting is switched on for
- * exactly N requests and the main thread's total is divided by N. The kernel's work (syscalls,
+ * (JIT tiering, over two sets of connections) and a pause (the audit sink's last batch drains),
+ * counting is switched on for exactly N requests and the main thread's total is divided by N. The kernel's work (syscalls,
  * loopback TCP) is not counted; neither are other threads (V8's compiler, the libuv pool).
  * Remaining variance comes from JIT tiering decisions: repeat a run before trusting a 5% change.
  * Needs valgrind (Debian package `valgrind`); a run takes about two minutes. CALLGRIND_KEEP=1 keeps
@@ -65,7 +65,11 @@ async function main(): Promise<void> {
     const perRequest: Record<string, number> = {};
     for (const [label, port, counted] of [['bare', p.refOutbound, side === 'inbound' ? refIn : refOut], ['sidecar', p.agentOutbound, side === 'inbound' ? scIn : scOut]] as const) {
       const load = (amount: number) => autocannon({ url: url(port, BENCH_PATH), connections: 8, amount, timeout: 60, headers: { host: ROUTE } });
-      await load(Number(values.warmup));
+      // Two warm-ups: when the first load's connections close, V8 deprecates the socket maps its
+      // code was optimised for, and the next load's new connections deoptimise the HTTP path
+      // once ("wrong map"; bare proxy and sidecar alike). That wave must fall before counting.
+      await load(Number(values.warmup) / 2);
+      await load(Number(values.warmup) / 2);
       await new Promise((r) => setTimeout(r, 4000));
       control(counted.pid, '-z');
       control(counted.pid, '-i', 'on');

@@ -79,6 +79,13 @@ void complete;
  * JSON.stringify does).
  */
 export function auditMembers(r: AuditRecord): string {
+  let o = membersHead(r);
+  if (r.latency_ms !== undefined) o += `,"latency_ms":${num(r.latency_ms)}`;
+  return o + membersTail(r);
+}
+
+/** The members before latency_ms: a function of type, decision, reason, peer, method, path, action, route and status only. */
+function membersHead(r: AuditRecord): string {
   let o = `"type":"${r.type}","decision":"${r.decision}","reason":${lit(r.reason)}`;
   if (r.peer !== undefined) o += `,"peer":${lit(r.peer)}`;
   if (r.method !== undefined) o += `,"method":${lit(r.method)}`;
@@ -86,7 +93,12 @@ export function auditMembers(r: AuditRecord): string {
   if (r.action !== undefined) o += `,"action":${lit(r.action)}`;
   if (r.route !== undefined) o += `,"route":${lit(r.route)}`;
   if (r.status !== undefined) o += `,"status":${num(r.status)}`;
-  if (r.latency_ms !== undefined) o += `,"latency_ms":${num(r.latency_ms)}`;
+  return o;
+}
+
+/** The members after latency_ms; empty for request decisions. */
+function membersTail(r: AuditRecord): string {
+  let o = '';
   if (r.detail !== undefined) o += `,"detail":${str(r.detail)}`;
   if (r.agent !== undefined) o += `,"agent":${str(r.agent)}`;
   if (r.amount_usd !== undefined) o += `,"amount_usd":${num(r.amount_usd)}`;
@@ -96,6 +108,39 @@ export function auditMembers(r: AuditRecord): string {
   if (r.target !== undefined) o += `,"target":${str(r.target)}`;
   if (r.remote !== undefined) o += `,"remote":${str(r.remote)}`;
   return o;
+}
+
+/**
+ * auditMembers for a stream of records, remembering the previous record's head (the members
+ * before latency_ms). A keep-alive peer mostly repeats its request, so most records differ from
+ * the one before only in latency: the head, about two thirds of the formatting work, is then
+ * reused after nine comparisons. The output is always exactly auditMembers(r).
+ */
+export class AuditMembersFormatter {
+  private last: AuditRecord | undefined;
+  private head = '';
+
+  format(r: AuditRecord): string {
+    const l = this.last;
+    if (
+      l === undefined ||
+      r.status !== l.status ||
+      r.path !== l.path ||
+      r.peer !== l.peer ||
+      r.reason !== l.reason ||
+      r.action !== l.action ||
+      r.route !== l.route ||
+      r.method !== l.method ||
+      r.decision !== l.decision ||
+      r.type !== l.type
+    ) {
+      this.head = membersHead(r);
+    }
+    this.last = r;
+    let o = this.head;
+    if (r.latency_ms !== undefined) o += `,"latency_ms":${num(r.latency_ms)}`;
+    return o + membersTail(r);
+  }
 }
 
 /**

@@ -22,7 +22,7 @@ import { errorMessage } from '../errors.js';
 import { lineHash, ZERO_HASH } from './chain.js';
 import type { AuditRecord, AuditSink } from './record.js';
 import { resumeChain } from './tail.js';
-import { asciiJsonString, auditMembers, IsoClock } from './format.js';
+import { asciiJsonString, AuditMembersFormatter, IsoClock } from './format.js';
 
 /** Pending records are drained (formatted, hashed, staged) in groups of at most this many. */
 const DRAIN_AT = 32;
@@ -71,6 +71,7 @@ export class JsonLinesAuditSink implements AuditSink {
   private failure: Error | undefined;
   private droppedCount = 0;
   private readonly clock = new IsoClock();
+  private readonly members = new AuditMembersFormatter();
 
   /**
    * Opens (or creates, 0600) the file and resumes its chain: reads only the tail, repairs a
@@ -128,7 +129,8 @@ export class JsonLinesAuditSink implements AuditSink {
 
   /**
    * Formats the pending records' lines, hashing them in order (each hash is the next line's
-   * prev), into the staging buffer.
+   * prev), into the staging buffer. The group is staged as one string: one copy into the
+   * buffer per drain, not one per line.
    */
   private drain(): void {
     const lines = this.pending.length;
@@ -139,24 +141,25 @@ export class JsonLinesAuditSink implements AuditSink {
     this.times = [];
     let seq = this.drainedSeq;
     let prev = this.headHash;
+    let text = '';
     for (let i = 0; i < lines; i++) {
-      const line = `{"time":"${this.clock.format(times[i]!)}","seq":${++seq}${PREV_KEY}${prev}${this.prefix}${auditMembers(pending[i]!)}}`;
+      const line = `{"time":"${this.clock.format(times[i]!)}","seq":${++seq}${PREV_KEY}${prev}${this.prefix}${this.members.format(pending[i]!)}}`;
       prev = lineHash(line);
-      this.stageLine(line);
+      text += `${line}\n`;
     }
     this.headHash = prev;
     this.drainedSeq = seq;
+    this.stageText(text);
   }
 
-  /** Copies one line and its newline into the staging buffer (lines are ASCII: format.ts). */
-  private stageLine(line: string): void {
-    const bytes = line.length + 1;
+  /** Copies lines (each with its newline) into the staging buffer (lines are ASCII: format.ts). */
+  private stageText(text: string): void {
+    const bytes = text.length;
     if (this.staged + bytes > this.stage.length) {
       this.writeStaged();
-      if (bytes > this.stage.length) this.stage = Buffer.allocUnsafeSlow(bytes); // one huge line
+      if (bytes > this.stage.length) this.stage = Buffer.allocUnsafeSlow(bytes); // huge lines
     }
-    this.staged += this.stage.write(line, this.staged, 'latin1');
-    this.stage[this.staged++] = 0x0a;
+    this.staged += this.stage.write(text, this.staged, 'latin1');
   }
 
   /** Hands the staged bytes to the OS after the previous write; staging continues in another buffer. */

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { AUDIT_FIELDS, auditMembers, IsoClock } from '../../src/audit/format.js';
+import { AUDIT_FIELDS, AuditMembersFormatter, auditMembers, IsoClock } from '../../src/audit/format.js';
 import type { AuditRecord } from '../../src/audit/index.js';
 
 /** What the template must equal: V8's JSON.stringify of the same fields in the same order. */
@@ -97,4 +97,49 @@ t.test('repeated and many distinct literal fields (reason, peer, action) stay ex
     }
   }
   t.equal(mismatches, 0, 'over the cache bound and back');
+});
+
+t.test('the formatter that reuses the previous head writes exactly auditMembers, record after record', async (t) => {
+  // Every field takes one of two values (one of them mostly undefined), so consecutive records
+  // often differ in one field only: each such change must show in the output.
+  const pick = <T>(i: number, k: number, a: T, b: T): T => (((i * 2654435761) >>> k) & 1 ? a : b);
+  const f = new AuditMembersFormatter();
+  let mismatches = 0;
+  let reused = 0;
+  let previous = '';
+  for (let i = 0; i < 20_000; i++) {
+    const r: AuditRecord = {
+      type: pick(i, 1, 'inbound_decision', 'outbound_decision'),
+      decision: pick(i, 3, 'allow', 'deny'),
+      reason: pick(i, 5, 'allowed', 'action_not_permitted'),
+      peer: pick(i, 7, 'spiffe://td/a', undefined),
+      method: pick(i, 9, 'GET', 'POST'),
+      // Equal paths in different string objects, as request targets are.
+      path: pick(i, 11, `/agents/${i % 2}`.slice(0, 9), '/agents/1'),
+      action: pick(i, 13, 'agent.status', undefined),
+      route: pick(i, 15, 'control-plane', undefined),
+      status: pick(i, 17, 200, 403),
+      latency_ms: (i % 1000) / 1000,
+      detail: pick(i, 19, 'why "quoted"', undefined),
+      agent: pick(i, 21, 'orchestrator', undefined),
+    };
+    const out = f.format(r);
+    if (out !== auditMembers(r)) {
+      mismatches++;
+      if (mismatches < 5) t.fail(`record ${i}: ${out} vs ${auditMembers(r)}`);
+    }
+    if (out.slice(0, 60) === previous.slice(0, 60)) reused++;
+    previous = out;
+  }
+  t.equal(mismatches, 0, '20,000 records');
+  t.ok(reused > 0, 'some consecutive records share their head');
+  // A record repeated but for its latency: only the latency changes.
+  const base: AuditRecord = { type: 'inbound_decision', decision: 'allow', reason: 'allowed', peer: 'spiffe://td/a', method: 'GET', path: '/x', status: 200, latency_ms: 1 };
+  t.equal(f.format(base), auditMembers(base));
+  t.equal(f.format({ ...base, latency_ms: 2.5 }), auditMembers({ ...base, latency_ms: 2.5 }));
+  for (const k of ['type', 'decision', 'reason', 'peer', 'method', 'path', 'action', 'route', 'status'] as const) {
+    f.format(base);
+    const changed = { ...base, [k]: k === 'status' ? 500 : k === 'type' ? 'outbound_decision' : k === 'decision' ? 'deny' : 'other' } as AuditRecord;
+    t.equal(f.format(changed), auditMembers(changed), `a change of ${k} alone shows`);
+  }
 });
