@@ -27,7 +27,7 @@ import type { RevocationState } from '../revocation/state.js';
 import type { PolicyAgent } from '../policy/read-agent.js';
 import type { ActionMappingConfig } from '../config/types.js';
 import type { SpendGate } from './spend.js';
-import { peerChain, serverContextOptions, verifyPeer, type TlsMaterial, type VerifiedPeer } from './tls.js';
+import { peerCertificate, serverContextOptions, verifyPeerCertificate, type TlsMaterial, type VerifiedPeer } from './tls.js';
 
 export interface InboundDeps {
   config: InboundConfig;
@@ -155,7 +155,7 @@ export class InboundListener {
   private onSecureConnection(socket: PeeredSocket): void {
     const material = this.material!;
     try {
-      const peer = verifyPeer(peerChain(socket), material.bundles, new Date(this.now()));
+      const peer = verifyPeerCertificate(peerCertificate(socket), material.bundles, this.now());
       socket[kConn] = { peer, identity: { spiffeId: peer.id, extensions: peer.extensions } };
     } catch (err) {
       const reason = err instanceof SidecarError ? err.reason : 'svid_malformed';

@@ -72,8 +72,8 @@ export function buildTlsMaterial(state: IdentityState): TlsMaterial {
  *
  * Session resumption is off: a resumed session restores only the peer's leaf, not the
  * intermediates it presented, so the SPIFFE path to the leaf's trust domain could not be
- * rebuilt. Every new connection does a full handshake and a full SVID verification (pooled
- * keep-alive connections make that rare).
+ * rebuilt. Every new connection does a full handshake; the SPIFFE verification of a chain seen
+ * before is reused while it provably holds (verifyPeerCertificate).
  */
 export function serverContextOptions(m: TlsMaterial): tls.SecureContextOptions & tls.TlsOptions {
   return {
@@ -105,16 +105,25 @@ export function chainFromDetailed(cert: PeerCertificate | DetailedPeerCertificat
 }
 
 export function peerChain(socket: TLSSocket): X509Certificate[] {
+  return chainFromDetailed(peerCertificate(socket));
+}
+
+/** The peer's detailed certificate (leaf, with issuers linked). Throws when it presented none. */
+export function peerCertificate(socket: TLSSocket): DetailedPeerCertificate {
   const cert = socket.getPeerCertificate(true);
   if (!cert || !cert.raw) throw new SidecarError('peer_no_certificate', 'peer presented no certificate');
-  return chainFromDetailed(cert);
+  return cert;
 }
 
 /** Applies the SPIFFE X509-SVID rules to a presented chain. Throws SidecarError (svid_* reasons). */
 export function verifyPeer(chain: readonly X509Certificate[], bundles: X509BundleSource, now: Date): VerifiedPeer {
+  return verifyPeerUntil(chain, bundles, now).peer;
+}
+
+function verifyPeerUntil(chain: readonly X509Certificate[], bundles: X509BundleSource, now: Date): { peer: VerifiedPeer; stableUntilMs: number } {
   const v = verifyX509Svid(chain, bundles, now);
   const leaf = chain[0]!;
-  return {
+  const peer: VerifiedPeer = Object.freeze({
     id: v.id.toString(),
     trustDomain: v.id.trustDomain.name,
     notAfterMs: v.notAfter.getTime(),
@@ -123,7 +132,59 @@ export function verifyPeer(chain: readonly X509Certificate[], bundles: X509Bundl
     spki: leaf.publicKey.export({ type: 'spki', format: 'der' }),
     spkiSha256Hex: v.spkiSha256.toString('hex'),
     extensions: svidExtensionClaims(leaf),
-  };
+  });
+  return { peer, stableUntilMs: v.stableUntilMs };
+}
+
+/** A successful verification and the times between which it holds (see VerifiedX509Svid.stableUntilMs). */
+interface CachedVerification {
+  readonly peer: VerifiedPeer;
+  readonly fromMs: number;
+  readonly untilMs: number;
+}
+
+/**
+ * Successful verifications by presented chain, per bundle source (a bundle update brings a new
+ * source, so its entries go with the old one). Every new connection of a reconnecting peer
+ * otherwise re-parses each certificate (OpenSSL 3's decoder: ~0.3 ms each) and re-runs the
+ * checks; the TLS handshake itself still verifies the chain every time. Failures are not kept.
+ */
+const verifiedChains = new WeakMap<X509BundleSource, Map<string, CachedVerification>>();
+const MAX_CACHED_CHAINS = 256;
+
+/** The SHA-256 fingerprints of a detailed peer certificate's chain, as chainFromDetailed walks it. */
+function chainKey(cert: PeerCertificate | DetailedPeerCertificate): string | undefined {
+  let key = '';
+  const seen = new Set<object>();
+  let cur: DetailedPeerCertificate | undefined = cert as DetailedPeerCertificate;
+  for (let n = 0; cur && cur.raw && !seen.has(cur) && n < 10; n++) {
+    if (typeof cur.fingerprint256 !== 'string' || cur.fingerprint256.length !== 95) return undefined;
+    seen.add(cur);
+    key += cur.fingerprint256;
+    cur = cur.issuerCertificate;
+  }
+  return key || undefined;
+}
+
+/**
+ * verifyPeer for the certificate a TLS socket reports (`getPeerCertificate(true)`), reusing an
+ * earlier verification of the byte-identical chain against the same bundle source while it
+ * provably gives the same answer: from the time it was made until its `stableUntilMs`. A
+ * clock that went back, a new bundle source or a different chain verifies afresh.
+ */
+export function verifyPeerCertificate(cert: PeerCertificate | DetailedPeerCertificate, bundles: X509BundleSource, nowMs: number): VerifiedPeer {
+  const key = chainKey(cert);
+  let byChain = verifiedChains.get(bundles);
+  const cached = key === undefined ? undefined : byChain?.get(key);
+  if (cached && nowMs >= cached.fromMs && nowMs <= cached.untilMs) return cached.peer;
+  const { peer, stableUntilMs } = verifyPeerUntil(chainFromDetailed(cert), bundles, new Date(nowMs));
+  if (key !== undefined) {
+    if (!byChain) verifiedChains.set(bundles, (byChain = new Map()));
+    byChain.delete(key); // re-inserted last: the map's order is its eviction order
+    if (byChain.size >= MAX_CACHED_CHAINS) byChain.delete(byChain.keys().next().value!);
+    byChain.set(key, { peer, fromMs: nowMs, untilMs: stableUntilMs });
+  }
+  return peer;
 }
 
 /** An outbound server that failed the route's SPIFFE identity check. */
@@ -148,7 +209,7 @@ export function spiffeServerCheck(
   return (_host, cert) => {
     let peer: VerifiedPeer;
     try {
-      peer = verifyPeer(chainFromDetailed(cert), bundles, new Date());
+      peer = verifyPeerCertificate(cert, bundles, Date.now());
     } catch (err) {
       const reason = err instanceof SidecarError ? err.reason : 'svid_malformed';
       return new PeerIdentityError(reason, (err as Error).message);

@@ -1,6 +1,6 @@
 /**
- * X509-SVID verification of a peer chain (go-spiffe x509svid.Verify semantics), pure and
- * run per TLS handshake:
+ * X509-SVID verification of a peer chain (go-spiffe x509svid.Verify semantics), pure; run per TLS
+ * handshake, or reused by a caller while its stableUntilMs holds:
  *   - leaf: exactly one URI SAN, a valid SPIFFE ID; not a CA; no keyCertSign / cRLSign
  *   - every presented intermediate: CA with keyCertSign (stricter than Go, which ignores
  *     unused extras: a peer has no reason to send a non-CA certificate)
@@ -27,6 +27,13 @@ export interface VerifiedX509Svid {
   readonly notAfter: Date;
   /** SHA-256 of the leaf's DER SubjectPublicKeyInfo */
   readonly spkiSha256: Buffer;
+  /**
+   * Epoch ms up to which (inclusive) verifying the same chain against the same bundles gives
+   * this same result at any time from `now` on: the path's earliest notAfter, or sooner, just
+   * before a candidate certificate (a presented one or a bundle authority) becomes valid, since
+   * the path search could then find another path. Lets callers reuse a verification.
+   */
+  readonly stableUntilMs: number;
 }
 
 export type SvidVerificationReason =
@@ -250,10 +257,23 @@ export function verifyX509Svid(certs: readonly X509Certificate[], bundles: X509B
 
   let notAfterMs = Infinity;
   for (const c of chain) notAfterMs = Math.min(notAfterMs, certificateFacts(c).notAfterMs);
+  // Every candidate that failed failed for good until one of them becomes valid; the path
+  // found stays valid until its earliest notAfter.
+  let stableUntilMs = notAfterMs;
+  for (const c of [...intermediates, ...bundle.authorities]) {
+    let notBeforeMs: number;
+    try {
+      notBeforeMs = certificateFacts(c).notBeforeMs;
+    } catch {
+      continue; // a malformed candidate never becomes part of a path
+    }
+    if (notBeforeMs > nowMs) stableUntilMs = Math.min(stableUntilMs, notBeforeMs - 1);
+  }
   return Object.freeze({
     id,
     chain: Object.freeze(chain),
     notAfter: new Date(notAfterMs),
     spkiSha256: Buffer.from(lf.spkiSha256),
+    stableUntilMs,
   });
 }

@@ -263,3 +263,29 @@ t.test('cross-check with the openssl CLI', async (t) => {
   });
   t.equal(spki.stdout.split(' ')[0], verifyX509Svid([leaf.cert, mid.cert], new X509Bundle(td1, [root.cert]), now).spkiSha256.toString('hex'));
 });
+
+t.test('stableUntilMs: the path\'s earliest notAfter, or just before a candidate becomes valid', async (t) => {
+  const at = Date.now();
+  const root = await makeCa({ td: 'domain1.test', notAfter: new Date(at + 30 * HOUR) });
+  const mid = await makeIntermediate(root, { td: 'domain1.test', notAfter: new Date(at + 20 * HOUR) });
+  const leaf = await makeLeaf(mid, { uris: ['spiffe://domain1.test/w'], notAfter: new Date(at + 10 * HOUR) });
+  const chain = [leaf.cert, mid.cert];
+  const plain = new BundleSet([new X509Bundle(td1, [root.cert])]);
+  const v = verifyX509Svid(chain, plain, new Date(at));
+  t.equal(v.stableUntilMs, v.notAfter.getTime(), 'no candidate to wait for: the path\'s notAfter');
+  t.equal(v.notAfter.getTime(), new Date(leaf.cert.validTo).getTime(), 'the leaf expires first');
+
+  // A bundle authority that becomes valid in 2 h could start another path then.
+  const later = await makeCa({ td: 'domain1.test', notBefore: new Date(at + 2 * HOUR) });
+  const withLater = new BundleSet([new X509Bundle(td1, [root.cert, later.cert])]);
+  const w = verifyX509Svid(chain, withLater, new Date(at));
+  t.equal(w.stableUntilMs, new Date(later.cert.validFrom).getTime() - 1, 'a future bundle authority ends the window');
+  // Once it is valid, it no longer bounds the window.
+  const w2 = verifyX509Svid(chain, withLater, new Date(at + 3 * HOUR));
+  t.equal(w2.stableUntilMs, w2.notAfter.getTime());
+
+  // So does a presented intermediate that is not valid yet.
+  const futureMid = await makeIntermediate(root, { td: 'domain1.test', notBefore: new Date(at + HOUR) });
+  const x = verifyX509Svid([leaf.cert, mid.cert, futureMid.cert], plain, new Date(at));
+  t.equal(x.stableUntilMs, new Date(futureMid.cert.validFrom).getTime() - 1, 'a future presented intermediate ends the window');
+});
