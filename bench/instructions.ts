@@ -8,8 +8,9 @@
  *
  * The measured proxy of each pair runs under callgrind with instrumentation off; after a warm-up
  * (JIT tiering, over two sets of connections) and a pause (the audit sink's last batch drains),
- * counting is switched on for exactly N requests and the main thread's total is divided by N. The kernel's work (syscalls,
- * loopback TCP) is not counted; neither are other threads (V8's compiler, the libuv pool).
+ * counting is switched on for exactly N requests and the main thread's total is divided by N.
+ * The kernel's work (syscalls, loopback TCP) is not counted; neither are other threads (V8's
+ * compiler, the libuv pool).
  * Remaining variance comes from JIT tiering decisions: repeat a run before trusting a 5% change.
  * Needs valgrind (Debian package `valgrind`); a run takes about two minutes. CALLGRIND_KEEP=1 keeps
  * the dumps for callgrind_annotate.

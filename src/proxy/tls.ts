@@ -87,21 +87,26 @@ export function serverContextOptions(m: TlsMaterial): tls.SecureContextOptions &
   };
 }
 
+/** Node's detailed certificates along the issuer links, leaf first (the root links to itself). */
+function detailedChain(cert: PeerCertificate | DetailedPeerCertificate): DetailedPeerCertificate[] {
+  const chain: DetailedPeerCertificate[] = [];
+  const seen = new Set<object>();
+  let cur: DetailedPeerCertificate | undefined = cert as DetailedPeerCertificate;
+  while (cur && cur.raw && !seen.has(cur) && chain.length < 10) {
+    seen.add(cur);
+    chain.push(cur);
+    cur = cur.issuerCertificate;
+  }
+  return chain;
+}
+
 /**
  * The certificates the peer presented, leaf first, from Node's detailed peer certificate
  * (which links issuers up to the root OpenSSL used; extra certificates are harmless because
  * `verifyX509Svid` builds its own path to the leaf's trust domain bundle).
  */
 export function chainFromDetailed(cert: PeerCertificate | DetailedPeerCertificate): X509Certificate[] {
-  const chain: X509Certificate[] = [];
-  const seen = new Set<object>();
-  let cur: DetailedPeerCertificate | undefined = cert as DetailedPeerCertificate;
-  while (cur && cur.raw && !seen.has(cur) && chain.length < 10) {
-    seen.add(cur);
-    chain.push(new X509Certificate(cur.raw));
-    cur = cur.issuerCertificate;
-  }
-  return chain;
+  return detailedChain(cert).map((c) => new X509Certificate(c.raw));
 }
 
 export function peerChain(socket: TLSSocket): X509Certificate[] {
@@ -152,16 +157,12 @@ interface CachedVerification {
 const verifiedChains = new WeakMap<X509BundleSource, Map<string, CachedVerification>>();
 const MAX_CACHED_CHAINS = 256;
 
-/** The SHA-256 fingerprints of a detailed peer certificate's chain, as chainFromDetailed walks it. */
-function chainKey(cert: PeerCertificate | DetailedPeerCertificate): string | undefined {
+/** The SHA-256 fingerprints of the certificates chainFromDetailed takes; undefined if one lacks it. */
+function chainKey(chain: readonly DetailedPeerCertificate[]): string | undefined {
   let key = '';
-  const seen = new Set<object>();
-  let cur: DetailedPeerCertificate | undefined = cert as DetailedPeerCertificate;
-  for (let n = 0; cur && cur.raw && !seen.has(cur) && n < 10; n++) {
-    if (typeof cur.fingerprint256 !== 'string' || cur.fingerprint256.length !== 95) return undefined;
-    seen.add(cur);
-    key += cur.fingerprint256;
-    cur = cur.issuerCertificate;
+  for (const c of chain) {
+    if (typeof c.fingerprint256 !== 'string' || c.fingerprint256.length !== 95) return undefined;
+    key += c.fingerprint256;
   }
   return key || undefined;
 }
@@ -173,11 +174,13 @@ function chainKey(cert: PeerCertificate | DetailedPeerCertificate): string | und
  * clock that went back, a new bundle source or a different chain verifies afresh.
  */
 export function verifyPeerCertificate(cert: PeerCertificate | DetailedPeerCertificate, bundles: X509BundleSource, nowMs: number): VerifiedPeer {
-  const key = chainKey(cert);
+  const detailed = detailedChain(cert);
+  const key = chainKey(detailed);
   let byChain = verifiedChains.get(bundles);
   const cached = key === undefined ? undefined : byChain?.get(key);
   if (cached && nowMs >= cached.fromMs && nowMs <= cached.untilMs) return cached.peer;
-  const { peer, stableUntilMs } = verifyPeerUntil(chainFromDetailed(cert), bundles, new Date(nowMs));
+  const chain = detailed.map((c) => new X509Certificate(c.raw));
+  const { peer, stableUntilMs } = verifyPeerUntil(chain, bundles, new Date(nowMs));
   if (key !== undefined) {
     if (!byChain) verifiedChains.set(bundles, (byChain = new Map()));
     byChain.delete(key); // re-inserted last: the map's order is its eviction order
