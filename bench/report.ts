@@ -4,6 +4,7 @@
  */
 import type { LoadResult } from './load.js';
 import { median } from './lib.js';
+import type { ConnectionCost } from './connection-cost.js';
 import type { VerifyCost } from './verify-cost.js';
 
 export const SCENARIOS = ['direct', 'reference', 'sidecar', 'attested', 'fresh'] as const;
@@ -35,6 +36,8 @@ export interface ScenarioResult {
 export interface Ratios {
   connections: number;
   reqPerSec: { cOverA: number; cOverB: number };
+  /** c/b req/s of each round, in round order: its spread is how much the median can be trusted. */
+  cOverBPerRound: number[];
   p50: { cOverA: number; cOverB: number };
   /** Latency the proxy pair adds over the direct path (median p50 difference), ms. */
   addedP50Ms: { reference: number; sidecar: number };
@@ -60,6 +63,8 @@ export interface BenchReport {
   rssMiB: Record<string, { idle: number; underLoad: number }>;
   /** In-process verification cost per evidence type vs a bare P-384 verify. */
   verification: VerifyCost[];
+  /** A new mTLS connection with one request, per inbound listener (not a target: see connection-cost.ts). */
+  connectionCost: ConnectionCost[];
   targets: Target[];
   errors: number;
   non2xx: number;
@@ -90,11 +95,17 @@ export function summarize(scenario: Scenario, connections: number, rounds: LoadR
  * median of those per-round ratios is reported: slow drifts in background load (a shared VM)
  * cancel out within a round instead of skewing one scenario's median against another's.
  */
-function pairedMedian(x: ScenarioResult, y: ScenarioResult, f: (xi: ScenarioResult['rounds'][number], yi: ScenarioResult['rounds'][number]) => number): number {
+type Pairing = (xi: ScenarioResult['rounds'][number], yi: ScenarioResult['rounds'][number]) => number;
+
+function paired(x: ScenarioResult, y: ScenarioResult, f: Pairing): number[] {
   const n = Math.min(x.rounds.length, y.rounds.length);
   const values: number[] = [];
   for (let i = 0; i < n; i++) values.push(f(x.rounds[i]!, y.rounds[i]!));
-  return median(values);
+  return values;
+}
+
+function pairedMedian(x: ScenarioResult, y: ScenarioResult, f: Pairing): number {
+  return median(paired(x, y, f));
 }
 
 function ratiosFor(results: ScenarioResult[], connections: number): Ratios {
@@ -110,6 +121,7 @@ function ratiosFor(results: ScenarioResult[], connections: number): Ratios {
     connections,
     attestation: { sessionOverDisabled: rps(d, c), perRequestOverSession: rps(e, d) },
     reqPerSec: { cOverA: rps(c, a), cOverB: rps(c, b) },
+    cOverBPerRound: paired(c, b, (ci, bi) => ci.reqPerSec / bi.reqPerSec),
     p50: { cOverA: p50(c, a), cOverB: p50(c, b) },
     addedP50Ms: { reference: b.p50Ms - a.p50Ms, sidecar: c.p50Ms - a.p50Ms },
     addedP50Ratio: pairedMedian(c, b, (ci, bi) => {
@@ -126,6 +138,7 @@ export function buildReport(
   rssIdle: Record<string, number>,
   rssLoad: Record<string, number>,
   verification: VerifyCost[] = [],
+  connectionCost: ConnectionCost[] = [],
 ): BenchReport {
   const ratios = settings.connections.map((n) => ratiosFor(results, n));
   const rssMiB: BenchReport['rssMiB'] = {};
@@ -167,7 +180,7 @@ export function buildReport(
       .map((v) => ({ name: 'SEV-SNP verify (cached chain) / bare P-384 verify', value: v.ratioToBareP384, limit: '<= 1.2', pass: v.ratioToBareP384 <= 1.2 })),
     { name: 'errors + non-2xx, all scenarios', value: errors + non2xx, limit: '= 0', pass: errors + non2xx === 0 },
   ];
-  return { settings, machine, results, ratios, rssMiB, verification, targets, errors, non2xx, ok: errors + non2xx === 0 };
+  return { settings, machine, results, ratios, rssMiB, verification, connectionCost, targets, errors, non2xx, ok: errors + non2xx === 0 };
 }
 
 function pad(s: string, n: number, right = false): string {
@@ -180,7 +193,7 @@ export function renderTable(r: BenchReport): string {
   const lines: string[] = [];
   const s = r.settings;
   lines.push(
-    `attest-sidecar benchmark: ${r.machine.cpus} CPUs, Node ${r.machine.node}, ${s.rounds} round(s) x ${s.durationSeconds} s per scenario, medians over rounds`,
+    `attest-sidecar benchmark: ${r.machine.cpus} CPUs, Node ${r.machine.node}, ${s.rounds} round(s) x ~${s.durationSeconds} s (a request count) per scenario, medians over rounds`,
     '',
     `${pad('scenario', 28)}${pad('conns', 6, true)}${pad('req/s', 10, true)}${pad('p50 ms', 9, true)}${pad('p99 ms', 9, true)}${pad('errors', 8, true)}${pad('non2xx', 8, true)}`,
   );
@@ -190,11 +203,15 @@ export function renderTable(r: BenchReport): string {
         `${pad(fmt(res.p50Ms, 3), 9, true)}${pad(fmt(res.p99Ms, 3), 9, true)}${pad(String(res.errors), 8, true)}${pad(String(res.non2xx), 8, true)}`,
     );
   }
-  lines.push('', `${pad('ratios', 28)}${pad('conns', 6, true)}${pad('c/a rps', 10, true)}${pad('c/b rps', 10, true)}${pad('+p50 b', 9, true)}${pad('+p50 c', 9, true)}`);
+  lines.push(
+    '',
+    `${pad('ratios', 28)}${pad('conns', 6, true)}${pad('c/a rps', 10, true)}${pad('c/b rps', 10, true)}${pad('+p50 b', 9, true)}${pad('+p50 c', 9, true)}${pad('c/b per round', 16, true)}`,
+  );
   for (const q of r.ratios) {
+    const spread = q.cOverBPerRound.length ? `${fmt(Math.min(...q.cOverBPerRound))}-${fmt(Math.max(...q.cOverBPerRound))}` : 'n/a';
     lines.push(
       `${pad('', 28)}${pad(String(q.connections), 6, true)}${pad(fmt(q.reqPerSec.cOverA), 10, true)}${pad(fmt(q.reqPerSec.cOverB), 10, true)}` +
-        `${pad(fmt(q.addedP50Ms.reference, 3), 9, true)}${pad(fmt(q.addedP50Ms.sidecar, 3), 9, true)}`,
+        `${pad(fmt(q.addedP50Ms.reference, 3), 9, true)}${pad(fmt(q.addedP50Ms.sidecar, 3), 9, true)}${pad(spread, 16, true)}`,
     );
   }
   lines.push('', `${pad('attestation', 28)}${pad('conns', 6, true)}${pad('d/c rps', 10, true)}${pad('e/d rps', 10, true)}   (d/c: warm session vs off; e/d: per_request vs session)`);
@@ -208,6 +225,13 @@ export function renderTable(r: BenchReport): string {
   if (r.verification.length) {
     lines.push('', `${pad('verification (in process)', 40)}${pad('median us', 11, true)}${pad('x P-384', 9, true)}  source`);
     for (const v of r.verification) lines.push(`${pad(v.type, 40)}${pad(fmt(v.medianUs, 1), 11, true)}${pad(fmt(v.ratioToBareP384), 9, true)}  ${v.source}`);
+  }
+  if (r.connectionCost.length) {
+    lines.push('', `${pad('new mTLS connection + 1 request', 40)}${pad('median ms', 11, true)}${pad('resumed', 12, true)}`);
+    for (const c of r.connectionCost) {
+      const name = `${c.listener} inbound, ${c.sessionOffered ? 'session offered' : 'full handshake'}`;
+      lines.push(`${pad(name, 40)}${pad(fmt(c.medianMs, 3), 11, true)}${pad(`${c.resumed}/${c.connections}`, 12, true)}`);
+    }
   }
   lines.push('', 'targets');
   for (const t of r.targets) {

@@ -6,6 +6,8 @@
  *   (c) agent -> outbound attest-sidecar -> inbound attest-sidecar -> app.
  * Every server runs in its own child process (per-process RSS; no shared event loop with the
  * load generator). Rounds interleave a, b, c so ratios compare measurements taken side by side.
+ * Each measured run is a request count sized to last about --duration seconds, so that runs end
+ * without requests in flight and the pairs' pooled connections survive (see load.ts).
  * Exit status: 0 even when targets fail (it is a measurement); 1 on errors or a failed start.
  */
 import { cpus } from 'node:os';
@@ -13,10 +15,11 @@ import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { killAll, progress, repoRoot, rssBytes, sidecarArgs, spawnNode, stopChild, waitForOk, type Child } from './lib.js';
+import { killAll, median, progress, repoRoot, rssBytes, sidecarArgs, spawnNode, stopChild, waitForOk, type Child } from './lib.js';
 import { runLoad, type LoadResult } from './load.js';
 import { buildReport, renderTable, SCENARIOS, summarize, type BenchReport, type Scenario, type ScenarioResult } from './report.js';
 import { BENCH_PATH, ROUTE, writeBenchFiles, type BenchFiles } from './setup.js';
+import { measureConnectionCost } from './connection-cost.js';
 import { measureVerifyCost } from './verify-cost.js';
 
 interface Settings {
@@ -137,10 +140,18 @@ async function measure(settings: Settings, f: BenchFiles, procs: Processes): Pro
   const rssLoad: Record<string, number> = {};
   for (const connections of settings.connections) {
     const perScenario = new Map<Scenario, LoadResult[]>(SCENARIOS.map((s) => [s, []]));
+    // Each scenario's recent req/s: sizes its next counted run (see load.ts) to last about
+    // `durationSeconds`. Only the size depends on it; the rate reported is measured anew.
+    const rate = new Map<Scenario, number[]>(SCENARIOS.map((s) => [s, []]));
+    const amountFor = (s: Scenario, seconds: number) => Math.round(median(rate.get(s)!.slice(-3)) * seconds);
     for (const s of SCENARIOS) {
       progress(`warm-up ${s} @${connections}`);
       const t = target(s, f, procs);
-      await runLoad({ url: t.url, connections, durationSeconds: settings.warmupSeconds, ...(t.headers ? { headers: t.headers } : {}) });
+      const headers = t.headers ? { headers: t.headers } : {};
+      // A timed run to learn the rate, then a counted one: the timed run ends with requests in
+      // flight, and the counted one reopens (and warms) the connections that cost.
+      rate.get(s)!.push((await runLoad({ url: t.url, connections, durationSeconds: settings.warmupSeconds, ...headers })).reqPerSec);
+      rate.get(s)!.push((await runLoad({ url: t.url, connections, amount: amountFor(s, settings.warmupSeconds), ...headers })).reqPerSec);
     }
     for (let round = 0; round < settings.rounds; round++) {
       // Rotate the order each round so no scenario always runs first (or right after another).
@@ -150,16 +161,17 @@ async function measure(settings: Settings, f: BenchFiles, procs: Processes): Pro
         const r = await runLoad({
           url: t.url,
           connections,
-          durationSeconds: settings.durationSeconds,
+          amount: amountFor(s, settings.durationSeconds),
           ...(t.headers ? { headers: t.headers } : {}),
           watch: t.watch.map((c) => ({ name: c.name, pid: c.pid })),
         });
         progress(
           `round ${round + 1}/${settings.rounds} ${s} @${connections}: ${r.reqPerSec.toFixed(0)} req/s, ` +
-            `p50 ${r.p50Ms.toFixed(3)} ms, p99 ${r.p99Ms.toFixed(3)} ms, errors ${r.errors}, non2xx ${r.non2xx}` +
+            `${r.requests} in ${r.elapsedSeconds.toFixed(2)} s, p50 ${r.p50Ms.toFixed(3)} ms, p99 ${r.p99Ms.toFixed(3)} ms, errors ${r.errors}, non2xx ${r.non2xx}` +
             Object.entries(r.maxRss).map(([name, v]) => `, ${name} ${(v / 2 ** 20).toFixed(1)} MiB`).join(''),
         );
         perScenario.get(s)!.push(r);
+        rate.get(s)!.push(r.reqPerSec);
         for (const [name, v] of Object.entries(r.maxRss)) rssLoad[name] = Math.max(rssLoad[name] ?? 0, v);
       }
     }
@@ -188,6 +200,8 @@ async function main(): Promise<number> {
     const proxies = [procs.refOutbound, procs.refInbound, procs.sidecarOutbound, procs.sidecarInbound, procs.attestedOutbound, procs.freshOutbound];
     const rssIdle = Object.fromEntries(proxies.map((c) => [c.name, rssBytes(c.pid) ?? 0]));
     const { results, rssLoad } = await measure(settings, files, procs);
+    progress('new mTLS connection cost per inbound listener');
+    const connectionCost = await measureConnectionCost(files, settings.quick ? 20 : 200);
     progress('verification cost per evidence type');
     const verification = await measureVerifyCost(settings.quick ? 200 : 3000);
     const dead = Object.values(procs).filter((c) => c.proc.exitCode !== null || c.proc.signalCode !== null);
@@ -199,6 +213,7 @@ async function main(): Promise<number> {
       rssIdle,
       rssLoad,
       verification,
+      connectionCost,
     );
     emit(settings, report);
     return report.ok ? 0 : 1;

@@ -74,6 +74,7 @@ t.test('npm run bench -- --quick --json prints one complete report with zero err
   for (const q of report.ratios) {
     t.ok(isNum(q.reqPerSec.cOverA) && isNum(q.reqPerSec.cOverB), `ratios at ${q.connections}`);
     t.ok(isNum(q.addedP50Ms.reference) && isNum(q.addedP50Ms.sidecar), `added p50 at ${q.connections}`);
+    t.ok(q.cOverBPerRound.length === 1 && q.cOverBPerRound.every(isNum), `c/b of each round at ${q.connections}`);
   }
   const rssNames = Object.keys(report.rssMiB);
   for (const name of ['reference-inbound', 'reference-outbound', 'sidecar-inbound', 'sidecar-outbound']) {
@@ -82,6 +83,8 @@ t.test('npm run bench -- --quick --json prints one complete report with zero err
   for (const [name, v] of Object.entries<any>(report.rssMiB)) {
     t.ok(v.underLoad > 0 && v.idle > 0, `${name}: RSS sampled`);
   }
+  t.equal(report.connectionCost.length, 4, 'new-connection cost: both listeners, with and without a session offered');
+  for (const c of report.connectionCost) t.ok(isNum(c.medianMs) && c.medianMs > 0 && c.connections > 0, `${c.listener}/${c.sessionOffered}: measured`);
   t.ok(report.targets.length >= 4, 'targets evaluated');
   for (const target of report.targets) t.type(target.pass, 'boolean', `target '${target.name}' has a verdict`);
   t.equal(report.errors, 0);
