@@ -320,7 +320,11 @@ if ('skip' in launched) {
     t.equal(stub.mutations.length, 0, 'nothing sent yet');
     // Peer rows carry moving times here, so every poll rebuilds them: the armed state must survive.
     const armedButton = await peerKill.elementHandle();
-    await waitUntil(async () => !(await armedButton!.evaluate((e: { isConnected: boolean }) => e.isConnected)), 'a rebuild', nudge);
+    // At most 2 s of page time (a poll is due every 1 s; the arming lasts 5 s), then real time:
+    // on a loaded machine the poll's fetch can take longer than several nudges.
+    let forwarded = 0;
+    const toNextPolls = { nudge: async () => void (forwarded < 2 && (forwarded++, await page.clock.fastForward(1000))) };
+    await waitUntil(async () => !(await armedButton!.evaluate((e: { isConnected: boolean }) => e.isConnected)), 'a rebuild', toNextPolls);
     t.equal(await peerKill.textContent(), 'Confirm kill', 'still armed after the row was rebuilt');
     await peerKill.click();
     t.match(await waitForText(result, (s) => s.includes('HTTP'), 'the refusal', nudge), `Kill ${ID('orchestrator')} failed: HTTP 401: Admin token required`);
