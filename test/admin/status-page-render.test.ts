@@ -323,7 +323,13 @@ if ('skip' in launched) {
     // At most 2 s of page time (a poll is due every 1 s; the arming lasts 5 s), then real time:
     // on a loaded machine the poll's fetch can take longer than several nudges.
     let forwarded = 0;
-    const toNextPolls = { nudge: async () => void (forwarded < 2 && (forwarded++, await page.clock.fastForward(1000))) };
+    const toNextPolls = {
+      nudge: async () => {
+        if (forwarded >= 2) return;
+        forwarded++;
+        await page.clock.fastForward(1000);
+      },
+    };
     await waitUntil(async () => !(await armedButton!.evaluate((e: { isConnected: boolean }) => e.isConnected)), 'a rebuild', toNextPolls);
     t.equal(await peerKill.textContent(), 'Confirm kill', 'still armed after the row was rebuilt');
     await peerKill.click();
