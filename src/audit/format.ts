@@ -27,6 +27,16 @@ export function asciiJsonString(s: string): string {
 const str = asciiJsonString;
 
 /**
+ * A flat copy of an ASCII string. V8 keeps a concatenation as a tree of its pieces, and hashing
+ * or copying a line walks every piece of every subtree; a part reused for many lines (the
+ * memoised head below, the sink's prefix) is flattened once instead. Only for ASCII (latin1
+ * round trip), which everything this module writes is.
+ */
+export function flatAscii(s: string): string {
+  return Buffer.from(s, 'latin1').toString('latin1');
+}
+
+/**
  * asciiJsonString for fields with few distinct values (reason codes, SPIFFE IDs, methods,
  * action and route names from the config): the escaped literal is looked up, not rescanned.
  * Bounded; request paths and free text never go through it.
@@ -134,7 +144,7 @@ export class AuditMembersFormatter {
       r.decision !== l.decision ||
       r.type !== l.type
     ) {
-      this.head = membersHead(r);
+      this.head = flatAscii(membersHead(r));
     }
     this.last = r;
     let o = this.head;

@@ -22,7 +22,7 @@ import { errorMessage } from '../errors.js';
 import { lineHash, ZERO_HASH } from './chain.js';
 import type { AuditRecord, AuditSink } from './record.js';
 import { resumeChain } from './tail.js';
-import { asciiJsonString, AuditMembersFormatter, IsoClock } from './format.js';
+import { asciiJsonString, AuditMembersFormatter, flatAscii, IsoClock } from './format.js';
 
 /** Pending records are drained (formatted, hashed, staged) in groups of at most this many. */
 const DRAIN_AT = 32;
@@ -104,7 +104,7 @@ export class JsonLinesAuditSink implements AuditSink {
     }
     this.drainedSeq = resume.seq;
     this.headHash = resume.head;
-    this.prefix = `","log":"audit"${name ? `,"sidecar":${asciiJsonString(name)}` : ''},`;
+    this.prefix = flatAscii(`","log":"audit"${name ? `,"sidecar":${asciiJsonString(name)}` : ''},`);
     this.timer = setInterval(() => this.drainAndWrite(), opts.flushIntervalMs ?? 100);
     this.timer.unref();
     for (const note of resume.notes) this.record(note);

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { AUDIT_FIELDS, AuditMembersFormatter, auditMembers, IsoClock } from '../../src/audit/format.js';
+import { AUDIT_FIELDS, AuditMembersFormatter, auditMembers, flatAscii, IsoClock } from '../../src/audit/format.js';
 import type { AuditRecord } from '../../src/audit/index.js';
 
 /** What the template must equal: V8's JSON.stringify of the same fields in the same order. */
@@ -142,4 +142,17 @@ t.test('the formatter that reuses the previous head writes exactly auditMembers,
     const changed = { ...base, [k]: k === 'status' ? 500 : k === 'type' ? 'outbound_decision' : k === 'decision' ? 'deny' : 'other' } as AuditRecord;
     t.equal(f.format(changed), auditMembers(changed), `a change of ${k} alone shows`);
   }
+});
+
+t.test('flatAscii returns the same ASCII text, also for strings built from many pieces', async (t) => {
+  let all = '';
+  for (let c = 0; c < 128; c++) all += String.fromCharCode(c); // built piece by piece: a tree in V8
+  t.equal(flatAscii(all), all, 'every ASCII code unit, control characters included');
+  t.equal(flatAscii(''), '');
+  // What the formatter flattens: a head with non-ASCII input escaped to ASCII before it gets here.
+  const r: AuditRecord = { type: 'inbound_decision', decision: 'deny', reason: 'path_not_canonical', peer: 'spiffe://td/a', method: 'GET', path: '/caf\u00e9/\u202e', status: 400, latency_ms: 0.5 };
+  const f = new AuditMembersFormatter();
+  t.equal(f.format(r), auditMembers(r));
+  t.equal(f.format({ ...r, latency_ms: 0.25 }), auditMembers({ ...r, latency_ms: 0.25 }), 'the reused, flattened head');
+  t.match(f.format(r), /^[\x20-\x7e]*$/, 'printable ASCII only');
 });
