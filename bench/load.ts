@@ -54,6 +54,8 @@ export interface LoadOptions {
   headers?: Record<string, string>;
   /** Processes whose max RSS is sampled during the load. */
   watch?: { name: string; pid: number }[];
+  /** Also records every measured latency here (to combine several runs: see combineWindows). */
+  latencies?: LatencySamples;
 }
 
 export interface LoadResult {
@@ -73,7 +75,7 @@ export interface LoadResult {
 }
 
 /** Growable float buffer: no per-sample allocation on the hot path. */
-class Samples {
+export class LatencySamples {
   private buf = new Float64Array(1 << 14);
   length = 0;
 
@@ -92,7 +94,8 @@ class Samples {
 }
 
 export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
-  const samples = new Samples();
+  const samples = new LatencySamples();
+  const shared = opts.latencies;
   const sampler = new RssSampler(opts.watch ?? []);
   let firstError: string | undefined;
   if ((opts.amount === undefined) === (opts.durationSeconds === undefined)) throw new Error('runLoad: give exactly one of amount and durationSeconds');
@@ -123,6 +126,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
       last = performance.now();
       if (statusCode >= 200 && statusCode < 300) {
         samples.push(ms);
+        shared?.push(ms);
         ok++;
       } else firstError ??= `HTTP ${statusCode}`;
       if (opts.amount === undefined) return;
@@ -150,5 +154,31 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
     non2xx: result.non2xx,
     ...(firstError ? { firstError } : {}),
     maxRss: Object.fromEntries(sampler.max),
+  };
+}
+
+/**
+ * One result for several counted runs of the same scenario (the windows of a round, see
+ * run.ts): requests and time add up, so req/s is the rate over all of them; p50 and p99 come
+ * from every latency they recorded into `latencies`; errors add up; RSS is the maximum.
+ */
+export function combineWindows(windows: readonly LoadResult[], latencies: LatencySamples): LoadResult {
+  if (windows.length === 0) throw new Error('combineWindows: no runs to combine');
+  const requests = windows.reduce((n, w) => n + w.requests, 0);
+  const elapsedSeconds = windows.reduce((n, w) => n + w.elapsedSeconds, 0);
+  const sorted = latencies.sorted();
+  const maxRss: Record<string, number> = {};
+  for (const w of windows) for (const [name, v] of Object.entries(w.maxRss)) maxRss[name] = Math.max(maxRss[name] ?? 0, v);
+  const firstError = windows.find((w) => w.firstError !== undefined)?.firstError;
+  return {
+    requests,
+    elapsedSeconds,
+    reqPerSec: elapsedSeconds > 0 ? requests / elapsedSeconds : 0,
+    p50Ms: percentile(sorted, 50),
+    p99Ms: percentile(sorted, 99),
+    errors: windows.reduce((n, w) => n + w.errors, 0),
+    non2xx: windows.reduce((n, w) => n + w.non2xx, 0),
+    ...(firstError !== undefined ? { firstError } : {}),
+    maxRss,
   };
 }

@@ -5,9 +5,10 @@
  *   (a) direct to a small app, (b) a bare pair of minimal Node mTLS proxies,
  *   (c) agent -> outbound attest-sidecar -> inbound attest-sidecar -> app.
  * Every server runs in its own child process (per-process RSS; no shared event loop with the
- * load generator). Rounds interleave a, b, c so ratios compare measurements taken side by side.
- * Each measured run is a request count sized to last about --duration seconds, so that runs end
- * without requests in flight and the pairs' pooled connections survive (see load.ts).
+ * load generator). Rounds interleave a, b, c so ratios compare measurements taken side by side:
+ * each round runs every scenario in a rotated order and then back, two runs of about
+ * --duration/2 seconds each. Each measured run is a request count sized to last that long, so
+ * that runs end without requests in flight and the pairs' pooled connections survive (see load.ts).
  * Exit status: 0 even when targets fail (it is a measurement); 1 on errors or a failed start.
  */
 import { cpus } from 'node:os';
@@ -16,7 +17,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { killAll, median, progress, repoRoot, rssBytes, sidecarArgs, spawnNode, stopChild, waitForOk, type Child } from './lib.js';
-import { runLoad, type LoadResult } from './load.js';
+import { combineWindows, LatencySamples, runLoad, type LoadResult } from './load.js';
 import { buildReport, renderTable, SCENARIOS, summarize, type BenchReport, type Scenario, type ScenarioResult } from './report.js';
 import { BENCH_PATH, ROUTE, writeBenchFiles, type BenchFiles } from './setup.js';
 import { measureConnectionCost } from './connection-cost.js';
@@ -67,6 +68,8 @@ interface Processes {
   refOutbound: Child;
   sidecarInbound: Child;
   sidecarOutbound: Child;
+  /** Configured like sidecarInbound; serves only the attested scenarios (d, e): see setup.ts. */
+  attestedInbound: Child;
   attestedOutbound: Child;
   freshOutbound: Child;
 }
@@ -94,9 +97,10 @@ async function startProcesses(f: BenchFiles, root: string): Promise<Processes> {
   );
   const sidecarInbound = spawnNode('sidecar-inbound', sidecarArgs(root, 'run', '--config', f.serviceConfig), root);
   const sidecarOutbound = spawnNode('sidecar-outbound', sidecarArgs(root, 'run', '--config', f.agentConfig), root);
+  const attestedInbound = spawnNode('attested-inbound', sidecarArgs(root, 'run', '--config', f.attestedServiceConfig), root);
   const attestedOutbound = spawnNode('attested-outbound', sidecarArgs(root, 'run', '--config', f.attestedConfig), root);
   const freshOutbound = spawnNode('fresh-outbound', sidecarArgs(root, 'run', '--config', f.freshConfig), root);
-  const procs = { app, refInbound, refOutbound, sidecarInbound, sidecarOutbound, attestedOutbound, freshOutbound };
+  const procs = { app, refInbound, refOutbound, sidecarInbound, sidecarOutbound, attestedInbound, attestedOutbound, freshOutbound };
 
   await waitForOk([app], url(p.app, BENCH_PATH));
   await waitForOk([sidecarInbound], url(p.serviceAdmin, '/readyz'));
@@ -104,10 +108,11 @@ async function startProcesses(f: BenchFiles, root: string): Promise<Processes> {
   // End to end through each pair: proves certificates, routing and policy before measuring.
   await waitForOk([refOutbound, refInbound, app], url(p.refOutbound, BENCH_PATH), ROUTE_HEADERS);
   await waitForOk([sidecarOutbound, sidecarInbound, app], url(p.agentOutbound, BENCH_PATH), ROUTE_HEADERS);
+  await waitForOk([attestedInbound], url(p.attestedInboundAdmin, '/readyz'));
   await waitForOk([attestedOutbound], url(p.attestedAdmin, '/readyz'));
   await waitForOk([freshOutbound], url(p.freshAdmin, '/readyz'));
-  await waitForOk([attestedOutbound, sidecarInbound, app], url(p.attestedOutbound, BENCH_PATH), ROUTE_HEADERS);
-  await waitForOk([freshOutbound, sidecarInbound, app], url(p.freshOutbound, BENCH_PATH), ROUTE_HEADERS);
+  await waitForOk([attestedOutbound, attestedInbound, app], url(p.attestedOutbound, BENCH_PATH), ROUTE_HEADERS);
+  await waitForOk([freshOutbound, attestedInbound, app], url(p.freshOutbound, BENCH_PATH), ROUTE_HEADERS);
   return procs;
 }
 
@@ -129,9 +134,9 @@ function target(s: Scenario, f: BenchFiles, procs: Processes) {
         watch: [procs.sidecarOutbound, procs.sidecarInbound],
       };
     case 'attested':
-      return { url: `http://127.0.0.1:${p.attestedOutbound}${BENCH_PATH}`, headers: ROUTE_HEADERS, watch: [procs.attestedOutbound, procs.sidecarInbound] };
+      return { url: `http://127.0.0.1:${p.attestedOutbound}${BENCH_PATH}`, headers: ROUTE_HEADERS, watch: [procs.attestedOutbound, procs.attestedInbound] };
     case 'fresh':
-      return { url: `http://127.0.0.1:${p.freshOutbound}${BENCH_PATH}`, headers: ROUTE_HEADERS, watch: [procs.freshOutbound, procs.sidecarInbound] };
+      return { url: `http://127.0.0.1:${p.freshOutbound}${BENCH_PATH}`, headers: ROUTE_HEADERS, watch: [procs.freshOutbound, procs.attestedInbound] };
   }
 }
 
@@ -154,26 +159,36 @@ async function measure(settings: Settings, f: BenchFiles, procs: Processes): Pro
       rate.get(s)!.push((await runLoad({ url: t.url, connections, amount: amountFor(s, settings.warmupSeconds), ...headers })).reqPerSec);
     }
     for (let round = 0; round < settings.rounds; round++) {
-      // Rotate the order each round so no scenario always runs first (or right after another).
+      // Rotate the order each round so no scenario always runs first (or right after another),
+      // and run it forwards, then backwards, each run half as long: a scenario's two runs are
+      // centred on the same moment, so a steady drift in the machine's speed (a shared VM)
+      // cancels within the round, and whatever a run leaves behind (its processes' garbage
+      // collection, closing connections) falls on each neighbour alike instead of always on
+      // the scenario after it (before, the sidecar pair ran right after the bare pair in six
+      // rounds of seven).
       const order = SCENARIOS.map((_, i) => SCENARIOS[(i + round) % SCENARIOS.length]!);
-      for (const s of order) {
+      const windows = new Map<Scenario, LoadResult[]>(SCENARIOS.map((s) => [s, []]));
+      const latencies = new Map<Scenario, LatencySamples>(SCENARIOS.map((s) => [s, new LatencySamples()]));
+      for (const s of [...order, ...[...order].reverse()]) {
         const t = target(s, f, procs);
         const r = await runLoad({
           url: t.url,
           connections,
-          amount: amountFor(s, settings.durationSeconds),
+          amount: amountFor(s, settings.durationSeconds / 2),
           ...(t.headers ? { headers: t.headers } : {}),
           watch: t.watch.map((c) => ({ name: c.name, pid: c.pid })),
+          latencies: latencies.get(s)!,
         });
         progress(
           `round ${round + 1}/${settings.rounds} ${s} @${connections}: ${r.reqPerSec.toFixed(0)} req/s, ` +
             `${r.requests} in ${r.elapsedSeconds.toFixed(2)} s, p50 ${r.p50Ms.toFixed(3)} ms, p99 ${r.p99Ms.toFixed(3)} ms, errors ${r.errors}, non2xx ${r.non2xx}` +
             Object.entries(r.maxRss).map(([name, v]) => `, ${name} ${(v / 2 ** 20).toFixed(1)} MiB`).join(''),
         );
-        perScenario.get(s)!.push(r);
+        windows.get(s)!.push(r);
         rate.get(s)!.push(r.reqPerSec);
         for (const [name, v] of Object.entries(r.maxRss)) rssLoad[name] = Math.max(rssLoad[name] ?? 0, v);
       }
+      for (const s of SCENARIOS) perScenario.get(s)!.push(combineWindows(windows.get(s)!, latencies.get(s)!));
     }
     for (const s of SCENARIOS) results.push(summarize(s, connections, perScenario.get(s)!));
   }
@@ -197,7 +212,7 @@ async function main(): Promise<number> {
     process.once('exit', () => rmSync(dir, { recursive: true, force: true })); // also after SIGINT
     progress(`files in ${files.dir}; starting app, reference pair and sidecars`);
     procs = await startProcesses(files, root);
-    const proxies = [procs.refOutbound, procs.refInbound, procs.sidecarOutbound, procs.sidecarInbound, procs.attestedOutbound, procs.freshOutbound];
+    const proxies = [procs.refOutbound, procs.refInbound, procs.sidecarOutbound, procs.sidecarInbound, procs.attestedInbound, procs.attestedOutbound, procs.freshOutbound];
     const rssIdle = Object.fromEntries(proxies.map((c) => [c.name, rssBytes(c.pid) ?? 0]));
     const { results, rssLoad } = await measure(settings, files, procs);
     progress('new mTLS connection cost per inbound listener');

@@ -29,6 +29,9 @@ export interface Ports {
   agentAdmin: number;
   serviceInbound: number;
   serviceAdmin: number;
+  /** A second inbound sidecar, configured like the first, serving only the attested scenarios (d, e). */
+  attestedInbound: number;
+  attestedInboundAdmin: number;
   attestedOutbound: number;
   attestedAdmin: number;
   freshOutbound: number;
@@ -45,6 +48,8 @@ export interface BenchFiles {
   serviceKey: string;
   agentConfig: string;
   serviceConfig: string;
+  /** The service config again on the attested inbound's ports (see Ports.attestedInbound). */
+  attestedServiceConfig: string;
   attestedConfig: string;
   freshConfig: string;
 }
@@ -54,7 +59,7 @@ async function allocatePorts(): Promise<Ports> {
   // check they are distinct (the OS rarely hands the same one out twice in a row).
   const names = [
     'app', 'refOutbound', 'refInbound', 'agentOutbound', 'agentAdmin', 'serviceInbound', 'serviceAdmin',
-    'attestedOutbound', 'attestedAdmin', 'freshOutbound', 'freshAdmin',
+    'attestedInbound', 'attestedInboundAdmin', 'attestedOutbound', 'attestedAdmin', 'freshOutbound', 'freshAdmin',
   ] as const;
   for (let attempt = 0; attempt < 5; attempt++) {
     const ports: number[] = [];
@@ -66,16 +71,20 @@ async function allocatePorts(): Promise<Ports> {
   throw new Error('bench: could not allocate distinct free ports');
 }
 
-type Base = Omit<BenchFiles, 'agentConfig' | 'serviceConfig' | 'attestedConfig' | 'freshConfig'>;
+type Base = Omit<BenchFiles, 'agentConfig' | 'serviceConfig' | 'attestedServiceConfig' | 'attestedConfig' | 'freshConfig'>;
 
 function agentConfig(f: Base, name = 'agent', listen = f.ports.agentOutbound, admin = f.ports.agentAdmin, attest = false): string {
+  // Attesting agents go to their own inbound sidecar: the plain path (c) is then measured on a
+  // pair that serves nothing else, as the bare pair (b) does, and per-request attestation's load
+  // (e) cannot linger into the next scenario's run through a shared process.
+  const inbound = attest ? f.ports.attestedInbound : f.ports.serviceInbound;
   return `# attest-sidecar benchmark: the ${name} sidecar (outbound only)
 name: bench-${name}
 identity: { source: files, cert: ${name}.pem, key: ${name}-key.pem, bundle: bundle.pem }
 outbound:
   listen: 127.0.0.1:${listen}
   routes:
-    - { name: ${ROUTE}, upstream: "https://127.0.0.1:${f.ports.serviceInbound}", server_id: "${SERVICE_ID}" }
+    - { name: ${ROUTE}, upstream: "https://127.0.0.1:${inbound}", server_id: "${SERVICE_ID}" }
 admin: { listen: "127.0.0.1:${admin}" }
 log: { level: warn, audit: ${JSON.stringify(path.join(f.dir, `audit-${name}.log`))} }
 state_dir: ${JSON.stringify(path.join(f.dir, `state-${name}`))}
@@ -83,19 +92,19 @@ ${attest ? `attestation: { attester: { type: sim, key: sim-key.pem, measurement:
 ` : ''}`;
 }
 
-function serviceConfig(f: Base): string {
+function serviceConfig(f: Base, name = 'service', listen = f.ports.serviceInbound, admin = f.ports.serviceAdmin): string {
   return `# attest-sidecar benchmark: the service's sidecar (inbound only)
-name: bench-service
+name: bench-${name}
 identity: { source: files, cert: service.pem, key: service-key.pem, bundle: bundle.pem }
 inbound:
-  listen: 127.0.0.1:${f.ports.serviceInbound}
+  listen: 127.0.0.1:${listen}
   app: http://127.0.0.1:${f.ports.app}
   actions:
     - { method: GET, path: ${BENCH_PATH}, action: bench.read }
 policy: policy.yaml
-admin: { listen: "127.0.0.1:${f.ports.serviceAdmin}" }
-log: { level: warn, audit: ${JSON.stringify(path.join(f.dir, 'audit-service.log'))} }
-state_dir: ${JSON.stringify(path.join(f.dir, 'state-service'))}
+admin: { listen: "127.0.0.1:${admin}" }
+log: { level: warn, audit: ${JSON.stringify(path.join(f.dir, `audit-${name}.log`))} }
+state_dir: ${JSON.stringify(path.join(f.dir, `state-${name}`))}
 attestation: { verifier: { sim_keys: [sim-pub.pem] } }
 `;
 }
@@ -154,6 +163,7 @@ export async function writeBenchFiles(): Promise<BenchFiles> {
     ...base,
     agentConfig: file('agent.yaml', agentConfig(base)),
     serviceConfig: file('service.yaml', serviceConfig(base)),
+    attestedServiceConfig: file('service-attested.yaml', serviceConfig(base, 'service-attested', p.attestedInbound, p.attestedInboundAdmin)),
     attestedConfig: file('agent-attested.yaml', agentConfig(base, 'agent-attested', p.attestedOutbound, p.attestedAdmin, true)),
     freshConfig: file('agent-fresh.yaml', agentConfig(base, 'agent-fresh', p.freshOutbound, p.freshAdmin, true)),
   };

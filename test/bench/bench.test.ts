@@ -77,9 +77,11 @@ t.test('npm run bench -- --quick --json prints one complete report with zero err
     t.ok(q.cOverBPerRound.length === 1 && q.cOverBPerRound.every(isNum), `c/b of each round at ${q.connections}`);
   }
   const rssNames = Object.keys(report.rssMiB);
-  for (const name of ['reference-inbound', 'reference-outbound', 'sidecar-inbound', 'sidecar-outbound']) {
-    t.ok(rssNames.includes(name), `RSS reported for ${name}`);
-  }
+  const proxies = ['reference-inbound', 'reference-outbound', 'sidecar-inbound', 'sidecar-outbound', 'attested-inbound', 'attested-outbound', 'fresh-outbound'];
+  for (const name of proxies) t.ok(rssNames.includes(name), `RSS reported for ${name}`);
+  // The 128 MiB target: the pair under test and both inbound sidecars (the attested one verifies d and e).
+  const rssTargets = report.targets.filter((x: any) => x.name.startsWith('RSS under load')).map((x: any) => x.name.split(', ')[1].split(' ')[0]).sort();
+  t.same(rssTargets, ['attested-inbound', 'sidecar-inbound', 'sidecar-outbound'], 'RSS targets for the pair under test and the attested inbound');
   for (const [name, v] of Object.entries<any>(report.rssMiB)) {
     t.ok(v.underLoad > 0 && v.idle > 0, `${name}: RSS sampled`);
   }
