@@ -6,9 +6,9 @@
  *   (c) agent -> outbound attest-sidecar -> inbound attest-sidecar -> app.
  * Every server runs in its own child process (per-process RSS; no shared event loop with the
  * load generator). Rounds interleave a, b, c so ratios compare measurements taken side by side:
- * each round runs every scenario in a rotated order and then back, two runs of about
- * --duration/2 seconds each. Each measured run is a request count sized to last that long, so
- * that runs end without requests in flight and the pairs' pooled connections survive (see load.ts).
+ * each round runs every scenario in a rotated order and then back, two runs of about --duration
+ * seconds each. Each measured run is a request count sized to last that long, so that runs end
+ * without requests in flight and the pairs' pooled connections survive (see load.ts).
  * Exit status: 0 even when targets fail (it is a measurement); 1 on errors or a failed start.
  */
 import { cpus } from 'node:os';
@@ -159,13 +159,11 @@ async function measure(settings: Settings, f: BenchFiles, procs: Processes): Pro
       rate.get(s)!.push((await runLoad({ url: t.url, connections, amount: amountFor(s, settings.warmupSeconds), ...headers })).reqPerSec);
     }
     for (let round = 0; round < settings.rounds; round++) {
-      // Rotate the order each round so no scenario always runs first (or right after another),
-      // and run it forwards, then backwards, each run half as long: a scenario's two runs are
-      // centred on the same moment, so a steady drift in the machine's speed (a shared VM)
-      // cancels within the round, and whatever a run leaves behind (its processes' garbage
-      // collection, closing connections) falls on each neighbour alike instead of always on
-      // the scenario after it (before, the sidecar pair ran right after the bare pair in six
-      // rounds of seven).
+      // Rotate the order each round so no scenario always runs first, and run it forwards, then
+      // backwards: a scenario's two runs are centred on the same moment, so a steady drift in the
+      // machine's speed (a shared VM) cancels within the round, and whatever a run leaves behind
+      // falls on each neighbour alike instead of always on the scenario after it (with the order
+      // run once, the sidecar pair ran right after the bare pair in six rounds of seven).
       const order = SCENARIOS.map((_, i) => SCENARIOS[(i + round) % SCENARIOS.length]!);
       const windows = new Map<Scenario, LoadResult[]>(SCENARIOS.map((s) => [s, []]));
       const latencies = new Map<Scenario, LatencySamples>(SCENARIOS.map((s) => [s, new LatencySamples()]));
@@ -174,7 +172,7 @@ async function measure(settings: Settings, f: BenchFiles, procs: Processes): Pro
         const r = await runLoad({
           url: t.url,
           connections,
-          amount: amountFor(s, settings.durationSeconds / 2),
+          amount: amountFor(s, settings.durationSeconds),
           ...(t.headers ? { headers: t.headers } : {}),
           watch: t.watch.map((c) => ({ name: c.name, pid: c.pid })),
           latencies: latencies.get(s)!,
