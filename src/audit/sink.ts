@@ -2,11 +2,12 @@
  * The hash-chained JSON-lines audit sink (stdout or a file).
  *
  * Hot path: `record()` only appends the record and the time to the batch. No formatting, no
- * hashing, no I/O. Every 32 records (and every 100 ms) the batch is drained: each line is
- * written from a fixed template (format.ts; always ASCII) with its `seq` and `prev`, hashed in
- * order, and copied into a staging buffer outside the V8 heap. Every 100 ms (or when 256 KB are
- * staged) the staged lines are appended in one write, durable when it returns (files: O_DSYNC,
- * or an fsync where the platform lacks it). Writes happen strictly in order.
+ * hashing, no I/O. Every 32 records (and 100 ms after a record found nothing waiting) the batch
+ * is drained: each line is written from a fixed template (format.ts; always ASCII) with its `seq`
+ * and `prev`, hashed in order, and copied into a staging buffer outside the V8 heap. At that
+ * 100 ms mark (or when 256 KB are staged) the staged lines are appended in one write, durable
+ * when it returns (files: O_DSYNC, or an fsync where the platform lacks it). Writes happen
+ * strictly in order. The timer is armed only while records wait, so an idle sink never wakes.
  *
  * Why two steps: pending records are young objects, and whatever is alive when V8 scavenges its
  * young generation is copied (and, the second time, promoted to the old generation). Drained
@@ -66,7 +67,13 @@ export class JsonLinesAuditSink implements AuditSink {
   private drainedSeq: number;
   private headHash: string;
   private writing: Promise<void> = Promise.resolve();
-  private readonly timer: NodeJS.Timeout;
+  /** The flush timer, armed only while records wait (an idle sidecar is not woken 10 times a second). */
+  private timer: NodeJS.Timeout | undefined;
+  private readonly flushIntervalMs: number;
+  private readonly onFlushTimer = (): void => {
+    this.timer = undefined;
+    this.drainAndWrite();
+  };
   private closed = false;
   private failure: Error | undefined;
   private droppedCount = 0;
@@ -105,8 +112,7 @@ export class JsonLinesAuditSink implements AuditSink {
     this.drainedSeq = resume.seq;
     this.headHash = resume.head;
     this.prefix = flatAscii(`","log":"audit"${name ? `,"sidecar":${asciiJsonString(name)}` : ''},`);
-    this.timer = setInterval(() => this.drainAndWrite(), opts.flushIntervalMs ?? 100);
-    this.timer.unref();
+    this.flushIntervalMs = opts.flushIntervalMs ?? 100;
     for (const note of resume.notes) this.record(note);
     this.drainAndWrite();
   }
@@ -120,6 +126,10 @@ export class JsonLinesAuditSink implements AuditSink {
     this.pending.push(rec);
     this.times.push(Date.now());
     if (this.pending.length >= DRAIN_AT) this.drain();
+    if (this.timer === undefined) {
+      this.timer = setTimeout(this.onFlushTimer, this.flushIntervalMs);
+      this.timer.unref();
+    }
   }
 
   private drainAndWrite(): void {
@@ -227,7 +237,8 @@ export class JsonLinesAuditSink implements AuditSink {
   async flush(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    clearInterval(this.timer);
+    clearTimeout(this.timer);
+    this.timer = undefined;
     this.drainAndWrite();
     await this.writing;
     if (this.ownsFd) {
