@@ -4,9 +4,10 @@
  * sidecar) directions so both have the same semantics and error mapping.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { Writable, pipeline, type Transform } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import { forwardResponseHeaders } from './headers.js';
+import { HOP_BY_HOP_NAMES, addConnectionListed, forwardResponseHeaders } from './headers.js';
 
 export interface ForwardOptions {
   /** Origin-form path with query, e.g. `/agents?x=1`. */
@@ -54,6 +55,9 @@ export function hasRequestBody(req: IncomingMessage): boolean {
   return req.headers['transfer-encoding'] !== undefined;
 }
 
+/** What an exchange whose client left before any response records as its status (nginx's 499). */
+export const CLIENT_CLOSED_STATUS = 499;
+
 /**
  * undici's request options plus `servername`, which its Request reads (its own DNS interceptor
  * sets it) but its types leave out.
@@ -83,8 +87,6 @@ export function forwardRequestThen(
   opts: ForwardOptions,
   done: (result: ForwardResult) => void,
 ): void {
-  let status = 0;
-  let intercepted: Intercepted | undefined;
   const body = opts.body !== undefined ? opts.body : hasRequestBody(req) ? req : null;
   const request: StreamOptions = {
     path: opts.path,
@@ -96,43 +98,206 @@ export function forwardRequestThen(
     // Always present (undefined: undici derives it from Host), so the options keep one shape.
     servername: opts.servername,
   };
-  dispatcher.stream(
-    request,
-    ({ statusCode, headers }) => {
-      status = statusCode;
-      const h = headers as Record<string, string | string[] | undefined>;
-      if (opts.intercept?.(statusCode, h)) {
-        intercepted = { intercepted: true, status: statusCode, headers: h };
-        return new Writable({ write: (_chunk, _enc, cb) => cb() });
-      }
-      const filtered = forwardResponseHeaders(h);
-      const rewrite = opts.transformResponse?.(statusCode, filtered);
-      if (!rewrite) {
-        res.writeHead(statusCode, filtered);
-        return res;
-      }
-      res.writeHead(statusCode, rewrite.headers);
-      // Errors on either side tear down both; undici sees the transform fail or finish.
-      pipeline(rewrite.body, res, () => undefined);
-      return rewrite.body;
-    },
-    (err) => {
-      if (!err) {
-        done(intercepted ?? status);
-      } else if (res.headersSent) {
-        res.destroy();
-        done(status || 502);
-      } else {
-        done(classifyUpstreamError(err));
-      }
-    },
-  );
+  const handler = new ForwardHandler(res, opts, body, done);
+  watchClient(req.socket as ClientSocket | null, handler);
+  dispatcher.dispatch(request, handler);
   // The client went away while its body streams: abandon the upstream exchange too.
   if (body && !Buffer.isBuffer(body)) {
     res.once('close', () => {
       if (!res.writableFinished) body.destroy();
     });
   }
+}
+
+/**
+ * The exchange's undici handler: response headers go from undici's raw list to `writeHead` in
+ * one pass, and body chunks straight to the response, pausing undici while the client is slow.
+ *
+ * This is undici 7's native handler interface (what its own `stream()` and `request()`
+ * implement); the newer controller interface is adapted onto it for every request. `stream()`
+ * itself would add, per request, an AsyncResource, a header object that is then copied, and
+ * the listeners of `finished()` on the response: a share of the proxy's CPU per request that
+ * the reference pair pays (see README, Benchmark).
+ */
+class ForwardHandler implements Dispatcher.DispatchHandler {
+  private abort: ((err?: Error) => void) | undefined = undefined;
+  private resume: (() => void) | undefined = undefined;
+  private status = 0;
+  /** Where body chunks go: the response, a response transform, or nowhere (intercepted). */
+  private sink: Writable | ServerResponse | undefined = undefined;
+  private intercepted: Intercepted | undefined = undefined;
+  private clientGone = false;
+  ended = false;
+  /** The client's connection's set of exchanges in flight (see watchClient). */
+  watchers: Set<ForwardHandler> | undefined = undefined;
+
+  constructor(
+    private readonly res: ServerResponse,
+    private readonly opts: ForwardOptions,
+    private readonly body: IncomingMessage | Buffer | null,
+    private readonly done: (result: ForwardResult) => void,
+  ) {}
+
+  onConnect(abort: (err?: Error) => void): void {
+    this.abort = abort;
+    if (this.clientGone) abort();
+  }
+
+  /** The client's connection closed: abandon the upstream exchange (see watchClient). */
+  onClientClose(): void {
+    if (this.ended) return;
+    this.clientGone = true;
+    this.abort?.();
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
+    // 1xx: interim responses are not relayed (Node's server answers Expect itself).
+    if (statusCode < 200) return true;
+    this.status = statusCode;
+    this.resume = resume;
+    const opts = this.opts;
+    if (opts.intercept === undefined && opts.transformResponse === undefined) {
+      this.res.writeHead(statusCode, responseHeaderList(rawHeaders));
+      this.sink = this.res;
+      return true;
+    }
+    const headers = responseHeaderObject(rawHeaders);
+    if (opts.intercept?.(statusCode, headers)) {
+      this.intercepted = { intercepted: true, status: statusCode, headers };
+      return true; // its body is read and dropped
+    }
+    const filtered = forwardResponseHeaders(headers);
+    const rewrite = opts.transformResponse?.(statusCode, filtered);
+    if (!rewrite) {
+      this.res.writeHead(statusCode, filtered);
+      this.sink = this.res;
+      return true;
+    }
+    this.res.writeHead(statusCode, rewrite.headers);
+    // Errors on either side tear down both (and the client's connection, which aborts us).
+    pipeline(rewrite.body, this.res, () => undefined);
+    this.sink = rewrite.body;
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    const sink = this.sink;
+    if (sink === undefined || sink.write(chunk)) return true;
+    if (sink.destroyed) {
+      // Nobody left to read: stop (outside undici's parser callback; abort is idempotent).
+      queueMicrotask(() => this.abort?.());
+      return false;
+    }
+    // Backpressure: undici stays paused until the client drains (or leaves: watchClient).
+    sink.once('drain', this.resume!);
+    return false;
+  }
+
+  onComplete(): void {
+    if (this.ended) return;
+    this.settle();
+    this.sink?.end();
+    this.done(this.intercepted ?? this.status);
+  }
+
+  onError(err: Error): void {
+    if (this.ended) return;
+    this.settle();
+    const body = this.body;
+    if (body !== null && !Buffer.isBuffer(body)) stopRequestBody(body);
+    const sink = this.sink;
+    if (sink !== undefined && sink !== this.res) sink.destroy(err);
+    if (this.res.headersSent || this.clientGone) {
+      // A truncated body must not look whole. A client that left first is no upstream failure:
+      // the exchange ends with the status relayed, or nginx's 499 if none was.
+      this.res.destroy();
+      this.done(this.status || (this.clientGone ? CLIENT_CLOSED_STATUS : 502));
+      return;
+    }
+    // May run inside dispatch() itself (a closed pool): answer after the caller has returned.
+    const failure = classifyUpstreamError(err);
+    queueMicrotask(() => this.done(failure));
+  }
+
+  private settle(): void {
+    this.ended = true;
+    this.watchers?.delete(this);
+  }
+}
+
+/**
+ * Stops reading a request body the upstream no longer takes, without closing the client's
+ * connection, which still gets the error response (what undici's stream() does: see
+ * nodejs/node#38505).
+ */
+function stopRequestBody(req: IncomingMessage): void {
+  if (req.destroyed) return;
+  (req as { socket: unknown }).socket = null;
+  req.destroy();
+}
+
+const kExchanges = Symbol('attest-sidecar.exchanges');
+type ClientSocket = Socket & { [kExchanges]?: Set<ForwardHandler> };
+
+/**
+ * Aborts an exchange whose client connection closes before it ends (a hanging or paused
+ * upstream would otherwise hold its connection until the body timeout). One listener per
+ * client connection, not per request: a request only joins its connection's set.
+ */
+function watchClient(socket: ClientSocket | null, handler: ForwardHandler): void {
+  if (!socket) return;
+  let set = socket[kExchanges];
+  if (set === undefined) {
+    const exchanges = (set = socket[kExchanges] = new Set());
+    socket.once('close', () => {
+      for (const h of exchanges) h.onClientClose();
+      exchanges.clear();
+    });
+  }
+  set.add(handler);
+  handler.watchers = set;
+}
+
+/** Hop-by-hop names by length: a response header of another length is copied unexamined. */
+const HOP_NAME_LENGTHS = new Uint8Array(256);
+for (const name of HOP_BY_HOP_NAMES) HOP_NAME_LENGTHS[name.length] = 1;
+
+/**
+ * undici's raw response headers (flat [name, value, ...] Buffers) as the flat string list
+ * `writeHead` accepts, without hop-by-hop fields and those the Connection header names. Names
+ * keep their case; values are latin1, as undici decodes them.
+ */
+export function responseHeaderList(raw: readonly Buffer[]): string[] {
+  let listed: Set<string> | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]!.length === 10 && raw[i]!.toString('latin1').toLowerCase() === 'connection') {
+      listed = addConnectionListed(raw[i + 1]!.toString('latin1'), listed);
+    }
+  }
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toString('latin1');
+    if (name.length < 256 && (HOP_NAME_LENGTHS[name.length] === 1 || listed !== undefined)) {
+      const lower = name.toLowerCase();
+      if (HOP_BY_HOP_NAMES.has(lower) || listed?.has(lower)) continue;
+    }
+    out.push(name, raw[i + 1]!.toString('latin1'));
+  }
+  return out;
+}
+
+/** The object form (lower-case names, repeated fields as arrays) for intercepts and transforms. */
+export function responseHeaderObject(raw: readonly Buffer[]): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = Object.create(null) as Record<string, string | string[]>;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toString('latin1').toLowerCase();
+    const value = raw[i + 1]!.toString('latin1');
+    const prev = out[name];
+    if (prev === undefined) out[name] = value;
+    else if (typeof prev === 'string') out[name] = [prev, value];
+    else prev.push(value);
+  }
+  return out;
 }
 
 const TLS_TRUST_CODES = new Set([

@@ -6,7 +6,7 @@
  */
 
 /** Hop-by-hop fields that never cross a proxy, plus proxy credentials meant for us. */
-const HOP_BY_HOP = new Set([
+export const HOP_BY_HOP_NAMES: ReadonlySet<string> = new Set([
   'connection',
   'keep-alive',
   'proxy-connection',
@@ -28,7 +28,7 @@ export const IDENTITY_HEADERS: ReadonlySet<string> = new Set(['x-forwarded-clien
 function connectionListed(raw: readonly string[]): Set<string> | undefined {
   let listed: Set<string> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i]!.length === 10 && raw[i]!.toLowerCase() === 'connection') listed = addListed(raw[i + 1]!, listed);
+    if (raw[i]!.length === 10 && raw[i]!.toLowerCase() === 'connection') listed = addConnectionListed(raw[i + 1]!, listed);
   }
   return listed;
 }
@@ -38,7 +38,7 @@ function connectionListed(raw: readonly string[]): Set<string> | undefined {
  * `listed`. Nearly every message carries exactly `keep-alive` or `close`: those are answered
  * without splitting.
  */
-function addListed(value: string, listed: Set<string> | undefined): Set<string> | undefined {
+export function addConnectionListed(value: string, listed: Set<string> | undefined): Set<string> | undefined {
   if (value === 'keep-alive' || value === 'close') return listed;
   for (const token of value.split(',')) {
     const name = token.trim().toLowerCase();
@@ -51,7 +51,7 @@ function addListed(value: string, listed: Set<string> | undefined): Set<string> 
  * Lengths of every name a filter can drop (hop-by-hop + the caller's drop set): a header whose
  * name has another length cannot match, so it skips the lower-casing. Computed once per set.
  */
-const HOP_LENGTHS = lengthsOf(HOP_BY_HOP);
+const HOP_LENGTHS = lengthsOf(HOP_BY_HOP_NAMES);
 const lengthsCache = new WeakMap<ReadonlySet<string>, Uint8Array>();
 
 function lengthsOf(names: Iterable<string>, base?: Uint8Array): Uint8Array {
@@ -85,7 +85,7 @@ export function forwardRequestHeaders(
     const name = raw[i]!;
     if (lengths[Math.min(name.length, 255)] === 1 || listed !== undefined) {
       const lower = name.toLowerCase();
-      if (HOP_BY_HOP.has(lower) || listed?.has(lower) || drop?.has(lower)) continue;
+      if (HOP_BY_HOP_NAMES.has(lower) || listed?.has(lower) || drop?.has(lower)) continue;
     }
     out.push(name, raw[i + 1]!);
   }
@@ -102,11 +102,11 @@ export function forwardResponseHeaders(
 ): Record<string, string | string[]> {
   const connection = headers['connection'];
   // keep-alive and close need no listing: both are hop-by-hop names already.
-  const listed = connection ? addListed(String(connection), undefined) : undefined;
+  const listed = connection ? addConnectionListed(String(connection), undefined) : undefined;
   const out: Record<string, string | string[]> = {};
   for (const name in headers) {
     const value = headers[name];
-    if (value === undefined || HOP_BY_HOP.has(name) || listed?.has(name)) continue;
+    if (value === undefined || HOP_BY_HOP_NAMES.has(name) || listed?.has(name)) continue;
     out[name] = value;
   }
   return out;

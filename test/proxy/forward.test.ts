@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { Pool } from '../../src/proxy/undici-pool.js';
 import { forwardRequestHeaders } from '../../src/proxy/headers.js';
-import { forwardRequestThen, type ForwardResult, type UpstreamFailure } from '../../src/proxy/forward.js';
+import { CLIENT_CLOSED_STATUS, forwardRequestThen, type ForwardResult, type UpstreamFailure } from '../../src/proxy/forward.js';
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -139,6 +139,83 @@ t.test('the upstream failing mid-body destroys the client connection (no whole-l
   t.not(outcome, 'end');
   await settled;
   t.same(results, [200]);
+});
+
+t.test('the client going away before the response abandons the upstream exchange (499, not an upstream error)', async (t) => {
+  let upstreamClosed!: () => void;
+  const closed = new Promise<void>((resolve) => (upstreamClosed = resolve));
+  let arrived!: () => void;
+  const atUpstream = new Promise<void>((resolve) => (arrived = resolve));
+  const { front, results, nextResult } = await setup(t, (req) => {
+    arrived();
+    req.socket.on('close', upstreamClosed); // never answers
+  });
+  const settled = nextResult();
+  const req = http.get(`${front}/silent`);
+  req.on('error', () => undefined);
+  await atUpstream;
+  req.destroy();
+  const bound = new Promise<string>((resolve) => setTimeout(() => resolve('timed out'), 3000).unref());
+  t.equal(await Promise.race([closed.then(() => 'closed'), bound]), 'closed', 'upstream closed well before the 10 s headers timeout');
+  await settled;
+  t.same(results, [CLIENT_CLOSED_STATUS]);
+});
+
+t.test('a paused response is abandoned when its client leaves', async (t) => {
+  let upstreamClosed!: () => void;
+  const closed = new Promise<void>((resolve) => (upstreamClosed = resolve));
+  const chunk = Buffer.alloc(64 * 1024, 1);
+  const { front, results, nextResult } = await setup(t, (_req, res) => {
+    res.writeHead(200);
+    const pump = () => {
+      while (res.write(chunk));
+      res.once('drain', pump);
+    };
+    pump();
+    res.on('close', upstreamClosed);
+  });
+  const settled = nextResult();
+  const res = await get(`${front}/flood`);
+  res.pause();
+  await new Promise((r) => setTimeout(r, 300)); // the chain fills up and undici pauses
+  res.destroy();
+  const bound = new Promise<string>((resolve) => setTimeout(() => resolve('timed out'), 3000).unref());
+  t.equal(await Promise.race([closed.then(() => 'closed'), bound]), 'closed');
+  await settled;
+  t.same(results, [200]);
+});
+
+t.test('many exchanges on one kept-alive client connection: each settles once, no listener growth', async (t) => {
+  const up = await listen((_req, res) => res.end('x'));
+  const pool = new Pool(up.url, { connections: 1 });
+  const results: ForwardResult[] = [];
+  const closeListeners: number[] = [];
+  const front = await listen((req, res) => {
+    forwardRequestThen(pool, req, res, { path: req.url!, headers: [], headersTimeoutMs: 5000, bodyTimeoutMs: 5000 }, (r) => {
+      results.push(r);
+      closeListeners.push(req.socket.listenerCount('close'));
+    });
+  });
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  t.teardown(async () => {
+    agent.destroy();
+    front.server.closeAllConnections();
+    up.server.closeAllConnections();
+    front.server.close();
+    up.server.close();
+    await pool.destroy();
+  });
+  const ports = new Set<number>();
+  for (let i = 0; i < 50; i++) {
+    const res = await new Promise<IncomingMessage>((resolve, reject) => http.get(`${front.url}/k`, { agent }, resolve).on('error', reject));
+    ports.add(res.socket.localPort!);
+    res.resume();
+    await new Promise((r) => res.on('end', r));
+  }
+  t.equal(ports.size, 1, 'one client connection');
+  t.equal(results.length, 50);
+  t.ok(results.every((r) => r === 200));
+  t.equal(new Set(closeListeners).size, 1, `the same number of close listeners after every exchange (${closeListeners[0]})`);
 });
 
 t.test('upstream failures before any response map to status and reason, exactly once', async (t) => {

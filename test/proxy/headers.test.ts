@@ -1,5 +1,6 @@
 import t from 'tap';
 import { forwardRequestHeaders, forwardResponseHeaders, isBrowserRequest, xfccValue } from '../../src/proxy/headers.js';
+import { responseHeaderList, responseHeaderObject } from '../../src/proxy/forward.js';
 
 t.test('request headers: hop-by-hop, Connection-listed and dropped names go, in any case', async (t) => {
   const drop = new Set(['x-spiffe-id', 'x-forwarded-client-cert']);
@@ -38,4 +39,34 @@ t.test('response headers, browser detection, XFCC', async (t) => {
   t.equal(isBrowserRequest({ 'sec-fetch-site': 'none' }), true);
   t.equal(isBrowserRequest({ 'user-agent': 'curl/8' }), false);
   t.equal(xfccValue('spiffe://a/b', 'ab'.repeat(32), 'spiffe://a/c'), `By=spiffe://a/b;Hash=${'ab'.repeat(32)};URI=spiffe://a/c`);
+});
+
+t.test("undici's raw response headers: the flat list for writeHead and the object form", async (t) => {
+  const b = (...v: string[]) => v.map((s) => Buffer.from(s, 'latin1'));
+  const raw = b(
+    'Content-Type', 'text/plain',
+    'CONNECTION', 'keep-alive, X-Hop',
+    'Keep-Alive', 'timeout=5',
+    'Transfer-Encoding', 'chunked',
+    'x-hop', 'private',
+    'Set-Cookie', 'a=1',
+    'set-cookie', 'b=2',
+    'Proxy-Authenticate', 'Basic',
+    'Trailer', 'x-t',
+    'Upgrade', 'h2c',
+    'X-Latin1', 'caf\u00e9',
+  );
+  t.same(responseHeaderList(raw), ['Content-Type', 'text/plain', 'Set-Cookie', 'a=1', 'set-cookie', 'b=2', 'X-Latin1', 'caf\u00e9'], 'names keep their case, repeats stay');
+  t.same(responseHeaderList(b('Connection', 'close', 'Content-Length', '0')), ['Content-Length', '0']);
+  t.same(responseHeaderList(b('x-a', '1', 'Connection', 'X-A')), [], 'a Connection field after the one it lists still counts');
+  t.same(responseHeaderList([]), []);
+  const long = 'x-'.padEnd(300, 'a');
+  t.same(responseHeaderList(b(long, 'v')), [long, 'v'], 'a name over 255 characters is copied');
+  const obj = responseHeaderObject(raw);
+  t.equal(obj['content-type'], 'text/plain');
+  t.same(obj['set-cookie'], ['a=1', 'b=2'], 'repeats become an array');
+  t.equal(obj['connection'], 'keep-alive, X-Hop', 'the object form is unfiltered (forwardResponseHeaders filters it)');
+  t.equal(Buffer.from(obj['x-latin1'] as string, 'latin1').toString('hex'), '636166e9');
+  t.same(forwardResponseHeaders(obj), { 'content-type': 'text/plain', 'set-cookie': ['a=1', 'b=2'], 'x-latin1': 'caf\u00e9' });
+  t.equal(Object.getPrototypeOf(responseHeaderObject(b('__proto__', 'x'))), null, 'no prototype to pollute');
 });
