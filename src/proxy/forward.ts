@@ -20,10 +20,11 @@ export interface ForwardOptions {
   /** Send this (buffered) body instead of streaming the request (used for replays). */
   body?: Buffer | null;
   /**
-   * Looks at the upstream status and headers before anything is sent downstream; returning
-   * true swallows that response (its body is drained) and resolves with it instead.
+   * Looks at an upstream response of `status` before anything is sent downstream; `when`
+   * returning true swallows it (its body is drained) and resolves with it instead. Responses
+   * of any other status take the plain path untouched.
    */
-  intercept?: (statusCode: number, headers: Record<string, string | string[] | undefined>) => boolean;
+  intercept?: ResponseIntercept;
   /**
    * Rewrites the response on its way down (usage metering, secret scrubbing): given the status
    * and the filtered headers, returns the headers to send and a Transform the body passes
@@ -33,6 +34,11 @@ export interface ForwardOptions {
     statusCode: number,
     headers: Record<string, string | string[]>,
   ) => { headers: Record<string, string | string[]>; body: Transform } | undefined;
+}
+
+export interface ResponseIntercept {
+  status: number;
+  when: (headers: Record<string, string | string[] | undefined>) => boolean;
 }
 
 /** An upstream response the caller chose to handle itself (see ForwardOptions.intercept). */
@@ -156,13 +162,14 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     this.status = statusCode;
     this.resume = resume;
     const opts = this.opts;
-    if (opts.intercept === undefined && opts.transformResponse === undefined) {
+    const intercept = opts.intercept !== undefined && opts.intercept.status === statusCode ? opts.intercept : undefined;
+    if (intercept === undefined && opts.transformResponse === undefined) {
       this.res.writeHead(statusCode, responseHeaderList(rawHeaders));
       this.sink = this.res;
       return true;
     }
     const headers = responseHeaderObject(rawHeaders);
-    if (opts.intercept?.(statusCode, headers)) {
+    if (intercept?.when(headers)) {
       this.intercepted = { intercepted: true, status: statusCode, headers };
       return true; // its body is read and dropped
     }

@@ -14,7 +14,7 @@ import type { OutboundConfig } from '../config/types.js';
 import type { Logger, AuditSink } from '../log.js';
 import type { SidecarMetrics } from '../admin/metrics.js';
 import { forwardRequestHeaders, isBrowserRequest } from './headers.js';
-import { errorBody, forwardRequest, forwardRequestThen, hasRequestBody, sendJsonError, type ForwardOptions, type Intercepted, type UpstreamFailure } from './forward.js';
+import { errorBody, forwardRequest, forwardRequestThen, hasRequestBody, sendJsonError, type ForwardOptions, type Intercepted, type ResponseIntercept, type UpstreamFailure } from './forward.js';
 import { H_CHALLENGE, H_EVIDENCE, H_NONCE, H_REF } from './attestation-gate.js';
 import { prepareEvidence, type Attester, type PreparedEvidence } from '../attestation/attester.js';
 import { DecisionLog, pathOnly } from './decision-log.js';
@@ -65,6 +65,9 @@ async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   }
   return Buffer.concat(chunks);
 }
+
+/** A 401 carrying our attestation challenge is answered here, never relayed to the agent. */
+const CHALLENGE: ResponseIntercept = { status: 401, when: (h) => typeof h[H_CHALLENGE] === 'string' };
 
 const BROWSER_BODY = errorBody('Browser-originated requests are refused: a web page must never use the agent identity');
 const NO_SVID_BODY = errorBody('No valid SVID: the sidecar has no unexpired identity');
@@ -233,7 +236,7 @@ export class OutboundProxy {
     // bodiless requests take this shortcut: a challenge is then answered by replaying with no body.
     const ready = this.evidence?.generation === material.generation ? this.evidence.ready : undefined;
     if (ready !== undefined && route.ackedEvidenceId === ready.id && !hasRequestBody(req)) {
-      this.forwardAttestedWarm(req, res, start, route, path, material, ready, controls).catch(failed);
+      this.forwardAttestedWarm(req, res, start, route, path, material, ready, controls, failed);
       return;
     }
     this.forwardAttested(req, res, start, route, path, material, controls).catch(failed);
@@ -312,7 +315,7 @@ export class OutboundProxy {
       ...opts,
       headers: first,
       ...(body !== undefined ? { body } : {}),
-      intercept: (status, h) => status === 401 && typeof h[H_CHALLENGE] === 'string',
+      intercept: CHALLENGE,
     });
     if (typeof result === 'number') {
       if (sentFull && result !== 401) route.ackedEvidenceId = evidence.id;
@@ -344,8 +347,11 @@ export class OutboundProxy {
     this.settle(req, res, start, route, path, second);
   }
 
-  /** Bodiless request on a warm session: the ref header; a challenge still gets the full path. */
-  private async forwardAttestedWarm(
+  /**
+   * Bodiless request on a warm session: the ref header; a challenge still gets the full path.
+   * Callback form, like plain forwarding: the common case allocates no promise chain.
+   */
+  private forwardAttestedWarm(
     req: IncomingMessage,
     res: ServerResponse,
     start: number,
@@ -353,27 +359,34 @@ export class OutboundProxy {
     path: string,
     material: TlsMaterial,
     evidence: PreparedEvidence,
-    controls?: RequestControls,
-  ): Promise<void> {
+    controls: RequestControls | undefined,
+    failed: (err: unknown) => void,
+  ): void {
     const extra = controls?.headers ? [...controls.headers, H_REF, evidence.id] : [H_REF, evidence.id];
     const headers = forwardRequestHeaders(req.rawHeaders, route.drop, extra);
-    const result = await forwardRequest(route.pool!, req, res, {
+    const opts: ForwardOptions = {
       path: route.basePath + path,
       headers,
       headersTimeoutMs: route.config.requestTimeoutMs,
       bodyTimeoutMs: route.config.requestTimeoutMs,
       servername: route.servername,
       body: null,
-      intercept: (status, h) => status === 401 && typeof h[H_CHALLENGE] === 'string',
-      ...(controls?.transformResponse ? { transformResponse: controls.transformResponse } : {}),
+      intercept: CHALLENGE,
+    };
+    if (controls?.transformResponse) opts.transformResponse = controls.transformResponse;
+    forwardRequestThen(route.pool!, req, res, opts, (result) => {
+      try {
+        if (typeof result === 'object' && 'intercepted' in result) {
+          // The peer forgot us (restart, policy change) or wants fresh evidence: take the full path.
+          route.ackedEvidenceId = undefined;
+          this.forwardAttested(req, res, start, route, path, material, controls).catch(failed);
+          return;
+        }
+        this.settle(req, res, start, route, path, result);
+      } catch (err) {
+        failed(err);
+      }
     });
-    if (typeof result === 'object' && 'intercepted' in result) {
-      // The peer forgot us (restart, policy change) or wants fresh evidence: take the full path.
-      route.ackedEvidenceId = undefined;
-      await this.forwardAttested(req, res, start, route, path, material, controls);
-      return;
-    }
-    this.settle(req, res, start, route, path, result);
   }
 
   /**
