@@ -7,7 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { Writable, pipeline, type Transform } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import { HOP_BY_HOP_NAMES, addConnectionListed, forwardResponseHeaders } from './headers.js';
+import { forwardResponseHeaders, responseHeaderList, responseHeaderObject } from './headers.js';
 
 export interface ForwardOptions {
   /** Origin-form path with query, e.g. `/agents?x=1`. */
@@ -263,48 +263,6 @@ function watchClient(socket: ClientSocket | null, handler: ForwardHandler): void
   }
   set.add(handler);
   handler.watchers = set;
-}
-
-/** Hop-by-hop names by length: a response header of another length is copied unexamined. */
-const HOP_NAME_LENGTHS = new Uint8Array(256);
-for (const name of HOP_BY_HOP_NAMES) HOP_NAME_LENGTHS[name.length] = 1;
-
-/**
- * undici's raw response headers (flat [name, value, ...] Buffers) as the flat string list
- * `writeHead` accepts, without hop-by-hop fields and those the Connection header names. Names
- * keep their case; values are latin1, as undici decodes them.
- */
-export function responseHeaderList(raw: readonly Buffer[]): string[] {
-  let listed: Set<string> | undefined;
-  for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i]!.length === 10 && raw[i]!.toString('latin1').toLowerCase() === 'connection') {
-      listed = addConnectionListed(raw[i + 1]!.toString('latin1'), listed);
-    }
-  }
-  const out: string[] = [];
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toString('latin1');
-    if (name.length < 256 && (HOP_NAME_LENGTHS[name.length] === 1 || listed !== undefined)) {
-      const lower = name.toLowerCase();
-      if (HOP_BY_HOP_NAMES.has(lower) || listed?.has(lower)) continue;
-    }
-    out.push(name, raw[i + 1]!.toString('latin1'));
-  }
-  return out;
-}
-
-/** The object form (lower-case names, repeated fields as arrays) for intercepts and transforms. */
-export function responseHeaderObject(raw: readonly Buffer[]): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = Object.create(null) as Record<string, string | string[]>;
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toString('latin1').toLowerCase();
-    const value = raw[i + 1]!.toString('latin1');
-    const prev = out[name];
-    if (prev === undefined) out[name] = value;
-    else if (typeof prev === 'string') out[name] = [prev, value];
-    else prev.push(value);
-  }
-  return out;
 }
 
 const TLS_TRUST_CODES = new Set([

@@ -1,12 +1,13 @@
 /**
  * Header handling for both proxy directions (RFC 9110 §7.6.1).
  *
- * Works on Node's `rawHeaders` (flat [name, value, ...], original case, duplicates kept) and
- * produces the flat array undici accepts, so the hot path makes one pass and one array.
+ * Works on flat [name, value, ...] lists in original case with duplicates kept: Node's
+ * `rawHeaders` into the array undici accepts (requests), undici's raw Buffers into the list
+ * `writeHead` accepts (responses), so the hot path makes one pass and one array each way.
  */
 
 /** Hop-by-hop fields that never cross a proxy, plus proxy credentials meant for us. */
-export const HOP_BY_HOP_NAMES: ReadonlySet<string> = new Set([
+const HOP_BY_HOP = new Set([
   'connection',
   'keep-alive',
   'proxy-connection',
@@ -38,7 +39,7 @@ function connectionListed(raw: readonly string[]): Set<string> | undefined {
  * `listed`. Nearly every message carries exactly `keep-alive` or `close`: those are answered
  * without splitting.
  */
-export function addConnectionListed(value: string, listed: Set<string> | undefined): Set<string> | undefined {
+function addConnectionListed(value: string, listed: Set<string> | undefined): Set<string> | undefined {
   if (value === 'keep-alive' || value === 'close') return listed;
   for (const token of value.split(',')) {
     const name = token.trim().toLowerCase();
@@ -51,7 +52,7 @@ export function addConnectionListed(value: string, listed: Set<string> | undefin
  * Lengths of every name a filter can drop (hop-by-hop + the caller's drop set): a header whose
  * name has another length cannot match, so it skips the lower-casing. Computed once per set.
  */
-const HOP_LENGTHS = lengthsOf(HOP_BY_HOP_NAMES);
+const HOP_LENGTHS = lengthsOf(HOP_BY_HOP);
 const lengthsCache = new WeakMap<ReadonlySet<string>, Uint8Array>();
 
 function lengthsOf(names: Iterable<string>, base?: Uint8Array): Uint8Array {
@@ -85,7 +86,7 @@ export function forwardRequestHeaders(
     const name = raw[i]!;
     if (lengths[Math.min(name.length, 255)] === 1 || listed !== undefined) {
       const lower = name.toLowerCase();
-      if (HOP_BY_HOP_NAMES.has(lower) || listed?.has(lower) || drop?.has(lower)) continue;
+      if (HOP_BY_HOP.has(lower) || listed?.has(lower) || drop?.has(lower)) continue;
     }
     out.push(name, raw[i + 1]!);
   }
@@ -106,8 +107,46 @@ export function forwardResponseHeaders(
   const out: Record<string, string | string[]> = {};
   for (const name in headers) {
     const value = headers[name];
-    if (value === undefined || HOP_BY_HOP_NAMES.has(name) || listed?.has(name)) continue;
+    if (value === undefined || HOP_BY_HOP.has(name) || listed?.has(name)) continue;
     out[name] = value;
+  }
+  return out;
+}
+
+/**
+ * undici's raw response headers (flat [name, value, ...] Buffers) as the flat string list
+ * `writeHead` accepts, without hop-by-hop fields and those the Connection header names. Names
+ * keep their case; values are latin1, as undici decodes them.
+ */
+export function responseHeaderList(raw: readonly Buffer[]): string[] {
+  let listed: Set<string> | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]!.length === 10 && raw[i]!.toString('latin1').toLowerCase() === 'connection') {
+      listed = addConnectionListed(raw[i + 1]!.toString('latin1'), listed);
+    }
+  }
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toString('latin1');
+    if (HOP_LENGTHS[Math.min(name.length, 255)] === 1 || listed !== undefined) {
+      const lower = name.toLowerCase();
+      if (HOP_BY_HOP.has(lower) || listed?.has(lower)) continue;
+    }
+    out.push(name, raw[i + 1]!.toString('latin1'));
+  }
+  return out;
+}
+
+/** The object form (lower-case names, repeated fields as arrays) for intercepts and transforms. */
+export function responseHeaderObject(raw: readonly Buffer[]): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = Object.create(null) as Record<string, string | string[]>;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toString('latin1').toLowerCase();
+    const value = raw[i + 1]!.toString('latin1');
+    const prev = out[name];
+    if (prev === undefined) out[name] = value;
+    else if (typeof prev === 'string') out[name] = [prev, value];
+    else prev.push(value);
   }
   return out;
 }

@@ -1,6 +1,5 @@
 import t from 'tap';
-import { forwardRequestHeaders, forwardResponseHeaders, isBrowserRequest, xfccValue } from '../../src/proxy/headers.js';
-import { responseHeaderList, responseHeaderObject } from '../../src/proxy/forward.js';
+import { forwardRequestHeaders, forwardResponseHeaders, isBrowserRequest, responseHeaderList, responseHeaderObject, xfccValue } from '../../src/proxy/headers.js';
 
 t.test('request headers: hop-by-hop, Connection-listed and dropped names go, in any case', async (t) => {
   const drop = new Set(['x-spiffe-id', 'x-forwarded-client-cert']);
