@@ -227,6 +227,34 @@ t.test('upstream failures before any response map to status and reason, exactly 
     t.equal(results.length, 1);
     t.equal((results[0] as UpstreamFailure).reason, 'upstream_timeout');
   });
+  t.test('a malformed upstream response header: 502 naming it, and the proxy goes on', async (t) => {
+    const net = await import('node:net');
+    const up = net.createServer((s) => s.once('data', () => s.end('HTTP/1.1 200 OK\r\nX-Bad: a\x7fb\r\nContent-Length: 2\r\n\r\nok')));
+    await new Promise<void>((resolve) => up.listen(0, '127.0.0.1', resolve));
+    const pool = new Pool(`http://127.0.0.1:${(up.address() as AddressInfo).port}`);
+    const results: ForwardResult[] = [];
+    const front = await listen((req, res) => {
+      forwardRequestThen(pool, req, res, { path: '/', headers: [], headersTimeoutMs: 2000, bodyTimeoutMs: 2000 }, (r) => {
+        results.push(r);
+        const f = r as UpstreamFailure;
+        res.writeHead(f.status, { 'content-type': 'application/json' }).end(JSON.stringify({ error: f.message }));
+      });
+    });
+    t.teardown(async () => {
+      front.server.closeAllConnections();
+      front.server.close();
+      up.close();
+      await pool.destroy();
+    });
+    for (let i = 0; i < 2; i++) {
+      const res = await get(`${front.url}/`);
+      let body = '';
+      for await (const c of res) body += c;
+      t.equal(res.statusCode, 502);
+      t.match(JSON.parse(body).error, /Invalid header value char/);
+    }
+    t.match(results, [{ status: 502, reason: 'upstream_error' }, { status: 502, reason: 'upstream_error' }]);
+  });
   t.test('connection refused: 503 upstream_unavailable', async (t) => {
     const { server, url } = await listen(() => undefined);
     await new Promise((r) => server.close(r));
