@@ -113,6 +113,53 @@ export function forwardResponseHeaders(
   return out;
 }
 
+/** A response header name known in advance (see KNOWN_NAMES). */
+interface KnownName {
+  readonly bytes: Uint8Array;
+  /** The name in this spelling: a constant string, so relaying it allocates nothing. */
+  readonly name: string;
+  readonly lower: string;
+  readonly hop: boolean;
+}
+
+/**
+ * Names nearly every upstream response carries, in the spellings servers send (Node and Go
+ * capitalise the ones they add, most frameworks write lower case). A known name is relayed as
+ * a constant string, with no Buffer-to-string copy, and its hop-by-hop status is known without
+ * lower-casing it. Indexed by length; anything else takes the general path.
+ */
+const KNOWN_NAMES: (KnownName[] | undefined)[] = [];
+for (const lower of [
+  'date', 'content-type', 'content-length', 'connection', 'keep-alive', 'transfer-encoding',
+  'cache-control', 'server', 'etag', 'last-modified', 'vary', 'location', 'set-cookie',
+  'content-encoding', 'expires', 'x-content-type-options', 'access-control-allow-origin',
+]) {
+  const capitalised = lower.replace(/(^|-)([a-z])/g, (_m, dash: string, c: string) => dash + c.toUpperCase());
+  for (const name of new Set([lower, capitalised, lower === 'etag' ? 'ETag' : lower])) {
+    const list = (KNOWN_NAMES[name.length] ??= []);
+    list.push({ bytes: Buffer.from(name, 'latin1'), name, lower, hop: HOP_BY_HOP.has(lower) });
+  }
+}
+
+function knownName(raw: Uint8Array): KnownName | undefined {
+  const list = KNOWN_NAMES[raw.length];
+  if (list === undefined) return undefined;
+  next: for (let k = 0; k < list.length; k++) {
+    const bytes = list[k]!.bytes;
+    for (let i = 0; i < bytes.length; i++) if (raw[i] !== bytes[i]) continue next;
+    return list[k];
+  }
+  return undefined;
+}
+
+const KEEP_ALIVE = Buffer.from('keep-alive', 'latin1');
+const CLOSE = Buffer.from('close', 'latin1');
+
+/** `Connection: keep-alive` or `close` (lists nothing more), compared without a string copy. */
+function isPlainConnectionValue(raw: Buffer): boolean {
+  return raw.equals(KEEP_ALIVE) || raw.equals(CLOSE);
+}
+
 /**
  * undici's raw response headers (flat [name, value, ...] Buffers) as the flat string list
  * `writeHead` accepts, without hop-by-hop fields and those the Connection header names. Names
@@ -121,16 +168,26 @@ export function forwardResponseHeaders(
 export function responseHeaderList(raw: readonly Buffer[]): string[] {
   let listed: Set<string> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i]!.length === 10 && raw[i]!.toString('latin1').toLowerCase() === 'connection') {
+    const name = raw[i]!;
+    if (name.length !== 10) continue;
+    const lower = knownName(name)?.lower ?? name.toString('latin1').toLowerCase();
+    if (lower === 'connection' && !isPlainConnectionValue(raw[i + 1]!)) {
       listed = addConnectionListed(raw[i + 1]!.toString('latin1'), listed);
     }
   }
   const out: string[] = [];
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toString('latin1');
-    if (HOP_LENGTHS[Math.min(name.length, 255)] === 1 || listed !== undefined) {
-      const lower = name.toLowerCase();
-      if (HOP_BY_HOP.has(lower) || listed?.has(lower)) continue;
+    const known = knownName(raw[i]!);
+    let name: string;
+    if (known !== undefined) {
+      if (known.hop || listed?.has(known.lower)) continue;
+      name = known.name;
+    } else {
+      name = raw[i]!.toString('latin1');
+      if (HOP_LENGTHS[Math.min(name.length, 255)] === 1 || listed !== undefined) {
+        const lower = name.toLowerCase();
+        if (HOP_BY_HOP.has(lower) || listed?.has(lower)) continue;
+      }
     }
     out.push(name, raw[i + 1]!.toString('latin1'));
   }

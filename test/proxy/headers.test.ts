@@ -61,6 +61,22 @@ t.test("undici's raw response headers: the flat list for writeHead and the objec
   t.same(responseHeaderList([]), []);
   const long = 'x-'.padEnd(300, 'a');
   t.same(responseHeaderList(b(long, 'v')), [long, 'v'], 'a name over 255 characters is copied');
+  // Common names are relayed as constants in the spellings servers use; every other spelling
+  // takes the general path, with the same outcome.
+  for (const [name, hop] of [
+    ['Date', false], ['date', false], ['ETag', false], ['Etag', false], ['etag', false], ['CONTENT-TYPE', false], ['Content-type', false],
+    ['Keep-Alive', true], ['KEEP-ALIVE', true], ['connection', true], ['transfer-encoding', true], ['Transfer-encoding', true],
+  ] as const) {
+    t.same(responseHeaderList(b(name, 'v', 'X-After', '1')), hop ? ['X-After', '1'] : [name, 'v', 'X-After', '1'], `${name} ${hop ? 'dropped' : 'kept as spelled'}`);
+  }
+  t.same(
+    responseHeaderList(b('Date', 'd', 'Connection', 'Keep-Alive, Date, content-length', 'Content-Length', '0', 'Server', 's')),
+    ['Server', 's'],
+    'known names that Connection lists are dropped too, in any case',
+  );
+  t.same(responseHeaderList(b('Connection', 'close, Server', 'Server', 's', 'Vary', 'a')), ['Vary', 'a'], 'close plus a listed name');
+  t.same(responseHeaderList(b('Connection', 'keep-alive', 'Server', 's')), ['Server', 's'], 'plain keep-alive lists nothing');
+  t.same(responseHeaderList(b('Contemt-Type', 'x', 'Content-Typo', 'y')), ['Contemt-Type', 'x', 'Content-Typo', 'y'], 'near misses of known names are copied as they are');
   const obj = responseHeaderObject(raw);
   t.equal(obj['content-type'], 'text/plain');
   t.same(obj['set-cookie'], ['a=1', 'b=2'], 'repeats become an array');
