@@ -190,6 +190,37 @@ export class RssSampler {
   }
 }
 
+/** The machine's CPU time so far (all CPUs, clock ticks): what the hypervisor took, and in all. */
+export interface CpuTimes {
+  steal: number;
+  total: number;
+}
+
+/**
+ * Parses the aggregate `cpu` line of /proc/stat: user nice system idle iowait irq softirq
+ * steal (guest time is already inside user). Undefined when absent (not Linux) or malformed.
+ */
+export function parseCpuTimes(stat: string): CpuTimes | undefined {
+  const m = /^cpu((?: +\d+){8,})/m.exec(stat);
+  if (!m) return undefined;
+  const f = m[1]!.trim().split(/ +/).slice(0, 8).map(Number);
+  return { steal: f[7]!, total: f.reduce((a, b) => a + b, 0) };
+}
+
+export function cpuTimes(): CpuTimes | undefined {
+  try {
+    return parseCpuTimes(readFileSync('/proc/stat', 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Share of the CPU time between two readings that the hypervisor gave to other guests. */
+export function stealBetween(from: CpuTimes | undefined, to: CpuTimes | undefined): number | undefined {
+  if (!from || !to || to.total <= from.total) return undefined;
+  return (to.steal - from.steal) / (to.total - from.total);
+}
+
 /** Median of a non-empty list (mean of the middle two for even lengths). */
 export function median(values: number[]): number {
   if (values.length === 0) return NaN;

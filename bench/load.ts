@@ -15,7 +15,7 @@
  * up to one sample tick of idle after the last response.
  */
 import { createRequire } from 'node:module';
-import { percentile, RssSampler } from './lib.js';
+import { cpuTimes, percentile, RssSampler, stealBetween } from './lib.js';
 
 interface AutocannonResult {
   duration: number; // seconds
@@ -72,6 +72,11 @@ export interface LoadResult {
   firstError?: string;
   /** Max VmRSS (bytes) per watched process during this load. */
   maxRss: Record<string, number>;
+  /**
+   * Share of the machine's CPU time that the hypervisor gave to other guests during the run
+   * (/proc/stat steal; absent off Linux). A shared VM's throughput falls with it, whatever runs.
+   */
+  steal?: number;
 }
 
 /** Growable float buffer: no per-sample allocation on the hot path. */
@@ -100,6 +105,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
   let firstError: string | undefined;
   if ((opts.amount === undefined) === (opts.durationSeconds === undefined)) throw new Error('runLoad: give exactly one of amount and durationSeconds');
   sampler.start();
+  const cpuAtStart = cpuTimes();
   const start = performance.now();
   let last = start;
   // A counted run is measured until the first connection has had its share: from then on
@@ -142,6 +148,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
   } finally {
     sampler.stop();
   }
+  const steal = stealBetween(cpuAtStart, cpuTimes());
   const sorted = samples.sorted();
   const elapsedSeconds = (last - start) / 1000;
   return {
@@ -154,6 +161,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
     non2xx: result.non2xx,
     ...(firstError ? { firstError } : {}),
     maxRss: Object.fromEntries(sampler.max),
+    ...(steal !== undefined ? { steal } : {}),
   };
 }
 
@@ -170,6 +178,10 @@ export function combineWindows(windows: readonly LoadResult[], latencies: Latenc
   const maxRss: Record<string, number> = {};
   for (const w of windows) for (const [name, v] of Object.entries(w.maxRss)) maxRss[name] = Math.max(maxRss[name] ?? 0, v);
   const firstError = windows.find((w) => w.firstError !== undefined)?.firstError;
+  // Weighted by each run's length: the steal over the runs' time together.
+  const timed = windows.filter((w) => w.steal !== undefined);
+  const timedSeconds = timed.reduce((n, w) => n + w.elapsedSeconds, 0);
+  const steal = timedSeconds > 0 ? timed.reduce((n, w) => n + w.steal! * w.elapsedSeconds, 0) / timedSeconds : undefined;
   return {
     requests,
     elapsedSeconds,
@@ -180,5 +192,6 @@ export function combineWindows(windows: readonly LoadResult[], latencies: Latenc
     non2xx: windows.reduce((n, w) => n + w.non2xx, 0),
     ...(firstError !== undefined ? { firstError } : {}),
     maxRss,
+    ...(steal !== undefined ? { steal } : {}),
   };
 }

@@ -30,7 +30,9 @@ export interface ScenarioResult {
   errors: number;
   non2xx: number;
   firstError?: string;
-  rounds: { reqPerSec: number; p50Ms: number; p99Ms: number }[];
+  /** Median over rounds of the VM's steal (share of CPU time given to other guests), if known. */
+  steal?: number;
+  rounds: { reqPerSec: number; p50Ms: number; p99Ms: number; steal?: number }[];
 }
 
 export interface Ratios {
@@ -76,6 +78,7 @@ const RSS_LIMIT_MIB = 128;
 
 export function summarize(scenario: Scenario, connections: number, rounds: LoadResult[]): ScenarioResult {
   const firstError = rounds.find((r) => r.firstError)?.firstError;
+  const steals = rounds.flatMap((r) => (r.steal !== undefined ? [r.steal] : []));
   return {
     scenario,
     connections,
@@ -86,7 +89,8 @@ export function summarize(scenario: Scenario, connections: number, rounds: LoadR
     errors: rounds.reduce((s, r) => s + r.errors, 0),
     non2xx: rounds.reduce((s, r) => s + r.non2xx, 0),
     ...(firstError ? { firstError } : {}),
-    rounds: rounds.map((r) => ({ reqPerSec: r.reqPerSec, p50Ms: r.p50Ms, p99Ms: r.p99Ms })),
+    ...(steals.length ? { steal: median(steals) } : {}),
+    rounds: rounds.map((r) => ({ reqPerSec: r.reqPerSec, p50Ms: r.p50Ms, p99Ms: r.p99Ms, ...(r.steal !== undefined ? { steal: r.steal } : {}) })),
   };
 }
 
@@ -186,6 +190,19 @@ export function buildReport(
   return { settings, machine, results, ratios, rssMiB, verification, connectionCost, targets, errors, non2xx, ok: errors + non2xx === 0 };
 }
 
+/** A round whose runs lost more than this to steal is counted in the report's warning (see README). */
+const HIGH_STEAL = 0.1;
+
+/** One line on the hypervisor's share of the CPU during the measured runs (Linux only). */
+export function stealSummary(results: readonly ScenarioResult[]): string | undefined {
+  const all = results.flatMap((r) => r.rounds.flatMap((x) => (x.steal !== undefined ? [x.steal] : [])));
+  if (all.length === 0) return undefined;
+  const high = all.filter((v) => v > HIGH_STEAL).length;
+  const line = `VM steal during the measured runs (CPU time the hypervisor gave other guests): median ${fmt(median(all) * 100, 1)}%, max ${fmt(Math.max(...all) * 100, 1)}%`;
+  if (high === 0) return line;
+  return `${line}\n  WARNING: ${high} of ${all.length} scenario rounds lost over ${HIGH_STEAL * 100}% of the CPU to other guests; their req/s are not comparable. Rerun when the machine is quieter.`;
+}
+
 function pad(s: string, n: number, right = false): string {
   return right ? s.padStart(n) : s.padEnd(n);
 }
@@ -198,12 +215,13 @@ export function renderTable(r: BenchReport): string {
   lines.push(
     `attest-sidecar benchmark: ${r.machine.cpus} CPUs, Node ${r.machine.node}, ${s.rounds} round(s), each scenario in order and back (2 x ~${s.durationSeconds} s, request counts), medians over rounds`,
     '',
-    `${pad('scenario', 28)}${pad('conns', 6, true)}${pad('req/s', 10, true)}${pad('p50 ms', 9, true)}${pad('p99 ms', 9, true)}${pad('errors', 8, true)}${pad('non2xx', 8, true)}`,
+    `${pad('scenario', 28)}${pad('conns', 6, true)}${pad('req/s', 10, true)}${pad('p50 ms', 9, true)}${pad('p99 ms', 9, true)}${pad('errors', 8, true)}${pad('non2xx', 8, true)}${pad('steal %', 9, true)}`,
   );
   for (const res of r.results) {
     lines.push(
       `${pad(SCENARIO_LABEL[res.scenario], 28)}${pad(String(res.connections), 6, true)}${pad(fmt(res.reqPerSec, 0), 10, true)}` +
-        `${pad(fmt(res.p50Ms, 3), 9, true)}${pad(fmt(res.p99Ms, 3), 9, true)}${pad(String(res.errors), 8, true)}${pad(String(res.non2xx), 8, true)}`,
+        `${pad(fmt(res.p50Ms, 3), 9, true)}${pad(fmt(res.p99Ms, 3), 9, true)}${pad(String(res.errors), 8, true)}${pad(String(res.non2xx), 8, true)}` +
+        `${pad(res.steal !== undefined ? fmt(res.steal * 100, 1) : 'n/a', 9, true)}`,
     );
   }
   lines.push(
@@ -236,6 +254,8 @@ export function renderTable(r: BenchReport): string {
       lines.push(`${pad(name, 40)}${pad(fmt(c.medianMs, 3), 11, true)}${pad(`${c.resumed}/${c.connections}`, 12, true)}`);
     }
   }
+  const steal = stealSummary(r.results);
+  if (steal) lines.push('', steal);
   lines.push('', 'targets');
   for (const t of r.targets) {
     lines.push(`  ${t.pass ? 'PASS' : 'FAIL'}  ${pad(t.name, 48)} ${pad(fmt(t.value), 8, true)}  (${t.limit})`);

@@ -180,6 +180,7 @@ async function measure(settings: Settings, f: BenchFiles, procs: Processes): Pro
         progress(
           `round ${round + 1}/${settings.rounds} ${s} @${connections}: ${r.reqPerSec.toFixed(0)} req/s, ` +
             `${r.requests} in ${r.elapsedSeconds.toFixed(2)} s, p50 ${r.p50Ms.toFixed(3)} ms, p99 ${r.p99Ms.toFixed(3)} ms, errors ${r.errors}, non2xx ${r.non2xx}` +
+            (r.steal !== undefined ? `, steal ${(r.steal * 100).toFixed(1)}%` : '') +
             Object.entries(r.maxRss).map(([name, v]) => `, ${name} ${(v / 2 ** 20).toFixed(1)} MiB`).join(''),
         );
         windows.get(s)!.push(r);

@@ -4,6 +4,8 @@
  */
 import t from 'tap';
 import { combineWindows, LatencySamples, type LoadResult } from '../../bench/load.js';
+import { parseCpuTimes, stealBetween } from '../../bench/lib.js';
+import { stealSummary } from '../../bench/report.js';
 
 function run(requests: number, elapsedSeconds: number, extra: Partial<LoadResult> = {}): LoadResult {
   return { requests, elapsedSeconds, reqPerSec: requests / elapsedSeconds, p50Ms: NaN, p99Ms: NaN, errors: 0, non2xx: 0, maxRss: {}, ...extra };
@@ -52,4 +54,35 @@ t.test('a window with no samples reports NaN percentiles, not a number from nowh
   const r = combineWindows([run(0, 0)], new LatencySamples());
   t.equal(r.reqPerSec, 0);
   t.ok(Number.isNaN(r.p50Ms) && Number.isNaN(r.p99Ms));
+});
+
+t.test('steal is weighted by run length, and absent when no run knew it', async (t) => {
+  // 10% over 1 s and 40% over 3 s: 1.3 s of 4 s, 32.5%.
+  const r = combineWindows([run(10, 1, { steal: 0.1 }), run(30, 3, { steal: 0.4 })], new LatencySamples());
+  t.ok(Math.abs(r.steal! - 0.325) < 1e-12, `steal ${r.steal}`);
+  t.equal(combineWindows([run(10, 1, { steal: 0.2 }), run(10, 1)], new LatencySamples()).steal, 0.2, 'a run without it does not count as zero');
+  t.notOk('steal' in combineWindows([run(10, 1)], new LatencySamples()));
+});
+
+t.test('/proc/stat: steal and total from the aggregate cpu line', async (t) => {
+  const stat = 'cpu  100 5 50 800 10 0 5 30 7 0\ncpu0 50 2 25 400 5 0 2 15 3 0\nintr 1 2 3\n';
+  t.same(parseCpuTimes(stat), { steal: 30, total: 1000 }, 'guest (already in user) is not added again');
+  t.equal(parseCpuTimes('cpu0 1 2 3 4 5 6 7 8\n'), undefined, 'no aggregate line');
+  t.equal(parseCpuTimes('cpu  1 2 3\n'), undefined, 'too few fields (no steal column)');
+  t.equal(stealBetween({ steal: 30, total: 1000 }, { steal: 80, total: 1200 }), 0.25);
+  t.equal(stealBetween({ steal: 30, total: 1000 }, { steal: 30, total: 1000 }), undefined, 'no time passed');
+  t.equal(stealBetween(undefined, { steal: 1, total: 2 }), undefined);
+});
+
+t.test('the steal line of the report, with a warning when the hypervisor took a lot', async (t) => {
+  const result = (steals: (number | undefined)[]) => ({
+    scenario: 'reference' as const, connections: 32, reqPerSec: 1, p50Ms: 1, p99Ms: 1, requests: 1, errors: 0, non2xx: 0,
+    rounds: steals.map((s) => ({ reqPerSec: 1, p50Ms: 1, p99Ms: 1, ...(s !== undefined ? { steal: s } : {}) })),
+  });
+  t.equal(stealSummary([result([undefined])]), undefined, 'unknown (not Linux): no line');
+  const calm = stealSummary([result([0.02, 0.04]), result([0.03])])!;
+  t.match(calm, /median 3\.0%, max 4\.0%/);
+  t.notMatch(calm, /WARNING/);
+  t.match(stealSummary([result([0.3, 0.5, 0.02])])!, /median 30\.0%, max 50\.0%\n.*WARNING: 2 of 3 scenario rounds/);
+  t.match(stealSummary([result([0.01, 0.02, 0.5])])!, /median 2\.0%.*\n.*WARNING: 1 of 3/, 'one bad round is enough to warn, whatever the median');
 });
