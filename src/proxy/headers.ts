@@ -135,7 +135,7 @@ for (const lower of [
   'content-encoding', 'expires', 'x-content-type-options', 'access-control-allow-origin',
 ]) {
   const capitalised = lower.replace(/(^|-)([a-z])/g, (_m, dash: string, c: string) => dash + c.toUpperCase());
-  for (const name of new Set([lower, capitalised, lower === 'etag' ? 'ETag' : lower])) {
+  for (const name of lower === 'etag' ? [lower, capitalised, 'ETag'] : [lower, capitalised]) {
     const list = (KNOWN_NAMES[name.length] ??= []);
     list.push({ bytes: Buffer.from(name, 'latin1'), name, lower, hop: HOP_BY_HOP.has(lower) });
   }
