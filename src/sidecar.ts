@@ -313,7 +313,7 @@ export class Sidecar {
       checks.policy = p ? { ok: true, detail: `version ${p.version}` } : { ok: false, detail: 'no policy loaded' };
     }
     const sink = this.audit instanceof JsonLinesAuditSink ? this.audit : undefined;
-    if (sink) checks.audit = sink.failed ? { ok: false, detail: `audit trail write failed: ${sink.failed.message}` } : { ok: true, detail: `seq ${sink.head().seq}` };
+    if (sink) checks.audit = sink.readiness();
     if (this.inbound) checks.inbound_listener = { ok: this.inbound.listening, ...(this.inbound.listening ? {} : { detail: 'not listening' }) };
     if (this.outbound) checks.outbound_listener = { ok: this.outbound.listening, ...(this.outbound.listening ? {} : { detail: 'not listening' }) };
     return checks;

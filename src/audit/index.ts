@@ -1,6 +1,6 @@
 /** The hash-chained audit trail: record shape, sink, chain format and verifier. */
 export { type AuditRecord, type AuditRecordType, type AuditSink, MemoryAuditSink } from './record.js';
-export { JsonLinesAuditSink, type JsonLinesAuditSinkOptions } from './sink.js';
+export { AUDIT_BACKLOG_LIMIT_BYTES, JsonLinesAuditSink, type JsonLinesAuditSinkOptions } from './sink.js';
 export { ZERO_HASH, lineHash, classifyAuditLine, type AuditLine } from './chain.js';
 export {
   AuditChainVerifier,

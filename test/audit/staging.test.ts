@@ -1,14 +1,15 @@
 /**
  * The sink's staging buffers are reused once their write completes, also when several writes
  * were in flight at once: a dropped buffer would be garbage outside the V8 heap until the next
- * full collection (see sink.ts).
+ * full collection (see sink.ts). Writes that fall behind show in readiness.
  */
 import t from 'tap';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { createReadStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { JsonLinesAuditSink } from '../../src/audit/index.js';
-import { verifyAuditFile } from '../../src/audit/verify.js';
+import { AUDIT_BACKLOG_LIMIT_BYTES, JsonLinesAuditSink } from '../../src/audit/index.js';
+import { verifyAuditChain, verifyAuditFile } from '../../src/audit/verify.js';
 
 t.test('bursts of several staging buffers reuse the buffers of earlier bursts', async (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'audit-staging-'));
@@ -36,4 +37,36 @@ t.test('bursts of several staging buffers reuse the buffers of earlier bursts', 
   const report = await verifyAuditFile(file);
   t.ok(report.ok, 'the chain is intact across reused buffers');
   t.equal(report.records, bursts * perBurst, 'every record chained');
+});
+
+t.test('writes that fall behind take the sink out of readiness until they catch up; nothing is dropped', { skip: process.platform === 'linux' ? false : 'FIFO semantics (Linux)' }, async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'audit-backlog-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  // A FIFO nobody reads yet: the first 64 KiB fit in the pipe, then the write waits (a stalled disk).
+  const fifo = path.join(dir, 'audit.fifo');
+  execFileSync('mkfifo', [fifo]);
+  const sink = new JsonLinesAuditSink(fifo, 'test', { fsync: false, flushIntervalMs: 5 });
+  t.same(sink.readiness().ok, true, 'ready while nothing waits');
+  const longPath = `/files/${'b'.repeat(2000)}`;
+  const records = 5000; // ~10.6 MB of lines
+  for (let i = 0; i < records; i++) sink.record({ type: 'inbound_decision', decision: 'allow', reason: 'allowed', path: longPath, status: 200 });
+  await new Promise((r) => setTimeout(r, 50)); // the flush timer hands the rest over
+  const behind = sink.readiness();
+  t.equal(behind.ok, false, 'not ready while the writes are behind');
+  t.match(behind.detail, /^audit writes are \d+\.\d MiB behind \(limit 8\.0 MiB\)$/, behind.detail);
+  t.ok(sink.backlogBytes > AUDIT_BACKLOG_LIMIT_BYTES, `backlog ${sink.backlogBytes} bytes`);
+
+  // The disk catches up: a reader drains the FIFO.
+  const chunks: Buffer[] = [];
+  const reader = createReadStream(fifo);
+  reader.on('data', (c) => chunks.push(c as Buffer));
+  const ended = new Promise<void>((r) => reader.once('end', () => r()));
+  await sink.sync();
+  t.equal(sink.backlogBytes, 0, 'nothing waits once the writes complete');
+  t.same(sink.readiness(), { ok: true, detail: `seq ${records}` }, 'ready again');
+  await sink.flush(); // closes the FIFO's write end: the reader sees its end
+  await ended;
+  const report = await verifyAuditChain(Buffer.concat(chunks));
+  t.equal(report.records, records, 'every record was written');
+  t.ok(report.ok, 'and the chain is intact');
 });
