@@ -5,7 +5,7 @@
  */
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
-import { createReadStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createReadStream, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { AUDIT_BACKLOG_LIMIT_BYTES, JsonLinesAuditSink } from '../../src/audit/index.js';
@@ -32,8 +32,6 @@ t.test('bursts of several staging buffers reuse the buffers of earlier bursts', 
   t.equal(allocated[bursts - 1], allocated[0], `later bursts allocate none (${allocated.join(', ')})`);
   t.ok(sink.stagingBuffers.spare <= 4, 'at most four are kept');
   await sink.flush();
-  const text = readFileSync(file, 'utf8');
-  t.equal(text.split('\n').filter(Boolean).length, bursts * perBurst, 'every record written');
   const report = await verifyAuditFile(file);
   t.ok(report.ok, 'the chain is intact across reused buffers');
   t.equal(report.records, bursts * perBurst, 'every record chained');
@@ -46,11 +44,11 @@ t.test('writes that fall behind take the sink out of readiness until they catch 
   const fifo = path.join(dir, 'audit.fifo');
   execFileSync('mkfifo', [fifo]);
   const sink = new JsonLinesAuditSink(fifo, 'test', { fsync: false, flushIntervalMs: 5 });
-  t.same(sink.readiness().ok, true, 'ready while nothing waits');
+  t.equal(sink.readiness().ok, true, 'ready while nothing waits');
   const longPath = `/files/${'b'.repeat(2000)}`;
   const records = 5000; // ~10.6 MB of lines
+  // Full staging buffers are handed to writes as they fill: the backlog shows at once.
   for (let i = 0; i < records; i++) sink.record({ type: 'inbound_decision', decision: 'allow', reason: 'allowed', path: longPath, status: 200 });
-  await new Promise((r) => setTimeout(r, 50)); // the flush timer hands the rest over
   const behind = sink.readiness();
   t.equal(behind.ok, false, 'not ready while the writes are behind');
   t.match(behind.detail, /^audit writes are \d+\.\d MiB behind \(limit 8\.0 MiB\)$/, behind.detail);
