@@ -169,7 +169,12 @@ export class RssSampler {
   readonly max = new Map<string, number>();
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly procs: { name: string; pid: number }[], private readonly intervalMs = 100) {}
+  /** `onSample` sees every sample (e.g. PeakMemory, which explains new highs). */
+  constructor(
+    private readonly procs: { name: string; pid: number }[],
+    private readonly intervalMs = 100,
+    private readonly onSample?: (name: string, pid: number, rss: number) => void,
+  ) {}
 
   start(): void {
     this.sample();
@@ -185,7 +190,9 @@ export class RssSampler {
   private sample(): void {
     for (const p of this.procs) {
       const v = rssBytes(p.pid);
-      if (v !== undefined && v > (this.max.get(p.name) ?? 0)) this.max.set(p.name, v);
+      if (v === undefined) continue;
+      if (v > (this.max.get(p.name) ?? 0)) this.max.set(p.name, v);
+      this.onSample?.(p.name, p.pid, v);
     }
   }
 }

@@ -54,6 +54,8 @@ export interface LoadOptions {
   headers?: Record<string, string>;
   /** Processes whose max RSS is sampled during the load. */
   watch?: { name: string; pid: number }[];
+  /** Sees every RSS sample of the watched processes (see peak-memory.ts). */
+  onRssSample?: (name: string, pid: number, rss: number) => void;
   /** Also records every measured latency here (to combine several runs: see combineWindows). */
   latencies?: LatencySamples;
 }
@@ -101,7 +103,7 @@ export class LatencySamples {
 export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
   const samples = new LatencySamples();
   const shared = opts.latencies;
-  const sampler = new RssSampler(opts.watch ?? []);
+  const sampler = new RssSampler(opts.watch ?? [], 100, opts.onRssSample);
   let firstError: string | undefined;
   if ((opts.amount === undefined) === (opts.durationSeconds === undefined)) throw new Error('runLoad: give exactly one of amount and durationSeconds');
   sampler.start();

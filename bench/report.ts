@@ -6,6 +6,7 @@ import type { LoadResult } from './load.js';
 import { median } from './lib.js';
 import type { ConnectionCost } from './connection-cost.js';
 import type { VerifyCost } from './verify-cost.js';
+import type { MemoryBreakdown } from './peak-memory.js';
 
 export const SCENARIOS = ['direct', 'reference', 'sidecar', 'attested', 'fresh'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
@@ -38,8 +39,10 @@ export interface ScenarioResult {
 export interface Ratios {
   connections: number;
   reqPerSec: { cOverA: number; cOverB: number };
-  /** c/b req/s of each round, in round order: its spread is how much the median can be trusted. */
+  /** c/b req/s of each round counted, in round order: its spread is how much the median can be trusted. */
   cOverBPerRound: number[];
+  /** Rounds left out of c/b for steal (see comparableRounds), of all rounds measured. */
+  cOverBStolenRounds: { left: number; of: number };
   p50: { cOverA: number; cOverB: number };
   /** Latency the proxy pair adds over the direct path (median p50 difference), ms. */
   addedP50Ms: { reference: number; sidecar: number };
@@ -63,6 +66,8 @@ export interface BenchReport {
   ratios: Ratios[];
   /** Per proxy process, MiB: VmRSS once ready (before any load) and the max sampled under load. */
   rssMiB: Record<string, { idle: number; underLoad: number }>;
+  /** Sidecars only: what their RSS was made of at the highest sample explained (peak-memory.ts). */
+  rssPeak: Record<string, MemoryBreakdown>;
   /** In-process verification cost per evidence type vs a bare P-384 verify. */
   verification: VerifyCost[];
   /** A new mTLS connection with one request, per inbound listener (not a target: see connection-cost.ts). */
@@ -98,14 +103,31 @@ export function summarize(scenario: Scenario, connections: number, rounds: LoadR
  * Ratios are paired per round (each round measures every scenario back to back), then the
  * median of those per-round ratios is reported: slow drifts in background load (a shared VM)
  * cancel out within a round instead of skewing one scenario's median against another's.
+ *
+ * A round in which either scenario of a pair lost more than HIGH_STEAL of the machine's CPU to
+ * other guests measured the hypervisor as much as the proxies (one such round read c/b 0.63,
+ * another 1.22), so it is left out of that pair's median, provided at least half the rounds
+ * (and at least MIN_CLEAN_ROUNDS) remain. Otherwise every round counts, and the steal warning
+ * says the run is not comparable. Both sides of a pair are dropped together, never one.
  */
 type Pairing = (xi: ScenarioResult['rounds'][number], yi: ScenarioResult['rounds'][number]) => number;
 
-function paired(x: ScenarioResult, y: ScenarioResult, f: Pairing): number[] {
+/** A round whose runs lost more than this to steal is left out of ratios and counted in the warning. */
+export const HIGH_STEAL = 0.1;
+const MIN_CLEAN_ROUNDS = 3;
+
+const stolen = (r: ScenarioResult['rounds'][number]) => r.steal !== undefined && r.steal > HIGH_STEAL;
+
+/** Indices of the rounds a ratio of x and y is taken over (see above). */
+export function comparableRounds(x: ScenarioResult, y: ScenarioResult): number[] {
   const n = Math.min(x.rounds.length, y.rounds.length);
-  const values: number[] = [];
-  for (let i = 0; i < n; i++) values.push(f(x.rounds[i]!, y.rounds[i]!));
-  return values;
+  const all = Array.from({ length: n }, (_, i) => i);
+  const clean = all.filter((i) => !stolen(x.rounds[i]!) && !stolen(y.rounds[i]!));
+  return clean.length >= Math.max(MIN_CLEAN_ROUNDS, Math.ceil(n / 2)) ? clean : all;
+}
+
+function paired(x: ScenarioResult, y: ScenarioResult, f: Pairing): number[] {
+  return comparableRounds(x, y).map((i) => f(x.rounds[i]!, y.rounds[i]!));
 }
 
 function pairedMedian(x: ScenarioResult, y: ScenarioResult, f: Pairing): number {
@@ -126,6 +148,7 @@ function ratiosFor(results: ScenarioResult[], connections: number): Ratios {
     attestation: { sessionOverDisabled: rps(d, c), perRequestOverSession: rps(e, d) },
     reqPerSec: { cOverA: rps(c, a), cOverB: rps(c, b) },
     cOverBPerRound: paired(c, b, (ci, bi) => ci.reqPerSec / bi.reqPerSec),
+    cOverBStolenRounds: { left: Math.min(c.rounds.length, b.rounds.length) - comparableRounds(c, b).length, of: Math.min(c.rounds.length, b.rounds.length) },
     p50: { cOverA: p50(c, a), cOverB: p50(c, b) },
     addedP50Ms: { reference: b.p50Ms - a.p50Ms, sidecar: c.p50Ms - a.p50Ms },
     addedP50Ratio: pairedMedian(c, b, (ci, bi) => {
@@ -143,6 +166,7 @@ export function buildReport(
   rssLoad: Record<string, number>,
   verification: VerifyCost[] = [],
   connectionCost: ConnectionCost[] = [],
+  rssPeak: Record<string, MemoryBreakdown> = {},
 ): BenchReport {
   const ratios = settings.connections.map((n) => ratiosFor(results, n));
   const rssMiB: BenchReport['rssMiB'] = {};
@@ -187,11 +211,8 @@ export function buildReport(
       .map((v) => ({ name: 'SEV-SNP verify (cached chain) / bare P-384 verify', value: v.ratioToBareP384, limit: '<= 1.2', pass: v.ratioToBareP384 <= 1.2 })),
     { name: 'errors + non-2xx, all scenarios', value: errors + non2xx, limit: '= 0', pass: errors + non2xx === 0 },
   ];
-  return { settings, machine, results, ratios, rssMiB, verification, connectionCost, targets, errors, non2xx, ok: errors + non2xx === 0 };
+  return { settings, machine, results, ratios, rssMiB, rssPeak, verification, connectionCost, targets, errors, non2xx, ok: errors + non2xx === 0 };
 }
-
-/** A round whose runs lost more than this to steal is counted in the report's warning (see README). */
-const HIGH_STEAL = 0.1;
 
 /** One line on the hypervisor's share of the CPU during the measured runs (Linux only). */
 export function stealSummary(results: readonly ScenarioResult[]): string | undefined {
@@ -200,7 +221,17 @@ export function stealSummary(results: readonly ScenarioResult[]): string | undef
   const high = all.filter((v) => v > HIGH_STEAL).length;
   const line = `VM steal during the measured runs (CPU time the hypervisor gave other guests): median ${fmt(median(all) * 100, 1)}%, max ${fmt(Math.max(...all) * 100, 1)}%`;
   if (high === 0) return line;
-  return `${line}\n  WARNING: ${high} of ${all.length} scenario rounds lost over ${HIGH_STEAL * 100}% of the CPU to other guests; their req/s are not comparable. Rerun when the machine is quieter.`;
+  return `${line}\n  WARNING: ${high} of ${all.length} scenario rounds lost over ${HIGH_STEAL * 100}% of the CPU to other guests; their req/s are not comparable. Ratios leave those rounds out while at least half the rounds remain (see "left out" above); rerun when the machine is quieter.`;
+}
+
+/** `121.4 = files 44.6 + anon 76.8 (V8 57.3: new 32.0, old 22.0, code 2.8; external 3.6)`, MiB. */
+export function describePeak(b: MemoryBreakdown): string {
+  const spaces = Object.entries(b.v8)
+    .sort((x, y) => y[1] - x[1])
+    .map(([space, mib]) => `${space.replace(/_space$/, '')} ${fmt(mib, 1)}`)
+    .join(', ');
+  const external = b.externalMiB !== undefined ? `; external ${fmt(b.externalMiB, 1)}` : '';
+  return `${fmt(b.rssMiB, 1)} = files ${fmt(b.fileMiB, 1)} + anon ${fmt(b.anonMiB, 1)} (V8 ${fmt(b.v8TotalMiB, 1)}: ${spaces}${external})`;
 }
 
 function pad(s: string, n: number, right = false): string {
@@ -235,6 +266,10 @@ export function renderTable(r: BenchReport): string {
         `${pad(fmt(q.addedP50Ms.reference, 3), 9, true)}${pad(fmt(q.addedP50Ms.sidecar, 3), 9, true)}${pad(spread, 16, true)}`,
     );
   }
+  const left = r.ratios.filter((q) => q.cOverBStolenRounds.left > 0);
+  for (const q of left) {
+    lines.push(`${pad('', 28)}${pad(String(q.connections), 6, true)}  left out: ${q.cOverBStolenRounds.left} of ${q.cOverBStolenRounds.of} rounds (over ${HIGH_STEAL * 100}% steal in b or c)`);
+  }
   lines.push('', `${pad('attestation', 28)}${pad('conns', 6, true)}${pad('d/c rps', 10, true)}${pad('e/d rps', 10, true)}   (d/c: warm session vs off; e/d: per_request vs session)`);
   for (const q of r.ratios) {
     lines.push(`${pad('', 28)}${pad(String(q.connections), 6, true)}${pad(fmt(q.attestation.sessionOverDisabled), 10, true)}${pad(fmt(q.attestation.perRequestOverSession), 10, true)}`);
@@ -242,6 +277,11 @@ export function renderTable(r: BenchReport): string {
   lines.push('', `${pad('RSS (MiB)', 28)}${pad('at start', 10, true)}${pad('under load', 12, true)}`);
   for (const [name, v] of Object.entries(r.rssMiB)) {
     lines.push(`${pad(name, 28)}${pad(fmt(v.idle, 1), 10, true)}${pad(fmt(v.underLoad, 1), 12, true)}`);
+  }
+  const peaks = Object.entries(r.rssPeak ?? {});
+  if (peaks.length) {
+    lines.push('', 'at the highest RSS explained: resident file pages + anonymous memory (V8 heap spaces, committed; external)');
+    for (const [name, b] of peaks) lines.push(`  ${pad(name, 26)}${describePeak(b)}`);
   }
   if (r.verification.length) {
     lines.push('', `${pad('verification (in process)', 40)}${pad('median us', 11, true)}${pad('x P-384', 9, true)}  source`);

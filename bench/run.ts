@@ -22,6 +22,7 @@ import { buildReport, renderTable, SCENARIOS, summarize, type BenchReport, type 
 import { BENCH_PATH, ROUTE, writeBenchFiles, type BenchFiles } from './setup.js';
 import { measureConnectionCost } from './connection-cost.js';
 import { measureVerifyCost } from './verify-cost.js';
+import { PeakMemory, type MemoryBreakdown } from './peak-memory.js';
 
 interface Settings {
   json: boolean;
@@ -140,9 +141,22 @@ function target(s: Scenario, f: BenchFiles, procs: Processes) {
   }
 }
 
-async function measure(settings: Settings, f: BenchFiles, procs: Processes): Promise<{ results: ScenarioResult[]; rssLoad: Record<string, number> }> {
+async function measure(
+  settings: Settings,
+  f: BenchFiles,
+  procs: Processes,
+): Promise<{ results: ScenarioResult[]; rssLoad: Record<string, number>; rssPeak: Record<string, MemoryBreakdown> }> {
   const results: ScenarioResult[] = [];
   const rssLoad: Record<string, number> = {};
+  const p = f.ports;
+  const metrics = (port: number) => `http://127.0.0.1:${port}/metrics`;
+  const peak = new PeakMemory({
+    [procs.sidecarOutbound.name]: metrics(p.agentAdmin),
+    [procs.sidecarInbound.name]: metrics(p.serviceAdmin),
+    [procs.attestedInbound.name]: metrics(p.attestedInboundAdmin),
+    [procs.attestedOutbound.name]: metrics(p.attestedAdmin),
+    [procs.freshOutbound.name]: metrics(p.freshAdmin),
+  });
   for (const connections of settings.connections) {
     const perScenario = new Map<Scenario, LoadResult[]>(SCENARIOS.map((s) => [s, []]));
     // Each scenario's recent req/s: sizes its next counted run (see load.ts) to last about
@@ -175,6 +189,7 @@ async function measure(settings: Settings, f: BenchFiles, procs: Processes): Pro
           amount: amountFor(s, settings.durationSeconds),
           ...(t.headers ? { headers: t.headers } : {}),
           watch: t.watch.map((c) => ({ name: c.name, pid: c.pid })),
+          onRssSample: peak.observe,
           latencies: latencies.get(s)!,
         });
         progress(
@@ -191,7 +206,8 @@ async function measure(settings: Settings, f: BenchFiles, procs: Processes): Pro
     }
     for (const s of SCENARIOS) results.push(summarize(s, connections, perScenario.get(s)!));
   }
-  return { results, rssLoad };
+  await peak.settle();
+  return { results, rssLoad, rssPeak: Object.fromEntries(peak.peaks) };
 }
 
 function emit(settings: Settings, report: BenchReport | { ok: false; error: string }): void {
@@ -213,7 +229,7 @@ async function main(): Promise<number> {
     procs = await startProcesses(files, root);
     const proxies = [procs.refOutbound, procs.refInbound, procs.sidecarOutbound, procs.sidecarInbound, procs.attestedInbound, procs.attestedOutbound, procs.freshOutbound];
     const rssIdle = Object.fromEntries(proxies.map((c) => [c.name, rssBytes(c.pid) ?? 0]));
-    const { results, rssLoad } = await measure(settings, files, procs);
+    const { results, rssLoad, rssPeak } = await measure(settings, files, procs);
     progress('new mTLS connection cost per inbound listener');
     const connectionCost = await measureConnectionCost(files, settings.quick ? 20 : 200);
     progress('verification cost per evidence type');
@@ -228,6 +244,7 @@ async function main(): Promise<number> {
       rssLoad,
       verification,
       connectionCost,
+      rssPeak,
     );
     emit(settings, report);
     return report.ok ? 0 : 1;

@@ -85,6 +85,12 @@ t.test('npm run bench -- --quick --json prints one complete report with zero err
   for (const [name, v] of Object.entries<any>(report.rssMiB)) {
     t.ok(v.underLoad > 0 && v.idle > 0, `${name}: RSS sampled`);
   }
+  // Sidecars only (the reference proxies have no /metrics): what their highest RSS was made of.
+  t.same(Object.keys(report.rssPeak).sort(), ['attested-inbound', 'attested-outbound', 'fresh-outbound', 'sidecar-inbound', 'sidecar-outbound'], 'peaks explained for every sidecar');
+  for (const [name, b] of Object.entries<any>(report.rssPeak)) {
+    t.ok(b.v8TotalMiB > 0 && b.v8.new > 0 && b.fileMiB > 0 && b.anonMiB > b.v8TotalMiB / 2, `${name}: ${b.rssMiB} MiB explained`);
+    t.ok(b.rssMiB <= report.rssMiB[name].underLoad + 1, `${name}: explained at a sample no higher than the maximum`);
+  }
   t.equal(report.connectionCost.length, 4, 'new-connection cost: both listeners, with and without a session offered');
   for (const c of report.connectionCost) t.ok(isNum(c.medianMs) && c.medianMs > 0 && c.connections > 0, `${c.listener}/${c.sessionOffered}: measured`);
   t.ok(report.targets.length >= 4, 'targets evaluated');

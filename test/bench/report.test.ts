@@ -1,0 +1,73 @@
+/**
+ * The report's paired ratios over made-up rounds: rounds that lost the CPU to other guests are
+ * left out of a pair's median while enough rounds remain, and both sides go together.
+ */
+import t from 'tap';
+import type { LoadResult } from '../../bench/load.js';
+import { buildReport, comparableRounds, renderTable, summarize, SCENARIOS, type Scenario } from '../../bench/report.js';
+
+function round(reqPerSec: number, steal?: number): LoadResult {
+  return { requests: reqPerSec, elapsedSeconds: 1, reqPerSec, p50Ms: 1, p99Ms: 2, errors: 0, non2xx: 0, maxRss: {}, ...(steal !== undefined ? { steal } : {}) };
+}
+
+/** Seven rounds of every scenario at 32 connections: b 1000 req/s, c 950 (c/b 0.95), unless overridden. */
+function results(over: Partial<Record<Scenario, LoadResult[]>>) {
+  const base: Record<Scenario, number> = { direct: 5000, reference: 1000, sidecar: 950, attested: 940, fresh: 300 };
+  return SCENARIOS.map((s) => summarize(s, 32, over[s] ?? Array.from({ length: 7 }, () => round(base[s]))));
+}
+
+function report(over: Partial<Record<Scenario, LoadResult[]>>) {
+  return buildReport(
+    { rounds: 7, durationSeconds: 2, warmupSeconds: 1, connections: [32], quick: false },
+    { cpus: 2, node: '20', platform: 'linux-x64' },
+    results(over),
+    {},
+    {},
+  );
+}
+
+t.test('quiet rounds: every round counts', async (t) => {
+  const r = report({});
+  t.equal(r.ratios[0]!.reqPerSec.cOverB, 0.95);
+  t.same(r.ratios[0]!.cOverBStolenRounds, { left: 0, of: 7 });
+  t.notMatch(renderTable(r), /left out/);
+});
+
+t.test('rounds with over 10% steal in b or in c are left out of c/b, both sides together', async (t) => {
+  // Rounds 0-2 are stolen (in b, in c, in both) and read 0.5, 0.6 and 2.0; the four quiet ones 0.95.
+  const sidecar = [round(500), round(600, 0.3), round(2000, 0.2), round(950), round(950), round(950, 0.1), round(950)];
+  const reference = [round(1000, 0.5), round(1000), round(1000, 0.2), round(1000), round(1000), round(1000), round(1000)];
+  const r = report({ sidecar, reference });
+  const q = r.ratios[0]!;
+  t.equal(q.reqPerSec.cOverB, 0.95, 'median of the quiet rounds (exactly 10% is not over it)');
+  t.same(q.cOverBPerRound, [0.95, 0.95, 0.95, 0.95]);
+  t.same(q.cOverBStolenRounds, { left: 3, of: 7 });
+  const c = r.results.find((x) => x.scenario === 'sidecar')!;
+  const b = r.results.find((x) => x.scenario === 'reference')!;
+  t.same(comparableRounds(c, b), [3, 4, 5, 6]);
+  t.match(renderTable(r), /left out: 3 of 7 rounds \(over 10% steal in b or c\)/);
+  t.match(renderTable(r), /PASS {2}throughput c\/b at 32 connections/);
+});
+
+t.test('with fewer than half the rounds quiet, every round counts (and the warning says why)', async (t) => {
+  const stolen = (v: number) => round(v, 0.4);
+  const sidecar = [stolen(500), stolen(600), stolen(700), stolen(800), round(950, 0), round(950, 0), round(950, 0)];
+  const r = report({ sidecar });
+  t.equal(r.ratios[0]!.reqPerSec.cOverB, 0.8, 'median of all seven');
+  t.same(r.ratios[0]!.cOverBStolenRounds, { left: 0, of: 7 });
+  t.match(renderTable(r), /WARNING: 4 of 7 scenario rounds lost over 10%/);
+});
+
+t.test('steal unknown (not Linux) counts as quiet', async (t) => {
+  const r = report({ sidecar: Array.from({ length: 7 }, (_, i) => round(900 + i * 10)) });
+  t.equal(r.ratios[0]!.reqPerSec.cOverB, 0.93);
+  t.same(r.ratios[0]!.cOverBStolenRounds, { left: 0, of: 7 });
+});
+
+t.test('other pairs drop their own stolen rounds: d/c ignores steal in b', async (t) => {
+  const reference = [round(1000, 0.5), round(1000, 0.5), round(1000, 0.5), round(1000), round(1000), round(1000), round(1000)];
+  const attested = [round(100), round(100), round(100), round(940), round(940), round(940), round(940)];
+  const r = report({ reference, attested });
+  t.equal(r.ratios[0]!.attestation.sessionOverDisabled, 940 / 950, 'c and d were quiet in every round: all seven count');
+  t.equal(r.ratios[0]!.reqPerSec.cOverB, 0.95);
+});
