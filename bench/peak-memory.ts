@@ -5,7 +5,8 @@
  * seen so far, its resident file pages and anonymous memory are read from /proc at once and its
  * V8 heap spaces from its admin /metrics (prom-client's default metrics), so the report can say
  * whether a peak was the young generation, old-generation garbage awaiting a full collection,
- * or memory outside V8 (OpenSSL, malloc). Fetches happen only on a new high, a few times per run.
+ * or memory outside V8 (OpenSSL, malloc). Fetches happen only on a new high: at most once per
+ * MiB a sidecar grows, nearly all while its heap grows to its working size in the first rounds.
  */
 import { readFileSync } from 'node:fs';
 
