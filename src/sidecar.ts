@@ -32,6 +32,7 @@ import { SpendGate } from './proxy/spend.js';
 import { RecentDenials } from './proxy/decision-log.js';
 import type { PolicyAgent } from './policy/read-agent.js';
 import { buildStatus } from './sidecar-status.js';
+import { compileHttpParserEagerly } from './proxy/http-parser.js';
 
 export interface SidecarOptions {
   config: SidecarConfig;
@@ -180,6 +181,8 @@ export class Sidecar {
    */
   static async start(opts: SidecarOptions): Promise<Sidecar> {
     const config = opts.config;
+    // The proxies parse HTTP with undici's WebAssembly parser: compiled now, not under load.
+    if (config.inbound || config.outbound) compileHttpParserEagerly();
     let policy: PolicyWatcher | undefined;
     if (config.policy) {
       // An unreadable or invalid policy at start is fatal: never serve without one.
