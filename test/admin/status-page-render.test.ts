@@ -189,7 +189,9 @@ if ('skip' in launched) {
     t.equal(await page.textContent('#name'), 'control-plane');
     t.match(await page.textContent('#expires-in'), /^in 1m [23]\ds$/, 'expiry countdown is corrected for clock skew');
     t.match(await page.textContent('#rotates-in'), /^in \d+s$/, 'rotation estimated at half-life when rotates_at is absent');
-    t.match(await page.textContent('#updated'), /clock skew 3600 s corrected/);
+    // The page takes the server's time when the status arrives, so a slow response (over 0.5 s on
+    // a VM that lost its CPU to other guests, once in CI) reads a second less.
+    t.match(await page.textContent('#updated'), /clock skew 3(599|600) s corrected/);
     const trust = await page.textContent('#trust-body');
     t.match(trust, /example\.org, partner\.test/);
     t.match(trust, 'CN=Example Root');
