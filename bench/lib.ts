@@ -154,14 +154,21 @@ export async function waitForOk(children: Child[], url: string, headers: Record<
   throw new Error(`not ready at ${url} within ${timeoutMs} ms (last: ${last})\n${outputs}`);
 }
 
-/** Resident set size of a process in bytes (VmRSS), or undefined when it is gone. */
-export function rssBytes(pid: number): number | undefined {
+/** VmRSS, RssFile and RssAnon of a process in bytes (NaN where the kernel lacks a field), or undefined once it is gone. */
+export function rssParts(pid: number): { rss: number; file: number; anon: number } | undefined {
   try {
-    const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) * 1024 : undefined;
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+)\\s+kB`, 'm').exec(status)?.[1] ?? NaN) * 1024;
+    const rss = kb('VmRSS');
+    return Number.isFinite(rss) ? { rss, file: kb('RssFile'), anon: kb('RssAnon') } : undefined;
   } catch {
     return undefined;
   }
+}
+
+/** Resident set size of a process in bytes (VmRSS), or undefined when it is gone. */
+export function rssBytes(pid: number): number | undefined {
+  return rssParts(pid)?.rss;
 }
 
 /** Samples the max RSS of some processes every intervalMs until stopped. */

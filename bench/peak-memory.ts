@@ -8,7 +8,7 @@
  * or memory outside V8 (OpenSSL, malloc). Fetches happen only on a new high: at most once per
  * MiB a sidecar grows, nearly all while its heap grows to its working size in the first rounds.
  */
-import { readFileSync } from 'node:fs';
+import { rssParts } from './lib.js';
 
 const MIB = 2 ** 20;
 /** A rise of this much over the highest seen triggers a new breakdown. */
@@ -25,18 +25,6 @@ export interface MemoryBreakdown {
   v8TotalMiB: number;
   /** Memory V8 counts as external (Buffers, ArrayBuffers), MiB. */
   externalMiB?: number;
-}
-
-/** VmRSS, RssFile and RssAnon of a process in bytes, or undefined once it is gone. */
-export function rssParts(pid: number): { rss: number; file: number; anon: number } | undefined {
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+)\\s+kB`, 'm').exec(status)?.[1] ?? NaN) * 1024;
-    const rss = kb('VmRSS');
-    return Number.isFinite(rss) ? { rss, file: kb('RssFile'), anon: kb('RssAnon') } : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 /** V8 heap spaces and external memory from a Prometheus exposition (any metric name prefix). */

@@ -118,9 +118,11 @@ const MIN_CLEAN_ROUNDS = 3;
 
 const stolen = (r: ScenarioResult['rounds'][number]) => r.steal !== undefined && r.steal > HIGH_STEAL;
 
+const measuredRounds = (x: ScenarioResult, y: ScenarioResult) => Math.min(x.rounds.length, y.rounds.length);
+
 /** Indices of the rounds a ratio of x and y is taken over (see above). */
 export function comparableRounds(x: ScenarioResult, y: ScenarioResult): number[] {
-  const n = Math.min(x.rounds.length, y.rounds.length);
+  const n = measuredRounds(x, y);
   const all = Array.from({ length: n }, (_, i) => i);
   const clean = all.filter((i) => !stolen(x.rounds[i]!) && !stolen(y.rounds[i]!));
   return clean.length >= Math.max(MIN_CLEAN_ROUNDS, Math.ceil(n / 2)) ? clean : all;
@@ -148,7 +150,7 @@ function ratiosFor(results: ScenarioResult[], connections: number): Ratios {
     attestation: { sessionOverDisabled: rps(d, c), perRequestOverSession: rps(e, d) },
     reqPerSec: { cOverA: rps(c, a), cOverB: rps(c, b) },
     cOverBPerRound: paired(c, b, (ci, bi) => ci.reqPerSec / bi.reqPerSec),
-    cOverBStolenRounds: { left: Math.min(c.rounds.length, b.rounds.length) - comparableRounds(c, b).length, of: Math.min(c.rounds.length, b.rounds.length) },
+    cOverBStolenRounds: { left: measuredRounds(c, b) - comparableRounds(c, b).length, of: measuredRounds(c, b) },
     p50: { cOverA: p50(c, a), cOverB: p50(c, b) },
     addedP50Ms: { reference: b.p50Ms - a.p50Ms, sidecar: c.p50Ms - a.p50Ms },
     addedP50Ratio: pairedMedian(c, b, (ci, bi) => {
@@ -228,7 +230,7 @@ export function stealSummary(results: readonly ScenarioResult[]): string | undef
 export function describePeak(b: MemoryBreakdown): string {
   const spaces = Object.entries(b.v8)
     .sort((x, y) => y[1] - x[1])
-    .map(([space, mib]) => `${space.replace(/_space$/, '')} ${fmt(mib, 1)}`)
+    .map(([space, mib]) => `${space} ${fmt(mib, 1)}`)
     .join(', ');
   const external = b.externalMiB !== undefined ? `; external ${fmt(b.externalMiB, 1)}` : '';
   return `${fmt(b.rssMiB, 1)} = files ${fmt(b.fileMiB, 1)} + anon ${fmt(b.anonMiB, 1)} (V8 ${fmt(b.v8TotalMiB, 1)}: ${spaces}${external})`;

@@ -8,7 +8,8 @@ import type { AddressInfo } from 'node:net';
 import { existsSync } from 'node:fs';
 import t from 'tap';
 import client from 'prom-client';
-import { heapFromMetrics, PeakMemory, rssParts } from '../../bench/peak-memory.js';
+import { heapFromMetrics, PeakMemory } from '../../bench/peak-memory.js';
+import { rssParts } from '../../bench/lib.js';
 import { describePeak } from '../../bench/report.js';
 
 const MIB = 2 ** 20;
