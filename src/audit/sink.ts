@@ -65,10 +65,13 @@ export class JsonLinesAuditSink implements AuditSink {
   /**
    * The batch: records as given, with the time each was accepted. Lines are written only at
    * drain time, so a pending record is one object for the garbage collector to move, not a
-   * tree of string pieces (young-generation GC cost grows with what survives it).
+   * tree of string pieces (young-generation GC cost grows with what survives it). The two
+   * arrays are allocated once and reused by every batch: fresh ones per drain were themselves
+   * survivors whenever a collection caught a batch filling.
    */
-  private pending: AuditRecord[] = [];
-  private times: number[] = [];
+  private readonly pending: (AuditRecord | undefined)[] = new Array<AuditRecord | undefined>(DRAIN_AT).fill(undefined);
+  private readonly times = new Float64Array(DRAIN_AT);
+  private pendingCount = 0;
   /** Drained lines waiting for the next write: `stage[0, staged)`. */
   private stage: Buffer = Buffer.allocUnsafeSlow(STAGE_BYTES);
   private staged = 0;
@@ -144,9 +147,11 @@ export class JsonLinesAuditSink implements AuditSink {
       this.droppedCount++;
       return;
     }
-    this.pending.push(rec);
-    this.times.push(Date.now());
-    if (this.pending.length >= DRAIN_AT) this.drain();
+    const n = this.pendingCount;
+    this.pending[n] = rec;
+    this.times[n] = Date.now();
+    this.pendingCount = n + 1;
+    if (n + 1 >= DRAIN_AT) this.drain();
     if (this.timer === undefined) {
       this.timer = setTimeout(this.onFlushTimer, this.flushIntervalMs);
       this.timer.unref();
@@ -164,17 +169,18 @@ export class JsonLinesAuditSink implements AuditSink {
    * buffer per drain, not one per line.
    */
   private drain(): void {
-    const lines = this.pending.length;
+    const lines = this.pendingCount;
     if (lines === 0) return;
     const pending = this.pending;
     const times = this.times;
-    this.pending = [];
-    this.times = [];
+    this.pendingCount = 0;
     let seq = this.drainedSeq;
     let prev = this.headHash;
     let text = '';
     for (let i = 0; i < lines; i++) {
-      const line = `{"time":"${this.clock.format(times[i]!)}","seq":${++seq}${PREV_KEY}${prev}${this.prefix}${this.members.format(pending[i]!)}}`;
+      const rec = pending[i]!;
+      pending[i] = undefined; // formatted: the record is garbage now, not held until overwritten
+      const line = `{"time":"${this.clock.format(times[i]!)}","seq":${++seq}${PREV_KEY}${prev}${this.prefix}${this.members.format(rec)}}`;
       prev = lineHash(line);
       text += `${line}\n`;
     }

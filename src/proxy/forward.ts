@@ -134,8 +134,10 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   private intercepted: Intercepted | undefined = undefined;
   private clientGone = false;
   ended = false;
-  /** The client's connection's set of exchanges in flight (see watchClient). */
-  watchers: Set<ForwardHandler> | undefined = undefined;
+  /** Links in the client connection's list of exchanges in flight (see watchClient). */
+  watchList: ExchangeList | undefined = undefined;
+  watchPrev: ForwardHandler | undefined = undefined;
+  watchNext: ForwardHandler | undefined = undefined;
 
   constructor(
     private readonly res: ServerResponse,
@@ -228,7 +230,14 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
 
   private settle(): void {
     this.ended = true;
-    this.watchers?.delete(this);
+    const list = this.watchList;
+    if (list === undefined) return;
+    const prev = this.watchPrev;
+    const next = this.watchNext;
+    if (prev === undefined) list.head = next;
+    else prev.watchNext = next;
+    if (next !== undefined) next.watchPrev = prev;
+    this.watchList = this.watchPrev = this.watchNext = undefined;
   }
 }
 
@@ -244,25 +253,44 @@ function stopRequestBody(req: IncomingMessage): void {
 }
 
 const kExchanges = Symbol('attest-sidecar.exchanges');
-type ClientSocket = Socket & { [kExchanges]?: Set<ForwardHandler> };
+/**
+ * The exchanges in flight on one client connection, linked through the handlers themselves:
+ * joining and leaving allocate nothing. (A Set did: deleting its only entry shrinks its table
+ * into a new one, held by a connection that lives for many requests, so it outlived V8's young
+ * generation once per request.)
+ */
+interface ExchangeList {
+  head: ForwardHandler | undefined;
+}
+type ClientSocket = Socket & { [kExchanges]?: ExchangeList };
 
 /**
  * Aborts an exchange whose client connection closes before it ends (a hanging or paused
  * upstream would otherwise hold its connection until the body timeout). One listener per
- * client connection, not per request: a request only joins its connection's set.
+ * client connection, not per request: a request only joins its connection's list.
  */
 function watchClient(socket: ClientSocket | null, handler: ForwardHandler): void {
   if (!socket) return;
-  let set = socket[kExchanges];
-  if (set === undefined) {
-    const exchanges = (set = socket[kExchanges] = new Set());
+  let list = socket[kExchanges];
+  if (list === undefined) {
+    const exchanges: ExchangeList = (list = socket[kExchanges] = { head: undefined });
     socket.once('close', () => {
-      for (const h of exchanges) h.onClientClose();
-      exchanges.clear();
+      // Unlinked before each is told, so nothing it does on abort can disturb the walk.
+      let h = exchanges.head;
+      exchanges.head = undefined;
+      while (h !== undefined) {
+        const next = h.watchNext;
+        h.watchList = h.watchPrev = h.watchNext = undefined;
+        h.onClientClose();
+        h = next;
+      }
     });
   }
-  set.add(handler);
-  handler.watchers = set;
+  const head = list.head;
+  handler.watchNext = head;
+  if (head !== undefined) head.watchPrev = handler;
+  list.head = handler;
+  handler.watchList = list;
 }
 
 const TLS_TRUST_CODES = new Set([

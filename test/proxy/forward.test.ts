@@ -5,7 +5,7 @@
 import t, { type Test } from 'tap';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { createHash } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { Pool } from '../../src/proxy/undici-pool.js';
 import { forwardRequestHeaders } from '../../src/proxy/headers.js';
 import { CLIENT_CLOSED_STATUS, forwardRequestThen, type ForwardResult, type UpstreamFailure } from '../../src/proxy/forward.js';
@@ -183,6 +183,40 @@ t.test('a paused response is abandoned when its client leaves', async (t) => {
   t.equal(await Promise.race([closed.then(() => 'closed'), bound]), 'closed');
   await settled;
   t.same(results, [200]);
+});
+
+t.test('pipelined exchanges on one client connection: one ending in the middle, the rest abandoned together when the client leaves', async (t) => {
+  // Three requests in one write: Node's server dispatches all of them at once, so the
+  // connection has three exchanges in flight. The middle one ends first (unlinked from the
+  // middle of the connection's list); closing the connection must then abandon the other two.
+  let arrivals = 0;
+  let allArrived!: () => void;
+  const arrived = new Promise<void>((resolve) => (allArrived = resolve));
+  let upstreamClosed = 0;
+  let bothClosed!: () => void;
+  const closed = new Promise<void>((resolve) => (bothClosed = resolve));
+  const { front, results, nextResult } = await setup(t, (req, res) => {
+    if (++arrivals === 3) allArrived();
+    if (req.url === '/fast') return void res.end('ok');
+    req.socket.on('close', () => {
+      if (++upstreamClosed === 2) bothClosed();
+    }); // never answers
+  });
+  const settledFast = nextResult();
+  const { port } = new URL(front);
+  const socket = net.connect(Number(port), '127.0.0.1');
+  socket.on('error', () => undefined);
+  await new Promise<void>((resolve) => socket.once('connect', resolve));
+  socket.write(['/hang-1', '/fast', '/hang-2'].map((p) => `GET ${p} HTTP/1.1\r\nHost: x\r\n\r\n`).join(''));
+  await arrived;
+  await settledFast;
+  t.same(results, [200], 'the middle exchange ended on its own');
+  const rest = Promise.all([nextResult(), nextResult()]);
+  socket.destroy();
+  const bound = new Promise<string>((resolve) => setTimeout(() => resolve('timed out'), 3000).unref());
+  t.equal(await Promise.race([closed.then(() => 'closed'), bound]), 'closed', 'both hanging upstream exchanges closed well before the 10 s headers timeout');
+  await rest;
+  t.same(results, [200, CLIENT_CLOSED_STATUS, CLIENT_CLOSED_STATUS], 'each settled once');
 });
 
 t.test('many exchanges on one kept-alive client connection: each settles once, no listener growth', async (t) => {
