@@ -4,7 +4,7 @@
  * config errors that stop the process before it listens.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
@@ -105,6 +105,13 @@ t.test('two sidecar processes from config files', async (t) => {
   t.equal(JSON.parse(r.body).headers['x-spiffe-id'], agentId);
   const denied = await viaProxy(`http://127.0.0.1:${outPort}`, 'GET', 'http://things/other');
   t.same(JSON.parse(denied.body), { error: 'No action mapped for GET /other' });
+  // The executable's own Node flags (its `#!/usr/bin/env -S node ...` line) reach the process.
+  if (process.platform === 'linux') {
+    for (const p of procs.slice(-2)) {
+      const argv = readFileSync(`/proc/${p.pid}/cmdline`, 'utf8').split('\0');
+      t.ok(argv.includes('--min-semi-space-size=8') && argv.includes('--max-semi-space-size=8'), `node started with the fixed young generation: ${argv.slice(0, 4).join(' ')}`);
+    }
+  }
 });
 
 t.test('an atomically replaced certificate is picked up without restart', async (t) => {
