@@ -79,8 +79,9 @@ function installCleanup(): void {
 
 /**
  * `node` arguments that run the sidecar CLI as its executable does: the Node flags on
- * bin/attest-sidecar's `#!/usr/bin/env [-S] node ...` line (none today), then the script, then
- * `args`. The benchmark measures the sidecar as deployed, with the node running the benchmark.
+ * bin/attest-sidecar's `#!/usr/bin/env [-S] node ...` line (today the fixed young generation),
+ * then the script, then `args`. The benchmark measures the sidecar as deployed, with the node
+ * running the benchmark.
  */
 export function sidecarArgs(root: string, ...args: string[]): string[] {
   const bin = path.join(root, 'bin', 'attest-sidecar');
