@@ -38,11 +38,13 @@ const compilerBytes = (line: string) => Number(/and (\d+) \//.exec(line)?.[1] ??
 const BIG = 10e6;
 
 /**
- * Runs the child and says go once the start-up compile (if any) has finished in the background:
- * TurboFan has compiled the big function (eager runs; on a starved machine that can take seconds)
- * and no compile line has come for 2 s after the child's marker. The marker comes on stderr, apart from the
- * trace on stdout: V8 writes its trace from compiler threads, and a marker on the same pipe was
- * once cut into a trace line under load. Lines read after go count as compiled under load.
+ * Runs the child and says go once the start-up compile (if any) has finished in the background.
+ * Eager runs: every function compiled with Liftoff has also been compiled with TurboFan (a quiet
+ * spell is no proof: on a starved CI machine the compiler threads once went 2 s without a line
+ * with 46 of 52 functions still to do, and those died with the child). Control runs: no compile
+ * line for 2 s after the child's marker. The marker comes on stderr, apart from the trace on
+ * stdout: V8 writes its trace from compiler threads, and a marker on the same pipe was once cut
+ * into a trace line under load. Lines read after go count as compiled under load.
  */
 function run(eager: boolean): Promise<Trace> {
   return new Promise((resolve, reject) => {
@@ -57,6 +59,9 @@ function run(eager: boolean): Promise<Trace> {
     let compiled = false;
     let goSent = false;
     let sawBig = false;
+    const liftoff = new Set<string>();
+    const turbofan = new Set<string>();
+    const eagerDone = () => turbofan.size > 0 && [...liftoff].every((id) => turbofan.has(id));
     let settle: NodeJS.Timeout | undefined;
     let timedOut = false;
     let stderr = '';
@@ -69,14 +74,15 @@ function run(eager: boolean): Promise<Trace> {
       settle = setTimeout(() => {
         goSent = true;
         child.stdin.write('go\n');
-      }, 2000);
+      }, eager ? 200 : 2000);
     };
+    const ready = () => (eager ? sawBig && eagerDone() : true);
     child.stderr.setEncoding('utf8');
     child.stderr.on('data', (chunk: string) => {
       stderr += chunk;
       if (!compiled && stderr.includes('=== compiled\n')) {
         compiled = true;
-        if (sawBig || !eager) armGo();
+        if (ready()) armGo();
       }
     });
     let buffered = '';
@@ -89,15 +95,17 @@ function run(eager: boolean): Promise<Trace> {
         buffered = buffered.slice(nl + 1);
         if (!line.includes('Compiled function')) continue;
         (goSent ? trace.after : trace.before).push(line);
+        const m = /Compiled function (\S+) using (Liftoff|TurboFan)/.exec(line);
+        if (!goSent && m) (m[2] === 'Liftoff' ? liftoff : turbofan).add(m[1]!);
         if (!goSent && line.includes('using TurboFan') && compilerBytes(line) > BIG) sawBig = true;
-        if (compiled && !goSent && (sawBig || !eager)) armGo();
+        if (compiled && !goSent && ready()) armGo();
       }
     });
     child.on('error', reject);
     child.on('exit', (code) => {
       clearTimeout(timeout);
       clearTimeout(settle);
-      const seen = `marker ${compiled ? 'seen' : 'not seen'}, big function ${sawBig ? 'compiled' : 'not compiled'}, go ${goSent ? 'sent' : 'not sent'}, ${trace.before.length} compile lines before go, ${trace.after.length} after; stderr: ${stderr.trim().slice(-300)}`;
+      const seen = `marker ${compiled ? 'seen' : 'not seen'}, big function ${sawBig ? 'compiled' : 'not compiled'}, ${turbofan.size} of ${liftoff.size} functions with TurboFan, go ${goSent ? 'sent' : 'not sent'}, ${trace.before.length} compile lines before go, ${trace.after.length} after; stderr: ${stderr.trim().slice(-300)}`;
       if (timedOut) reject(new Error(`child did not finish within 60 s (${seen})`));
       else if (code !== 0) reject(new Error(`child exited with ${code} (${seen})`));
       else resolve(trace);
