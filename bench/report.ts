@@ -8,12 +8,20 @@ import type { ConnectionCost } from './connection-cost.js';
 import type { VerifyCost } from './verify-cost.js';
 import type { MemoryBreakdown } from './peak-memory.js';
 
-export const SCENARIOS = ['direct', 'reference', 'sidecar', 'attested', 'fresh'] as const;
+/** In the order the report lists them. */
+export const SCENARIOS = ['direct', 'reference', 'control', 'sidecar', 'attested', 'fresh'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
+/**
+ * The order a round runs them in (rotated each round, then run back). The control (b') and the
+ * sidecar pair (c) sit on either side of the bare pair (b), so b'/b and c/b compare runs the same
+ * distance apart in time and b'/b shows the noise that c/b carries.
+ */
+export const RUN_ORDER: readonly Scenario[] = ['direct', 'control', 'reference', 'sidecar', 'attested', 'fresh'];
 
 export const SCENARIO_LABEL: Record<Scenario, string> = {
   direct: '(a) direct to app',
   reference: '(b) bare mTLS proxy pair',
+  control: "(b') same, second copy",
   sidecar: '(c) attest-sidecar pair',
   attested: '(d) + attestation, session',
   fresh: '(e) + attestation, per_request',
@@ -43,6 +51,11 @@ export interface Ratios {
   cOverBPerRound: number[];
   /** Rounds left out of c/b for steal (see comparableRounds), of all rounds measured. */
   cOverBStolenRounds: { left: number; of: number };
+  /**
+   * The A/A control: b'/b req/s (median, and each round counted), two identical bare pairs taken
+   * like c/b. How far it lies from 1 is how far this run's noise moves a ratio of two pairs.
+   */
+  control: { overB: number; perRound: number[] };
   p50: { cOverA: number; cOverB: number };
   /** Latency the proxy pair adds over the direct path (median p50 difference), ms. */
   addedP50Ms: { reference: number; sidecar: number };
@@ -140,6 +153,7 @@ function ratiosFor(results: ScenarioResult[], connections: number): Ratios {
   const get = (s: Scenario) => results.find((r) => r.scenario === s && r.connections === connections)!;
   const a = get('direct');
   const b = get('reference');
+  const bPrime = get('control');
   const c = get('sidecar');
   const d = get('attested');
   const e = get('fresh');
@@ -151,6 +165,7 @@ function ratiosFor(results: ScenarioResult[], connections: number): Ratios {
     reqPerSec: { cOverA: rps(c, a), cOverB: rps(c, b) },
     cOverBPerRound: paired(c, b, (ci, bi) => ci.reqPerSec / bi.reqPerSec),
     cOverBStolenRounds: { left: measuredRounds(c, b) - comparableRounds(c, b).length, of: measuredRounds(c, b) },
+    control: { overB: rps(bPrime, b), perRound: paired(bPrime, b, (xi, bi) => xi.reqPerSec / bi.reqPerSec) },
     p50: { cOverA: p50(c, a), cOverB: p50(c, b) },
     addedP50Ms: { reference: b.p50Ms - a.p50Ms, sidecar: c.p50Ms - a.p50Ms },
     addedP50Ratio: pairedMedian(c, b, (ci, bi) => {
@@ -172,7 +187,9 @@ export function buildReport(
 ): BenchReport {
   const ratios = settings.connections.map((n) => ratiosFor(results, n));
   const rssMiB: BenchReport['rssMiB'] = {};
-  for (const name of Object.keys(rssLoad)) {
+  // In the order the processes were listed at start (rssIdle), not the order samples came in.
+  const names = [...new Set([...Object.keys(rssIdle), ...Object.keys(rssLoad)])].filter((n) => n in rssLoad);
+  for (const name of names) {
     rssMiB[name] = { idle: (rssIdle[name] ?? 0) / MIB, underLoad: (rssLoad[name] ?? 0) / MIB };
   }
   const low = Math.min(...settings.connections);
@@ -240,6 +257,9 @@ function pad(s: string, n: number, right = false): string {
   return right ? s.padStart(n) : s.padEnd(n);
 }
 
+/** Wide enough for the longest scenario label. */
+const LABEL_WIDTH = 32;
+
 const fmt = (v: number, digits = 2) => (Number.isFinite(v) ? v.toFixed(digits) : 'n/a');
 
 export function renderTable(r: BenchReport): string {
@@ -248,37 +268,42 @@ export function renderTable(r: BenchReport): string {
   lines.push(
     `attest-sidecar benchmark: ${r.machine.cpus} CPUs, Node ${r.machine.node}, ${s.rounds} round(s), each scenario in order and back (2 x ~${s.durationSeconds} s, request counts), medians over rounds`,
     '',
-    `${pad('scenario', 28)}${pad('conns', 6, true)}${pad('req/s', 10, true)}${pad('p50 ms', 9, true)}${pad('p99 ms', 9, true)}${pad('errors', 8, true)}${pad('non2xx', 8, true)}${pad('steal %', 9, true)}`,
+    `${pad('scenario', LABEL_WIDTH)}${pad('conns', 6, true)}${pad('req/s', 10, true)}${pad('p50 ms', 9, true)}${pad('p99 ms', 9, true)}${pad('errors', 8, true)}${pad('non2xx', 8, true)}${pad('steal %', 9, true)}`,
   );
   for (const res of r.results) {
     lines.push(
-      `${pad(SCENARIO_LABEL[res.scenario], 28)}${pad(String(res.connections), 6, true)}${pad(fmt(res.reqPerSec, 0), 10, true)}` +
+      `${pad(SCENARIO_LABEL[res.scenario], LABEL_WIDTH)}${pad(String(res.connections), 6, true)}${pad(fmt(res.reqPerSec, 0), 10, true)}` +
         `${pad(fmt(res.p50Ms, 3), 9, true)}${pad(fmt(res.p99Ms, 3), 9, true)}${pad(String(res.errors), 8, true)}${pad(String(res.non2xx), 8, true)}` +
         `${pad(res.steal !== undefined ? fmt(res.steal * 100, 1) : 'n/a', 9, true)}`,
     );
   }
   lines.push(
     '',
-    `${pad('ratios', 28)}${pad('conns', 6, true)}${pad('c/a rps', 10, true)}${pad('c/b rps', 10, true)}${pad('+p50 b', 9, true)}${pad('+p50 c', 9, true)}${pad('c/b per round', 16, true)}`,
+    `${pad('ratios', LABEL_WIDTH)}${pad('conns', 6, true)}${pad('c/a rps', 10, true)}${pad('c/b rps', 10, true)}${pad('+p50 b', 9, true)}${pad('+p50 c', 9, true)}${pad('c/b per round', 16, true)}`,
   );
   for (const q of r.ratios) {
     const spread = q.cOverBPerRound.length ? `${fmt(Math.min(...q.cOverBPerRound))}-${fmt(Math.max(...q.cOverBPerRound))}` : 'n/a';
     lines.push(
-      `${pad('', 28)}${pad(String(q.connections), 6, true)}${pad(fmt(q.reqPerSec.cOverA), 10, true)}${pad(fmt(q.reqPerSec.cOverB), 10, true)}` +
+      `${pad('', LABEL_WIDTH)}${pad(String(q.connections), 6, true)}${pad(fmt(q.reqPerSec.cOverA), 10, true)}${pad(fmt(q.reqPerSec.cOverB), 10, true)}` +
         `${pad(fmt(q.addedP50Ms.reference, 3), 9, true)}${pad(fmt(q.addedP50Ms.sidecar, 3), 9, true)}${pad(spread, 16, true)}`,
     );
   }
   const left = r.ratios.filter((q) => q.cOverBStolenRounds.left > 0);
   for (const q of left) {
-    lines.push(`${pad('', 28)}${pad(String(q.connections), 6, true)}  left out: ${q.cOverBStolenRounds.left} of ${q.cOverBStolenRounds.of} rounds (over ${HIGH_STEAL * 100}% steal in b or c)`);
+    lines.push(`${pad('', LABEL_WIDTH)}${pad(String(q.connections), 6, true)}  left out: ${q.cOverBStolenRounds.left} of ${q.cOverBStolenRounds.of} rounds (over ${HIGH_STEAL * 100}% steal in b or c)`);
   }
-  lines.push('', `${pad('attestation', 28)}${pad('conns', 6, true)}${pad('d/c rps', 10, true)}${pad('e/d rps', 10, true)}   (d/c: warm session vs off; e/d: per_request vs session)`);
+  lines.push('', `${pad('A/A control', LABEL_WIDTH)}${pad('conns', 6, true)}${pad("b'/b rps", 10, true)}${pad("b'/b per round", 16, true)}   (two identical bare pairs: the noise in a ratio of pairs)`);
   for (const q of r.ratios) {
-    lines.push(`${pad('', 28)}${pad(String(q.connections), 6, true)}${pad(fmt(q.attestation.sessionOverDisabled), 10, true)}${pad(fmt(q.attestation.perRequestOverSession), 10, true)}`);
+    const spread = q.control.perRound.length ? `${fmt(Math.min(...q.control.perRound))}-${fmt(Math.max(...q.control.perRound))}` : 'n/a';
+    lines.push(`${pad('', LABEL_WIDTH)}${pad(String(q.connections), 6, true)}${pad(fmt(q.control.overB), 10, true)}${pad(spread, 16, true)}`);
   }
-  lines.push('', `${pad('RSS (MiB)', 28)}${pad('at start', 10, true)}${pad('under load', 12, true)}`);
+  lines.push('', `${pad('attestation', LABEL_WIDTH)}${pad('conns', 6, true)}${pad('d/c rps', 10, true)}${pad('e/d rps', 10, true)}   (d/c: warm session vs off; e/d: per_request vs session)`);
+  for (const q of r.ratios) {
+    lines.push(`${pad('', LABEL_WIDTH)}${pad(String(q.connections), 6, true)}${pad(fmt(q.attestation.sessionOverDisabled), 10, true)}${pad(fmt(q.attestation.perRequestOverSession), 10, true)}`);
+  }
+  lines.push('', `${pad('RSS (MiB)', LABEL_WIDTH)}${pad('at start', 10, true)}${pad('under load', 12, true)}`);
   for (const [name, v] of Object.entries(r.rssMiB)) {
-    lines.push(`${pad(name, 28)}${pad(fmt(v.idle, 1), 10, true)}${pad(fmt(v.underLoad, 1), 12, true)}`);
+    lines.push(`${pad(name, LABEL_WIDTH)}${pad(fmt(v.idle, 1), 10, true)}${pad(fmt(v.underLoad, 1), 12, true)}`);
   }
   const peaks = Object.entries(r.rssPeak ?? {});
   if (peaks.length) {

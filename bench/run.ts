@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { killAll, median, progress, repoRoot, rssBytes, sidecarArgs, spawnNode, stopChild, waitForOk, type Child } from './lib.js';
 import { combineWindows, LatencySamples, runLoad, type LoadResult } from './load.js';
-import { buildReport, renderTable, SCENARIOS, summarize, type BenchReport, type Scenario, type ScenarioResult } from './report.js';
+import { buildReport, renderTable, RUN_ORDER, SCENARIOS, summarize, type BenchReport, type Scenario, type ScenarioResult } from './report.js';
 import { BENCH_PATH, ROUTE, writeBenchFiles, type BenchFiles } from './setup.js';
 import { measureConnectionCost } from './connection-cost.js';
 import { measureVerifyCost } from './verify-cost.js';
@@ -67,6 +67,9 @@ interface Processes {
   app: Child;
   refInbound: Child;
   refOutbound: Child;
+  /** A second bare pair, identical: the A/A control (b'). */
+  controlInbound: Child;
+  controlOutbound: Child;
   sidecarInbound: Child;
   sidecarOutbound: Child;
   /** Configured like sidecarInbound; serves only the attested scenarios (d, e): see setup.ts. */
@@ -83,31 +86,39 @@ async function startProcesses(f: BenchFiles, root: string): Promise<Processes> {
   const url = (port: number, suffix = '') => `http://127.0.0.1:${port}${suffix}`;
   const app = spawnNode('app', [path.join(here, 'app.js'), '--port', String(p.app)], root);
   const tlsArgs = (cert: string, key: string) => ['--cert', cert, '--key', key, '--ca', f.bundle];
-  const refInbound = spawnNode(
-    'reference-inbound',
-    [path.join(here, 'reference-proxy.js'), '--mode', 'inbound', '--port', String(p.refInbound), '--upstream', url(p.app), ...tlsArgs(f.serviceCert, f.serviceKey)],
-    root,
-  );
-  const refOutbound = spawnNode(
-    'reference-outbound',
-    [
-      path.join(here, 'reference-proxy.js'), '--mode', 'outbound', '--port', String(p.refOutbound), '--route', ROUTE,
-      '--upstream', `https://127.0.0.1:${p.refInbound}`, ...tlsArgs(f.agentCert, f.agentKey),
-    ],
-    root,
-  );
+  // The bare pair, and an identical second one: the A/A control (b'). Two pairs of the same code
+  // measured in the same rounds differ only by the run's noise, which is what b'/b shows.
+  const barePair = (prefix: string, inboundPort: number, outboundPort: number) => {
+    const inbound = spawnNode(
+      `${prefix}-inbound`,
+      [path.join(here, 'reference-proxy.js'), '--mode', 'inbound', '--port', String(inboundPort), '--upstream', url(p.app), ...tlsArgs(f.serviceCert, f.serviceKey)],
+      root,
+    );
+    const outbound = spawnNode(
+      `${prefix}-outbound`,
+      [
+        path.join(here, 'reference-proxy.js'), '--mode', 'outbound', '--port', String(outboundPort), '--route', ROUTE,
+        '--upstream', `https://127.0.0.1:${inboundPort}`, ...tlsArgs(f.agentCert, f.agentKey),
+      ],
+      root,
+    );
+    return [inbound, outbound] as const;
+  };
+  const [refInbound, refOutbound] = barePair('reference', p.refInbound, p.refOutbound);
+  const [controlInbound, controlOutbound] = barePair('control', p.controlInbound, p.controlOutbound);
   const sidecarInbound = spawnNode('sidecar-inbound', sidecarArgs(root, 'run', '--config', f.serviceConfig), root);
   const sidecarOutbound = spawnNode('sidecar-outbound', sidecarArgs(root, 'run', '--config', f.agentConfig), root);
   const attestedInbound = spawnNode('attested-inbound', sidecarArgs(root, 'run', '--config', f.attestedServiceConfig), root);
   const attestedOutbound = spawnNode('attested-outbound', sidecarArgs(root, 'run', '--config', f.attestedConfig), root);
   const freshOutbound = spawnNode('fresh-outbound', sidecarArgs(root, 'run', '--config', f.freshConfig), root);
-  const procs = { app, refInbound, refOutbound, sidecarInbound, sidecarOutbound, attestedInbound, attestedOutbound, freshOutbound };
+  const procs = { app, refInbound, refOutbound, controlInbound, controlOutbound, sidecarInbound, sidecarOutbound, attestedInbound, attestedOutbound, freshOutbound };
 
   await waitForOk([app], url(p.app, BENCH_PATH));
   await waitForOk([sidecarInbound], url(p.serviceAdmin, '/readyz'));
   await waitForOk([sidecarOutbound], url(p.agentAdmin, '/readyz'));
   // End to end through each pair: proves certificates, routing and policy before measuring.
   await waitForOk([refOutbound, refInbound, app], url(p.refOutbound, BENCH_PATH), ROUTE_HEADERS);
+  await waitForOk([controlOutbound, controlInbound, app], url(p.controlOutbound, BENCH_PATH), ROUTE_HEADERS);
   await waitForOk([sidecarOutbound, sidecarInbound, app], url(p.agentOutbound, BENCH_PATH), ROUTE_HEADERS);
   await waitForOk([attestedInbound], url(p.attestedInboundAdmin, '/readyz'));
   await waitForOk([attestedOutbound], url(p.attestedAdmin, '/readyz'));
@@ -127,6 +138,12 @@ function target(s: Scenario, f: BenchFiles, procs: Processes) {
         url: `http://127.0.0.1:${p.refOutbound}${BENCH_PATH}`,
         headers: ROUTE_HEADERS,
         watch: [procs.refOutbound, procs.refInbound],
+      };
+    case 'control':
+      return {
+        url: `http://127.0.0.1:${p.controlOutbound}${BENCH_PATH}`,
+        headers: ROUTE_HEADERS,
+        watch: [procs.controlOutbound, procs.controlInbound],
       };
     case 'sidecar':
       return {
@@ -163,7 +180,7 @@ async function measure(
     // `durationSeconds`. Only the size depends on it; the rate reported is measured anew.
     const rate = new Map<Scenario, number[]>(SCENARIOS.map((s) => [s, []]));
     const amountFor = (s: Scenario, seconds: number) => Math.round(median(rate.get(s)!.slice(-3)) * seconds);
-    for (const s of SCENARIOS) {
+    for (const s of RUN_ORDER) {
       progress(`warm-up ${s} @${connections}`);
       const t = target(s, f, procs);
       const headers = t.headers ? { headers: t.headers } : {};
@@ -178,7 +195,7 @@ async function measure(
       // machine's speed (a shared VM) cancels within the round, and whatever a run leaves behind
       // falls on each neighbour alike instead of always on the scenario after it (with the order
       // run once, the sidecar pair ran right after the bare pair in six rounds of seven).
-      const order = SCENARIOS.map((_, i) => SCENARIOS[(i + round) % SCENARIOS.length]!);
+      const order = RUN_ORDER.map((_, i) => RUN_ORDER[(i + round) % RUN_ORDER.length]!);
       const windows = new Map<Scenario, LoadResult[]>(SCENARIOS.map((s) => [s, []]));
       const latencies = new Map<Scenario, LatencySamples>(SCENARIOS.map((s) => [s, new LatencySamples()]));
       for (const s of [...order, ...[...order].reverse()]) {
@@ -227,7 +244,7 @@ async function main(): Promise<number> {
     process.once('exit', () => rmSync(dir, { recursive: true, force: true })); // also after SIGINT
     progress(`files in ${files.dir}; starting app, reference pair and sidecars`);
     procs = await startProcesses(files, root);
-    const proxies = [procs.refOutbound, procs.refInbound, procs.sidecarOutbound, procs.sidecarInbound, procs.attestedInbound, procs.attestedOutbound, procs.freshOutbound];
+    const proxies = [procs.refOutbound, procs.refInbound, procs.controlOutbound, procs.controlInbound, procs.sidecarOutbound, procs.sidecarInbound, procs.attestedInbound, procs.attestedOutbound, procs.freshOutbound];
     const rssIdle = Object.fromEntries(proxies.map((c) => [c.name, rssBytes(c.pid) ?? 0]));
     const { results, rssLoad, rssPeak } = await measure(settings, files, procs);
     progress('new mTLS connection cost per inbound listener');

@@ -25,6 +25,9 @@ export interface Ports {
   app: number;
   refOutbound: number;
   refInbound: number;
+  /** A second bare pair, identical to the first: the A/A control (b') that shows the run's noise. */
+  controlOutbound: number;
+  controlInbound: number;
   agentOutbound: number;
   agentAdmin: number;
   serviceInbound: number;
@@ -58,7 +61,7 @@ async function allocatePorts(): Promise<Ports> {
   // Held ports are released before the next is asked for, so collect them all first and
   // check they are distinct (the OS rarely hands the same one out twice in a row).
   const names = [
-    'app', 'refOutbound', 'refInbound', 'agentOutbound', 'agentAdmin', 'serviceInbound', 'serviceAdmin',
+    'app', 'refOutbound', 'refInbound', 'controlOutbound', 'controlInbound', 'agentOutbound', 'agentAdmin', 'serviceInbound', 'serviceAdmin',
     'attestedInbound', 'attestedInboundAdmin', 'attestedOutbound', 'attestedAdmin', 'freshOutbound', 'freshAdmin',
   ] as const;
   for (let attempt = 0; attempt < 5; attempt++) {

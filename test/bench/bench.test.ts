@@ -75,9 +75,10 @@ t.test('npm run bench -- --quick --json prints one complete report with zero err
     t.ok(isNum(q.reqPerSec.cOverA) && isNum(q.reqPerSec.cOverB), `ratios at ${q.connections}`);
     t.ok(isNum(q.addedP50Ms.reference) && isNum(q.addedP50Ms.sidecar), `added p50 at ${q.connections}`);
     t.ok(q.cOverBPerRound.length === 1 && q.cOverBPerRound.every(isNum), `c/b of each round at ${q.connections}`);
+    t.ok(isNum(q.control.overB) && q.control.perRound.length === 1 && q.control.perRound.every(isNum), `A/A control b'/b at ${q.connections}`);
   }
   const rssNames = Object.keys(report.rssMiB);
-  const proxies = ['reference-inbound', 'reference-outbound', 'sidecar-inbound', 'sidecar-outbound', 'attested-inbound', 'attested-outbound', 'fresh-outbound'];
+  const proxies = ['reference-inbound', 'reference-outbound', 'control-inbound', 'control-outbound', 'sidecar-inbound', 'sidecar-outbound', 'attested-inbound', 'attested-outbound', 'fresh-outbound'];
   for (const name of proxies) t.ok(rssNames.includes(name), `RSS reported for ${name}`);
   // The 128 MiB target: the pair under test and both inbound sidecars (the attested one verifies d and e).
   const rssTargets = report.targets.filter((x: any) => x.name.startsWith('RSS under load')).map((x: any) => x.name.split(', ')[1].split(' ')[0]).sort();

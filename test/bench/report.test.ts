@@ -10,9 +10,9 @@ function round(reqPerSec: number, steal?: number): LoadResult {
   return { requests: reqPerSec, elapsedSeconds: 1, reqPerSec, p50Ms: 1, p99Ms: 2, errors: 0, non2xx: 0, maxRss: {}, ...(steal !== undefined ? { steal } : {}) };
 }
 
-/** Seven rounds of every scenario at 32 connections: b 1000 req/s, c 950 (c/b 0.95), unless overridden. */
+/** Seven rounds of every scenario at 32 connections: b and b' 1000 req/s, c 950 (c/b 0.95), unless overridden. */
 function results(over: Partial<Record<Scenario, LoadResult[]>>) {
-  const base: Record<Scenario, number> = { direct: 5000, reference: 1000, sidecar: 950, attested: 940, fresh: 300 };
+  const base: Record<Scenario, number> = { direct: 5000, reference: 1000, control: 1000, sidecar: 950, attested: 940, fresh: 300 };
   return SCENARIOS.map((s) => summarize(s, 32, over[s] ?? Array.from({ length: 7 }, () => round(base[s]))));
 }
 
@@ -70,4 +70,16 @@ t.test('other pairs drop their own stolen rounds: d/c ignores steal in b', async
   const r = report({ reference, attested });
   t.equal(r.ratios[0]!.attestation.sessionOverDisabled, 940 / 950, 'c and d were quiet in every round: all seven count');
   t.equal(r.ratios[0]!.reqPerSec.cOverB, 0.95);
+});
+
+t.test("the A/A control: b'/b per round and its median, stolen rounds left out as for c/b", async (t) => {
+  // b' reads 0.90-1.10 of b in the quiet rounds; round 0 lost 40% to steal in b' and read 0.5.
+  const control = [round(500, 0.4), round(900), round(1100), round(950), round(1050), round(1000), round(980)];
+  const r = report({ control });
+  const q = r.ratios[0]!;
+  t.same(q.control.perRound, [0.9, 1.1, 0.95, 1.05, 1, 0.98]);
+  t.equal(q.control.overB, 0.99, 'median of the six quiet rounds');
+  t.equal(q.reqPerSec.cOverB, 0.95, 'c/b does not depend on the control');
+  t.match(renderTable(r), /A\/A control[^\n]*\n +32 +0\.99 +0\.90-1\.10\n/);
+  t.notOk(r.targets.some((x) => /b'/.test(x.name)), 'the control is shown, not a target');
 });
