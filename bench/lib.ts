@@ -3,7 +3,7 @@
  * exit, readiness polling over HTTP, and RSS sampling from /proc.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
@@ -170,6 +170,31 @@ export function rssParts(pid: number): { rss: number; file: number; anon: number
 /** Resident set size of a process in bytes (VmRSS), or undefined when it is gone. */
 export function rssBytes(pid: number): number | undefined {
   return rssParts(pid)?.rss;
+}
+
+/**
+ * CPU time a process has run so far, all its threads together, in ns: the scheduler's own
+ * count (/proc/PID/task/TID/schedstat), not /proc/PID/stat's 10 ms ticks, which a 2 s run of a
+ * proxy using a second of CPU would read to about 1%. A thread that exits takes its time with it;
+ * node's threads (the thread pool, V8's helpers) live as long as the process. Undefined where
+ * /proc has no such files (not Linux, or the process is gone).
+ */
+export function processCpuNs(pid: number | 'self'): number | undefined {
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return undefined;
+  }
+  let ns = 0;
+  for (const tid of tids) {
+    try {
+      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+    } catch {
+      // The thread exited between the listing and the read.
+    }
+  }
+  return Number.isFinite(ns) ? ns : undefined;
 }
 
 /** Samples the max RSS of some processes every intervalMs until stopped. */

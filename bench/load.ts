@@ -15,7 +15,7 @@
  * up to one sample tick of idle after the last response.
  */
 import { createRequire } from 'node:module';
-import { cpuTimes, percentile, RssSampler, stealBetween } from './lib.js';
+import { cpuTimes, percentile, processCpuNs, RssSampler, stealBetween } from './lib.js';
 
 interface AutocannonResult {
   duration: number; // seconds
@@ -79,6 +79,21 @@ export interface LoadResult {
    * (/proc/stat steal; absent off Linux). A shared VM's throughput falls with it, whatever runs.
    */
   steal?: number;
+  /** CPU used over the whole run (see RunCpu); absent where it cannot be read. */
+  cpu?: RunCpu;
+}
+
+/**
+ * CPU time over a run, from start to the last response (the tail after the measured window
+ * included, so `responses` counts every response of the run): the watched processes together
+ * (a pair's two proxies) and the load generator (this process). The load generator does the
+ * same work per response in every scenario, so its CPU per response gauges the VM's speed at
+ * that moment (the report divides by it).
+ */
+export interface RunCpu {
+  proxiesNs: number;
+  loadgenNs: number;
+  responses: number;
 }
 
 /** Growable float buffer: no per-sample allocation on the hot path. */
@@ -107,6 +122,13 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
   let firstError: string | undefined;
   if ((opts.amount === undefined) === (opts.durationSeconds === undefined)) throw new Error('runLoad: give exactly one of amount and durationSeconds');
   sampler.start();
+  const watched = (opts.watch ?? []).map((w) => w.pid);
+  const proxiesCpu = () => watched.reduce<number | undefined>((sum, pid) => {
+    const ns = processCpuNs(pid);
+    return sum === undefined || ns === undefined ? undefined : sum + ns;
+  }, 0);
+  const proxiesAtStart = proxiesCpu();
+  const loadgenAtStart = processCpuNs('self');
   const cpuAtStart = cpuTimes();
   const start = performance.now();
   let last = start;
@@ -115,6 +137,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
   // charged for that tail rather than for its throughput.
   let windowEnd: number | undefined;
   let ok = 0;
+  let responses = 0;
   const answered = new Map<object, number>();
   let result: AutocannonResult;
   try {
@@ -130,6 +153,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
       ...(opts.headers ? { headers: opts.headers } : {}),
     });
     instance.on('response', (client, statusCode, _bytes, ms) => {
+      responses++;
       if (windowEnd !== undefined) return; // the tail: some connections are done
       last = performance.now();
       if (statusCode >= 200 && statusCode < 300) {
@@ -150,6 +174,12 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
   } finally {
     sampler.stop();
   }
+  const proxiesAtEnd = proxiesCpu();
+  const loadgenAtEnd = processCpuNs('self');
+  const cpu: RunCpu | undefined =
+    watched.length && responses > 0 && proxiesAtStart !== undefined && proxiesAtEnd !== undefined && loadgenAtStart !== undefined && loadgenAtEnd !== undefined
+      ? { proxiesNs: proxiesAtEnd - proxiesAtStart, loadgenNs: loadgenAtEnd - loadgenAtStart, responses }
+      : undefined;
   const steal = stealBetween(cpuAtStart, cpuTimes());
   const sorted = samples.sorted();
   const elapsedSeconds = (last - start) / 1000;
@@ -164,6 +194,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
     ...(firstError ? { firstError } : {}),
     maxRss: Object.fromEntries(sampler.max),
     ...(steal !== undefined ? { steal } : {}),
+    ...(cpu ? { cpu } : {}),
   };
 }
 
@@ -184,6 +215,15 @@ export function combineWindows(windows: readonly LoadResult[], latencies: Latenc
   const timed = windows.filter((w) => w.steal !== undefined);
   const timedSeconds = timed.reduce((n, w) => n + w.elapsedSeconds, 0);
   const steal = timedSeconds > 0 ? timed.reduce((n, w) => n + w.steal! * w.elapsedSeconds, 0) / timedSeconds : undefined;
+  // CPU adds up over the runs, but only if every run has it (a partial sum would be compared
+  // with whole ones).
+  const cpu = windows.every((w) => w.cpu)
+    ? windows.reduce<RunCpu>((sum, w) => ({
+        proxiesNs: sum.proxiesNs + w.cpu!.proxiesNs,
+        loadgenNs: sum.loadgenNs + w.cpu!.loadgenNs,
+        responses: sum.responses + w.cpu!.responses,
+      }), { proxiesNs: 0, loadgenNs: 0, responses: 0 })
+    : undefined;
   return {
     requests,
     elapsedSeconds,
@@ -195,5 +235,6 @@ export function combineWindows(windows: readonly LoadResult[], latencies: Latenc
     ...(firstError !== undefined ? { firstError } : {}),
     maxRss,
     ...(steal !== undefined ? { steal } : {}),
+    ...(cpu ? { cpu } : {}),
   };
 }

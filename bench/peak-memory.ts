@@ -5,8 +5,9 @@
  * seen so far, its resident file pages and anonymous memory are read from /proc at once and its
  * V8 heap spaces from its admin /metrics (prom-client's default metrics), so the report can say
  * whether a peak was the young generation, old-generation garbage awaiting a full collection,
- * or memory outside V8 (OpenSSL, malloc). Fetches happen only on a new high: at most once per
- * MiB a sidecar grows, nearly all while its heap grows to its working size in the first rounds.
+ * or memory outside V8 (OpenSSL, malloc). /proc is read at the sample; /metrics after the run
+ * (see collect), only for a new high: at most once per MiB a sidecar grows, nearly all while its
+ * heap grows to its working size in the first rounds.
  */
 import { rssParts } from './lib.js';
 
@@ -49,38 +50,56 @@ export class PeakMemory {
   /** The breakdown at each process's highest RSS so far (by process name). */
   readonly peaks = new Map<string, MemoryBreakdown>();
   private readonly highest = new Map<string, number>();
-  private readonly inFlight = new Set<string>();
-  private readonly pending = new Set<Promise<void>>();
+  /** New highs seen since the last collect(): /proc's split, read at the sample itself. */
+  private readonly waiting = new Map<string, { rss: number; file: number; anon: number }>();
 
   /** `metricsUrls`: the admin /metrics URL of each process to explain, by name. */
   constructor(private readonly metricsUrls: Record<string, string>) {}
 
-  /** Called with every RSS sample (bytes); cheap unless the sample is a new high. */
+  /** Called with every RSS sample (bytes) during a run: reads /proc on a new high, nothing else. */
   readonly observe = (name: string, pid: number, rss: number): void => {
-    const url = this.metricsUrls[name];
-    if (url === undefined || this.inFlight.has(name) || rss < (this.highest.get(name) ?? 0) + STEP) return;
+    if (this.metricsUrls[name] === undefined || rss < (this.highest.get(name) ?? 0) + STEP) return;
     this.highest.set(name, rss);
     const parts = rssParts(pid);
-    if (!parts) return;
-    this.inFlight.add(name);
-    const done = fetch(url, { signal: AbortSignal.timeout(2000) })
-      .then((res) => (res.ok ? res.text() : Promise.reject(new Error(`HTTP ${res.status}`))))
-      .then((text) => {
-        const best = this.peaks.get(name);
-        if (best && best.rssMiB >= parts.rss / MIB) return;
-        this.peaks.set(name, { rssMiB: round1(parts.rss / MIB), fileMiB: round1(parts.file / MIB), anonMiB: round1(parts.anon / MIB), ...heapFromMetrics(text) });
-      })
-      // A breakdown is a diagnostic: a sidecar too busy to answer in time leaves its peak unexplained.
-      .catch(() => undefined)
-      .finally(() => {
-        this.inFlight.delete(name);
-        this.pending.delete(done);
-      });
-    this.pending.add(done);
+    if (parts) this.waiting.set(name, parts); // a higher sample replaces a lower one
   };
 
-  /** Waits for breakdowns still being fetched. */
-  async settle(): Promise<void> {
-    await Promise.all([...this.pending]);
+  /**
+   * Before any load: fetches every /metrics once and keeps nothing, so that the first fetch()
+   * of this process (which loads undici) and each sidecar's first render happen outside runs.
+   */
+  async warm(): Promise<void> {
+    await Promise.all(
+      Object.values(this.metricsUrls).map((url) =>
+        fetch(url, { signal: AbortSignal.timeout(2000) }).then((res) => res.arrayBuffer(), () => undefined).catch(() => undefined),
+      ),
+    );
+  }
+
+  /**
+   * Between runs: reads the V8 heap spaces of each process that set a new high during the run.
+   * Fetching during a run would stall the sidecar under test (rendering /metrics takes its event
+   * loop a few ms) and the load generator (whose first fetch() also loads undici, ~40 ms), and
+   * only the sidecar scenarios have /metrics: a cost on c, d and e that b never pays. Committed
+   * heap spaces change at allocation and collection, so a few ms after the run's last request
+   * they read what they held at its peak, to within what a collection since returned.
+   */
+  async collect(): Promise<void> {
+    const batch = [...this.waiting];
+    this.waiting.clear();
+    await Promise.all(
+      batch.map(async ([name, parts]) => {
+        try {
+          const res = await fetch(this.metricsUrls[name]!, { signal: AbortSignal.timeout(2000) });
+          if (!res.ok) throw new Error(`HTTP ${res.status}`);
+          const text = await res.text();
+          const best = this.peaks.get(name);
+          if (best && best.rssMiB >= parts.rss / MIB) return;
+          this.peaks.set(name, { rssMiB: round1(parts.rss / MIB), fileMiB: round1(parts.file / MIB), anonMiB: round1(parts.anon / MIB), ...heapFromMetrics(text) });
+        } catch {
+          // A breakdown is a diagnostic: a sidecar that does not answer leaves its peak unexplained.
+        }
+      }),
+    );
   }
 }

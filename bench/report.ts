@@ -2,7 +2,7 @@
  * Turns per-round measurements into the benchmark report: medians over rounds, ratios between
  * scenarios, the issue's targets with PASS/FAIL, and a human-readable table.
  */
-import type { LoadResult } from './load.js';
+import type { LoadResult, RunCpu } from './load.js';
 import { median } from './lib.js';
 import type { ConnectionCost } from './connection-cost.js';
 import type { VerifyCost } from './verify-cost.js';
@@ -41,7 +41,9 @@ export interface ScenarioResult {
   firstError?: string;
   /** Median over rounds of the VM's steal (share of CPU time given to other guests), if known. */
   steal?: number;
-  rounds: { reqPerSec: number; p50Ms: number; p99Ms: number; steal?: number }[];
+  /** Medians over rounds of CPU per request, us: the pair's two proxies (all threads) and the load generator. Pairs only. */
+  cpuUsPerRequest?: { proxies: number; loadgen: number };
+  rounds: { reqPerSec: number; p50Ms: number; p99Ms: number; steal?: number; cpu?: RunCpu }[];
 }
 
 export interface Ratios {
@@ -56,6 +58,13 @@ export interface Ratios {
    * like c/b. How far it lies from 1 is how far this run's noise moves a ratio of two pairs.
    */
   control: { overB: number; perRound: number[] };
+  /**
+   * CPU per request of the pair's proxies, c over b and (the A/A control) b' over b, paired per
+   * round over the same rounds as req/s. Each run's CPU per request is first divided by the load
+   * generator's in that run, which does the same work per request in every scenario and so
+   * gauges how fast the VM ran then. Absent where CPU could not be read (not Linux).
+   */
+  cpu?: { cOverB: number; cOverBPerRound: number[]; controlOverB: number; controlOverBPerRound: number[] };
   p50: { cOverA: number; cOverB: number };
   /** Latency the proxy pair adds over the direct path (median p50 difference), ms. */
   addedP50Ms: { reference: number; sidecar: number };
@@ -97,6 +106,12 @@ const RSS_LIMIT_MIB = 128;
 export function summarize(scenario: Scenario, connections: number, rounds: LoadResult[]): ScenarioResult {
   const firstError = rounds.find((r) => r.firstError)?.firstError;
   const steals = rounds.flatMap((r) => (r.steal !== undefined ? [r.steal] : []));
+  const cpu = rounds.every((r) => r.cpu && r.cpu.responses > 0)
+    ? {
+        proxies: median(rounds.map((r) => r.cpu!.proxiesNs / r.cpu!.responses / 1000)),
+        loadgen: median(rounds.map((r) => r.cpu!.loadgenNs / r.cpu!.responses / 1000)),
+      }
+    : undefined;
   return {
     scenario,
     connections,
@@ -108,7 +123,14 @@ export function summarize(scenario: Scenario, connections: number, rounds: LoadR
     non2xx: rounds.reduce((s, r) => s + r.non2xx, 0),
     ...(firstError ? { firstError } : {}),
     ...(steals.length ? { steal: median(steals) } : {}),
-    rounds: rounds.map((r) => ({ reqPerSec: r.reqPerSec, p50Ms: r.p50Ms, p99Ms: r.p99Ms, ...(r.steal !== undefined ? { steal: r.steal } : {}) })),
+    ...(cpu && rounds.length ? { cpuUsPerRequest: cpu } : {}),
+    rounds: rounds.map((r) => ({
+      reqPerSec: r.reqPerSec,
+      p50Ms: r.p50Ms,
+      p99Ms: r.p99Ms,
+      ...(r.steal !== undefined ? { steal: r.steal } : {}),
+      ...(r.cpu ? { cpu: r.cpu } : {}),
+    })),
   };
 }
 
@@ -149,6 +171,12 @@ function pairedMedian(x: ScenarioResult, y: ScenarioResult, f: Pairing): number 
   return median(paired(x, y, f));
 }
 
+/** A round's proxy CPU per request over the load generator's (see Ratios.cpu). */
+function gauged(r: ScenarioResult['rounds'][number]): number | undefined {
+  const cpu = r.cpu;
+  return cpu && cpu.responses > 0 && cpu.loadgenNs > 0 ? cpu.proxiesNs / cpu.loadgenNs : undefined;
+}
+
 function ratiosFor(results: ScenarioResult[], connections: number): Ratios {
   const get = (s: Scenario) => results.find((r) => r.scenario === s && r.connections === connections)!;
   const a = get('direct');
@@ -158,6 +186,13 @@ function ratiosFor(results: ScenarioResult[], connections: number): Ratios {
   const d = get('attested');
   const e = get('fresh');
   const rps = (x: ScenarioResult, y: ScenarioResult) => pairedMedian(x, y, (xi, yi) => xi.reqPerSec / yi.reqPerSec);
+  const cpuRatios = (x: ScenarioResult, y: ScenarioResult) => {
+    const rounds = comparableRounds(x, y);
+    if (!rounds.every((i) => gauged(x.rounds[i]!) !== undefined && gauged(y.rounds[i]!) !== undefined)) return undefined;
+    return rounds.map((i) => gauged(x.rounds[i]!)! / gauged(y.rounds[i]!)!);
+  };
+  const cpuCOverB = cpuRatios(c, b);
+  const cpuControlOverB = cpuRatios(bPrime, b);
   const p50 = (x: ScenarioResult, y: ScenarioResult) => pairedMedian(x, y, (xi, yi) => xi.p50Ms / yi.p50Ms);
   return {
     connections,
@@ -166,6 +201,9 @@ function ratiosFor(results: ScenarioResult[], connections: number): Ratios {
     cOverBPerRound: paired(c, b, (ci, bi) => ci.reqPerSec / bi.reqPerSec),
     cOverBStolenRounds: { left: measuredRounds(c, b) - comparableRounds(c, b).length, of: measuredRounds(c, b) },
     control: { overB: rps(bPrime, b), perRound: paired(bPrime, b, (xi, bi) => xi.reqPerSec / bi.reqPerSec) },
+    ...(cpuCOverB?.length && cpuControlOverB?.length
+      ? { cpu: { cOverB: median(cpuCOverB), cOverBPerRound: cpuCOverB, controlOverB: median(cpuControlOverB), controlOverBPerRound: cpuControlOverB } }
+      : {}),
     p50: { cOverA: p50(c, a), cOverB: p50(c, b) },
     addedP50Ms: { reference: b.p50Ms - a.p50Ms, sidecar: c.p50Ms - a.p50Ms },
     addedP50Ratio: pairedMedian(c, b, (ci, bi) => {
@@ -296,6 +334,22 @@ export function renderTable(r: BenchReport): string {
   for (const q of r.ratios) {
     const spread = q.control.perRound.length ? `${fmt(Math.min(...q.control.perRound))}-${fmt(Math.max(...q.control.perRound))}` : 'n/a';
     lines.push(`${pad('', LABEL_WIDTH)}${pad(String(q.connections), 6, true)}${pad(fmt(q.control.overB), 10, true)}${pad(spread, 16, true)}`);
+  }
+  if (r.ratios.some((q) => q.cpu)) {
+    lines.push(
+      '',
+      `${pad('CPU per request', LABEL_WIDTH)}${pad('conns', 6, true)}${pad('b us', 8, true)}${pad("b' us", 8, true)}${pad('c us', 8, true)}${pad('c/b', 7, true)}${pad("b'/b", 7, true)}${pad('c/b per round', 16, true)}`,
+    );
+    for (const q of r.ratios) {
+      if (!q.cpu) continue;
+      const us = (sc: Scenario) => r.results.find((x) => x.scenario === sc && x.connections === q.connections)?.cpuUsPerRequest?.proxies;
+      const opt = (v: number | undefined) => (v === undefined ? 'n/a' : fmt(v, 1));
+      lines.push(
+        `${pad('', LABEL_WIDTH)}${pad(String(q.connections), 6, true)}${pad(opt(us('reference')), 8, true)}${pad(opt(us('control')), 8, true)}${pad(opt(us('sidecar')), 8, true)}` +
+          `${pad(fmt(q.cpu.cOverB), 7, true)}${pad(fmt(q.cpu.controlOverB), 7, true)}${pad(`${fmt(Math.min(...q.cpu.cOverBPerRound))}-${fmt(Math.max(...q.cpu.cOverBPerRound))}`, 16, true)}`,
+      );
+    }
+    lines.push(`${pad('', LABEL_WIDTH)}(the pair's two proxies, all threads; the ratios divide each run's by the load generator's CPU per request in that run)`);
   }
   lines.push('', `${pad('attestation', LABEL_WIDTH)}${pad('conns', 6, true)}${pad('d/c rps', 10, true)}${pad('e/d rps', 10, true)}   (d/c: warm session vs off; e/d: per_request vs session)`);
   for (const q of r.ratios) {

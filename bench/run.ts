@@ -174,6 +174,7 @@ async function measure(
     [procs.attestedOutbound.name]: metrics(p.attestedAdmin),
     [procs.freshOutbound.name]: metrics(p.freshAdmin),
   });
+  await peak.warm();
   for (const connections of settings.connections) {
     const perScenario = new Map<Scenario, LoadResult[]>(SCENARIOS.map((s) => [s, []]));
     // Each scenario's recent req/s: sizes its next counted run (see load.ts) to last about
@@ -213,8 +214,10 @@ async function measure(
           `round ${round + 1}/${settings.rounds} ${s} @${connections}: ${r.reqPerSec.toFixed(0)} req/s, ` +
             `${r.requests} in ${r.elapsedSeconds.toFixed(2)} s, p50 ${r.p50Ms.toFixed(3)} ms, p99 ${r.p99Ms.toFixed(3)} ms, errors ${r.errors}, non2xx ${r.non2xx}` +
             (r.steal !== undefined ? `, steal ${(r.steal * 100).toFixed(1)}%` : '') +
+            (r.cpu ? `, CPU/req ${(r.cpu.proxiesNs / r.cpu.responses / 1000).toFixed(1)} us (load generator ${(r.cpu.loadgenNs / r.cpu.responses / 1000).toFixed(1)})` : '') +
             Object.entries(r.maxRss).map(([name, v]) => `, ${name} ${(v / 2 ** 20).toFixed(1)} MiB`).join(''),
         );
+        await peak.collect(); // between runs, never during one (see PeakMemory.collect)
         windows.get(s)!.push(r);
         rate.get(s)!.push(r.reqPerSec);
         for (const [name, v] of Object.entries(r.maxRss)) rssLoad[name] = Math.max(rssLoad[name] ?? 0, v);
@@ -223,7 +226,6 @@ async function measure(
     }
     for (const s of SCENARIOS) results.push(summarize(s, connections, perScenario.get(s)!));
   }
-  await peak.settle();
   return { results, rssLoad, rssPeak: Object.fromEntries(peak.peaks) };
 }
 

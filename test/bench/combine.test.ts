@@ -4,7 +4,7 @@
  */
 import t from 'tap';
 import { combineWindows, LatencySamples, type LoadResult } from '../../bench/load.js';
-import { parseCpuTimes, stealBetween } from '../../bench/lib.js';
+import { parseCpuTimes, processCpuNs, stealBetween } from '../../bench/lib.js';
 import { stealSummary } from '../../bench/report.js';
 
 function run(requests: number, elapsedSeconds: number, extra: Partial<LoadResult> = {}): LoadResult {
@@ -85,4 +85,22 @@ t.test('the steal line of the report, with a warning when the hypervisor took a 
   t.notMatch(calm, /WARNING/);
   t.match(stealSummary([result([0.3, 0.5, 0.02])])!, /median 30\.0%, max 50\.0%\n.*WARNING: 2 of 3 scenario rounds/);
   t.match(stealSummary([result([0.01, 0.02, 0.5])])!, /median 2\.0%.*\n.*WARNING: 1 of 3/, 'one bad round is enough to warn, whatever the median');
+});
+
+t.test('CPU adds up over the runs, and only when every run has it', async (t) => {
+  const cpu = (proxiesNs: number, loadgenNs: number, responses: number) => ({ cpu: { proxiesNs, loadgenNs, responses } });
+  const both = combineWindows([run(900, 1, cpu(1e8, 2e7, 1000)), run(1800, 2, cpu(3e8, 5e7, 2000))], new LatencySamples());
+  t.same(both.cpu, { proxiesNs: 4e8, loadgenNs: 7e7, responses: 3000 });
+  const partial = combineWindows([run(900, 1, cpu(1e8, 2e7, 1000)), run(1800, 2)], new LatencySamples());
+  t.equal(partial.cpu, undefined, 'one run without a reading: no sum of part of the runs');
+});
+
+t.test('processCpuNs: a process\'s CPU time in ns, all threads; undefined for no such process', { skip: process.platform !== 'linux' && 'reads /proc (Linux only)' }, async (t) => {
+  const before = processCpuNs('self')!;
+  // Spin for 20 ms of CPU time as getrusage counts it (wall time would include what a busy VM steals).
+  const start = process.cpuUsage();
+  for (let u = process.cpuUsage(start); u.user + u.system < 20_000; u = process.cpuUsage(start));
+  const after = processCpuNs('self')!;
+  t.ok(after - before >= 15e6, `at least 15 ms counted for 20 ms of spinning (${((after - before) / 1e6).toFixed(1)} ms)`);
+  t.equal(processCpuNs(2 ** 22 + 1), undefined, 'a pid above pid_max');
 });

@@ -36,6 +36,13 @@ t.test('bench tools over the real pairs', async (t) => {
     t.equal(first.errors + first.non2xx, 0, 'no errors');
     t.ok(first.requests > 0 && first.requests <= 800, `measured ${first.requests} of 800 in the busy window`);
     t.ok(first.elapsedSeconds > 0 && first.reqPerSec > 0, 'rate measured');
+    t.equal(first.cpu, undefined, 'no processes watched: no CPU reading');
+    const watched = await runLoad({ url, connections: 16, amount: 800, headers, watch: [{ name: 'sc-out', pid: pairs.scOut.pid }, { name: 'sc-in', pid: pairs.scIn.pid }] });
+    t.ok(watched.cpu, 'CPU read for the watched pair');
+    // Every response of the run counts (the tail after the measured window too), and both the
+    // pair and this process used CPU for them.
+    t.equal(watched.cpu!.responses, 800, 'every response of the run');
+    t.ok(watched.cpu!.proxiesNs > 0 && watched.cpu!.loadgenNs > 0, `CPU used: pair ${watched.cpu!.proxiesNs} ns, load generator ${watched.cpu!.loadgenNs} ns`);
     const before = await inboundConnectionsTotal(f.ports.serviceAdmin);
     for (let i = 0; i < 3; i++) {
       const r = await runLoad({ url, connections: 16, amount: 800, headers });

@@ -49,7 +49,7 @@ t.test('a made-up exposition: labels in any order, other metrics ignored, tiny s
   );
 });
 
-t.test('the tracker explains the first sample and each new high, not every sample', { skip: existsSync('/proc/self/status') ? false : 'needs /proc' }, async (t) => {
+t.test('the tracker reads /proc at each new high and /metrics only when collected, between runs', { skip: existsSync('/proc/self/status') ? false : 'needs /proc' }, async (t) => {
   const text = await defaultMetricsText();
   let fetches = 0;
   const server = createServer((_req, res) => {
@@ -63,16 +63,23 @@ t.test('the tracker explains the first sample and each new high, not every sampl
   const own = rssParts(process.pid)!;
   t.ok(own.rss > 0 && own.file > 0 && own.anon > 0, 'VmRSS, RssFile and RssAnon read from /proc');
 
+  await peak.warm();
+  t.equal(fetches, 1, 'warm: one fetch before any load');
+  t.equal(peak.peaks.size, 0, 'warm keeps nothing');
+  fetches = 0;
   peak.observe('me', process.pid, 100 * MIB);
-  peak.observe('me', process.pid, 100 * MIB); // fetch in flight: ignored
-  await peak.settle();
-  peak.observe('me', process.pid, 100.5 * MIB); // under 1 MiB higher: no fetch
+  peak.observe('me', process.pid, 100.5 * MIB); // under 1 MiB higher: not a new high
   peak.observe('other', process.pid, 500 * MIB); // not a process to explain
-  await peak.settle();
-  t.equal(fetches, 1, 'one fetch for the first sample');
+  await new Promise((r) => setTimeout(r, 50));
+  t.equal(fetches, 0, 'nothing fetched while a run goes on');
+  await peak.collect();
+  t.equal(fetches, 1, 'one fetch for the first high, at collect');
+  await peak.collect();
+  t.equal(fetches, 1, 'no new high since: nothing to fetch');
   peak.observe('me', process.pid, 102 * MIB);
-  await peak.settle();
-  t.equal(fetches, 2, 'a new high fetches again');
+  peak.observe('me', process.pid, 104 * MIB);
+  await peak.collect();
+  t.equal(fetches, 2, 'two new highs in one run: one fetch, for the higher');
   const b = peak.peaks.get('me')!;
   t.ok(b.v8TotalMiB > 0 && b.v8.old! > 0, 'breakdown from /metrics');
   t.ok(Math.abs(b.rssMiB - (b.fileMiB + b.anonMiB)) < 2, 'RSS is its file pages plus anonymous memory (shmem aside)');
@@ -82,6 +89,6 @@ t.test('the tracker explains the first sample and each new high, not every sampl
 t.test('a sidecar that does not answer leaves its peak unexplained, without failing the run', async (t) => {
   const peak = new PeakMemory({ gone: 'http://127.0.0.1:9/metrics' });
   peak.observe('gone', process.pid, 100 * MIB);
-  await peak.settle();
+  await peak.collect();
   t.equal(peak.peaks.size, 0);
 });

@@ -83,3 +83,36 @@ t.test("the A/A control: b'/b per round and its median, stolen rounds left out a
   t.match(renderTable(r), /A\/A control[^\n]*\n +32 +0\.99 +0\.90-1\.10\n/);
   t.notOk(r.targets.some((x) => /b'/.test(x.name)), 'the control is shown, not a target');
 });
+
+t.test('CPU per request: paired per round and gauged by the load generator, b\'/b alike', async (t) => {
+  // Per response: b's proxies 100 us and the load generator 25 us; c's proxies 110 us. In rounds
+  // 1 and 4 the VM ran 1.5x slower during c's runs: every process's CPU per response grew alike.
+  const cpuRound = (proxiesUs: number, loadgenUs: number, steal?: number): LoadResult => ({
+    ...round(1000, steal),
+    cpu: { proxiesNs: proxiesUs * 1000 * 1000, loadgenNs: loadgenUs * 1000 * 1000, responses: 1000 },
+  });
+  const slow = (i: number) => (i === 1 || i === 4 ? 1.5 : 1);
+  const reference = Array.from({ length: 7 }, () => cpuRound(100, 25));
+  const control = Array.from({ length: 7 }, (_, i) => cpuRound(i === 3 ? 104 : 100, 25));
+  const sidecar = Array.from({ length: 7 }, (_, i) => cpuRound(110 * slow(i), 25 * slow(i)));
+  const r = report({ reference, control, sidecar });
+  const q = r.ratios[0]!;
+  t.ok(q.cpu, 'CPU ratios present when every round has CPU');
+  t.equal(q.cpu!.cOverB.toFixed(6), '1.100000', 'the slow rounds read like the others once gauged');
+  t.same(q.cpu!.cOverBPerRound.map((v) => v.toFixed(3)), Array(7).fill('1.100'));
+  t.equal(q.cpu!.controlOverB, 1, 'A/A: median 1');
+  t.equal(Math.max(...q.cpu!.controlOverBPerRound).toFixed(2), '1.04');
+  const c = r.results.find((x) => x.scenario === 'sidecar')!;
+  t.same(c.cpuUsPerRequest, { proxies: 110, loadgen: 25 }, 'raw medians over rounds, us per request');
+  t.match(renderTable(r), /CPU per request[^\n]*\n +32 +100\.0 +100\.0 +110\.0 +1\.10 +1\.00 +1\.10-1\.10\n/);
+});
+
+t.test('CPU ratios are left out when a round has no CPU reading', async (t) => {
+  const reference = Array.from({ length: 7 }, (_, i) => ({ ...round(1000), ...(i === 2 ? {} : { cpu: { proxiesNs: 1e8, loadgenNs: 2.5e7, responses: 1000 } }) }));
+  const control = Array.from({ length: 7 }, () => ({ ...round(1000), cpu: { proxiesNs: 1e8, loadgenNs: 2.5e7, responses: 1000 } }));
+  const sidecar = Array.from({ length: 7 }, () => ({ ...round(950), cpu: { proxiesNs: 1.1e8, loadgenNs: 2.5e7, responses: 1000 } }));
+  const r = report({ reference, control, sidecar });
+  t.equal(r.ratios[0]!.cpu, undefined);
+  t.notMatch(renderTable(r), /CPU per request/);
+  t.equal(r.ratios[0]!.reqPerSec.cOverB, 0.95, 'req/s ratios unaffected');
+});
