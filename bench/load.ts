@@ -54,6 +54,11 @@ export interface LoadOptions {
   headers?: Record<string, string>;
   /** Processes whose max RSS is sampled during the load. */
   watch?: { name: string; pid: number }[];
+  /**
+   * Processes that serve other scenarios: the CPU they use during this run (a collection or a
+   * write left over from their own run) is CPU this run's processes did not get.
+   */
+  background?: number[];
   /** Sees every RSS sample of the watched processes (see peak-memory.ts). */
   onRssSample?: (name: string, pid: number, rss: number) => void;
   /** Also records every measured latency here (to combine several runs: see combineWindows). */
@@ -94,6 +99,9 @@ export interface RunCpu {
   proxiesNs: number;
   loadgenNs: number;
   responses: number;
+  /** CPU of the `background` processes during the run, and the run's length (ns both). */
+  backgroundNs?: number;
+  wallNs?: number;
 }
 
 /** Growable float buffer: no per-sample allocation on the hot path. */
@@ -123,10 +131,14 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
   if ((opts.amount === undefined) === (opts.durationSeconds === undefined)) throw new Error('runLoad: give exactly one of amount and durationSeconds');
   sampler.start();
   const watched = (opts.watch ?? []).map((w) => w.pid);
-  const proxiesCpu = () => watched.reduce<number | undefined>((sum, pid) => {
+  const cpuOf = (pids: number[]) => pids.reduce<number | undefined>((sum, pid) => {
     const ns = processCpuNs(pid);
     return sum === undefined || ns === undefined ? undefined : sum + ns;
   }, 0);
+  const proxiesCpu = () => cpuOf(watched);
+  const background = opts.background ?? [];
+  const backgroundAtStart = background.length ? cpuOf(background) : undefined;
+  const wallAtStart = process.hrtime.bigint();
   const proxiesAtStart = proxiesCpu();
   const loadgenAtStart = processCpuNs('self');
   const cpuAtStart = cpuTimes();
@@ -176,9 +188,16 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
   }
   const proxiesAtEnd = proxiesCpu();
   const loadgenAtEnd = processCpuNs('self');
+  const backgroundAtEnd = background.length ? cpuOf(background) : undefined;
+  const wallNs = Number(process.hrtime.bigint() - wallAtStart);
   const cpu: RunCpu | undefined =
     watched.length && responses > 0 && proxiesAtStart !== undefined && proxiesAtEnd !== undefined && loadgenAtStart !== undefined && loadgenAtEnd !== undefined
-      ? { proxiesNs: proxiesAtEnd - proxiesAtStart, loadgenNs: loadgenAtEnd - loadgenAtStart, responses }
+      ? {
+          proxiesNs: proxiesAtEnd - proxiesAtStart,
+          loadgenNs: loadgenAtEnd - loadgenAtStart,
+          responses,
+          ...(backgroundAtStart !== undefined && backgroundAtEnd !== undefined ? { backgroundNs: backgroundAtEnd - backgroundAtStart, wallNs } : {}),
+        }
       : undefined;
   const steal = stealBetween(cpuAtStart, cpuTimes());
   const sorted = samples.sorted();
@@ -218,11 +237,14 @@ export function combineWindows(windows: readonly LoadResult[], latencies: Latenc
   // CPU adds up over the runs, but only if every run has it (a partial sum would be compared
   // with whole ones).
   const cpu = windows.every((w) => w.cpu)
-    ? windows.reduce<RunCpu>((sum, w) => ({
-        proxiesNs: sum.proxiesNs + w.cpu!.proxiesNs,
-        loadgenNs: sum.loadgenNs + w.cpu!.loadgenNs,
-        responses: sum.responses + w.cpu!.responses,
-      }), { proxiesNs: 0, loadgenNs: 0, responses: 0 })
+    ? windows.reduce<RunCpu>((sum, w) => {
+        const next: RunCpu = { proxiesNs: sum.proxiesNs + w.cpu!.proxiesNs, loadgenNs: sum.loadgenNs + w.cpu!.loadgenNs, responses: sum.responses + w.cpu!.responses };
+        if (sum.backgroundNs !== undefined && w.cpu!.backgroundNs !== undefined) {
+          next.backgroundNs = sum.backgroundNs + w.cpu!.backgroundNs;
+          next.wallNs = sum.wallNs! + w.cpu!.wallNs!;
+        }
+        return next;
+      }, { proxiesNs: 0, loadgenNs: 0, responses: 0, backgroundNs: 0, wallNs: 0 })
     : undefined;
   return {
     requests,

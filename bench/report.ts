@@ -18,6 +18,8 @@ export type Scenario = (typeof SCENARIOS)[number];
  */
 export const RUN_ORDER: readonly Scenario[] = ['direct', 'control', 'reference', 'sidecar', 'attested', 'fresh'];
 
+export const SCENARIO_LETTER: Record<Scenario, string> = { direct: 'a', reference: 'b', control: "b'", sidecar: 'c', attested: 'd', fresh: 'e' };
+
 export const SCENARIO_LABEL: Record<Scenario, string> = {
   direct: '(a) direct to app',
   reference: '(b) bare mTLS proxy pair',
@@ -43,6 +45,8 @@ export interface ScenarioResult {
   steal?: number;
   /** Medians over rounds of CPU per request, us: the pair's two proxies (all threads) and the load generator. Pairs only. */
   cpuUsPerRequest?: { proxies: number; loadgen: number };
+  /** Median over rounds of the CPU the other scenarios' proxies used during this one's runs, ms per s. */
+  backgroundMsPerSecond?: number;
   rounds: { reqPerSec: number; p50Ms: number; p99Ms: number; steal?: number; cpu?: RunCpu }[];
 }
 
@@ -112,6 +116,9 @@ export function summarize(scenario: Scenario, connections: number, rounds: LoadR
         loadgen: median(rounds.map((r) => r.cpu!.loadgenNs / r.cpu!.responses / 1000)),
       }
     : undefined;
+  const background = rounds.every((r) => r.cpu?.backgroundNs !== undefined && r.cpu.wallNs! > 0)
+    ? median(rounds.map((r) => (r.cpu!.backgroundNs! / r.cpu!.wallNs!) * 1000))
+    : undefined;
   return {
     scenario,
     connections,
@@ -124,6 +131,7 @@ export function summarize(scenario: Scenario, connections: number, rounds: LoadR
     ...(firstError ? { firstError } : {}),
     ...(steals.length ? { steal: median(steals) } : {}),
     ...(cpu && rounds.length ? { cpuUsPerRequest: cpu } : {}),
+    ...(background !== undefined && rounds.length ? { backgroundMsPerSecond: background } : {}),
     rounds: rounds.map((r) => ({
       reqPerSec: r.reqPerSec,
       p50Ms: r.p50Ms,
@@ -350,6 +358,14 @@ export function renderTable(r: BenchReport): string {
       );
     }
     lines.push(`${pad('', LABEL_WIDTH)}(the pair's two proxies, all threads; the ratios divide each run's by the load generator's CPU per request in that run)`);
+    for (const q of r.ratios) {
+      const others = r.results.filter((x) => x.connections === q.connections && x.backgroundMsPerSecond !== undefined);
+      if (others.length === 0) continue;
+      lines.push(
+        `${pad('', LABEL_WIDTH)}@${q.connections}: other scenarios' proxies used, during each one's runs (ms of CPU per s): ` +
+          others.map((x) => `${SCENARIO_LETTER[x.scenario]} ${fmt(x.backgroundMsPerSecond!, 0)}`).join(', '),
+      );
+    }
   }
   lines.push('', `${pad('attestation', LABEL_WIDTH)}${pad('conns', 6, true)}${pad('d/c rps', 10, true)}${pad('e/d rps', 10, true)}   (d/c: warm session vs off; e/d: per_request vs session)`);
   for (const q of r.ratios) {

@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --json] [--quick] [--rounds N] [--duration S] [--connections 1,32]`
+ * `npm run bench [-- --json] [--quick] [--rounds N] [--duration S] [--warmup S] [--connections 1,32]`
  *
  * Measures, on loopback with keep-alive and one load generator (autocannon, in this process):
  *   (a) direct to a small app, (b) a bare pair of minimal Node mTLS proxies,
@@ -41,6 +41,7 @@ function parseSettings(argv: string[]): Settings {
       quick: { type: 'boolean', default: false },
       rounds: { type: 'string' },
       duration: { type: 'string' },
+      warmup: { type: 'string' },
       connections: { type: 'string' },
     },
     strict: true,
@@ -58,7 +59,7 @@ function parseSettings(argv: string[]): Settings {
     quick,
     rounds: Math.round(positive(values.rounds, quick ? 1 : 7, 'rounds')),
     durationSeconds: positive(values.duration, quick ? 0.5 : 2, 'duration'),
-    warmupSeconds: quick ? 0.25 : 1,
+    warmupSeconds: positive(values.warmup, quick ? 0.25 : 1, 'warmup'),
     connections,
   };
 }
@@ -128,7 +129,7 @@ async function startProcesses(f: BenchFiles, root: string): Promise<Processes> {
   return procs;
 }
 
-function target(s: Scenario, f: BenchFiles, procs: Processes) {
+function target(s: Scenario, f: BenchFiles, procs: Processes): { url: string; headers?: Record<string, string>; watch: Child[] } {
   const p = f.ports;
   switch (s) {
     case 'direct':
@@ -175,6 +176,8 @@ async function measure(
     [procs.freshOutbound.name]: metrics(p.freshAdmin),
   });
   await peak.warm();
+  // Every proxy process: those a run does not use are its background (see LoadOptions).
+  const proxies = Object.values(procs).filter((c) => c !== procs.app);
   for (const connections of settings.connections) {
     const perScenario = new Map<Scenario, LoadResult[]>(SCENARIOS.map((s) => [s, []]));
     // Each scenario's recent req/s: sizes its next counted run (see load.ts) to last about
@@ -185,9 +188,10 @@ async function measure(
       progress(`warm-up ${s} @${connections}`);
       const t = target(s, f, procs);
       const headers = t.headers ? { headers: t.headers } : {};
-      // A timed run to learn the rate, then a counted one: the timed run ends with requests in
-      // flight, and the counted one reopens (and warms) the connections that cost.
-      rate.get(s)!.push((await runLoad({ url: t.url, connections, durationSeconds: settings.warmupSeconds, ...headers })).reqPerSec);
+      // A timed run (at most 1 s) to learn the rate, then a counted one of `warmupSeconds`: the
+      // timed run ends with requests in flight, and the counted one reopens (and warms) the
+      // connections that cost.
+      rate.get(s)!.push((await runLoad({ url: t.url, connections, durationSeconds: Math.min(1, settings.warmupSeconds), ...headers })).reqPerSec);
       rate.get(s)!.push((await runLoad({ url: t.url, connections, amount: amountFor(s, settings.warmupSeconds), ...headers })).reqPerSec);
     }
     for (let round = 0; round < settings.rounds; round++) {
@@ -207,6 +211,7 @@ async function measure(
           amount: amountFor(s, settings.durationSeconds),
           ...(t.headers ? { headers: t.headers } : {}),
           watch: t.watch.map((c) => ({ name: c.name, pid: c.pid })),
+          background: proxies.filter((c) => !t.watch.includes(c)).map((c) => c.pid),
           onRssSample: peak.observe,
           latencies: latencies.get(s)!,
         });
@@ -215,6 +220,7 @@ async function measure(
             `${r.requests} in ${r.elapsedSeconds.toFixed(2)} s, p50 ${r.p50Ms.toFixed(3)} ms, p99 ${r.p99Ms.toFixed(3)} ms, errors ${r.errors}, non2xx ${r.non2xx}` +
             (r.steal !== undefined ? `, steal ${(r.steal * 100).toFixed(1)}%` : '') +
             (r.cpu ? `, CPU/req ${(r.cpu.proxiesNs / r.cpu.responses / 1000).toFixed(1)} us (load generator ${(r.cpu.loadgenNs / r.cpu.responses / 1000).toFixed(1)})` : '') +
+            (r.cpu?.backgroundNs !== undefined ? `, other proxies ${((r.cpu.backgroundNs / r.cpu.wallNs!) * 1000).toFixed(0)} ms/s` : '') +
             Object.entries(r.maxRss).map(([name, v]) => `, ${name} ${(v / 2 ** 20).toFixed(1)} MiB`).join(''),
         );
         await peak.collect(); // between runs, never during one (see PeakMemory.collect)

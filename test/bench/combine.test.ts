@@ -91,6 +91,11 @@ t.test('CPU adds up over the runs, and only when every run has it', async (t) =>
   const cpu = (proxiesNs: number, loadgenNs: number, responses: number) => ({ cpu: { proxiesNs, loadgenNs, responses } });
   const both = combineWindows([run(900, 1, cpu(1e8, 2e7, 1000)), run(1800, 2, cpu(3e8, 5e7, 2000))], new LatencySamples());
   t.same(both.cpu, { proxiesNs: 4e8, loadgenNs: 7e7, responses: 3000 });
+  const withOthers = (backgroundNs: number, wallNs: number) => ({ cpu: { proxiesNs: 1e8, loadgenNs: 2e7, responses: 1000, backgroundNs, wallNs } });
+  t.same(combineWindows([run(900, 1, withOthers(5e6, 1e9)), run(900, 1, withOthers(1.5e7, 1e9))], new LatencySamples()).cpu, {
+    proxiesNs: 2e8, loadgenNs: 4e7, responses: 2000, backgroundNs: 2e7, wallNs: 2e9,
+  }, 'the other proxies\' CPU and the runs\' time add up too');
+  t.notOk('backgroundNs' in combineWindows([run(900, 1, withOthers(5e6, 1e9)), run(900, 1, cpu(1e8, 2e7, 1000))], new LatencySamples()).cpu!, 'but only when every run has them');
   const partial = combineWindows([run(900, 1, cpu(1e8, 2e7, 1000)), run(1800, 2)], new LatencySamples());
   t.equal(partial.cpu, undefined, 'one run without a reading: no sum of part of the runs');
 });

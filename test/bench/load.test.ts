@@ -37,12 +37,19 @@ t.test('bench tools over the real pairs', async (t) => {
     t.ok(first.requests > 0 && first.requests <= 800, `measured ${first.requests} of 800 in the busy window`);
     t.ok(first.elapsedSeconds > 0 && first.reqPerSec > 0, 'rate measured');
     t.equal(first.cpu, undefined, 'no processes watched: no CPU reading');
-    const watched = await runLoad({ url, connections: 16, amount: 800, headers, watch: [{ name: 'sc-out', pid: pairs.scOut.pid }, { name: 'sc-in', pid: pairs.scIn.pid }] });
+    const watched = await runLoad({
+      url, connections: 16, amount: 800, headers,
+      watch: [{ name: 'sc-out', pid: pairs.scOut.pid }, { name: 'sc-in', pid: pairs.scIn.pid }],
+      background: [pairs.refOut.pid, pairs.refIn.pid],
+    });
     t.ok(watched.cpu, 'CPU read for the watched pair');
     // Every response of the run counts (the tail after the measured window too), and both the
     // pair and this process used CPU for them.
     t.equal(watched.cpu!.responses, 800, 'every response of the run');
     t.ok(watched.cpu!.proxiesNs > 0 && watched.cpu!.loadgenNs > 0, `CPU used: pair ${watched.cpu!.proxiesNs} ns, load generator ${watched.cpu!.loadgenNs} ns`);
+    // The idle bare pair in the background: read, and far less than the busy pair (it serves nothing).
+    t.ok(watched.cpu!.backgroundNs! >= 0 && watched.cpu!.backgroundNs! < watched.cpu!.proxiesNs / 4, `background read: ${watched.cpu!.backgroundNs} ns`);
+    t.ok(watched.cpu!.wallNs! > 0, 'the run\'s length');
     const before = await inboundConnectionsTotal(f.ports.serviceAdmin);
     for (let i = 0; i < 3; i++) {
       const r = await runLoad({ url, connections: 16, amount: 800, headers });

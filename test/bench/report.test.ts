@@ -105,6 +105,12 @@ t.test('CPU per request: paired per round and gauged by the load generator, b\'/
   const c = r.results.find((x) => x.scenario === 'sidecar')!;
   t.same(c.cpuUsPerRequest, { proxies: 110, loadgen: 25 }, 'raw medians over rounds, us per request');
   t.match(renderTable(r), /CPU per request[^\n]*\n +32 +100\.0 +100\.0 +110\.0 +1\.10 +1\.00 +1\.10-1\.10\n/);
+  t.notMatch(renderTable(r), /other scenarios' proxies used/, 'no background readings: no line');
+  // The other proxies used 30 ms of CPU per s of b's runs and 90 of c's (a neighbour's leftovers).
+  const withOthers = (runs: LoadResult[], ms: number) => runs.map((x) => ({ ...x, cpu: { ...x.cpu!, backgroundNs: ms * 1e6, wallNs: 1e9 } }));
+  const r2 = report({ reference: withOthers(reference, 30), control: withOthers(control, 20), sidecar: withOthers(sidecar, 90) });
+  t.equal(r2.results.find((x) => x.scenario === 'sidecar')!.backgroundMsPerSecond, 90);
+  t.match(renderTable(r2), /@32: other scenarios' proxies used, during each one's runs \(ms of CPU per s\): b 30, b' 20, c 90\n/);
 });
 
 t.test('CPU ratios are left out when a round has no CPU reading', async (t) => {
