@@ -5,7 +5,7 @@
 import t from 'tap';
 import { combineWindows, LatencySamples, type LoadResult } from '../../bench/load.js';
 import { parseCpuTimes, processCpuNs, stealBetween } from '../../bench/lib.js';
-import { stealSummary } from '../../bench/report.js';
+import { stealSummary } from '../../bench/table.js';
 
 function run(requests: number, elapsedSeconds: number, extra: Partial<LoadResult> = {}): LoadResult {
   return { requests, elapsedSeconds, reqPerSec: requests / elapsedSeconds, p50Ms: NaN, p99Ms: NaN, errors: 0, non2xx: 0, maxRss: {}, ...extra };

@@ -10,7 +10,7 @@ import t from 'tap';
 import client from 'prom-client';
 import { heapFromMetrics, PeakMemory } from '../../bench/peak-memory.js';
 import { rssParts } from '../../bench/lib.js';
-import { describePeak } from '../../bench/report.js';
+import { describePeak } from '../../bench/table.js';
 
 const MIB = 2 ** 20;
 

@@ -4,7 +4,8 @@
  */
 import t from 'tap';
 import type { LoadResult } from '../../bench/load.js';
-import { buildReport, comparableRounds, renderTable, summarize, SCENARIOS, type Scenario } from '../../bench/report.js';
+import { buildReport, comparableRounds, summarize, SCENARIOS, type Scenario } from '../../bench/report.js';
+import { renderTable } from '../../bench/table.js';
 
 function round(reqPerSec: number, steal?: number): LoadResult {
   return { requests: reqPerSec, elapsedSeconds: 1, reqPerSec, p50Ms: 1, p99Ms: 2, errors: 0, non2xx: 0, maxRss: {}, ...(steal !== undefined ? { steal } : {}) };
