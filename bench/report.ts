@@ -66,9 +66,12 @@ export interface Ratios {
    * CPU per request of the pair's proxies, c over b and (the A/A control) b' over b, paired per
    * round over the same rounds as req/s. Each run's CPU per request is first divided by the load
    * generator's in that run, which does the same work per request in every scenario and so
-   * gauges how fast the VM ran then. Absent where CPU could not be read (not Linux).
+   * gauges how fast the VM ran then, as long as it is busy: at one connection its CPU per
+   * request follows the path's latency (an idle wake-up per response) more than the VM's speed,
+   * so the raw ratios (`raw`, CPU per request as measured) are given too. Absent where CPU could
+   * not be read (not Linux).
    */
-  cpu?: { cOverB: number; cOverBPerRound: number[]; controlOverB: number; controlOverBPerRound: number[] };
+  cpu?: { cOverB: number; cOverBPerRound: number[]; controlOverB: number; controlOverBPerRound: number[]; raw: { cOverB: number; controlOverB: number } };
   p50: { cOverA: number; cOverB: number };
   /** Latency the proxy pair adds over the direct path (median p50 difference), ms. */
   addedP50Ms: { reference: number; sidecar: number };
@@ -179,6 +182,11 @@ function pairedMedian(x: ScenarioResult, y: ScenarioResult, f: Pairing): number 
   return median(paired(x, y, f));
 }
 
+/** A round's proxy CPU per request (ns), as measured. */
+function perRequest(r: ScenarioResult['rounds'][number]): number | undefined {
+  return r.cpu && r.cpu.responses > 0 ? r.cpu.proxiesNs / r.cpu.responses : undefined;
+}
+
 /** A round's proxy CPU per request over the load generator's (see Ratios.cpu). */
 function gauged(r: ScenarioResult['rounds'][number]): number | undefined {
   const cpu = r.cpu;
@@ -194,13 +202,15 @@ function ratiosFor(results: ScenarioResult[], connections: number): Ratios {
   const d = get('attested');
   const e = get('fresh');
   const rps = (x: ScenarioResult, y: ScenarioResult) => pairedMedian(x, y, (xi, yi) => xi.reqPerSec / yi.reqPerSec);
-  const cpuRatios = (x: ScenarioResult, y: ScenarioResult) => {
+  const cpuRatios = (x: ScenarioResult, y: ScenarioResult, per: (r: ScenarioResult['rounds'][number]) => number | undefined) => {
     const rounds = comparableRounds(x, y);
-    if (!rounds.every((i) => gauged(x.rounds[i]!) !== undefined && gauged(y.rounds[i]!) !== undefined)) return undefined;
-    return rounds.map((i) => gauged(x.rounds[i]!)! / gauged(y.rounds[i]!)!);
+    if (!rounds.every((i) => per(x.rounds[i]!) !== undefined && per(y.rounds[i]!) !== undefined)) return undefined;
+    return rounds.map((i) => per(x.rounds[i]!)! / per(y.rounds[i]!)!);
   };
-  const cpuCOverB = cpuRatios(c, b);
-  const cpuControlOverB = cpuRatios(bPrime, b);
+  const cpuCOverB = cpuRatios(c, b, gauged);
+  const cpuControlOverB = cpuRatios(bPrime, b, gauged);
+  const rawCOverB = cpuRatios(c, b, perRequest);
+  const rawControlOverB = cpuRatios(bPrime, b, perRequest);
   const p50 = (x: ScenarioResult, y: ScenarioResult) => pairedMedian(x, y, (xi, yi) => xi.p50Ms / yi.p50Ms);
   return {
     connections,
@@ -210,7 +220,15 @@ function ratiosFor(results: ScenarioResult[], connections: number): Ratios {
     cOverBStolenRounds: { left: measuredRounds(c, b) - comparableRounds(c, b).length, of: measuredRounds(c, b) },
     control: { overB: rps(bPrime, b), perRound: paired(bPrime, b, (xi, bi) => xi.reqPerSec / bi.reqPerSec) },
     ...(cpuCOverB?.length && cpuControlOverB?.length
-      ? { cpu: { cOverB: median(cpuCOverB), cOverBPerRound: cpuCOverB, controlOverB: median(cpuControlOverB), controlOverBPerRound: cpuControlOverB } }
+      ? {
+          cpu: {
+            cOverB: median(cpuCOverB),
+            cOverBPerRound: cpuCOverB,
+            controlOverB: median(cpuControlOverB),
+            controlOverBPerRound: cpuControlOverB,
+            raw: { cOverB: median(rawCOverB!), controlOverB: median(rawControlOverB!) },
+          },
+        }
       : {}),
     p50: { cOverA: p50(c, a), cOverB: p50(c, b) },
     addedP50Ms: { reference: b.p50Ms - a.p50Ms, sidecar: c.p50Ms - a.p50Ms },

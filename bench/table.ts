@@ -74,7 +74,7 @@ export function renderTable(r: BenchReport): string {
   if (r.ratios.some((q) => q.cpu)) {
     lines.push(
       '',
-      `${pad('CPU per request', LABEL_WIDTH)}${pad('conns', 6, true)}${pad('b us', 8, true)}${pad("b' us", 8, true)}${pad('c us', 8, true)}${pad('c/b', 7, true)}${pad("b'/b", 7, true)}${pad('c/b per round', 16, true)}`,
+      `${pad('CPU per request', LABEL_WIDTH)}${pad('conns', 6, true)}${pad('b us', 8, true)}${pad("b' us", 8, true)}${pad('c us', 8, true)}${pad('c/b', 7, true)}${pad("b'/b", 7, true)}${pad('c/b per round', 16, true)}${pad('raw c/b', 9, true)}${pad("b'/b", 7, true)}`,
     );
     for (const q of r.ratios) {
       if (!q.cpu) continue;
@@ -82,10 +82,14 @@ export function renderTable(r: BenchReport): string {
       const opt = (v: number | undefined) => (v === undefined ? 'n/a' : fmt(v, 1));
       lines.push(
         `${pad('', LABEL_WIDTH)}${pad(String(q.connections), 6, true)}${pad(opt(us('reference')), 8, true)}${pad(opt(us('control')), 8, true)}${pad(opt(us('sidecar')), 8, true)}` +
-          `${pad(fmt(q.cpu.cOverB), 7, true)}${pad(fmt(q.cpu.controlOverB), 7, true)}${pad(`${fmt(Math.min(...q.cpu.cOverBPerRound))}-${fmt(Math.max(...q.cpu.cOverBPerRound))}`, 16, true)}`,
+          `${pad(fmt(q.cpu.cOverB), 7, true)}${pad(fmt(q.cpu.controlOverB), 7, true)}${pad(`${fmt(Math.min(...q.cpu.cOverBPerRound))}-${fmt(Math.max(...q.cpu.cOverBPerRound))}`, 16, true)}` +
+          `${pad(fmt(q.cpu.raw.cOverB), 9, true)}${pad(fmt(q.cpu.raw.controlOverB), 7, true)}`,
       );
     }
-    lines.push(`${pad('', LABEL_WIDTH)}(the pair's two proxies, all threads; the ratios divide each run's by the load generator's CPU per request in that run)`);
+    lines.push(
+      `${pad('', LABEL_WIDTH)}(the pair's two proxies, all threads; c/b and b'/b divide each run's by the load generator's CPU per request in that run,`,
+      `${pad('', LABEL_WIDTH)} which gauges the VM's speed while the load generator is busy, not at one connection: raw ratios as measured)`,
+    );
     for (const q of r.ratios) {
       const others = r.results.filter((x) => x.connections === q.connections && x.backgroundMsPerSecond !== undefined);
       if (others.length === 0) continue;
