@@ -202,10 +202,10 @@ function ratiosFor(results: ScenarioResult[], connections: number): Ratios {
   const d = get('attested');
   const e = get('fresh');
   const rps = (x: ScenarioResult, y: ScenarioResult) => pairedMedian(x, y, (xi, yi) => xi.reqPerSec / yi.reqPerSec);
+  // A round without a CPU reading gives NaN (undefined / undefined): then no CPU ratio at all.
   const cpuRatios = (x: ScenarioResult, y: ScenarioResult, per: (r: ScenarioResult['rounds'][number]) => number | undefined) => {
-    const rounds = comparableRounds(x, y);
-    if (!rounds.every((i) => per(x.rounds[i]!) !== undefined && per(y.rounds[i]!) !== undefined)) return undefined;
-    return rounds.map((i) => per(x.rounds[i]!)! / per(y.rounds[i]!)!);
+    const ratios = paired(x, y, (xi, yi) => per(xi)! / per(yi)!);
+    return ratios.every(Number.isFinite) ? ratios : undefined;
   };
   const cpuCOverB = cpuRatios(c, b, gauged);
   const cpuControlOverB = cpuRatios(bPrime, b, gauged);

@@ -76,6 +76,15 @@ t.test('npm run bench -- --quick --json prints one complete report with zero err
     t.ok(isNum(q.addedP50Ms.reference) && isNum(q.addedP50Ms.sidecar), `added p50 at ${q.connections}`);
     t.ok(q.cOverBPerRound.length === 1 && q.cOverBPerRound.every(isNum), `c/b of each round at ${q.connections}`);
     t.ok(isNum(q.control.overB) && q.control.perRound.length === 1 && q.control.perRound.every(isNum), `A/A control b'/b at ${q.connections}`);
+    // CPU per request is read from /proc: CI and this machine are Linux.
+    if (process.platform === 'linux') {
+      t.ok(q.cpu && [q.cpu.cOverB, q.cpu.controlOverB, q.cpu.raw.cOverB, q.cpu.raw.controlOverB].every(isNum), `CPU per request ratios at ${q.connections}`);
+    }
+  }
+  if (process.platform === 'linux') {
+    for (const r of report.results.filter((x: any) => x.scenario !== 'direct')) {
+      t.ok(isNum(r.cpuUsPerRequest?.proxies) && r.cpuUsPerRequest.proxies > 0 && isNum(r.backgroundMsPerSecond), `${r.scenario}@${r.connections}: CPU per request and the other proxies' CPU read`);
+    }
   }
   const rssNames = Object.keys(report.rssMiB);
   const proxies = ['reference-inbound', 'reference-outbound', 'control-inbound', 'control-outbound', 'sidecar-inbound', 'sidecar-outbound', 'attested-inbound', 'attested-outbound', 'fresh-outbound'];
