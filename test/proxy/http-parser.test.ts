@@ -24,6 +24,9 @@ await new Promise((r) => server.listen(0, '127.0.0.1', r));
 const pool = new Pool('http://127.0.0.1:' + server.address().port, { connections: 4 });
 for (let i = 0; i < 200; i++) await (await pool.request({ path: '/x', method: 'GET' })).body.text();
 await pool.close();
+// Exiting ends V8's background compiles: wait for the parent to have read them all.
+console.error('=== done');
+await new Promise((r) => process.stdin.once('data', r));
 process.exit(0);
 `;
 
@@ -55,7 +58,10 @@ const BIG = 10e6;
  * on the same pipe was once cut into a trace line under load. Lines read after go arrived after
  * it. In CI under load the trace did not always come line by line (records merged, some lost,
  * the rest late), so the eager test's verdict rests on what was compiled, not on when a line
- * arrived. The trace is read to the end of the pipe ('close'), not just to the child's exit.
+ * arrived. The trace is read to the end of the pipe ('close'), not just to the child's exit,
+ * and the child exits only when told to after its requests: at once in control runs, and in
+ * eager runs once every function has its TurboFan compile (or after 20 s), since exiting ends
+ * the compiles still running in the background (CI once saw 3 of 52 when go came early).
  */
 function run(eager: boolean): Promise<Trace> {
   return new Promise((resolve, reject) => {
@@ -69,6 +75,9 @@ function run(eager: boolean): Promise<Trace> {
     const trace: Trace = { before: [], after: [] };
     let compiled = false;
     let goSent = false;
+    let done = false;
+    let exitSent = false;
+    let exitWait: NodeJS.Timeout | undefined;
     let sawBig = false;
     const liftoff = new Set<string>();
     const turbofan = new Set<string>();
@@ -80,6 +89,15 @@ function run(eager: boolean): Promise<Trace> {
       timedOut = true;
       child.kill();
     }, 60_000);
+    const sendExit = () => {
+      if (exitSent) return;
+      exitSent = true;
+      clearTimeout(exitWait);
+      child.stdin.write('exit\n');
+    };
+    const maybeExit = () => {
+      if (done && (!eager || (sawBig && eagerDone()))) sendExit();
+    };
     const armGo = () => {
       clearTimeout(settle);
       settle = setTimeout(() => {
@@ -94,6 +112,11 @@ function run(eager: boolean): Promise<Trace> {
         compiled = true;
         armGo();
       }
+      if (!done && stderr.includes('=== done\n')) {
+        done = true;
+        exitWait = setTimeout(sendExit, 20_000);
+        maybeExit();
+      }
     });
     // Whole text, scanned for every compile record: under load two compiler threads' lines
     // have come merged into one (CI), so a line may hold more than one.
@@ -107,18 +130,19 @@ function run(eager: boolean): Promise<Trace> {
       for (const m of text.slice(scanned, end).matchAll(COMPILE)) {
         const c: Compile = { module: m[1]!, fn: m[2]!, tier: m[3] as Compile['tier'], bytes: m[5] ? Number(m[4]) : 0 };
         (goSent ? trace.after : trace.before).push(c);
-        if (goSent) continue;
         (c.tier === 'Liftoff' ? liftoff : turbofan).add(`${c.module}#${c.fn}`);
         if (c.bytes > BIG) sawBig = true;
       }
       scanned = end;
       if (compiled && !goSent) armGo();
+      maybeExit();
     });
     child.on('error', reject);
     child.on('close', (code) => {
       clearTimeout(timeout);
       clearTimeout(settle);
-      const seen = `marker ${compiled ? 'seen' : 'not seen'}, big function ${sawBig ? 'compiled' : 'not compiled'}, ${turbofan.size} of ${liftoff.size} functions with TurboFan, go ${goSent ? 'sent' : 'not sent'}, ${trace.before.length} compile lines before go, ${trace.after.length} after; stderr: ${stderr.trim().slice(-300)}`;
+      clearTimeout(exitWait);
+      const seen = `marker ${compiled ? 'seen' : 'not seen'}, big function ${sawBig ? 'compiled' : 'not compiled'}, ${turbofan.size} of ${liftoff.size} functions with TurboFan, go ${goSent ? 'sent' : 'not sent'}, requests ${done ? 'done' : 'not done'}, exit ${exitSent ? 'sent' : 'not sent'}, ${trace.before.length} compile lines before go, ${trace.after.length} after; stderr: ${stderr.trim().slice(-300)}`;
       if (timedOut) reject(new Error(`child did not finish within 60 s (${seen})`));
       else if (code !== 0) reject(new Error(`child exited with ${code} (${seen})`));
       else resolve(trace);
