@@ -89,7 +89,7 @@ export interface Target {
 }
 
 export interface BenchReport {
-  settings: { rounds: number; durationSeconds: number; warmupSeconds: number; connections: number[]; quick: boolean };
+  settings: { rounds: number; durationSeconds: number; warmupSeconds: number; settleSeconds: number; connections: number[]; quick: boolean };
   machine: { cpus: number; node: string; platform: string };
   results: ScenarioResult[];
   ratios: Ratios[];

@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --json] [--quick] [--rounds N] [--duration S] [--warmup S] [--connections 1,32]`
+ * `npm run bench [-- --json] [--quick] [--rounds N] [--duration S] [--warmup S] [--settle S] [--connections 1,32]`
  *
  * Measures, on loopback with keep-alive and one load generator (autocannon, in this process):
  *   (a) direct to a small app, (b) a bare pair of minimal Node mTLS proxies,
@@ -8,7 +8,9 @@
  * load generator). Rounds interleave a, b, c so ratios compare measurements taken side by side:
  * each round runs every scenario in a rotated order and then back, two runs of about --duration
  * seconds each. Each measured run is a request count sized to last that long, so that runs end
- * without requests in flight and the pairs' pooled connections survive (see load.ts).
+ * without requests in flight and the pairs' pooled connections survive (see load.ts). Each is
+ * preceded by an uncounted run of the same scenario (--settle seconds): a pair idles while the
+ * other scenarios run, and its first second after that is not its steady state (see measure).
  * Exit status: 0 even when targets fail (it is a measurement); 1 on errors or a failed start.
  */
 import { cpus } from 'node:os';
@@ -31,6 +33,8 @@ interface Settings {
   rounds: number;
   durationSeconds: number;
   warmupSeconds: number;
+  /** Uncounted load right before each measured run, seconds; 0: none. */
+  settleSeconds: number;
   connections: number[];
 }
 
@@ -43,6 +47,7 @@ function parseSettings(argv: string[]): Settings {
       rounds: { type: 'string' },
       duration: { type: 'string' },
       warmup: { type: 'string' },
+      settle: { type: 'string' },
       connections: { type: 'string' },
     },
     strict: true,
@@ -54,6 +59,12 @@ function parseSettings(argv: string[]): Settings {
     if (!Number.isFinite(n) || n <= 0) throw new Error(`bench: --${name} must be a positive number`);
     return n;
   };
+  const nonNegative = (v: string | undefined, fallback: number, name: string) => {
+    if (v === undefined) return fallback;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 0) throw new Error(`bench: --${name} must be 0 or a positive number`);
+    return n;
+  };
   const connections = (values.connections ?? (quick ? '1,4' : '1,32')).split(',').map((c) => Math.round(positive(c, 1, 'connections')));
   return {
     json: values.json ?? false,
@@ -61,6 +72,7 @@ function parseSettings(argv: string[]): Settings {
     rounds: Math.round(positive(values.rounds, quick ? 1 : 7, 'rounds')),
     durationSeconds: positive(values.duration, quick ? 0.5 : 2, 'duration'),
     warmupSeconds: positive(values.warmup, quick ? 0.25 : 1, 'warmup'),
+    settleSeconds: nonNegative(values.settle, quick ? 0.1 : 0.5, 'settle'),
     connections,
   };
 }
@@ -206,6 +218,14 @@ async function measure(
       const latencies = new Map<Scenario, LatencySamples>(SCENARIOS.map((s) => [s, new LatencySamples()]));
       for (const s of [...order, ...[...order].reverse()]) {
         const t = target(s, f, procs);
+        // A pair idled while the other scenarios ran (10-20 s at 2 s runs), and its first second
+        // of load after that costs more than its steady state: V8 releases memory at the end of a
+        // burst and faults it back in (the sidecar's first run after 16 s idle: 0.9-3.5 page
+        // faults per request, its next run 0.05; the bare proxies' 0.9 and 0.45), and that fell
+        // unevenly on the scenarios. The settle run absorbs it, so measured runs are steady state.
+        const settle = settings.settleSeconds > 0
+          ? await runLoad({ url: t.url, connections, amount: amountFor(s, settings.settleSeconds), ...(t.headers ? { headers: t.headers } : {}) })
+          : undefined;
         const r = await runLoad({
           url: t.url,
           connections,
@@ -225,6 +245,13 @@ async function measure(
             Object.entries(r.maxRss).map(([name, v]) => `, ${name} ${(v / 2 ** 20).toFixed(1)} MiB`).join(''),
         );
         await peak.collect(); // between runs, never during one (see PeakMemory.collect)
+        if (settle && (settle.errors > 0 || settle.non2xx > 0)) {
+          // Not measured, but a failed request is a failure wherever it happens: the run reports it.
+          r.errors += settle.errors;
+          r.non2xx += settle.non2xx;
+          r.firstError ??= settle.firstError;
+          progress(`settle run before it: errors ${settle.errors}, non2xx ${settle.non2xx}${settle.firstError ? ` (${settle.firstError})` : ''}`);
+        }
         windows.get(s)!.push(r);
         rate.get(s)!.push(r.reqPerSec);
         for (const [name, v] of Object.entries(r.maxRss)) rssLoad[name] = Math.max(rssLoad[name] ?? 0, v);
@@ -263,7 +290,14 @@ async function main(): Promise<number> {
     const dead = Object.values(procs).filter((c) => c.proc.exitCode !== null || c.proc.signalCode !== null);
     if (dead.length) throw new Error(`process(es) died during the run: ${dead.map((c) => `${c.name}\n${c.output().trim()}`).join('\n')}`);
     const report = buildReport(
-      { rounds: settings.rounds, durationSeconds: settings.durationSeconds, warmupSeconds: settings.warmupSeconds, connections: settings.connections, quick: settings.quick },
+      {
+        rounds: settings.rounds,
+        durationSeconds: settings.durationSeconds,
+        warmupSeconds: settings.warmupSeconds,
+        settleSeconds: settings.settleSeconds,
+        connections: settings.connections,
+        quick: settings.quick,
+      },
       { cpus: cpus().length, node: process.versions.node, platform: `${process.platform}-${process.arch}` },
       results,
       rssIdle,

@@ -59,6 +59,7 @@ t.test('npm run bench -- --quick --json prints one complete report with zero err
 
   t.same(report.settings.connections, [1, 4], 'quick mode measures 1 and 4 connections');
   t.equal(report.settings.rounds, 1);
+  t.equal(report.settings.settleSeconds, 0.1, 'quick mode settles each scenario for 0.1 s before its measured run');
   // Every scenario the bench defines, at every connection level, exactly once.
   const expected = SCENARIOS.flatMap((s) => [1, 4].map((c) => `${s}@${c}`)).sort();
   t.same(report.results.map((r: any) => `${r.scenario}@${r.connections}`).sort(), expected, 'every scenario x connection level');
@@ -115,4 +116,11 @@ t.test('a bad option fails with a non-zero exit and nothing on stdout', async (t
   t.not(out.code, 0);
   t.equal(out.stdout, '');
   t.match(out.stderr, /no-such-option|Unknown option/);
+});
+
+t.test('--settle takes 0 (no settle runs) but not a negative number', async (t) => {
+  const out = await runBench(['--settle=-1']);
+  t.not(out.code, 0);
+  t.equal(out.stdout, '');
+  t.match(out.stderr, /--settle must be 0 or a positive number/);
 });

@@ -19,7 +19,7 @@ function results(over: Partial<Record<Scenario, LoadResult[]>>) {
 
 function report(over: Partial<Record<Scenario, LoadResult[]>>) {
   return buildReport(
-    { rounds: 7, durationSeconds: 2, warmupSeconds: 1, connections: [32], quick: false },
+    { rounds: 7, durationSeconds: 2, warmupSeconds: 1, settleSeconds: 0.5, connections: [32], quick: false },
     { cpus: 2, node: '20', platform: 'linux-x64' },
     results(over),
     {},
@@ -32,6 +32,9 @@ t.test('quiet rounds: every round counts', async (t) => {
   t.equal(r.ratios[0]!.reqPerSec.cOverB, 0.95);
   t.same(r.ratios[0]!.cOverBStolenRounds, { left: 0, of: 7 });
   t.notMatch(renderTable(r), /left out/);
+  t.match(renderTable(r), /in order and back \(2 x ~2 s, request counts, each after ~0\.5 s uncounted\)/, 'the header says measured runs are settled');
+  const unsettled = buildReport({ ...r.settings, settleSeconds: 0 }, r.machine, r.results, {}, {});
+  t.match(renderTable(unsettled), /\(2 x ~2 s, request counts\), medians/, 'no settle runs: not mentioned');
 });
 
 t.test('rounds with over 10% steal in b or in c are left out of c/b, both sides together', async (t) => {
