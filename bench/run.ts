@@ -53,16 +53,10 @@ function parseSettings(argv: string[]): Settings {
     strict: true,
   });
   const quick = values.quick ?? false;
-  const positive = (v: string | undefined, fallback: number, name: string) => {
+  const positive = (v: string | undefined, fallback: number, name: string, zeroAllowed = false) => {
     if (v === undefined) return fallback;
     const n = Number(v);
-    if (!Number.isFinite(n) || n <= 0) throw new Error(`bench: --${name} must be a positive number`);
-    return n;
-  };
-  const nonNegative = (v: string | undefined, fallback: number, name: string) => {
-    if (v === undefined) return fallback;
-    const n = Number(v);
-    if (!Number.isFinite(n) || n < 0) throw new Error(`bench: --${name} must be 0 or a positive number`);
+    if (!Number.isFinite(n) || n < 0 || (n === 0 && !zeroAllowed)) throw new Error(`bench: --${name} must be ${zeroAllowed ? '0 or ' : ''}a positive number`);
     return n;
   };
   const connections = (values.connections ?? (quick ? '1,4' : '1,32')).split(',').map((c) => Math.round(positive(c, 1, 'connections')));
@@ -72,7 +66,7 @@ function parseSettings(argv: string[]): Settings {
     rounds: Math.round(positive(values.rounds, quick ? 1 : 7, 'rounds')),
     durationSeconds: positive(values.duration, quick ? 0.5 : 2, 'duration'),
     warmupSeconds: positive(values.warmup, quick ? 0.25 : 1, 'warmup'),
-    settleSeconds: nonNegative(values.settle, quick ? 0.1 : 0.5, 'settle'),
+    settleSeconds: positive(values.settle, quick ? 0.1 : 0.5, 'settle', true),
     connections,
   };
 }
@@ -218,11 +212,11 @@ async function measure(
       const latencies = new Map<Scenario, LatencySamples>(SCENARIOS.map((s) => [s, new LatencySamples()]));
       for (const s of [...order, ...[...order].reverse()]) {
         const t = target(s, f, procs);
-        // A pair idled while the other scenarios ran (10-20 s at 2 s runs), and its first second
-        // of load after that costs more than its steady state: V8 releases memory at the end of a
-        // burst and faults it back in (the sidecar's first run after 16 s idle: 0.9-3.5 page
-        // faults per request, its next run 0.05; the bare proxies' 0.9 and 0.45), and that fell
-        // unevenly on the scenarios. The settle run absorbs it, so measured runs are steady state.
+        // A pair idled while the other scenarios ran (10-20 s at 2 s runs). Right after a burst V8
+        // gives pooled heap pages back to the OS and the next burst faults them in (the sidecar
+        // pair's first run after 16 s idle: 0.9-3.4 page faults per request, its next run
+        // 0.04-0.08; the bare pair's 0.8-1.0 and 0.4-0.5). The settle run takes that transient,
+        // so no measured run starts right after an idle gap.
         const settle = settings.settleSeconds > 0
           ? await runLoad({ url: t.url, connections, amount: amountFor(s, settings.settleSeconds), ...(t.headers ? { headers: t.headers } : {}) })
           : undefined;
