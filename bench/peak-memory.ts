@@ -71,7 +71,7 @@ export class PeakMemory {
   async warm(): Promise<void> {
     await Promise.all(
       Object.values(this.metricsUrls).map((url) =>
-        fetch(url, { signal: AbortSignal.timeout(2000) }).then((res) => res.arrayBuffer(), () => undefined).catch(() => undefined),
+        fetch(url, { signal: AbortSignal.timeout(2000) }).then((res) => res.arrayBuffer()).catch(() => undefined),
       ),
     );
   }

@@ -136,6 +136,14 @@ async function startProcesses(f: BenchFiles, root: string): Promise<Processes> {
   return procs;
 }
 
+/** Every proxy process, in the order the RSS table lists them (outbound before inbound, pair by pair). */
+function proxyProcesses(procs: Processes): Child[] {
+  return [
+    procs.refOutbound, procs.refInbound, procs.controlOutbound, procs.controlInbound, procs.sidecarOutbound, procs.sidecarInbound,
+    procs.attestedInbound, procs.attestedOutbound, procs.freshOutbound,
+  ];
+}
+
 function target(s: Scenario, f: BenchFiles, procs: Processes): { url: string; headers?: Record<string, string>; watch: Child[] } {
   const p = f.ports;
   switch (s) {
@@ -184,7 +192,7 @@ async function measure(
   });
   await peak.warm();
   // Every proxy process: those a run does not use are its background (see LoadOptions).
-  const proxies = Object.values(procs).filter((c) => c !== procs.app);
+  const proxies = proxyProcesses(procs);
   for (const connections of settings.connections) {
     const perScenario = new Map<Scenario, LoadResult[]>(SCENARIOS.map((s) => [s, []]));
     // Each scenario's recent req/s: sizes its next counted run (see load.ts) to last about
@@ -274,8 +282,7 @@ async function main(): Promise<number> {
     process.once('exit', () => rmSync(dir, { recursive: true, force: true })); // also after SIGINT
     progress(`files in ${files.dir}; starting app, reference pair and sidecars`);
     procs = await startProcesses(files, root);
-    const proxies = [procs.refOutbound, procs.refInbound, procs.controlOutbound, procs.controlInbound, procs.sidecarOutbound, procs.sidecarInbound, procs.attestedInbound, procs.attestedOutbound, procs.freshOutbound];
-    const rssIdle = Object.fromEntries(proxies.map((c) => [c.name, rssBytes(c.pid) ?? 0]));
+    const rssIdle = Object.fromEntries(proxyProcesses(procs).map((c) => [c.name, rssBytes(c.pid) ?? 0]));
     const { results, rssLoad, rssPeak } = await measure(settings, files, procs);
     progress('new mTLS connection cost per inbound listener');
     const connectionCost = await measureConnectionCost(files, settings.quick ? 20 : 200);
