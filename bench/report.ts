@@ -11,12 +11,29 @@ import type { MemoryBreakdown } from './peak-memory.js';
 /** In the order the report lists them. */
 export const SCENARIOS = ['direct', 'reference', 'control', 'sidecar', 'attested', 'fresh'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
-/**
- * The order a round runs them in (rotated each round, then run back). The control (b') and the
- * sidecar pair (c) sit on either side of the bare pair (b), so b'/b and c/b compare runs the same
- * distance apart in time and b'/b shows the noise that c/b carries.
- */
+/** The scenarios as numbered for the run orders (see roundOrder) and the warm-up order. */
 export const RUN_ORDER: readonly Scenario[] = ['direct', 'control', 'reference', 'sidecar', 'attested', 'fresh'];
+
+/**
+ * The order round `round` runs the scenarios in (then back): the rows of a Williams square over
+ * RUN_ORDER. Each row is the first shifted by the round number, and the first row's steps
+ * (+1, +4, +3, +2, +5 modulo 6) are all different, so over six rounds every scenario runs right
+ * after every other exactly once going forwards (and once coming back), and in every position
+ * once. Whatever a run leaves behind (a collection, pages given back, a write) then falls on
+ * every scenario alike, instead of on whichever one follows it in a fixed order: with the order
+ * only rotated, the sidecar pair always ran right after the bare pair going forwards and after
+ * the attested pair coming back, and its two runs in a round differed with that (in seven full
+ * runs, the forward run read 0.81-1.26 of the other, under it in six).
+ */
+export function roundOrder(round: number): Scenario[] {
+  const n = RUN_ORDER.length;
+  // 0, 1, n-1, 2, n-2, ...: the standard first row for an even number of treatments.
+  const first = Array.from({ length: n }, (_, i) => (i === 0 ? 0 : i % 2 === 1 ? (i + 1) / 2 : n - i / 2));
+  return first.map((k) => RUN_ORDER[(k + round) % n]!);
+}
+
+/** Rounds that make one full Williams square (see roundOrder). */
+export const BALANCED_ROUNDS = RUN_ORDER.length;
 
 export const SCENARIO_LETTER: Record<Scenario, string> = { direct: 'a', reference: 'b', control: "b'", sidecar: 'c', attested: 'd', fresh: 'e' };
 

@@ -6,8 +6,9 @@
  *   (c) agent -> outbound attest-sidecar -> inbound attest-sidecar -> app.
  * Every server runs in its own child process (per-process RSS; no shared event loop with the
  * load generator). Rounds interleave a, b, c so ratios compare measurements taken side by side:
- * each round runs every scenario in a rotated order and then back, two runs of about --duration
- * seconds each. Each measured run is a request count sized to last that long, so that runs end
+ * each round runs every scenario in its own order and then back, two runs of about --duration
+ * seconds each; the orders are balanced, so that over six rounds (the default) every scenario
+ * follows every other equally often (see roundOrder). Each measured run is a request count sized to last that long, so that runs end
  * without requests in flight and the pairs' pooled connections survive (see load.ts). Each is
  * preceded by an uncounted run of the same scenario (--settle seconds): a pair idles while the
  * other scenarios run, and its first second after that is not its steady state (see measure).
@@ -20,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { killAll, median, progress, repoRoot, rssBytes, sidecarArgs, spawnNode, stopChild, waitForOk, type Child } from './lib.js';
 import { combineWindows, LatencySamples, runLoad, type LoadResult } from './load.js';
-import { buildReport, RUN_ORDER, SCENARIOS, summarize, type BenchReport, type Scenario, type ScenarioResult } from './report.js';
+import { BALANCED_ROUNDS, buildReport, roundOrder, RUN_ORDER, SCENARIOS, summarize, type BenchReport, type Scenario, type ScenarioResult } from './report.js';
 import { renderTable } from './table.js';
 import { BENCH_PATH, ROUTE, writeBenchFiles, type BenchFiles } from './setup.js';
 import { measureConnectionCost } from './connection-cost.js';
@@ -63,7 +64,7 @@ function parseSettings(argv: string[]): Settings {
   return {
     json: values.json ?? false,
     quick,
-    rounds: Math.round(positive(values.rounds, quick ? 1 : 7, 'rounds')),
+    rounds: Math.round(positive(values.rounds, quick ? 1 : BALANCED_ROUNDS, 'rounds')),
     durationSeconds: positive(values.duration, quick ? 0.5 : 2, 'duration'),
     warmupSeconds: positive(values.warmup, quick ? 0.25 : 1, 'warmup'),
     settleSeconds: positive(values.settle, quick ? 0.1 : 0.5, 'settle', true),
@@ -210,12 +211,11 @@ async function measure(
       rate.get(s)!.push((await runLoad({ url: t.url, connections, amount: amountFor(s, settings.warmupSeconds), ...headers })).reqPerSec);
     }
     for (let round = 0; round < settings.rounds; round++) {
-      // Rotate the order each round so no scenario always runs first, and run it forwards, then
-      // backwards: a scenario's two runs are centred on the same moment, so a steady drift in the
-      // machine's speed (a shared VM) cancels within the round, and whatever a run leaves behind
-      // falls on each neighbour alike instead of always on the scenario after it (with the order
-      // run once, the sidecar pair ran right after the bare pair in six rounds of seven).
-      const order = RUN_ORDER.map((_, i) => RUN_ORDER[(i + round) % RUN_ORDER.length]!);
+      // Each round runs the scenarios in its own order (a Williams square: over six rounds each
+      // one follows every other once, see roundOrder) forwards, then backwards: a scenario's two
+      // runs are centred on the same moment, so a steady drift in the machine's speed (a shared
+      // VM) cancels within the round.
+      const order = roundOrder(round);
       const windows = new Map<Scenario, LoadResult[]>(SCENARIOS.map((s) => [s, []]));
       const latencies = new Map<Scenario, LatencySamples>(SCENARIOS.map((s) => [s, new LatencySamples()]));
       for (const s of [...order, ...[...order].reverse()]) {

@@ -123,7 +123,7 @@ export function forwardRequestThen(
  * implement); the newer controller interface is adapted onto it for every request. `stream()`
  * itself would add, per request, an AsyncResource, a header object that is then copied, and
  * the listeners of `finished()` on the response: a share of the proxy's CPU per request that
- * the reference pair pays (see README, Benchmark).
+ * the reference pair pays (see docs/benchmark-history.md).
  */
 class ForwardHandler implements Dispatcher.DispatchHandler {
   private abort: ((err?: Error) => void) | undefined = undefined;

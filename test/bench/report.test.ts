@@ -4,7 +4,7 @@
  */
 import t from 'tap';
 import type { LoadResult } from '../../bench/load.js';
-import { buildReport, comparableRounds, summarize, SCENARIOS, type Scenario } from '../../bench/report.js';
+import { BALANCED_ROUNDS, buildReport, comparableRounds, roundOrder, RUN_ORDER, summarize, SCENARIOS, type Scenario } from '../../bench/report.js';
 import { renderTable } from '../../bench/table.js';
 
 function round(reqPerSec: number, steal?: number): LoadResult {
@@ -32,7 +32,7 @@ t.test('quiet rounds: every round counts', async (t) => {
   t.equal(r.ratios[0]!.reqPerSec.cOverB, 0.95);
   t.same(r.ratios[0]!.cOverBStolenRounds, { left: 0, of: 7 });
   t.notMatch(renderTable(r), /left out/);
-  t.match(renderTable(r), /in order and back \(2 x ~2 s, request counts, each after ~0\.5 s uncounted\)/, 'the header says measured runs are settled');
+  t.match(renderTable(r), /in balanced orders, each scenario forwards and back \(2 x ~2 s, request counts, each after ~0\.5 s uncounted\)/, 'the header says measured runs are settled');
   const unsettled = buildReport({ ...r.settings, settleSeconds: 0 }, r.machine, r.results, {}, {});
   t.match(renderTable(unsettled), /\(2 x ~2 s, request counts\), medians/, 'no settle runs: not mentioned');
 });
@@ -128,4 +128,26 @@ t.test('CPU ratios are left out when a round has no CPU reading', async (t) => {
   t.equal(r.ratios[0]!.cpu, undefined);
   t.notMatch(renderTable(r), /CPU per request/);
   t.equal(r.ratios[0]!.reqPerSec.cOverB, 0.95, 'req/s ratios unaffected');
+});
+
+t.test('run orders: over six rounds every scenario follows every other once each way, in every position once', async (t) => {
+  t.equal(BALANCED_ROUNDS, RUN_ORDER.length);
+  const follows = new Map<string, number>();
+  const positions = new Map<string, Set<number>>();
+  for (let round = 0; round < BALANCED_ROUNDS; round++) {
+    const order = roundOrder(round);
+    t.same([...order].sort(), [...RUN_ORDER].sort(), `round ${round} runs every scenario once`);
+    order.forEach((s, i) => (positions.get(s) ?? positions.set(s, new Set()).get(s)!).add(i));
+    const runs = [...order, ...[...order].reverse()];
+    for (let i = 1; i < runs.length; i++) {
+      if (runs[i] === runs[i - 1]) continue; // the turn: a scenario's own two runs
+      const key = `${runs[i - 1]}>${runs[i]}`;
+      follows.set(key, (follows.get(key) ?? 0) + 1);
+    }
+  }
+  const n = RUN_ORDER.length;
+  t.equal(follows.size, n * (n - 1), 'every ordered pair of scenarios occurs');
+  t.same([...new Set(follows.values())], [2], 'each exactly twice: once forwards, once coming back');
+  for (const [s, p] of positions) t.equal(p.size, n, `${s} runs in every position`);
+  t.same(roundOrder(BALANCED_ROUNDS), roundOrder(0), 'a seventh round starts the square again');
 });
