@@ -22,8 +22,9 @@ export const RUN_ORDER: readonly Scenario[] = ['direct', 'control', 'reference',
  * once. Whatever a run leaves behind (a collection, pages given back, a write) then falls on
  * every scenario alike, instead of on whichever one follows it in a fixed order: with the order
  * only rotated, the sidecar pair always ran right after the bare pair going forwards and after
- * the attested pair coming back, and its two runs in a round differed with that (in seven full
- * runs, the forward run read 0.81-1.26 of the other, under it in six).
+ * the attested pair coming back, and its two runs in a round differed with that (its run right
+ * after the bare pair read 0.81-1.26 of its other run in the round, as geometric means over each
+ * of seven runs, below 1 in six).
  */
 export function roundOrder(round: number): Scenario[] {
   const n = RUN_ORDER.length;
