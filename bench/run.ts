@@ -8,8 +8,9 @@
  * load generator). Rounds interleave a, b, c so ratios compare measurements taken side by side:
  * each round runs every scenario in its own order and then back, two runs of about --duration
  * seconds each; the orders are balanced, so that over six rounds (the default) every scenario
- * follows every other equally often (see roundOrder). Each measured run is a request count sized to last that long, so that runs end
- * without requests in flight and the pairs' pooled connections survive (see load.ts). Each is
+ * follows every other equally often (see roundOrder). Each measured run is a request count
+ * sized to last that long, so that runs end without requests in flight and the pairs' pooled
+ * connections survive (see load.ts). Each is
  * preceded by an uncounted run of the same scenario (--settle seconds): a pair idles while the
  * other scenarios run, and its first second after that is not its steady state (see measure).
  * Exit status: 0 even when targets fail (it is a measurement); 1 on errors or a failed start.

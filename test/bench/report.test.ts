@@ -32,7 +32,9 @@ t.test('quiet rounds: every round counts', async (t) => {
   t.equal(r.ratios[0]!.reqPerSec.cOverB, 0.95);
   t.same(r.ratios[0]!.cOverBStolenRounds, { left: 0, of: 7 });
   t.notMatch(renderTable(r), /left out/);
-  t.match(renderTable(r), /in balanced orders, each scenario forwards and back \(2 x ~2 s, request counts, each after ~0\.5 s uncounted\)/, 'the header says measured runs are settled');
+  t.match(renderTable(r), /7 round\(s\), each scenario forwards and back \(2 x ~2 s, request counts, each after ~0\.5 s uncounted\)/, 'the header says measured runs are settled');
+  t.notMatch(renderTable(r), /balanced/, 'seven rounds are not a whole number of balanced squares: not called balanced');
+  t.match(renderTable(buildReport({ ...r.settings, rounds: 12 }, r.machine, r.results, {}, {})), /12 round\(s\) in balanced orders, each scenario/, 'twelve are');
   const unsettled = buildReport({ ...r.settings, settleSeconds: 0 }, r.machine, r.results, {}, {});
   t.match(renderTable(unsettled), /\(2 x ~2 s, request counts\), medians/, 'no settle runs: not mentioned');
 });
