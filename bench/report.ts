@@ -111,8 +111,10 @@ export interface BenchReport {
   machine: { cpus: number; node: string; platform: string };
   results: ScenarioResult[];
   ratios: Ratios[];
-  /** Per proxy process, MiB: VmRSS once ready (before any load) and the max sampled under load. */
+  /** Per proxy process, MiB: VmRSS once ready (before any load; the highest over the rounds' starts) and the max sampled under load. */
   rssMiB: Record<string, { idle: number; underLoad: number }>;
+  /** The pid of every server, per round: each round runs on processes started for it. */
+  instances: Record<string, number>[];
   /** Sidecars only: what their RSS was made of at the highest sample explained (peak-memory.ts). */
   rssPeak: Record<string, MemoryBreakdown>;
   /** In-process verification cost per evidence type vs a bare P-384 verify. */
@@ -266,6 +268,7 @@ export function buildReport(
   verification: VerifyCost[] = [],
   connectionCost: ConnectionCost[] = [],
   rssPeak: Record<string, MemoryBreakdown> = {},
+  instances: Record<string, number>[] = [],
 ): BenchReport {
   const ratios = settings.connections.map((n) => ratiosFor(results, n));
   const rssMiB: BenchReport['rssMiB'] = {};
@@ -312,5 +315,5 @@ export function buildReport(
       .map((v) => ({ name: 'SEV-SNP verify (cached chain) / bare P-384 verify', value: v.ratioToBareP384, limit: '<= 1.2', pass: v.ratioToBareP384 <= 1.2 })),
     { name: 'errors + non-2xx, all scenarios', value: errors + non2xx, limit: '= 0', pass: errors + non2xx === 0 },
   ];
-  return { settings, machine, results, ratios, rssMiB, rssPeak, verification, connectionCost, targets, errors, non2xx, ok: errors + non2xx === 0 };
+  return { settings, machine, results, ratios, rssMiB, instances, rssPeak, verification, connectionCost, targets, errors, non2xx, ok: errors + non2xx === 0 };
 }

@@ -5,14 +5,15 @@
  *   (a) direct to a small app, (b) a bare pair of minimal Node mTLS proxies,
  *   (c) agent -> outbound attest-sidecar -> inbound attest-sidecar -> app.
  * Every server runs in its own child process (per-process RSS; no shared event loop with the
- * load generator). Rounds interleave a, b, c so ratios compare measurements taken side by side:
- * each round runs every scenario in its own order and then back, two runs of about --duration
+ * load generator), and every round runs on servers started for it (see measure). Rounds
+ * interleave a, b, c so ratios compare measurements taken side by side: each round warms every
+ * scenario up, then runs each in the round's order and then back, two runs of about --duration
  * seconds each; the orders are balanced, so that over six rounds (the default) every scenario
  * follows every other equally often (see roundOrder). Each measured run is a request count
  * sized to last that long, so that runs end without requests in flight and the pairs' pooled
- * connections survive (see load.ts). Each is
- * preceded by an uncounted run of the same scenario (--settle seconds): a pair idles while the
- * other scenarios run, and its first second after that is not its steady state (see measure).
+ * connections survive (see load.ts). Each is preceded by an uncounted run of the same scenario
+ * (--settle seconds): a pair idles while the other scenarios run, and its first second after
+ * that is not its steady state (see runRound).
  * Exit status: 0 even when targets fail (it is a measurement); 1 on errors or a failed start.
  */
 import { cpus } from 'node:os';
@@ -176,94 +177,168 @@ function target(s: Scenario, f: BenchFiles, procs: Processes): { url: string; he
   }
 }
 
+/** What one round needs: its processes, the RSS they started at, and every proxy among them. */
+interface Instance {
+  procs: Processes;
+  /** Every proxy process: those a run does not use are its background (see LoadOptions). */
+  proxies: Child[];
+}
+
+/** Fails the bench when a server has died: its numbers would be another scenario's. */
+function assertAlive(procs: Processes): void {
+  const dead = Object.values(procs).filter((c) => c.proc.exitCode !== null || c.proc.signalCode !== null);
+  if (dead.length) throw new Error(`process(es) died during the run: ${dead.map((c) => `${c.name}\n${c.output().trim()}`).join('\n')}`);
+}
+
+async function stopProcesses(procs: Processes): Promise<void> {
+  await Promise.all(Object.values(procs).map((c) => stopChild(c)));
+}
+
+/**
+ * Measures every scenario at every connection count, one round at a time, each round on servers
+ * started for it and stopped after it (the last round's are left running, in `live`, for the
+ * connection-cost measurement). Why fresh processes: the same code in two processes runs at
+ * different speeds for the processes' whole life (two identical bare pairs started together read
+ * 0.94-1.14 of each other over thirteen full runs; a sidecar pair restarted six times, against a
+ * bare pair restarted with it, read 0.78-1.13 in CPU per request), so one start per run made every
+ * ratio one draw of that. A round per start makes the medians over rounds a median over starts.
+ */
 async function measure(
   settings: Settings,
   f: BenchFiles,
-  procs: Processes,
-): Promise<{ results: ScenarioResult[]; rssLoad: Record<string, number>; rssPeak: Record<string, MemoryBreakdown> }> {
-  const results: ScenarioResult[] = [];
+  root: string,
+  live: { procs?: Processes },
+): Promise<{
+  results: ScenarioResult[];
+  rssIdle: Record<string, number>;
+  rssLoad: Record<string, number>;
+  rssPeak: Record<string, MemoryBreakdown>;
+  instances: Record<string, number>[];
+}> {
+  const rssIdle: Record<string, number> = {};
   const rssLoad: Record<string, number> = {};
+  const instances: Record<string, number>[] = [];
   const p = f.ports;
   const metrics = (port: number) => `http://127.0.0.1:${port}/metrics`;
   const peak = new PeakMemory({
-    [procs.sidecarOutbound.name]: metrics(p.agentAdmin),
-    [procs.sidecarInbound.name]: metrics(p.serviceAdmin),
-    [procs.attestedInbound.name]: metrics(p.attestedInboundAdmin),
-    [procs.attestedOutbound.name]: metrics(p.attestedAdmin),
-    [procs.freshOutbound.name]: metrics(p.freshAdmin),
+    'sidecar-outbound': metrics(p.agentAdmin),
+    'sidecar-inbound': metrics(p.serviceAdmin),
+    'attested-inbound': metrics(p.attestedInboundAdmin),
+    'attested-outbound': metrics(p.attestedAdmin),
+    'fresh-outbound': metrics(p.freshAdmin),
   });
-  await peak.warm();
-  // Every proxy process: those a run does not use are its background (see LoadOptions).
-  const proxies = proxyProcesses(procs);
-  for (const connections of settings.connections) {
-    const perScenario = new Map<Scenario, LoadResult[]>(SCENARIOS.map((s) => [s, []]));
-    // Each scenario's recent req/s: sizes its next counted run (see load.ts) to last about
-    // `durationSeconds`. Only the size depends on it; the rate reported is measured anew.
-    const rate = new Map<Scenario, number[]>(SCENARIOS.map((s) => [s, []]));
-    const amountFor = (s: Scenario, seconds: number) => Math.round(median(rate.get(s)!.slice(-3)) * seconds);
-    for (const s of RUN_ORDER) {
-      progress(`warm-up ${s} @${connections}`);
-      const t = target(s, f, procs);
-      const headers = t.headers ? { headers: t.headers } : {};
-      // A timed run (at most 1 s) to learn the rate, then a counted one of `warmupSeconds`: the
-      // timed run ends with requests in flight, and the counted one reopens (and warms) the
-      // connections that cost.
-      rate.get(s)!.push((await runLoad({ url: t.url, connections, durationSeconds: Math.min(1, settings.warmupSeconds), ...headers })).reqPerSec);
-      rate.get(s)!.push((await runLoad({ url: t.url, connections, amount: amountFor(s, settings.warmupSeconds), ...headers })).reqPerSec);
+  // Per connection count, each scenario's combined run of every round.
+  const perScenario = new Map(settings.connections.map((c) => [c, new Map<Scenario, LoadResult[]>(SCENARIOS.map((s) => [s, []]))]));
+  // Each scenario's recent req/s per connection count: sizes its next counted run (see load.ts) to
+  // last about `durationSeconds`. Only the size depends on it; the rate reported is measured anew.
+  const rate = new Map<string, number[]>();
+  for (let round = 0; round < settings.rounds; round++) {
+    progress(`round ${round + 1}/${settings.rounds}: starting app, bare pairs and sidecars`);
+    const procs = (live.procs = await startProcesses(f, root));
+    const proxies = proxyProcesses(procs);
+    instances.push(Object.fromEntries(Object.values(procs).map((c) => [c.name, c.pid])));
+    // "At start": the highest over the rounds' starts, like "under load".
+    for (const c of proxies) rssIdle[c.name] = Math.max(rssIdle[c.name] ?? 0, rssBytes(c.pid) ?? 0);
+    await peak.warm();
+    const instance: Instance = { procs, proxies };
+    for (const connections of settings.connections) {
+      const rates = (s: Scenario) => rate.get(`${s}@${connections}`) ?? rate.set(`${s}@${connections}`, []).get(`${s}@${connections}`)!;
+      await warmUp(settings, f, instance, connections, rates);
+      const combined = await runRound(settings, f, instance, connections, round, rates, peak, rssLoad);
+      for (const s of SCENARIOS) perScenario.get(connections)!.get(s)!.push(combined.get(s)!);
     }
-    for (let round = 0; round < settings.rounds; round++) {
-      // Each round runs the scenarios in its own order (a Williams square: over six rounds each
-      // one follows every other once, see roundOrder) forwards, then backwards: a scenario's two
-      // runs are centred on the same moment, so a steady drift in the machine's speed (a shared
-      // VM) cancels within the round.
-      const order = roundOrder(round);
-      const windows = new Map<Scenario, LoadResult[]>(SCENARIOS.map((s) => [s, []]));
-      const latencies = new Map<Scenario, LatencySamples>(SCENARIOS.map((s) => [s, new LatencySamples()]));
-      for (const s of [...order, ...[...order].reverse()]) {
-        const t = target(s, f, procs);
-        // A pair idled while the other scenarios ran (10-20 s at 2 s runs). Right after a burst V8
-        // gives pooled heap pages back to the OS and the next burst faults them in (the sidecar
-        // pair's first run after 16 s idle: 0.9-3.4 page faults per request, its next run
-        // 0.04-0.08; the bare pair's 0.8-1.0 and 0.4-0.5). The settle run takes that transient,
-        // so no measured run starts right after an idle gap.
-        const settle = settings.settleSeconds > 0
-          ? await runLoad({ url: t.url, connections, amount: amountFor(s, settings.settleSeconds), ...(t.headers ? { headers: t.headers } : {}) })
-          : undefined;
-        const r = await runLoad({
-          url: t.url,
-          connections,
-          amount: amountFor(s, settings.durationSeconds),
-          ...(t.headers ? { headers: t.headers } : {}),
-          watch: t.watch.map((c) => ({ name: c.name, pid: c.pid })),
-          background: proxies.filter((c) => !t.watch.includes(c)).map((c) => c.pid),
-          onRssSample: peak.observe,
-          latencies: latencies.get(s)!,
-        });
-        progress(
-          `round ${round + 1}/${settings.rounds} ${s} @${connections}: ${r.reqPerSec.toFixed(0)} req/s, ` +
-            `${r.requests} in ${r.elapsedSeconds.toFixed(2)} s, p50 ${r.p50Ms.toFixed(3)} ms, p99 ${r.p99Ms.toFixed(3)} ms, errors ${r.errors}, non2xx ${r.non2xx}` +
-            (r.steal !== undefined ? `, steal ${(r.steal * 100).toFixed(1)}%` : '') +
-            (r.cpu ? `, CPU/req ${(r.cpu.proxiesNs / r.cpu.responses / 1000).toFixed(1)} us (load generator ${(r.cpu.loadgenNs / r.cpu.responses / 1000).toFixed(1)})` : '') +
-            (r.cpu?.backgroundNs !== undefined ? `, other proxies ${((r.cpu.backgroundNs / r.cpu.wallNs!) * 1000).toFixed(0)} ms/s` : '') +
-            Object.entries(r.maxRss).map(([name, v]) => `, ${name} ${(v / 2 ** 20).toFixed(1)} MiB`).join(''),
-        );
-        await peak.collect(); // between runs, never during one (see PeakMemory.collect)
-        if (settle && (settle.errors > 0 || settle.non2xx > 0)) {
-          // Not measured, but a failed request is a failure wherever it happens: the run reports it.
-          r.errors += settle.errors;
-          r.non2xx += settle.non2xx;
-          r.firstError ??= settle.firstError;
-          progress(`settle run before it: errors ${settle.errors}, non2xx ${settle.non2xx}${settle.firstError ? ` (${settle.firstError})` : ''}`);
-        }
-        windows.get(s)!.push(r);
-        rate.get(s)!.push(r.reqPerSec);
-        for (const [name, v] of Object.entries(r.maxRss)) rssLoad[name] = Math.max(rssLoad[name] ?? 0, v);
-      }
-      for (const s of SCENARIOS) perScenario.get(s)!.push(combineWindows(windows.get(s)!, latencies.get(s)!));
+    assertAlive(procs);
+    if (round < settings.rounds - 1) {
+      await stopProcesses(procs);
+      live.procs = undefined;
     }
-    for (const s of SCENARIOS) results.push(summarize(s, connections, perScenario.get(s)!));
   }
-  return { results, rssLoad, rssPeak: Object.fromEntries(peak.peaks) };
+  const results: ScenarioResult[] = [];
+  for (const connections of settings.connections) {
+    for (const s of SCENARIOS) results.push(summarize(s, connections, perScenario.get(connections)!.get(s)!));
+  }
+  return { results, rssIdle, rssLoad, rssPeak: Object.fromEntries(peak.peaks), instances };
+}
+
+/** Requests for about `seconds` at the scenario's recent rate (the median of its last three). */
+function amountFor(rates: number[], seconds: number): number {
+  return Math.round(median(rates.slice(-3)) * seconds);
+}
+
+/**
+ * Warms every scenario of a fresh instance at one connection count: a timed run (at most 1 s)
+ * to learn the rate, then a counted one of `warmupSeconds`. The timed run ends with requests in
+ * flight, and the counted one reopens (and warms) the connections that cost.
+ */
+async function warmUp(settings: Settings, f: BenchFiles, instance: Instance, connections: number, rates: (s: Scenario) => number[]): Promise<void> {
+  for (const s of RUN_ORDER) {
+    progress(`warm-up ${s} @${connections}`);
+    const t = target(s, f, instance.procs);
+    const headers = t.headers ? { headers: t.headers } : {};
+    rates(s).push((await runLoad({ url: t.url, connections, durationSeconds: Math.min(1, settings.warmupSeconds), ...headers })).reqPerSec);
+    rates(s).push((await runLoad({ url: t.url, connections, amount: amountFor(rates(s), settings.warmupSeconds), ...headers })).reqPerSec);
+  }
+}
+
+/**
+ * One round at one connection count: the round's order (a Williams square: over six rounds each
+ * scenario follows every other once, see roundOrder) forwards, then backwards, so a scenario's
+ * two runs are centred on the same moment and a steady drift in the machine's speed (a shared VM)
+ * cancels within the round. Returns each scenario's two runs combined.
+ */
+async function runRound(
+  settings: Settings,
+  f: BenchFiles,
+  instance: Instance,
+  connections: number,
+  round: number,
+  rates: (s: Scenario) => number[],
+  peak: PeakMemory,
+  rssLoad: Record<string, number>,
+): Promise<Map<Scenario, LoadResult>> {
+  const order = roundOrder(round);
+  const windows = new Map<Scenario, LoadResult[]>(SCENARIOS.map((s) => [s, []]));
+  const latencies = new Map<Scenario, LatencySamples>(SCENARIOS.map((s) => [s, new LatencySamples()]));
+  for (const s of [...order, ...[...order].reverse()]) {
+    const t = target(s, f, instance.procs);
+    const headers = t.headers ? { headers: t.headers } : {};
+    // A pair idled while the other scenarios ran (10-20 s at 2 s runs). Right after a burst V8
+    // gives pooled heap pages back to the OS and the next burst faults them in (the sidecar
+    // pair's first run after 16 s idle: 0.9-3.4 page faults per request, its next run
+    // 0.04-0.08; the bare pair's 0.8-1.0 and 0.4-0.5). The settle run takes that transient,
+    // so no measured run starts right after an idle gap.
+    const settle = settings.settleSeconds > 0 ? await runLoad({ url: t.url, connections, amount: amountFor(rates(s), settings.settleSeconds), ...headers }) : undefined;
+    const r = await runLoad({
+      url: t.url,
+      connections,
+      amount: amountFor(rates(s), settings.durationSeconds),
+      ...headers,
+      watch: t.watch.map((c) => ({ name: c.name, pid: c.pid })),
+      background: instance.proxies.filter((c) => !t.watch.includes(c)).map((c) => c.pid),
+      onRssSample: peak.observe,
+      latencies: latencies.get(s)!,
+    });
+    progress(
+      `round ${round + 1}/${settings.rounds} ${s} @${connections}: ${r.reqPerSec.toFixed(0)} req/s, ` +
+        `${r.requests} in ${r.elapsedSeconds.toFixed(2)} s, p50 ${r.p50Ms.toFixed(3)} ms, p99 ${r.p99Ms.toFixed(3)} ms, errors ${r.errors}, non2xx ${r.non2xx}` +
+        (r.steal !== undefined ? `, steal ${(r.steal * 100).toFixed(1)}%` : '') +
+        (r.cpu ? `, CPU/req ${(r.cpu.proxiesNs / r.cpu.responses / 1000).toFixed(1)} us (load generator ${(r.cpu.loadgenNs / r.cpu.responses / 1000).toFixed(1)})` : '') +
+        (r.cpu?.backgroundNs !== undefined ? `, other proxies ${((r.cpu.backgroundNs / r.cpu.wallNs!) * 1000).toFixed(0)} ms/s` : '') +
+        Object.entries(r.maxRss).map(([name, v]) => `, ${name} ${(v / 2 ** 20).toFixed(1)} MiB`).join(''),
+    );
+    await peak.collect(); // between runs, never during one (see PeakMemory.collect)
+    if (settle && (settle.errors > 0 || settle.non2xx > 0)) {
+      // Not measured, but a failed request is a failure wherever it happens: the run reports it.
+      r.errors += settle.errors;
+      r.non2xx += settle.non2xx;
+      r.firstError ??= settle.firstError;
+      progress(`settle run before it: errors ${settle.errors}, non2xx ${settle.non2xx}${settle.firstError ? ` (${settle.firstError})` : ''}`);
+    }
+    windows.get(s)!.push(r);
+    rates(s).push(r.reqPerSec);
+    for (const [name, v] of Object.entries(r.maxRss)) rssLoad[name] = Math.max(rssLoad[name] ?? 0, v);
+  }
+  return new Map(SCENARIOS.map((s) => [s, combineWindows(windows.get(s)!, latencies.get(s)!)]));
 }
 
 function emit(settings: Settings, report: BenchReport | { ok: false; error: string }): void {
@@ -276,21 +351,18 @@ async function main(): Promise<number> {
   const settings = parseSettings(process.argv.slice(2));
   const root = repoRoot();
   let files: BenchFiles | undefined;
-  let procs: Processes | undefined;
+  const live: { procs?: Processes } = {};
   try {
     files = await writeBenchFiles();
     const dir = files.dir;
     process.once('exit', () => rmSync(dir, { recursive: true, force: true })); // also after SIGINT
-    progress(`files in ${files.dir}; starting app, reference pair and sidecars`);
-    procs = await startProcesses(files, root);
-    const rssIdle = Object.fromEntries(proxyProcesses(procs).map((c) => [c.name, rssBytes(c.pid) ?? 0]));
-    const { results, rssLoad, rssPeak } = await measure(settings, files, procs);
+    progress(`files in ${files.dir}`);
+    const { results, rssIdle, rssLoad, rssPeak, instances } = await measure(settings, files, root, live);
     progress('new mTLS connection cost per inbound listener');
     const connectionCost = await measureConnectionCost(files, settings.quick ? 20 : 200);
     progress('verification cost per evidence type');
     const verification = await measureVerifyCost(settings.quick ? 200 : 3000);
-    const dead = Object.values(procs).filter((c) => c.proc.exitCode !== null || c.proc.signalCode !== null);
-    if (dead.length) throw new Error(`process(es) died during the run: ${dead.map((c) => `${c.name}\n${c.output().trim()}`).join('\n')}`);
+    if (live.procs) assertAlive(live.procs);
     const report = buildReport(
       {
         rounds: settings.rounds,
@@ -307,6 +379,7 @@ async function main(): Promise<number> {
       verification,
       connectionCost,
       rssPeak,
+      instances,
     );
     emit(settings, report);
     return report.ok ? 0 : 1;
@@ -316,7 +389,7 @@ async function main(): Promise<number> {
     if (settings.json) progress(`FAILED: ${message}`);
     return 1;
   } finally {
-    if (procs) await Promise.all(Object.values(procs).map((c) => stopChild(c)));
+    if (live.procs) await stopProcesses(live.procs);
     killAll();
     if (files) rmSync(files.dir, { recursive: true, force: true });
   }

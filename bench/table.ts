@@ -40,7 +40,7 @@ export function renderTable(r: BenchReport): string {
   const lines: string[] = [];
   const s = r.settings;
   lines.push(
-    `attest-sidecar benchmark: ${r.machine.cpus} CPUs, Node ${r.machine.node}, ${s.rounds} round(s)${s.rounds % BALANCED_ROUNDS === 0 ? ' in balanced orders' : ''}, each scenario forwards and back (2 x ~${s.durationSeconds} s, request counts${s.settleSeconds > 0 ? `, each after ~${s.settleSeconds} s uncounted` : ''}), medians over rounds`,
+    `attest-sidecar benchmark: ${r.machine.cpus} CPUs, Node ${r.machine.node}, ${s.rounds} round(s)${s.rounds % BALANCED_ROUNDS === 0 ? ' in balanced orders' : ''}${(r.instances?.length ?? 0) > 1 ? ', each on servers started for it' : ''}, each scenario forwards and back (2 x ~${s.durationSeconds} s, request counts${s.settleSeconds > 0 ? `, each after ~${s.settleSeconds} s uncounted` : ''}), medians over rounds`,
     '',
     `${pad('scenario', LABEL_WIDTH)}${pad('conns', 6, true)}${pad('req/s', 10, true)}${pad('p50 ms', 9, true)}${pad('p99 ms', 9, true)}${pad('errors', 8, true)}${pad('non2xx', 8, true)}${pad('steal %', 9, true)}`,
   );

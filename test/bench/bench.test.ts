@@ -1,6 +1,7 @@
 /**
- * Runs the benchmark end to end in its tiny mode (`--quick --json`: one 0.5 s round at 1 and 4
- * connections) and checks the report's shape and that no request failed. It asserts no timings
+ * Runs the benchmark end to end in its tiny mode (`--quick --json`, with two 0.5 s rounds at 1 and
+ * 4 connections instead of one) and checks the report's shape, that each round ran on servers
+ * started for it, and that no request failed. It asserts no timings
  * or ratios: those are measurements, not pass/fail criteria for a unit test.
  */
 import t from 'tap';
@@ -42,7 +43,7 @@ function runBench(args: string[]): Promise<RunOutput> {
 const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
 
 t.test('npm run bench -- --quick --json prints one complete report with zero errors', async (t) => {
-  const out = await runBench(['--quick', '--json']);
+  const out = await runBench(['--quick', '--json', '--rounds', '2']);
   const lines = out.stdout.trim().split('\n');
   t.equal(lines.length, 1, 'stdout is exactly one line (progress goes to stderr)');
   let report: any;
@@ -58,7 +59,13 @@ t.test('npm run bench -- --quick --json prints one complete report with zero err
   t.equal(out.code, 0, `exit status 0${failures.length ? '\n' + failures.join('\n') : ''}`);
 
   t.same(report.settings.connections, [1, 4], 'quick mode measures 1 and 4 connections');
-  t.equal(report.settings.rounds, 1);
+  t.equal(report.settings.rounds, 2, '--rounds overrides quick mode\'s one round');
+  // Every round on servers started for it: the same servers, none of them the previous round's.
+  t.equal(report.instances.length, 2, 'one start of the servers per round');
+  const [first, second] = report.instances as Record<string, number>[];
+  t.same(Object.keys(second!).sort(), Object.keys(first!).sort(), 'the same servers in both rounds');
+  t.ok(Object.keys(first!).includes('sidecar-inbound') && Object.keys(first!).includes('app'), 'the app and the sidecars are among them');
+  for (const name of Object.keys(first!)) t.not(second![name], first![name], `${name}: a new process in round 2`);
   t.equal(report.settings.settleSeconds, 0.1, 'quick mode settles each scenario for 0.1 s before its measured run');
   // Every scenario the bench defines, at every connection level, exactly once.
   const expected = SCENARIOS.flatMap((s) => [1, 4].map((c) => `${s}@${c}`)).sort();
@@ -75,8 +82,8 @@ t.test('npm run bench -- --quick --json prints one complete report with zero err
   for (const q of report.ratios) {
     t.ok(isNum(q.reqPerSec.cOverA) && isNum(q.reqPerSec.cOverB), `ratios at ${q.connections}`);
     t.ok(isNum(q.addedP50Ms.reference) && isNum(q.addedP50Ms.sidecar), `added p50 at ${q.connections}`);
-    t.ok(q.cOverBPerRound.length === 1 && q.cOverBPerRound.every(isNum), `c/b of each round at ${q.connections}`);
-    t.ok(isNum(q.control.overB) && q.control.perRound.length === 1 && q.control.perRound.every(isNum), `A/A control b'/b at ${q.connections}`);
+    t.ok(q.cOverBPerRound.length === 2 && q.cOverBPerRound.every(isNum), `c/b of each round at ${q.connections}`);
+    t.ok(isNum(q.control.overB) && q.control.perRound.length === 2 && q.control.perRound.every(isNum), `A/A control b'/b at ${q.connections}`);
     // CPU per request is read from /proc: CI and this machine are Linux.
     if (process.platform === 'linux') {
       t.ok(q.cpu && [q.cpu.cOverB, q.cpu.controlOverB, q.cpu.raw.cOverB, q.cpu.raw.controlOverB].every(isNum), `CPU per request ratios at ${q.connections}`);
