@@ -177,7 +177,7 @@ function target(s: Scenario, f: BenchFiles, procs: Processes): { url: string; he
   }
 }
 
-/** What one round needs: its processes, the RSS they started at, and every proxy among them. */
+/** The servers one round runs on. */
 interface Instance {
   procs: Processes;
   /** Every proxy process: those a run does not use are its background (see LoadOptions). */
@@ -199,9 +199,10 @@ async function stopProcesses(procs: Processes): Promise<void> {
  * started for it and stopped after it (the last round's are left running, in `live`, for the
  * connection-cost measurement). Why fresh processes: the same code in two processes runs at
  * different speeds for the processes' whole life (two identical bare pairs started together read
- * 0.94-1.14 of each other over thirteen full runs; a sidecar pair restarted six times, against a
- * bare pair restarted with it, read 0.78-1.13 in CPU per request), so one start per run made every
- * ratio one draw of that. A round per start makes the medians over rounds a median over starts.
+ * 0.94-1.14 of each other over thirteen full runs; twelve starts of the sidecar pair and the
+ * bare pair side by side read c/b 0.78-1.13 per start, README "Benchmark"), so one start per run
+ * made every ratio one draw of that. A round per start makes the medians over rounds a median
+ * over starts.
  */
 async function measure(
   settings: Settings,
