@@ -286,7 +286,7 @@ export function buildReport(
   const addedRatio = rLow.addedP50Ratio;
   // The pair under test (c) and the inbound sidecar that verifies the attested scenarios (d, e),
   // which until it got its own process was c's inbound and counted here. The attesting agents'
-  // outbound sidecars are shown in the table but not held to it (README, "Benchmark").
+  // outbound sidecars are shown in the table but not held to it (docs/benchmark.md).
   const sidecarRss = Object.entries(rssMiB).filter(([name]) => name.startsWith('sidecar') || name === 'attested-inbound');
   const targets: Target[] = [
     { name: `throughput c/b at ${high} connections`, value: rHigh.reqPerSec.cOverB, limit: '>= 0.9', pass: rHigh.reqPerSec.cOverB >= 0.9 },

@@ -200,7 +200,7 @@ async function stopProcesses(procs: Processes): Promise<void> {
  * connection-cost measurement). Why fresh processes: the same code in two processes runs at
  * different speeds for the processes' whole life (two identical bare pairs started together read
  * 0.94-1.14 of each other over thirteen full runs; twelve starts of the sidecar pair and the
- * bare pair side by side read c/b 0.78-1.13 per start, README "Benchmark"), so one start per run
+ * bare pair side by side read c/b 0.78-1.13 per start, docs/benchmark.md), so one start per run
  * made every ratio one draw of that. A round per start makes the medians over rounds a median
  * over starts.
  */

@@ -2,7 +2,7 @@
  * The inbound attestation gate: decides whether a peer's evidence satisfies its agent's
  * `attestation_requirements`, with the session cache in front of verification.
  *
- * Headers (wire protocol v1, see README "Evidence on the wire"):
+ * Headers (wire protocol v1, see docs/attestation.md, "Evidence on the wire"):
  *   request  attest-evidence: <envelope>      full evidence (first contact, or answering a challenge)
  *   request  attest-evidence-ref: <id>        the id of evidence this peer already presented
  *   request  attest-nonce: <base64url>        the nonce a per-request challenge issued
