@@ -67,7 +67,7 @@ async function cmdRun(args: string[]): Promise<Exit> {
 async function cmdDev(args: string[]): Promise<Exit> {
   const { values } = parseArgs({
     args,
-    options: { 'svid-ttl': { type: 'string' }, mesh: { type: 'string' }, 'log-level': { type: 'string' }, 'state-dir': { type: 'string' } },
+    options: { 'svid-ttl': { type: 'string' }, mesh: { type: 'string' }, 'log-level': { type: 'string' }, 'state-dir': { type: 'string' }, fresh: { type: 'boolean' } },
     strict: true,
   });
   // Loaded on demand: `run` never carries the development issuer's code.
@@ -80,6 +80,7 @@ async function cmdDev(args: string[]): Promise<Exit> {
     logger,
     ...(ttlSeconds ? { svidTtlSeconds: ttlSeconds } : {}),
     ...(values['state-dir'] ? { stateDir: path.resolve(values['state-dir']) } : {}),
+    ...(values.fresh ? { fresh: true } : {}),
   });
   onShutdown(() => mesh.close());
   process.stdout.write(devMeshBanner(mesh));
