@@ -212,7 +212,8 @@ function sha256(s: string): Buffer {
 /**
  * Failure timestamps per key (sliding window). A key is throttled while it has `max` failures
  * younger than `windowMs`; throttled attempts are not counted, so throttling lifts when the
- * oldest of them ages out. It only ever applies to attempts that failed. Memory is bounded: past `cap` keys the least recently failed go.
+ * oldest of them ages out. It only ever applies to attempts that failed. Memory is bounded:
+ * past `cap` keys the least recently failed go.
  */
 class FailureLimiter {
   readonly #records = new Map<string, { failures: number[]; noticed: boolean }>();
