@@ -153,7 +153,7 @@ for (let i = 0; i < ${noCorsFetches}; i++) {
   await tab.goto(hostileOrigin + '/');
   const expected = forms.length + noCorsFetches;
   await waitUntil(() => refusedByGuard() - guardBefore >= expected, `${expected} browser requests refused by the guard`, { timeoutMs: 60_000 });
-  t.equal(refusedByGuard() - guardBefore, expected, 'every form post and no-cors fetch reached the admin listener and was refused');
+  t.ok(refusedByGuard() - guardBefore >= expected, 'every form post and no-cors fetch reached the admin listener and was refused');
   t.equal(authFailures() - authBefore, 0, 'none of them reached authentication or fed the throttle');
   t.same(mesh.server.revocations.current().size, 0, 'nothing revoked');
   t.equal(await orchestratorServed(mesh), 200, 'the orchestrator is still served');
