@@ -20,6 +20,10 @@ COPY package.json ./
 COPY bin ./bin
 COPY proto ./proto
 COPY config ./config
+# Durable state (revocations, budget ledger) under /var/lib/attest-sidecar/<name>, owned by the
+# unprivileged user; mount a volume there so it survives the container (docs/admin.md).
+RUN mkdir -p /var/lib/attest-sidecar && chown node:node /var/lib/attest-sidecar && chmod 700 /var/lib/attest-sidecar
+ENV ATTEST_SIDECAR_STATE_DIR=/var/lib/attest-sidecar
 # Unprivileged; the Workload API socket is mounted read-only by the platform.
 USER node
 EXPOSE 15001 15443 15000

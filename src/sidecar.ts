@@ -3,7 +3,7 @@
  * policy watcher, metrics, audit and admin. Everything below it is wired through small
  * interfaces so tests and the dev mesh can assemble the same pieces.
  */
-import { mkdirSync, mkdtempSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { SidecarConfig } from './config/types.js';
@@ -33,6 +33,7 @@ import { RecentDenials } from './proxy/decision-log.js';
 import type { PolicyAgent } from './policy/read-agent.js';
 import { buildStatus } from './sidecar-status.js';
 import { compileHttpParserEagerly } from './proxy/http-parser.js';
+import { ensureStateDir, isListenError, listenError } from './startup-errors.js';
 
 export interface SidecarOptions {
   config: SidecarConfig;
@@ -72,6 +73,8 @@ export class Sidecar {
   private applying: Promise<void> = Promise.resolve();
   private readonly now: () => number;
   private closed = false;
+  /** Why the first identity could not be installed (e.g. the inbound port is taken). */
+  private firstInstallError: unknown;
 
   private constructor(opts: SidecarOptions, policy: PolicyWatcher | undefined, verifier: VerifierSetup | undefined, ops: OpsParts) {
     const config = opts.config;
@@ -218,8 +221,9 @@ export class Sidecar {
   }
 
   private async startListeners(source: X509Source | undefined): Promise<void> {
-    await this.admin?.start();
-    await this.outbound?.start();
+    const { admin, outbound, inbound } = this.config;
+    if (admin) await this.admin?.start().catch((err: unknown) => Promise.reject(listenError('admin listener', admin.listen, err)));
+    if (outbound) await this.outbound?.start().catch((err: unknown) => Promise.reject(listenError('outbound listener', outbound.listen, err)));
     this.source = source ?? (await this.createSource());
     this.unsubscribe = this.source.subscribe((state) => this.onIdentity(state));
     const first = this.source.current();
@@ -231,6 +235,8 @@ export class Sidecar {
     } catch (err) {
       this.logger.error({ err: errorMessage(err) }, 'no SVID within the startup timeout; not ready, still waiting');
     }
+    // The inbound listener binds with the first identity: a port it cannot have stops the start.
+    if (inbound && this.firstInstallError) throw listenError('inbound listener', inbound.listen, this.firstInstallError);
   }
 
   private async createSource(): Promise<X509Source> {
@@ -284,6 +290,7 @@ export class Sidecar {
           previous ? 'identity updated' : 'identity installed',
         );
       } catch (err) {
+        if (!previous && isListenError(err)) this.firstInstallError = err;
         this.logger.error({ err: errorMessage(err) }, 'failed to install identity; keeping the previous one');
       }
     });
@@ -367,7 +374,7 @@ interface OpsParts {
  * start: a sidecar must not serve with revocations or spend silently dropped.
  */
 async function openOperations(config: SidecarConfig, logger: Logger): Promise<OpsParts> {
-  mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
+  ensureStateDir(config.stateDir);
   const revocations = await RevocationStore.open({
     stateFile: path.join(config.stateDir, 'revocations.json'),
     sharedFiles: config.revocations.sharedFiles,

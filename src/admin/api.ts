@@ -5,7 +5,8 @@
  *   POST /v1/killall  {"reason": "..."}
  *   POST /v1/restore  {"spiffe_id": "..."} | {"all": true}
  * Every mutation is authenticated (bearer token from loopback, or an mTLS admin listed in the
- * policy), audited and counted; failed attempts are rate limited by the authenticator.
+ * policy), audited and counted; failed attempts are throttled by the authenticator. Requests a
+ * browser sent for another page are refused before authentication (browser-guard.ts).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AdminAuthenticator } from './auth.js';
@@ -15,6 +16,7 @@ import type { OperationsMetrics } from './ops-metrics.js';
 import type { AuditSink, Logger } from '../log.js';
 import { SidecarError, errorMessage } from '../errors.js';
 import { sendJson } from './json.js';
+import { BROWSER_REFUSED_REASON, browserRefusal } from './browser-guard.js';
 
 const MAX_BODY_BYTES = 16 * 1024;
 const MUTATIONS = new Set(['/v1/kill', '/v1/killall', '/v1/restore']);
@@ -43,6 +45,15 @@ export class AdminApi {
     if (req.method !== 'POST') return sendJson(res, 405, { error: `Method ${req.method} not allowed` }, { allow: 'POST' });
     const action = path.slice('/v1/'.length);
     const remote = req.socket.remoteAddress;
+    const scheme = peerSpiffeId !== undefined ? 'https' : 'http';
+    const browser = browserRefusal(req.headers, `${scheme}://${req.headers.host ?? ''}`);
+    if (browser !== undefined) {
+      // Before authentication and not a failed attempt: a page cannot feed the throttle.
+      this.deps.ops.adminAuthFailed(BROWSER_REFUSED_REASON);
+      this.deps.audit.record({ type: 'admin_auth_failed', decision: 'deny', reason: BROWSER_REFUSED_REASON, action, ...(remote ? { remote } : {}) });
+      req.resume();
+      return sendJson(res, 403, { error: browser, reason: BROWSER_REFUSED_REASON });
+    }
     const auth = this.deps.auth.authenticate({
       ...(req.headers.authorization !== undefined ? { authorization: req.headers.authorization } : {}),
       ...(remote !== undefined ? { remoteAddress: remote } : {}),

@@ -2,9 +2,12 @@
  * Admin API authentication. A mutation is allowed for exactly two kinds of caller:
  *  - an mTLS peer (verified SVID) whose SPIFFE ID the policy lists under `admins`;
  *  - a loopback caller presenting the bearer token from a 0600 file.
- * Nothing else: there is no unauthenticated mutation. Failed attempts are logged (never with
- * the presented token) and rate limited per remote address and per peer ID; once limited,
- * even a correct credential gets 429 until the window passes, so guessing stays slow.
+ * Nothing else: there is no unauthenticated mutation. The credential is checked first, so a
+ * correct one is always accepted: a flood of failures (a local process, a web page's form posts)
+ * must never lock the operator out of the kill switch. Failed attempts are logged (never with
+ * the presented token) and throttled per remote address and per peer ID: past the limit a
+ * failure is answered 429 with Retry-After and logged once per episode. Guessing is made
+ * infeasible by the token's entropy (256 bits when the sidecar creates it), not by the limiter.
  */
 import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
@@ -148,32 +151,30 @@ export class AdminAuthenticator {
   }
 
   authenticate(input: AdminAuthInput): AdminAuthResult {
-    const now = this.#now();
     const remote = canonicalAddress(input.remoteAddress);
+    const result = this.#decide(input, remote);
+    if (result.ok) return result;
+
+    const now = this.#now();
     const keys = [`addr:${remote ?? 'unknown'}`];
     if (input.peerSpiffeId !== undefined) keys.push(`peer:${input.peerSpiffeId}`);
     const context = { remote: remote ?? null, peer: input.peerSpiffeId ?? null };
-
     const retryMs = this.#limiter.blockedFor(keys, now);
     if (retryMs !== undefined) {
       if (this.#limiter.firstBlockedNotice(keys)) {
-        this.#logger.warn({ ...context, reason: 'admin_rate_limited', status: 429 }, 'admin authentication rate limited');
+        this.#logger.warn({ ...context, reason: 'admin_rate_limited', status: 429 }, 'admin authentication failures throttled');
       }
       const retryAfterSeconds = Math.max(1, Math.ceil(retryMs / 1000));
       return {
         ok: false,
         status: 429,
         reason: 'admin_rate_limited',
-        error: `too many failed admin authentication attempts; retry in ${retryAfterSeconds} s`,
+        error: `too many failed admin authentication attempts; retry in ${retryAfterSeconds} s (a valid credential is always accepted)`,
         retryAfterSeconds,
       };
     }
-
-    const result = this.#decide(input, remote);
-    if (!result.ok) {
-      this.#limiter.recordFailure(keys, now);
-      this.#logger.warn({ ...context, reason: result.reason, status: result.status }, `admin authentication failed: ${result.error}`);
-    }
+    this.#limiter.recordFailure(keys, now);
+    this.#logger.warn({ ...context, reason: result.reason, status: result.status }, `admin authentication failed: ${result.error}`);
     return result;
   }
 
@@ -209,9 +210,10 @@ function sha256(s: string): Buffer {
 }
 
 /**
- * Failure timestamps per key (sliding window). A key is blocked while it has `max` failures
- * younger than `windowMs`; blocked attempts are not counted, so the lock lifts when the
- * oldest of them ages out. Memory is bounded: past `cap` keys the least recently failed go.
+ * Failure timestamps per key (sliding window). A key is throttled while it has `max` failures
+ * younger than `windowMs`; throttled attempts are not counted, so throttling lifts when the
+ * oldest of them ages out. It only ever applies to attempts that failed. Memory is bounded:
+ * past `cap` keys the least recently failed go.
  */
 class FailureLimiter {
   readonly #records = new Map<string, { failures: number[]; noticed: boolean }>();

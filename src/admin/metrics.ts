@@ -89,7 +89,8 @@ export class SidecarMetrics {
       },
     });
     new client.Gauge({
-      name: 'attest_sidecar_inbound_connections',
+      // Not `attest_sidecar_inbound_connections`: that is the counter's family name in OpenMetrics.
+      name: 'attest_sidecar_inbound_connections_open',
       help: 'Open inbound mTLS connections.',
       registers: [registry],
       collect() {
@@ -135,7 +136,12 @@ export class SidecarMetrics {
     // The event-loop delay histogram samples every 50 ms instead of prom-client's 10 ms: that
     // timer was most of what an idle sidecar did (100 wakeups/s, ~1% of a core per pod), and
     // stalls worth alerting on are longer than 50 ms.
-    client.collectDefaultMetrics({ register: registry, prefix: 'attest_sidecar_', eventLoopMonitoringPrecision: 50 });
+    // Standard names (process_cpu_seconds_total, nodejs_heap_size_total_bytes, ...): the stock
+    // Node.js dashboards and alerts expect them; the `sidecar` default label tells sidecars apart.
+    client.collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 50 });
+    // These gauges are sums of the labelled nodejs_active_{handles,requests,resources} and their
+    // names clash with them in OpenMetrics (a family `x` and a family `x_total`).
+    for (const clash of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(clash);
   }
 
   /** Counts one finished request and its latency (seconds). Hot path: Map lookups and adds. */

@@ -15,6 +15,7 @@ import type { Logger } from '../log.js';
 import { sendJson } from './json.js';
 import { closeServer, listen } from '../net.js';
 import type { SidecarMetrics } from './metrics.js';
+import { OPENMETRICS_CONTENT_TYPE, openMetricsText, wantsOpenMetrics } from './openmetrics.js';
 import { STATUS_PAGE_CSP, STATUS_PAGE_HTML } from './status-page.js';
 
 export interface ReadinessCheck {
@@ -149,9 +150,11 @@ export class AdminServer {
         return;
       }
       case '/metrics': {
-        const body = await this.deps.metrics.registry.metrics();
-        res.writeHead(200, { 'content-type': this.deps.metrics.registry.contentType, 'cache-control': 'no-store' });
-        res.end(body);
+        const registry = this.deps.metrics.registry;
+        const om = wantsOpenMetrics(req.headers.accept);
+        const body = om ? await openMetricsText(registry) : await registry.metrics();
+        res.writeHead(200, { 'content-type': om ? OPENMETRICS_CONTENT_TYPE : registry.contentType, 'cache-control': 'no-store', vary: 'accept' });
+        res.end(req.method === 'HEAD' ? undefined : body);
         return;
       }
       case '/status':

@@ -1,5 +1,6 @@
 /** The text `attest-sidecar dev` prints once the mesh is up: where things are and what to try. */
 import type { DevMesh } from '../dev/mesh.js';
+import { carriedOverState } from '../dev/state.js';
 
 export function devMeshBanner(mesh: DevMesh): string {
   const lines: string[] = [];
@@ -40,9 +41,15 @@ export function devMeshBanner(mesh: DevMesh): string {
       lines.push(`  curl -x http://${orch.addr} -X POST http://control-plane/tasks -d '{}'   # 201, charged $0.25 of ${orch.name}'s $5/day budget`);
     }
     lines.push('', 'Kill switch (the admin token is in ' + mesh.stateDir + '/admin-token):');
-    lines.push(`  attest-sidecar kill spiffe://${mesh.spec.trustDomain}/ns/agent-swarm/sa/orchestrator   # its requests now get 403 Agent revoked`);
-    lines.push(`  attest-sidecar restore spiffe://${mesh.spec.trustDomain}/ns/agent-swarm/sa/orchestrator`);
-    lines.push(`  (revocations and spend persist in ${mesh.stateDir} across restarts)`);
+    lines.push(`  npx attest-sidecar kill spiffe://${mesh.spec.trustDomain}/ns/agent-swarm/sa/orchestrator   # its requests now get 403 Agent revoked`);
+    lines.push(`  npx attest-sidecar restore spiffe://${mesh.spec.trustDomain}/ns/agent-swarm/sa/orchestrator`);
+    lines.push(`  (revocations and spend persist in ${mesh.stateDir} across restarts; \`attest-sidecar dev --fresh\` starts clean)`);
+  }
+  const carried = carriedOverState(mesh.sidecars);
+  if (carried.length) {
+    lines.push('', `State from earlier runs is in force (${mesh.stateDir}):`);
+    for (const line of carried) lines.push(`  ${line}`);
+    lines.push('  Start clean with: npx attest-sidecar dev --fresh   (deletes revocations, budget spend and the admin token)');
   }
   lines.push('', 'Press Ctrl-C to stop.', '');
   return lines.join('\n');

@@ -40,20 +40,20 @@ export async function killCommand(cmd: 'kill' | 'killall' | 'restore', args: str
       },
     });
   } catch (err) {
-    return usage(errorMessage(err));
+    return usage(cmd, errorMessage(err));
   }
   const { values, positionals } = parsed;
   const admin = (values.admin ?? 'http://127.0.0.1:15000').replace(/\/+$/, '');
   const tokenFile = values['token-file'] ?? devTokenFile(env);
   let body: Record<string, unknown>;
   if (cmd === 'kill') {
-    if (positionals.length !== 1) return usage('kill needs exactly one SPIFFE_ID');
+    if (positionals.length !== 1) return usage(cmd, 'kill needs exactly one SPIFFE_ID');
     body = { spiffe_id: positionals[0], ...(values.reason ? { reason: values.reason } : {}) };
   } else if (cmd === 'killall') {
-    if (positionals.length) return usage('killall takes no SPIFFE ID');
+    if (positionals.length) return usage(cmd, 'killall takes no SPIFFE ID');
     body = values.reason ? { reason: values.reason } : {};
   } else {
-    if (values.all ? positionals.length !== 0 : positionals.length !== 1) return usage('restore needs one SPIFFE_ID or --all');
+    if (values.all ? positionals.length !== 0 : positionals.length !== 1) return usage(cmd, 'restore needs one SPIFFE_ID or --all');
     body = values.all ? { all: true } : { spiffe_id: positionals[0] };
   }
   let token: string;
@@ -95,6 +95,6 @@ export async function killCommand(cmd: 'kill' | 'killall' | 'restore', args: str
   return { exitCode: 0, stdout: `${summary}\n${JSON.stringify(json.revocations ?? {}, null, 2)}\n`, stderr: '' };
 }
 
-function usage(problem: string): CommandOutput {
-  return { exitCode: 2, stdout: '', stderr: `attest-sidecar: ${problem}\n\nUsage:\n${KILL_USAGE}` };
+function usage(cmd: string, problem: string): CommandOutput {
+  return { exitCode: 2, stdout: '', stderr: `attest-sidecar ${cmd}: ${problem}\n\nUsage:\n${KILL_USAGE}` };
 }

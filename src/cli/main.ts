@@ -12,25 +12,39 @@ import { createLogger } from '../log.js';
 import { Sidecar } from '../sidecar.js';
 import { KILL_USAGE } from './kill.js';
 
-const USAGE = () => `attest-sidecar: SPIFFE identity, mTLS and policy for AI-agent workloads
-
-Usage:
-  attest-sidecar run --config FILE        run one sidecar
-  attest-sidecar dev [--svid-ttl 60s] [--mesh FILE] [--state-dir DIR]
+/** Each subcommand's usage: printed by `attest-sidecar CMD --help` (exit 0) and after a usage error (exit 2). */
+const RUN_USAGE = `  attest-sidecar run --config FILE        run one sidecar (see docs/admin.md for the state directory)
+`;
+const DEV_USAGE = `  attest-sidecar dev [--svid-ttl 60s] [--mesh FILE] [--state-dir DIR] [--log-level LEVEL] [--fresh]
                                           DEVELOPMENT ONLY: embedded issuer + reference mesh
-  attest-sidecar check-policy FILE        validate a policy file (exit 1 on error)
-  attest-sidecar inspect-evidence FILE [--type T]
+      --fresh      delete the dev state first (revocations, budget spend, admin token) and start clean
+      --state-dir  default $ATTEST_SIDECAR_DEV_STATE, else ~/.attest-sidecar/dev
+`;
+const CHECK_POLICY_USAGE = `  attest-sidecar check-policy FILE        validate a policy file (exit 1 on error)
+`;
+const INSPECT_USAGE = `  attest-sidecar inspect-evidence FILE [--type T]
                                           decode a report/quote/envelope to JSON claims
-  attest-sidecar verify-evidence FILE --type sev-snp [--cert VCEK_OR_VLEK] [--anchors DIR_OR_PEM]
+`;
+const VERIFY_USAGE = `  attest-sidecar verify-evidence FILE --type sev-snp [--cert VCEK_OR_VLEK] [--anchors DIR_OR_PEM]
                  [--at ISO_TIME] [--policy FILE --agent NAME]
   attest-sidecar verify-evidence QUOTE --type tpm --signature SIG --pcrs PCRS.json --ak AK [--nonce HEX]
                                           verify offline; exit 0 only when verified
-  attest-sidecar audit verify FILE [--expect-head HASH] [--expect-seq N] [--json]
+`;
+const AUDIT_SUMMARY = `  attest-sidecar audit verify FILE [--expect-head HASH] [--expect-seq N] [--mixed] [--json]
                                           check an audit log's hash chain (exit 1 if broken)
-  attest-sidecar help | version
+`;
+
+const USAGE = () => `attest-sidecar: SPIFFE identity, mTLS and policy for AI-agent workloads
+
+Usage:
+${RUN_USAGE}${DEV_USAGE}${CHECK_POLICY_USAGE}${INSPECT_USAGE}${VERIFY_USAGE}${AUDIT_SUMMARY}  attest-sidecar help | version
+  attest-sidecar COMMAND --help           that command's usage
 
 Kill switch (talks to a running sidecar's admin API):
-${KILL_USAGE}`;
+${KILL_USAGE}
+From a checkout or an \`npm install\` of this package the command is \`npx attest-sidecar ...\`
+(or bin/attest-sidecar); a global install (npm install -g) puts attest-sidecar on PATH.
+`;
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 
@@ -53,7 +67,7 @@ async function cmdRun(args: string[]): Promise<Exit> {
 async function cmdDev(args: string[]): Promise<Exit> {
   const { values } = parseArgs({
     args,
-    options: { 'svid-ttl': { type: 'string' }, mesh: { type: 'string' }, 'log-level': { type: 'string' }, 'state-dir': { type: 'string' } },
+    options: { 'svid-ttl': { type: 'string' }, mesh: { type: 'string' }, 'log-level': { type: 'string' }, 'state-dir': { type: 'string' }, fresh: { type: 'boolean' } },
     strict: true,
   });
   // Loaded on demand: `run` never carries the development issuer's code.
@@ -66,6 +80,7 @@ async function cmdDev(args: string[]): Promise<Exit> {
     logger,
     ...(ttlSeconds ? { svidTtlSeconds: ttlSeconds } : {}),
     ...(values['state-dir'] ? { stateDir: path.resolve(values['state-dir']) } : {}),
+    ...(values.fresh ? { fresh: true } : {}),
   });
   onShutdown(() => mesh.close());
   process.stdout.write(devMeshBanner(mesh));
@@ -73,14 +88,21 @@ async function cmdDev(args: string[]): Promise<Exit> {
 }
 
 function cmdCheckPolicy(args: string[]): Exit {
-  const file = args[0];
-  if (!file) {
-    process.stderr.write('attest-sidecar check-policy: FILE is required\n');
+  const { positionals } = parseArgs({ args, options: {}, allowPositionals: true, strict: true });
+  const file = positionals[0];
+  if (!file || positionals.length > 1) {
+    process.stderr.write(`attest-sidecar check-policy: ${file ? 'exactly one FILE' : 'FILE is required'}\n\nUsage:\n${CHECK_POLICY_USAGE}`);
     return 2;
   }
   const { exitCode, output } = checkPolicyCommand(file);
   (exitCode === 0 ? process.stdout : process.stderr).write(output.endsWith('\n') ? output : output + '\n');
   return exitCode;
+}
+
+function cmdVersion(args: string[]): Exit {
+  parseArgs({ args, options: {}, strict: true });
+  process.stdout.write('attest-sidecar 0.1.0\n');
+  return 0;
 }
 
 function emit(out: { exitCode: number; stdout: string; stderr: string }): Exit {
@@ -107,38 +129,71 @@ function onShutdown(close: () => Promise<void>): void {
   process.on('SIGTERM', () => stop('SIGTERM'));
 }
 
+interface Command {
+  /** A string, or a loader for commands whose module loads on demand. */
+  usage: string | (() => Promise<string>);
+  run(args: string[]): Exit | Promise<Exit>;
+}
+
+const killCommand = (cmd: 'kill' | 'killall' | 'restore'): Command => ({
+  usage: KILL_USAGE,
+  run: async (args) => emit(await (await import('./kill.js')).killCommand(cmd, args)),
+});
+
+const COMMANDS: Readonly<Record<string, Command>> = Object.assign(Object.create(null) as Record<string, Command>, {
+  run: { usage: RUN_USAGE, run: cmdRun },
+  dev: { usage: DEV_USAGE, run: cmdDev },
+  'check-policy': { usage: CHECK_POLICY_USAGE, run: cmdCheckPolicy },
+  'inspect-evidence': { usage: INSPECT_USAGE, run: async (args: string[]) => emit((await import('./evidence.js')).inspectEvidenceCommand(args)) },
+  'verify-evidence': { usage: VERIFY_USAGE, run: async (args: string[]) => emit((await import('./evidence.js')).verifyEvidenceCommand(args)) },
+  kill: killCommand('kill'),
+  killall: killCommand('killall'),
+  restore: killCommand('restore'),
+  audit: { usage: async () => (await import('./audit.js')).AUDIT_USAGE, run: async (args: string[]) => (await import('./audit.js')).auditCommand(args, process.stdout, process.stderr) },
+  version: { usage: '  attest-sidecar version\n', run: cmdVersion },
+});
+
+/** `--help` or `-h` among a command's arguments (not after `--`, where it is an operand). */
+function asksForHelp(args: readonly string[]): boolean {
+  for (const a of args) {
+    if (a === '--') return false;
+    if (a === '--help' || a === '-h') return true;
+  }
+  return false;
+}
+
+async function usageOf(command: Command): Promise<string> {
+  const text = typeof command.usage === 'string' ? command.usage : await command.usage();
+  return text.startsWith('Usage:') ? text : `Usage:\n${text}`;
+}
+
+function isParseArgsError(err: unknown): err is Error {
+  return err instanceof Error && String((err as { code?: unknown }).code ?? '').startsWith('ERR_PARSE_ARGS');
+}
+
 export async function main(argv: string[]): Promise<Exit> {
   const [cmd, ...rest] = argv;
-  switch (cmd) {
-    case 'run':
-      return cmdRun(rest);
-    case 'dev':
-      return cmdDev(rest);
-    case 'check-policy':
-      return cmdCheckPolicy(rest);
-    case 'inspect-evidence':
-      return emit((await import('./evidence.js')).inspectEvidenceCommand(rest));
-    case 'verify-evidence':
-      return emit((await import('./evidence.js')).verifyEvidenceCommand(rest));
-    case 'kill':
-    case 'killall':
-    case 'restore':
-      return emit(await (await import('./kill.js')).killCommand(cmd, rest));
-    case 'audit':
-      return (await import('./audit.js')).auditCommand(rest, process.stdout, process.stderr);
-    case 'version':
-    case '--version':
-      process.stdout.write('attest-sidecar 0.1.0\n');
-      return 0;
-    case undefined:
-    case 'help':
-    case '--help':
-    case '-h':
-      process.stdout.write(USAGE());
-      return cmd === undefined ? 2 : 0;
-    default:
-      process.stderr.write(`attest-sidecar: unknown command '${cmd}'\n\n${USAGE()}`);
-      return 2;
+  if (cmd === undefined || cmd === 'help' || cmd === '--help' || cmd === '-h') {
+    const topic = cmd === 'help' && rest[0] !== undefined ? COMMANDS[rest[0]] : undefined;
+    process.stdout.write(topic ? await usageOf(topic) : USAGE());
+    return cmd === undefined ? 2 : 0;
+  }
+  if (cmd === '--version') return COMMANDS.version!.run([]);
+  const command = COMMANDS[cmd];
+  if (!command) {
+    process.stderr.write(`attest-sidecar: unknown command '${cmd}'\n\n${USAGE()}`);
+    return 2;
+  }
+  if (asksForHelp(rest)) {
+    process.stdout.write(await usageOf(command));
+    return 0;
+  }
+  try {
+    return await command.run(rest);
+  } catch (err) {
+    if (!isParseArgsError(err)) throw err;
+    process.stderr.write(`attest-sidecar ${cmd}: ${err.message}\n\n${await usageOf(command)}`);
+    return 2;
   }
 }
 
@@ -149,9 +204,6 @@ main(process.argv.slice(2)).then(
   (err: unknown) => {
     if (err instanceof ConfigError || err instanceof SidecarError) {
       process.stderr.write(`attest-sidecar: ${err.message}\n`);
-    } else if (err instanceof TypeError && (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`attest-sidecar: ${err.message}\n\n${USAGE()}`);
-      process.exit(2);
     } else {
       process.stderr.write(`attest-sidecar: fatal: ${(err as Error)?.stack ?? String(err)}\n`);
     }

@@ -90,7 +90,7 @@ export function parseConfig(
   }
   const adminField = top.get('admin');
   const admin = readAdmin(reader, adminField, baseDir);
-  const stateDir = readStateDir(reader, top.get('state_dir'), baseDir, name ?? (inline ? 'default' : basename(file).replace(/\.(ya?ml|json)$/i, '')));
+  const stateDir = readStateDir(reader, top.get('state_dir'), baseDir, name ?? (inline ? 'default' : basename(file).replace(/\.(ya?ml|json)$/i, '')), env);
   const revocations = readRevocations(reader, top.get('revocations'), baseDir);
   const budget = readBudgetStore(reader, top.get('budget'));
   const log = readLog(reader, top.get('log'), baseDir);

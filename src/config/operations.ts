@@ -2,6 +2,7 @@
  * Operational sections of the sidecar config: `admin:` (listeners and mutation auth),
  * `state_dir:`, `revocations:` and `budget:` (where spend is kept).
  */
+import { homedir } from 'node:os';
 import path from 'node:path';
 import { readDuration, readListen, readParsedUrl, readPath } from './fields.js';
 import type { AdminConfig, BudgetStoreConfig, RevocationsConfig } from './types.js';
@@ -34,13 +35,26 @@ export function readAdmin(reader: YamlReader, field: Field | undefined, baseDir:
 }
 
 /**
- * `state_dir`, default `/var/lib/attest-sidecar/<name>` (`name`, else the config file's base
- * name): two sidecars on one host never share a ledger or a revocation list by accident.
+ * Where state directories go when the config names none: $ATTEST_SIDECAR_STATE_DIR; else
+ * /var/lib/attest-sidecar for root; else $XDG_STATE_HOME/attest-sidecar (an absolute one),
+ * else ~/.local/state/attest-sidecar, so that an unprivileged user can start a sidecar.
  */
-export function readStateDir(reader: YamlReader, field: Field | undefined, baseDir: string, label: string): string | undefined {
+export function defaultStateRoot(env: NodeJS.ProcessEnv, uid: number | undefined = process.getuid?.(), home: () => string = homedir): string {
+  if (env.ATTEST_SIDECAR_STATE_DIR) return path.resolve(env.ATTEST_SIDECAR_STATE_DIR);
+  if (uid === 0) return OPERATIONS_DEFAULTS.stateDir;
+  const xdg = env.XDG_STATE_HOME;
+  if (xdg && path.isAbsolute(xdg)) return path.join(xdg, 'attest-sidecar');
+  return path.join(home(), '.local', 'state', 'attest-sidecar');
+}
+
+/**
+ * `state_dir`, default `<defaultStateRoot>/<name>` (`name`, else the config file's base name):
+ * two sidecars on one host never share a ledger or a revocation list by accident.
+ */
+export function readStateDir(reader: YamlReader, field: Field | undefined, baseDir: string, label: string, env: NodeJS.ProcessEnv): string | undefined {
   if (field) return readPath(reader, field, baseDir);
   const safe = label.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^\.+/, '_') || 'default';
-  return path.join(OPERATIONS_DEFAULTS.stateDir, safe);
+  return path.join(defaultStateRoot(env), safe);
 }
 
 export function readRevocations(reader: YamlReader, field: Field | undefined, baseDir: string): RevocationsConfig | undefined {

@@ -21,6 +21,8 @@ import { generateSimKey } from '../attestation/sim/report.js';
 
 export { devStateDir, devTokenFile } from './paths.js';
 import { devStateDir } from './paths.js';
+import { devSidecarStateDir, wipeDevState } from './state.js';
+import { listenError } from '../startup-errors.js';
 
 export interface DevMeshSpec {
   file: string;
@@ -59,6 +61,10 @@ export function loadDevMeshSpec(file: string): DevMeshSpec {
   };
 }
 
+function sidecarName(config: SidecarConfig): string {
+  return config.name ?? ('spiffeId' in config.identity ? config.identity.spiffeId : config.file);
+}
+
 export class DevMesh {
   private constructor(
     readonly spec: DevMeshSpec,
@@ -69,8 +75,13 @@ export class DevMesh {
     readonly stateDir: string,
   ) {}
 
-  static async start(spec: DevMeshSpec, opts: { logger: Logger; svidTtlSeconds?: number; stateDir?: string }): Promise<DevMesh> {
+  /** `fresh`: delete the state earlier runs left (revocations, budget spend, admin token) first. */
+  static async start(spec: DevMeshSpec, opts: { logger: Logger; svidTtlSeconds?: number; stateDir?: string; fresh?: boolean }): Promise<DevMesh> {
     const stateDir = opts.stateDir ?? devStateDir();
+    if (opts.fresh) {
+      const removed = wipeDevState(stateDir, spec.sidecars.map(sidecarName));
+      opts.logger.warn({ removed }, 'dev mesh state deleted (--fresh): no revocations, no budget spend, a new admin token');
+    }
     const socketDir = mkdtempSync(path.join(tmpdir(), 'attest-sidecar-dev-'));
     const ttl = opts.svidTtlSeconds ?? spec.svidTtlSeconds;
     const issuer = await DevIssuer.start({ trustDomain: spec.trustDomain, socketDir, svidTtlSeconds: ttl, logger: opts.logger });
@@ -81,13 +92,14 @@ export class DevMesh {
     try {
       if (spec.demoApp) {
         app = new DemoApp();
-        await app.start(spec.demoApp.host, spec.demoApp.port);
+        const at = spec.demoApp;
+        await app.start(at.host, at.port).catch((err: unknown) => Promise.reject(listenError('demo app', at, err)));
       }
       for (const config of spec.sidecars) {
         if (config.identity.source !== 'dev') {
           throw new ConfigError('dev mesh sidecars must use identity.source: dev', { file: config.file, key: 'identity.source' });
         }
-        const name = config.name ?? config.identity.spiffeId;
+        const name = sidecarName(config);
         const { endpoint } = await issuer.registerWorkload(config.identity.spiffeId);
         const logger = opts.logger.child({ sidecar: name });
         const source = new WorkloadApiX509Source({ endpoint, logger });
@@ -101,7 +113,7 @@ export class DevMesh {
             config: {
               ...config,
               name,
-              stateDir: path.join(stateDir, name.replace(/[^A-Za-z0-9._-]/g, '_')),
+              stateDir: devSidecarStateDir(stateDir, name),
               ...(config.admin ? { admin: { ...config.admin, tokenFile: config.admin.tokenFile ?? path.join(stateDir, 'admin-token') } } : {}),
             },
             source,

@@ -20,5 +20,5 @@ t.test('request counters and latency histogram in Prometheus text format', async
   t.ok(Math.abs(value(/attest_sidecar_request_duration_seconds_sum\{direction="inbound",decision="allow",sidecar="x"\} ([\d.]+)/) - 20.2064) < 1e-9);
   t.match(text, /# TYPE attest_sidecar_requests_total counter/);
   t.match(text, /attest_sidecar_svid_expiry_seconds\{sidecar="x"\} 42/);
-  t.match(text, /attest_sidecar_inbound_connections\{sidecar="x"\} 3/);
+  t.match(text, /attest_sidecar_inbound_connections_open\{sidecar="x"\} 3/);
 });
