@@ -1,14 +1,26 @@
 /**
  * The attestation key (AK) of a quote: turning its given form (KeyObject, TPMT_PUBLIC,
- * PEM SPKI or certificate) into a public key, and deciding whether it is trusted — either
- * pinned (`akTrust.keys`) or certified by a configured CA (`akTrust.caCerts`).
+ * PEM SPKI or certificate) into a public key, and deciding whether it is trusted: pinned by
+ * TPM Name (`akTrust.names`), vouched for by another root of trust (`akTrust.keys`, bare keys
+ * only) or certified by a configured CA (`akTrust.caCerts`).
+ *
+ * A TPMT_PUBLIC is only as trustworthy as what authenticates it: its attributes (restricted),
+ * nameAlg and scheme are plain bytes beside the key, so a key pin does not cover them. A
+ * non-restricted key that signs a forged TPMS_ATTEST would pass once its public area claims
+ * "restricted". The Name (nameAlg || H_nameAlg(TPMT_PUBLIC)) covers every byte.
  */
 import { createHash, createPublicKey, KeyObject, X509Certificate } from 'node:crypto';
 import { AttestationError } from '../types.js';
 import { isRestrictedSigningKey, parseTpmtPublic, type TpmPublic } from './public.js';
 
 export interface AkTrust {
-  /** trusted AK public keys (pinned) */
+  /** trusted AK TPM Names (nameAlg u16 || H_nameAlg(TPMT_PUBLIC)): authenticate the whole public area */
+  names?: Uint8Array[];
+  /**
+   * AK public keys vouched for by another root of trust (the Azure HCL report). Matched only
+   * against an AK given as a bare key: never against a TPMT_PUBLIC, whose attributes they do
+   * not authenticate.
+   */
   keys?: KeyObject[];
   /** X.509 PEMs: an AK certificate must chain to one of these */
   caCerts?: string[];
@@ -22,6 +34,8 @@ export interface ResolvedAk {
   readonly cert?: X509Certificate;
   readonly spkiDer: Buffer;
 }
+
+const hexOf = (b: Uint8Array) => Buffer.from(b).toString('hex');
 
 function spkiOf(key: KeyObject): Buffer {
   return key.export({ type: 'spki', format: 'der' });
@@ -103,12 +117,30 @@ function verifyChain(leaf: X509Certificate, intermediates: X509Certificate[], an
 
 /** Throws chain_invalid / collateral_missing unless the AK is trusted. */
 export function checkAkTrust(ak: ResolvedAk, trust: AkTrust, certChain: string[] | undefined, now: Date): void {
-  const pinned = trust.keys ?? [];
-  if (pinned.some((k) => k.type === 'public' && spkiOf(k).equals(ak.spkiDer))) return;
+  const names = trust.names ?? [];
+  const keys = trust.keys ?? [];
+  if (ak.tpmPublic) {
+    const name = Buffer.from(ak.tpmPublic.name);
+    if (names.some((n) => name.equals(n))) return;
+  } else if (keys.some((k) => k.type === 'public' && spkiOf(k).equals(ak.spkiDer))) {
+    return;
+  }
   const cas = trust.caCerts ?? [];
   if (cas.length === 0) {
-    if (pinned.length === 0) throw new AttestationError('collateral_missing', 'no trusted AK keys or AK CA configured');
-    throw new AttestationError('chain_invalid', 'AK is not one of the trusted AK keys');
+    if (names.length === 0 && keys.length === 0) throw new AttestationError('collateral_missing', 'no trusted AK names, AK keys or AK CA configured');
+    if (ak.tpmPublic) {
+      const keyPinned = keys.some((k) => k.type === 'public' && spkiOf(k).equals(ak.spkiDer));
+      throw new AttestationError(
+        'chain_invalid',
+        keyPinned
+          ? `AK ${hexOf(ak.tpmPublic.name)} is pinned by key only, which does not authenticate its TPMT_PUBLIC: pin its TPM Name`
+          : `AK ${hexOf(ak.tpmPublic.name)} is not one of the trusted AK names`,
+      );
+    }
+    throw new AttestationError(
+      'chain_invalid',
+      names.length > 0 && keys.length === 0 ? 'AK pinned by TPM Name must come as its TPMT_PUBLIC' : 'AK is not one of the trusted AK keys',
+    );
   }
   const chain = (certChain ?? []).map((pem, i) => parseCert(pem, `AK certificate chain [${i}]`));
   let leaf = ak.cert;
@@ -118,9 +150,11 @@ export function checkAkTrust(ak: ResolvedAk, trust: AkTrust, certChain: string[]
   } else if (chain[0]?.raw.equals(leaf.raw)) {
     chain.shift();
   }
+  // The certificate must certify the very key of the public area the quote is checked with.
   if (!spkiOf(leaf.publicKey).equals(ak.spkiDer)) {
     throw new AttestationError('chain_invalid', 'AK certificate does not certify the quoting AK');
   }
+  if (leaf.ca) throw new AttestationError('chain_invalid', 'AK certificate is a CA certificate, not an AK certificate');
   const anchors = cas.map((pem, i) => parseCert(pem, `AK CA [${i}]`));
   verifyChain(leaf, chain, anchors, now);
 }

@@ -65,9 +65,14 @@ export class TpmEvidenceAttester implements Attester {
     return this.tpm;
   }
 
-  /** The AK's public key (connects and creates the AK on first use): what verifiers pin. */
+  /** The AK's public key (connects and creates the AK on first use). */
   async akPublicKey(): Promise<import('node:crypto').KeyObject> {
     return (await this.attester()).akPublic.key;
+  }
+
+  /** The AK's TPM Name (nameAlg || H(TPMT_PUBLIC)): what verifiers pin in tpm_ak_names. */
+  async akName(): Promise<Uint8Array> {
+    return (await this.attester()).akPublic.name;
   }
 
   async produce(spki: Uint8Array, nonce?: Uint8Array): Promise<Evidence> {
