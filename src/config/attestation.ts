@@ -5,6 +5,8 @@ import { checkListen } from './values.js';
 import type { Field, MapView, YamlReader } from './yaml-reader.js';
 
 const ATTESTER_TYPES = ['sim', 'sev-snp', 'tdx', 'tpm'];
+/** Reference-values environment names (policies refer to them); ReferenceValueStore checks the same. */
+const ENVIRONMENT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
 export function readAttestation(reader: YamlReader, field: Field, baseDir: string): AttestationConfig | undefined {
   const m = reader.map(field, ['attester', 'verifier']);
@@ -160,9 +162,15 @@ function readVerifier(reader: YamlReader, field: Field, baseDir: string): Verifi
   if (rm) {
     const filesField = rm.require('files');
     const fm = filesField && reader.map(filesField, null);
-    const files: Record<string, string> = {};
+    // Environment names come from the file: a null prototype keeps '__proto__' a name, not a setter.
+    const files: Record<string, string> = Object.create(null);
     for (const name of fm?.keys() ?? []) {
-      const p = readPath(reader, fm!.get(name)!, baseDir);
+      const f = fm!.get(name)!;
+      if (!ENVIRONMENT_NAME.test(name)) {
+        reader.report(f.keyNode, f.path, `'${name}' is not an environment name (letters, digits, '.', '_', '-'; a letter or digit first)`);
+        continue;
+      }
+      const p = readPath(reader, f, baseDir);
       if (p) files[name] = p;
     }
     const keysField = rm.get('signing_keys');
