@@ -82,12 +82,12 @@ export function encodeEvidence(ev: Evidence): string {
   const spec = PARTS[ev.type];
   const out: Record<string, unknown> = { __cmwc_t: COLLECTION_TYPE, type: ['text/plain', Buffer.from(ev.type).toString('base64url')] };
   for (const [label, bytes] of Object.entries(ev.parts)) {
-    const s = spec[label];
+    const s = Object.hasOwn(spec, label) ? spec[label] : undefined;
     if (!s) throw new RangeError(`evidence type ${ev.type} has no part '${label}'`);
     out[label] = [s.mediaType, bytes.toString('base64url')];
   }
   for (const [label, s] of Object.entries(spec)) {
-    if (s.required && !ev.parts[label]) throw new RangeError(`evidence type ${ev.type} needs part '${label}'`);
+    if (s.required && !Object.hasOwn(ev.parts, label)) throw new RangeError(`evidence type ${ev.type} needs part '${label}'`);
   }
   const text = Buffer.from(JSON.stringify(out), 'utf8').toString('base64url');
   if (text.length > MAX_ENVELOPE_CHARS) throw new RangeError(`evidence envelope is ${text.length} characters, over ${MAX_ENVELOPE_CHARS}`);

@@ -13,6 +13,8 @@ import { X509Bundle } from '../../src/spiffe/bundle/x509-bundle.js';
 import { parseTrustDomain } from '../../src/spiffe/id.js';
 import { certificateFacts, KeyUsageBit, parseCertificateDer, parsePrivateKeyPem } from '../../src/spiffe/x509.js';
 import { keyUsageBits } from '../../src/spiffe/x509-strict.js';
+import { jwkToPublicKey } from '../../src/spiffe/bundle/jwk.js';
+import { fromStructMessage, toStructMessage } from '../../src/spiffe/workload-api/proto.js';
 
 const URI = 'spiffe://example.org/w';
 const KEY_USAGE = '2.5.29.15';
@@ -132,4 +134,16 @@ t.test('PEM labels are matched exactly, never against Object.prototype', async (
   for (const label of ['constructor', 'toString', '__proto__']) {
     t.equal(parsePrivateKeyPem(`-----BEGIN ${label}-----\nAAAA\n-----END ${label}-----\n`), undefined, `"${label}" is not a key block`);
   }
+});
+
+t.test('bundle JWKs and Workload API structs: names are data, never Object.prototype', async (t) => {
+  for (const kty of ['constructor', '__proto__', 'toString']) {
+    t.throws(() => jwkToPublicKey({ kty, x: 'AA' }), { message: `unsupported key type "${kty}"` }, `kty ${kty}`);
+  }
+  const fields = JSON.parse('{"__proto__":{"kind":"stringValue","stringValue":"x"},"constructor":{"kind":"numberValue","numberValue":1}}');
+  const claims = fromStructMessage({ fields });
+  t.ok(Object.hasOwn(claims, '__proto__') && Object.hasOwn(claims, 'constructor'), 'both are own members');
+  t.equal(claims['__proto__'], 'x');
+  t.equal(claims['constructor'], 1);
+  t.same(Object.keys(toStructMessage(claims).fields), ['__proto__', 'constructor'], 'and survive the way back');
 });

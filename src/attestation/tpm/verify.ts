@@ -134,7 +134,7 @@ function checkPcrs(q: TpmsAttestQuote, pcrs: TpmQuoteInput['pcrs'], hash: string
   const bankId = hashAlgId(pcrs.alg);
   const size = digestSize(pcrs.alg);
   const h = createHash(hash);
-  const selected: Record<string, string> = {};
+  const selected: Record<string, string> = Object.create(null);
   for (const sel of q.pcrSelections) {
     if (sel.indices.length === 0) continue;
     if (sel.hashAlg !== bankId) {

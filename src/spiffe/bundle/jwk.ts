@@ -8,11 +8,11 @@ import { createPublicKey, KeyObject } from 'node:crypto';
 const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
 
 /** The public-key members node:crypto needs, per kty. */
-const PUBLIC_MEMBERS: Record<string, readonly string[]> = {
-  EC: ['crv', 'x', 'y'],
-  RSA: ['n', 'e'],
-  OKP: ['crv', 'x'],
-};
+const PUBLIC_MEMBERS = new Map<string, readonly string[]>([
+  ['EC', ['crv', 'x', 'y']],
+  ['RSA', ['n', 'e']],
+  ['OKP', ['crv', 'x']],
+]);
 
 export type JsonObject = Record<string, unknown>;
 
@@ -24,10 +24,10 @@ export function isJsonObject(v: unknown): v is JsonObject {
 export function jwkToPublicKey(jwk: JsonObject): KeyObject {
   const kty = jwk['kty'];
   if (typeof kty !== 'string') throw new Error('missing "kty"');
-  const members = PUBLIC_MEMBERS[kty];
+  const members = PUBLIC_MEMBERS.get(kty);
   if (!members) throw new Error(`unsupported key type "${kty}"`);
   for (const m of PRIVATE_MEMBERS) {
-    if (m in jwk) throw new Error('contains private key material');
+    if (Object.hasOwn(jwk, m)) throw new Error('contains private key material');
   }
   const pub: Record<string, string> = { kty };
   for (const m of members) {
