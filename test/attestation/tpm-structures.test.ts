@@ -5,7 +5,7 @@
  * openssl CLI.
  */
 import t from 'tap';
-import { createHash, generateKeyPairSync, sign, constants, type KeyObject } from 'node:crypto';
+import { createHash, generateKeyPairSync, sign, constants, X509Certificate, type KeyObject } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -145,6 +145,14 @@ t.test('AK certificate chains (CA made with the openssl CLI)', async (t) => {
   t.equal(reasonOf(() => verifyTpmQuote({ ...input, ak: area }, certified, NOW)), 'ok', 'AK public area + its certificate');
   t.match(reasonOf(() => verifyTpmQuote({ ...input, ak: eccPublicArea(otherKey, AK_ATTRIBUTES) }, certified, NOW)), /^chain_invalid: AK certificate does not certify the quoting AK/);
   t.match(reasonOf(() => verifyTpmQuote({ ...input, ak: eccPublicArea(ak.publicKey, AK_ATTRIBUTES & ~TPMA_OBJECT.restricted) }, certified, NOW)), /^chain_invalid: AK is not a restricted/);
+  // Every certificate of a CA file counts; an AK certificate is exactly one strict DER certificate.
+  t.equal(reasonOf(() => verifyTpmQuote(input, { akTrust: { caCerts: [pem('other.pem') + pem('ca.pem')] } }, NOW)), 'ok', 'the second CA of a file');
+  const akDer = new X509Certificate(pem('akcert.pem')).raw;
+  const toPem = (der: Buffer) => `-----BEGIN CERTIFICATE-----\n${der.toString('base64')}\n-----END CERTIFICATE-----\n`;
+  t.match(reasonOf(() => verifyTpmQuote({ ...input, ak: toPem(Buffer.concat([akDer, Buffer.from([0])])) }, { akTrust: { caCerts: [pem('ca.pem')] } }, NOW)),
+    /^evidence_malformed: AK certificate: not an X.509 certificate: .*trailing data/);
+  t.match(reasonOf(() => verifyTpmQuote({ ...input, ak: pem('akcert.pem') + pem('ca.pem') }, { akTrust: { caCerts: [pem('ca.pem')] } }, NOW)),
+    /^evidence_malformed: AK certificate: 2 certificates where one was expected/);
   const later = new Date(Date.now() + 3 * 86400_000);
   t.match(reasonOf(() => verifyTpmQuote(input, { akTrust: { caCerts: [pem('ca.pem')] } }, later)), /^collateral_expired/);
 });

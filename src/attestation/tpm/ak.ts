@@ -10,6 +10,7 @@
  * "restricted". The Name (nameAlg || H_nameAlg(TPMT_PUBLIC)) covers every byte.
  */
 import { createHash, createPublicKey, KeyObject, X509Certificate } from 'node:crypto';
+import { certificateFacts, parseCertificatesPem } from '../../spiffe/x509.js';
 import { AttestationError } from '../types.js';
 import { isRestrictedSigningKey, parseTpmtPublic, type TpmPublic } from './public.js';
 
@@ -45,12 +46,16 @@ export function spkiSha256(key: KeyObject): string {
   return createHash('sha256').update(spkiOf(key)).digest('hex');
 }
 
-function parseCert(pem: string, what: string): X509Certificate {
+/** Every certificate of a PEM text (at least one), parsed strictly: no trailing bytes, well-formed extensions and times. */
+function parseCerts(pem: string, what: string): X509Certificate[] {
+  let certs: X509Certificate[];
   try {
-    return new X509Certificate(pem);
+    certs = parseCertificatesPem(pem);
   } catch (err) {
-    throw new AttestationError('evidence_malformed', `${what}: not an X.509 certificate`, { cause: err });
+    throw new AttestationError('evidence_malformed', `${what}: not an X.509 certificate: ${(err as Error).message}`, { cause: err });
   }
+  if (certs.length === 0) throw new AttestationError('evidence_malformed', `${what}: no PEM certificate`);
+  return certs;
 }
 
 export function resolveAk(ak: KeyObject | Uint8Array | string): ResolvedAk {
@@ -70,7 +75,9 @@ export function resolveAk(ak: KeyObject | Uint8Array | string): ResolvedAk {
     return { key: tpmPublic.key, tpmPublic, spkiDer: spkiOf(tpmPublic.key) };
   }
   if (typeof ak === 'string' && ak.includes('-----BEGIN CERTIFICATE-----')) {
-    const cert = parseCert(ak, 'AK certificate');
+    const certs = parseCerts(ak, 'AK certificate');
+    if (certs.length !== 1) throw new AttestationError('evidence_malformed', `AK certificate: ${certs.length} certificates where one was expected`);
+    const cert = certs[0]!;
     return { key: cert.publicKey, cert, spkiDer: spkiOf(cert.publicKey) };
   }
   if (typeof ak === 'string') {
@@ -85,9 +92,8 @@ export function resolveAk(ak: KeyObject | Uint8Array | string): ResolvedAk {
 }
 
 function checkValidity(cert: X509Certificate, now: Date, what: string): void {
-  const from = new Date(cert.validFrom);
-  const to = new Date(cert.validTo);
-  if (!(now >= from && now <= to)) {
+  const { notBeforeMs, notAfterMs } = certificateFacts(cert); // parsed (and cached) by parseCert
+  if (!(now.getTime() >= notBeforeMs && now.getTime() <= notAfterMs)) {
     throw new AttestationError('collateral_expired', `${what} ${cert.subject} is not valid at ${now.toISOString()}`);
   }
 }
@@ -142,7 +148,7 @@ export function checkAkTrust(ak: ResolvedAk, trust: AkTrust, certChain: string[]
       names.length > 0 && keys.length === 0 ? 'AK pinned by TPM Name must come as its TPMT_PUBLIC' : 'AK is not one of the trusted AK keys',
     );
   }
-  const chain = (certChain ?? []).map((pem, i) => parseCert(pem, `AK certificate chain [${i}]`));
+  const chain = (certChain ?? []).flatMap((pem, i) => parseCerts(pem, `AK certificate chain [${i}]`));
   let leaf = ak.cert;
   if (!leaf) {
     leaf = chain.shift();
@@ -155,6 +161,6 @@ export function checkAkTrust(ak: ResolvedAk, trust: AkTrust, certChain: string[]
     throw new AttestationError('chain_invalid', 'AK certificate does not certify the quoting AK');
   }
   if (leaf.ca) throw new AttestationError('chain_invalid', 'AK certificate is a CA certificate, not an AK certificate');
-  const anchors = cas.map((pem, i) => parseCert(pem, `AK CA [${i}]`));
+  const anchors = cas.flatMap((pem, i) => parseCerts(pem, `AK CA [${i}]`));
   verifyChain(leaf, chain, anchors, now);
 }
