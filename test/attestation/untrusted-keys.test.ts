@@ -15,6 +15,7 @@ import { parseConfig } from '../../src/config/load.js';
 import { ConfigError } from '../../src/errors.js';
 import { compilePolicy } from '../../src/policy/compile.js';
 import { reasonOf } from '../helpers/attestation.js';
+import { resignEdited } from '../helpers/certs.js';
 import { makeEndorsement, makeHierarchy, makeReport } from '../helpers/snp-synthetic.js';
 
 t.test('sim report: an issued_at_ms past the last Date is evidence_malformed, not a RangeError', async (t) => {
@@ -108,6 +109,15 @@ t.test('a VCEK with trailing bytes is malformed', async (t) => {
     t.throws(() => parseSnpEndorsementCert(der), { reason: 'evidence_malformed', message: /certificate: trailing data/ }, `${trailing.length} trailing bytes`);
     t.equal(reasonOf(() => verifySnpReport(report, { anchors, vcek: der }, new Date())), 'evidence_malformed');
   }
+  // A validity time out of range, correctly signed by the ASK: node reads it as "Bad time value",
+  // an Invalid Date no comparison refuses; it is malformed.
+  const month13 = resignEdited(vcek, milan.ask, (tbs) => {
+    const at = tbs.indexOf(Buffer.from('200101000000Z'));
+    return Buffer.concat([tbs.subarray(0, at), Buffer.from('201301000000Z'), tbs.subarray(at + 13)]);
+  }, 'sha384');
+  t.equal(month13.validFrom, 'Bad time value', "node's reading of it");
+  t.throws(() => parseSnpEndorsementCert(month13.raw), { reason: 'evidence_malformed', message: /notBefore: "201301000000Z" has a field out of range/ });
+  t.equal(reasonOf(() => verifySnpReport(report, { anchors, vcek: month13.raw }, new Date())), 'evidence_malformed');
 });
 
 t.test("requirement names never reach Object.prototype: minimum_tcb {constructor: 999} is not met by any evidence", async (t) => {

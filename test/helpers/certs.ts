@@ -232,10 +232,15 @@ function tlvAt(der: Uint8Array, offset: number): [number, number] {
 
 /**
  * `cert` with its TBSCertificate bytes rewritten by `edit` and signed again by `issuer`
- * (ECDSA/SHA-256 issuers): a correctly signed certificate carrying bytes no generator emits,
+ * (ECDSA issuers; `hash` must be the certificate's signature hash): a correctly signed certificate carrying bytes no generator emits,
  * e.g. a malformed validity time.
  */
-export function resignEdited(cert: TestCert, issuer: TestCert, edit: (tbs: Buffer) => Buffer): X509Certificate {
+export function resignEdited(
+  cert: { der: Buffer },
+  issuer: { privateKey: KeyObject },
+  edit: (tbs: Buffer) => Buffer,
+  hash: 'sha256' | 'sha384' = 'sha256',
+): X509Certificate {
   const der = cert.der;
   const [outerHeader] = tlvAt(der, 0);
   const [tbsHeader, tbsLength] = tlvAt(der, outerHeader);
@@ -243,7 +248,7 @@ export function resignEdited(cert: TestCert, issuer: TestCert, edit: (tbs: Buffe
   const [algHeader, algLength] = tlvAt(der, tbsEnd);
   const sigAlg = der.subarray(tbsEnd, tbsEnd + algHeader + algLength);
   const tbs = edit(Buffer.from(der.subarray(outerHeader, tbsEnd)));
-  const signature = sign('sha256', tbs, issuer.privateKey);
+  const signature = sign(hash, tbs, issuer.privateKey);
   const body = Buffer.concat([tbs, sigAlg, derTlv(0x03, Buffer.concat([Buffer.from([0]), signature]))]);
   return new X509Certificate(derTlv(0x30, body));
 }
