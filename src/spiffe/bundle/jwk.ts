@@ -3,6 +3,7 @@
  * a bundle that carries private or symmetric key material is refused outright.
  */
 import { createPublicKey, KeyObject } from 'node:crypto';
+import { parseStrictJson } from '../../strict-json.js';
 
 /** Members that only private / symmetric JWKs have. */
 const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
@@ -57,8 +58,8 @@ export function keysEqual(a: ReadonlyMap<string, KeyObject>, b: ReadonlyMap<stri
   return true;
 }
 
-/** Parse JSON text or UTF-8 bytes; throws Error with the parser's message. */
+/** Parse JSON text or UTF-8 bytes; throws Error with the parser's message. Duplicate members are refused. */
 export function parseJsonText(json: string | Uint8Array): unknown {
   const text = typeof json === 'string' ? json : Buffer.from(json.buffer, json.byteOffset, json.byteLength).toString('utf8');
-  return JSON.parse(text);
+  return parseStrictJson(text);
 }

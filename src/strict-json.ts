@@ -1,5 +1,5 @@
 /**
- * JSON for evidence: JSON.parse plus what it lets through silently. JSON.parse keeps the last
+ * JSON from peers (evidence, SPIFFE bundles): JSON.parse plus what it lets through silently. JSON.parse keeps the last
  * of duplicate members ({"a":1,"a":2} is {"a":2}), so two readers of the same bytes can see
  * different values; here a duplicate member name (after unescaping: "a" and "\u0061" are the
  * same name) is refused. Nesting deeper than `maxDepth` is refused too. One linear pass over
