@@ -153,6 +153,12 @@ t.test('AK certificate chains (CA made with the openssl CLI)', async (t) => {
     /^evidence_malformed: AK certificate: not an X.509 certificate: .*trailing data/);
   t.match(reasonOf(() => verifyTpmQuote({ ...input, ak: pem('akcert.pem') + pem('ca.pem') }, { akTrust: { caCerts: [pem('ca.pem')] } }, NOW)),
     /^evidence_malformed: AK certificate: 2 certificates where one was expected/);
+  // A certificate whose key usage does not allow signing (an EK certificate, say) certifies no AK.
+  writeFileSync(path.join(dir, 'ek-usage.cnf'), 'keyUsage=critical,keyEncipherment\n');
+  openssl(['x509', '-req', '-in', 'ak.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-force_pubkey', 'ak.pem', '-days', '1',
+    '-extfile', 'ek-usage.cnf', '-out', 'ekusage.pem']);
+  t.match(reasonOf(() => verifyTpmQuote({ ...input, ak: pem('ekusage.pem') }, { akTrust: { caCerts: [pem('ca.pem')] } }, NOW)),
+    /^chain_invalid: AK certificate key usage does not include digitalSignature/);
   const later = new Date(Date.now() + 3 * 86400_000);
   t.match(reasonOf(() => verifyTpmQuote(input, { akTrust: { caCerts: [pem('ca.pem')] } }, later)), /^collateral_expired/);
 });

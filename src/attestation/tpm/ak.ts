@@ -10,7 +10,7 @@
  * "restricted". The Name (nameAlg || H_nameAlg(TPMT_PUBLIC)) covers every byte.
  */
 import { createHash, createPublicKey, KeyObject, X509Certificate } from 'node:crypto';
-import { certificateFacts, parseCertificatesPem } from '../../spiffe/x509.js';
+import { certificateFacts, hasKeyUsage, KeyUsageBit, parseCertificatesPem } from '../../spiffe/x509.js';
 import { AttestationError } from '../types.js';
 import { isRestrictedSigningKey, parseTpmtPublic, type TpmPublic } from './public.js';
 
@@ -91,6 +91,12 @@ export function resolveAk(ak: KeyObject | Uint8Array | string): ResolvedAk {
   throw new AttestationError('evidence_malformed', 'AK: unsupported form');
 }
 
+/** A certificate with a keyUsage extension certifies a signing key only when digitalSignature is set. */
+function signingAllowed(cert: X509Certificate): boolean {
+  const facts = certificateFacts(cert);
+  return facts.keyUsage === undefined || hasKeyUsage(facts, KeyUsageBit.digitalSignature);
+}
+
 function checkValidity(cert: X509Certificate, now: Date, what: string): void {
   const { notBeforeMs, notAfterMs } = certificateFacts(cert); // parsed (and cached) by parseCert
   if (!(now.getTime() >= notBeforeMs && now.getTime() <= notAfterMs)) {
@@ -161,6 +167,7 @@ export function checkAkTrust(ak: ResolvedAk, trust: AkTrust, certChain: string[]
     throw new AttestationError('chain_invalid', 'AK certificate does not certify the quoting AK');
   }
   if (leaf.ca) throw new AttestationError('chain_invalid', 'AK certificate is a CA certificate, not an AK certificate');
+  if (!signingAllowed(leaf)) throw new AttestationError('chain_invalid', 'AK certificate key usage does not include digitalSignature');
   const anchors = cas.flatMap((pem, i) => parseCerts(pem, `AK CA [${i}]`));
   verifyChain(leaf, chain, anchors, now);
 }
