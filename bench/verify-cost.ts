@@ -90,11 +90,11 @@ export async function measureVerifyCost(iterations: number): Promise<VerifyCost[
       pcrs: { alg: 'sha1' as const, values: Object.fromEntries(Object.entries(pcrs).map(([k, v]) => [Number(k), v])) },
       ak: readFileSync(path.join(gcp, 'ak_tpmt_public.bin')),
     };
-    const akKey = (await import('../src/attestation/tpm/ak.js')).resolveAk(input.ak).key;
+    const akName = (await import('../src/attestation/tpm/ak.js')).resolveAk(input.ak).tpmPublic!.name;
     measured.push({
       type: 'tpm (RSA-2048 AK, 24 PCRs)',
       source: 'go-attestation GCP quote (real)',
-      run: () => verifyTpmQuote(input, { expectedExtraData: new Uint8Array(0), akTrust: { keys: [akKey] } }, new Date()),
+      run: () => verifyTpmQuote(input, { expectedExtraData: new Uint8Array(0), akTrust: { names: [akName] } }, new Date()),
     });
   }
   // Each must verify before it is timed: a verifier that fails would time its failure path.

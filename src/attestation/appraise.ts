@@ -26,6 +26,11 @@ export interface NormalizedClaims {
   tpm_ak_spki_sha256?: string;
 }
 
+/** A record's own entry only: requirement names never reach Object.prototype ('constructor', '__proto__'). */
+function ownValue<T>(record: Readonly<Record<string, T>> | undefined, key: string): T | undefined {
+  return record !== undefined && Object.hasOwn(record, key) ? record[key] : undefined;
+}
+
 const fail = (reason: ConstructorParameters<typeof AttestationError>[0], message: string): never => {
   throw new AttestationError(reason, message);
 };
@@ -54,7 +59,7 @@ export function appraise(claims: NormalizedClaims, req: AttestationRequirements,
   }
   if (req.minimumTcb !== undefined) {
     for (const [component, min] of Object.entries(req.minimumTcb)) {
-      const have = claims.tcb?.[component];
+      const have = ownValue(claims.tcb, component);
       if (have === undefined) fail('tcb_too_low', `the evidence reports no TCB component '${component}'`);
       if (have! < min) fail('tcb_too_low', `TCB ${component} ${have} is below the minimum ${min}`);
     }
@@ -69,7 +74,7 @@ export function appraise(claims: NormalizedClaims, req: AttestationRequirements,
   }
   if (req.pcrs !== undefined) {
     for (const [index, digest] of Object.entries(req.pcrs)) {
-      const have = claims.pcrs?.[index];
+      const have = ownValue(claims.pcrs, index);
       if (have === undefined) fail('pcr_mismatch', `PCR ${index} is not in the quote`);
       if (have!.toLowerCase() !== digest.toLowerCase()) fail('pcr_mismatch', `PCR ${index} is ${have}, expected ${digest}`);
     }

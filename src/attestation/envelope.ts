@@ -9,9 +9,11 @@
  *     "<part>":   ["<media type>", "<base64url of the part's bytes>"], ... }
  *
  * Each part is a CMW record `[media-type, value]`. Which parts a type carries, and their
- * media types, are fixed by PARTS below; unknown labels, wrong media types, duplicate or
- * missing required parts, non-canonical base64url and oversized values are all refused.
+ * media types, are fixed by PARTS below; unknown labels, wrong media types, duplicate members
+ * (any JSON object member named twice), missing required parts, invalid UTF-8, non-canonical
+ * base64url and oversized values are all refused.
  */
+import { parseStrictJson } from '../strict-json.js';
 import { AttestationError, type EvidenceType } from './types.js';
 
 export const EVIDENCE_HEADER = 'attest-evidence';
@@ -64,6 +66,7 @@ export interface Evidence {
 }
 
 const B64URL = /^[A-Za-z0-9_-]*$/;
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 function fromB64url(value: string, what: string): Buffer {
   if (!B64URL.test(value) || value.length % 4 === 1) {
@@ -79,12 +82,12 @@ export function encodeEvidence(ev: Evidence): string {
   const spec = PARTS[ev.type];
   const out: Record<string, unknown> = { __cmwc_t: COLLECTION_TYPE, type: ['text/plain', Buffer.from(ev.type).toString('base64url')] };
   for (const [label, bytes] of Object.entries(ev.parts)) {
-    const s = spec[label];
+    const s = Object.hasOwn(spec, label) ? spec[label] : undefined;
     if (!s) throw new RangeError(`evidence type ${ev.type} has no part '${label}'`);
     out[label] = [s.mediaType, bytes.toString('base64url')];
   }
   for (const [label, s] of Object.entries(spec)) {
-    if (s.required && !ev.parts[label]) throw new RangeError(`evidence type ${ev.type} needs part '${label}'`);
+    if (s.required && !Object.hasOwn(ev.parts, label)) throw new RangeError(`evidence type ${ev.type} needs part '${label}'`);
   }
   const text = Buffer.from(JSON.stringify(out), 'utf8').toString('base64url');
   if (text.length > MAX_ENVELOPE_CHARS) throw new RangeError(`evidence envelope is ${text.length} characters, over ${MAX_ENVELOPE_CHARS}`);
@@ -97,10 +100,10 @@ export function decodeEvidence(header: string): Evidence {
   }
   let doc: unknown;
   try {
-    doc = JSON.parse(fromB64url(header, 'evidence header').toString('utf8'));
+    doc = parseStrictJson(utf8.decode(fromB64url(header, 'evidence header')));
   } catch (err) {
     if (err instanceof AttestationError) throw err;
-    throw new AttestationError('evidence_malformed', `evidence header is not JSON: ${(err as Error).message}`);
+    throw new AttestationError('evidence_malformed', `evidence header is not strict JSON: ${(err as Error).message}`);
   }
   if (!doc || typeof doc !== 'object' || Array.isArray(doc)) {
     throw new AttestationError('evidence_malformed', 'evidence envelope must be a JSON object (CMW collection)');
@@ -114,7 +117,7 @@ export function decodeEvidence(header: string): Evidence {
   const type = fromB64url(typeRec[1], "evidence 'type'").toString('utf8') as EvidenceType;
   const spec = Object.prototype.hasOwnProperty.call(PARTS, type) ? PARTS[type] : undefined;
   if (!spec) throw new AttestationError('evidence_unsupported', `evidence type ${JSON.stringify(type)} is not supported`);
-  const parts: Record<string, Buffer> = {};
+  const parts: Record<string, Buffer> = Object.create(null);
   for (const [label, value] of Object.entries(d)) {
     if (label === '__cmwc_t' || label === 'type') continue;
     const s = Object.prototype.hasOwnProperty.call(spec, label) ? spec[label] : undefined;
@@ -130,7 +133,7 @@ export function decodeEvidence(header: string): Evidence {
     parts[label] = bytes;
   }
   for (const [label, s] of Object.entries(spec)) {
-    if (s.required && !parts[label]) throw new AttestationError('evidence_malformed', `evidence type ${type} is missing part '${label}'`);
+    if (s.required && !Object.hasOwn(parts, label)) throw new AttestationError('evidence_malformed', `evidence type ${type} is missing part '${label}'`);
   }
   return { type, parts };
 }

@@ -202,7 +202,7 @@ function readTcb(reader: YamlReader, field: Field): Record<string, number> | und
   const m = reader.map(field, null);
   if (!m) return undefined;
   if (m.node.items.length === 0) reader.reportField(field, 'must name at least one component');
-  const out: Record<string, number> = {};
+  const out: Record<string, number> = Object.create(null);
   for (const key of m.keys()) {
     const f = m.get(key)!;
     if (!/^[a-z][a-z0-9_]*$/.test(key)) reader.report(f.keyNode, f.path, 'a TCB component name is lower-case letters, digits and underscores');

@@ -66,8 +66,8 @@ export function applyReferenceValues(req: AttestationRequirements, rv: Reference
     out.minimumSecurityVersion = Math.max(req.minimumSecurityVersion ?? 0, rv.minimumSecurityVersion);
   }
   if (rv.minimumTcb !== undefined) {
-    const tcb: Record<string, number> = { ...req.minimumTcb };
-    for (const [component, min] of Object.entries(rv.minimumTcb)) tcb[component] = Math.max(tcb[component] ?? 0, min);
+    const tcb: Record<string, number> = Object.assign(Object.create(null), req.minimumTcb);
+    for (const [component, min] of Object.entries(rv.minimumTcb)) tcb[component] = Math.max(Object.hasOwn(tcb, component) ? tcb[component]! : 0, min);
     out.minimumTcb = tcb;
   }
   if (rv.allowedChipIds !== undefined) {
@@ -76,9 +76,9 @@ export function applyReferenceValues(req: AttestationRequirements, rv: Reference
     out.allowedChipIds = chips;
   }
   if (rv.pcrs !== undefined) {
-    const pcrs: Record<string, string> = { ...req.pcrs };
+    const pcrs: Record<string, string> = Object.assign(Object.create(null), req.pcrs);
     for (const [index, digest] of Object.entries(rv.pcrs)) {
-      const mine = pcrs[index];
+      const mine = Object.hasOwn(pcrs, index) ? pcrs[index] : undefined;
       if (mine !== undefined && mine.toLowerCase() !== digest) {
         throw conflict(rv, `reference_values.pcrs.${index}`, `PCR ${index} is ${digest} here but ${mine} in the policy`);
       }

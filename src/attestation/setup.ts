@@ -77,9 +77,9 @@ export async function setupVerifier(config: SidecarConfig, logger?: Logger, v: V
   if (v && v.snpAnchors.length > 0) {
     trust.snpAnchors = loadSnpAnchors(v.snpAnchors.flatMap((p) => pemSources(p, 'attestation.verifier.snp_anchors', config)));
   }
-  if (v && (v.tpmAkKeys.length > 0 || v.tpmAkCas.length > 0)) {
+  if (v && (v.tpmAkNames.length > 0 || v.tpmAkCas.length > 0)) {
     trust.tpm = {
-      keys: v.tpmAkKeys.map((f) => key(f, 'attestation.verifier.tpm_ak_keys')),
+      names: v.tpmAkNames.map((hex) => Buffer.from(hex, 'hex')),
       caCerts: v.tpmAkCas.flatMap((p) => pemSources(p, 'attestation.verifier.tpm_ak_cas', config)),
     };
   }

@@ -22,8 +22,8 @@ export interface VerifierTrust {
   simKeys: readonly KeyObject[];
   /** AMD ARK/ASK/ASVK per product; absent: SEV-SNP evidence is refused (collateral_missing). */
   snpAnchors?: SnpTrustAnchors;
-  /** Trusted TPM attestation keys (pinned) and/or CAs that certify AKs (ak_cert part). */
-  tpm?: { keys?: readonly KeyObject[]; caCerts?: readonly string[] };
+  /** Trusted TPM attestation keys (pinned by TPM Name) and/or CAs that certify AKs (ak_cert part). */
+  tpm?: { names?: readonly Uint8Array[]; caCerts?: readonly string[] };
   /** VCEKs for SEV-SNP reports that arrive without one (memory lookups; fetching is in the background). */
   kds?: KdsCollateral;
 }
@@ -60,8 +60,8 @@ export function verifyEvidence(
 ): VerifiedEvidence {
   switch (ev.type) {
     case 'tpm': {
-      if (!trust.tpm || ((trust.tpm.keys?.length ?? 0) === 0 && (trust.tpm.caCerts?.length ?? 0) === 0)) {
-        throw new AttestationError('collateral_missing', 'no trusted TPM attestation keys or AK CAs are configured on this sidecar');
+      if (!trust.tpm || ((trust.tpm.names?.length ?? 0) === 0 && (trust.tpm.caCerts?.length ?? 0) === 0)) {
+        throw new AttestationError('collateral_missing', 'no trusted TPM attestation key names or AK CAs are configured on this sidecar');
       }
       const ak = resolveAk(ev.parts.ak!);
       const akHex = spkiSha256(ak.key);
@@ -70,7 +70,7 @@ export function verifyEvidence(
         { attest: ev.parts.attest!, signature: ev.parts.signature!, pcrs: decodePcrs(ev.parts.pcrs!), ak: ev.parts.ak! },
         {
           expectedExtraData: bindingUserData(binding.spki, binding.nonce, 32),
-          akTrust: { ...(trust.tpm.keys ? { keys: [...trust.tpm.keys] } : {}), ...(trust.tpm.caCerts ? { caCerts: [...trust.tpm.caCerts] } : {}) },
+          akTrust: { ...(trust.tpm.names ? { names: [...trust.tpm.names] } : {}), ...(trust.tpm.caCerts ? { caCerts: [...trust.tpm.caCerts] } : {}) },
           ...(ev.parts.ak_cert ? { akCertChain: [`-----BEGIN CERTIFICATE-----\n${ev.parts.ak_cert.toString('base64')}\n-----END CERTIFICATE-----\n`] } : {}),
           ...(previous ? { previous } : {}),
         },

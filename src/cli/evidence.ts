@@ -146,14 +146,16 @@ export function verifyEvidenceCommand(args: string[]): Out {
       const pcrs = 'alg' in pcrsDoc ? decodePcrs(Buffer.from(JSON.stringify(pcrsDoc))) : guessPcrs(pcrsDoc as Record<string, string>);
       const akBytes = readFileSync(values.ak);
       const ak = akBytes.toString('latin1').includes('-----BEGIN') ? akBytes.toString('utf8') : akBytes;
-      const akKey = resolveAk(ak).key;
+      // The operator names the AK: a TPMT_PUBLIC is trusted by its Name, a PEM key or certificate by its key.
+      const given = resolveAk(ak);
+      const akTrust = given.tpmPublic ? { names: [given.tpmPublic.name] } : { keys: [given.key] };
       const c = verifyTpmQuote(
         { attest: bytes, signature: readEvidenceBytes(values.signature), pcrs, ak },
-        { akTrust: { keys: [akKey] }, ...(values.nonce !== undefined ? { expectedExtraData: Buffer.from(values.nonce, 'hex') } : {}) },
+        { akTrust, ...(values.nonce !== undefined ? { expectedExtraData: Buffer.from(values.nonce, 'hex') } : {}) },
         now,
       );
       const { clock_state: _s, ...json } = c;
-      claims = { ...json, ak_trust: 'the AK given with --ak (pin it in tpm_ak_keys or reference values)' };
+      claims = { ...json, ak_trust: 'the AK given with --ak (pin its ak_name in tpm_ak_names)' };
       normalized = { evidence_type: 'tpm', tee_type: 'tpm', pcrs: c.pcrs, tpm_ak_spki_sha256: c.ak_spki_sha256 };
     } else {
       return { exitCode: 2, stdout: '', stderr: `attest-sidecar verify-evidence: --type ${type ?? '(unknown)'} is not supported offline (sev-snp, tpm)\n` };

@@ -5,6 +5,8 @@ import { checkListen } from './values.js';
 import type { Field, MapView, YamlReader } from './yaml-reader.js';
 
 const ATTESTER_TYPES = ['sim', 'sev-snp', 'tdx', 'tpm'];
+/** Reference-values environment names (policies refer to them); ReferenceValueStore checks the same. */
+const ENVIRONMENT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
 export function readAttestation(reader: YamlReader, field: Field, baseDir: string): AttestationConfig | undefined {
   const m = reader.map(field, ['attester', 'verifier']);
@@ -86,8 +88,44 @@ function readAttester(reader: YamlReader, field: Field, baseDir: string): Attest
   };
 }
 
+/** TPM Name digest size by nameAlg (the Name's first two bytes, hex). */
+const TPM_NAME_DIGEST_BYTES = new Map([
+  ['0004', 20], // sha1
+  ['000b', 32], // sha256
+  ['000c', 48], // sha384
+  ['000d', 64], // sha512
+]);
+
+/**
+ * `tpm_ak_names`: TPM Names (hex nameAlg || digest) of trusted AKs. The former `tpm_ak_keys`
+ * (PEM public keys) is refused: a key pin does not authenticate the AK's TPMT_PUBLIC.
+ */
+function tpmAkNames(reader: YamlReader, vm: MapView): string[] {
+  const old = vm.get('tpm_ak_keys');
+  if (old) {
+    reader.reportField(
+      old,
+      "is no longer supported: a public-key pin does not authenticate the AK's TPMT_PUBLIC (its restricted attribute, " +
+        "nameAlg and scheme); pin each AK's TPM Name in 'tpm_ak_names' instead (the ak_name claim, or tpm2_readpublic -n)",
+    );
+  }
+  const f = vm.get('tpm_ak_names');
+  const out: string[] = [];
+  for (const item of (f && reader.list(f)) ?? []) {
+    const name = reader.hex(item, 'TPM Name (hex nameAlg || digest)');
+    if (name === undefined) continue;
+    const size = TPM_NAME_DIGEST_BYTES.get(name.slice(0, 4));
+    if (size === undefined || name.length !== 4 + 2 * size) {
+      reader.reportField(item, 'must be a TPM Name: 0004 + 20 bytes (sha1), 000b + 32 (sha256), 000c + 48 (sha384) or 000d + 64 (sha512), in hex');
+      continue;
+    }
+    out.push(name);
+  }
+  return out;
+}
+
 function readVerifier(reader: YamlReader, field: Field, baseDir: string): VerifierConfig | undefined {
-  const vm = reader.map(field, ['sim_keys', 'snp_anchors', 'kds', 'tpm_ak_keys', 'tpm_ak_cas', 'reference_values', 'cache_size']);
+  const vm = reader.map(field, ['sim_keys', 'snp_anchors', 'kds', 'tpm_ak_names', 'tpm_ak_keys', 'tpm_ak_cas', 'reference_values', 'cache_size']);
   if (!vm) return undefined;
   const paths = (key: string) => {
     const f = vm.get(key);
@@ -96,7 +134,7 @@ function readVerifier(reader: YamlReader, field: Field, baseDir: string): Verifi
   const out: VerifierConfig = {
     simKeys: paths('sim_keys'),
     snpAnchors: paths('snp_anchors'),
-    tpmAkKeys: paths('tpm_ak_keys'),
+    tpmAkNames: tpmAkNames(reader, vm),
     tpmAkCas: paths('tpm_ak_cas'),
     cacheSize: int(reader, vm, 'cache_size', 1, 10_000_000) ?? 10_000,
   };
@@ -124,9 +162,15 @@ function readVerifier(reader: YamlReader, field: Field, baseDir: string): Verifi
   if (rm) {
     const filesField = rm.require('files');
     const fm = filesField && reader.map(filesField, null);
-    const files: Record<string, string> = {};
+    // Environment names come from the file: a null prototype keeps '__proto__' a name, not a setter.
+    const files: Record<string, string> = Object.create(null);
     for (const name of fm?.keys() ?? []) {
-      const p = readPath(reader, fm!.get(name)!, baseDir);
+      const f = fm!.get(name)!;
+      if (!ENVIRONMENT_NAME.test(name)) {
+        reader.report(f.keyNode, f.path, `'${name}' is not an environment name (letters, digits, '.', '_', '-'; a letter or digit first)`);
+        continue;
+      }
+      const p = readPath(reader, f, baseDir);
       if (p) files[name] = p;
     }
     const keysField = rm.get('signing_keys');

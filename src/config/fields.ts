@@ -87,7 +87,7 @@ const PCR_DIGEST_HEX_DIGITS = [40, 64, 96, 128];
 export function readPcrs(reader: YamlReader, field: Field): Record<string, string> | undefined {
   const m = reader.map(field, null);
   if (!m) return undefined;
-  const out: Record<string, string> = {};
+  const out: Record<string, string> = Object.create(null);
   for (const key of m.keys()) {
     const f = m.get(key)!;
     if (!/^(?:[0-9]|1[0-9]|2[0-3])$/.test(key)) {

@@ -91,15 +91,17 @@ function readFederated(reader: YamlReader, field: Field | undefined, baseDir: st
   if (!field) return {};
   const m = reader.map(field, null);
   if (!m) return undefined;
-  const out: Record<string, string> = {};
+  // Keyed by trust domain names from the file: a null prototype, so 'constructor' is just a name.
+  const out: Record<string, string> = Object.create(null);
   let ok = true;
   for (const key of m.keys()) {
     const f = m.get(key)!;
     const td = checkTrustDomain(key);
     const path = readPath(reader, f, baseDir);
+    const twice = td.ok && Object.hasOwn(out, td.value);
     if (!td.ok) reader.report(f.keyNode, f.path, td.error);
-    else if (td.value in out) reader.report(f.keyNode, f.path, `trust domain '${td.value}' is listed twice`);
-    if (!td.ok || path === undefined || td.value in out) ok = false;
+    else if (twice) reader.report(f.keyNode, f.path, `trust domain '${td.value}' is listed twice`);
+    if (!td.ok || path === undefined || twice) ok = false;
     else out[td.value] = path;
   }
   return ok ? out : undefined;

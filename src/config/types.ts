@@ -158,8 +158,8 @@ export interface VerifierConfig {
   snpAnchors: string[];
   /** AMD KDS collateral cache (VCEKs for reports that arrive without one). */
   kds?: { cacheDir: string; offline: boolean; baseUrl?: string; product?: 'Milan' | 'Genoa' | 'Turin' };
-  /** Pinned TPM attestation keys (PEM SPKI) and CAs that certify AKs. */
-  tpmAkKeys: string[];
+  /** Pinned TPM attestation keys by TPM Name (lower-case hex nameAlg || digest) and CAs that certify AKs. */
+  tpmAkNames: string[];
   tpmAkCas: string[];
   /** Reference values by environment name (policies refer to them by name). */
   referenceValues?: { files: Record<string, string>; signingKeys?: string; requireSignature: boolean };

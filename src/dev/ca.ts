@@ -317,7 +317,7 @@ export class DevCa {
     if (kuNames.length > 0) extensions.push(new x509.KeyUsagesExtension(keyUsageFlags(kuNames), true));
     const ekus = opts.extKeyUsages ?? (isCa ? [] : ['serverAuth', 'clientAuth']);
     if (ekus.length > 0) {
-      const oids = ekus.map((e) => (e in x509.ExtendedKeyUsage ? x509.ExtendedKeyUsage[e as ExtKeyUsageName] : e));
+      const oids = ekus.map((e) => (Object.hasOwn(x509.ExtendedKeyUsage, e) ? x509.ExtendedKeyUsage[e as ExtKeyUsageName] : e));
       extensions.push(new x509.ExtendedKeyUsageExtension(oids, false));
     }
     const names: x509.JsonGeneralName[] = [

@@ -219,7 +219,7 @@ function readHexList(
 function readMinimumTcb(reader: YamlReader, field: Field, snp: boolean): Record<string, number> | undefined {
   const m = reader.map(field, snp ? SNP_TCB_COMPONENTS : null);
   if (!m) return undefined;
-  const out: Record<string, number> = {};
+  const out: Record<string, number> = Object.create(null);
   for (const key of m.keys()) {
     const f = m.get(key)!;
     if (!/^[a-z][a-z0-9_]*$/.test(key)) {

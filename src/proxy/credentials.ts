@@ -99,7 +99,7 @@ export function scrubHeaders(
 ): Record<string, string | string[]> {
   const texts = secrets.map((s) => s.toString('latin1'));
   const scrub = (v: string) => texts.reduce((acc, s) => (acc.includes(s) ? acc.split(s).join(REDACTED) : acc), v);
-  const out: Record<string, string | string[]> = {};
+  const out: Record<string, string | string[]> = Object.create(null); // header names are the peer's
   for (const name in headers) {
     const v = headers[name]!;
     out[name] = Array.isArray(v) ? v.map(scrub) : scrub(v);

@@ -104,7 +104,7 @@ export function forwardResponseHeaders(
   const connection = headers['connection'];
   // keep-alive and close need no listing: both are hop-by-hop names already.
   const listed = connection ? addConnectionListed(String(connection), undefined) : undefined;
-  const out: Record<string, string | string[]> = {};
+  const out: Record<string, string | string[]> = Object.create(null); // header names are the peer's
   for (const name in headers) {
     const value = headers[name];
     if (value === undefined || HOP_BY_HOP.has(name) || listed?.has(name)) continue;

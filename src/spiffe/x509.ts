@@ -12,7 +12,6 @@ import { AsnConvert } from '@peculiar/asn1-schema';
 import {
   BasicConstraints,
   Certificate,
-  KeyUsage,
   SubjectAlternativeName,
   id_ce_authorityKeyIdentifier,
   id_ce_basicConstraints,
@@ -24,8 +23,11 @@ import {
 } from '@peculiar/asn1-x509';
 import { SidecarError } from '../errors.js';
 import { parseUriNameConstraints, UriNameConstraints } from './name-constraints.js';
+import { checkAuthorityKeyIdentifier, checkSubjectAltName, checkSubjectKeyIdentifier, keyUsageBits, readTlv, validityMs } from './x509-strict.js';
 
 export type { UriNameConstraints } from './name-constraints.js';
+import { decodePemBlocks, toPem } from './pem.js';
+export { decodePemBlocks, PRIVATE_KEY_BLOCK_TYPES, type PemBlock, type PemBlockType } from './pem.js';
 
 export type X509ParseErrorKind =
   | 'NO_PEM_BLOCKS'
@@ -41,77 +43,6 @@ export class X509ParseError extends SidecarError {
     super('x509_malformed', message, options);
     this.kind = kind;
   }
-}
-
-// ---------------------------------------------------------------------------------------
-// PEM
-
-export type PemBlockType = 'CERTIFICATE' | 'PRIVATE KEY' | 'EC PRIVATE KEY' | 'RSA PRIVATE KEY';
-export const PRIVATE_KEY_BLOCK_TYPES: readonly PemBlockType[] = ['PRIVATE KEY', 'EC PRIVATE KEY', 'RSA PRIVATE KEY'];
-
-export interface PemBlock {
-  /** The label between BEGIN/END, e.g. 'CERTIFICATE' (any label is returned). */
-  readonly type: string;
-  /** RFC 1421 headers (e.g. Proc-Type of an encrypted key); usually empty. */
-  readonly headers: ReadonlyMap<string, string>;
-  readonly bytes: Buffer;
-}
-
-const BEGIN_RE = /-----BEGIN ([^\r\n-]*)-----/g;
-const BASE64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
-
-function asText(input: string | Uint8Array): string {
-  // PEM is ASCII; latin1 maps bytes 1:1 so no input byte can become a multi-byte surprise.
-  return typeof input === 'string' ? input : Buffer.from(input.buffer, input.byteOffset, input.byteLength).toString('latin1');
-}
-
-/**
- * Every PEM block in `input`, in order; text outside blocks is ignored (like Go's
- * pem.Decode). A BEGIN without its END, or a body that is not strict base64, throws
- * MALFORMED_PEM rather than being silently skipped.
- */
-export function decodePemBlocks(input: string | Uint8Array): PemBlock[] {
-  const text = asText(input);
-  const blocks: PemBlock[] = [];
-  BEGIN_RE.lastIndex = 0;
-  let m: RegExpExecArray | null;
-  while ((m = BEGIN_RE.exec(text)) !== null) {
-    const type = m[1]!;
-    const endMarker = `-----END ${type}-----`;
-    const bodyStart = m.index + m[0].length;
-    const end = text.indexOf(endMarker, bodyStart);
-    if (end < 0) throw new X509ParseError('MALFORMED_PEM', `PEM block "${type}" has no END line`);
-    blocks.push(decodeBlockBody(type, text.slice(bodyStart, end)));
-    BEGIN_RE.lastIndex = end + endMarker.length;
-  }
-  return blocks;
-}
-
-function decodeBlockBody(type: string, body: string): PemBlock {
-  const lines = body.split(/\r?\n/).map((l) => l.trim());
-  const headers = new Map<string, string>();
-  let i = 0;
-  while (i < lines.length && lines[i] === '') i++;
-  // RFC 1421 headers: 'Key: value' lines, ended by a blank line.
-  if (i < lines.length && lines[i]!.includes(':')) {
-    for (; i < lines.length && lines[i] !== ''; i++) {
-      const line = lines[i]!;
-      const colon = line.indexOf(':');
-      if (colon <= 0) throw new X509ParseError('MALFORMED_PEM', `PEM block "${type}" has a malformed header`);
-      headers.set(line.slice(0, colon).trim(), line.slice(colon + 1).trim());
-    }
-  }
-  const b64 = lines.slice(i).join('').replace(/[ \t]/g, '');
-  if (!BASE64_RE.test(b64) || b64.length % 4 !== 0) {
-    throw new X509ParseError('MALFORMED_PEM', `PEM block "${type}" is not valid base64`);
-  }
-  return { type, headers, bytes: Buffer.from(b64, 'base64') };
-}
-
-function toPem(type: string, der: Uint8Array): string {
-  const b64 = Buffer.from(der.buffer, der.byteOffset, der.byteLength).toString('base64');
-  const lines = b64.match(/.{1,64}/g) ?? [];
-  return `-----BEGIN ${type}-----\n${lines.join('\n')}${lines.length ? '\n' : ''}-----END ${type}-----\n`;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -211,11 +142,11 @@ export function parsePrivateKeyDer(der: Uint8Array, format: PrivateKeyDerFormat 
   }
 }
 
-const KEY_BLOCK_FORMAT: Record<string, PrivateKeyDerFormat> = {
-  'PRIVATE KEY': 'pkcs8',
-  'EC PRIVATE KEY': 'sec1',
-  'RSA PRIVATE KEY': 'pkcs1',
-};
+const KEY_BLOCK_FORMAT = new Map<string, PrivateKeyDerFormat>([
+  ['PRIVATE KEY', 'pkcs8'],
+  ['EC PRIVATE KEY', 'sec1'],
+  ['RSA PRIVATE KEY', 'pkcs1'],
+]);
 
 /**
  * The first private-key block (PRIVATE KEY / EC PRIVATE KEY / RSA PRIVATE KEY) of a PEM
@@ -224,7 +155,7 @@ const KEY_BLOCK_FORMAT: Record<string, PrivateKeyDerFormat> = {
 export function parsePrivateKeyPem(input: string | Uint8Array): KeyObject | undefined {
   const blocks = decodePemBlocks(input);
   if (blocks.length === 0) throw new X509ParseError('NO_PEM_BLOCKS', 'no PEM blocks found');
-  const block = blocks.find((b) => b.type in KEY_BLOCK_FORMAT);
+  const block = blocks.find((b) => KEY_BLOCK_FORMAT.has(b.type));
   if (!block) {
     if (blocks.some((b) => b.type === 'ENCRYPTED PRIVATE KEY')) {
       throw new X509ParseError('MALFORMED_KEY', 'encrypted PEM private keys are not supported');
@@ -232,7 +163,7 @@ export function parsePrivateKeyPem(input: string | Uint8Array): KeyObject | unde
     return undefined;
   }
   if (block.headers.size > 0) throw new X509ParseError('MALFORMED_KEY', 'encrypted PEM private keys are not supported');
-  return parsePrivateKeyDer(block.bytes, KEY_BLOCK_FORMAT[block.type]!);
+  return parsePrivateKeyDer(block.bytes, KEY_BLOCK_FORMAT.get(block.type)!);
 }
 
 export function certsToPem(certs: Iterable<X509Certificate>): string {
@@ -350,23 +281,33 @@ function computeFacts(cert: X509Certificate): CertificateFacts {
       throw new X509ParseError('MALFORMED_CERTIFICATE', `malformed certificate: duplicate extension ${ext.extnID}`);
     }
     seen.add(ext.extnID);
+    const value = new Uint8Array(ext.extnValue.buffer);
     try {
       switch (ext.extnID) {
         case id_ce_basicConstraints: {
+          wholeTlv(value);
           const bc = AsnConvert.parse(ext.extnValue.buffer, BasicConstraints);
           isCa = bc.cA === true;
           pathLength = bc.pathLenConstraint;
           break;
         }
         case id_ce_keyUsage:
-          keyUsage = AsnConvert.parse(ext.extnValue.buffer, KeyUsage).toNumber();
+          keyUsage = keyUsageBits(value);
+          break;
+        case id_ce_subjectKeyIdentifier:
+          checkSubjectKeyIdentifier(value);
+          break;
+        case id_ce_authorityKeyIdentifier:
+          checkAuthorityKeyIdentifier(value);
           break;
         case id_ce_subjectAltName:
+          checkSubjectAltName(value);
           for (const gn of AsnConvert.parse(ext.extnValue.buffer, SubjectAlternativeName)) {
             if (gn.uniformResourceIdentifier !== undefined) uriSans.push(gn.uniformResourceIdentifier);
           }
           break;
         case id_ce_nameConstraints: {
+          wholeTlv(value);
           const nc = parseUriNameConstraints(ext.extnValue.buffer);
           uriNameConstraints = nc.constraints;
           // Critical + something we cannot enforce: fail closed. Non-critical: enforce the URI part only.
@@ -377,6 +318,7 @@ function computeFacts(cert: X509Certificate): CertificateFacts {
           break;
         }
         default:
+          if (HANDLED_EXTENSIONS.has(ext.extnID)) wholeTlv(value);
           if (ext.critical && !HANDLED_EXTENSIONS.has(ext.extnID)) {
             unhandled.push(ext.extnID);
             unhandledDescriptions.push(ext.extnID);
@@ -387,6 +329,12 @@ function computeFacts(cert: X509Certificate): CertificateFacts {
         cause: err,
       });
     }
+  }
+  let validity: { notBeforeMs: number; notAfterMs: number };
+  try {
+    validity = validityMs(cert.raw);
+  } catch (err) {
+    throw new X509ParseError('MALFORMED_CERTIFICATE', `malformed certificate: ${(err as Error).message}`, { cause: err });
   }
   let spki: Buffer;
   try {
@@ -403,10 +351,15 @@ function computeFacts(cert: X509Certificate): CertificateFacts {
     unhandledCriticalExtensions: Object.freeze(unhandled),
     unhandledCriticalDescriptions: Object.freeze(unhandledDescriptions),
     signatureAlgorithm: asn.signatureAlgorithm.algorithm,
-    notBeforeMs: asn.tbsCertificate.validity.notBefore.getTime().getTime(),
-    notAfterMs: asn.tbsCertificate.validity.notAfter.getTime().getTime(),
+    notBeforeMs: validity.notBeforeMs,
+    notAfterMs: validity.notAfterMs,
     spkiSha256: createHash('sha256').update(spki).digest(),
   });
+}
+
+/** An extension value must be exactly one DER element: the ASN.1 decoder ignores trailing bytes. */
+function wholeTlv(value: Uint8Array): void {
+  if (readTlv(value, 0, value.length, 'extension value').end !== value.length) throw new Error('trailing data after the extension value');
 }
 
 export function hasKeyUsage(facts: CertificateFacts, bit: number): boolean {

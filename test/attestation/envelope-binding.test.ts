@@ -41,7 +41,7 @@ t.test('envelope: round trip and strict decoding', async (t) => {
   const typeRec = (s: string) => ['text/plain', Buffer.from(s).toString('base64url')];
   const cases: [string, string, RegExp][] = [
     ['not base64url', 'a+b/', /not base64url/],
-    ['not JSON', Buffer.from('{nope').toString('base64url'), /not JSON/],
+    ['not JSON', Buffer.from('{nope').toString('base64url'), /not strict JSON/],
     ['array', enc([1, 2]), /JSON object/],
     ['wrong collection type', enc({ __cmwc_t: 'x', type: typeRec('sim') }), /is not tag:/],
     ['unknown evidence type', enc({ __cmwc_t: COLLECTION_TYPE, type: typeRec('nitro') }), /"nitro" is not supported/],

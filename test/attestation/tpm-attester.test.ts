@@ -63,7 +63,7 @@ if (skip) {
       t.throws(() => tpm2(tpm, 'tpm2_checkquote', [...args.slice(0, -1), 'deadbeef']), 'tpm2_checkquote rejects a wrong nonce');
 
       const input: TpmQuoteInput = { ...quote, ak: ak.tpmtPublic };
-      const refs: TpmVerifyRefs = { expectedExtraData: nonce, akTrust: { keys: [ak.key] } };
+      const refs: TpmVerifyRefs = { expectedExtraData: nonce, akTrust: { names: [ak.name], keys: [ak.key] } };
       const claims = verifyTpmQuote(input, refs, NOW);
       t.equal(claims.ak_name, Buffer.from(ak.name).toString('hex'));
       t.equal(claims.qualified_signer, Buffer.from(ak.qualifiedName).toString('hex'), 'qualifiedSigner is the AK qualified name');
@@ -80,7 +80,7 @@ if (skip) {
     const nonce = Buffer.from('tamper-test-nonce');
     const { ak, quote } = await quoteWith('ecc-p256', nonce, 'owner');
     const input: TpmQuoteInput = { ...quote, ak: ak.tpmtPublic };
-    const refs: TpmVerifyRefs = { expectedExtraData: nonce, akTrust: { keys: [ak.key] } };
+    const refs: TpmVerifyRefs = { expectedExtraData: nonce, akTrust: { names: [ak.name], keys: [ak.key] } };
     t.equal(reasonOf(() => verifyTpmQuote(input, refs, NOW)), 'ok', 'owner-hierarchy AK works too');
 
     // Field regions of TPMS_ATTEST, from its layout.
@@ -138,6 +138,11 @@ if (skip) {
     const unrestricted = Buffer.from(ak.tpmtPublic);
     unrestricted[5]! &= ~0x01; // objectAttributes (bytes 4..7, big-endian): bit 16 = restricted
     t.equal(reasonOf(() => verifyTpmQuote({ ...input, ak: unrestricted }, refs, NOW)), 'chain_invalid');
+    // Edits that keep it restricted still change its Name: a Name pin refuses them, a key pin no longer vouches.
+    const edited = Buffer.from(ak.tpmtPublic);
+    edited[7]! &= ~0x02; // objectAttributes without fixedTPM
+    t.equal(reasonOf(() => verifyTpmQuote({ ...input, ak: edited }, refs, NOW)), 'chain_invalid', 'edited attributes, pinned by Name');
+    t.equal(reasonOf(() => verifyTpmQuote(input, { ...refs, akTrust: { keys: [ak.key] } }, NOW)), 'chain_invalid', 'TPMT_PUBLIC pinned by key only');
 
     // PCR values missing or stale.
     const values = { ...quote.pcrs.values };
@@ -150,7 +155,7 @@ if (skip) {
     const nonce = Buffer.from('counter');
     const { ak, quote } = await quoteWith('ecc-p256', nonce);
     const input: TpmQuoteInput = { ...quote, ak: ak.tpmtPublic };
-    const refs: TpmVerifyRefs = { expectedExtraData: nonce, akTrust: { keys: [ak.key] } };
+    const refs: TpmVerifyRefs = { expectedExtraData: nonce, akTrust: { names: [ak.name], keys: [ak.key] } };
     const first = verifyTpmQuote(input, refs, NOW).clock_state;
     t.equal(reasonOf(() => verifyTpmQuote(input, { ...refs, previous: first }, NOW)), 'ok', 'same state is not a regression');
 

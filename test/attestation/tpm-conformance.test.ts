@@ -49,7 +49,7 @@ if ('skip' in tpmDir || 'skip' in snpDir) {
       pcrs: { alg: 'sha1', values: pcrFile(d, 'pcrs_sha1.json') },
       ak: akPublic,
     };
-    const refs = { expectedExtraData: new Uint8Array(0), akTrust: { keys: [ak.key] } };
+    const refs = { expectedExtraData: new Uint8Array(0), akTrust: { names: [ak.name] } };
     const claims = verifyTpmQuote(input, refs, NOW);
     t.equal(claims.ak_name, '000b4ce9b151f75089d74c15dabe9d520cffafbcafd5d43be0aad2e2d88d54717e2e');
     t.equal(claims.qualified_signer, '000bad427e7fc8821f74c7c6964641f9fa053772122d4b94a6cc3a3fcfccdd55b5ad');

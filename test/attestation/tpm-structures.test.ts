@@ -5,7 +5,7 @@
  * openssl CLI.
  */
 import t from 'tap';
-import { createHash, generateKeyPairSync, sign, constants, type KeyObject } from 'node:crypto';
+import { createHash, generateKeyPairSync, sign, constants, X509Certificate, type KeyObject } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,7 +13,8 @@ import path from 'node:path';
 import { AttestationError } from '../../src/attestation/types.js';
 import { TpmReader, TpmWriter } from '../../src/attestation/tpm/bytes.js';
 import { describeRc } from '../../src/attestation/tpm/rc.js';
-import { akTemplate, parseTpmtPublic } from '../../src/attestation/tpm/public.js';
+import { AK_ATTRIBUTES, akTemplate, parseTpmtPublic } from '../../src/attestation/tpm/public.js';
+import { TPM_ALG, TPM_ECC_CURVE, TPMA_OBJECT } from '../../src/attestation/tpm/constants.js';
 import { encodeTpmtSignature, parseTpmsAttest, parseTpmtSignature, writePcrSelection } from '../../src/attestation/tpm/structures.js';
 import { describeTpmQuote, verifyTpmQuote, type TpmQuoteInput } from '../../src/attestation/tpm/verify.js';
 
@@ -138,6 +139,93 @@ t.test('AK certificate chains (CA made with the openssl CLI)', async (t) => {
   t.match(reasonOf(() => verifyTpmQuote(byKey, { akTrust: { caCerts: [pem('ca.pem')] } }, NOW)), /^collateral_missing/);
   const otherKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey;
   t.match(reasonOf(() => verifyTpmQuote({ ...input, ak: otherKey }, { akTrust: { caCerts: [pem('ca.pem')] }, akCertChain: [pem('akcert.pem')] }, NOW)), /^chain_invalid: AK certificate does not certify/);
+  // A TPMT_PUBLIC with a CA certificate: the certificate must certify the public area's key.
+  const area = eccPublicArea(ak.publicKey, AK_ATTRIBUTES);
+  const certified = { akTrust: { caCerts: [pem('ca.pem')] }, akCertChain: [pem('akcert.pem')] };
+  t.equal(reasonOf(() => verifyTpmQuote({ ...input, ak: area }, certified, NOW)), 'ok', 'AK public area + its certificate');
+  t.match(reasonOf(() => verifyTpmQuote({ ...input, ak: eccPublicArea(otherKey, AK_ATTRIBUTES) }, certified, NOW)), /^chain_invalid: AK certificate does not certify the quoting AK/);
+  t.match(reasonOf(() => verifyTpmQuote({ ...input, ak: eccPublicArea(ak.publicKey, AK_ATTRIBUTES & ~TPMA_OBJECT.restricted) }, certified, NOW)), /^chain_invalid: AK is not a restricted/);
+  // Every certificate of a CA file counts; an AK certificate is exactly one strict DER certificate.
+  t.equal(reasonOf(() => verifyTpmQuote(input, { akTrust: { caCerts: [pem('other.pem') + pem('ca.pem')] } }, NOW)), 'ok', 'the second CA of a file');
+  const akDer = new X509Certificate(pem('akcert.pem')).raw;
+  const toPem = (der: Buffer) => `-----BEGIN CERTIFICATE-----\n${der.toString('base64')}\n-----END CERTIFICATE-----\n`;
+  t.match(reasonOf(() => verifyTpmQuote({ ...input, ak: toPem(Buffer.concat([akDer, Buffer.from([0])])) }, { akTrust: { caCerts: [pem('ca.pem')] } }, NOW)),
+    /^evidence_malformed: AK certificate: not an X.509 certificate: .*trailing data/);
+  t.match(reasonOf(() => verifyTpmQuote({ ...input, ak: pem('akcert.pem') + pem('ca.pem') }, { akTrust: { caCerts: [pem('ca.pem')] } }, NOW)),
+    /^evidence_malformed: AK certificate: 2 certificates where one was expected/);
+  // A certificate whose key usage does not allow signing (an EK certificate, say) certifies no AK.
+  writeFileSync(path.join(dir, 'ek-usage.cnf'), 'keyUsage=critical,keyEncipherment\n');
+  openssl(['x509', '-req', '-in', 'ak.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-force_pubkey', 'ak.pem', '-days', '1',
+    '-extfile', 'ek-usage.cnf', '-out', 'ekusage.pem']);
+  t.match(reasonOf(() => verifyTpmQuote({ ...input, ak: pem('ekusage.pem') }, { akTrust: { caCerts: [pem('ca.pem')] } }, NOW)),
+    /^chain_invalid: AK certificate key usage does not include digitalSignature/);
   const later = new Date(Date.now() + 3 * 86400_000);
   t.match(reasonOf(() => verifyTpmQuote(input, { akTrust: { caCerts: [pem('ca.pem')] } }, later)), /^collateral_expired/);
+});
+
+/** TPMT_PUBLIC of a P-256 key with the given attributes, nameAlg and ECDSA scheme hash. */
+function eccPublicArea(key: KeyObject, attributes: number, o: { nameAlg?: number; schemeHash?: number } = {}): Buffer {
+  const jwk = key.export({ format: 'jwk' });
+  const w = new TpmWriter();
+  w.u16(TPM_ALG.ECC).u16(o.nameAlg ?? TPM_ALG.SHA256).u32(attributes).tpm2b(new Uint8Array(0));
+  w.u16(TPM_ALG.NULL).u16(TPM_ALG.ECDSA).u16(o.schemeHash ?? TPM_ALG.SHA256);
+  w.u16(TPM_ECC_CURVE.NIST_P256).u16(TPM_ALG.NULL);
+  w.tpm2b(Buffer.from(jwk.x!, 'base64url')).tpm2b(Buffer.from(jwk.y!, 'base64url'));
+  return w.finish();
+}
+
+function ecdsaQuote(privateKey: KeyObject, hash: 'sha256' | 'sha384', attest: Buffer): Buffer {
+  const rs = sign(hash, attest, { key: privateKey, dsaEncoding: 'ieee-p1363' });
+  return encodeTpmtSignature({ sigAlg: 'ecdsa', hash, r: rs.subarray(0, 32), s: rs.subarray(32) });
+}
+
+t.test("the AK's TPMT_PUBLIC is authenticated by its TPM Name, not by its key", async (t) => {
+  // A non-restricted signing key signs any bytes, so it can sign a forged TPMS_ATTEST.
+  const signingKey = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const SIGN_ONLY = AK_ATTRIBUTES & ~TPMA_OBJECT.restricted;
+  const honestArea = eccPublicArea(signingKey.publicKey, SIGN_ONLY);
+  const forgedArea = eccPublicArea(signingKey.publicKey, AK_ATTRIBUTES); // claims "restricted"
+  const attest = makeAttest('sha256');
+  const signature = ecdsaQuote(signingKey.privateKey, 'sha256', attest);
+  const input = (ak: Uint8Array | KeyObject): TpmQuoteInput => ({ attest, signature, ak, pcrs: { alg: 'sha384', values: PCRS } });
+  const nameOf = (area: Uint8Array) => parseTpmtPublic(area).name;
+
+  t.match(
+    reasonOf(() => verifyTpmQuote(input(forgedArea), { akTrust: { keys: [signingKey.publicKey] } }, NOW)),
+    /^chain_invalid: AK 000b[0-9a-f]{64} is pinned by key only, which does not authenticate its TPMT_PUBLIC/,
+    'a key pin no longer vouches for a public area that claims "restricted"',
+  );
+  t.match(
+    reasonOf(() => verifyTpmQuote(input(forgedArea), { akTrust: { names: [nameOf(honestArea)] } }, NOW)),
+    /^chain_invalid: AK 000b[0-9a-f]{64} is not one of the trusted AK names/,
+    'the edited public area has another Name',
+  );
+  t.match(
+    reasonOf(() => verifyTpmQuote(input(honestArea), { akTrust: { names: [nameOf(honestArea)] } }, NOW)),
+    /^chain_invalid: AK is not a restricted signing key/,
+    'the enrolled, unedited public area is refused for what it is',
+  );
+  t.equal(reasonOf(() => verifyTpmQuote(input(forgedArea), { akTrust: { names: [nameOf(forgedArea)] } }, NOW)), 'ok', 'a restricted AK pinned by its Name');
+  t.equal(
+    verifyTpmQuote(input(forgedArea), { akTrust: { names: [nameOf(forgedArea)] } }, NOW).ak_name,
+    Buffer.from(nameOf(forgedArea)).toString('hex'),
+    'ak_name is the pinned Name',
+  );
+
+  // Every field of a pinned AK's public area is covered: nameAlg, scheme, attributes.
+  const pinned = { akTrust: { names: [nameOf(forgedArea)] } };
+  const edits: [string, Buffer][] = [
+    ['nameAlg sha384', eccPublicArea(signingKey.publicKey, AK_ATTRIBUTES, { nameAlg: TPM_ALG.SHA384 })],
+    ['scheme hash sha384', eccPublicArea(signingKey.publicKey, AK_ATTRIBUTES, { schemeHash: TPM_ALG.SHA384 })],
+    ['attributes without fixedTPM', eccPublicArea(signingKey.publicKey, AK_ATTRIBUTES & ~TPMA_OBJECT.fixedTPM)],
+  ];
+  for (const [what, area] of edits) {
+    t.match(reasonOf(() => verifyTpmQuote(input(area), pinned, NOW)), /^chain_invalid: AK [0-9a-f]+ is not one of the trusted AK names/, what);
+  }
+  t.match(reasonOf(() => verifyTpmQuote(input(signingKey.publicKey), pinned, NOW)), /^chain_invalid: AK pinned by TPM Name must come as its TPMT_PUBLIC/);
+  t.equal(reasonOf(() => verifyTpmQuote(input(signingKey.publicKey), { akTrust: { keys: [signingKey.publicKey] } }, NOW)), 'ok', 'a bare key vouched for elsewhere');
+
+  // A key with a fixed scheme signs with it only.
+  const sha384Sig = { ...input(forgedArea), signature: ecdsaQuote(signingKey.privateKey, 'sha384', attest) };
+  t.match(reasonOf(() => verifyTpmQuote(sha384Sig, pinned, NOW)), /^signature_invalid: signature scheme ecdsa\/sha384 is not the AK's fixed scheme ecdsa\/sha256/);
 });

@@ -3,11 +3,11 @@
  * our verifier; a PCR extended with tpm2_pcrextend is caught against stale values.
  */
 import t from 'tap';
-import { createPublicKey } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { createHash, createPublicKey } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseTpmtPublic } from '../../src/attestation/tpm/public.js';
-import { verifyTpmQuote, type TpmQuoteInput } from '../../src/attestation/tpm/verify.js';
+import { verifyTpmQuote, type TpmQuoteInput, type TpmVerifyRefs } from '../../src/attestation/tpm/verify.js';
 import { decodeToolsPcrs, startSwtpm, swtpmSkipReason, tpm2, type Swtpm } from './tpm-swtpm-helper.js';
 import { reasonOf } from '../helpers/attestation.js';
 
@@ -50,7 +50,7 @@ if (skip) {
       const pcrs = decodeToolsPcrs(q.pcrsFile);
       t.equal(pcrs.hashAlg, 0x000b);
       const input: TpmQuoteInput = { attest: q.attest, signature: q.signature, pcrs: { alg: 'sha256', values: pcrs.values }, ak: akPem };
-      const refs = { expectedExtraData: Buffer.from(nonce, 'hex'), akTrust: { keys: [akPublic.key] } };
+      const refs = { expectedExtraData: Buffer.from(nonce, 'hex'), akTrust: { names: [akPublic.name], keys: [akPublic.key] } };
       const claims = verifyTpmQuote(input, refs, NOW);
       t.same(claims.signature_scheme, { sig_alg: scheme, hash_alg: 'sha256' });
       t.same(Object.keys(claims.pcrs).map(Number), PCRS.split(',').map(Number));
@@ -68,7 +68,7 @@ if (skip) {
   t.test('tpm2_pcrextend: stale PCR values are caught, fresh ones accepted', async (t) => {
     tpm2(tpm, 'tpm2_createak', ['-C', 'ek.ctx', '-c', 'ak-x.ctx', '-G', 'ecc', '-g', 'sha256', '-s', 'ecdsa', '-u', 'ak-x.pub']);
     const akPublic = parseTpmtPublic(file('ak-x.pub').subarray(2));
-    const refs = { expectedExtraData: Buffer.from('0102', 'hex'), akTrust: { keys: [akPublic.key] } };
+    const refs = { expectedExtraData: Buffer.from('0102', 'hex'), akTrust: { names: [akPublic.name], keys: [akPublic.key] } };
     const before = quote('ak-x', 'x1', '0102');
     const stale = decodeToolsPcrs(before.pcrsFile).values;
 
@@ -86,6 +86,42 @@ if (skip) {
     t.equal(reasonOf(() => verifyTpmQuote({ ...input, pcrs: { alg: 'sha256', values: fresh } }, { ...refs, previous: first }, NOW)), 'ok');
   });
 
+  t.test('a non-restricted TPM key cannot pass as an AK by editing its public area', async (t) => {
+    // A sign-only key that is not restricted signs any digest: here, a forged TPMS_ATTEST.
+    tpm2(tpm, 'tpm2_createprimary', ['-C', 'o', '-c', 'prim.ctx']);
+    tpm2(tpm, 'tpm2_create', ['-C', 'prim.ctx', '-G', 'ecc256:ecdsa-sha256', '-a', 'fixedtpm|fixedparent|sensitivedataorigin|userwithauth|sign',
+      '-u', 'signer.pub', '-r', 'signer.priv']);
+    tpm2(tpm, 'tpm2_load', ['-C', 'prim.ctx', '-u', 'signer.pub', '-r', 'signer.priv', '-c', 'signer.ctx', '-n', 'signer.name']);
+    tpm2(tpm, 'tpm2_createak', ['-C', 'ek.ctx', '-c', 'ak-f.ctx', '-G', 'ecc', '-g', 'sha256', '-s', 'ecdsa', '-u', 'ak-f.pub']);
+    const genuine = quote('ak-f', 'f1', '0badc0de');
+    // The forged quote claims PCR 16 holds a value it never held: pcrDigest recomputed to match.
+    const claimedPcrs: Record<number, string> = { ...decodeToolsPcrs(genuine.pcrsFile).values, 16: 'ab'.repeat(32) };
+    const digest = createHash('sha256');
+    for (const i of PCRS.split(',').map(Number)) digest.update(Buffer.from(claimedPcrs[i]!, 'hex'));
+    const forged = Buffer.concat([genuine.attest.subarray(0, genuine.attest.length - 32), digest.digest()]);
+    writeFileSync(path.join(tpm.dir, 'forged.msg'), forged);
+    tpm2(tpm, 'tpm2_sign', ['-c', 'signer.ctx', '-g', 'sha256', '-s', 'ecdsa', '-o', 'forged.sig', 'forged.msg']);
+
+    const signerArea = file('signer.pub').subarray(2);
+    const signer = parseTpmtPublic(signerArea);
+    t.equal(Buffer.from(signer.name).toString('hex'), file('signer.name').toString('hex'), 'Name as tpm2-tools computes it');
+    const claimsRestricted = Buffer.from(signerArea);
+    claimsRestricted[5]! |= 0x01; // objectAttributes bit 16: restricted
+    const input = (ak: Uint8Array): TpmQuoteInput => ({
+      attest: forged,
+      signature: file('forged.sig'),
+      pcrs: { alg: 'sha256', values: claimedPcrs },
+      ak,
+    });
+    const refs = (akTrust: TpmVerifyRefs['akTrust']): TpmVerifyRefs => ({ expectedExtraData: Buffer.from('0badc0de', 'hex'), akTrust });
+    // The signature is genuine: only the AK's authentication stands between it and acceptance.
+    t.match(reasonOf(() => verifyTpmQuote(input(claimsRestricted), refs({ keys: [signer.key] }), NOW)), /^chain_invalid/, 'a key pin does not authenticate the edited area');
+    t.match(reasonOf(() => verifyTpmQuote(input(claimsRestricted), refs({ names: [signer.name] }), NOW)), /^chain_invalid/, 'the edited area has another Name');
+    t.match(reasonOf(() => verifyTpmQuote(input(signerArea), refs({ names: [signer.name] }), NOW)), /^chain_invalid/, 'the genuine area is not restricted');
+    t.equal(reasonOf(() => verifyTpmQuote(input(claimsRestricted), refs({ names: [parseTpmtPublic(claimsRestricted).name] }), NOW)), 'ok',
+      'control: pinning the edited Name itself would accept it (so the checks above are what refuse it)');
+  });
+
   t.test('SHA-1 bank quoted with a SHA-256 signing scheme: digest uses the signing hash', async (t) => {
     tpm2(tpm, 'tpm2_createak', ['-C', 'ek.ctx', '-c', 'ak-s.ctx', '-G', 'rsa', '-g', 'sha256', '-s', 'rsassa', '-u', 'ak-s.pub']);
     const akPublic = parseTpmtPublic(file('ak-s.pub').subarray(2));
@@ -94,7 +130,7 @@ if (skip) {
     t.equal(pcrs.hashAlg, 0x0004);
     const claims = verifyTpmQuote(
       { attest: q.attest, signature: q.signature, ak: akPublic.key, pcrs: { alg: 'sha1', values: pcrs.values } },
-      { expectedExtraData: Buffer.from('ff', 'hex'), akTrust: { keys: [akPublic.key] } },
+      { expectedExtraData: Buffer.from('ff', 'hex'), akTrust: { names: [akPublic.name], keys: [akPublic.key] } },
       NOW,
     );
     t.equal(claims.pcr_bank, 'sha1');

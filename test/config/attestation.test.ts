@@ -25,7 +25,7 @@ t.test('attester and verifier sections parse with defaults and resolved paths', 
   attester: { type: tpm, address: 127.0.0.1:2321, pcrs: [0, 7] }
   verifier:
     snp_anchors: [amd/]
-    tpm_ak_keys: [ak.pem]
+    tpm_ak_names: ["000b${'AB'.repeat(32)}"]
     kds: { cache_dir: /var/cache/kds, offline: true }
     reference_values: { files: { prod: rv/prod.yaml }, signing_keys: rv/keys.pem }
 `,
@@ -34,7 +34,7 @@ t.test('attester and verifier sections parse with defaults and resolved paths', 
   );
   t.same(c.attestation?.attester, { type: 'tpm', address: { host: '127.0.0.1', port: 2321 }, pcrBank: 'sha256', pcrs: [0, 7], keyAlgorithm: 'ecc-p256' });
   t.same(c.attestation?.verifier?.snpAnchors, ['/etc/attest/amd']);
-  t.same(c.attestation?.verifier?.tpmAkKeys, ['/etc/attest/ak.pem']);
+  t.same(c.attestation?.verifier?.tpmAkNames, [`000b${'ab'.repeat(32)}`], 'TPM Names, lower-cased');
   t.same(c.attestation?.verifier?.kds, { cacheDir: '/var/cache/kds', offline: true });
   t.same(c.attestation?.verifier?.referenceValues, { files: { prod: '/etc/attest/rv/prod.yaml' }, signingKeys: '/etc/attest/rv/keys.pem', requireSignature: true });
   t.equal(c.attestation?.verifier?.cacheSize, 10_000);
@@ -50,6 +50,10 @@ t.test('mistakes are reported with position and key', async (t) => {
   t.match(problems('attestation: { attester: { type: sev-snp, pcrs: [1] } }\n'), /attestation\.attester\.pcrs: does not apply to attester type 'sev-snp'/);
   t.match(problems('attestation: { attester: { type: tpm, device: /dev/tpm0, address: 127.0.0.1:1 } }\n'), /give either 'device' or 'address'/);
   t.match(problems('attestation: { verifier: { snp_anchor: [x] } }\n'), /snp_anchor/);
+  t.match(problems('attestation: { verifier: { tpm_ak_keys: [ak.pem] } }\n'), /attestation\.verifier\.tpm_ak_keys: is no longer supported: a public-key pin does not authenticate the AK's TPMT_PUBLIC.*tpm_ak_names/);
+  t.match(problems(`attestation: { verifier: { tpm_ak_names: ["000b${'00'.repeat(31)}"] } }\n`), /tpm_ak_names\[0\]: must be a TPM Name: 0004 \+ 20 bytes/);
+  t.match(problems(`attestation: { verifier: { tpm_ak_names: ["0010${'00'.repeat(32)}"] } }\n`), /must be a TPM Name/, 'TPM_ALG_NULL is not a nameAlg');
+  t.match(problems('attestation: { verifier: { tpm_ak_names: [ak.pem] } }\n'), /must be a TPM Name \(hex nameAlg \|\| digest\)/);
   t.match(problems('attestation: { verifier: { reference_values: { files: { prod: a.yaml }, require_signature: true } } }\n'), /require_signature needs 'signing_keys'/);
 });
 

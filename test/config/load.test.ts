@@ -171,7 +171,8 @@ log: { audit: logs/audit.jsonl }
     cert: '/srv/sidecar/certs/svid.pem',
     key: '/abs/key.pem',
     bundle: '/srv/sidecar/conf/bundle.pem',
-    federated: { 'other.org': '/srv/sidecar/conf/fed/other.pem', 'third.org': '/abs/third.pem' },
+    // null prototype: trust domain names are user keys
+    federated: Object.assign(Object.create(null), { 'other.org': '/srv/sidecar/conf/fed/other.pem', 'third.org': '/abs/third.pem' }),
   });
   t.equal(c.policy, '/srv/sidecar/conf/policies/p.yaml');
   t.equal(c.log.audit, '/srv/sidecar/conf/logs/audit.jsonl');

@@ -16,7 +16,7 @@ if (skip) {
   t.teardown(() => tpm.stop());
   const attester = new TpmEvidenceAttester({ endpoint: { host: '127.0.0.1', port: tpm.port }, pcrs: { alg: 'sha256', indices: [0, 1, 2, 3, 7] } });
   t.teardown(() => attester.close());
-  const ak = await attester.akPublicKey();
+  const akName = await attester.akName();
   const zero = '00'.repeat(32);
   const policy = (pcr7: string) => `agents:
   - name: orchestrator
@@ -30,7 +30,7 @@ if (skip) {
     policy: policy(zero),
     agents: ['orchestrator'],
     attesters: { orchestrator: attester },
-    trust: { simKeys: [], tpm: { keys: [ak] } },
+    trust: { simKeys: [], tpm: { names: [akName] } },
   });
   t.teardown(() => mesh.close());
 
@@ -70,8 +70,9 @@ if (skip) {
   });
 
   t.test('an AK the verifier does not pin is refused', async (t) => {
-    const { generateKeyPairSync } = await import('node:crypto');
-    mesh.server.setAttestationTrust({ simKeys: [], tpm: { keys: [generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey] } });
+    const otherName = Buffer.from(akName);
+    otherName[otherName.length - 1]! ^= 1;
+    mesh.server.setAttestationTrust({ simKeys: [], tpm: { names: [otherName] } });
     const r = await viaProxy(mesh.proxyOf('orchestrator'), 'GET', 'http://control-plane/agents');
     t.equal(r.status, 403);
     t.match(JSON.parse(r.body).error, /^Attestation failed: /);

@@ -10,7 +10,7 @@
 import 'reflect-metadata'; // @peculiar/x509 (tsyringe) needs the Reflect metadata polyfill
 import * as x509 from '@peculiar/x509';
 import { spawnSync } from 'node:child_process';
-import { createPrivateKey, KeyObject, X509Certificate, webcrypto } from 'node:crypto';
+import { createPrivateKey, KeyObject, sign, X509Certificate, webcrypto } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -123,8 +123,9 @@ async function buildExtensions(keys: CryptoKeyPair, issuer: TestCert | undefined
   exts.push(await x509.SubjectKeyIdentifierExtension.create(keys.publicKey as never));
   const akiSource = o.akiFrom === undefined ? issuer : o.akiFrom;
   if (issuer && akiSource) exts.push(await x509.AuthorityKeyIdentifierExtension.create(akiSource.keys.publicKey as never));
-  exts.push(...(o.extensions ?? []));
-  return exts;
+  // A custom extension with the OID of a default one replaces it (e.g. an empty SKI).
+  const custom = new Set((o.extensions ?? []).map((e) => e.type));
+  return [...exts.filter((e) => !custom.has(e.type)), ...(o.extensions ?? [])];
 }
 
 function validity(o: CertOptions): { notBefore: Date; notAfter: Date } {
@@ -211,4 +212,43 @@ export function opensslIssueLeaf(issuer: TestCert, o: { uri: string; serial: str
 /** An arbitrary extension (e.g. an unknown critical one) for CertOptions.extensions. */
 export function customExtension(oid: string, critical: boolean, derValue: Uint8Array): x509.Extension {
   return new x509.Extension(oid, critical, derValue);
+}
+
+/** DER TLV of `tag` over `content` (definite length). */
+export function derTlv(tag: number, content: Uint8Array): Buffer {
+  const n = content.length;
+  const len = n < 0x80 ? [n] : n < 0x100 ? [0x81, n] : n < 0x10000 ? [0x82, n >> 8, n & 0xff] : [0x83, n >> 16, (n >> 8) & 0xff, n & 0xff];
+  return Buffer.concat([Buffer.from([tag, ...len]), content]);
+}
+
+/** [header length, content length] of the DER TLV at `offset`. */
+function tlvAt(der: Uint8Array, offset: number): [number, number] {
+  const first = der[offset + 1]!;
+  if (first < 0x80) return [2, first];
+  let len = 0;
+  for (let i = 0; i < (first & 0x7f); i++) len = len * 256 + der[offset + 2 + i]!;
+  return [2 + (first & 0x7f), len];
+}
+
+/**
+ * `cert` with its TBSCertificate bytes rewritten by `edit` and signed again by `issuer`
+ * (ECDSA issuers; `hash` must be the certificate's signature hash): a correctly signed certificate carrying bytes no generator emits,
+ * e.g. a malformed validity time.
+ */
+export function resignEdited(
+  cert: { der: Buffer },
+  issuer: { privateKey: KeyObject },
+  edit: (tbs: Buffer) => Buffer,
+  hash: 'sha256' | 'sha384' = 'sha256',
+): X509Certificate {
+  const der = cert.der;
+  const [outerHeader] = tlvAt(der, 0);
+  const [tbsHeader, tbsLength] = tlvAt(der, outerHeader);
+  const tbsEnd = outerHeader + tbsHeader + tbsLength;
+  const [algHeader, algLength] = tlvAt(der, tbsEnd);
+  const sigAlg = der.subarray(tbsEnd, tbsEnd + algHeader + algLength);
+  const tbs = edit(Buffer.from(der.subarray(outerHeader, tbsEnd)));
+  const signature = sign(hash, tbs, issuer.privateKey);
+  const body = Buffer.concat([tbs, sigAlg, derTlv(0x03, Buffer.concat([Buffer.from([0]), signature]))]);
+  return new X509Certificate(derTlv(0x30, body));
 }

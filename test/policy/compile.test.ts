@@ -139,9 +139,9 @@ t.test('agents: list with spiffe_ids, budget and the wider attestation keys', as
   t.strictSame(vtpm!.attestation, {
     teeType: 'az-snp-vtpm',
     expectedMeasurements: [MEASUREMENT.toLowerCase()],
-    minimumTcb: { bootloader: 3, tee: 0, snp: 8, microcode: 115 },
+    minimumTcb: Object.assign(Object.create(null), { bootloader: 3, tee: 0, snp: 8, microcode: 115 }), // user keys: null prototype
     allowedChipIds: ['ab'.repeat(64)],
-    pcrs: { '0': '00'.repeat(32), '7': 'ff'.repeat(20) },
+    pcrs: Object.assign(Object.create(null), { '0': '00'.repeat(32), '7': 'ff'.repeat(20) }),
     freshness: 'per_request',
     maxEvidenceAgeSeconds: 300,
     referenceValues: 'azure-prod',

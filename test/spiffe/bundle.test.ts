@@ -186,6 +186,8 @@ t.test('spiffe bundle: hostile / malformed documents are typed errors', async (t
     ],
     ['kid not a string', JSON.stringify({ keys: [{ use: 'wit-svid', kid: 5, ...ca.cert.publicKey.export({ format: 'jwk' }) }] }), /keyID must be a string/],
     ['key entry not an object', '{"keys":[null]}', /key 0 is not a JSON object/],
+    ['duplicate member', '{"keys":[],"keys":[{"kty":"EC"}]}', /duplicate member "keys"/],
+    ['kty from Object.prototype', '{"keys":[{"use":"jwt-svid","kid":"k","kty":"constructor"}]}', /unsupported key type "constructor"/],
   ];
   for (const [name, json, message] of bad) {
     t.throws(() => SpiffeBundle.parse(domainTest, json), { name: 'BundleError', reason: 'spiffe_bundle_invalid', message }, name);

@@ -17,6 +17,7 @@
  */
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { SNP_REPORT_SIZE } from '../sev-snp/report.js';
+import { parseStrictJson } from '../../strict-json.js';
 import { AttestationError } from '../types.js';
 
 export const HCL_SIGNATURE = 0x414c4348; // "HCLA" read little-endian
@@ -141,7 +142,7 @@ export function parseHclLayout(bytes: Uint8Array): HclLayout {
 export function parseRuntimeJson(runtimeData: Uint8Array): Record<string, unknown> {
   let doc: unknown;
   try {
-    doc = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(runtimeData));
+    doc = parseStrictJson(new TextDecoder('utf-8', { fatal: true }).decode(runtimeData));
   } catch (err) {
     throw new AttestationError(
       'evidence_malformed',

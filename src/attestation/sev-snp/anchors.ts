@@ -10,6 +10,7 @@
  * only the signature, validity at `now` is always re-checked.
  */
 import { X509Certificate } from 'node:crypto';
+import { validityMs } from '../../spiffe/x509-strict.js';
 import { ConfigError } from '../../errors.js';
 import { AttestationError } from '../types.js';
 import { commonName, type SnpEndorsementCert } from './certs.js';
@@ -136,9 +137,22 @@ export function verifyEndorsementChain(
   cache.set(key, true);
 }
 
+/**
+ * Validity read from the DER (x509-strict): node's validFrom/validTo of a malformed time is
+ * "Bad time value", an Invalid Date that every comparison lets through.
+ */
+export function strictValidity(c: X509Certificate, name: string): { notBeforeMs: number; notAfterMs: number } {
+  try {
+    return validityMs(c.raw);
+  } catch (err) {
+    throw new AttestationError('evidence_malformed', `${name} certificate: ${(err as Error).message}`, { cause: err });
+  }
+}
+
 function checkValidity(c: X509Certificate, name: string, now: Date): void {
-  const from = new Date(c.validFrom);
-  const to = new Date(c.validTo);
+  const { notBeforeMs, notAfterMs } = strictValidity(c, name);
+  const from = new Date(notBeforeMs);
+  const to = new Date(notAfterMs);
   if (now < from || now > to) {
     throw new AttestationError(
       'collateral_expired',
@@ -151,5 +165,5 @@ function checkValidity(c: X509Certificate, name: string, now: Date): void {
 export function chainNotAfter(cert: SnpEndorsementCert, anchors: SnpTrustAnchors, product: SnpProduct): Date {
   const a = anchors.products[product]!;
   const certs = [cert.x509, a.ark, cert.kind === 'vcek' ? a.ask : a.asvk].filter((c): c is X509Certificate => !!c);
-  return new Date(Math.min(...certs.map((c) => new Date(c.validTo).getTime())));
+  return new Date(Math.min(...certs.map((c) => strictValidity(c, 'SEV-SNP').notAfterMs)));
 }

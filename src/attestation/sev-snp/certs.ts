@@ -10,6 +10,7 @@ import { X509Certificate } from 'node:crypto';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { Certificate } from '@peculiar/asn1-x509';
 import { AttestationError } from '../types.js';
+import { exactTlv, validityMs } from '../../spiffe/x509-strict.js';
 import { productFromName, type SnpProduct } from './tcb.js';
 
 const AMD = '1.3.6.1.4.1.3704.1';
@@ -88,6 +89,9 @@ export function parseSnpEndorsementCert(input: Uint8Array | string): SnpEndorsem
   let x509: X509Certificate;
   let asn: Certificate;
   try {
+    // Exactly one DER certificate: the X.509 and ASN.1 decoders both ignore trailing bytes.
+    exactTlv(der, 0x30, 'certificate');
+    validityMs(der); // a malformed validity time makes the certificate malformed, not "always valid"
     x509 = new X509Certificate(der);
     asn = AsnConvert.parse(der, Certificate);
   } catch (err) {
@@ -103,6 +107,7 @@ export function parseSnpEndorsementCert(input: Uint8Array | string): SnpEndorsem
   }
   const exts = new Map<string, Uint8Array>();
   for (const e of asn.tbsCertificate.extensions ?? []) {
+    if (exts.has(e.extnID)) throw new AttestationError('evidence_malformed', `VCEK/VLEK certificate has a duplicate extension ${e.extnID}`);
     exts.set(e.extnID, new Uint8Array(e.extnValue.buffer));
   }
   const what = kind.toUpperCase();

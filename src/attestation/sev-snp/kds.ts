@@ -11,6 +11,7 @@
  * reported. KDS rate-limits (429 / 503 with Retry-After): until that time passes no request is
  * sent at all.
  */
+import { validityMs } from '../../spiffe/x509-strict.js';
 import { SidecarError, errorMessage } from '../../errors.js';
 import { verifyEndorsementChain, type SnpTrustAnchors } from './anchors.js';
 import { parseSnpEndorsementCert, type SnpEndorsementCert } from './certs.js';
@@ -291,7 +292,7 @@ export class KdsCollateral {
 }
 
 function notAfterOf(cert: SnpEndorsementCert): number {
-  return Date.parse(cert.x509.validTo);
+  return validityMs(cert.der).notAfterMs; // parseSnpEndorsementCert has checked it parses
 }
 
 function reasonOf(err: unknown): string {

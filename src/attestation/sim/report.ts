@@ -21,6 +21,8 @@ import { createHash, createPublicKey, generateKeyPairSync, sign, verify, type Ke
 import { AttestationError, hex } from '../types.js';
 
 export const SIM_REPORT_SIZE = 336;
+/** Largest time a Date can hold (ECMAScript: 8.64e15 ms after the epoch). */
+const MAX_DATE_MS = 8_640_000_000_000_000n;
 const SIGNED = 272;
 const MAGIC = 0x4153494d; // "ASIM"
 
@@ -83,6 +85,8 @@ export function describeSimReport(bytes: Uint8Array): Omit<SimClaims, 'signer_sp
   if (version !== 1) throw new AttestationError('evidence_unsupported', `sim report version ${version} is not supported`);
   const flags = b.readUInt16BE(6);
   if (flags & ~1) throw new AttestationError('evidence_malformed', `sim report: unknown flag bits 0x${flags.toString(16)}`);
+  const issuedAtMs = b.readBigUInt64BE(24);
+  if (issuedAtMs > MAX_DATE_MS) throw new AttestationError('evidence_malformed', `sim report: issued_at_ms ${issuedAtMs} is not a representable time`);
   return {
     type: 'sim',
     version,
@@ -93,7 +97,7 @@ export function describeSimReport(bytes: Uint8Array): Omit<SimClaims, 'signer_sp
     chip_id: hex(b.subarray(80, 144)),
     report_data: hex(b.subarray(144, 208)),
     host_data: hex(b.subarray(208, 272)),
-    issued_at: new Date(Number(b.readBigUInt64BE(24))).toISOString(),
+    issued_at: new Date(Number(issuedAtMs)).toISOString(),
   };
 }
 

@@ -4,6 +4,7 @@
  */
 import type { Attester } from '../attester.js';
 import { bindingUserData } from '../binding.js';
+import { parseStrictJson } from '../../strict-json.js';
 import type { Evidence } from '../envelope.js';
 import { AttestationError } from '../types.js';
 import { TpmAttester, type TpmAttesterOptions, type TpmEndpoint } from './attester.js';
@@ -22,15 +23,15 @@ export function encodePcrs(p: PcrValues): Buffer {
 export function decodePcrs(bytes: Uint8Array): PcrValues {
   let doc: unknown;
   try {
-    doc = JSON.parse(Buffer.from(bytes).toString('utf8'));
+    doc = parseStrictJson(new TextDecoder('utf-8', { fatal: true }).decode(bytes), 4);
   } catch (err) {
-    throw new AttestationError('evidence_malformed', `pcrs part is not JSON: ${(err as Error).message}`);
+    throw new AttestationError('evidence_malformed', `pcrs part is not strict JSON: ${(err as Error).message}`);
   }
   const d = doc as { alg?: unknown; values?: unknown };
   if (!d || typeof d !== 'object' || !['sha1', 'sha256', 'sha384'].includes(d.alg as string) || !d.values || typeof d.values !== 'object') {
     throw new AttestationError('evidence_malformed', 'pcrs part must be {"alg": "sha1"|"sha256"|"sha384", "values": {index: hex}}');
   }
-  const values: Record<number, string> = {};
+  const values: Record<number, string> = Object.create(null);
   for (const [k, v] of Object.entries(d.values as Record<string, unknown>)) {
     const i = Number(k);
     if (!Number.isInteger(i) || i < 0 || i > 23 || typeof v !== 'string' || !/^[0-9a-fA-F]+$/.test(v)) {
@@ -65,9 +66,14 @@ export class TpmEvidenceAttester implements Attester {
     return this.tpm;
   }
 
-  /** The AK's public key (connects and creates the AK on first use): what verifiers pin. */
+  /** The AK's public key (connects and creates the AK on first use). */
   async akPublicKey(): Promise<import('node:crypto').KeyObject> {
     return (await this.attester()).akPublic.key;
+  }
+
+  /** The AK's TPM Name (nameAlg || H(TPMT_PUBLIC)): what verifiers pin in tpm_ak_names. */
+  async akName(): Promise<Uint8Array> {
+    return (await this.attester()).akPublic.name;
   }
 
   async produce(spki: Uint8Array, nonce?: Uint8Array): Promise<Evidence> {

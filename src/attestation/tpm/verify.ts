@@ -24,7 +24,7 @@ export interface TpmQuoteInput {
   /** declared scheme for producers (Azure) that hand out raw RSASSA bytes; ECDSA raw = r||s */
   signatureScheme?: { sigAlg: SigAlg; hashAlg: PcrBank };
   pcrs: { alg: PcrBank; values: Record<number, string> };
-  /** the AK: KeyObject, TPMT_PUBLIC bytes, or a PEM SPKI / certificate */
+  /** the AK: TPMT_PUBLIC bytes (pinned by Name or certified), or a KeyObject, PEM SPKI or certificate */
   ak: KeyObject | Uint8Array | string;
 }
 
@@ -85,6 +85,14 @@ export function describeTpmQuote(attest: Uint8Array) {
 }
 
 function checkSignature(ak: ResolvedAk, attest: Uint8Array, sig: TpmtSignature): void {
+  // A key with a fixed scheme signs with that scheme only: anything else did not come from it.
+  const fixedScheme = ak.tpmPublic?.scheme;
+  if (fixedScheme && (fixedScheme.sigAlg !== sig.sigAlg || (fixedScheme.hash !== null && fixedScheme.hash !== sig.hash))) {
+    throw new AttestationError(
+      'signature_invalid',
+      `signature scheme ${sig.sigAlg}/${sig.hash} is not the AK's fixed scheme ${fixedScheme.sigAlg}/${fixedScheme.hash ?? 'any'}`,
+    );
+  }
   const keyType = ak.key.asymmetricKeyType;
   const isRsa = sig.sigAlg === 'rsassa' || sig.sigAlg === 'rsapss';
   if ((isRsa && keyType !== 'rsa') || (!isRsa && keyType !== 'ec')) {
@@ -126,7 +134,7 @@ function checkPcrs(q: TpmsAttestQuote, pcrs: TpmQuoteInput['pcrs'], hash: string
   const bankId = hashAlgId(pcrs.alg);
   const size = digestSize(pcrs.alg);
   const h = createHash(hash);
-  const selected: Record<string, string> = {};
+  const selected: Record<string, string> = Object.create(null);
   for (const sel of q.pcrSelections) {
     if (sel.indices.length === 0) continue;
     if (sel.hashAlg !== bankId) {

@@ -3,16 +3,17 @@
  * a bundle that carries private or symmetric key material is refused outright.
  */
 import { createPublicKey, KeyObject } from 'node:crypto';
+import { parseStrictJson } from '../../strict-json.js';
 
 /** Members that only private / symmetric JWKs have. */
 const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
 
 /** The public-key members node:crypto needs, per kty. */
-const PUBLIC_MEMBERS: Record<string, readonly string[]> = {
-  EC: ['crv', 'x', 'y'],
-  RSA: ['n', 'e'],
-  OKP: ['crv', 'x'],
-};
+const PUBLIC_MEMBERS = new Map<string, readonly string[]>([
+  ['EC', ['crv', 'x', 'y']],
+  ['RSA', ['n', 'e']],
+  ['OKP', ['crv', 'x']],
+]);
 
 export type JsonObject = Record<string, unknown>;
 
@@ -24,10 +25,10 @@ export function isJsonObject(v: unknown): v is JsonObject {
 export function jwkToPublicKey(jwk: JsonObject): KeyObject {
   const kty = jwk['kty'];
   if (typeof kty !== 'string') throw new Error('missing "kty"');
-  const members = PUBLIC_MEMBERS[kty];
+  const members = PUBLIC_MEMBERS.get(kty);
   if (!members) throw new Error(`unsupported key type "${kty}"`);
   for (const m of PRIVATE_MEMBERS) {
-    if (m in jwk) throw new Error('contains private key material');
+    if (Object.hasOwn(jwk, m)) throw new Error('contains private key material');
   }
   const pub: Record<string, string> = { kty };
   for (const m of members) {
@@ -57,8 +58,8 @@ export function keysEqual(a: ReadonlyMap<string, KeyObject>, b: ReadonlyMap<stri
   return true;
 }
 
-/** Parse JSON text or UTF-8 bytes; throws Error with the parser's message. */
+/** Parse JSON text or UTF-8 bytes; throws Error with the parser's message. Duplicate members are refused. */
 export function parseJsonText(json: string | Uint8Array): unknown {
   const text = typeof json === 'string' ? json : Buffer.from(json.buffer, json.byteOffset, json.byteLength).toString('utf8');
-  return JSON.parse(text);
+  return parseStrictJson(text);
 }

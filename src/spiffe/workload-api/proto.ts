@@ -126,7 +126,7 @@ export function toValueMessage(v: unknown): ValueMessage {
 }
 
 export function toStructMessage(obj: Record<string, unknown>): StructMessage {
-  const fields: Record<string, ValueMessage> = {};
+  const fields: Record<string, ValueMessage> = Object.create(null); // claim names are data ('__proto__' too)
   for (const [k, v] of Object.entries(obj)) fields[k] = toValueMessage(v);
   return { fields };
 }
@@ -153,7 +153,7 @@ export function fromValueMessage(v: ValueMessage | undefined): unknown {
 }
 
 export function fromStructMessage(s: StructMessage | null | undefined): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
+  const out: Record<string, unknown> = Object.create(null); // claim names are data ('__proto__' too)
   if (!s?.fields) return out;
   for (const [k, v] of Object.entries(s.fields)) out[k] = fromValueMessage(v);
   return out;
