@@ -57,6 +57,8 @@ t.test('curl: the token admits, no or a wrong token is a 407, and the token neve
   }
   const metrics = await (await fetch(`${mesh.adminOf(agent)}/metrics`)).text();
   t.match(metrics, /attest_sidecar_requests_total\{direction="outbound",decision="deny",reason="caller_unauthenticated",sidecar="orchestrator"\} 4/);
+  const status = (await (await fetch(`${mesh.adminOf(agent)}/status`)).json()) as { outbound: { caller_auth: boolean } };
+  t.equal(status.outbound.caller_auth, true, 'the status shows that callers must authenticate');
 });
 
 t.test('undici ProxyAgent (absolute-form, no tunnel)', async (t) => {
