@@ -27,7 +27,7 @@ const MAX_SECRET_BYTES = 8 * 1024;
 export const REDACTED = '[redacted]';
 
 export class CredentialInjector {
-  /** Lower-case names the agent may not send (ours replace them). */
+  /** Lower-case names the agent may not send (ours replace them, and accept-encoding). */
   readonly names: ReadonlySet<string>;
   /** [name, value, ...] appended to each forwarded request; undefined while a file is unusable. */
   private pairs: string[] | undefined;
@@ -79,7 +79,7 @@ export class CredentialInjector {
     const changed = this.pairs !== undefined;
     this.pairs = pairs;
     this.secrets = secrets;
-    this.logger.info({ route: this.route, headers: [...this.names] }, changed ? 'credentials reloaded' : 'credentials loaded');
+    this.logger.info({ route: this.route, headers: this.headers.map((h) => h.name) }, changed ? 'credentials reloaded' : 'credentials loaded');
   }
 
   close(): void {

@@ -151,21 +151,26 @@ export interface ResponseRewrite {
   body: Transform;
 }
 
-/** A 502 in place of a response whose body cannot be scanned; its body is read and dropped. */
+/**
+ * A 502 in place of a response whose body cannot be scanned. The error is complete at once (it
+ * has a length); the upstream body is read and dropped.
+ */
 function unscannable(encoding: string, onEnd: () => void): ResponseRewrite {
-  const body = new DropBody(UNSCANNABLE_BODY(encoding), onEnd);
-  return { status: 502, headers: { 'content-type': 'application/json', 'cache-control': 'no-store' }, body };
+  const text = UNSCANNABLE_BODY(encoding);
+  const headers = { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)), 'cache-control': 'no-store' };
+  return { status: 502, headers, body: new DropBody(text, onEnd) };
 }
 
-/** Drops everything written to it and emits `text` at the end; `onEnd` runs once. */
+/** Emits `text` at once and drops everything written to it; `onEnd` runs once. */
 class DropBody extends StreamTransform {
   private ended = false;
 
   constructor(
-    private readonly text: string,
+    text: string,
     private readonly onEnd: () => void,
   ) {
     super();
+    this.push(text);
   }
 
   private settle(): void {
@@ -180,7 +185,7 @@ class DropBody extends StreamTransform {
 
   override _flush(cb: TransformCallback): void {
     this.settle();
-    cb(null, this.text);
+    cb();
   }
 
   override _destroy(err: Error | null, cb: (error: Error | null) => void): void {

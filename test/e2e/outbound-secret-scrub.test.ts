@@ -57,6 +57,11 @@ class EchoApi {
             return send(brotliCompressSync(echo), { 'content-encoding': 'br' });
           case '/echo/zstd':
             return send(echo, { 'content-encoding': 'zstd' });
+          case '/echo/zstd-endless':
+            // Never ends: the agent must still get its complete answer.
+            res.writeHead(200, { 'content-type': 'text/event-stream', 'content-encoding': 'zstd' });
+            res.write(echo);
+            return;
           case '/echo/base64':
             return send(Buffer.from(echo.toString('base64')));
           case '/echo/base64url':
@@ -170,6 +175,9 @@ t.test('an echoing upstream cannot hand the key back compressed or encoded', asy
   t.equal(zstd.status, 502);
   t.match(JSON.parse(zstd.body).error, /content-encoding 'zstd' cannot be scanned/);
   t.notOk(zstd.body.includes(KEY));
+  const endless = await viaProxy(proxy, 'GET', 'http://api/echo/zstd-endless');
+  t.equal(endless.status, 502, 'the refusal is complete without waiting for the upstream to end');
+  t.notOk(endless.body.includes(KEY));
 });
 
 /** One request written byte for byte on a raw socket (curl and Node normalise paths). */
