@@ -22,6 +22,10 @@ const IDENTITY_ENCODING = ['accept-encoding', 'identity'] as const;
  */
 const MIN_ENCODED_FORM = 8;
 
+/** Bytes percent-encoding leaves as they are (RFC 3986 unreserved). */
+const UNRESERVED_BYTE = new Uint8Array(256);
+for (const c of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~') UNRESERVED_BYTE[c.charCodeAt(0)] = 1;
+
 /** Longest secret accepted: header values beyond this are a misconfiguration. */
 const MAX_SECRET_BYTES = 8 * 1024;
 export const REDACTED = '[redacted]';
@@ -90,6 +94,7 @@ export class CredentialInjector {
 
 /**
  * The secret and the forms an echoing upstream could encode it in, computed once per load:
+ * percent-encoding (when it differs: keys with `+`, `/`, `=` ...; upper- and lower-case escapes),
  * lower- and upper-case hex, and standard and URL-safe base64 at each of the three alignments.
  * In base64, the secret's bytes at offset k (mod 3) of a larger string yield the characters
  * whose 6 bits lie wholly within the secret; those are the same whatever surrounds it, so the
@@ -97,6 +102,9 @@ export class CredentialInjector {
  */
 export function scrubForms(secret: Buffer): Buffer[] {
   const forms = new Set<string>([secret.toString('latin1'), secret.toString('hex'), secret.toString('hex').toUpperCase()]);
+  const percent = [...secret].map((b) => (UNRESERVED_BYTE[b] ? String.fromCharCode(b) : `%${b.toString(16).toUpperCase().padStart(2, '0')}`)).join('');
+  forms.add(percent);
+  forms.add(percent.replace(/%[0-9A-F]{2}/g, (e) => e.toLowerCase()));
   for (let k = 0; k < 3; k++) {
     const padded = Buffer.concat([Buffer.alloc(k), secret, Buffer.alloc(2)]);
     const first = Math.ceil((8 * k) / 6);

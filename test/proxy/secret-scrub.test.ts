@@ -40,6 +40,10 @@ t.test('every base64 alignment, URL-safe base64 and hex of the secret inside lar
     }
   }
   t.ok(scanInChunks(Buffer.concat([Buffer.from('x'), SECRET, Buffer.from('y')]), 3).includes(`x${REDACTED}y`), 'the raw secret too');
+  const query = `?key=${encodeURIComponent(SECRET.toString())}&x=1`;
+  t.equal(scanInChunks(Buffer.from(query), 5), `?key=${REDACTED}&x=1`, 'percent-encoded (the secret has + and /)');
+  const lowerEscapes = query.replace(/%[0-9A-F]{2}/g, (e) => e.toLowerCase());
+  t.equal(scanInChunks(Buffer.from(lowerEscapes), 5), `?key=${REDACTED}&x=1`, 'with lower-case escapes too');
 });
 
 t.test('a very short secret has no encoded forms (they would redact ordinary text)', async (t) => {
