@@ -66,6 +66,7 @@ export function buildStatus(src: StatusSources): Record<string, unknown> {
       ...(r.serverTrustDomain ? { server_trust_domain: r.serverTrustDomain } : {}),
       ...(r.metering ? { metering: { provider: r.metering.provider } } : {}),
       ...(r.injectHeaders.length ? { injects_headers: r.injectHeaders.map((h) => h.name) } : {}),
+      ...(r.allowBrowserRequests ? { allow_browser_requests: true } : {}),
     })),
     inbound: config.inbound
       ? {
@@ -90,7 +91,12 @@ export function buildStatus(src: StatusSources): Record<string, unknown> {
         }
       : null,
     outbound: config.outbound
-      ? { listen: src.outboundAddress ?? null, stopped: src.outboundStopped !== undefined, ...(src.outboundStopped ? { stopped_reason: src.outboundStopped } : {}) }
+      ? {
+          listen: src.outboundAddress ?? null,
+          caller_auth: config.outbound.callerTokenFile !== undefined,
+          stopped: src.outboundStopped !== undefined,
+          ...(src.outboundStopped ? { stopped_reason: src.outboundStopped } : {}),
+        }
       : null,
     policy: policy
       ? { version: policy.version, file: policy.file, agents: policy.agents.map((a) => a.name), loaded_at: policy.loadedAt.toISOString() }

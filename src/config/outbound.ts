@@ -23,7 +23,7 @@ const NOT_INJECTABLE = new Set(['host', 'connection', 'content-length', 'transfe
 const PROVIDERS: readonly MeteringConfig['provider'][] = ['openai', 'anthropic', 'gemini'];
 
 export function readOutbound(reader: YamlReader, field: Field, baseDir: string): OutboundConfig | undefined {
-  const m = reader.map(field, ['listen', 'allow_non_loopback', 'routes']);
+  const m = reader.map(field, ['listen', 'allow_non_loopback', 'routes', 'caller_token_file']);
   if (!m) return undefined;
   const listenField = m.get('listen');
   const listen = readListen(reader, listenField, OUTBOUND_DEFAULTS.listen);
@@ -48,8 +48,10 @@ export function readOutbound(reader: YamlReader, field: Field, baseDir: string):
     else names.set(route.name, reader.position(item.node).line);
     routes.push(route);
   }
-  if (!listen || allowNonLoopback === undefined) return undefined;
-  return { listen, allowNonLoopback, routes };
+  const tokenField = m.get('caller_token_file');
+  const callerTokenFile = tokenField && readPath(reader, tokenField, baseDir);
+  if (!listen || allowNonLoopback === undefined || (tokenField && !callerTokenFile)) return undefined;
+  return { listen, allowNonLoopback, routes, ...(callerTokenFile ? { callerTokenFile } : {}) };
 }
 
 const ROUTE_KEYS = [
@@ -63,6 +65,7 @@ const ROUTE_KEYS = [
   'request_timeout',
   'inject_headers',
   'metering',
+  'allow_browser_requests',
 ];
 
 function readRoute(reader: YamlReader, field: Field, baseDir: string): OutboundRouteConfig | undefined {
@@ -119,6 +122,8 @@ function readRoute(reader: YamlReader, field: Field, baseDir: string): OutboundR
   const injectHeaders = injectField ? readInjectHeaders(reader, injectField, baseDir) : [];
   const meteringField = m.get('metering');
   const metering = meteringField && readMetering(reader, meteringField);
+  const browserField = m.get('allow_browser_requests');
+  const allowBrowserRequests = browserField ? reader.bool(browserField) : false;
 
   if (reader.problems.length !== before || !name || !upstream || !tls || !connectTimeoutMs || !requestTimeoutMs) return undefined;
   return {
@@ -132,6 +137,7 @@ function readRoute(reader: YamlReader, field: Field, baseDir: string): OutboundR
     requestTimeoutMs,
     injectHeaders: injectHeaders ?? [],
     ...(metering ? { metering } : {}),
+    ...(allowBrowserRequests ? { allowBrowserRequests } : {}),
   };
 }
 

@@ -51,6 +51,8 @@ export interface OutboundRouteConfig {
   /** ms; defaults applied by the loader. */
   connectTimeoutMs: number;
   requestTimeoutMs: number;
+  /** Admit requests that carry browser-only headers (refused by default: see isBrowserRequest). */
+  allowBrowserRequests?: boolean;
 }
 
 export interface InjectedHeaderConfig {
@@ -74,6 +76,8 @@ export interface OutboundConfig {
   listen: { host: string; port: number };
   allowNonLoopback: boolean;
   routes: OutboundRouteConfig[];
+  /** Callers must present this file's token as the Proxy-Authorization password (re-read on change). */
+  callerTokenFile?: string;
 }
 
 export interface ActionMappingConfig {

@@ -3,7 +3,9 @@
  * key. Secret files are read at start and re-read when they change (Kubernetes Secret volumes
  * swap a symlink); the agent's own copy of an injected header is dropped, and the secret is
  * scrubbed from response headers and bodies so an upstream that echoes requests cannot hand it
- * back to the agent.
+ * back to the agent: raw, base64 (standard and URL-safe, at any alignment) and hex. The
+ * upstream is asked for an unencoded body (`accept-encoding: identity`); a compressed one is
+ * decoded before scanning (see response-filter.ts).
  */
 import { readFileSync } from 'node:fs';
 import type { InjectedHeaderConfig } from '../config/types.js';
@@ -11,12 +13,25 @@ import { SidecarError, errorMessage } from '../errors.js';
 import { watchFiles, type FileWatch } from '../config/file-watch.js';
 import type { Logger } from '../log.js';
 
+/** The agent's Accept-Encoding is replaced: a compressed echo would hide the secret from the scanner. */
+const IDENTITY_ENCODING = ['accept-encoding', 'identity'] as const;
+
+/**
+ * Shortest encoded form worth scrubbing: a shorter one would redact ordinary text. Only secrets
+ * under 6 bytes (far below any API key) have encoded forms this short.
+ */
+const MIN_ENCODED_FORM = 8;
+
+/** Bytes percent-encoding leaves as they are (RFC 3986 unreserved). */
+const UNRESERVED_BYTE = new Uint8Array(256);
+for (const c of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~') UNRESERVED_BYTE[c.charCodeAt(0)] = 1;
+
 /** Longest secret accepted: header values beyond this are a misconfiguration. */
 const MAX_SECRET_BYTES = 8 * 1024;
 export const REDACTED = '[redacted]';
 
 export class CredentialInjector {
-  /** Lower-case names the agent may not send (ours replace them). */
+  /** Lower-case names the agent may not send (ours replace them, and accept-encoding). */
   readonly names: ReadonlySet<string>;
   /** [name, value, ...] appended to each forwarded request; undefined while a file is unusable. */
   private pairs: string[] | undefined;
@@ -29,7 +44,7 @@ export class CredentialInjector {
     private readonly logger: Logger,
     private readonly route: string,
   ) {
-    this.names = new Set(headers.map((h) => h.name));
+    this.names = new Set([...headers.map((h) => h.name), IDENTITY_ENCODING[0]]);
     this.load();
     this.watch = watchFiles(headers.map((h) => h.file), () => this.load(), {
       onError: (err) => this.logger.error({ route, err: err.message }, 'credential file watch failed; keeping the current credentials'),
@@ -42,7 +57,7 @@ export class CredentialInjector {
     return this.pairs;
   }
 
-  /** Secret values, for scrubbing responses. */
+  /** Byte strings scrubbed from responses: each secret and its encoded forms (see scrubForms). */
   secretValues(): readonly Buffer[] {
     return this.secrets;
   }
@@ -54,8 +69,9 @@ export class CredentialInjector {
       for (const h of this.headers) {
         const secret = readSecret(h.file);
         pairs.push(h.name, h.prefix + secret);
-        secrets.push(Buffer.from(secret, 'utf8'));
+        secrets.push(...scrubForms(Buffer.from(secret, 'latin1')));
       }
+      pairs.push(...IDENTITY_ENCODING);
     } catch (err) {
       // A secret that vanished or became invalid stops the route rather than sending no key.
       this.problem = errorMessage(err);
@@ -67,13 +83,38 @@ export class CredentialInjector {
     const changed = this.pairs !== undefined;
     this.pairs = pairs;
     this.secrets = secrets;
-    this.logger.info({ route: this.route, headers: [...this.names] }, changed ? 'credentials reloaded' : 'credentials loaded');
+    this.logger.info({ route: this.route, headers: this.headers.map((h) => h.name) }, changed ? 'credentials reloaded' : 'credentials loaded');
   }
 
   close(): void {
     this.watch?.close();
     this.watch = undefined;
   }
+}
+
+/**
+ * The secret and the forms an echoing upstream could encode it in, computed once per load:
+ * percent-encoding (when it differs: keys with `+`, `/`, `=` ...; upper- and lower-case escapes),
+ * lower- and upper-case hex, and standard and URL-safe base64 at each of the three alignments.
+ * In base64, the secret's bytes at offset k (mod 3) of a larger string yield the characters
+ * whose 6 bits lie wholly within the secret; those are the same whatever surrounds it, so the
+ * secret is found inside `base64("Bearer " + secret)` or a base64-encoded JSON echo too.
+ */
+export function scrubForms(secret: Buffer): Buffer[] {
+  const forms = new Set<string>([secret.toString('latin1'), secret.toString('hex'), secret.toString('hex').toUpperCase()]);
+  const percent = [...secret].map((b) => (UNRESERVED_BYTE[b] ? String.fromCharCode(b) : `%${b.toString(16).toUpperCase().padStart(2, '0')}`)).join('');
+  forms.add(percent);
+  forms.add(percent.replace(/%[0-9A-F]{2}/g, (e) => e.toLowerCase()));
+  for (let k = 0; k < 3; k++) {
+    const padded = Buffer.concat([Buffer.alloc(k), secret, Buffer.alloc(2)]);
+    const first = Math.ceil((8 * k) / 6);
+    const end = Math.floor((8 * (k + secret.length)) / 6);
+    const standard = padded.toString('base64').slice(first, end);
+    if (standard.length < MIN_ENCODED_FORM) continue;
+    forms.add(standard);
+    forms.add(standard.replace(/\+/g, '-').replace(/\//g, '_'));
+  }
+  return [...forms].map((f) => Buffer.from(f, 'latin1'));
 }
 
 function readSecret(file: string): string {

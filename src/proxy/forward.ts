@@ -33,7 +33,7 @@ export interface ForwardOptions {
   transformResponse?: (
     statusCode: number,
     headers: Record<string, string | string[]>,
-  ) => { headers: Record<string, string | string[]>; body: Transform } | undefined;
+  ) => { status?: number; headers: Record<string, string | string[]>; body: Transform } | undefined;
 }
 
 export interface ResponseIntercept {
@@ -182,7 +182,9 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
       this.sink = this.res;
       return true;
     }
-    this.res.writeHead(statusCode, rewrite.headers);
+    // A replaced status (an unscannable body refused) is what the exchange ends with, in the audit too.
+    if (rewrite.status !== undefined) this.status = rewrite.status;
+    this.res.writeHead(this.status, rewrite.headers);
     // Errors on either side tear down both (and the client's connection, which aborts us).
     pipeline(rewrite.body, this.res, () => undefined);
     this.sink = rewrite.body;

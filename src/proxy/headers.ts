@@ -208,14 +208,33 @@ export function responseHeaderObject(raw: readonly Buffer[]): Record<string, str
   return out;
 }
 
-/** True when the request carries fields only a browser sends (see outbound proxy). */
+/**
+ * Request fields browsers send and HTTP client libraries do not. Chromium sends neither Origin
+ * nor Sec-Fetch-* on a plain-http subresource GET (img, script, iframe, prefetch, no-cors
+ * fetch) to a non-secure origin, so those alone miss what a web page can make a proxied browser
+ * send. Sec-Fetch-Mode alone is not here: Node's fetch (undici) sends `sec-fetch-mode: cors`.
+ */
+const BROWSER_ONLY_HEADERS = [
+  'origin',
+  'sec-fetch-site',
+  'sec-fetch-dest',
+  'sec-fetch-user',
+  'sec-purpose',
+  'purpose',
+  'upgrade-insecure-requests',
+  'sec-ch-ua',
+] as const;
+
+/**
+ * True when the request comes from a web browser: a browser-only field, or a browser's
+ * User-Agent. Every browser's starts with `Mozilla/` (a page cannot change it, not even on a
+ * no-cors request); curl, Python requests, Go, undici, the model SDKs send their own names.
+ */
 export function isBrowserRequest(headers: Record<string, string | string[] | undefined>): boolean {
-  return (
-    headers['origin'] !== undefined ||
-    headers['sec-fetch-site'] !== undefined ||
-    headers['sec-fetch-mode'] !== undefined ||
-    headers['sec-fetch-dest'] !== undefined
-  );
+  const ua = headers['user-agent'];
+  if (typeof ua === 'string' && ua.startsWith('Mozilla/')) return true;
+  for (const name of BROWSER_ONLY_HEADERS) if (headers[name] !== undefined) return true;
+  return false;
 }
 
 /**

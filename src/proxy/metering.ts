@@ -5,7 +5,8 @@
  * agent, never the operator) and is counted; provider error responses carry no usage and are
  * free.
  */
-import type { Transform } from 'node:stream';
+import { Transform as StreamTransform, type Transform, type TransformCallback } from 'node:stream';
+import { bodyEncoding, createBodyDecoder } from '../budget/usage/decode.js';
 import type { MeteringConfig } from '../config/types.js';
 import { SecretScanner, scrubHeaders } from './credentials.js';
 import { ResponseFilter } from './response-filter.js';
@@ -86,10 +87,17 @@ export function meterResponse(
   };
 }
 
+/** What a route holding a secret answers when the upstream's Content-Encoding cannot be undone for scanning. */
+const UNSCANNABLE_BODY = (encoding: string) =>
+  JSON.stringify({ error: `Upstream response with content-encoding '${encoding}' cannot be scanned for the injected credential` });
+
 /**
  * The response stage of a route holding a secret and/or metering usage: scrubs the secret from
  * headers and body (the body may then change length, so content-length goes) and meters usage,
- * reporting each response's cost once through `onCost`. undefined when the route needs neither.
+ * reporting each response's cost once through `onCost`. On a route holding a secret a
+ * compressed body is decoded first and sent to the agent decoded; one in an encoding that
+ * cannot be decoded is replaced by a 502 (it could carry the secret unseen). undefined when the
+ * route needs neither.
  */
 export function responseTransform(opts: {
   route: string;
@@ -98,13 +106,27 @@ export function responseTransform(opts: {
   ops: OperationsMetrics | undefined;
   logger: Logger;
   onCost: (usd: number) => void;
-}): (status: number, headers: Record<string, string | string[]>) => { headers: Record<string, string | string[]>; body: Transform } | undefined {
+}): (status: number, headers: Record<string, string | string[]>) => ResponseRewrite | undefined {
   return (status, headers) => {
     const scanner = opts.secrets && opts.secrets.length ? new SecretScanner(opts.secrets) : undefined;
     let out = headers;
+    let decoder: ((firstByte: number) => Transform) | undefined;
     if (scanner) {
       out = scrubHeaders(headers, opts.secrets!);
       delete out['content-length'];
+      const contentEncoding = headers['content-encoding'];
+      const encoding = contentEncoding === undefined ? undefined : bodyEncoding(Array.isArray(contentEncoding) ? contentEncoding.join(', ') : contentEncoding);
+      if (typeof encoding === 'object') {
+        opts.logger.warn({ route: opts.route, status, encoding: encoding.unsupported }, 'upstream response in an encoding the secret scanner cannot decode: replaced by a 502');
+        return unscannable(encoding.unsupported, () => opts.onCost(opts.metering?.reserveUsd ?? 0));
+      }
+      if (encoding !== undefined) {
+        decoder = (firstByte) => createBodyDecoder(encoding, firstByte);
+        // The meter and the agent get the decoded body.
+        delete out['content-encoding'];
+        headers = { ...headers };
+        delete headers['content-encoding'];
+      }
     }
     const meter =
       opts.metering && opts.ops
@@ -113,7 +135,61 @@ export function responseTransform(opts: {
     if (!scanner && !meter) return undefined;
     return {
       headers: out,
-      body: new ResponseFilter({ ...(meter ? { observe: meter.observe, drained: meter.drained, onEnd: meter.onEnd } : {}), ...(scanner ? { scanner } : {}) }),
+      body: new ResponseFilter({
+        ...(meter ? { observe: meter.observe, drained: meter.drained, onEnd: meter.onEnd } : {}),
+        ...(scanner ? { scanner } : {}),
+        ...(decoder ? { decoder } : {}),
+      }),
     };
   };
+}
+
+export interface ResponseRewrite {
+  /** Replaces the upstream's status. */
+  status?: number;
+  headers: Record<string, string | string[]>;
+  body: Transform;
+}
+
+/**
+ * A 502 in place of a response whose body cannot be scanned. The error is complete at once (it
+ * has a length); the upstream body is read and dropped.
+ */
+function unscannable(encoding: string, onEnd: () => void): ResponseRewrite {
+  const text = UNSCANNABLE_BODY(encoding);
+  const headers = { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)), 'cache-control': 'no-store' };
+  return { status: 502, headers, body: new DropBody(text, onEnd) };
+}
+
+/** Emits `text` at once and drops everything written to it; `onEnd` runs once. */
+class DropBody extends StreamTransform {
+  private ended = false;
+
+  constructor(
+    text: string,
+    private readonly onEnd: () => void,
+  ) {
+    super();
+    this.push(text);
+  }
+
+  private settle(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.onEnd();
+  }
+
+  override _transform(_chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    cb();
+  }
+
+  override _flush(cb: TransformCallback): void {
+    this.settle();
+    cb();
+  }
+
+  override _destroy(err: Error | null, cb: (error: Error | null) => void): void {
+    this.settle();
+    cb(err);
+  }
 }

@@ -20,7 +20,6 @@ import { prepareEvidence, type Attester, type PreparedEvidence } from '../attest
 import { DecisionLog, pathOnly } from './decision-log.js';
 import { closeServer, listen } from '../net.js';
 import type { TlsMaterial } from './tls.js';
-import type { Transform } from 'node:stream';
 import { buildRouteRuntime, createRoutePool, type RouteRuntime } from './outbound-routes.js';
 import { responseTransform } from './metering.js';
 import type { SpendGate } from './spend.js';
@@ -28,6 +27,8 @@ import type { RevocationState } from '../revocation/state.js';
 import type { PolicyBudget } from '../policy/read-agent.js';
 import type { OperationsMetrics } from '../admin/ops-metrics.js';
 import type { RecentDenials } from './decision-log.js';
+import { canonicalRequestPath } from '../policy/actions.js';
+import { CallerTokenCheck } from './caller-auth.js';
 
 export interface OutboundDeps {
   config: OutboundConfig;
@@ -49,7 +50,7 @@ export interface OutboundDeps {
 /** Per-request additions of routes with injected credentials or metering. */
 interface RequestControls {
   headers?: readonly string[];
-  transformResponse?: (status: number, headers: Record<string, string | string[]>) => { headers: Record<string, string | string[]>; body: Transform } | undefined;
+  transformResponse?: ForwardOptions['transformResponse'];
 }
 
 /** Largest request body buffered so that an attestation challenge can be answered by replay. */
@@ -70,6 +71,8 @@ async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
 const CHALLENGE: ResponseIntercept = { status: 401, when: (h) => typeof h[H_CHALLENGE] === 'string' };
 
 const BROWSER_BODY = errorBody('Browser-originated requests are refused: a web page must never use the agent identity');
+const CALLER_UNAUTHENTICATED_BODY = errorBody('Proxy authentication required: send the caller token as the proxy password (http://agent:TOKEN@host:port)');
+const PROXY_AUTHENTICATE = { 'proxy-authenticate': 'Basic realm="attest-sidecar"' };
 const NO_SVID_BODY = errorBody('No valid SVID: the sidecar has no unexpired identity');
 const CONNECT_BODY = errorBody('CONNECT is not supported: send plain HTTP to the sidecar, it originates mTLS');
 const STOPPED_BODY = errorBody('Sidecar stopped by the kill switch');
@@ -83,9 +86,12 @@ export class OutboundProxy {
   private evidence: { generation: number; pending: Promise<PreparedEvidence>; ready?: PreparedEvidence } | undefined;
   private readonly now: () => number;
   private readonly log: DecisionLog;
+  /** Set when `caller_token_file` is configured: every request must carry the token. */
+  private readonly callerToken: CallerTokenCheck | undefined;
 
   constructor(private readonly deps: OutboundDeps) {
     this.log = new DecisionLog('outbound', deps.metrics, deps.audit, deps.denials);
+    this.callerToken = deps.config.callerTokenFile ? new CallerTokenCheck(deps.config.callerTokenFile, deps.logger) : undefined;
     this.now = deps.now ?? Date.now;
     for (const r of deps.config.routes) this.routes.set(r.name.toLowerCase(), buildRouteRuntime(r, deps.logger));
   }
@@ -182,10 +188,7 @@ export class OutboundProxy {
 
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
     const start = performance.now();
-    if (isBrowserRequest(req.headers)) {
-      this.finish(req, res, start, undefined, 403, BROWSER_BODY, 'browser_request');
-      return;
-    }
+    if (this.callerToken && !this.callerAdmitted(req, res, start)) return;
     const target = resolveTarget(req);
     if (!target) {
       this.finish(req, res, start, undefined, 400, errorBody('Request names no route: use an absolute-form URL or a Host header'), 'no_route_named');
@@ -194,6 +197,16 @@ export class OutboundProxy {
     const route = this.routes.get(target.host);
     if (!route) {
       this.finish(req, res, start, target.host, 404, errorBody(`Unknown route '${target.host}'`), 'unknown_route');
+      return;
+    }
+    if (!route.config.allowBrowserRequests && isBrowserRequest(req.headers)) {
+      this.finish(req, res, start, route.config.name, 403, BROWSER_BODY, 'browser_request');
+      return;
+    }
+    // The upstream URL's base path is a boundary: no dot segment or encoded separator may climb out of it.
+    const canonical = canonicalRequestPath(target.path);
+    if (!canonical.ok) {
+      this.finish(req, res, start, route.config.name, 400, errorBody(`Malformed request path: ${canonical.error}`), 'path_not_canonical');
       return;
     }
     const material = this.material;
@@ -218,6 +231,19 @@ export class OutboundProxy {
       return;
     }
     this.dispatch(req, res, start, route, target.path, material, undefined);
+  }
+
+  /** Caller authentication (when configured): false when the request was answered with a refusal. */
+  private callerAdmitted(req: IncomingMessage, res: ServerResponse, start: number): boolean {
+    const verdict = this.callerToken!.check(req.headers['proxy-authorization']);
+    if (verdict === 'ok') return true;
+    if (verdict === 'unavailable') {
+      this.finish(req, res, start, undefined, 503, errorBody(`Caller token unavailable: ${this.callerToken!.unavailableReason}`), 'caller_token_unavailable', 'error');
+      return false;
+    }
+    sendJsonError(res, 407, CALLER_UNAUTHENTICATED_BODY, PROXY_AUTHENTICATE);
+    this.record(req, start, undefined, 'deny', 'caller_unauthenticated', 407, undefined);
+    return false;
   }
 
   /** Plain, attested or warm-attested forwarding, with optional per-request controls. */
@@ -488,6 +514,7 @@ export class OutboundProxy {
   async close(): Promise<void> {
     clearTimeout(this.expiryTimer);
     for (const r of this.routes.values()) r.injector?.close();
+    this.callerToken?.close();
     if (this.server) await closeServer(this.server);
     await Promise.all([...this.routes.values()].map((r) => r.pool?.close().catch(() => undefined)));
   }

@@ -236,6 +236,19 @@ t.test('non-loopback outbound listen is refused unless allowed', async (t) => {
   }
 });
 
+t.test('outbound caller token and browser opt-out', async (t) => {
+  const c = parseConfig(
+    `${DEV}outbound:\n  caller_token_file: secrets/caller-token\n  routes:\n    - { name: ui, upstream: "https://x", server_id: "spiffe://td/b", allow_browser_requests: true }\n    - { name: api, upstream: "https://y", server_id: "spiffe://td/c" }\n`,
+    FILE,
+    NO_ENV,
+  ).outbound!;
+  t.equal(c.callerTokenFile, path.resolve(path.dirname(FILE), 'secrets/caller-token'), 'relative to the config file');
+  t.equal(c.routes[0]!.allowBrowserRequests, true);
+  t.equal(c.routes[1]!.allowBrowserRequests, undefined, 'browser requests are refused by default');
+  const bad = () => parseConfig(`${DEV}outbound:\n  routes:\n    - { name: a, upstream: "https://x", server_id: "spiffe://td/b", allow_browser_requests: maybe }\n`, FILE, NO_ENV);
+  t.throws(bad, /allow_browser_requests/);
+});
+
 t.test('each error names file:line:column and key', async (t) => {
   const route = (r: string) => `${DEV}outbound:\n  routes:\n    - ${r}\n`;
   const cases: [string, string, number, number, string | undefined, RegExp][] = [

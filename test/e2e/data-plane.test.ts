@@ -49,10 +49,16 @@ t.test('unmapped request is denied', async (t) => {
 });
 
 t.test('non-canonical paths cannot bypass the mapping', async (t) => {
+  // Refused on both sides: by the agent's outbound proxy, and by the inbound side for a client
+  // that sends them straight over mTLS.
+  const { certChainPem, keyPem } = await mesh.issuer.ca.issueX509Svid(idOf('orchestrator'));
   for (const p of ['/agents/../fuzzer/harness', '/agents/%2e%2e/x/status', '/agents//status']) {
     const r = await viaProxy(mesh.proxyOf('orchestrator'), 'GET', `http://control-plane${p}`);
     t.equal(r.status, 400, p);
     t.match(JSON.parse(r.body).error, /^Malformed request path/);
+    const direct = await mesh.mtlsRequest(certChainPem, keyPem, { path: p });
+    t.equal(direct.status, 400, `${p} straight to the inbound side`);
+    t.match(JSON.parse(direct.body).error, /^Malformed request path/);
   }
 });
 
@@ -81,7 +87,13 @@ t.test('hop-by-hop headers are not forwarded', async (t) => {
 });
 
 t.test('a browser-style request is refused before it can use the identity', async (t) => {
-  const browserHeaders: Record<string, string>[] = [{ origin: 'http://evil.example' }, { 'sec-fetch-site': 'cross-site' }, { 'sec-fetch-mode': 'no-cors' }];
+  const browserHeaders: Record<string, string>[] = [
+    { origin: 'http://evil.example' },
+    { 'sec-fetch-site': 'cross-site' },
+    { 'sec-fetch-dest': 'image' },
+    // Chromium's plain-http subresource GET: no Origin, no Sec-Fetch-*, but a browser's User-Agent.
+    { 'user-agent': 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36', accept: 'image/avif,image/webp,*/*' },
+  ];
   for (const h of browserHeaders) {
     const before = mesh.app.seen.length;
     const r = await viaProxy(mesh.proxyOf('orchestrator'), 'GET', 'http://control-plane/agents', { headers: h });
@@ -89,6 +101,11 @@ t.test('a browser-style request is refused before it can use the identity', asyn
     t.match(JSON.parse(r.body).error, /Browser-originated requests are refused/);
     t.equal(mesh.app.seen.length, before, 'nothing reached the app');
   }
+  // What Node's own fetch sends (sec-fetch-mode among them) is not a browser.
+  const node = await viaProxy(mesh.proxyOf('orchestrator'), 'GET', 'http://control-plane/agents', {
+    headers: { 'user-agent': 'node', accept: '*/*', 'accept-language': '*', 'sec-fetch-mode': 'cors' },
+  });
+  t.equal(node.status, 200);
 });
 
 t.test('unknown route is a 404 JSON error', async (t) => {

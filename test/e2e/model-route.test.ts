@@ -9,20 +9,8 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import t from 'tap';
 import { TestMesh, idOf, viaProxy } from '../helpers/mesh.js';
-import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-
+import { webCertificate } from '../helpers/web-ca.js';
 import type { Test } from 'tap';
-
-function webCertificate(dir: string): { caFile: string; certPem: string; keyPem: string } {
-  const f = (n: string) => path.join(dir, n);
-  const ossl = (...args: string[]) => execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  ossl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '2', '-subj', '/CN=Test Web CA');
-  ossl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', f('api.key'), '-out', f('api.csr'), '-subj', '/CN=localhost');
-  writeFileSync(f('api.ext'), 'subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n');
-  ossl('x509', '-req', '-in', f('api.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f('api.pem'), '-days', '2', '-extfile', f('api.ext'));
-  return { caFile: f('ca.pem'), certPem: readFileSync(f('api.pem'), 'utf8'), keyPem: readFileSync(f('api.key'), 'utf8') };
-}
 import type { SidecarConfig } from '../../src/config/types.js';
 import type { Sidecar } from '../../src/sidecar.js';
 

@@ -19,13 +19,16 @@ const CHROMIUM_ARGS = [
   '--disable-sync',
 ];
 
-/** Launches Chromium with a fresh profile, or returns why not. Without it in CI (CI=true) the test fails. */
-export async function launchChromium(): Promise<{ browser: Browser } | { skip: string }> {
+/**
+ * Launches Chromium with a fresh profile (plus `extraArgs`, e.g. `--proxy-server=...`), or
+ * returns why not. Without it in CI (CI=true) the test fails.
+ */
+export async function launchChromium(extraArgs: readonly string[] = []): Promise<{ browser: Browser } | { skip: string }> {
   if (!existsSync(CHROMIUM_PATH)) {
     if (process.env.CI === 'true') throw new Error(`${CHROMIUM_PATH} is missing (required in CI: apt-get install chromium)`);
     return { skip: `${CHROMIUM_PATH} not installed` };
   }
-  return { browser: await chromium.launch({ executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS, headless: true }) };
+  return { browser: await chromium.launch({ executablePath: CHROMIUM_PATH, args: [...CHROMIUM_ARGS, ...extraArgs], headless: true }) };
 }
 
 export interface PageRecorder {

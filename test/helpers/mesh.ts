@@ -253,9 +253,9 @@ export class TestMesh {
     opts: { method?: string; path?: string; headers?: Record<string, string> } = {},
   ): Promise<{ status: number; body: string }> {
     return new Promise((resolve, reject) => {
+      // Host, port and path as options, not a URL: the path goes out byte for byte (no dot-segment resolution).
       const req = https.request(
-        `${this.inboundUrl}${opts.path ?? '/agents'}`,
-        { method: opts.method ?? 'GET', cert: certPem, key: keyPem, ca: this.issuer.ca.rootPem(), checkServerIdentity: () => undefined, agent: false, headers: opts.headers ?? {} },
+        { host: '127.0.0.1', port: this.server.inbound!.address()!.port, path: opts.path ?? '/agents', method: opts.method ?? 'GET', cert: certPem, key: keyPem, ca: this.issuer.ca.rootPem(), checkServerIdentity: () => undefined, agent: false, headers: opts.headers ?? {} },
         (res) => {
           let body = '';
           res.on('data', (c: Buffer) => (body += c));

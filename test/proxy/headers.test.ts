@@ -37,6 +37,14 @@ t.test('response headers, browser detection, XFCC', async (t) => {
   t.equal(isBrowserRequest({ origin: 'https://evil.example' }), true);
   t.equal(isBrowserRequest({ 'sec-fetch-site': 'none' }), true);
   t.equal(isBrowserRequest({ 'user-agent': 'curl/8' }), false);
+  // What Chromium sends on a proxied plain-http no-cors GET with no referrer: no Origin, no Sec-Fetch-*.
+  const chromium = 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/156.0.0.0 Safari/537.36';
+  t.equal(isBrowserRequest({ 'user-agent': chromium, accept: '*/*', 'accept-language': 'en-US,en;q=0.9' }), true);
+  t.equal(isBrowserRequest({ 'sec-purpose': 'prefetch' }), true);
+  t.equal(isBrowserRequest({ 'upgrade-insecure-requests': '1' }), true);
+  // Node's fetch (undici) sends sec-fetch-mode and accept-language on its own: not a browser.
+  t.equal(isBrowserRequest({ 'user-agent': 'node', accept: '*/*', 'accept-language': '*', 'sec-fetch-mode': 'cors' }), false);
+  for (const ua of ['python-requests/2.32', 'Go-http-client/1.1', 'undici', 'OpenAI/Python 1.40.0']) t.equal(isBrowserRequest({ 'user-agent': ua }), false, ua);
   t.equal(xfccValue('spiffe://a/b', 'ab'.repeat(32), 'spiffe://a/c'), `By=spiffe://a/b;Hash=${'ab'.repeat(32)};URI=spiffe://a/c`);
 });
 
