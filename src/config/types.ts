@@ -74,6 +74,8 @@ export interface OutboundConfig {
   listen: { host: string; port: number };
   allowNonLoopback: boolean;
   routes: OutboundRouteConfig[];
+  /** Agent requests with more header fields are refused (431); default DEFAULT_OUTBOUND_MAX_REQUEST_HEADERS. */
+  maxRequestHeaders?: number;
 }
 
 export interface ActionMappingConfig {
@@ -92,6 +94,8 @@ export interface InboundConfig {
   app: string;
   actions: ActionMappingConfig[];
   requestTimeoutMs: number;
+  /** Requests with more header fields are refused (431); default DEFAULT_MAX_REQUEST_HEADERS. */
+  maxRequestHeaders?: number;
 }
 
 export interface AdminConfig {

@@ -18,6 +18,7 @@ import { errorBody, forwardRequest, forwardRequestThen, hasRequestBody, sendJson
 import { H_CHALLENGE, H_EVIDENCE, H_NONCE, H_REF } from './attestation-gate.js';
 import { prepareEvidence, type Attester, type PreparedEvidence } from '../attestation/attester.js';
 import { DecisionLog, pathOnly } from './decision-log.js';
+import { DEFAULT_OUTBOUND_MAX_REQUEST_HEADERS, H_REQUEST_ID, TOO_MANY_HEADERS_REASON, TOO_MANY_HEADERS_STATUS, kRequestId, newRequestId, outboundRequestId, tooManyHeadersBody, type RequestWithId } from './request-headers.js';
 import { closeServer, listen } from '../net.js';
 import type { TlsMaterial } from './tls.js';
 import type { Transform } from 'node:stream';
@@ -83,9 +84,13 @@ export class OutboundProxy {
   private evidence: { generation: number; pending: Promise<PreparedEvidence>; ready?: PreparedEvidence } | undefined;
   private readonly now: () => number;
   private readonly log: DecisionLog;
+  private readonly maxRequestHeaders: number;
+  private readonly tooManyHeadersBody: string;
 
   constructor(private readonly deps: OutboundDeps) {
     this.log = new DecisionLog('outbound', deps.metrics, deps.audit, deps.denials);
+    this.maxRequestHeaders = deps.config.maxRequestHeaders ?? DEFAULT_OUTBOUND_MAX_REQUEST_HEADERS;
+    this.tooManyHeadersBody = tooManyHeadersBody(this.maxRequestHeaders);
     this.now = deps.now ?? Date.now;
     for (const r of deps.config.routes) this.routes.set(r.name.toLowerCase(), buildRouteRuntime(r, deps.logger));
   }
@@ -177,13 +182,19 @@ export class OutboundProxy {
     socket.end(
       `HTTP/1.1 405 Method Not Allowed\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
     );
-    this.log.record(performance.now(), 'deny', 'method_not_supported', 405, req.method, pathOnly(req.url), undefined, undefined, undefined);
+    this.log.record(performance.now(), 'deny', 'method_not_supported', 405, req.method, pathOnly(req.url), undefined, undefined, undefined, outboundRequestId(req.rawHeaders));
   }
 
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
     const start = performance.now();
+    (req as RequestWithId)[kRequestId] = outboundRequestId(req.rawHeaders);
     if (isBrowserRequest(req.headers)) {
       this.finish(req, res, start, undefined, 403, BROWSER_BODY, 'browser_request');
+      return;
+    }
+    // What we add must fit under the peer's limit, and an app must never lose the identity fields.
+    if (req.rawHeaders.length > 2 * this.maxRequestHeaders) {
+      this.finish(req, res, start, undefined, TOO_MANY_HEADERS_STATUS, this.tooManyHeadersBody, TOO_MANY_HEADERS_REASON);
       return;
     }
     const target = resolveTarget(req);
@@ -223,8 +234,7 @@ export class OutboundProxy {
   /** Plain, attested or warm-attested forwarding, with optional per-request controls. */
   private dispatch(req: IncomingMessage, res: ServerResponse, start: number, route: RouteRuntime, path: string, material: TlsMaterial, controls: RequestControls | undefined): void {
     if (!this.deps.attester || route.config.tls === 'web') {
-      const extra = route.hostHeader ? [...route.hostHeader, ...(controls?.headers ?? [])] : controls?.headers;
-      this.forward(req, res, start, route, path, forwardRequestHeaders(req.rawHeaders, route.drop, extra), controls);
+      this.forward(req, res, start, route, path, forwardRequestHeaders(req.rawHeaders, route.drop, ownHeaders(req, route, controls)), controls);
       return;
     }
     // An attester failure (e.g. producing fresh evidence for a challenge) fails this request, never the process.
@@ -297,7 +307,7 @@ export class OutboundProxy {
     controls?: RequestControls,
   ): Promise<void> {
     const evidence = await this.evidenceFor(material);
-    const base = forwardRequestHeaders(req.rawHeaders, route.drop, controls?.headers);
+    const base = forwardRequestHeaders(req.rawHeaders, route.drop, ownHeaders(req, route, controls));
     const sentFull = route.ackedEvidenceId !== evidence.id;
     const first = sentFull ? [...base, H_EVIDENCE, evidence.header] : [...base, H_REF, evidence.id];
     const length = req.headers['content-length'];
@@ -362,7 +372,8 @@ export class OutboundProxy {
     controls: RequestControls | undefined,
     failed: (err: unknown) => void,
   ): void {
-    const extra = controls?.headers ? [...controls.headers, H_REF, evidence.id] : [H_REF, evidence.id];
+    const extra = ownHeaders(req, route, controls);
+    extra.push(H_REF, evidence.id);
     const headers = forwardRequestHeaders(req.rawHeaders, route.drop, extra);
     const opts: ForwardOptions = {
       path: route.basePath + path,
@@ -482,7 +493,7 @@ export class OutboundProxy {
     status: number,
     path: string | undefined,
   ): void {
-    this.log.record(start, decision, reason, status, req.method, pathOnly(path), undefined, route, undefined);
+    this.log.record(start, decision, reason, status, req.method, pathOnly(path), undefined, route, undefined, (req as RequestWithId)[kRequestId]);
   }
 
   async close(): Promise<void> {
@@ -491,6 +502,17 @@ export class OutboundProxy {
     if (this.server) await closeServer(this.server);
     await Promise.all([...this.routes.values()].map((r) => r.pool?.close().catch(() => undefined)));
   }
+}
+
+/**
+ * The fields the proxy sets on a forwarded request (forwardRequestHeaders puts them first): the
+ * request id, a web route's Host, the route's injected credentials.
+ */
+function ownHeaders(req: IncomingMessage, route: RouteRuntime, controls: RequestControls | undefined): string[] {
+  const out = [H_REQUEST_ID, (req as RequestWithId)[kRequestId] ?? newRequestId()];
+  if (route.hostHeader) out.push(...route.hostHeader);
+  if (controls?.headers) out.push(...controls.headers);
+  return out;
 }
 
 /** Route name (lower-case host without port) and origin-form path of a proxied request. */
