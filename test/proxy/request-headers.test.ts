@@ -113,3 +113,49 @@ t.test('generated ids: version-8 UUIDs, distinct', async (t) => {
   t.equal(seen.size, 10_000);
   for (const id of [...seen].slice(0, 50)) t.match(id, UUID_V8);
 });
+
+t.test('agrees with a plain model of the policy on 20000 generated header lists', async (t) => {
+  const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'proxy-authenticate']);
+  const REPLACED = new Set(['x-spiffe-id', 'x-forwarded-client-cert', 'forwarded', 'x-real-ip', 'attest-evidence', 'attest-evidence-ref', 'attest-nonce', 'attest-challenge', 'x-request-id']);
+  const OVERRIDE = new Set(['x-http-method-override', 'x-http-method', 'x-method-override', 'x-original-url', 'x-rewrite-url']);
+  const model = (raw: string[]) => {
+    const listed = new Set<string>();
+    for (let i = 0; i < raw.length; i += 2) {
+      if (raw[i]!.toLowerCase() === 'connection') for (const tok of raw[i + 1]!.split(',')) listed.add(tok.trim().toLowerCase());
+    }
+    const kept: string[] = [];
+    let refused = false;
+    for (let i = 0; i < raw.length; i += 2) {
+      const lower = raw[i]!.toLowerCase();
+      if (HOP.has(lower) || listed.has(lower)) continue;
+      const key = lower.replace(/_/g, '-');
+      if (OVERRIDE.has(key)) refused = true;
+      else if (!REPLACED.has(key) && !key.startsWith('x-forwarded-')) kept.push(raw[i]!, raw[i + 1]!);
+    }
+    return { refused, kept };
+  };
+  const names = [
+    'Host', 'Accept', 'content-type', 'X-Spiffe-Id', 'x_spiffe_id', 'X-SPIFFE_ID', 'X-Forwarded-For', 'x_forwarded_foo', 'X-Forwarded', 'x-forwarded-',
+    'xforwarded-for', 'Forwarded', 'forwarded_', 'x-http-method', 'X_HTTP_METHOD', 'X-Original-Url', 'x-original-urls', 'x-request-id', 'X_Request_Id',
+    'x-request-ids', 'Connection', 'x-custom', 'X-Custom', 'x_custom', 'attest-nonce', 'Attest_Evidence', 'te', 'Keep-Alive', 'x-real-ip', 'X-Real_IP', 'Upgrade',
+  ];
+  const connectionValues = ['keep-alive', 'close', 'x-custom', 'X-HTTP-Method, x-custom', 'close, X_Custom, x-real-ip'];
+  let seed = 11;
+  const rand = (n: number) => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed % n;
+  };
+  let disagreements = 0;
+  for (let i = 0; i < 20000; i++) {
+    const raw: string[] = [];
+    for (let j = rand(8); j >= 0; j--) {
+      const name = names[rand(names.length)]!;
+      raw.push(name, name === 'Connection' ? connectionValues[rand(connectionValues.length)]! : `v${j}`);
+    }
+    const got = screen(raw);
+    const want = model(raw);
+    const same = got.ok ? !want.refused && JSON.stringify(got.headers.slice(LEAD.length + 2)) === JSON.stringify(want.kept) : want.refused && got.reason === 'override_header_refused';
+    if (!same && ++disagreements < 5) t.fail(`${JSON.stringify(raw)}: got ${JSON.stringify(got)}`);
+  }
+  t.equal(disagreements, 0);
+});
