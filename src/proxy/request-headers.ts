@@ -41,8 +41,8 @@ export const OVERRIDE_HEADERS: readonly string[] = [
   'x-rewrite-url',
 ];
 
-/** Fields the sidecar replaces, besides every `x-forwarded-*` name. */
-export const REPLACED_HEADERS: readonly string[] = [...IDENTITY_HEADERS, 'forwarded', 'x-real-ip', ...ATTESTATION_HEADERS];
+/** Fields never passed to the app, besides every `x-forwarded-*` name: the sidecar sets its own identity and forwarding fields, and consumes the attestation ones. */
+export const REMOVED_HEADERS: readonly string[] = [...IDENTITY_HEADERS, 'forwarded', 'x-real-ip', ...ATTESTATION_HEADERS];
 
 const DROP = 1;
 const REFUSE = 2;
@@ -50,7 +50,7 @@ const REQUEST_ID = 3;
 
 /** Treatment by lower-case name with every `_` read as `-`. */
 const INBOUND_FIELDS = new Map<string, number>([
-  ...REPLACED_HEADERS.map((n): [string, number] => [n, DROP]),
+  ...REMOVED_HEADERS.map((n): [string, number] => [n, DROP]),
   ...OVERRIDE_HEADERS.map((n): [string, number] => [n, REFUSE]),
   [H_REQUEST_ID, REQUEST_ID],
 ]);
