@@ -41,7 +41,10 @@ export const OVERRIDE_HEADERS: readonly string[] = [
   'x-rewrite-url',
 ];
 
-/** Fields never passed to the app, besides every `x-forwarded-*` name: the sidecar sets its own identity and forwarding fields, and consumes the attestation ones. */
+/**
+ * Fields never passed to the app, besides every `x-forwarded-*` name: the sidecar sets its own
+ * identity and forwarding fields, and consumes the attestation ones.
+ */
 export const REMOVED_HEADERS: readonly string[] = [...IDENTITY_HEADERS, 'forwarded', 'x-real-ip', ...ATTESTATION_HEADERS];
 
 const DROP = 1;
