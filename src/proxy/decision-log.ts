@@ -69,7 +69,7 @@ export class DecisionLog {
     peer: string | undefined,
     route: string | undefined,
     action: string | undefined,
-    requestId: string | undefined,
+    requestId?: string,
   ): void {
     const ms = performance.now() - start;
     this.metrics.request(this.direction, decision, reason, ms / 1000);
