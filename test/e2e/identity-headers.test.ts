@@ -60,8 +60,8 @@ function viaOutbound(method: string, url: string, fields: string[], agent = 'orc
   });
 }
 
-/** `n` ordinary fields. */
-const filler = (n: number) => Array.from({ length: n }, (_, i) => [`x-filler-${i}`, 'v']).flat();
+/** `n` ordinary fields, short enough that 1,000 of them stay far below Node's 16 KiB header size limit. */
+const filler = (n: number) => Array.from({ length: n }, (_, i) => [`f${i}`, 'v']).flat();
 
 async function recordWith(audit: MemoryAuditSink, match: (r: AuditRecord) => boolean): Promise<AuditRecord> {
   for (let i = 0; i < 400; i++) {
@@ -87,7 +87,7 @@ t.test('a request with as many fields as allowed: an app keeping only 30 still g
   t.equal(mesh.app.seen.length, before + 1);
   const seen = mesh.app.seen.at(-1)!;
   const raw = seen.rawHeaders;
-  t.ok(raw.length <= 2 * (APP_FIELD_LIMIT + 1) && !raw.includes('x-filler-97'), `the app dropped the fields after its limit (kept ${raw.length / 2})`);
+  t.ok(raw.length <= 2 * (APP_FIELD_LIMIT + 1) && !raw.includes('f97'), `the app dropped the fields after its limit (kept ${raw.length / 2})`);
   // undici writes Host and Connection first; the sidecar's fields follow at once.
   const first = raw.indexOf('x-forwarded-client-cert');
   t.ok(first >= 0 && first <= 4, `identity at field ${first / 2}`);
