@@ -126,9 +126,9 @@ function escapesAt(path: string, i: number, n: number): string {
 
 /**
  * Checks the percent-encoded UTF-8 sequence whose lead byte `lead` is escaped at `i`: it must
- * be the shortest form of a scalar value (RFC 3629 §4: no overlongs, which could spell '.', '/'
- * or '\\' for a lenient decoder; no UTF-16 surrogates; nothing above U+10FFFF) and must not be a
- * C1 control. Returns the index just after the sequence, or why it is refused.
+ * be the shortest form of a scalar value (RFC 3629 §3: no overlongs, which a lenient decoder
+ * reads as '.', '/' or a backslash; no UTF-16 surrogates; nothing above U+10FFFF) and must not be
+ * a C1 control. Returns the index just after the sequence, or why it is refused.
  */
 function utf8SequenceEnd(path: string, i: number, lead: number): number | string {
   let more: number;
