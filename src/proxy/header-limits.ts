@@ -11,7 +11,7 @@ export const DEFAULT_MAX_REQUEST_HEADERS = 100;
  */
 export const DEFAULT_OUTBOUND_MAX_REQUEST_HEADERS = 90;
 /**
- * The configurable range. Node's HTTP parser keeps at most 1,000 fields of a request and drops the
+ * The configurable range. Node's HTTP parser keeps about 1,000 fields of a request and drops the
  * rest silently, so a limit must stay well below that for an excess to be seen at all.
  */
 export const REQUEST_HEADERS_SETTING = Object.freeze({ min: 16, max: 500 });

@@ -2,7 +2,7 @@
  * The request header fields the sidecar owns, whatever a caller sends (docs/identity-headers.md):
  *
  * - how many fields a request may carry: an app that keeps only the first N fields (Node keeps
- *   1,000) must never lose the identity fields, so requests with more than the limit are refused
+ *   about 1,000) must never lose the identity fields, so requests with more than the limit are refused
  *   (431) and the sidecar's own fields go first;
  * - identity (`x-spiffe-id`, `x-forwarded-client-cert`) and forwarding fields (`x-forwarded-*`,
  *   `Forwarded`, `X-Real-IP`): a caller's copies are dropped, the sidecar sets its own;

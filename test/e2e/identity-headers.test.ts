@@ -2,7 +2,7 @@
  * What reaches the app besides the caller's own fields, over real sockets: a raw mTLS client with
  * a valid SVID straight to the inbound listener (exact control of every field), and agents through
  * their outbound sidecar. The app keeps only its first 30 request fields, as an app with a field
- * limit does (Node's own limit is 1,000).
+ * limit does (Node's own limit is about 1,000).
  */
 import https from 'node:https';
 import http from 'node:http';
