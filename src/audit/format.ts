@@ -75,7 +75,7 @@ export function num(n: number): string {
 
 /** Every AuditRecord field, in the order written. The type check below keeps it complete. */
 export const AUDIT_FIELDS = [
-  'type', 'decision', 'reason', 'peer', 'method', 'path', 'action', 'route', 'status', 'latency_ms', 'detail',
+  'type', 'decision', 'reason', 'peer', 'method', 'path', 'action', 'route', 'status', 'latency_ms', 'request_id', 'detail',
   'agent', 'amount_usd', 'spent_usd', 'limit_usd', 'principal', 'target', 'remote',
 ] as const;
 type Unlisted = Exclude<keyof AuditRecord, (typeof AUDIT_FIELDS)[number]>;
@@ -106,9 +106,10 @@ function membersHead(r: AuditRecord): string {
   return o;
 }
 
-/** The members after latency_ms; empty for request decisions. */
+/** The members after latency_ms; only the request id for request decisions. */
 function membersTail(r: AuditRecord): string {
   let o = '';
+  if (r.request_id !== undefined) o += `,"request_id":${str(r.request_id)}`;
   if (r.detail !== undefined) o += `,"detail":${str(r.detail)}`;
   if (r.agent !== undefined) o += `,"agent":${str(r.agent)}`;
   if (r.amount_usd !== undefined) o += `,"amount_usd":${num(r.amount_usd)}`;

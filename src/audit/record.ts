@@ -29,6 +29,8 @@ export interface AuditRecord {
   route?: string;
   status?: number;
   latency_ms?: number;
+  /** inbound_decision, outbound_decision: the request's `x-request-id` (the caller's, or generated). */
+  request_id?: string;
   detail?: string;
   /** revocation, budget: the agent concerned. */
   agent?: string;

@@ -13,6 +13,7 @@ import { readOutbound, OUTBOUND_DEFAULTS } from './outbound.js';
 import { readAdmin, readBudgetStore, readRevocations, readStateDir, OPERATIONS_DEFAULTS } from './operations.js';
 import { readIdentity } from './identity.js';
 import { readAttestation } from './attestation.js';
+import { REQUEST_HEADERS_SETTING } from '../proxy/header-limits.js';
 import type {
   ActionMappingConfig,
   InboundConfig,
@@ -126,7 +127,7 @@ export function loadConfigFile(path: string, env?: NodeJS.ProcessEnv, options?: 
 }
 
 function readInbound(reader: YamlReader, field: Field): InboundConfig | undefined {
-  const m = reader.map(field, ['listen', 'app', 'actions', 'request_timeout']);
+  const m = reader.map(field, ['listen', 'app', 'actions', 'request_timeout', 'max_request_headers']);
   if (!m) return undefined;
   const listen = readListen(reader, m.get('listen'), DEFAULTS.inboundListen);
   const appField = m.get('app');
@@ -149,8 +150,11 @@ function readInbound(reader: YamlReader, field: Field): InboundConfig | undefine
     }
     actions.push(mapping);
   }
-  if (!listen || !app || !requestTimeoutMs) return undefined;
-  return { listen, app, actions, requestTimeoutMs };
+  const maxField = m.get('max_request_headers');
+  const maxRequestHeaders = maxField && reader.int(maxField, REQUEST_HEADERS_SETTING);
+  if (!listen || !app || !requestTimeoutMs || (maxField && maxRequestHeaders === undefined)) return undefined;
+  // Absent: the listener's default (DEFAULT_MAX_REQUEST_HEADERS).
+  return { listen, app, actions, requestTimeoutMs, ...(maxRequestHeaders ? { maxRequestHeaders } : {}) };
 }
 
 function readActionMapping(reader: YamlReader, field: Field): ActionMappingConfig | undefined {

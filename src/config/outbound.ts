@@ -7,6 +7,7 @@ import { checkTrustDomain, checkWorkloadSpiffeId, isLoopbackHost } from './value
 import { readDuration, readListen, readPath, readUrl } from './fields.js';
 import type { InjectedHeaderConfig, MeteringConfig, OutboundConfig, OutboundRouteConfig } from './types.js';
 import type { Field, YamlReader } from './yaml-reader.js';
+import { REQUEST_HEADERS_SETTING } from '../proxy/header-limits.js';
 
 export const OUTBOUND_DEFAULTS = Object.freeze({
   listen: '127.0.0.1:15001',
@@ -23,7 +24,7 @@ const NOT_INJECTABLE = new Set(['host', 'connection', 'content-length', 'transfe
 const PROVIDERS: readonly MeteringConfig['provider'][] = ['openai', 'anthropic', 'gemini'];
 
 export function readOutbound(reader: YamlReader, field: Field, baseDir: string): OutboundConfig | undefined {
-  const m = reader.map(field, ['listen', 'allow_non_loopback', 'routes', 'caller_token_file']);
+  const m = reader.map(field, ['listen', 'allow_non_loopback', 'routes', 'caller_token_file', 'max_request_headers']);
   if (!m) return undefined;
   const listenField = m.get('listen');
   const listen = readListen(reader, listenField, OUTBOUND_DEFAULTS.listen);
@@ -50,8 +51,11 @@ export function readOutbound(reader: YamlReader, field: Field, baseDir: string):
   }
   const tokenField = m.get('caller_token_file');
   const callerTokenFile = tokenField && readPath(reader, tokenField, baseDir);
-  if (!listen || allowNonLoopback === undefined || (tokenField && !callerTokenFile)) return undefined;
-  return { listen, allowNonLoopback, routes, ...(callerTokenFile ? { callerTokenFile } : {}) };
+  const maxField = m.get('max_request_headers');
+  const maxRequestHeaders = maxField && reader.int(maxField, REQUEST_HEADERS_SETTING);
+  if (!listen || allowNonLoopback === undefined || (tokenField && !callerTokenFile) || (maxField && maxRequestHeaders === undefined)) return undefined;
+  // Absent max_request_headers: the proxy's default (DEFAULT_OUTBOUND_MAX_REQUEST_HEADERS).
+  return { listen, allowNonLoopback, routes, ...(callerTokenFile ? { callerTokenFile } : {}), ...(maxRequestHeaders ? { maxRequestHeaders } : {}) };
 }
 
 const ROUTE_KEYS = [

@@ -78,6 +78,8 @@ export interface OutboundConfig {
   routes: OutboundRouteConfig[];
   /** Callers must present this file's token as the Proxy-Authorization password (re-read on change). */
   callerTokenFile?: string;
+  /** Agent requests with more header fields are refused (431); default DEFAULT_OUTBOUND_MAX_REQUEST_HEADERS. */
+  maxRequestHeaders?: number;
 }
 
 export interface ActionMappingConfig {
@@ -96,6 +98,8 @@ export interface InboundConfig {
   app: string;
   actions: ActionMappingConfig[];
   requestTimeoutMs: number;
+  /** Requests with more header fields are refused (431); default DEFAULT_MAX_REQUEST_HEADERS. */
+  maxRequestHeaders?: number;
 }
 
 export interface AdminConfig {

@@ -3,8 +3,9 @@
  *
  * Matching is on the raw (still percent-encoded) path, so `canonicalRequestPath` first
  * refuses every form an app could decode or normalise into a different path than the one
- * matched (dot segments, `//`, encoded `/ \ . %`, backslashes, ...). The proxy answers 400
- * for those and forwards exactly the path that was matched.
+ * matched (dot segments, `//`, encoded `/ \ . %`, backslashes, percent-encoded bytes that are
+ * not shortest-form UTF-8, ...). The proxy answers 400 for those and forwards exactly the path
+ * that was matched.
  */
 import { SidecarError } from '../errors.js';
 import type { ActionMappingConfig } from '../config/types.js';
@@ -100,13 +101,72 @@ const PATH_CHAR = new Uint8Array(128);
 for (const c of "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@/%") {
   PATH_CHAR[c.charCodeAt(0)] = 1;
 }
-const HEX = /^[0-9A-Fa-f]{2}$/;
+/** Value of a hex digit by character code; -1 for anything else. */
+const HEX_VALUE = new Int8Array(128).fill(-1);
+for (let d = 0; d < 16; d++) {
+  HEX_VALUE['0123456789abcdef'.charCodeAt(d)] = d;
+  HEX_VALUE['0123456789ABCDEF'.charCodeAt(d)] = d;
+}
 const UNRESERVED = /^[A-Za-z0-9\-_~]$/; // '.' is reported as an encoded dot above
+
+/** The byte a `%XX` escape at `i` encodes, or -1 when there is no well-formed escape there. */
+function escapedByte(path: string, i: number): number {
+  if (path.charCodeAt(i) !== 0x25 || i + 2 >= path.length) return -1;
+  const hi = HEX_VALUE[path.charCodeAt(i + 1)] ?? -1;
+  const lo = HEX_VALUE[path.charCodeAt(i + 2)] ?? -1;
+  return hi < 0 || lo < 0 ? -1 : (hi << 4) | lo;
+}
+
+/** The text of up to `n` consecutive well-formed escapes at `i` (for messages: never other input). */
+function escapesAt(path: string, i: number, n: number): string {
+  let end = i;
+  while (n-- > 0 && escapedByte(path, end) >= 0) end += 3;
+  return path.slice(i, end);
+}
+
+/**
+ * Checks the percent-encoded UTF-8 sequence whose lead byte `lead` is escaped at `i`: it must
+ * be the shortest form of a scalar value (RFC 3629 §3: no overlongs, which a lenient decoder
+ * reads as '.', '/' or a backslash; no UTF-16 surrogates; nothing above U+10FFFF) and must not be
+ * a C1 control. Returns the index just after the sequence, or why it is refused.
+ */
+function utf8SequenceEnd(path: string, i: number, lead: number): number | string {
+  let more: number;
+  let min = 0x80;
+  let max = 0xbf;
+  let below = '';
+  let above = '';
+  if (lead < 0xc0) return `stray UTF-8 continuation byte (${escapesAt(path, i, 1)}) in path`;
+  if (lead < 0xc2) return `overlong UTF-8 encoding (${escapesAt(path, i, 2)}) in path`;
+  if (lead < 0xe0) more = 1;
+  else if (lead < 0xf0) {
+    more = 2;
+    if (lead === 0xe0) (min = 0xa0), (below = 'overlong UTF-8 encoding');
+    if (lead === 0xed) (max = 0x9f), (above = 'encoded UTF-16 surrogate');
+  } else if (lead < 0xf5) {
+    more = 3;
+    if (lead === 0xf0) (min = 0x90), (below = 'overlong UTF-8 encoding');
+    if (lead === 0xf4) (max = 0x8f), (above = 'UTF-8 beyond U+10FFFF');
+  } else {
+    return `invalid UTF-8 byte (${escapesAt(path, i, 1)}) in path`;
+  }
+  let end = i + 3;
+  for (let k = 0; k < more; k++, end += 3) {
+    const b = escapedByte(path, end);
+    if (b < 0x80 || b > 0xbf) {
+      if (b < 0 && path.charCodeAt(end) === 0x25) return 'malformed percent-escape in path';
+      return `truncated UTF-8 sequence (${path.slice(i, end)}) in path`;
+    }
+    if (k === 0 && (b < min || b > max)) return `${b < min ? below : above} (${escapesAt(path, i, more + 1)}) in path`;
+    if (k === 0 && lead === 0xc2 && b < 0xa0) return `encoded control character (${escapesAt(path, i, 2)}) in path`;
+  }
+  return end;
+}
 
 /**
  * The request-target's path, if it is canonical; the query is split off (and only checked
  * for control and non-ASCII characters). Rejects, rather than normalises, anything an app
- * might interpret differently from the matcher.
+ * might interpret differently from the matcher. Linear in the target's length.
  */
 export function canonicalRequestPath(rawUrl: string): CanonicalPath {
   const q = rawUrl.indexOf('?');
@@ -120,14 +180,19 @@ export function canonicalRequestPath(rawUrl: string): CanonicalPath {
     if (c === 0x5c) return { ok: false, error: 'backslash in path' };
     if (!PATH_CHAR[c]) return { ok: false, error: `character '${path[i]}' not allowed in path` };
     if (c === 0x25) {
+      const code = escapedByte(path, i);
+      if (code < 0) return { ok: false, error: 'malformed percent-escape in path' };
+      if (code >= 0x80) {
+        const end = utf8SequenceEnd(path, i, code);
+        if (typeof end === 'string') return { ok: false, error: end };
+        i = end - 1;
+        continue;
+      }
       const hex = path.slice(i + 1, i + 3);
-      if (!HEX.test(hex)) return { ok: false, error: 'malformed percent-escape in path' };
-      const lower = hex.toLowerCase();
-      const forbidden = FORBIDDEN_ESCAPES[lower];
+      const forbidden = FORBIDDEN_ESCAPES[hex.toLowerCase()];
       if (forbidden) return { ok: false, error: `${forbidden} (%${hex}) in path` };
-      const code = parseInt(hex, 16);
       if (code < 0x20 || code === 0x7f) return { ok: false, error: `encoded control character (%${hex}) in path` };
-      if (code < 0x80 && UNRESERVED.test(String.fromCharCode(code))) {
+      if (UNRESERVED.test(String.fromCharCode(code))) {
         return { ok: false, error: `needlessly encoded character (%${hex}) in path` };
       }
       i += 2;

@@ -69,6 +69,7 @@ export class DecisionLog {
     peer: string | undefined,
     route: string | undefined,
     action: string | undefined,
+    requestId?: string,
   ): void {
     const ms = performance.now() - start;
     this.metrics.request(this.direction, decision, reason, ms / 1000);
@@ -83,6 +84,7 @@ export class DecisionLog {
       route,
       status,
       latency_ms: Math.round(ms * 1000) / 1000,
+      request_id: requestId,
     };
     this.audit.record(fields);
     if (fields.decision !== 'allow' && this.denials) {

@@ -7,7 +7,7 @@
  */
 
 /** Hop-by-hop fields that never cross a proxy, plus proxy credentials meant for us. */
-const HOP_BY_HOP = new Set([
+export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   'connection',
   'keep-alive',
   'proxy-connection',
@@ -26,7 +26,7 @@ export const IDENTITY_HEADERS: ReadonlySet<string> = new Set(['x-forwarded-clien
  * Names listed in Connection headers (hop-by-hop too), beyond keep-alive/close; undefined when
  * there are none (the common case: then no second pass is needed).
  */
-function connectionListed(raw: readonly string[]): Set<string> | undefined {
+export function connectionListed(raw: readonly string[]): Set<string> | undefined {
   let listed: Set<string> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     if (raw[i]!.length === 10 && raw[i]!.toLowerCase() === 'connection') listed = addConnectionListed(raw[i + 1]!, listed);
@@ -71,8 +71,9 @@ function filteredLengths(drop: ReadonlySet<string> | undefined): Uint8Array {
 
 /**
  * Copies request headers for the next hop: drops hop-by-hop fields, fields named in
- * Connection, and every name in `drop` (lower-case; pass the same Set each time). Appends
- * `extra` pairs at the end.
+ * Connection, and every name in `drop` (lower-case; pass the same Set each time). The `extra`
+ * pairs (the sidecar's own fields) go first, so a receiver that keeps only the first N fields
+ * still has them.
  */
 export function forwardRequestHeaders(
   raw: readonly string[],
@@ -81,7 +82,7 @@ export function forwardRequestHeaders(
 ): string[] {
   const listed = connectionListed(raw);
   const lengths = filteredLengths(drop);
-  const out: string[] = [];
+  const out: string[] = extra ? extra.slice() : [];
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
     if (lengths[Math.min(name.length, 255)] === 1 || listed !== undefined) {
@@ -90,7 +91,6 @@ export function forwardRequestHeaders(
     }
     out.push(name, raw[i + 1]!);
   }
-  if (extra) for (const v of extra) out.push(v);
   return out;
 }
 

@@ -18,10 +18,10 @@ import type { SidecarMetrics } from '../admin/metrics.js';
 import type { CompiledPolicy, Decision } from '../policy/types.js';
 import { decide, denialBody } from '../policy/decide.js';
 import { compileActionMatcher, canonicalRequestPath } from '../policy/actions.js';
-import { IDENTITY_HEADERS, forwardRequestHeaders, xfccValue } from './headers.js';
+import { DEFAULT_MAX_REQUEST_HEADERS, appLeadHeaders, kRequestId, screenInboundHeaders, tooManyHeadersBody, type RequestWithId } from './request-headers.js';
 import { errorBody, forwardRequestThen, sendJsonError } from './forward.js';
 import { DecisionLog, pathOnly, type RecentDenials } from './decision-log.js';
-import { ATTESTATION_HEADERS, H_CHALLENGE, type AttestationGate, type AttestationSession } from './attestation-gate.js';
+import { H_CHALLENGE, type AttestationGate, type AttestationSession } from './attestation-gate.js';
 import { closeServer, listen } from '../net.js';
 import type { RevocationState } from '../revocation/state.js';
 import type { PolicyAgent } from '../policy/read-agent.js';
@@ -53,7 +53,7 @@ interface Connection {
   /** The peer as policy decisions see it (built once). */
   readonly identity: { spiffeId: string; extensions: VerifiedPeer['extensions'] };
   attestation?: AttestationSession;
-  /** Identity header pairs for the app, and our SPIFFE ID they were built with. */
+  /** The identity and forwarding pairs the app gets first (appLeadHeaders), and our SPIFFE ID they were built with. */
   appHeaders?: string[];
   appHeadersOwnId?: string;
   /**
@@ -76,8 +76,8 @@ interface Route {
 const kConn = Symbol('attest-sidecar.connection');
 type PeeredSocket = TLSSocket & { [kConn]?: Connection };
 
-/** Never forwarded to the app: caller-supplied identity headers and our attestation protocol. */
-const DROPPED_HEADERS: ReadonlySet<string> = new Set([...IDENTITY_HEADERS, ...ATTESTATION_HEADERS]);
+/** The lead headers of a request on an unverified connection (it is refused anyway). */
+const NO_LEAD: readonly string[] = [];
 
 const EXPIRED_BODY = errorBody('Peer SVID expired');
 const UNVERIFIED_BODY = errorBody('Peer identity not verified');
@@ -98,8 +98,12 @@ export class InboundListener {
    * never uses it; given explicitly, undici skips deriving one from each request's Host.
    */
   private readonly appServername: string;
+  private readonly maxRequestHeaders: number;
+  private readonly tooManyHeadersBody: string;
 
   constructor(private readonly deps: InboundDeps) {
+    this.maxRequestHeaders = deps.config.maxRequestHeaders ?? DEFAULT_MAX_REQUEST_HEADERS;
+    this.tooManyHeadersBody = tooManyHeadersBody(this.maxRequestHeaders);
     this.log = new DecisionLog('inbound', deps.metrics, deps.audit, deps.denials);
     this.app = new Pool(deps.config.app, { connections: 256, pipelining: 1, keepAliveTimeout: 30_000 });
     this.appServername = new URL(deps.config.app).hostname || 'app';
@@ -189,6 +193,9 @@ export class InboundListener {
     const start = performance.now();
     const socket = req.socket as PeeredSocket;
     const conn = socket[kConn];
+    // First, so that every record of this request carries its id; refusals come after the peer checks.
+    const screen = screenInboundHeaders(req.rawHeaders, this.maxRequestHeaders, this.tooManyHeadersBody, conn ? this.leadHeaders(conn, socket) : NO_LEAD);
+    (req as RequestWithId)[kRequestId] = screen.requestId;
     if (!conn) {
       this.finish(req, res, start, undefined, 403, UNVERIFIED_BODY, 'peer_unverified');
       return;
@@ -205,6 +212,10 @@ export class InboundListener {
     if (this.deps.revocations?.().isRevoked(peer.id)) {
       res.shouldKeepAlive = false;
       this.finish(req, res, start, peer, 403, REVOKED_BODY, 'agent_revoked');
+      return;
+    }
+    if (!screen.ok) {
+      this.finish(req, res, start, peer, screen.status, screen.body, screen.reason);
       return;
     }
     const url = req.url ?? '';
@@ -255,14 +266,24 @@ export class InboundListener {
     }
     const budget = (decision.agent as PolicyAgent | undefined)?.budget;
     if (budget) {
-      this.forwardBudgeted(req, res, start, socket, conn, mapping!, decision.agent!.name, budget).catch((err: unknown) => {
+      this.forwardBudgeted(req, res, start, socket, conn, mapping!, decision.agent!.name, budget, screen.headers).catch((err: unknown) => {
         // Async half of the request path: a bug fails this request, never the process.
         this.deps.logger.error({ err: (err as Error)?.stack ?? String(err) }, 'inbound budgeted request failed');
         this.finish(req, res, start, peer, 500, errorBody('Internal error'), 'internal_error', mapping?.action, 'error');
       });
       return;
     }
-    this.forwardAllowed(req, res, start, conn, mapping?.action);
+    this.forwardAllowed(req, res, start, conn, mapping?.action, screen.headers);
+  }
+
+  /** The connection's appLeadHeaders, built once (again only when our SPIFFE ID changes). */
+  private leadHeaders(conn: Connection, socket: PeeredSocket): readonly string[] {
+    const ownId = this.material!.ownId;
+    if (conn.appHeaders === undefined || conn.appHeadersOwnId !== ownId) {
+      conn.appHeaders = appLeadHeaders(ownId, conn.peer, socket.remoteAddress);
+      conn.appHeadersOwnId = ownId;
+    }
+    return conn.appHeaders;
   }
 
   /** Budgeted agents: the action's cost is charged durably before the request is forwarded. */
@@ -275,6 +296,7 @@ export class InboundListener {
     mapping: ActionMappingConfig,
     agent: string,
     budget: NonNullable<PolicyAgent['budget']>,
+    headers: string[],
   ): Promise<void> {
     const peer = conn.peer;
     const spend = this.deps.spend;
@@ -293,20 +315,12 @@ export class InboundListener {
       this.finish(req, res, start, peer, 403, REVOKED_BODY, 'agent_revoked', mapping.action);
       return;
     }
-    this.forwardAllowed(req, res, start, conn, mapping.action);
+    this.forwardAllowed(req, res, start, conn, mapping.action, headers);
   }
 
-  private forwardAllowed(req: IncomingMessage, res: ServerResponse, start: number, conn: Connection, action: string | undefined): void {
-    const material = this.material!;
+  /** `headers`: the screened list (screenInboundHeaders), identity first. */
+  private forwardAllowed(req: IncomingMessage, res: ServerResponse, start: number, conn: Connection, action: string | undefined, headers: string[]): void {
     const peer = conn.peer;
-    // The XFCC value is fixed for the connection (our ID changes only with a new trust domain).
-    let appHeaders = conn.appHeaders;
-    if (appHeaders === undefined || conn.appHeadersOwnId !== material.ownId) {
-      appHeaders = ['x-forwarded-client-cert', xfccValue(material.ownId, peer.leafSha256Hex, peer.id), 'x-spiffe-id', peer.id];
-      conn.appHeaders = appHeaders;
-      conn.appHeadersOwnId = material.ownId;
-    }
-    const headers = forwardRequestHeaders(req.rawHeaders, DROPPED_HEADERS, appHeaders);
     const timeout = this.deps.config.requestTimeoutMs;
     const opts = { path: req.url!, headers, headersTimeoutMs: timeout, bodyTimeoutMs: timeout, servername: this.appServername };
     forwardRequestThen(this.app, req, res, opts, (result) => {
@@ -367,7 +381,7 @@ export class InboundListener {
     status: number,
     action: string | undefined,
   ): void {
-    this.log.record(start, decision, reason, status, req.method, pathOnly(req.url), peer?.id, undefined, action);
+    this.log.record(start, decision, reason, status, req.method, pathOnly(req.url), peer?.id, undefined, action, (req as RequestWithId)[kRequestId]);
   }
 
   async close(): Promise<void> {

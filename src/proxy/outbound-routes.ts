@@ -13,10 +13,14 @@ import { SidecarError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { ATTESTATION_HEADERS } from './attestation-gate.js';
 import { CredentialInjector } from './credentials.js';
+import { H_REQUEST_ID } from './request-headers.js';
 import { spiffeServerCheck, type TlsMaterial } from './tls.js';
 
-/** The agent may not speak our attestation protocol (nor smuggle headers into it). */
-export const ATTESTATION_DROP: ReadonlySet<string> = new Set(ATTESTATION_HEADERS);
+/**
+ * The agent may not speak our attestation protocol (nor smuggle headers into it); its request id
+ * is replaced by the one the proxy chose (the same when it was well-formed).
+ */
+export const AGENT_DROP: ReadonlySet<string> = new Set([...ATTESTATION_HEADERS, H_REQUEST_ID]);
 
 export interface RouteRuntime {
   readonly config: OutboundRouteConfig;
@@ -25,7 +29,7 @@ export interface RouteRuntime {
   pool: Pool | undefined;
   /** Id of the evidence the peer behind this route accepted; later requests send only the id. */
   ackedEvidenceId?: string;
-  /** Request headers never passed on from the agent (our protocol, injected credentials). */
+  /** Request headers never passed on from the agent (our protocol, request id, injected credentials). */
   readonly drop: ReadonlySet<string>;
   readonly injector: CredentialInjector | undefined;
   /** PEM roots of a `tls: web` route with `ca_file` (read once at start). */
@@ -47,7 +51,7 @@ export function buildRouteRuntime(r: OutboundRouteConfig, logger: Logger): Route
   const injector = r.injectHeaders.length ? new CredentialInjector(r.injectHeaders, logger, r.name) : undefined;
   const web = r.tls === 'web';
   // A web route's Host (and TLS server name) is the upstream's, not the route name the agent used.
-  const drop = injector || web ? new Set([...ATTESTATION_DROP, ...(injector?.names ?? []), ...(web ? ['host'] : [])]) : ATTESTATION_DROP;
+  const drop = injector || web ? new Set([...AGENT_DROP, ...(injector?.names ?? []), ...(web ? ['host'] : [])]) : AGENT_DROP;
   let webCa: string | undefined;
   if (r.caFile) {
     try {

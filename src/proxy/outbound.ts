@@ -18,6 +18,7 @@ import { errorBody, forwardRequest, forwardRequestThen, hasRequestBody, sendJson
 import { H_CHALLENGE, H_EVIDENCE, H_NONCE, H_REF } from './attestation-gate.js';
 import { prepareEvidence, type Attester, type PreparedEvidence } from '../attestation/attester.js';
 import { DecisionLog, pathOnly } from './decision-log.js';
+import { DEFAULT_OUTBOUND_MAX_REQUEST_HEADERS, H_REQUEST_ID, TOO_MANY_HEADERS_REASON, TOO_MANY_HEADERS_STATUS, kRequestId, newRequestId, outboundRequestId, tooManyHeadersBody, type RequestWithId } from './request-headers.js';
 import { closeServer, listen } from '../net.js';
 import type { TlsMaterial } from './tls.js';
 import { buildRouteRuntime, createRoutePool, type RouteRuntime } from './outbound-routes.js';
@@ -88,10 +89,14 @@ export class OutboundProxy {
   private readonly log: DecisionLog;
   /** Set when `caller_token_file` is configured: every request must carry the token. */
   private readonly callerToken: CallerTokenCheck | undefined;
+  private readonly maxRequestHeaders: number;
+  private readonly tooManyHeadersBody: string;
 
   constructor(private readonly deps: OutboundDeps) {
     this.log = new DecisionLog('outbound', deps.metrics, deps.audit, deps.denials);
     this.callerToken = deps.config.callerTokenFile ? new CallerTokenCheck(deps.config.callerTokenFile, deps.logger) : undefined;
+    this.maxRequestHeaders = deps.config.maxRequestHeaders ?? DEFAULT_OUTBOUND_MAX_REQUEST_HEADERS;
+    this.tooManyHeadersBody = tooManyHeadersBody(this.maxRequestHeaders);
     this.now = deps.now ?? Date.now;
     for (const r of deps.config.routes) this.routes.set(r.name.toLowerCase(), buildRouteRuntime(r, deps.logger));
   }
@@ -183,12 +188,18 @@ export class OutboundProxy {
     socket.end(
       `HTTP/1.1 405 Method Not Allowed\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
     );
-    this.log.record(performance.now(), 'deny', 'method_not_supported', 405, req.method, pathOnly(req.url), undefined, undefined, undefined);
+    this.log.record(performance.now(), 'deny', 'method_not_supported', 405, req.method, pathOnly(req.url), undefined, undefined, undefined, outboundRequestId(req.rawHeaders));
   }
 
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
     const start = performance.now();
+    (req as RequestWithId)[kRequestId] = outboundRequestId(req.rawHeaders);
     if (this.callerToken && !this.callerAdmitted(req, res, start)) return;
+    // What we add must fit under the peer's limit, and an app must never lose the identity fields.
+    if (req.rawHeaders.length > 2 * this.maxRequestHeaders) {
+      this.finish(req, res, start, undefined, TOO_MANY_HEADERS_STATUS, this.tooManyHeadersBody, TOO_MANY_HEADERS_REASON);
+      return;
+    }
     const target = resolveTarget(req);
     if (!target) {
       this.finish(req, res, start, undefined, 400, errorBody('Request names no route: use an absolute-form URL or a Host header'), 'no_route_named');
@@ -249,8 +260,7 @@ export class OutboundProxy {
   /** Plain, attested or warm-attested forwarding, with optional per-request controls. */
   private dispatch(req: IncomingMessage, res: ServerResponse, start: number, route: RouteRuntime, path: string, material: TlsMaterial, controls: RequestControls | undefined): void {
     if (!this.deps.attester || route.config.tls === 'web') {
-      const extra = route.hostHeader ? [...route.hostHeader, ...(controls?.headers ?? [])] : controls?.headers;
-      this.forward(req, res, start, route, path, forwardRequestHeaders(req.rawHeaders, route.drop, extra), controls);
+      this.forward(req, res, start, route, path, forwardRequestHeaders(req.rawHeaders, route.drop, ownHeaders(req, route, controls)), controls);
       return;
     }
     // An attester failure (e.g. producing fresh evidence for a challenge) fails this request, never the process.
@@ -323,7 +333,7 @@ export class OutboundProxy {
     controls?: RequestControls,
   ): Promise<void> {
     const evidence = await this.evidenceFor(material);
-    const base = forwardRequestHeaders(req.rawHeaders, route.drop, controls?.headers);
+    const base = forwardRequestHeaders(req.rawHeaders, route.drop, ownHeaders(req, route, controls));
     const sentFull = route.ackedEvidenceId !== evidence.id;
     const first = sentFull ? [...base, H_EVIDENCE, evidence.header] : [...base, H_REF, evidence.id];
     const length = req.headers['content-length'];
@@ -388,7 +398,8 @@ export class OutboundProxy {
     controls: RequestControls | undefined,
     failed: (err: unknown) => void,
   ): void {
-    const extra = controls?.headers ? [...controls.headers, H_REF, evidence.id] : [H_REF, evidence.id];
+    const extra = ownHeaders(req, route, controls);
+    extra.push(H_REF, evidence.id);
     const headers = forwardRequestHeaders(req.rawHeaders, route.drop, extra);
     const opts: ForwardOptions = {
       path: route.basePath + path,
@@ -508,7 +519,7 @@ export class OutboundProxy {
     status: number,
     path: string | undefined,
   ): void {
-    this.log.record(start, decision, reason, status, req.method, pathOnly(path), undefined, route, undefined);
+    this.log.record(start, decision, reason, status, req.method, pathOnly(path), undefined, route, undefined, (req as RequestWithId)[kRequestId]);
   }
 
   async close(): Promise<void> {
@@ -518,6 +529,17 @@ export class OutboundProxy {
     if (this.server) await closeServer(this.server);
     await Promise.all([...this.routes.values()].map((r) => r.pool?.close().catch(() => undefined)));
   }
+}
+
+/**
+ * The fields the proxy sets on a forwarded request (forwardRequestHeaders puts them first): the
+ * request id, a web route's Host, the route's injected credentials.
+ */
+function ownHeaders(req: IncomingMessage, route: RouteRuntime, controls: RequestControls | undefined): string[] {
+  const out = [H_REQUEST_ID, (req as RequestWithId)[kRequestId] ?? newRequestId()];
+  if (route.hostHeader) out.push(...route.hostHeader);
+  if (controls?.headers) out.push(...controls.headers);
+  return out;
 }
 
 /** Route name (lower-case host without port) and origin-form path of a proxied request. */

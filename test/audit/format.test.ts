@@ -20,6 +20,7 @@ const every: AuditRecord = {
   route: 'control-plane',
   status: 402,
   latency_ms: 0.125,
+  request_id: '7d0c2a51-9b3e-8f41-a2c6-00000000002a',
   detail: 'spent 4.75 of 5',
   agent: 'orchestrator',
   amount_usd: 0.25,

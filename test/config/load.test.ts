@@ -324,3 +324,12 @@ t.test('loadConfigFile', async (t) => {
   writeFileSync(file, '# nothing yet\n');
   t.throws(() => loadConfigFile(file, NO_ENV), /is empty/);
 });
+
+t.test('max_request_headers: set per direction, within 16..500', async (t) => {
+  const c = parseConfig(`${DEV}outbound: { max_request_headers: 40 }\ninbound: { max_request_headers: 200 }\npolicy: p.yaml\n`, FILE, NO_ENV);
+  t.equal(c.outbound!.maxRequestHeaders, 40);
+  t.equal(c.inbound!.maxRequestHeaders, 200);
+  t.match(problems(`${DEV}inbound: { max_request_headers: 1000 }\npolicy: p.yaml\n`), [{ key: 'inbound.max_request_headers', message: /must be at most 500, got 1000/ }]);
+  t.match(problems(`${DEV}inbound: { max_request_headers: 8 }\npolicy: p.yaml\n`), [{ key: 'inbound.max_request_headers', message: /must be at least 16, got 8/ }]);
+  t.match(problems(`${DEV}outbound: { max_request_headers: many }\n`), [{ key: 'outbound.max_request_headers', message: /must be an integer/ }]);
+});

@@ -41,17 +41,17 @@ export const DEFAULT_POLICY = `agents:
 
 export const silentLogger = () => createLogger({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
 
-/** An upstream app that echoes what it received (method, path, headers, body length). */
+/** An upstream app that echoes what it received (method, path, headers in both forms, body length). */
 export class EchoApp {
   readonly server: http.Server;
-  readonly seen: { method: string; url: string; headers: http.IncomingHttpHeaders; bytes: number }[] = [];
+  readonly seen: { method: string; url: string; headers: http.IncomingHttpHeaders; rawHeaders: string[]; bytes: number }[] = [];
 
   constructor() {
     this.server = http.createServer((req, res) => {
       let bytes = 0;
       req.on('data', (c: Buffer) => (bytes += c.length));
       req.on('end', () => {
-        const rec = { method: req.method!, url: req.url!, headers: req.headers, bytes };
+        const rec = { method: req.method!, url: req.url!, headers: req.headers, rawHeaders: req.rawHeaders, bytes };
         this.seen.push(rec);
         if (this.seen.length > 1000) this.seen.shift();
         const body = JSON.stringify(rec);

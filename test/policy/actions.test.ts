@@ -118,6 +118,54 @@ t.test('canonicalRequestPath rejects every form that could bypass a mapping', as
   }
 });
 
+t.test('percent-encoded UTF-8 in paths: shortest form only, never a control, surrogate or beyond U+10FFFF', async (t) => {
+  for (const p of ['/caf%C3%A9', '/%C2%A0', '/%DF%BF', '/%E0%A0%80', '/%E2%82%AC', '/%ED%9F%BF', '/%EE%80%80', '/%EF%BF%BD', '/%F0%90%80%80', '/%F0%9F%98%80/x', '/%F4%8F%BF%BF', '/%e2%82%ac;v=1', '/%EF%BC%8E%EF%BC%8E']) {
+    t.match(canonicalRequestPath(p), { ok: true, path: p }, p);
+  }
+  const cases: [string, string][] = [
+    ['/a/%C0%AE%C0%AE/admin', 'overlong UTF-8 encoding (%C0%AE)'],
+    ['/a%C0%AFadmin', 'overlong UTF-8 encoding (%C0%AF)'],
+    ['/a%C1%9Cadmin', 'overlong UTF-8 encoding (%C1%9C)'],
+    ['/a%C0', 'overlong UTF-8 encoding (%C0)'],
+    ['/%E0%80%AE', 'overlong UTF-8 encoding (%E0%80%AE)'],
+    ['/%E0%9F%BF', 'overlong UTF-8 encoding (%E0%9F%BF)'],
+    ['/%F0%80%80%AF', 'overlong UTF-8 encoding (%F0%80%80%AF)'],
+    ['/%F0%8F%BF%BF', 'overlong UTF-8 encoding (%F0%8F%BF%BF)'],
+    ['/%ED%A0%80', 'encoded UTF-16 surrogate (%ED%A0%80)'],
+    ['/%ED%BF%BF', 'encoded UTF-16 surrogate (%ED%BF%BF)'],
+    ['/%F4%90%80%80', 'UTF-8 beyond U+10FFFF (%F4%90%80%80)'],
+    ['/%F5%80%80%80', 'invalid UTF-8 byte (%F5)'],
+    ['/%FF', 'invalid UTF-8 byte (%FF)'],
+    ['/%80', 'stray UTF-8 continuation byte (%80)'],
+    ['/caf%E9', 'truncated UTF-8 sequence (%E9)'],
+    ['/%C3', 'truncated UTF-8 sequence (%C3)'],
+    ['/%C3/x', 'truncated UTF-8 sequence (%C3)'],
+    ['/%E2%82', 'truncated UTF-8 sequence (%E2%82)'],
+    ['/%E2%82/', 'truncated UTF-8 sequence (%E2%82)'],
+    ['/%E2%82%41', 'truncated UTF-8 sequence (%E2%82)'],
+    ['/%F0%9F%98', 'truncated UTF-8 sequence (%F0%9F%98)'],
+    ['/%C3%C3%A9', 'truncated UTF-8 sequence (%C3)'],
+    ['/%C3%A9%A9', 'stray UTF-8 continuation byte (%A9)'],
+    ['/%C2%85', 'encoded control character (%C2%85)'],
+    ['/%C2%9F', 'encoded control character (%C2%9F)'],
+    ['/%C3%zz', 'malformed percent-escape'],
+    ['/%E2%8', 'malformed percent-escape'],
+  ];
+  for (const [raw, error] of cases) {
+    const r = canonicalRequestPath(raw);
+    t.strictSame(r, { ok: false, error: `${error} in path` }, raw);
+  }
+  // The message quotes only well-formed escapes, never the bytes that follow them.
+  t.strictSame(canonicalRequestPath('/%C0\u0007x'), { ok: false, error: 'overlong UTF-8 encoding (%C0) in path' });
+  t.strictSame(canonicalRequestPath('/%E0%80<script>'), { ok: false, error: 'overlong UTF-8 encoding (%E0%80) in path' });
+});
+
+t.test('a long path of multi-byte escapes is checked in one pass', async (t) => {
+  const ok = '/' + '%E2%82%AC'.repeat(20_000);
+  t.match(canonicalRequestPath(ok), { ok: true });
+  t.strictSame(canonicalRequestPath(ok + '%E2%82'), { ok: false, error: 'truncated UTF-8 sequence (%E2%82) in path' });
+});
+
 /** Node's HTTP parser hands the request-target through untouched; the check must see it as sent. */
 t.test('over a real socket, req.url reaches the check unnormalised', async (t) => {
   const server = createServer((req, res) => {
@@ -138,5 +186,7 @@ t.test('over a real socket, req.url reaches the check unnormalised', async (t) =
   t.match(await send('/a/../admin'), /^HTTP\/1\.1 400[^]*dot segment/);
   t.match(await send('/a/%2e%2e/admin'), /^HTTP\/1\.1 400[^]*encoded '\.'/);
   t.match(await send('/a//admin'), /^HTTP\/1\.1 400[^]*empty segment/);
+  t.match(await send('/a/%C0%AE%C0%AE/admin'), /^HTTP\/1\.1 400[^]*overlong UTF-8 encoding \(%C0%AE\)/);
+  t.match(await send('/caf%C3%A9'), /^HTTP\/1\.1 200[^]*\r\n\r\n\/caf%C3%A9$/);
   t.match(await send('/a\\admin'), /^HTTP\/1\.1 400[^]*backslash/);
 });
