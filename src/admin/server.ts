@@ -13,7 +13,9 @@ import { peerChain, serverContextOptions, verifyPeer, type TlsMaterial } from '.
 import type { AddressInfo } from 'node:net';
 import type { Logger } from '../log.js';
 import { sendJson } from './json.js';
-import { closeServer, listen } from '../net.js';
+import { closeServer, listen, throttledListenerErrorLog } from '../net.js';
+import { armIdle, guardListener, serverLimitOptions } from '../listener-limits.js';
+import { ADMIN_LIMITS } from '../config/limits.js';
 import type { SidecarMetrics } from './metrics.js';
 import { STATUS_PAGE_CSP, STATUS_PAGE_HTML } from './status-page.js';
 
@@ -67,9 +69,10 @@ export class AdminServer {
   }
 
   async start(): Promise<void> {
-    const server = http.createServer((req, res) => this.guarded(req, res, undefined));
+    const server = http.createServer(serverLimitOptions(ADMIN_LIMITS, false), (req, res) => this.guarded(req, res, undefined));
+    guardListener(server, { listener: 'admin', limits: ADMIN_LIMITS, metrics: this.deps.metrics }, { tls: false });
     this.server = server;
-    await listen(server, this.deps.listen);
+    await listen(server, this.deps.listen, throttledListenerErrorLog(this.deps.logger, 'admin'));
     this.deps.logger.info({ address: this.address() }, 'admin listening');
   }
 
@@ -81,7 +84,7 @@ export class AdminServer {
       this.mtlsServer.setSecureContext(serverContextOptions(material));
       return;
     }
-    const server = https.createServer({ ...serverContextOptions(material) }, (req, res) => {
+    const server = https.createServer({ ...serverContextOptions(material), ...serverLimitOptions(ADMIN_LIMITS, true) }, (req, res) => {
       const peer = (req.socket as AdminSocket)[kAdminPeer];
       if (!peer) {
         sendJson(res, 403, { error: 'Peer identity not verified' });
@@ -95,11 +98,14 @@ export class AdminServer {
       } catch (err) {
         this.deps.logger.warn({ err: (err as Error).message, remote: socket.remoteAddress }, 'admin mTLS peer rejected');
         socket.destroy();
+        return;
       }
+      armIdle(socket, ADMIN_LIMITS.idleTimeoutMs, { listener: 'admin_mtls', metrics: this.deps.metrics });
     });
+    guardListener(server, { listener: 'admin_mtls', limits: ADMIN_LIMITS, metrics: this.deps.metrics }, { tls: true });
     server.on('tlsClientError', (err: Error) => this.deps.logger.debug({ err: err.message }, 'admin mTLS handshake failed'));
     this.mtlsServer = server;
-    await listen(server, this.deps.mtlsListen);
+    await listen(server, this.deps.mtlsListen, throttledListenerErrorLog(this.deps.logger, 'admin_mtls'));
     this.deps.logger.info({ address: this.mtlsAddress() }, 'admin mTLS listening');
   }
 

@@ -13,6 +13,7 @@ import { readOutbound, OUTBOUND_DEFAULTS } from './outbound.js';
 import { readAdmin, readBudgetStore, readRevocations, readStateDir, OPERATIONS_DEFAULTS } from './operations.js';
 import { readIdentity } from './identity.js';
 import { readAttestation } from './attestation.js';
+import { readLimits } from './limits.js';
 import type {
   ActionMappingConfig,
   InboundConfig,
@@ -126,7 +127,7 @@ export function loadConfigFile(path: string, env?: NodeJS.ProcessEnv, options?: 
 }
 
 function readInbound(reader: YamlReader, field: Field): InboundConfig | undefined {
-  const m = reader.map(field, ['listen', 'app', 'actions', 'request_timeout']);
+  const m = reader.map(field, ['listen', 'app', 'actions', 'request_timeout', 'limits']);
   if (!m) return undefined;
   const listen = readListen(reader, m.get('listen'), DEFAULTS.inboundListen);
   const appField = m.get('app');
@@ -149,8 +150,9 @@ function readInbound(reader: YamlReader, field: Field): InboundConfig | undefine
     }
     actions.push(mapping);
   }
-  if (!listen || !app || !requestTimeoutMs) return undefined;
-  return { listen, app, actions, requestTimeoutMs };
+  const limits = readLimits(reader, m.get('limits'), 'inbound');
+  if (!listen || !app || !requestTimeoutMs || !limits) return undefined;
+  return { listen, app, actions, requestTimeoutMs, limits };
 }
 
 function readActionMapping(reader: YamlReader, field: Field): ActionMappingConfig | undefined {

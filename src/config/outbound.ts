@@ -7,6 +7,7 @@ import { checkTrustDomain, checkWorkloadSpiffeId, isLoopbackHost } from './value
 import { readDuration, readListen, readPath, readUrl } from './fields.js';
 import type { InjectedHeaderConfig, MeteringConfig, OutboundConfig, OutboundRouteConfig } from './types.js';
 import type { Field, YamlReader } from './yaml-reader.js';
+import { readLimits } from './limits.js';
 
 export const OUTBOUND_DEFAULTS = Object.freeze({
   listen: '127.0.0.1:15001',
@@ -23,7 +24,7 @@ const NOT_INJECTABLE = new Set(['host', 'connection', 'content-length', 'transfe
 const PROVIDERS: readonly MeteringConfig['provider'][] = ['openai', 'anthropic', 'gemini'];
 
 export function readOutbound(reader: YamlReader, field: Field, baseDir: string): OutboundConfig | undefined {
-  const m = reader.map(field, ['listen', 'allow_non_loopback', 'routes']);
+  const m = reader.map(field, ['listen', 'allow_non_loopback', 'routes', 'limits']);
   if (!m) return undefined;
   const listenField = m.get('listen');
   const listen = readListen(reader, listenField, OUTBOUND_DEFAULTS.listen);
@@ -48,8 +49,9 @@ export function readOutbound(reader: YamlReader, field: Field, baseDir: string):
     else names.set(route.name, reader.position(item.node).line);
     routes.push(route);
   }
-  if (!listen || allowNonLoopback === undefined) return undefined;
-  return { listen, allowNonLoopback, routes };
+  const limits = readLimits(reader, m.get('limits'), 'outbound');
+  if (!listen || allowNonLoopback === undefined || !limits) return undefined;
+  return { listen, allowNonLoopback, routes, limits };
 }
 
 const ROUTE_KEYS = [

@@ -30,6 +30,8 @@ export type IdentitySourceConfig =
       startupTimeoutMs: number;
     };
 
+import type { ListenerLimits } from './limits.js';
+
 export interface OutboundRouteConfig {
   name: string;
   /** https URL of the peer sidecar (or any SPIFFE-authenticated server), or of a public API (`tls: web`). */
@@ -74,6 +76,8 @@ export interface OutboundConfig {
   listen: { host: string; port: number };
   allowNonLoopback: boolean;
   routes: OutboundRouteConfig[];
+  /** Timeouts and connection caps of the listener (`outbound.limits`). */
+  limits: ListenerLimits;
 }
 
 export interface ActionMappingConfig {
@@ -92,6 +96,8 @@ export interface InboundConfig {
   app: string;
   actions: ActionMappingConfig[];
   requestTimeoutMs: number;
+  /** Timeouts and connection caps of the listener (`inbound.limits`). */
+  limits: ListenerLimits;
 }
 
 export interface AdminConfig {

@@ -18,7 +18,9 @@ import { errorBody, forwardRequest, forwardRequestThen, hasRequestBody, sendJson
 import { H_CHALLENGE, H_EVIDENCE, H_NONCE, H_REF } from './attestation-gate.js';
 import { prepareEvidence, type Attester, type PreparedEvidence } from '../attestation/attester.js';
 import { DecisionLog, pathOnly } from './decision-log.js';
-import { closeServer, listen } from '../net.js';
+import { closeServer, listen, throttledListenerErrorLog } from '../net.js';
+import { answerAndClose, guardListener, serverLimitOptions } from '../listener-limits.js';
+import { AggregatedAudit } from '../audit/aggregate.js';
 import type { TlsMaterial } from './tls.js';
 import type { Transform } from 'node:stream';
 import { buildRouteRuntime, createRoutePool, type RouteRuntime } from './outbound-routes.js';
@@ -72,6 +74,7 @@ const CHALLENGE: ResponseIntercept = { status: 401, when: (h) => typeof h[H_CHAL
 const BROWSER_BODY = errorBody('Browser-originated requests are refused: a web page must never use the agent identity');
 const NO_SVID_BODY = errorBody('No valid SVID: the sidecar has no unexpired identity');
 const CONNECT_BODY = errorBody('CONNECT is not supported: send plain HTTP to the sidecar, it originates mTLS');
+const TUNNEL_REFUSAL = `HTTP/1.1 405 Method Not Allowed\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(CONNECT_BODY)}\r\nconnection: close\r\n\r\n${CONNECT_BODY}`;
 const STOPPED_BODY = errorBody('Sidecar stopped by the kill switch');
 const UPSTREAM_REVOKED_BODY = errorBody('Upstream revoked');
 
@@ -83,9 +86,11 @@ export class OutboundProxy {
   private evidence: { generation: number; pending: Promise<PreparedEvidence>; ready?: PreparedEvidence } | undefined;
   private readonly now: () => number;
   private readonly log: DecisionLog;
+  private readonly refusals: AggregatedAudit;
 
   constructor(private readonly deps: OutboundDeps) {
     this.log = new DecisionLog('outbound', deps.metrics, deps.audit, deps.denials);
+    this.refusals = new AggregatedAudit(deps.audit);
     this.now = deps.now ?? Date.now;
     for (const r of deps.config.routes) this.routes.set(r.name.toLowerCase(), buildRouteRuntime(r, deps.logger));
   }
@@ -126,7 +131,8 @@ export class OutboundProxy {
   }
 
   async start(): Promise<void> {
-    const server = http.createServer({ keepAliveTimeout: 60_000, requestTimeout: 0 }, (req, res) => {
+    const limits = this.deps.config.limits;
+    const server = http.createServer(serverLimitOptions(limits, false), (req, res) => {
       // A bug on the request path must fail that request, never take the sidecar down.
       try {
         this.onRequest(req, res);
@@ -137,8 +143,9 @@ export class OutboundProxy {
     });
     server.on('connect', (req: IncomingMessage, socket: Socket) => this.refuseTunnel(req, socket));
     server.on('upgrade', (req: IncomingMessage, socket: Socket) => this.refuseTunnel(req, socket));
+    guardListener(server, { listener: 'outbound', limits, metrics: this.deps.metrics, audit: this.refusals }, { tls: false });
     this.server = server;
-    await listen(server, this.deps.config.listen);
+    await listen(server, this.deps.config.listen, throttledListenerErrorLog(this.deps.logger, 'outbound'));
     this.deps.logger.info({ address: this.address() }, 'outbound proxy listening');
   }
 
@@ -173,10 +180,7 @@ export class OutboundProxy {
   }
 
   private refuseTunnel(req: IncomingMessage, socket: Socket): void {
-    const body = CONNECT_BODY;
-    socket.end(
-      `HTTP/1.1 405 Method Not Allowed\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
-    );
+    answerAndClose(socket, TUNNEL_REFUSAL);
     this.log.record(performance.now(), 'deny', 'method_not_supported', 405, req.method, pathOnly(req.url), undefined, undefined, undefined);
   }
 
@@ -487,6 +491,7 @@ export class OutboundProxy {
 
   async close(): Promise<void> {
     clearTimeout(this.expiryTimer);
+    this.refusals.close();
     for (const r of this.routes.values()) r.injector?.close();
     if (this.server) await closeServer(this.server);
     await Promise.all([...this.routes.values()].map((r) => r.pool?.close().catch(() => undefined)));
