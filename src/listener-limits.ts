@@ -41,7 +41,8 @@ export function serverLimitOptions(limits: ListenerLimits, tls: boolean): http.S
 }
 
 const kIdleArmed = Symbol('attest-sidecar.idle-armed');
-type GuardedSocket = Socket & { [kIdleArmed]?: boolean };
+const kSecure = Symbol('attest-sidecar.tls-established');
+type GuardedSocket = Socket & { [kIdleArmed]?: boolean; [kSecure]?: boolean };
 
 /** Error answers for bytes that never became a request (node's own would be plain text). */
 const ANSWERS: Record<string, { status: number; reason: string; text: string }> = {
@@ -99,9 +100,12 @@ export function guardListener(server: http.Server, deps: ListenerGuardDeps, opts
     audit?.note('connection_refused', 'connection_limit', `${listener} listener holds its maximum of ${limits.maxConnections} connections`, undefined, data?.remoteAddress);
   });
   if (!opts.tls) server.on('connection', (socket: Socket) => armIdle(socket, limits.idleTimeoutMs, deps));
+  else server.prependListener('secureConnection', (socket: Socket) => ((socket as GuardedSocket)[kSecure] = true));
   server.prependListener('request', (req: http.IncomingMessage) => disarmIdle(req.socket));
   server.on('clientError', (err: Error & { code?: string }, socket: Socket) => {
-    if (err.code !== undefined && CLIENT_GONE.has(err.code)) {
+    // https forwards TLS handshake failures here too: those are the listener's tlsClientError
+    // handler's to count; there is no HTTP to answer on a connection without TLS.
+    if ((opts.tls && !(socket as GuardedSocket)[kSecure]) || (err.code !== undefined && CLIENT_GONE.has(err.code))) {
       socket.destroy();
       return;
     }

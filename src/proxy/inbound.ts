@@ -151,9 +151,9 @@ export class InboundListener {
     server.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => {
       // Rejected by OpenSSL before SPIFFE verification (no certificate, unknown CA, expired,
       // handshake timeout or abort). Aggregated: a flood of bad handshakes is a few audit lines.
-      const reason = handshakeFailureReason(err);
+      const { reason, detail } = handshakeFailureReason(err, socket);
       this.deps.metrics.peerRejected('inbound', reason);
-      this.refusals.note('peer_rejected', reason, `TLS handshake failed: ${err.message.slice(0, 200)}`, undefined, socket?.remoteAddress);
+      this.refusals.note('peer_rejected', reason, detail, undefined, socket?.remoteAddress);
       this.deps.logger.debug({ err: err.message, code: err.code }, 'inbound TLS handshake failed');
     });
     guardListener(server, { listener: 'inbound', limits, metrics: this.deps.metrics, audit: this.refusals }, { tls: true });
