@@ -5,6 +5,7 @@
  * processes must survive all of it (an unhandled socket 'error' event would end them) and
  * still serve an allowed request.
  */
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import tls, { type ConnectionOptions } from 'node:tls';
@@ -149,4 +150,12 @@ t.test('garbage is answered with a JSON 400 on plain listeners', async (t) => {
     t.match(answer, /^HTTP\/1\.1 400 /, `port ${port}`);
     t.match(answer, /\{"error":"Malformed HTTP request"\}/);
   }
+});
+
+const curlError = spawnSync('curl', ['--version'], { encoding: 'utf8' }).error;
+t.test('curl -p -x (an https URL through HTTPS_PROXY) is refused and the sidecar lives', curlError ? { skip: `curl not available: ${curlError.message}` } : {}, async (t) => {
+  const r = spawnSync('curl', ['-sS', '--max-time', '10', '-p', '-x', `http://127.0.0.1:${procs.ports.outbound}`, 'https://things/things/1'], { encoding: 'utf8' });
+  t.not(r.status, 0, 'curl cannot tunnel');
+  t.match(r.stderr, /405/, `curl reports the 405: ${r.stderr.trim()}`);
+  await servesAllowedRequest(t, 'after curl -p');
 });
