@@ -4,10 +4,11 @@
  * listener closes is counted (`attest_sidecar_connections_refused_total{direction,reason}`) and,
  * where it is a refusal rather than ordinary connection life, audited in aggregate.
  *
- * Idle is "no request in progress": a fresh connection that has not completed a request's
- * headers (bounded here, until its first request) and a kept-alive one between requests
- * (node's keepAliveTimeout). Bytes of a request that do not complete its headers in time are
- * node's headersTimeout (408). A request in progress is bounded by the forwarding timeouts.
+ * Idle is "no request in progress": a fresh connection that has sent nothing (closed after the
+ * idle or the headers timeout, whichever is shorter: node's header deadline runs from accept)
+ * and a kept-alive one between requests (node's keepAliveTimeout). A request whose headers are
+ * not complete in time gets 408 (node's headersTimeout). A request in progress is bounded by
+ * the forwarding timeouts.
  */
 import type http from 'node:http';
 import type { Socket } from 'node:net';
@@ -107,6 +108,13 @@ export function guardListener(server: http.Server, deps: ListenerGuardDeps, opts
     // https forwards TLS handshake failures here too: those are the listener's tlsClientError
     // handler's to count; there is no HTTP to answer on a connection without TLS.
     if ((opts.tls && !(socket as GuardedSocket)[kSecure]) || (err.code !== undefined && CLIENT_GONE.has(err.code))) {
+      socket.destroy();
+      return;
+    }
+    // node's header deadline also runs from accept: a connection that never sent a byte is
+    // idle, not slow, and is closed without an answer (as the idle bound would).
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT' && socket.bytesRead === 0) {
+      metrics.connectionRefused(listener, 'idle_timeout');
       socket.destroy();
       return;
     }

@@ -8,7 +8,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type { ConnectionOptions } from 'node:tls';
+import net from 'node:net';
+import tls, { type ConnectionOptions } from 'node:tls';
 import { DevCa } from '../../src/dev/ca.js';
 import { EchoApp } from './mesh.js';
 import { binPath } from './paths.js';
@@ -164,4 +165,56 @@ log: { level: warn, audit: ${path.join(this.dir, 'agent-audit.log')} }
     await this.app.close();
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/** Resolves with what the server sent once it closed the connection (bounded: rejects after `ms`). */
+export function closed(socket: net.Socket, ms = 30_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let got = '';
+    const timer = setTimeout(() => reject(new Error(`connection still open after ${ms} ms`)), ms);
+    socket.on('data', (d: Buffer) => (got += d.toString('latin1')));
+    socket.on('error', () => undefined);
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve(got);
+    });
+  });
+}
+
+export function connectTls(port: number, options: ConnectionOptions): Promise<tls.TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const s = tls.connect({ ...options, port });
+    s.once('secureConnect', () => resolve(s));
+    s.once('error', reject);
+    s.once('close', () => reject(new Error('closed during the handshake')));
+  });
+}
+
+export function connectPlain(port: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(port, '127.0.0.1');
+    s.once('connect', () => resolve(s));
+    s.once('error', reject);
+  });
+}
+
+/** One GET on an open connection; resolves with the status line, or 'closed' when the server closed it. */
+export function requestOn(socket: net.Socket, requestPath: string): Promise<string> {
+  return new Promise((resolve) => {
+    let got = '';
+    const onData = (d: Buffer) => {
+      got += d.toString('latin1');
+      if (got.includes('\r\n')) finish(got.slice(0, got.indexOf('\r\n')));
+    };
+    const onClose = () => finish('closed');
+    const finish = (v: string) => {
+      socket.off('data', onData);
+      socket.off('close', onClose);
+      resolve(v);
+    };
+    socket.on('data', onData);
+    socket.on('close', onClose);
+    socket.on('error', () => undefined);
+    socket.write(`GET ${requestPath} HTTP/1.1\r\nHost: service\r\n\r\n`);
+  });
 }
