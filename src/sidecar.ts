@@ -147,6 +147,7 @@ export class Sidecar {
           ...(config.admin.allowedHosts ? { allowedHosts: config.admin.allowedHosts } : {}),
           metrics: this.metrics,
           logger: this.logger,
+          audit: this.audit,
           readiness: () => this.readiness(),
           status: () => this.status(),
           api: new AdminApi({ auth, revocations: this.revocations, ops: this.ops, audit: this.audit, logger: this.logger }),

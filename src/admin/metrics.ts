@@ -27,6 +27,7 @@ export class SidecarMetrics {
   private readonly requests = new RequestStats();
   private readonly handshakeFailures: client.Counter<'direction' | 'reason'>;
   private readonly upstreamErrors: client.Counter<'direction' | 'reason'>;
+  private readonly connectionsRefused: client.Counter<'direction' | 'reason'>;
   readonly rotations: client.Counter<string>;
   /** Inbound connections whose peer passed SPIFFE verification (full TLS handshakes). */
   readonly inboundHandshakes: client.Counter<string>;
@@ -54,6 +55,12 @@ export class SidecarMetrics {
     this.upstreamErrors = new client.Counter({
       name: 'attest_sidecar_upstream_errors_total',
       help: 'Failures reaching the next hop, by reason code.',
+      labelNames: ['direction', 'reason'],
+      registers: [registry],
+    });
+    this.connectionsRefused = new client.Counter({
+      name: 'attest_sidecar_connections_refused_total',
+      help: 'Client connections a listener refused or closed (caps, timeouts, malformed requests), by listener and reason code.',
       labelNames: ['direction', 'reason'],
       registers: [registry],
     });
@@ -151,6 +158,11 @@ export class SidecarMetrics {
 
   peerRejected(direction: Direction, reason: string): void {
     this.handshakeFailures.labels(direction, reason).inc();
+  }
+
+  /** A listener closed a client connection; `listener` is inbound, outbound, admin or admin_mtls. */
+  connectionRefused(listener: string, reason: string): void {
+    this.connectionsRefused.labels(listener, reason).inc();
   }
 
   upstreamError(direction: Direction, reason: string): void {

@@ -11,9 +11,14 @@ import type { TLSSocket } from 'node:tls';
 import type { AdminApi } from './api.js';
 import { peerChain, serverContextOptions, verifyPeer, type TlsMaterial } from '../proxy/tls.js';
 import type { AddressInfo } from 'node:net';
-import type { Logger } from '../log.js';
+import type { AuditSink, Logger } from '../log.js';
+import { AggregatedAudit } from '../audit/aggregate.js';
+import { handshakeFailureReason } from '../proxy/handshake-reasons.js';
+import { SidecarError } from '../errors.js';
 import { sendJson } from './json.js';
-import { closeServer, listen } from '../net.js';
+import { closeServer, listen, throttledListenerErrorLog } from '../net.js';
+import { armIdle, guardListener, serverLimitOptions } from '../listener-limits.js';
+import { ADMIN_LIMITS } from '../config/limits.js';
 import type { SidecarMetrics } from './metrics.js';
 import { OPENMETRICS_CONTENT_TYPE, openMetricsText, wantsOpenMetrics } from './openmetrics.js';
 import { STATUS_PAGE_CSP, STATUS_PAGE_HTML } from './status-page.js';
@@ -29,6 +34,8 @@ export interface AdminDeps {
   readiness: () => Record<string, ReadinessCheck>;
   status: () => unknown;
   logger: Logger;
+  /** Where refused connections are audited (aggregated); absent: counted only. */
+  audit?: AuditSink;
   api?: AdminApi;
   /** The mTLS admin listener's address (absent: none). */
   mtlsListen?: { host: string; port: number };
@@ -54,8 +61,11 @@ export class AdminServer {
   private server: http.Server | undefined;
   private mtlsServer: https.Server | undefined;
   private material: TlsMaterial | undefined;
+  private readonly refusals: AggregatedAudit | undefined;
 
-  constructor(private readonly deps: AdminDeps) {}
+  constructor(private readonly deps: AdminDeps) {
+    this.refusals = deps.audit ? new AggregatedAudit(deps.audit) : undefined;
+  }
 
   address(): AddressInfo | undefined {
     const a = this.server?.address();
@@ -68,9 +78,10 @@ export class AdminServer {
   }
 
   async start(): Promise<void> {
-    const server = http.createServer((req, res) => this.guarded(req, res, undefined));
+    const server = http.createServer(serverLimitOptions(ADMIN_LIMITS, false), (req, res) => this.guarded(req, res, undefined));
+    guardListener(server, { listener: 'admin', limits: ADMIN_LIMITS, metrics: this.deps.metrics, ...(this.refusals ? { audit: this.refusals } : {}) }, { tls: false });
     this.server = server;
-    await listen(server, this.deps.listen);
+    await listen(server, this.deps.listen, throttledListenerErrorLog(this.deps.logger, 'admin'));
     this.deps.logger.info({ address: this.address() }, 'admin listening');
   }
 
@@ -82,7 +93,7 @@ export class AdminServer {
       this.mtlsServer.setSecureContext(serverContextOptions(material));
       return;
     }
-    const server = https.createServer({ ...serverContextOptions(material) }, (req, res) => {
+    const server = https.createServer({ ...serverContextOptions(material), ...serverLimitOptions(ADMIN_LIMITS, true) }, (req, res) => {
       const peer = (req.socket as AdminSocket)[kAdminPeer];
       if (!peer) {
         sendJson(res, 403, { error: 'Peer identity not verified' });
@@ -94,13 +105,25 @@ export class AdminServer {
       try {
         (socket as AdminSocket)[kAdminPeer] = verifyPeer(peerChain(socket), this.material!.bundles, new Date()).id;
       } catch (err) {
-        this.deps.logger.warn({ err: (err as Error).message, remote: socket.remoteAddress }, 'admin mTLS peer rejected');
+        // Audited in aggregate: a flood of bad peers must not become a log line per connection.
+        const reason = err instanceof SidecarError ? err.reason : 'svid_malformed';
+        this.deps.metrics.connectionRefused('admin_mtls', reason);
+        this.refusals?.note('peer_rejected', reason, `admin mTLS: ${(err as Error).message}`, undefined, socket.remoteAddress);
+        this.deps.logger.debug({ err: (err as Error).message, remote: socket.remoteAddress }, 'admin mTLS peer rejected');
         socket.destroy();
+        return;
       }
+      armIdle(socket, ADMIN_LIMITS.idleTimeoutMs, { listener: 'admin_mtls', metrics: this.deps.metrics });
     });
-    server.on('tlsClientError', (err: Error) => this.deps.logger.debug({ err: err.message }, 'admin mTLS handshake failed'));
+    guardListener(server, { listener: 'admin_mtls', limits: ADMIN_LIMITS, metrics: this.deps.metrics, ...(this.refusals ? { audit: this.refusals } : {}) }, { tls: true });
+    server.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => {
+      const { reason, detail } = handshakeFailureReason(err, socket);
+      this.deps.metrics.connectionRefused('admin_mtls', reason);
+      this.refusals?.note('peer_rejected', reason, `admin mTLS: ${detail}`, undefined, socket?.remoteAddress);
+      this.deps.logger.debug({ err: err.message }, 'admin mTLS handshake failed');
+    });
     this.mtlsServer = server;
-    await listen(server, this.deps.mtlsListen);
+    await listen(server, this.deps.mtlsListen, throttledListenerErrorLog(this.deps.logger, 'admin_mtls'));
     this.deps.logger.info({ address: this.mtlsAddress() }, 'admin mTLS listening');
   }
 
@@ -166,6 +189,7 @@ export class AdminServer {
   }
 
   async close(): Promise<void> {
+    this.refusals?.close();
     await Promise.all([this.server && closeServer(this.server), this.mtlsServer && closeServer(this.mtlsServer)]);
   }
 }

@@ -76,7 +76,7 @@ export function num(n: number): string {
 /** Every AuditRecord field, in the order written. The type check below keeps it complete. */
 export const AUDIT_FIELDS = [
   'type', 'decision', 'reason', 'peer', 'method', 'path', 'action', 'route', 'status', 'latency_ms', 'request_id', 'detail',
-  'agent', 'amount_usd', 'spent_usd', 'limit_usd', 'principal', 'target', 'remote',
+  'agent', 'amount_usd', 'spent_usd', 'limit_usd', 'principal', 'target', 'remote', 'count',
 ] as const;
 type Unlisted = Exclude<keyof AuditRecord, (typeof AUDIT_FIELDS)[number]>;
 // Fails to compile when AuditRecord gains a field this formatter does not write.
@@ -118,6 +118,7 @@ function membersTail(r: AuditRecord): string {
   if (r.principal !== undefined) o += `,"principal":${str(r.principal)}`;
   if (r.target !== undefined) o += `,"target":${str(r.target)}`;
   if (r.remote !== undefined) o += `,"remote":${str(r.remote)}`;
+  if (r.count !== undefined) o += `,"count":${num(r.count)}`;
   return o;
 }
 

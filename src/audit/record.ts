@@ -8,6 +8,8 @@ export type AuditRecordType =
   | 'inbound_decision'
   | 'outbound_decision'
   | 'peer_rejected'
+  /** A listener refused or closed client connections (caps, timeouts, malformed requests); aggregated. */
+  | 'connection_refused'
   | 'revocation'
   | 'budget'
   | 'admin_action'
@@ -42,6 +44,8 @@ export interface AuditRecord {
   principal?: string;
   target?: string;
   remote?: string;
+  /** Aggregated records (peer_rejected at the TLS layer, connection_refused): events in the window. */
+  count?: number;
 }
 
 export interface AuditSink {

@@ -14,6 +14,7 @@ import { readAdmin, readBudgetStore, readRevocations, readStateDir, OPERATIONS_D
 import { readIdentity } from './identity.js';
 import { readAttestation } from './attestation.js';
 import { REQUEST_HEADERS_SETTING } from '../proxy/header-limits.js';
+import { readLimits } from './limits.js';
 import type {
   ActionMappingConfig,
   InboundConfig,
@@ -127,7 +128,7 @@ export function loadConfigFile(path: string, env?: NodeJS.ProcessEnv, options?: 
 }
 
 function readInbound(reader: YamlReader, field: Field): InboundConfig | undefined {
-  const m = reader.map(field, ['listen', 'app', 'actions', 'request_timeout', 'max_request_headers']);
+  const m = reader.map(field, ['listen', 'app', 'actions', 'request_timeout', 'max_request_headers', 'limits']);
   if (!m) return undefined;
   const listen = readListen(reader, m.get('listen'), DEFAULTS.inboundListen);
   const appField = m.get('app');
@@ -152,9 +153,10 @@ function readInbound(reader: YamlReader, field: Field): InboundConfig | undefine
   }
   const maxField = m.get('max_request_headers');
   const maxRequestHeaders = maxField && reader.int(maxField, REQUEST_HEADERS_SETTING);
-  if (!listen || !app || !requestTimeoutMs || (maxField && maxRequestHeaders === undefined)) return undefined;
-  // Absent: the listener's default (DEFAULT_MAX_REQUEST_HEADERS).
-  return { listen, app, actions, requestTimeoutMs, ...(maxRequestHeaders ? { maxRequestHeaders } : {}) };
+  const limits = readLimits(reader, m.get('limits'), 'inbound');
+  if (!listen || !app || !requestTimeoutMs || !limits || (maxField && maxRequestHeaders === undefined)) return undefined;
+  // Absent max_request_headers: the listener's default (DEFAULT_MAX_REQUEST_HEADERS).
+  return { listen, app, actions, requestTimeoutMs, limits, ...(maxRequestHeaders ? { maxRequestHeaders } : {}) };
 }
 
 function readActionMapping(reader: YamlReader, field: Field): ActionMappingConfig | undefined {

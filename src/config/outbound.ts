@@ -8,6 +8,7 @@ import { readDuration, readListen, readPath, readUrl } from './fields.js';
 import type { InjectedHeaderConfig, MeteringConfig, OutboundConfig, OutboundRouteConfig } from './types.js';
 import type { Field, YamlReader } from './yaml-reader.js';
 import { REQUEST_HEADERS_SETTING } from '../proxy/header-limits.js';
+import { readLimits } from './limits.js';
 
 export const OUTBOUND_DEFAULTS = Object.freeze({
   listen: '127.0.0.1:15001',
@@ -24,7 +25,7 @@ const NOT_INJECTABLE = new Set(['host', 'connection', 'content-length', 'transfe
 const PROVIDERS: readonly MeteringConfig['provider'][] = ['openai', 'anthropic', 'gemini'];
 
 export function readOutbound(reader: YamlReader, field: Field, baseDir: string): OutboundConfig | undefined {
-  const m = reader.map(field, ['listen', 'allow_non_loopback', 'routes', 'caller_token_file', 'max_request_headers']);
+  const m = reader.map(field, ['listen', 'allow_non_loopback', 'routes', 'caller_token_file', 'max_request_headers', 'limits']);
   if (!m) return undefined;
   const listenField = m.get('listen');
   const listen = readListen(reader, listenField, OUTBOUND_DEFAULTS.listen);
@@ -53,9 +54,10 @@ export function readOutbound(reader: YamlReader, field: Field, baseDir: string):
   const callerTokenFile = tokenField && readPath(reader, tokenField, baseDir);
   const maxField = m.get('max_request_headers');
   const maxRequestHeaders = maxField && reader.int(maxField, REQUEST_HEADERS_SETTING);
-  if (!listen || allowNonLoopback === undefined || (tokenField && !callerTokenFile) || (maxField && maxRequestHeaders === undefined)) return undefined;
+  const limits = readLimits(reader, m.get('limits'), 'outbound');
+  if (!listen || allowNonLoopback === undefined || !limits || (tokenField && !callerTokenFile) || (maxField && maxRequestHeaders === undefined)) return undefined;
   // Absent max_request_headers: the proxy's default (DEFAULT_OUTBOUND_MAX_REQUEST_HEADERS).
-  return { listen, allowNonLoopback, routes, ...(callerTokenFile ? { callerTokenFile } : {}), ...(maxRequestHeaders ? { maxRequestHeaders } : {}) };
+  return { listen, allowNonLoopback, routes, limits, ...(callerTokenFile ? { callerTokenFile } : {}), ...(maxRequestHeaders ? { maxRequestHeaders } : {}) };
 }
 
 const ROUTE_KEYS = [

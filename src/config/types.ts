@@ -30,6 +30,8 @@ export type IdentitySourceConfig =
       startupTimeoutMs: number;
     };
 
+import type { ListenerLimits } from './limits.js';
+
 export interface OutboundRouteConfig {
   name: string;
   /** https URL of the peer sidecar (or any SPIFFE-authenticated server), or of a public API (`tls: web`). */
@@ -80,6 +82,8 @@ export interface OutboundConfig {
   callerTokenFile?: string;
   /** Agent requests with more header fields are refused (431); default DEFAULT_OUTBOUND_MAX_REQUEST_HEADERS. */
   maxRequestHeaders?: number;
+  /** Timeouts and connection caps of the listener (`outbound.limits`). */
+  limits: ListenerLimits;
 }
 
 export interface ActionMappingConfig {
@@ -100,6 +104,8 @@ export interface InboundConfig {
   requestTimeoutMs: number;
   /** Requests with more header fields are refused (431); default DEFAULT_MAX_REQUEST_HEADERS. */
   maxRequestHeaders?: number;
+  /** Timeouts and connection caps of the listener (`inbound.limits`). */
+  limits: ListenerLimits;
 }
 
 export interface AdminConfig {

@@ -22,7 +22,10 @@ import { DEFAULT_MAX_REQUEST_HEADERS, appLeadHeaders, kRequestId, screenInboundH
 import { errorBody, forwardRequestThen, sendJsonError } from './forward.js';
 import { DecisionLog, pathOnly, type RecentDenials } from './decision-log.js';
 import { H_CHALLENGE, type AttestationGate, type AttestationSession } from './attestation-gate.js';
-import { closeServer, listen } from '../net.js';
+import { closeServer, listen, throttledListenerErrorLog } from '../net.js';
+import { armIdle, guardListener, serverLimitOptions } from '../listener-limits.js';
+import { AggregatedAudit } from '../audit/aggregate.js';
+import { handshakeFailureReason } from './handshake-reasons.js';
 import type { RevocationState } from '../revocation/state.js';
 import type { PolicyAgent } from '../policy/read-agent.js';
 import type { ActionMappingConfig } from '../config/types.js';
@@ -91,6 +94,9 @@ export class InboundListener {
   private readonly app: Pool;
   private readonly match: ReturnType<typeof compileActionMatcher>;
   private readonly connections = new Set<PeeredSocket>();
+  /** Open verified connections per peer SPIFFE ID (for `limits.max_connections_per_peer`). */
+  private readonly perPeer = new Map<string, number>();
+  private readonly refusals: AggregatedAudit;
   private readonly now: () => number;
   private readonly log: DecisionLog;
   /**
@@ -105,6 +111,7 @@ export class InboundListener {
     this.maxRequestHeaders = deps.config.maxRequestHeaders ?? DEFAULT_MAX_REQUEST_HEADERS;
     this.tooManyHeadersBody = tooManyHeadersBody(this.maxRequestHeaders);
     this.log = new DecisionLog('inbound', deps.metrics, deps.audit, deps.denials);
+    this.refusals = new AggregatedAudit(deps.audit);
     this.app = new Pool(deps.config.app, { connections: 256, pipelining: 1, keepAliveTimeout: 30_000 });
     this.appServername = new URL(deps.config.app).hostname || 'app';
     this.match = compileActionMatcher(deps.config.actions);
@@ -141,18 +148,21 @@ export class InboundListener {
       this.server.setSecureContext(serverContextOptions(material));
       return;
     }
-    const server = https.createServer(
-      { ...serverContextOptions(material), keepAliveTimeout: 60_000, requestTimeout: 0 },
-      (req, res) => this.guarded(req, res),
-    );
+    const limits = this.deps.config.limits;
+    const server = https.createServer({ ...serverContextOptions(material), ...serverLimitOptions(limits, true) }, (req, res) => this.guarded(req, res));
     // Runs before the HTTP parser sees any byte of this connection.
     server.prependListener('secureConnection', (socket: TLSSocket) => this.onSecureConnection(socket as PeeredSocket));
-    server.on('tlsClientError', (err: Error & { code?: string }) => {
-      this.deps.metrics.peerRejected('inbound', 'tls_handshake_failed');
+    server.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => {
+      // Rejected by OpenSSL before SPIFFE verification (no certificate, unknown CA, expired,
+      // handshake timeout or abort). Aggregated: a flood of bad handshakes is a few audit lines.
+      const { reason, detail } = handshakeFailureReason(err, socket);
+      this.deps.metrics.peerRejected('inbound', reason);
+      this.refusals.note('peer_rejected', reason, detail, undefined, socket?.remoteAddress);
       this.deps.logger.debug({ err: err.message, code: err.code }, 'inbound TLS handshake failed');
     });
+    guardListener(server, { listener: 'inbound', limits, metrics: this.deps.metrics, audit: this.refusals }, { tls: true });
     this.server = server;
-    await listen(server, this.deps.config.listen);
+    await listen(server, this.deps.config.listen, throttledListenerErrorLog(this.deps.logger, 'inbound'));
     this.deps.logger.info({ address: this.address() }, 'inbound mTLS listener up');
   }
 
@@ -174,9 +184,25 @@ export class InboundListener {
       socket.destroy();
       return;
     }
+    const limits = this.deps.config.limits;
+    const id = socket[kConn].peer.id;
+    const open = this.perPeer.get(id) ?? 0;
+    if (limits.maxConnectionsPerPeer > 0 && open >= limits.maxConnectionsPerPeer) {
+      this.deps.metrics.connectionRefused('inbound', 'peer_connection_limit');
+      this.refusals.note('connection_refused', 'peer_connection_limit', `peer holds its maximum of ${limits.maxConnectionsPerPeer} connections`, id, socket.remoteAddress);
+      socket.destroy();
+      return;
+    }
+    this.perPeer.set(id, open + 1);
     this.deps.metrics.inboundHandshakes.inc();
     this.connections.add(socket);
-    socket.once('close', () => this.connections.delete(socket));
+    socket.once('close', () => {
+      this.connections.delete(socket);
+      const n = (this.perPeer.get(id) ?? 1) - 1;
+      if (n > 0) this.perPeer.set(id, n);
+      else this.perPeer.delete(id);
+    });
+    armIdle(socket, limits.idleTimeoutMs, { listener: 'inbound', metrics: this.deps.metrics });
   }
 
   /** A bug on the request path must deny that request, never take the sidecar down. */
@@ -385,6 +411,7 @@ export class InboundListener {
   }
 
   async close(): Promise<void> {
+    this.refusals.close();
     if (this.server) await closeServer(this.server);
     await this.app.close();
   }

@@ -19,7 +19,9 @@ import { H_CHALLENGE, H_EVIDENCE, H_NONCE, H_REF } from './attestation-gate.js';
 import { prepareEvidence, type Attester, type PreparedEvidence } from '../attestation/attester.js';
 import { DecisionLog, pathOnly } from './decision-log.js';
 import { DEFAULT_OUTBOUND_MAX_REQUEST_HEADERS, H_REQUEST_ID, TOO_MANY_HEADERS_REASON, TOO_MANY_HEADERS_STATUS, kRequestId, newRequestId, outboundRequestId, tooManyHeadersBody, type RequestWithId } from './request-headers.js';
-import { closeServer, listen } from '../net.js';
+import { closeServer, listen, throttledListenerErrorLog } from '../net.js';
+import { answerAndClose, guardListener, serverLimitOptions } from '../listener-limits.js';
+import { AggregatedAudit } from '../audit/aggregate.js';
 import type { TlsMaterial } from './tls.js';
 import { buildRouteRuntime, createRoutePool, type RouteRuntime } from './outbound-routes.js';
 import { responseTransform } from './metering.js';
@@ -76,6 +78,7 @@ const CALLER_UNAUTHENTICATED_BODY = errorBody('Proxy authentication required: se
 const PROXY_AUTHENTICATE = { 'proxy-authenticate': 'Basic realm="attest-sidecar"' };
 const NO_SVID_BODY = errorBody('No valid SVID: the sidecar has no unexpired identity');
 const CONNECT_BODY = errorBody('CONNECT is not supported: send plain HTTP to the sidecar, it originates mTLS');
+const TUNNEL_REFUSAL = `HTTP/1.1 405 Method Not Allowed\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(CONNECT_BODY)}\r\nconnection: close\r\n\r\n${CONNECT_BODY}`;
 const STOPPED_BODY = errorBody('Sidecar stopped by the kill switch');
 const UPSTREAM_REVOKED_BODY = errorBody('Upstream revoked');
 
@@ -91,9 +94,11 @@ export class OutboundProxy {
   private readonly callerToken: CallerTokenCheck | undefined;
   private readonly maxRequestHeaders: number;
   private readonly tooManyHeadersBody: string;
+  private readonly refusals: AggregatedAudit;
 
   constructor(private readonly deps: OutboundDeps) {
     this.log = new DecisionLog('outbound', deps.metrics, deps.audit, deps.denials);
+    this.refusals = new AggregatedAudit(deps.audit);
     this.callerToken = deps.config.callerTokenFile ? new CallerTokenCheck(deps.config.callerTokenFile, deps.logger) : undefined;
     this.maxRequestHeaders = deps.config.maxRequestHeaders ?? DEFAULT_OUTBOUND_MAX_REQUEST_HEADERS;
     this.tooManyHeadersBody = tooManyHeadersBody(this.maxRequestHeaders);
@@ -137,7 +142,8 @@ export class OutboundProxy {
   }
 
   async start(): Promise<void> {
-    const server = http.createServer({ keepAliveTimeout: 60_000, requestTimeout: 0 }, (req, res) => {
+    const limits = this.deps.config.limits;
+    const server = http.createServer(serverLimitOptions(limits, false), (req, res) => {
       // A bug on the request path must fail that request, never take the sidecar down.
       try {
         this.onRequest(req, res);
@@ -148,8 +154,9 @@ export class OutboundProxy {
     });
     server.on('connect', (req: IncomingMessage, socket: Socket) => this.refuseTunnel(req, socket));
     server.on('upgrade', (req: IncomingMessage, socket: Socket) => this.refuseTunnel(req, socket));
+    guardListener(server, { listener: 'outbound', limits, metrics: this.deps.metrics, audit: this.refusals }, { tls: false });
     this.server = server;
-    await listen(server, this.deps.config.listen);
+    await listen(server, this.deps.config.listen, throttledListenerErrorLog(this.deps.logger, 'outbound'));
     this.deps.logger.info({ address: this.address() }, 'outbound proxy listening');
   }
 
@@ -184,10 +191,7 @@ export class OutboundProxy {
   }
 
   private refuseTunnel(req: IncomingMessage, socket: Socket): void {
-    const body = CONNECT_BODY;
-    socket.end(
-      `HTTP/1.1 405 Method Not Allowed\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
-    );
+    answerAndClose(socket, TUNNEL_REFUSAL);
     this.log.record(performance.now(), 'deny', 'method_not_supported', 405, req.method, pathOnly(req.url), undefined, undefined, undefined, outboundRequestId(req.rawHeaders));
   }
 
@@ -524,6 +528,7 @@ export class OutboundProxy {
 
   async close(): Promise<void> {
     clearTimeout(this.expiryTimer);
+    this.refusals.close();
     for (const r of this.routes.values()) r.injector?.close();
     this.callerToken?.close();
     if (this.server) await closeServer(this.server);

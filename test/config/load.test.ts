@@ -5,6 +5,7 @@ import t, { type Test } from 'tap';
 import { ConfigError } from '../../src/errors.js';
 import { ConfigFileError, loadConfigFile, parseConfig, type Problem } from '../../src/config/load.js';
 import { normaliseSocket } from '../../src/config/identity.js';
+import { INBOUND_LIMIT_DEFAULTS, OUTBOUND_LIMIT_DEFAULTS } from '../../src/config/limits.js';
 
 /** The config from the task description, byte for byte. */
 const DOCUMENTED = `identity:
@@ -92,6 +93,7 @@ t.test('the documented config loads as written', async (t) => {
           injectHeaders: [],
         },
       ],
+      limits: { ...OUTBOUND_LIMIT_DEFAULTS },
     },
     inbound: {
       listen: { host: '0.0.0.0', port: 15443 },
@@ -101,6 +103,7 @@ t.test('the documented config loads as written', async (t) => {
         { method: 'GET', path: '/agents/:id/status', action: 'agent.status' },
       ],
       requestTimeoutMs: 30000,
+      limits: { ...INBOUND_LIMIT_DEFAULTS },
     },
     policy: '/etc/attest/policy.yaml',
     admin: { listen: { host: '127.0.0.1', port: 15000 } },
@@ -114,12 +117,13 @@ t.test('the documented config loads as written', async (t) => {
 t.test('defaults', async (t) => {
   const c = parseConfig(`${DEV}outbound: {}\ninbound: {}\npolicy: p.yaml\n`, FILE, NO_ENV);
   t.strictSame(c.identity, { source: 'dev', spiffeId: 'spiffe://td/me', svidTtlSeconds: 60, startupTimeoutMs: 30000 });
-  t.strictSame(c.outbound, { listen: { host: '127.0.0.1', port: 15001 }, allowNonLoopback: false, routes: [] });
+  t.strictSame(c.outbound, { listen: { host: '127.0.0.1', port: 15001 }, allowNonLoopback: false, routes: [], limits: { ...OUTBOUND_LIMIT_DEFAULTS } });
   t.strictSame(c.inbound, {
     listen: { host: '0.0.0.0', port: 15443 },
     app: 'http://127.0.0.1:8080',
     actions: [],
     requestTimeoutMs: 30000,
+    limits: { ...INBOUND_LIMIT_DEFAULTS },
   });
   t.strictSame(c.admin, { listen: { host: '127.0.0.1', port: 15000 } });
   t.strictSame(c.log, { level: 'info', audit: 'stdout' });

@@ -5,6 +5,7 @@
 import { renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
+import { OUTBOUND_LIMIT_DEFAULTS } from '../../src/config/limits.js';
 import { MemoryAuditSink } from '../../src/log.js';
 import { Sidecar } from '../../src/sidecar.js';
 import { WorkloadApiX509Source } from '../../src/spiffe/workload-api/source.js';
@@ -53,6 +54,7 @@ t.test('upstream down: 503 with a JSON reason', async (t) => {
         listen: { host: '127.0.0.1', port: 0 },
         allowNonLoopback: false,
         routes: [{ name: 'control-plane', upstream: 'https://127.0.0.1:1', tls: 'spiffe', serverId: idOf('control-plane'), connectTimeoutMs: 1_000, requestTimeoutMs: 2_000, injectHeaders: [] }],
+        limits: { ...OUTBOUND_LIMIT_DEFAULTS },
       },
     },
     source: await (async () => {

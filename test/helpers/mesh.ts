@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { ActionMappingConfig, SidecarConfig } from '../../src/config/types.js';
+import { INBOUND_LIMIT_DEFAULTS, OUTBOUND_LIMIT_DEFAULTS } from '../../src/config/limits.js';
 import { MemoryAuditSink } from '../../src/log.js';
 import { createLogger } from '../../src/log.js';
 import { Sidecar } from '../../src/sidecar.js';
@@ -137,6 +138,7 @@ export class TestMesh {
         app: this.appUrl,
         actions: opts.actions ?? DEFAULT_ACTIONS,
         requestTimeoutMs: 5_000,
+        limits: { ...INBOUND_LIMIT_DEFAULTS },
       },
       policy: this.policyFile,
       admin: { listen: { host: '127.0.0.1', port: 0 }, tokenFile: path.join(this.dir, 'admin-token') },
@@ -217,6 +219,7 @@ export class TestMesh {
         routes: [
           { name: 'control-plane', upstream: this.inboundUrl, tls: 'spiffe', serverId, connectTimeoutMs: 2_000, requestTimeoutMs: 5_000, injectHeaders: [] },
         ],
+        limits: { ...OUTBOUND_LIMIT_DEFAULTS },
       },
       admin: { listen: { host: '127.0.0.1', port: 0 } },
       log: { level: 'silent', audit: 'stdout' },

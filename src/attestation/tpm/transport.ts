@@ -112,8 +112,13 @@ export class TcpTpmTransport extends QueuedTransport {
         reject(new TpmTransportError(`cannot connect to TPM at ${host}:${port}: ${err.message}`, { cause: err }));
       };
       socket.once('error', onError);
+      // A TPM address that never answers the SYN must not hold startup (or a request) forever.
+      const onTimeout = () => onError(new Error(`no connection within ${timeoutMs} ms`));
+      socket.setTimeout(timeoutMs, onTimeout);
       socket.once('connect', () => {
         socket.off('error', onError);
+        socket.setTimeout(0);
+        socket.off('timeout', onTimeout);
         socket.setNoDelay(true);
         resolve(new TcpTpmTransport(socket, timeoutMs));
       });

@@ -1,0 +1,148 @@
+/**
+ * Connection-level bounds shared by every HTTP(S) listener of the sidecar: request-header and
+ * idle timeouts, a total connection cap, and answers to bytes that are not a request. What a
+ * listener closes is counted (`attest_sidecar_connections_refused_total{direction,reason}`) and,
+ * where it is a refusal rather than ordinary connection life, audited in aggregate.
+ *
+ * Idle is "no request in progress": a fresh connection that has sent nothing (closed after the
+ * idle or the headers timeout, whichever is shorter: node's header deadline runs from accept)
+ * and a kept-alive one between requests (node's keepAliveTimeout). A request whose headers are
+ * not complete in time gets 408 (node's headersTimeout). A request in progress is bounded by
+ * the forwarding timeouts.
+ */
+import type http from 'node:http';
+import type { Socket } from 'node:net';
+import type { ListenerLimits } from './config/limits.js';
+import type { AggregatedAudit } from './audit/aggregate.js';
+import type { SidecarMetrics } from './admin/metrics.js';
+
+export type ListenerName = 'inbound' | 'outbound' | 'admin' | 'admin_mtls';
+
+export interface ListenerGuardDeps {
+  listener: ListenerName;
+  limits: ListenerLimits;
+  metrics: SidecarMetrics;
+  /** Where refusals are audited (aggregated); absent: counted only. */
+  audit?: AggregatedAudit;
+}
+
+/** Options for http(s).createServer: header and keep-alive timeouts, and the TLS handshake bound. */
+export function serverLimitOptions(limits: ListenerLimits, tls: boolean): http.ServerOptions & { handshakeTimeout?: number } {
+  return {
+    headersTimeout: limits.headersTimeoutMs,
+    // The whole-request timeout stays off: bodies and responses may legitimately stream for long;
+    // a stalled body is bounded by the body progress timeout while it is forwarded.
+    requestTimeout: 0,
+    keepAliveTimeout: limits.idleTimeoutMs,
+    // node checks header deadlines on this interval (default 30 s): a quarter of the timeout
+    // keeps the bound within 25% of what is configured, for one cheap timer per listener
+    // (2.5 s with the default; an idle sidecar wakes up rarely).
+    connectionsCheckingInterval: Math.max(100, Math.min(5_000, Math.floor(limits.headersTimeoutMs / 4))),
+    ...(tls ? { handshakeTimeout: limits.handshakeTimeoutMs } : {}),
+  };
+}
+
+const kIdleArmed = Symbol('attest-sidecar.idle-armed');
+const kSecure = Symbol('attest-sidecar.tls-established');
+type GuardedSocket = Socket & { [kIdleArmed]?: boolean; [kSecure]?: boolean };
+
+/** Error answers for bytes that never became a request (node's own would be plain text). */
+const ANSWERS: Record<string, { status: number; reason: string; text: string }> = {
+  ERR_HTTP_REQUEST_TIMEOUT: { status: 408, reason: 'headers_timeout', text: 'Request Timeout' },
+  HPE_HEADER_OVERFLOW: { status: 431, reason: 'headers_too_large', text: 'Request Header Fields Too Large' },
+  HPE_CHUNK_EXTENSIONS_OVERFLOW: { status: 413, reason: 'chunk_extensions_too_large', text: 'Payload Too Large' },
+};
+const MALFORMED = { status: 400, reason: 'malformed_request', text: 'Bad Request' };
+const MESSAGES: Record<string, string> = {
+  headers_timeout: 'Request headers not received in time',
+  headers_too_large: 'Request headers too large',
+  chunk_extensions_too_large: 'Chunk extensions too large',
+  malformed_request: 'Malformed HTTP request',
+};
+
+function rawAnswer(status: number, text: string, message: string): string {
+  const body = JSON.stringify({ error: message });
+  return `HTTP/1.1 ${status} ${text}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
+}
+
+/** How long a refused connection may take to read our answer before it is cut. */
+const REFUSAL_LINGER_MS = 5_000;
+
+/**
+ * Writes a final answer on a socket node no longer manages (CONNECT, Upgrade, parse errors) and
+ * closes it. The socket gets an error listener first: a client that resets the connection
+ * before, while or after the answer is written must not become an unhandled 'error' event.
+ */
+export function answerAndClose(socket: Socket, answer: string): void {
+  socket.on('error', ignore);
+  if (socket.destroyed) return;
+  socket.setTimeout(REFUSAL_LINGER_MS, () => socket.destroy());
+  // Read and drop what the client still sends, so its close is seen and its FIN answered.
+  socket.resume();
+  if (socket.writable) socket.end(answer);
+  else socket.destroy();
+}
+
+function ignore(): void {}
+
+/** Socket errors that only mean the client went away: nothing to answer, count or audit. */
+const CLIENT_GONE = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'ETIMEDOUT', 'ERR_STREAM_DESTROYED']);
+
+/**
+ * Applies the limits to `server` (created with serverLimitOptions): total connection cap, the
+ * idle bound before a connection's first request, and JSON answers to malformed requests.
+ * Plain HTTP listeners arm the idle bound on accept; TLS listeners call `armIdle` once the
+ * handshake is done (the handshake has its own timeout).
+ */
+export function guardListener(server: http.Server, deps: ListenerGuardDeps, opts: { tls: boolean }): void {
+  const { listener, limits, metrics, audit } = deps;
+  server.maxConnections = limits.maxConnections;
+  server.on('drop', (data?: { remoteAddress?: string }) => {
+    metrics.connectionRefused(listener, 'connection_limit');
+    audit?.note('connection_refused', 'connection_limit', `${listener} listener holds its maximum of ${limits.maxConnections} connections`, undefined, data?.remoteAddress);
+  });
+  if (!opts.tls) server.on('connection', (socket: Socket) => armIdle(socket, limits.idleTimeoutMs, deps));
+  else server.prependListener('secureConnection', (socket: Socket) => ((socket as GuardedSocket)[kSecure] = true));
+  server.prependListener('request', (req: http.IncomingMessage) => disarmIdle(req.socket));
+  server.on('clientError', (err: Error & { code?: string }, socket: Socket) => {
+    // https forwards TLS handshake failures here too: those are the listener's tlsClientError
+    // handler's to count; there is no HTTP to answer on a connection without TLS.
+    if ((opts.tls && !(socket as GuardedSocket)[kSecure]) || (err.code !== undefined && CLIENT_GONE.has(err.code))) {
+      socket.destroy();
+      return;
+    }
+    // node's header deadline also runs from accept: a connection that never sent a byte is
+    // idle, not slow, and is closed without an answer (as the idle bound would).
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT' && socket.bytesRead === 0) {
+      metrics.connectionRefused(listener, 'idle_timeout');
+      socket.destroy();
+      return;
+    }
+    const answer = ANSWERS[err.code ?? ''] ?? MALFORMED;
+    metrics.connectionRefused(listener, answer.reason);
+    audit?.note('connection_refused', answer.reason, `${listener} listener: ${MESSAGES[answer.reason]}`, undefined, socket.remoteAddress);
+    // A response already started on this connection cannot be followed by another one.
+    const started = (socket as Socket & { _httpMessage?: unknown })._httpMessage !== undefined && (socket as Socket & { _httpMessage?: unknown })._httpMessage !== null;
+    if (started) socket.destroy();
+    else answerAndClose(socket, rawAnswer(answer.status, answer.text, MESSAGES[answer.reason]!));
+  });
+}
+
+/** Closes `socket` when it completes no request headers within the idle timeout. */
+export function armIdle(socket: Socket, idleTimeoutMs: number, deps: Pick<ListenerGuardDeps, 'listener' | 'metrics'>): void {
+  const s = socket as GuardedSocket;
+  s[kIdleArmed] = true;
+  s.setTimeout(idleTimeoutMs);
+  s.once('timeout', () => {
+    // node's own timeout handler (no server 'timeout' listener) destroys the socket.
+    if (s[kIdleArmed]) deps.metrics.connectionRefused(deps.listener, 'idle_timeout');
+  });
+}
+
+function disarmIdle(socket: Socket): void {
+  const s = socket as GuardedSocket;
+  if (s[kIdleArmed]) {
+    s[kIdleArmed] = false;
+    s.setTimeout(0);
+  }
+}
