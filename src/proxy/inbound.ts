@@ -76,6 +76,9 @@ interface Route {
   readonly decision: Decision;
 }
 
+/** Header bytes the inbound listener accepts (see the server options). */
+export const INBOUND_MAX_HEADER_BYTES = 32 * 1024;
+
 const kConn = Symbol('attest-sidecar.connection');
 type PeeredSocket = TLSSocket & { [kConn]?: Connection };
 
@@ -149,7 +152,12 @@ export class InboundListener {
       return;
     }
     const limits = this.deps.config.limits;
-    const server = https.createServer({ ...serverContextOptions(material), ...serverLimitOptions(limits, true) }, (req, res) => this.guarded(req, res));
+    // Room for the agent's own headers (node's 16 KiB default at the outbound listener) plus the
+    // evidence its sidecar adds (up to 14 KiB), so first contact never meets node's bare 431.
+    const server = https.createServer(
+      { ...serverContextOptions(material), ...serverLimitOptions(limits, true), maxHeaderSize: INBOUND_MAX_HEADER_BYTES },
+      (req, res) => this.guarded(req, res),
+    );
     // Runs before the HTTP parser sees any byte of this connection.
     server.prependListener('secureConnection', (socket: TLSSocket) => this.onSecureConnection(socket as PeeredSocket));
     server.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => {
