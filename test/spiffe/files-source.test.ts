@@ -34,7 +34,7 @@ function atomicWrite(file: string, content: string): void {
   renameSync(tmp, file);
 }
 
-async function until(cond: () => boolean, timeoutMs = 5000, what = 'condition'): Promise<void> {
+async function until(cond: () => boolean, timeoutMs = 30_000, what = 'condition'): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!cond()) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
@@ -136,7 +136,7 @@ t.test('Kubernetes-style ..data symlink swap is picked up', async (t) => {
   const source = new FilesX509Source({ cert: path.join(d, 'tls.crt'), key: path.join(d, 'tls.key'), bundle: path.join(d, 'ca.crt'), debounceMs: 50 });
   t.teardown(() => source.close());
   await source.start();
-  t.equal(serial(await source.waitReady(1000)), v1);
+  t.equal(serial(await source.waitReady(30_000)), v1);
 
   const v2 = await writeVersion('v2');
   symlinkSync('..v2', path.join(d, '..data_tmp'));
@@ -162,7 +162,7 @@ t.test('writes to other files in the same directory do not re-read the set', asy
     return readSet();
   };
   await source.start();
-  await source.waitReady(1000);
+  await source.waitReady(30_000);
   const before = reads;
   // An audit log written next to the certificates, as a busy sidecar does.
   for (let i = 0; i < 20; i++) {
@@ -189,7 +189,7 @@ t.test('missing files: waitReady times out, files appearing later are picked up'
   await t.rejects(source.waitReady(100), withReason('svid_timeout'));
 
   const s = await ca.issueX509Svid('spiffe://example.org/late', { ttlSeconds: 600 });
-  const ready = source.waitReady(5000);
+  const ready = source.waitReady(30_000);
   atomicWrite(files.bundle, ca.bundle().toPem());
   atomicWrite(files.key, s.keyPem);
   atomicWrite(files.cert, s.certChainPem);
