@@ -77,6 +77,7 @@ t.test('the documented config loads as written', async (t) => {
       key: '/etc/attest/svid-key.pem',
       bundle: '/etc/attest/bundle.pem',
       federated: {},
+      startupTimeoutMs: 30_000,
     },
     outbound: {
       listen: { host: '127.0.0.1', port: 15001 },
@@ -172,6 +173,7 @@ log: { audit: logs/audit.jsonl }
     key: '/abs/key.pem',
     bundle: '/srv/sidecar/conf/bundle.pem',
     federated: { 'other.org': '/srv/sidecar/conf/fed/other.pem', 'third.org': '/abs/third.pem' },
+    startupTimeoutMs: 30_000,
   });
   t.equal(c.policy, '/srv/sidecar/conf/policies/p.yaml');
   t.equal(c.log.audit, '/srv/sidecar/conf/logs/audit.jsonl');
