@@ -1,0 +1,123 @@
+/**
+ * SPIFFE parsers: SPIFFE IDs, X.509-SVID chains (parsed, then verified against a bundle), PEM,
+ * SPIFFE and JWT bundle JSON, and Workload API responses after protobuf decoding.
+ */
+import { DevCa } from '../../src/dev/ca.js';
+import { SpiffeBundle } from '../../src/spiffe/bundle/spiffe-bundle.js';
+import { JwtBundle } from '../../src/spiffe/bundle/jwt-bundle.js';
+import { parseSpiffeId, parseTrustDomain } from '../../src/spiffe/id.js';
+import { verifyX509Svid } from '../../src/spiffe/verify.js';
+import { parseCertificatesDer, parseCertificatesPem, parsePrivateKeyPem } from '../../src/spiffe/x509.js';
+import { parseX509Context } from '../../src/spiffe/workload-api/parse.js';
+import { workloadApiService, type X509SvidResponse } from '../../src/spiffe/workload-api/proto.js';
+import type { FuzzTarget } from '../target.js';
+import { once, text, utf8 } from '../seeds.js';
+
+const TD = 'fuzz.example';
+const NOW = new Date();
+const ca = once(async () => {
+  const c = await DevCa.create({ trustDomain: TD });
+  const svid = await c.issueX509Svid(`spiffe://${TD}/agent`, { ttlSeconds: 86_400 * 365 });
+  return { c, svid };
+});
+
+const ID_DICTIONARY = ['spiffe://', '/', '//', '.', '..', '%2e', '%2F', '%', '?', '#', ':', '@', 'A', '-', '_', '\u0000', '\u00e9', ' ', '\n'];
+const JSON_DICTIONARY = ['"keys"', '"kty"', '"EC"', '"RSA"', '"OKP"', '"use"', '"x509-svid"', '"jwt-svid"', '"x5c"', '"kid"', '"crv"', '"P-256"', '"x"', '"y"', '"n"', '"e"', '"spiffe_refresh_hint"', '"spiffe_sequence"', '-1', '1e400', '18446744073709551616', 'null', '"__proto__"', '{', '}', '[', ']', ',', ':', '""'];
+
+export const SPIFFE_TARGETS: FuzzTarget[] = [
+  {
+    name: 'spiffe-id',
+    about: 'SPIFFE IDs and trust domain names (parseSpiffeId, parseTrustDomain)',
+    hints: { dictionary: ID_DICTIONARY, maxBytes: 4096 },
+    async prepare() {
+      const seeds = ['spiffe://example.org/workload', 'spiffe://example.org', 'spiffe://a.b-c_d/p/q/r', 'example.org', 'spiffe://example.org/%41', 'SPIFFE://Example.org/x'].map(utf8);
+      return {
+        seeds,
+        run: (b) => {
+          const s = text(b);
+          try {
+            parseTrustDomain(s);
+          } finally {
+            parseSpiffeId(s);
+          }
+        },
+      };
+    },
+  },
+  {
+    name: 'x509-svid-chain',
+    about: 'a peer\'s X.509-SVID chain: DER parse, then verification against a bundle',
+    hints: { maxBytes: 16384 },
+    async prepare() {
+      const { c, svid } = await ca();
+      const der = Buffer.concat(svid.svid.certificates.map((x) => x.raw));
+      const bundle = c.bundle();
+      return { seeds: [der], run: (b) => verifyX509Svid(parseCertificatesDer(b), bundle, NOW) };
+    },
+  },
+  {
+    name: 'pem',
+    about: 'PEM certificates and private keys (identity files, bundles, AK certificates)',
+    hints: { maxBytes: 16384, dictionary: ['-----BEGIN CERTIFICATE-----\n', '-----END CERTIFICATE-----\n', '-----BEGIN PRIVATE KEY-----\n', '-----END PRIVATE KEY-----\n', '-----BEGIN EC PRIVATE KEY-----\n', '-----BEGIN RSA PRIVATE KEY-----\n', 'Proc-Type: 4,ENCRYPTED\n', '\r\n', '='] },
+    async prepare() {
+      const { svid } = await ca();
+      return {
+        seeds: [utf8(svid.certChainPem), utf8(svid.keyPem)],
+        run: (b) => {
+          try {
+            parseCertificatesPem(b);
+          } finally {
+            parsePrivateKeyPem(b);
+          }
+        },
+      };
+    },
+  },
+  {
+    name: 'spiffe-bundle',
+    about: 'SPIFFE bundle JSON (federated bundles)',
+    hints: { dictionary: JSON_DICTIONARY, maxBytes: 32768 },
+    async prepare() {
+      const { c } = await ca();
+      const td = parseTrustDomain(TD);
+      const bundle = new SpiffeBundle(td, { x509Authorities: c.bundle().authorities, jwtAuthorities: [...c.jwtBundle().authorities], refreshHintSeconds: 300, sequenceNumber: 2 });
+      return { seeds: [utf8(bundle.marshal())], run: (b) => SpiffeBundle.parse(td, b) };
+    },
+  },
+  {
+    name: 'jwt-bundle',
+    about: 'JWT bundle JWKS',
+    hints: { dictionary: JSON_DICTIONARY, maxBytes: 32768 },
+    async prepare() {
+      const { c } = await ca();
+      const td = parseTrustDomain(TD);
+      return { seeds: [utf8(c.jwtBundle().toJwks())], run: (b) => JwtBundle.fromJwks(td, b) };
+    },
+  },
+  {
+    name: 'workload-api-x509-response',
+    about: 'FetchX509SVID responses: protobuf bytes (as grpc-js decodes them), then parseX509Context',
+    hints: { maxBytes: 32768 },
+    async prepare() {
+      const { c, svid } = await ca();
+      const method = workloadApiService().service.FetchX509SVID!;
+      const msg = {
+        svids: [{ spiffe_id: svid.svid.id.toString(), x509_svid: Buffer.concat(svid.svid.certificates.map((x) => x.raw)), x509_svid_key: svid.svid.privateKey.export({ type: 'pkcs8', format: 'der' }), bundle: c.bundleDer(), hint: 'a' }],
+        crl: [],
+        federated_bundles: { 'spiffe://other.example': c.bundleDer() },
+      };
+      return {
+        seeds: [method.responseSerialize(msg)],
+        run: (b) => {
+          let decoded: X509SvidResponse;
+          try {
+            decoded = method.responseDeserialize(Buffer.from(b)) as X509SvidResponse;
+          } catch {
+            return 'not protobuf'; // grpc-js turns this into a stream error before the parser sees it
+          }
+          return parseX509Context(decoded);
+        },
+      };
+    },
+  },
+];
