@@ -14,6 +14,7 @@ export const KNOWN_FINDINGS: readonly KnownFinding[] = [
   // Being fixed by helper H7: an issued_at_ms beyond Date's range throws from toISOString.
   { target: 'sim-report', match: /RangeError: Invalid time value .*describeSimReport/, bug: 'sim report issued_at_ms out of Date range: RangeError, not evidence_malformed (H7)' },
   { target: 'sim-verify-resigned', match: /RangeError: Invalid time value .*describeSimReport/, bug: 'sim report issued_at_ms out of Date range: RangeError, not evidence_malformed (H7)' },
+  { target: 'evidence-verify', match: /RangeError: Invalid time value .*describeSimReport/, bug: 'sim report issued_at_ms out of Date range: RangeError, not evidence_malformed (H7)' },
   { target: 'evidence-envelope', match: /RangeError: Invalid time value .*describeSimReport/, bug: 'sim report issued_at_ms out of Date range: RangeError, not evidence_malformed (H7)' },
 ];
 

@@ -27,6 +27,8 @@ export interface RunOptions {
   /** Wall ms after which a running input is a `hang` whatever its CPU; default 120 000. */
   hangWallMs?: number;
   crashDir: string;
+  /** Look targets up in this module (URL) instead of the registry. */
+  targetsModule?: string;
   log?: (line: string) => void;
 }
 
@@ -85,6 +87,7 @@ export async function runTarget(target: string, o: RunOptions): Promise<TargetRe
       endIteration: end,
       ...(stopAtMs !== undefined ? { stopAtMs } : {}),
       slowCpuMs: o.slowCpuMs ?? 1000,
+      ...(o.targetsModule ? { targetsModule: o.targetsModule } : {}),
       control,
       input: inputBuf,
     };

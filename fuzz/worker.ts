@@ -5,11 +5,13 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { makeInput } from './engine.js';
-import { classifyThrown, findingKey, type OutcomeKind } from './target.js';
+import { classifyThrown, findingKey, type FuzzTarget, type OutcomeKind } from './target.js';
 import { targetNamed } from './targets/index.js';
 
 export interface WorkerParams {
   target: string;
+  /** A module exporting TARGETS to look the target up in instead of the registry (the harness's own tests). */
+  targetsModule?: string;
   seed: number;
   startIteration: number;
   /** Stop before this iteration. */
@@ -31,7 +33,9 @@ export type WorkerMessage =
 export const CONTROL = { running: 0, length: 1 } as const;
 
 async function main(p: WorkerParams): Promise<void> {
-  const target = targetNamed(p.target);
+  const target = p.targetsModule
+    ? ((await import(p.targetsModule)) as { TARGETS: FuzzTarget[] }).TARGETS.find((t) => t.name === p.target)
+    : targetNamed(p.target);
   if (!target) throw new Error(`unknown fuzz target ${p.target}`);
   const prepared = await target.prepare();
   const hints = target.hints ?? {};

@@ -5,7 +5,9 @@
  * after the signature (TCB, chip id, PCR digest, clock, policy bits) see mutated values too.
  */
 import { createHash, generateKeyPairSync, sign } from 'node:crypto';
+import { bindingUserData } from '../../src/attestation/binding.js';
 import { decodeEvidence, encodeEvidence } from '../../src/attestation/envelope.js';
+import { verifyEvidence, type VerifierTrust } from '../../src/attestation/verifier.js';
 import { parseHclReport } from '../../src/attestation/az-snp-vtpm/hcl.js';
 import { loadSnpAnchors } from '../../src/attestation/sev-snp/anchors.js';
 import { buildSnpCertTable, parseSnpCertTable, SNP_CERT_GUIDS } from '../../src/attestation/sev-snp/cert-table.js';
@@ -275,3 +277,37 @@ export const ATTESTATION_TARGETS: FuzzTarget[] = [
     },
   },
 ];
+
+ATTESTATION_TARGETS.push({
+  name: 'evidence-verify',
+  about: 'a peer\'s evidence end to end: envelope JSON (re-encoded) -> verifier dispatch -> binding to the connection',
+  hints: { maxBytes: 16 * 1024, dictionary: ['"__cmwc_t"', '"type"', '"report"', '"vcek"', '"sim"', '"sev-snp"', '"tpm"', '"tdx"', '"sgx"', '"az-snp-vtpm"', '{', '}', '[', ']', ','] },
+  async prepare() {
+    const m = await snpMaterial();
+    const key = await simKey();
+    const ak = await tpmKey();
+    const spki = Buffer.from('fuzz-connection-spki');
+    const reportData = bindingUserData(spki);
+    const sim = signSimReport({ measurement: Buffer.alloc(48, 1), guestSvn: 1, debug: false, tcb: 5n, chipId: Buffer.alloc(64, 2), reportData, issuedAtMs: NOW.getTime() - 1000 }, key.privateKey);
+    const snp = makeReport({ product: 'Milan', tcb: TCB, chipId: CHIP, reportData }, m.vcek.privateKey);
+    const attest = quoteAttest(bindingUserData(spki, undefined, 32));
+    const envelopes = [
+      encodeEvidence({ type: 'sim', parts: { report: sim } }),
+      encodeEvidence({ type: 'sev-snp', parts: { report: snp, vcek: m.vcek.der } }),
+      encodeEvidence({
+        type: 'tpm',
+        parts: {
+          attest,
+          signature: Buffer.concat([Buffer.from([0x00, 0x14, 0x00, 0x0b, 0x01, 0x00]), sign('sha256', attest, ak.privateKey)]),
+          pcrs: encodePcrs({ alg: 'sha256', values: Object.fromEntries(PCRS.map((p, i) => [i, p])) }),
+          ak: akTemplate('rsa-2048'),
+        },
+      }),
+    ];
+    const trust: VerifierTrust = { simKeys: [key.publicKey], snpAnchors: m.anchors, tpm: { keys: [ak.publicKey] } };
+    return {
+      seeds: envelopes.map((e) => Buffer.from(e, 'base64url')),
+      run: (json) => verifyEvidence(decodeEvidence(Buffer.from(json).toString('base64url')), trust, { spki }, NOW, { tpmClocks: new Map() }),
+    };
+  },
+});

@@ -2,7 +2,10 @@
  * SPIFFE parsers: SPIFFE IDs, X.509-SVID chains (parsed, then verified against a bundle), PEM,
  * SPIFFE and JWT bundle JSON, and Workload API responses after protobuf decoding.
  */
+import { sign, type KeyObject } from 'node:crypto';
 import { DevCa } from '../../src/dev/ca.js';
+import { X509Bundle } from '../../src/spiffe/bundle/x509-bundle.js';
+import { makeCa, makeLeaf } from '../../test/helpers/certs.js';
 import { SpiffeBundle } from '../../src/spiffe/bundle/spiffe-bundle.js';
 import { JwtBundle } from '../../src/spiffe/bundle/jwt-bundle.js';
 import { parseSpiffeId, parseTrustDomain } from '../../src/spiffe/id.js';
@@ -121,3 +124,44 @@ export const SPIFFE_TARGETS: FuzzTarget[] = [
     },
   },
 ];
+
+/** DER length octets. */
+function derLength(n: number): Buffer {
+  if (n < 0x80) return Buffer.from([n]);
+  const bytes: number[] = [];
+  for (let v = n; v > 0; v = Math.floor(v / 256)) bytes.unshift(v & 0xff);
+  return Buffer.from([0x80 | bytes.length, ...bytes]);
+}
+const derTlv = (tag: number, body: Uint8Array) => Buffer.concat([Buffer.from([tag]), derLength(body.length), body]);
+
+/** The first element (TBSCertificate) of a certificate's outer SEQUENCE. */
+function tbsOf(cert: Uint8Array): Buffer {
+  const b = Buffer.from(cert);
+  const skip = (at: number) => (b[at + 1]! < 0x80 ? 2 : 2 + (b[at + 1]! & 0x7f));
+  const len = (at: number) => (b[at + 1]! < 0x80 ? b[at + 1]! : b.subarray(at + 2, at + skip(at)).reduce((v, x) => v * 256 + x, 0));
+  const inner = skip(0);
+  return b.subarray(inner, inner + skip(inner) + len(inner));
+}
+
+const ECDSA_SHA256 = Buffer.from('300a06082a8648ce3d040302', 'hex');
+
+/** A certificate from (possibly mutated) TBS bytes, signed by `issuerKey` (P-256). */
+function signTbs(tbs: Uint8Array, issuerKey: KeyObject): Buffer {
+  const sig = sign('sha256', tbs, issuerKey);
+  return derTlv(0x30, Buffer.concat([tbs, ECDSA_SHA256, derTlv(0x03, Buffer.concat([Buffer.from([0]), sig]))]));
+}
+
+SPIFFE_TARGETS.push({
+  name: 'x509-svid-resigned',
+  about: 'X.509-SVID verification with each mutated leaf TBSCertificate re-signed by the issuing CA (extensions, names, validity)',
+  hints: { maxBytes: 8192 },
+  async prepare() {
+    const root = await makeCa({ td: TD, name: 'Fuzz Root' });
+    const leaf = await makeLeaf(root, { uris: [`spiffe://${TD}/agent`], name: 'agent', notAfter: new Date(Date.now() + 365 * 86_400_000) });
+    const bundle = new X509Bundle(parseTrustDomain(TD), [root.cert]);
+    return {
+      seeds: [tbsOf(leaf.der)],
+      run: (tbs) => verifyX509Svid(parseCertificatesDer(signTbs(tbs, root.privateKey)), bundle, new Date()),
+    };
+  },
+});
