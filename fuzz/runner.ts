@@ -56,7 +56,8 @@ const WORKER_FILE = new URL('./worker.js', import.meta.url);
 
 export async function runTarget(target: string, o: RunOptions): Promise<TargetReport> {
   const end = o.iterations ?? Number.MAX_SAFE_INTEGER;
-  const stopAtMs = o.seconds !== undefined ? Date.now() + o.seconds * 1000 : undefined;
+  // Set by the first worker once the target is prepared; later workers (after a hang) keep it.
+  let stopAtMs: number | undefined;
   const report: TargetReport = { target, iterations: 0, counts: {}, reasons: {}, findings: [] };
   const seen = new Set<string>();
   const record = (kind: OutcomeKind, error: string, iteration: number, input: Uint8Array, key: string) => {
@@ -85,7 +86,7 @@ export async function runTarget(target: string, o: RunOptions): Promise<TargetRe
       seed: o.seed,
       startIteration: start,
       endIteration: end,
-      ...(stopAtMs !== undefined ? { stopAtMs } : {}),
+      ...(stopAtMs !== undefined ? { stopAtMs } : o.seconds !== undefined ? { seconds: o.seconds } : {}),
       slowCpuMs: o.slowCpuMs ?? 1000,
       ...(o.targetsModule ? { targetsModule: o.targetsModule } : {}),
       control,
@@ -130,7 +131,8 @@ export async function runTarget(target: string, o: RunOptions): Promise<TargetRe
         }
       }, 100);
       worker.on('message', (m: WorkerMessage) => {
-        if (m.type === 'finding') record(m.kind, m.error, m.iteration, Buffer.from(m.input, 'base64'), m.key);
+        if (m.type === 'ready') stopAtMs = m.stopAtMs;
+        else if (m.type === 'finding') record(m.kind, m.error, m.iteration, Buffer.from(m.input, 'base64'), m.key);
         else if (m.type === 'done') {
           add(m.counts, report.counts);
           add(m.reasons, report.reasons);

@@ -16,8 +16,10 @@ export interface WorkerParams {
   startIteration: number;
   /** Stop before this iteration. */
   endIteration: number;
-  /** Stop at this wall-clock time (epoch ms), if set. */
+  /** Stop at this wall-clock time (epoch ms), if set, or ... */
   stopAtMs?: number;
+  /** ... this many seconds after the target is prepared (the first worker of a timed run). */
+  seconds?: number;
   /** An input using more CPU than this (ms) is a `slow` finding. */
   slowCpuMs: number;
   /** [iteration + 1 of the input running (0: none), input length] */
@@ -26,7 +28,7 @@ export interface WorkerParams {
 }
 
 export type WorkerMessage =
-  | { type: 'ready'; seeds: number }
+  | { type: 'ready'; seeds: number; stopAtMs: number | undefined }
   | { type: 'finding'; kind: OutcomeKind; key: string; error: string; iteration: number; input: string }
   | { type: 'done'; counts: Record<string, number>; nextIteration: number; reasons: Record<string, number> };
 
@@ -44,7 +46,9 @@ async function main(p: WorkerParams): Promise<void> {
   const counts: Record<string, number> = { ok: 0, typed: 0 };
   const reasons: Record<string, number> = Object.create(null) as Record<string, number>;
   const reported = new Set<string>();
-  parentPort!.postMessage({ type: 'ready', seeds: prepared.seeds.length } satisfies WorkerMessage);
+  // A timed run counts from here: preparing (key generation) is not fuzzing.
+  const stopAtMs = p.stopAtMs ?? (p.seconds !== undefined ? Date.now() + p.seconds * 1000 : undefined);
+  parentPort!.postMessage({ type: 'ready', seeds: prepared.seeds.length, stopAtMs } satisfies WorkerMessage);
 
   const report = (kind: OutcomeKind, error: string, iteration: number, input: Uint8Array) => {
     counts[kind] = (counts[kind] ?? 0) + 1;
@@ -56,7 +60,7 @@ async function main(p: WorkerParams): Promise<void> {
 
   let i = p.startIteration;
   for (; i < p.endIteration; i++) {
-    if (p.stopAtMs !== undefined && (i & 15) === 0 && Date.now() >= p.stopAtMs) break;
+    if (stopAtMs !== undefined && (i & 15) === 0 && Date.now() >= stopAtMs) break;
     const input = makeInput(prepared.seeds, hints, p.seed, p.target, i);
     const n = Math.min(input.length, shared.length);
     shared.set(input.subarray(0, n));
