@@ -41,3 +41,4 @@ export function classifyThrown(err: unknown): { kind: 'typed'; reason: string } 
 export function findingKey(target: string, kind: OutcomeKind, error: string): string {
   return `${target} ${kind} ${error.replace(/\d+/g, 'N').replace(/0xN[a-f]*/gi, '0xN').slice(0, 300)}`;
 }
+

@@ -247,10 +247,7 @@ export class Sidecar {
         const { FilesX509Source } = await import('./spiffe/files-source.js');
         const s = new FilesX509Source({ cert: id.cert, key: id.key, bundle: id.bundle, federated: id.federated, logger: this.logger });
         // Files that cannot make an identity are a configuration mistake: refuse to start.
-        await s.requireIdentity(id.startupTimeoutMs).catch(async (err: unknown) => {
-          await s.close();
-          throw err;
-        });
+        await s.requireIdentity(id.startupTimeoutMs);
         return s;
       }
       case 'dev': {

@@ -2,7 +2,7 @@
  * SPIFFE parsers: SPIFFE IDs, X.509-SVID chains (parsed, then verified against a bundle), PEM,
  * SPIFFE and JWT bundle JSON, and Workload API responses after protobuf decoding.
  */
-import { sign, type KeyObject } from 'node:crypto';
+import { generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import { DevCa } from '../../src/dev/ca.js';
 import { X509Bundle } from '../../src/spiffe/bundle/x509-bundle.js';
 import { makeCa, makeLeaf } from '../../test/helpers/certs.js';
@@ -25,26 +25,25 @@ const ca = once(async () => {
 });
 
 const ID_DICTIONARY = ['spiffe://', '/', '//', '.', '..', '%2e', '%2F', '%', '?', '#', ':', '@', 'A', '-', '_', '\u0000', '\u00e9', ' ', '\n'];
+const ID_SEEDS = ['spiffe://example.org/workload', 'spiffe://example.org', 'spiffe://a.b-c_d/p/q/r', 'example.org', 'spiffe://example.org/%41', 'SPIFFE://Example.org/x'];
+const PEM_DICTIONARY = ['-----BEGIN CERTIFICATE-----\n', '-----END CERTIFICATE-----\n', '-----BEGIN PRIVATE KEY-----\n', '-----END PRIVATE KEY-----\n', '-----BEGIN EC PRIVATE KEY-----\n', '-----BEGIN RSA PRIVATE KEY-----\n', 'Proc-Type: 4,ENCRYPTED\n', '\r\n', '='];
 const JSON_DICTIONARY = ['"keys"', '"kty"', '"EC"', '"RSA"', '"OKP"', '"use"', '"x509-svid"', '"jwt-svid"', '"x5c"', '"kid"', '"crv"', '"P-256"', '"x"', '"y"', '"n"', '"e"', '"spiffe_refresh_hint"', '"spiffe_sequence"', '-1', '1e400', '18446744073709551616', 'null', '"__proto__"', '{', '}', '[', ']', ',', ':', '""'];
 
 export const SPIFFE_TARGETS: FuzzTarget[] = [
   {
     name: 'spiffe-id',
-    about: 'SPIFFE IDs and trust domain names (parseSpiffeId, parseTrustDomain)',
+    about: 'SPIFFE IDs (parseSpiffeId)',
     hints: { dictionary: ID_DICTIONARY, maxBytes: 4096 },
     async prepare() {
-      const seeds = ['spiffe://example.org/workload', 'spiffe://example.org', 'spiffe://a.b-c_d/p/q/r', 'example.org', 'spiffe://example.org/%41', 'SPIFFE://Example.org/x'].map(utf8);
-      return {
-        seeds,
-        run: (b) => {
-          const s = text(b);
-          try {
-            parseTrustDomain(s);
-          } finally {
-            parseSpiffeId(s);
-          }
-        },
-      };
+      return { seeds: ID_SEEDS.map(utf8), run: (b) => parseSpiffeId(text(b)) };
+    },
+  },
+  {
+    name: 'trust-domain',
+    about: 'trust domain names and trust domain IDs (parseTrustDomain)',
+    hints: { dictionary: ID_DICTIONARY, maxBytes: 4096 },
+    async prepare() {
+      return { seeds: ID_SEEDS.map(utf8), run: (b) => parseTrustDomain(text(b)) };
     },
   },
   {
@@ -59,21 +58,22 @@ export const SPIFFE_TARGETS: FuzzTarget[] = [
     },
   },
   {
-    name: 'pem',
-    about: 'PEM certificates and private keys (identity files, bundles, AK certificates)',
-    hints: { maxBytes: 16384, dictionary: ['-----BEGIN CERTIFICATE-----\n', '-----END CERTIFICATE-----\n', '-----BEGIN PRIVATE KEY-----\n', '-----END PRIVATE KEY-----\n', '-----BEGIN EC PRIVATE KEY-----\n', '-----BEGIN RSA PRIVATE KEY-----\n', 'Proc-Type: 4,ENCRYPTED\n', '\r\n', '='] },
+    name: 'pem-certificates',
+    about: 'PEM certificates (identity files, bundles, AK certificates)',
+    hints: { maxBytes: 16384, dictionary: PEM_DICTIONARY },
     async prepare() {
       const { svid } = await ca();
-      return {
-        seeds: [utf8(svid.certChainPem), utf8(svid.keyPem)],
-        run: (b) => {
-          try {
-            parseCertificatesPem(b);
-          } finally {
-            parsePrivateKeyPem(b);
-          }
-        },
-      };
+      return { seeds: [utf8(svid.certChainPem)], run: (b) => parseCertificatesPem(b) };
+    },
+  },
+  {
+    name: 'pem-private-key',
+    about: 'PEM private keys (identity files)',
+    hints: { maxBytes: 16384, dictionary: PEM_DICTIONARY },
+    async prepare() {
+      const { svid } = await ca();
+      const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'sec1', format: 'pem' }) as string;
+      return { seeds: [utf8(svid.keyPem), utf8(ec)], run: (b) => parsePrivateKeyPem(b) };
     },
   },
   {

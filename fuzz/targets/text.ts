@@ -41,6 +41,8 @@ const REFERENCE_VALUES = [
   '',
 ].join('\n');
 
+const SHARED_REVOCATIONS = 'revoked:\n  - spiffe_id: spiffe://td/agent\n    reason: compromised\n    at: 2026-01-01T00:00:00Z\n  - spiffe_id: spiffe://td/other\nall: { reason: incident 42 }\n';
+
 /** Splits a body into up to four chunks at input-derived points (chunk boundaries matter to streaming parsers). */
 function chunks(b: Uint8Array): Uint8Array[] {
   if (b.length < 4) return [b];
@@ -133,42 +135,37 @@ export const TEXT_TARGETS: FuzzTarget[] = [
     },
   },
   {
-    name: 'revocation-lists',
-    about: 'shared revocation files and the local revocation state file',
-    hints: { dictionary: [...YAML_DICTIONARY, ...JSON_DICTIONARY, 'revoked:', 'spiffe_id', 'reason', 'at', 'all:', '"*"', '"version"', '"entries"'], maxBytes: 32768 },
+    name: 'revocation-shared',
+    about: 'shared revocation files, YAML or JSON (parseSharedList)',
+    hints: { dictionary: [...YAML_DICTIONARY, ...JSON_DICTIONARY, 'revoked:', 'spiffe_id', 'reason', 'at', 'all:'], maxBytes: 32768 },
     async prepare() {
-      const shared = 'revoked:\n  - spiffe_id: spiffe://td/agent\n    reason: compromised\n    at: 2026-01-01T00:00:00Z\n  - spiffe_id: spiffe://td/other\nall: { reason: incident 42 }\n';
-      const local = serializeLocalList(parseSharedList(shared, 'seed', { now: () => NOW.getTime() }));
-      return {
-        seeds: [utf8(shared), utf8(local)],
-        run: (b) => {
-          const s = text(b);
-          try {
-            parseSharedList(s, 'fuzz-shared.yaml', { now: () => NOW.getTime(), previous: EMPTY_LIST });
-          } finally {
-            parseLocalList(s, 'fuzz-local.json');
-          }
-        },
-      };
+      return { seeds: [utf8(SHARED_REVOCATIONS)], run: (b) => parseSharedList(text(b), 'fuzz-shared.yaml', { now: () => NOW.getTime(), previous: EMPTY_LIST }) };
+    },
+  },
+  {
+    name: 'revocation-local',
+    about: 'the local revocation state file (parseLocalList)',
+    hints: { dictionary: [...JSON_DICTIONARY, '"version"', '"all"', '"revoked"', '"spiffe_id"', '"reason"', '"at"'], maxBytes: 32768 },
+    async prepare() {
+      const local = serializeLocalList(parseSharedList(SHARED_REVOCATIONS, 'seed', { now: () => NOW.getTime() }));
+      return { seeds: [utf8(local)], run: (b) => parseLocalList(text(b), 'fuzz-local.json') };
     },
   },
   {
     name: 'budget-journal',
-    about: 'budget journal files (replayJournal) and snapshots (parseSnapshot)',
+    about: 'budget journal files (replayJournal)',
     hints: { dictionary: [...JSON_DICTIONARY, '\t', '"k"', '"d"', '"t"', '00000000'], maxBytes: 32768 },
     async prepare() {
       const journal = ['a:total', 'b:2026-06', 'a:total'].map((k, i) => encodeRecord({ k, d: 250_000 * (i + 1), t: NOW.getTime() + i })).join('');
-      const snapshot = encodeSnapshot(3, [['a:total', 1_000_000], ['b:2026-06', 5]]);
-      return {
-        seeds: [utf8(journal), utf8(snapshot)],
-        run: (b) => {
-          try {
-            replayJournal(b, 'fuzz.journal');
-          } finally {
-            parseSnapshot(text(b), 'fuzz.snapshot');
-          }
-        },
-      };
+      return { seeds: [utf8(journal)], run: (b) => replayJournal(b, 'fuzz.journal') };
+    },
+  },
+  {
+    name: 'budget-snapshot',
+    about: 'budget ledger snapshots (parseSnapshot)',
+    hints: { dictionary: [...JSON_DICTIONARY, '"version"', '"journal"', '"totals"'], maxBytes: 32768 },
+    async prepare() {
+      return { seeds: [utf8(encodeSnapshot(3, [['a:total', 1_000_000], ['b:2026-06', 5]]))], run: (b) => parseSnapshot(text(b), 'fuzz.snapshot') };
     },
   },
   {

@@ -87,9 +87,19 @@ export class FilesX509Source extends BaseX509Source {
    * Start-up check: resolves with the first identity. Rejects (reason `identity_files_invalid`)
    * at once when the files are there but do not make an identity (not SPIFFE, key not the
    * certificate's, a leaf as the bundle) or a file's folder does not exist, and after
-   * `timeoutMs` when a file stays unreadable (it may still be being written).
+   * `timeoutMs` when a file stays unreadable (it may still be being written). Closes the
+   * source when it rejects.
    */
   async requireIdentity(timeoutMs: number): Promise<IdentityState> {
+    try {
+      return await this.waitForIdentity(timeoutMs);
+    } catch (err) {
+      await this.close();
+      throw err;
+    }
+  }
+
+  private async waitForIdentity(timeoutMs: number): Promise<IdentityState> {
     await this.start();
     const deadline = Date.now() + timeoutMs;
     for (;;) {
