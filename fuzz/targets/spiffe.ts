@@ -3,7 +3,7 @@
  * SPIFFE and JWT bundle JSON, and Workload API responses after protobuf decoding.
  */
 import { generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
-import { DevCa } from '../../src/dev/ca.js';
+import { DevCa, type IssuedSvid } from '../../src/dev/ca.js';
 import { X509Bundle } from '../../src/spiffe/bundle/x509-bundle.js';
 import { makeCa, makeLeaf } from '../../test/helpers/certs.js';
 import { SpiffeBundle } from '../../src/spiffe/bundle/spiffe-bundle.js';
@@ -11,8 +11,8 @@ import { JwtBundle } from '../../src/spiffe/bundle/jwt-bundle.js';
 import { parseSpiffeId, parseTrustDomain } from '../../src/spiffe/id.js';
 import { verifyX509Svid } from '../../src/spiffe/verify.js';
 import { parseCertificatesDer, parseCertificatesPem, parsePrivateKeyPem } from '../../src/spiffe/x509.js';
-import { parseX509Context } from '../../src/spiffe/workload-api/parse.js';
-import { workloadApiService, type X509SvidResponse } from '../../src/spiffe/workload-api/proto.js';
+import { parseJwtBundles, parseX509Bundles, parseX509Context } from '../../src/spiffe/workload-api/parse.js';
+import { workloadApiService } from '../../src/spiffe/workload-api/proto.js';
 import type { FuzzTarget } from '../target.js';
 import { once, text, utf8 } from '../seeds.js';
 
@@ -97,33 +97,42 @@ export const SPIFFE_TARGETS: FuzzTarget[] = [
       return { seeds: [utf8(c.jwtBundle().toJwks())], run: (b) => JwtBundle.fromJwks(td, b) };
     },
   },
-  {
-    name: 'workload-api-x509-response',
-    about: 'FetchX509SVID responses: protobuf bytes (as grpc-js decodes them), then parseX509Context',
+];
+
+/** A Workload API response: protobuf bytes decoded as grpc-js does, then the project's parser. */
+function workloadApiTarget(name: string, method: string, parse: (msg: never) => unknown, seed: (c: DevCa, svid: IssuedSvid) => object): FuzzTarget {
+  return {
+    name,
+    about: `${method} responses: protobuf bytes (as grpc-js decodes them), then the response parser`,
     hints: { maxBytes: 32768 },
     async prepare() {
       const { c, svid } = await ca();
-      const method = workloadApiService().service.FetchX509SVID!;
-      const msg = {
-        svids: [{ spiffe_id: svid.svid.id.toString(), x509_svid: Buffer.concat(svid.svid.certificates.map((x) => x.raw)), x509_svid_key: svid.svid.privateKey.export({ type: 'pkcs8', format: 'der' }), bundle: c.bundleDer(), hint: 'a' }],
-        crl: [],
-        federated_bundles: { 'spiffe://other.example': c.bundleDer() },
-      };
+      const def = workloadApiService().service[method]!;
       return {
-        seeds: [method.responseSerialize(msg)],
+        seeds: [def.responseSerialize(seed(c, svid))],
         run: (b) => {
-          let decoded: X509SvidResponse;
+          let decoded: unknown;
           try {
-            decoded = method.responseDeserialize(Buffer.from(b)) as X509SvidResponse;
+            decoded = def.responseDeserialize(Buffer.from(b));
           } catch {
             return 'not protobuf'; // grpc-js turns this into a stream error before the parser sees it
           }
-          return parseX509Context(decoded);
+          return parse(decoded as never);
         },
       };
     },
-  },
-];
+  };
+}
+
+SPIFFE_TARGETS.push(
+  workloadApiTarget('workload-api-x509-svid', 'FetchX509SVID', parseX509Context, (c, svid) => ({
+    svids: [{ spiffe_id: svid.svid.id.toString(), x509_svid: Buffer.concat(svid.svid.certificates.map((x) => x.raw)), x509_svid_key: svid.svid.privateKey.export({ type: 'pkcs8', format: 'der' }), bundle: c.bundleDer(), hint: 'a' }],
+    crl: [],
+    federated_bundles: { 'spiffe://other.example': c.bundleDer() },
+  })),
+  workloadApiTarget('workload-api-x509-bundles', 'FetchX509Bundles', parseX509Bundles, (c) => ({ crl: [], bundles: { [`spiffe://${TD}`]: c.bundleDer(), 'spiffe://other.example': c.bundleDer() } })),
+  workloadApiTarget('workload-api-jwt-bundles', 'FetchJWTBundles', parseJwtBundles, (c) => ({ bundles: { [`spiffe://${TD}`]: Buffer.from(c.jwtBundle().toJwks()) } })),
+);
 
 /** DER length octets. */
 function derLength(n: number): Buffer {
