@@ -1,11 +1,14 @@
 /**
  * The fuzz harness itself: inputs are reproducible from (seed, target, iteration); typed errors
  * pass while other exceptions, bad reason codes and a spinning parser are findings, written to
- * the crash folder with the input; after a hang the run resumes at the next input.
+ * the crash folder with the input; after a hang the run resumes at the next input; the CLI's
+ * timed run, --list and --replay.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { makeInput } from '../../fuzz/engine.js';
 import { runTarget } from '../../fuzz/runner.js';
@@ -64,4 +67,24 @@ t.test('a parser that spins is a hang: its worker is killed and the run goes on'
   t.ok((r.counts.hang ?? 0) >= 1);
   t.ok((r.counts.ok ?? 0) > 0, 'inputs after the hang still ran');
   t.equal(r.iterations, 400, 'every input accounted for');
+});
+
+t.test('npm run fuzz: a timed run, --list and --replay', async (t) => {
+  const main = fileURLToPath(new URL('../../fuzz/main.js', import.meta.url));
+  const run = (args: string[]) => spawnSync(process.execPath, [main, ...args], { encoding: 'utf8', timeout: 120_000, env: { ...process.env, NODE_OPTIONS: '' } });
+  const timed = run(['--target', 'canonical-path', '--seconds', '1', '--seed', '9', '--crash-dir', crashDir]);
+  t.equal(timed.status, 0, timed.stderr);
+  t.match(timed.stdout, /^fuzz: seed 9, 1 target\(s\), 1 s each/);
+  t.match(timed.stdout, /canonical-path: [1-9]\d* inputs/);
+  t.match(timed.stdout, /fuzz: no findings/);
+  const list = run(['--list']);
+  t.match(list.stdout, /^sev-snp-report\s+SEV-SNP attestation report/m);
+  const file = path.join(crashDir, 'replay.json');
+  writeFileSync(file, JSON.stringify({ target: 'sim-report', inputBase64: Buffer.from('not a report').toString('base64') }));
+  const replay = run(['--replay', file]);
+  t.equal(replay.status, 0, replay.stderr);
+  t.match(replay.stdout, /sim-report: typed error evidence_malformed: sim report is 12 bytes/);
+  const unknown = run(['--target', 'no-such-target']);
+  t.equal(unknown.status, 2);
+  t.match(unknown.stderr, /unknown target\(s\) no-such-target/);
 });
