@@ -15,7 +15,6 @@ export const KNOWN_FINDINGS: readonly KnownFinding[] = [
   { target: 'sim-report', match: /RangeError: Invalid time value .*describeSimReport/, bug: 'sim report issued_at_ms out of Date range: RangeError, not evidence_malformed (H7)' },
   { target: 'sim-verify-resigned', match: /RangeError: Invalid time value .*describeSimReport/, bug: 'sim report issued_at_ms out of Date range: RangeError, not evidence_malformed (H7)' },
   { target: 'evidence-verify', match: /RangeError: Invalid time value .*describeSimReport/, bug: 'sim report issued_at_ms out of Date range: RangeError, not evidence_malformed (H7)' },
-  { target: 'evidence-envelope', match: /RangeError: Invalid time value .*describeSimReport/, bug: 'sim report issued_at_ms out of Date range: RangeError, not evidence_malformed (H7)' },
 ];
 
 export function knownFinding(target: string, error: string): KnownFinding | undefined {
