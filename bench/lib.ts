@@ -142,7 +142,7 @@ function httpStatus(url: string, headers: Record<string, string> = {}): Promise<
 }
 
 /** Polls URL until it answers 200, one of the children exits, or the deadline passes. */
-export async function waitForOk(children: Child[], url: string, headers: Record<string, string> = {}, timeoutMs = 20_000): Promise<void> {
+export async function waitForOk(children: Child[], url: string, headers: Record<string, string> = {}, timeoutMs = 180_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = 'no answer';
   while (Date.now() < deadline) {

@@ -215,7 +215,7 @@ export async function startPairs(
   const refOut = reference('ref-out', ['--mode', 'outbound', '--port', String(p.refOutbound), '--route', ROUTE, '--upstream', `https://127.0.0.1:${p.refInbound}`, ...tls(f.agentCert, f.agentKey)]);
   const scIn = sidecar('sc-in', f.serviceConfig);
   const scOut = sidecar('sc-out', f.agentConfig);
-  const timeout = opts.timeoutMs ?? 20_000;
+  const timeout = opts.timeoutMs ?? 180_000;
   await waitForOk(procs, url(p.serviceAdmin, '/readyz'), {}, timeout);
   await waitForOk(procs, url(p.agentAdmin, '/readyz'), {}, timeout);
   await waitForOk(procs, url(p.refOutbound, BENCH_PATH), { host: ROUTE }, timeout);

@@ -229,7 +229,7 @@ export class Sidecar {
     this.unsubscribe = this.source.subscribe((state) => this.onIdentity(state));
     const first = this.source.current();
     if (first) this.onIdentity(first);
-    const timeout = 'startupTimeoutMs' in this.config.identity ? this.config.identity.startupTimeoutMs : 30_000;
+    const timeout = this.config.identity.startupTimeoutMs;
     try {
       await this.source.waitReady(timeout);
       await this.applying;
@@ -253,7 +253,8 @@ export class Sidecar {
       case 'files': {
         const { FilesX509Source } = await import('./spiffe/files-source.js');
         const s = new FilesX509Source({ cert: id.cert, key: id.key, bundle: id.bundle, federated: id.federated, logger: this.logger });
-        await s.start();
+        // Files that cannot make an identity are a configuration mistake: refuse to start.
+        await s.requireIdentity(id.startupTimeoutMs);
         return s;
       }
       case 'dev': {
@@ -319,6 +320,8 @@ export class Sidecar {
     checks.bundle = td && state.bundles.getX509Bundle(td)
       ? { ok: true, detail: `trust domain ${td.name}` }
       : { ok: false, detail: 'no trust bundle for our own trust domain' };
+    const unrecoverable = this.source?.health().unrecoverableError;
+    if (unrecoverable) checks.identity_source = { ok: false, detail: unrecoverable };
     if (this.policy) {
       const p = this.policy.current();
       checks.policy = p ? { ok: true, detail: `version ${p.version}` } : { ok: false, detail: 'no policy loaded' };

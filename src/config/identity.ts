@@ -13,7 +13,7 @@ type Source = IdentitySourceConfig['source'];
 const SOURCES: readonly Source[] = ['workload-api', 'files', 'dev'];
 const KEYS_BY_SOURCE: Record<Source, readonly string[]> = {
   'workload-api': ['source', 'socket', 'hint', 'startup_timeout'],
-  files: ['source', 'cert', 'key', 'bundle', 'federated'],
+  files: ['source', 'cert', 'key', 'bundle', 'federated', 'startup_timeout'],
   dev: ['source', 'spiffe_id', 'svid_ttl', 'startup_timeout'],
 };
 const ALL_KEYS = [...new Set(Object.values(KEYS_BY_SOURCE).flat())];
@@ -67,8 +67,9 @@ export function readIdentity(
       else reader.report(m.node, m.child(key), "is required for source 'files'");
     }
     const federated = readFederated(reader, m.get('federated'), baseDir);
-    if (!paths.cert || !paths.key || !paths.bundle || !federated) return undefined;
-    return { source, cert: paths.cert, key: paths.key, bundle: paths.bundle, federated };
+    const startupTimeoutMs = readDuration(reader, m.get('startup_timeout'), DEFAULT_STARTUP_TIMEOUT_MS);
+    if (!paths.cert || !paths.key || !paths.bundle || !federated || startupTimeoutMs === undefined) return undefined;
+    return { source, cert: paths.cert, key: paths.key, bundle: paths.bundle, federated, startupTimeoutMs };
   }
 
   const idField = m.get('spiffe_id');

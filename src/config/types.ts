@@ -20,6 +20,8 @@ export type IdentitySourceConfig =
       bundle: string;
       /** trust domain name (or spiffe://td) -> bundle file */
       federated: Record<string, string>;
+      /** How long startup waits for missing files before refusing to start. */
+      startupTimeoutMs: number;
     }
   | {
       /** The embedded development issuer (src/dev); never for production. */

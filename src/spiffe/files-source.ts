@@ -7,14 +7,18 @@
  * error reported through health() and the logger.
  */
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { SidecarError, errorMessage } from '../errors.js';
 import { watchFiles, type FileWatch } from '../config/file-watch.js';
-import { parseTrustDomain } from './id.js';
+import { parseTrustDomain, type TrustDomain } from './id.js';
 import { parseX509Svid } from './svid.js';
 import { X509Bundle } from './bundle/x509-bundle.js';
 import { BundleSet } from './bundle/bundle-set.js';
-import { BaseX509Source, type SourceLogger } from './source.js';
+import { certificateFacts } from './x509.js';
+import { BaseX509Source, type IdentityState, type SourceLogger } from './source.js';
 
 export interface FilesX509SourceOptions {
   /** PEM chain, leaf first. */
@@ -52,6 +56,8 @@ export class FilesX509Source extends BaseX509Source {
   private lastFingerprint: string | undefined;
   private started = false;
   private closed = false;
+  /** The files were read but do not make an identity: waiting will not help until they change. */
+  private rejected: SidecarError | undefined;
 
   constructor(opts: FilesX509SourceOptions) {
     super(opts.logger);
@@ -75,6 +81,41 @@ export class FilesX509Source extends BaseX509Source {
     this.startWatching();
     await this.reload();
     return this;
+  }
+
+  /**
+   * Start-up check: resolves with the first identity. Rejects (reason `identity_files_invalid`)
+   * at once when the files are there but do not make an identity (not SPIFFE, key not the
+   * certificate's, a leaf as the bundle) or a file's folder does not exist, and after
+   * `timeoutMs` when a file stays unreadable (it may still be being written). Closes the
+   * source when it rejects.
+   */
+  async requireIdentity(timeoutMs: number): Promise<IdentityState> {
+    try {
+      return await this.waitForIdentity(timeoutMs);
+    } catch (err) {
+      await this.close();
+      throw err;
+    }
+  }
+
+  private async waitForIdentity(timeoutMs: number): Promise<IdentityState> {
+    await this.start();
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const state = this.current();
+      if (state) return state;
+      if (this.closed) throw new SidecarError('source_closed', 'files identity source is closed');
+      if (this.rejected) throw new SidecarError('identity_files_invalid', `files identity refused: ${this.rejected.message}`, { cause: this.rejected });
+      const missingDir = this.allFiles().map((f) => path.dirname(f)).find((d) => !existsSync(d));
+      if (missingDir) throw new SidecarError('identity_files_invalid', `files identity refused: folder ${missingDir} does not exist (wrong path?)`);
+      if (Date.now() >= deadline) {
+        throw new SidecarError('identity_files_invalid', `files identity refused: no identity within ${timeoutMs} ms: ${this.lastError ?? 'files not loaded'}`);
+      }
+      // Start-up only: a short poll until the watch or the fallback poll has read the files.
+      await sleep(100);
+      if (!this.loading) void this.reload();
+    }
   }
 
   async close(): Promise<void> {
@@ -144,6 +185,8 @@ export class FilesX509Source extends BaseX509Source {
     try {
       set = await this.readSet();
     } catch (err) {
+      // Re-parse the next readable set even if it is the last one: that clears the error.
+      this.lastFingerprint = undefined;
       this.report(err, 'read');
       return;
     }
@@ -155,19 +198,21 @@ export class FilesX509Source extends BaseX509Source {
     if (fingerprint === this.lastFingerprint) return;
     this.lastFingerprint = fingerprint;
     try {
-      const svid = parseX509Svid(set.cert, set.key);
+      const svid = inFile(`${this.opts.cert} with key ${this.opts.key}`, () => parseX509Svid(set.cert, set.key));
       const td = svid.id.trustDomain;
-      const own = X509Bundle.fromPem(td, set.bundle);
+      const own = bundleFromFile(td, this.opts.bundle, set.bundle);
       if (own.authorities.length === 0) throw new SidecarError('x509_bundle_invalid', `bundle file ${this.opts.bundle} holds no certificates`);
       const bundles = [own];
-      for (const [tdName, pem] of set.federated) {
+      for (const [i, [tdName, pem]] of set.federated.entries()) {
         const fedTd = parseTrustDomain(tdName);
         if (fedTd.equals(td)) throw new SidecarError('files_source_invalid', `federated bundle for the own trust domain ${td.name}`);
-        bundles.push(X509Bundle.fromPem(fedTd, pem));
+        bundles.push(bundleFromFile(fedTd, this.federated[i]![1], pem));
       }
+      this.rejected = undefined;
       this.connected = true;
       this.publish({ svid, bundles: new BundleSet(bundles) });
     } catch (err) {
+      this.rejected = err instanceof SidecarError ? err : new SidecarError('files_source_invalid', errorMessage(err), { cause: err });
       this.report(err, 'parse');
     }
   }
@@ -175,7 +220,8 @@ export class FilesX509Source extends BaseX509Source {
   private report(err: unknown, stage: string): void {
     if (this.closed) return;
     const repeated = this.lastError === errorMessage(err);
-    this.fail(err);
+    // Files that do not make an identity, or are missing, need an operator: readiness says so.
+    this.fail(err, true);
     this.connected = false;
     const reason = err instanceof SidecarError ? err.reason : 'files_source_error';
     // A persistent problem (e.g. a missing file) is seen on every poll: warn once, then debug.
@@ -185,4 +231,24 @@ export class FilesX509Source extends BaseX509Source {
       this.current() ? 'files identity source: new files rejected; keeping the previous identity' : 'files identity source: cannot load identity',
     );
   }
+}
+
+/** Prefixes a parse error with the file(s) it came from, keeping its reason. */
+function inFile<T>(file: string, parse: () => T): T {
+  try {
+    return parse();
+  } catch (err) {
+    const reason = err instanceof SidecarError ? err.reason : 'files_source_invalid';
+    throw new SidecarError(reason, `${file}: ${errorMessage(err)}`, { cause: err });
+  }
+}
+
+/** A trust bundle file: CA certificates only (a leaf here would make every peer check fail). */
+function bundleFromFile(td: TrustDomain, file: string, pem: Buffer): X509Bundle {
+  const bundle = inFile(`bundle file ${file}`, () => X509Bundle.fromPem(td, pem));
+  const leaf = bundle.authorities.find((c) => !certificateFacts(c).isCa);
+  if (leaf) {
+    throw new SidecarError('x509_bundle_invalid', `bundle file ${file} holds a certificate that is not a CA (a leaf?): ${leaf.subject.replace(/\n/g, ', ') || '(no subject)'}`);
+  }
+  return bundle;
 }

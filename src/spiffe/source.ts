@@ -19,6 +19,11 @@ export interface SourceHealth {
   connected: boolean;
   lastError?: string;
   lastUpdate?: Date;
+  /**
+   * An error that waiting or retrying cannot fix (a configuration mistake: wrong socket, files
+   * that do not make an identity). Readiness reports it until a good identity replaces it.
+   */
+  unrecoverableError?: string;
 }
 
 export interface X509Source {
@@ -60,6 +65,7 @@ export abstract class BaseX509Source implements X509Source {
   protected connected = false;
   protected lastError: string | undefined;
   protected lastUpdate: Date | undefined;
+  protected unrecoverable: string | undefined;
   protected readonly logger: SourceLogger | undefined;
 
   protected constructor(logger?: SourceLogger) {
@@ -105,6 +111,7 @@ export abstract class BaseX509Source implements X509Source {
       connected: this.connected,
       ...(this.lastError !== undefined ? { lastError: this.lastError } : {}),
       ...(this.lastUpdate !== undefined ? { lastUpdate: this.lastUpdate } : {}),
+      ...(this.unrecoverable !== undefined ? { unrecoverableError: this.unrecoverable } : {}),
     };
   }
 
@@ -114,6 +121,7 @@ export abstract class BaseX509Source implements X509Source {
   protected publish(next: { svid: X509Svid; bundles: BundleSet }): boolean {
     this.lastUpdate = new Date();
     this.lastError = undefined;
+    this.unrecoverable = undefined;
     const prev = this.state;
     if (prev && sameIdentity(prev, next)) return false;
     const state: IdentityState = Object.freeze({
@@ -138,8 +146,9 @@ export abstract class BaseX509Source implements X509Source {
   }
 
   /** Records an error; the previous good state is kept. */
-  protected fail(err: unknown): void {
+  protected fail(err: unknown, unrecoverable = false): void {
     this.lastError = err instanceof Error ? err.message : String(err);
+    if (unrecoverable) this.unrecoverable = this.lastError;
   }
 
   /** On close: drops listeners and rejects pending waitReady() calls. */

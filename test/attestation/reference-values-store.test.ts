@@ -13,7 +13,7 @@ const rvText = (name: string, measurement: string, expires = '2027-06-30T00:00:0
 const sigOf = (text: string, key: KeyObject) => sign('sha256', Buffer.from(text), key).toString('base64') + '\n';
 
 /** Waits for one event; a generous limit turns "never happened" into a failure instead of a hang. */
-function next<T>(s: ReferenceValueStore, event: 'reload' | 'error', limitMs = 5000): Promise<T> {
+function next<T>(s: ReferenceValueStore, event: 'reload' | 'error', limitMs = 30_000): Promise<T> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no '${event}' event within ${limitMs} ms`)), limitMs);
     s.once(event as 'reload', (v: unknown) => {

@@ -72,7 +72,7 @@ function run(dir: string): void {
   const warnings: string[] = [];
   const logger = { info: () => undefined, warn: (o: object, msg?: string) => void warnings.push(`${msg} ${JSON.stringify(o)}`) };
   const kds = (cacheDir: string, extra: Partial<KdsOptions> = {}) =>
-    new KdsCollateral({ cacheDir, baseUrl, product: 'Milan', logger, timeoutMs: 2000, ...extra });
+    new KdsCollateral({ cacheDir, baseUrl, product: 'Milan', logger, timeoutMs: 15_000, ...extra }); // generous: a loaded machine answers slowly
   const cacheFiles = (d: string) => readdirSync(d).filter((f) => !f.startsWith('.'));
 
   t.before(async () => {

@@ -46,12 +46,14 @@ export class RedisServer {
     this.#proc = proc;
     let stderr = '';
     proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    for (let i = 0; i < 100; i++) {
+    // Generous: a loaded machine can take seconds to start it.
+    const deadline = Date.now() + 60_000;
+    while (Date.now() < deadline) {
       if (proc.exitCode !== null) throw new Error(`redis-server exited (${proc.exitCode}): ${stderr}`);
       if (await canConnect(this.port)) return;
       await new Promise((r) => setTimeout(r, 50));
     }
-    throw new Error(`redis-server did not listen on ${this.port} within 5 s: ${stderr}`);
+    throw new Error(`redis-server did not listen on ${this.port} within 60 s: ${stderr}`);
   }
 
   /** Kills the server (SIGKILL: like a crash or a network cut) and waits for it to exit. */

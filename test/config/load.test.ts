@@ -78,6 +78,7 @@ t.test('the documented config loads as written', async (t) => {
       key: '/etc/attest/svid-key.pem',
       bundle: '/etc/attest/bundle.pem',
       federated: {},
+      startupTimeoutMs: 30_000,
     },
     outbound: {
       listen: { host: '127.0.0.1', port: 15001 },
@@ -177,6 +178,7 @@ log: { audit: logs/audit.jsonl }
     bundle: '/srv/sidecar/conf/bundle.pem',
     // null prototype: trust domain names are user keys
     federated: Object.assign(Object.create(null), { 'other.org': '/srv/sidecar/conf/fed/other.pem', 'third.org': '/abs/third.pem' }),
+    startupTimeoutMs: 30_000,
   });
   t.equal(c.policy, '/srv/sidecar/conf/policies/p.yaml');
   t.equal(c.log.audit, '/srv/sidecar/conf/logs/audit.jsonl');

@@ -83,7 +83,10 @@ t.test('a shared budget in Redis across two replicas; fail closed when Redis is 
     return;
   }
   const redis = await RedisServer.start(t);
-  const budget = { store: 'redis' as const, url: redis.url, keyPrefix: `test-${process.pid}:`, timeoutMs: 500 };
+  // The production default (500 ms) is a per-command deadline: on a loaded machine 12 concurrent
+  // charges, or the first connection, can miss it and answer 503 instead of 200/402. Losing Redis
+  // below is a closed connection, which fails at once whatever the deadline.
+  const budget = { store: 'redis' as const, url: redis.url, keyPrefix: `test-${process.pid}:`, timeoutMs: 20_000 };
   const mesh = await TestMesh.start({ actions: ACTIONS, policy: POLICY, agents: ['orchestrator', 'intruder'], budgetStore: budget });
   t.teardown(() => mesh.close());
   const replica = await mesh.startReplica('replica');

@@ -131,7 +131,7 @@ async function setup(t: Test, limitUsd: number) {
 const spentOf = (agent: Sidecar, limitUsd: number) => agent.ledger.snapshot([{ name: 'orchestrator', budget: { limitUsd, period: 'monthly' } }])[0]!.spent_usd;
 
 async function until(fn: () => boolean, what: string): Promise<void> {
-  const end = Date.now() + 5_000;
+  const end = Date.now() + 30_000;
   while (!fn()) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));

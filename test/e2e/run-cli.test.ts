@@ -49,7 +49,7 @@ function start(configFile: string): ChildProcess {
 }
 const stderrTails = new Map<ChildProcess, () => string>();
 
-async function until<T>(f: () => Promise<T | undefined>, what: string, ms = 15_000): Promise<T> {
+async function until<T>(f: () => Promise<T | undefined>, what: string, ms = 60_000): Promise<T> {
   const end = Date.now() + ms;
   while (Date.now() < end) {
     const v = await f().catch(() => undefined);
@@ -134,11 +134,11 @@ outbound:
     - { name: things, upstream: "https://127.0.0.1:1", server_id: "spiffe://Bad/../x" }
 `,
   );
-  const r = spawnSync(process.execPath, [binPath, 'run', '--config', bad], { encoding: 'utf8', timeout: 20_000 });
+  const r = spawnSync(process.execPath, [binPath, 'run', '--config', bad], { encoding: 'utf8', timeout: 60_000 });
   t.equal(r.status, 1);
   t.match(r.stderr, new RegExp(`${bad.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:5:\\d+`));
   t.match(r.stderr, /outbound\.routes\[0\]\.server_id/);
-  const missing = spawnSync(process.execPath, [binPath, 'run', '--config', path.join(dir, 'nope.yaml')], { encoding: 'utf8', timeout: 20_000 });
+  const missing = spawnSync(process.execPath, [binPath, 'run', '--config', path.join(dir, 'nope.yaml')], { encoding: 'utf8', timeout: 60_000 });
   t.equal(missing.status, 1);
   t.match(missing.stderr, /nope\.yaml/);
 });

@@ -31,7 +31,7 @@ export class EventLog<T> {
   };
 
   /** Waits for a matching item after those already consumed by previous next() calls. */
-  next(pred: (v: T) => boolean = () => true, timeoutMs = 5000, what = 'event'): Promise<T> {
+  next(pred: (v: T) => boolean = () => true, timeoutMs = 30_000, what = 'event'): Promise<T> {
     for (let i = this.cursor; i < this.items.length; i++) {
       const v = this.items[i]!;
       if (pred(v)) {

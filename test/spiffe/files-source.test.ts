@@ -34,7 +34,7 @@ function atomicWrite(file: string, content: string): void {
   renameSync(tmp, file);
 }
 
-async function until(cond: () => boolean, timeoutMs = 5000, what = 'condition'): Promise<void> {
+async function until(cond: () => boolean, timeoutMs = 30_000, what = 'condition'): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!cond()) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
@@ -82,33 +82,35 @@ t.test('initial load, atomic replace picked up, broken writes keep the previous 
   const s2 = await ca.issueX509Svid('spiffe://example.org/files', { ttlSeconds: 600 });
   atomicWrite(files.key, s2.keyPem);
   atomicWrite(files.cert, s2.certChainPem);
-  const second = await states.next((s) => serial(s) === s2.svid.certificates[0]!.serialNumber, 5000, 'replaced SVID');
+  const second = await states.next((s) => serial(s) === s2.svid.certificates[0]!.serialNumber, 30_000, 'replaced SVID');
   t.equal(second.generation, source.current()!.generation);
   t.ok(states.items.every((s) => s.svid.id.toString() === 'spiffe://example.org/files'), 'only valid sets published');
 
   // A half-written cert (truncated PEM, written in place): rejected, previous state kept.
   const genBefore = source.current()!.generation;
   writeFileSync(files.cert, s2.certChainPem.slice(0, 200));
-  await until(() => source.health().lastError !== undefined, 5000, 'broken cert reported');
+  await until(() => source.health().lastError !== undefined, 30_000, 'broken cert reported');
   t.equal(source.current(), second, 'previous good state kept');
   t.equal(source.health().connected, false);
 
   // Cert and key from different SVIDs: rejected too.
   const s3 = await ca.issueX509Svid('spiffe://example.org/files', { ttlSeconds: 600 });
   atomicWrite(files.cert, s3.certChainPem);
-  await until(() => /does not match private key/.test(source.health().lastError ?? ''), 5000, 'key mismatch reported');
+  await until(() => /does not match private key/.test(source.health().lastError ?? ''), 30_000, 'key mismatch reported');
   t.equal(source.current()!.generation, genBefore, 'still no new generation');
+  t.match(source.health().unrecoverableError, /svid\.pem with key .*does not match private key/, 'named for readiness, with the files');
 
   // The key arrives: the set is consistent again.
   atomicWrite(files.key, s3.keyPem);
-  await states.next((s) => serial(s) === s3.svid.certificates[0]!.serialNumber, 5000, 'recovered SVID');
+  await states.next((s) => serial(s) === s3.svid.certificates[0]!.serialNumber, 30_000, 'recovered SVID');
   t.equal(source.health().lastError, undefined);
+  t.equal(source.health().unrecoverableError, undefined, 'readiness clears');
   t.equal(source.health().connected, true);
 
   // Federated bundle removed from disk: reported, state kept; bundle rotation then picked up.
   const partnerNew = await DevCa.create({ trustDomain: 'partner.example' });
   atomicWrite(files.fed, 'garbage');
-  await until(() => source.health().lastError !== undefined, 5000, 'bad federated bundle reported');
+  await until(() => source.health().lastError !== undefined, 30_000, 'bad federated bundle reported');
   atomicWrite(files.fed, partnerNew.bundle().toPem());
   const fedState = await states.next(
     (s) => s.bundles.getX509Bundle(parseTrustDomain('partner.example'))!.equals(partnerNew.bundle()),
@@ -136,12 +138,12 @@ t.test('Kubernetes-style ..data symlink swap is picked up', async (t) => {
   const source = new FilesX509Source({ cert: path.join(d, 'tls.crt'), key: path.join(d, 'tls.key'), bundle: path.join(d, 'ca.crt'), debounceMs: 50 });
   t.teardown(() => source.close());
   await source.start();
-  t.equal(serial(await source.waitReady(1000)), v1);
+  t.equal(serial(await source.waitReady(30_000)), v1);
 
   const v2 = await writeVersion('v2');
   symlinkSync('..v2', path.join(d, '..data_tmp'));
   renameSync(path.join(d, '..data_tmp'), path.join(d, '..data'));
-  await until(() => serial(source.current()!) === v2, 5000, 'swapped version');
+  await until(() => serial(source.current()!) === v2, 30_000, 'swapped version');
   t.equal(source.current()!.generation, 2);
 });
 
@@ -162,7 +164,7 @@ t.test('writes to other files in the same directory do not re-read the set', asy
     return readSet();
   };
   await source.start();
-  await source.waitReady(1000);
+  await source.waitReady(30_000);
   const before = reads;
   // An audit log written next to the certificates, as a busy sidecar does.
   for (let i = 0; i < 20; i++) {
@@ -175,7 +177,7 @@ t.test('writes to other files in the same directory do not re-read the set', asy
   const s2 = await ca.issueX509Svid('spiffe://example.org/n', { ttlSeconds: 600 });
   atomicWrite(files.key, s2.keyPem);
   atomicWrite(files.cert, s2.certChainPem);
-  await until(() => serial(source.current()!) === s2.svid.certificates[0]!.serialNumber, 5000, 'rotated SVID');
+  await until(() => serial(source.current()!) === s2.svid.certificates[0]!.serialNumber, 30_000, 'rotated SVID');
   t.ok(reads > before, 'a watched file change re-reads');
 });
 
@@ -189,11 +191,33 @@ t.test('missing files: waitReady times out, files appearing later are picked up'
   await t.rejects(source.waitReady(100), withReason('svid_timeout'));
 
   const s = await ca.issueX509Svid('spiffe://example.org/late', { ttlSeconds: 600 });
-  const ready = source.waitReady(5000);
+  const ready = source.waitReady(30_000);
   atomicWrite(files.bundle, ca.bundle().toPem());
   atomicWrite(files.key, s.keyPem);
   atomicWrite(files.cert, s.certChainPem);
   t.equal((await ready).svid.id.toString(), 'spiffe://example.org/late');
+});
+
+t.test('requireIdentity: bad files are refused at once, a leaf as the bundle too', async (t) => {
+  const { files, ca } = await setup('strict');
+  const s = await ca.issueX509Svid('spiffe://example.org/strict', { ttlSeconds: 600 });
+  writeFileSync(files.cert, s.certChainPem);
+  writeFileSync(files.key, s.keyPem);
+  writeFileSync(files.bundle, s.certChainPem);
+  const leafBundle = new FilesX509Source({ cert: files.cert, key: files.key, bundle: files.bundle });
+  t.teardown(() => leafBundle.close());
+  await t.rejects(leafBundle.requireIdentity(30_000), { reason: 'identity_files_invalid', message: /bundle\.pem holds a certificate that is not a CA/ });
+
+  writeFileSync(files.bundle, ca.bundle().toPem());
+  const good = new FilesX509Source({ cert: files.cert, key: files.key, bundle: files.bundle });
+  t.teardown(() => good.close());
+  t.equal((await good.requireIdentity(30_000)).svid.id.toString(), 'spiffe://example.org/strict');
+
+  const late = new FilesX509Source({ cert: path.join(path.dirname(files.cert), 'late.pem'), key: files.key, bundle: files.bundle, pollIntervalMs: 200 });
+  t.teardown(() => late.close());
+  const waiting = late.requireIdentity(30_000);
+  atomicWrite(path.join(path.dirname(files.cert), 'late.pem'), s.certChainPem);
+  t.equal((await waiting).svid.id.toString(), 'spiffe://example.org/strict', 'a file written during the start-up wait is taken');
 });
 
 t.test('configuration errors are thrown up front', async (t) => {

@@ -20,7 +20,7 @@ const fastBackoff = { initialMs: 20, maxMs: 200 };
 const withReason = (reason: string) => ({ message: /./, reason });
 const serial = (s: IdentityState): string => s.svid.certificates[0]!.serialNumber;
 
-async function until(cond: () => boolean, timeoutMs = 5000, what = 'condition'): Promise<void> {
+async function until(cond: () => boolean, timeoutMs = 30_000, what = 'condition'): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!cond()) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
@@ -38,7 +38,7 @@ t.test('ready, generations on change only, unsubscribe', async (t) => {
 
   const states = new EventLog<IdentityState>();
   const unsubscribe = source.subscribe(states.push);
-  const ready = await source.waitReady(5000);
+  const ready = await source.waitReady(30_000);
   t.equal(ready.generation, 1);
   t.equal(ready.svid.id.toString(), 'spiffe://example.org/src');
   t.equal(source.current(), ready, 'current() is the ready state');
@@ -74,7 +74,7 @@ t.test('keeps the SVID while the issuer is down; reconnects after a restart on t
   const reg1 = await issuer1.registerWorkload('spiffe://example.org/restart');
   const source = new WorkloadApiX509Source({ endpoint: reg1.endpoint, backoff: fastBackoff }).start();
   t.teardown(() => source.close());
-  const first = await source.waitReady(5000);
+  const first = await source.waitReady(30_000);
 
   await issuer1.stop();
   await until(() => !source.health().connected, 5000, 'disconnect noticed');
@@ -98,7 +98,7 @@ t.test('PermissionDenied: keeps its SVID and keeps retrying', async (t) => {
   const { endpoint } = await issuer.registerWorkload('spiffe://example.org/denied');
   const source = new WorkloadApiX509Source({ endpoint, backoff: fastBackoff }).start();
   t.teardown(() => source.close());
-  const first = await source.waitReady(5000);
+  const first = await source.waitReady(30_000);
 
   // A bare client alongside, to count its retries.
   const client = new WorkloadApiClient({ endpoint, backoff: fastBackoff });

@@ -64,11 +64,18 @@ const REASON_BY_CODE: Partial<Record<grpc.status, string>> = {
 
 const FATAL_CODES = new Set<grpc.status>([grpc.status.INVALID_ARGUMENT, grpc.status.UNIMPLEMENTED]);
 
+/** What an operator most likely got wrong when the agent answers a status retrying cannot fix. */
+const FATAL_ADVICE: Partial<Record<grpc.status, string>> = {
+  [grpc.status.UNIMPLEMENTED]: 'the socket does not serve the Workload API (is it the SPIRE server socket instead of the agent\'s?)',
+  [grpc.status.INVALID_ARGUMENT]: 'the agent refused the request (a missing workload.spiffe.io metadata header, or not a SPIFFE Workload API)',
+};
+
 function errorFromStatus(err: Partial<grpc.StatusObject> & { message?: string }, what: string): WorkloadApiError {
   const code = typeof err.code === 'number' ? (err.code as grpc.status) : grpc.status.UNKNOWN;
   const reason = REASON_BY_CODE[code] ?? 'workload_api_error';
   const name = grpc.status[code] ?? String(code);
-  return new WorkloadApiError(reason, `${what}: ${name}: ${err.details ?? err.message ?? ''}`.trim(), {
+  const advice = FATAL_ADVICE[code];
+  return new WorkloadApiError(reason, `${what}: ${name}: ${err.details ?? err.message ?? ''}`.trim() + (advice ? `; ${advice}` : ''), {
     code,
     fatal: FATAL_CODES.has(code),
     cause: err,
@@ -287,7 +294,10 @@ export class WorkloadApiClient {
         call = undefined;
         report(err);
         if (err.fatal) {
-          this.logger?.error({ method, reason: err.reason, err: err.message }, 'Workload API stream failed; not retrying');
+          this.logger?.error(
+            { method, endpoint: this.endpoint.uri, reason: err.reason, err: err.message },
+            `Workload API stream failed with a status retrying cannot fix; not retrying: ${err.message}`,
+          );
           cancel();
         } else {
           this.logger?.warn({ method, reason: err.reason, err: err.message }, 'Workload API stream interrupted');

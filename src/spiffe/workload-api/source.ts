@@ -22,10 +22,14 @@ export class WorkloadApiX509Source extends BaseX509Source {
   private closed = false;
   /** Set when the stream failed with a status the spec says not to retry. */
   private fatalError: WorkloadApiError | undefined;
+  private readonly hint: string | undefined;
+  /** The SPIFFE IDs last warned about (several SVIDs, no hint): one warning per distinct set. */
+  private warnedIds: string | undefined;
 
   /** Throws SidecarError `workload_endpoint_invalid` / `workload_endpoint_missing`. */
   constructor(opts: WorkloadApiX509SourceOptions = {}) {
     super(opts.logger);
+    this.hint = opts.hint || undefined;
     this.client = new WorkloadApiClient({
       ...(opts.endpoint !== undefined ? { endpoint: opts.endpoint } : {}),
       ...(opts.hint !== undefined ? { hint: opts.hint } : {}),
@@ -42,16 +46,30 @@ export class WorkloadApiX509Source extends BaseX509Source {
     this.watch = this.client.watchX509Context(
       (ctx) => {
         this.connected = true;
+        this.warnIfAmbiguous(ctx.svids.map((s) => s.id.toString()), ctx.svid.id.toString());
         this.publish({ svid: ctx.svid, bundles: ctx.bundles });
       },
       (err) => {
         // Parse failures leave the stream up; status failures mean we are disconnected.
         if (err instanceof WorkloadApiError && err.code !== undefined) this.connected = false;
-        if (err instanceof WorkloadApiError && err.fatal) this.fatalError = err;
-        this.fail(err);
+        const fatal = err instanceof WorkloadApiError && err.fatal;
+        if (fatal) this.fatalError = err;
+        this.fail(err, fatal);
       },
     );
     return this;
+  }
+
+  /** Without a hint the first SVID is used: the agent may list them in another order next time. */
+  private warnIfAmbiguous(ids: string[], chosen: string): void {
+    if (this.hint || ids.length < 2) return;
+    const key = ids.join(' ');
+    if (key === this.warnedIds) return;
+    this.warnedIds = key;
+    this.logger?.warn(
+      { svids: ids, using: chosen },
+      `the Workload API sent ${ids.length} SVIDs and no hint is configured: using the first; the identity can change silently if the agent reorders them (set identity.hint)`,
+    );
   }
 
   /** The non-retryable error that stopped the stream, if any (InvalidArgument, Unimplemented). */
