@@ -15,6 +15,11 @@ export interface ForwardOptions {
   headers: string[];
   headersTimeoutMs: number;
   bodyTimeoutMs: number;
+  /**
+   * A streamed request body that brings no byte for this long while the upstream takes it is
+   * abandoned: 408 when nothing was answered yet. Default DEFAULT_BODY_PROGRESS_TIMEOUT_MS.
+   */
+  bodyProgressTimeoutMs?: number;
   /** TLS server name for the connection (see RouteRuntime.servername); default: from Host. */
   servername?: string;
   /** Send this (buffered) body instead of streaming the request (used for replays). */
@@ -49,7 +54,7 @@ export interface Intercepted {
 }
 
 export interface UpstreamFailure {
-  status: 502 | 503 | 504;
+  status: 408 | 502 | 503 | 504;
   reason: string;
   message: string;
 }
@@ -59,6 +64,46 @@ export function hasRequestBody(req: IncomingMessage): boolean {
   const len = req.headers['content-length'];
   if (len !== undefined) return len !== '0';
   return req.headers['transfer-encoding'] !== undefined;
+}
+
+/** How long a request body may bring no byte before it is abandoned (408). */
+export const DEFAULT_BODY_PROGRESS_TIMEOUT_MS = 30_000;
+
+/** A request body that stopped arriving (see ForwardOptions.bodyProgressTimeoutMs). */
+export class RequestBodyTimeoutError extends Error {
+  readonly code = 'ERR_REQUEST_BODY_TIMEOUT';
+  constructor(ms: number) {
+    super(`no request body byte for ${ms} ms`);
+  }
+}
+
+const kAwaitingContinue = Symbol('attest-sidecar.awaiting-continue');
+type ContinueResponse = ServerResponse & { [kAwaitingContinue]?: boolean };
+
+/**
+ * The servers' 'checkContinue' listener: a request that sent `Expect: 100-continue` gets the
+ * 100 only once it is admitted and its body is about to be read (continueRequest), so a refused
+ * request never makes the client send its body. Until then the connection is marked to close:
+ * a client told no 100 may or may not send the body, so the connection cannot be reused after
+ * a refusal. (Node calls the request handler only when this event is handled.)
+ */
+export function awaitContinue(handler: (req: IncomingMessage, res: ServerResponse) => void): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    const r = res as ContinueResponse;
+    r[kAwaitingContinue] = res.shouldKeepAlive;
+    res.shouldKeepAlive = false;
+    handler(req, res);
+  };
+}
+
+/** Sends the 100 Continue a request is waiting for (see awaitContinue); a no-op otherwise. */
+export function continueRequest(res: ServerResponse): void {
+  const r = res as ContinueResponse;
+  const keepAlive = r[kAwaitingContinue];
+  if (keepAlive === undefined || res.headersSent) return;
+  r[kAwaitingContinue] = undefined;
+  res.shouldKeepAlive = keepAlive;
+  res.writeContinue();
 }
 
 /** What an exchange whose client left before any response records as its status (nginx's 499). */
@@ -106,13 +151,35 @@ export function forwardRequestThen(
   };
   const handler = new ForwardHandler(res, opts, body, done);
   watchClient(req.socket as ClientSocket | null, handler);
+  const streamed = body !== null && !Buffer.isBuffer(body);
+  if (streamed) {
+    continueRequest(res);
+    handler.watchBodyProgress(body, opts.bodyProgressTimeoutMs ?? DEFAULT_BODY_PROGRESS_TIMEOUT_MS);
+  }
   dispatcher.dispatch(request, handler);
   // The client went away while its body streams: abandon the upstream exchange too.
-  if (body && !Buffer.isBuffer(body)) {
+  if (streamed) {
     res.once('close', () => {
       if (!res.writableFinished) body.destroy();
     });
   }
+}
+
+/**
+ * The body-progress check, every `ms` while the body streams: bytes arrived on the client's
+ * connection since the last check, or the body is not being read (the upstream holds it back,
+ * or no upstream connection took it yet), re-arm; otherwise the body stalled. A stall is thus
+ * noticed between one and two periods after the last byte, with no work per chunk.
+ */
+function checkBodyProgress(handler: ForwardHandler, req: IncomingMessage): void {
+  if (handler.ended || req.complete || req.destroyed) return;
+  const read = req.socket?.bytesRead ?? 0;
+  if (read !== handler.bodyBytesRead || req.readableFlowing !== true || !handler.connected) {
+    handler.bodyBytesRead = read;
+    handler.bodyTimer?.refresh();
+    return;
+  }
+  handler.onBodyStalled();
 }
 
 /**
@@ -134,6 +201,10 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   private intercepted: Intercepted | undefined = undefined;
   private clientGone = false;
   ended = false;
+  /** Body-progress watch of a streamed request body (see checkBodyProgress). */
+  bodyTimer: NodeJS.Timeout | undefined = undefined;
+  bodyBytesRead = 0;
+  private bodyProgressMs = 0;
   /** Links in the client connection's list of exchanges in flight (see watchClient). */
   watchList: ExchangeList | undefined = undefined;
   watchPrev: ForwardHandler | undefined = undefined;
@@ -151,6 +222,22 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     if (this.clientGone) abort();
   }
 
+  get connected(): boolean {
+    return this.abort !== undefined;
+  }
+
+  watchBodyProgress(req: IncomingMessage, ms: number): void {
+    this.bodyProgressMs = ms;
+    this.bodyBytesRead = req.socket?.bytesRead ?? 0;
+    this.bodyTimer = setTimeout(checkBodyProgress, ms, this, req);
+    this.bodyTimer.unref();
+  }
+
+  /** The client stopped sending its body: the upstream exchange is abandoned (onError answers 408). */
+  onBodyStalled(): void {
+    this.abort?.(new RequestBodyTimeoutError(this.bodyProgressMs));
+  }
+
   /** The client's connection closed: abandon the upstream exchange (see watchClient). */
   onClientClose(): void {
     if (this.ended) return;
@@ -159,7 +246,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   }
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
-    // 1xx: interim responses are not relayed (Node's server answers Expect itself).
+    // 1xx: interim responses are not relayed (the sidecar answers Expect itself: continueRequest).
     if (statusCode < 200) return true;
     this.status = statusCode;
     this.resume = resume;
@@ -225,11 +312,14 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     }
     // May run inside dispatch() itself (a closed pool): answer after the caller has returned.
     const failure = classifyUpstreamError(err);
+    // The rest of a timed-out body may still come: the connection cannot carry another request.
+    if (failure.status === 408) this.res.shouldKeepAlive = false;
     queueMicrotask(() => this.done(failure));
   }
 
   private settle(): void {
     this.ended = true;
+    if (this.bodyTimer !== undefined) clearTimeout(this.bodyTimer);
     const list = this.watchList;
     if (list === undefined) return;
     const prev = this.watchPrev;
@@ -315,6 +405,8 @@ export function classifyUpstreamError(err: unknown): UpstreamFailure {
     return { status: 502, reason: `upstream_${e.reason}`, message: `Upstream identity rejected: ${msg}` };
   }
   switch (code) {
+    case 'ERR_REQUEST_BODY_TIMEOUT':
+      return { status: 408, reason: 'request_body_timeout', message: 'Request body timeout' };
     case 'UND_ERR_CONNECT_TIMEOUT':
       return { status: 504, reason: 'upstream_connect_timeout', message: 'Upstream connect timeout' };
     case 'UND_ERR_HEADERS_TIMEOUT':

@@ -19,7 +19,8 @@ import type { CompiledPolicy, Decision } from '../policy/types.js';
 import { decide, denialBody } from '../policy/decide.js';
 import { compileActionMatcher, canonicalRequestPath } from '../policy/actions.js';
 import { IDENTITY_HEADERS, forwardRequestHeaders, xfccValue } from './headers.js';
-import { errorBody, forwardRequestThen, sendJsonError } from './forward.js';
+import { awaitContinue, errorBody, forwardRequestThen, hasRequestBody, sendJsonError } from './forward.js';
+import { DEFAULT_REQUEST_LIMITS, PEER_CONCURRENCY_REASON, PeerAdmission, type PeerSlots, type RequestLimits } from './peer-admission.js';
 import { DecisionLog, pathOnly, type RecentDenials } from './decision-log.js';
 import { ATTESTATION_HEADERS, H_CHALLENGE, type AttestationGate, type AttestationSession } from './attestation-gate.js';
 import { closeServer, listen } from '../net.js';
@@ -45,7 +46,12 @@ export interface InboundDeps {
   spend?: SpendGate;
   /** Where refused requests are kept for the status page. */
   denials?: RecentDenials;
+  /** Per-peer share of the app connections and the body-progress timeout; defaults DEFAULT_REQUEST_LIMITS. */
+  requestLimits?: Partial<RequestLimits>;
 }
+
+/** Connections to the app (all peers together). */
+export const APP_POOL_CONNECTIONS = 256;
 
 /** What the listener keeps per verified connection (one property on the socket: sockets are big). */
 interface Connection {
@@ -65,6 +71,8 @@ interface Connection {
   lastUrl?: string;
   lastPolicy?: CompiledPolicy;
   lastRoute?: Route;
+  /** The peer identity's share of the app connections (taken on its first forwarded request). */
+  slots?: PeerSlots;
 }
 
 /** A request target that passed canonicalisation: its mapping and the policy's decision. */
@@ -84,6 +92,8 @@ const UNVERIFIED_BODY = errorBody('Peer identity not verified');
 const NO_POLICY_BODY = errorBody('No policy loaded');
 const REVOKED_BODY = errorBody('Agent revoked');
 const NO_LEDGER_BODY = errorBody('Budget ledger unavailable');
+const BUSY_BODY = errorBody('Too many concurrent requests from this peer identity');
+const RETRY_LATER = { 'retry-after': '1' };
 
 export class InboundListener {
   private server: https.Server | undefined;
@@ -98,10 +108,15 @@ export class InboundListener {
    * never uses it; given explicitly, undici skips deriving one from each request's Host.
    */
   private readonly appServername: string;
+  private readonly admission: PeerAdmission;
+  private readonly bodyProgressTimeoutMs: number;
 
   constructor(private readonly deps: InboundDeps) {
     this.log = new DecisionLog('inbound', deps.metrics, deps.audit, deps.denials);
-    this.app = new Pool(deps.config.app, { connections: 256, pipelining: 1, keepAliveTimeout: 30_000 });
+    this.app = new Pool(deps.config.app, { connections: APP_POOL_CONNECTIONS, pipelining: 1, keepAliveTimeout: 30_000 });
+    const limits = { ...DEFAULT_REQUEST_LIMITS, ...deps.requestLimits };
+    this.admission = new PeerAdmission(APP_POOL_CONNECTIONS, limits);
+    this.bodyProgressTimeoutMs = limits.bodyProgressTimeoutMs;
     this.appServername = new URL(deps.config.app).hostname || 'app';
     this.match = compileActionMatcher(deps.config.actions);
     this.now = deps.now ?? Date.now;
@@ -137,10 +152,9 @@ export class InboundListener {
       this.server.setSecureContext(serverContextOptions(material));
       return;
     }
-    const server = https.createServer(
-      { ...serverContextOptions(material), keepAliveTimeout: 60_000, requestTimeout: 0 },
-      (req, res) => this.guarded(req, res),
-    );
+    const handler = (req: IncomingMessage, res: ServerResponse) => this.guarded(req, res);
+    const server = https.createServer({ ...serverContextOptions(material), keepAliveTimeout: 60_000, requestTimeout: 0 }, handler);
+    server.on('checkContinue', awaitContinue(handler));
     // Runs before the HTTP parser sees any byte of this connection.
     server.prependListener('secureConnection', (socket: TLSSocket) => this.onSecureConnection(socket as PeeredSocket));
     server.on('tlsClientError', (err: Error & { code?: string }) => {
@@ -172,7 +186,11 @@ export class InboundListener {
     }
     this.deps.metrics.inboundHandshakes.inc();
     this.connections.add(socket);
-    socket.once('close', () => this.connections.delete(socket));
+    socket.once('close', () => {
+      this.connections.delete(socket);
+      const slots = socket[kConn]?.slots;
+      if (slots) this.admission.detach(slots);
+    });
   }
 
   /** A bug on the request path must deny that request, never take the sidecar down. */
@@ -253,16 +271,48 @@ export class InboundListener {
         return;
       }
     }
-    const budget = (decision.agent as PolicyAgent | undefined)?.budget;
-    if (budget) {
-      this.forwardBudgeted(req, res, start, socket, conn, mapping!, decision.agent!.name, budget).catch((err: unknown) => {
-        // Async half of the request path: a bug fails this request, never the process.
-        this.deps.logger.error({ err: (err as Error)?.stack ?? String(err) }, 'inbound budgeted request failed');
-        this.finish(req, res, start, peer, 500, errorBody('Internal error'), 'internal_error', mapping?.action, 'error');
-      });
+    // The peer identity's share of the app connections: its turn now, or a bounded wait.
+    const slots = (conn.slots ??= this.admission.attach(peer.id));
+    if (this.admission.tryAcquire(slots)) {
+      this.admitted(req, res, start, socket, conn, route, slots);
       return;
     }
-    this.forwardAllowed(req, res, start, conn, mapping?.action);
+    this.admission.wait(
+      slots,
+      res,
+      () => this.admitted(req, res, start, socket, conn, route, slots),
+      () => this.refuseBusy(req, res, start, peer, mapping?.action),
+    );
+  }
+
+  /** An allowed request holding a turn (`slots`): every path below gives it back exactly once. */
+  private admitted(req: IncomingMessage, res: ServerResponse, start: number, socket: PeeredSocket, conn: Connection, route: Route, slots: PeerSlots): void {
+    const { mapping, decision } = route;
+    const peer = conn.peer;
+    try {
+      const budget = (decision.agent as PolicyAgent | undefined)?.budget;
+      if (budget) {
+        this.forwardBudgeted(req, res, start, socket, conn, mapping!, decision.agent!.name, budget, slots).catch((err: unknown) => {
+          // Async half of the request path: a bug fails this request, never the process.
+          this.deps.logger.error({ err: (err as Error)?.stack ?? String(err) }, 'inbound budgeted request failed');
+          this.finish(req, res, start, peer, 500, errorBody('Internal error'), 'internal_error', mapping?.action, 'error');
+        });
+        return;
+      }
+      this.forwardAllowed(req, res, start, conn, mapping?.action, slots);
+    } catch (err) {
+      // Also runs from the admission queue (a microtask): a bug fails this request only.
+      this.deps.logger.error({ err: (err as Error)?.stack ?? String(err) }, 'inbound admitted request failed');
+      this.finish(req, res, start, peer, 500, errorBody('Internal error'), 'internal_error', mapping?.action, 'error');
+    }
+  }
+
+  /** The peer identity already uses its share of the app connections and its queue is full or too slow. */
+  private refuseBusy(req: IncomingMessage, res: ServerResponse, start: number, peer: VerifiedPeer, action: string | undefined): void {
+    // An unread body would have to be drained: close instead.
+    if (hasRequestBody(req)) res.shouldKeepAlive = false;
+    sendJsonError(res, 429, BUSY_BODY, RETRY_LATER);
+    this.record(req, start, peer, 'deny', PEER_CONCURRENCY_REASON, 429, action);
   }
 
   /** Budgeted agents: the action's cost is charged durably before the request is forwarded. */
@@ -275,41 +325,57 @@ export class InboundListener {
     mapping: ActionMappingConfig,
     agent: string,
     budget: NonNullable<PolicyAgent['budget']>,
+    slots: PeerSlots,
   ): Promise<void> {
     const peer = conn.peer;
-    const spend = this.deps.spend;
-    if (!spend) {
-      this.finish(req, res, start, peer, 503, NO_LEDGER_BODY, 'budget_ledger_unavailable', mapping.action);
-      return;
+    let forwarded = false;
+    try {
+      const spend = this.deps.spend;
+      if (!spend) {
+        this.finish(req, res, start, peer, 503, NO_LEDGER_BODY, 'budget_ledger_unavailable', mapping.action);
+        return;
+      }
+      const admission = await spend.admit(agent, budget, mapping.costUsd ?? 0, { peer: peer.id, action: mapping.action, direction: 'inbound' });
+      if (!admission.ok) {
+        this.finish(req, res, start, peer, admission.status, admission.body, admission.reason, mapping.action);
+        return;
+      }
+      // A revocation that landed while the charge was being made still wins.
+      if (this.deps.revocations?.().isRevoked(peer.id) || socket.destroyed) {
+        res.shouldKeepAlive = false;
+        this.finish(req, res, start, peer, 403, REVOKED_BODY, 'agent_revoked', mapping.action);
+        return;
+      }
+      forwarded = true;
+      this.forwardAllowed(req, res, start, conn, mapping.action, slots);
+    } finally {
+      // Refused or failed before forwarding: its turn goes back (forwardAllowed gives it back otherwise).
+      if (!forwarded) this.admission.release(slots);
     }
-    const admission = await spend.admit(agent, budget, mapping.costUsd ?? 0, { peer: peer.id, action: mapping.action, direction: 'inbound' });
-    if (!admission.ok) {
-      this.finish(req, res, start, peer, admission.status, admission.body, admission.reason, mapping.action);
-      return;
-    }
-    // A revocation that landed while the charge was being made still wins.
-    if (this.deps.revocations?.().isRevoked(peer.id) || socket.destroyed) {
-      res.shouldKeepAlive = false;
-      this.finish(req, res, start, peer, 403, REVOKED_BODY, 'agent_revoked', mapping.action);
-      return;
-    }
-    this.forwardAllowed(req, res, start, conn, mapping.action);
   }
 
-  private forwardAllowed(req: IncomingMessage, res: ServerResponse, start: number, conn: Connection, action: string | undefined): void {
+  /** Forwards to the app; the turn `slots` holds is given back when the exchange ends. */
+  private forwardAllowed(req: IncomingMessage, res: ServerResponse, start: number, conn: Connection, action: string | undefined, slots: PeerSlots): void {
     const material = this.material!;
     const peer = conn.peer;
-    // The XFCC value is fixed for the connection (our ID changes only with a new trust domain).
-    let appHeaders = conn.appHeaders;
-    if (appHeaders === undefined || conn.appHeadersOwnId !== material.ownId) {
-      appHeaders = ['x-forwarded-client-cert', xfccValue(material.ownId, peer.leafSha256Hex, peer.id), 'x-spiffe-id', peer.id];
-      conn.appHeaders = appHeaders;
-      conn.appHeadersOwnId = material.ownId;
+    let headers: string[];
+    try {
+      // The XFCC value is fixed for the connection (our ID changes only with a new trust domain).
+      let appHeaders = conn.appHeaders;
+      if (appHeaders === undefined || conn.appHeadersOwnId !== material.ownId) {
+        appHeaders = ['x-forwarded-client-cert', xfccValue(material.ownId, peer.leafSha256Hex, peer.id), 'x-spiffe-id', peer.id];
+        conn.appHeaders = appHeaders;
+        conn.appHeadersOwnId = material.ownId;
+      }
+      headers = forwardRequestHeaders(req.rawHeaders, DROPPED_HEADERS, appHeaders);
+    } catch (err) {
+      this.admission.release(slots);
+      throw err;
     }
-    const headers = forwardRequestHeaders(req.rawHeaders, DROPPED_HEADERS, appHeaders);
     const timeout = this.deps.config.requestTimeoutMs;
-    const opts = { path: req.url!, headers, headersTimeoutMs: timeout, bodyTimeoutMs: timeout, servername: this.appServername };
+    const opts = { path: req.url!, headers, headersTimeoutMs: timeout, bodyTimeoutMs: timeout, bodyProgressTimeoutMs: this.bodyProgressTimeoutMs, servername: this.appServername };
     forwardRequestThen(this.app, req, res, opts, (result) => {
+      this.admission.release(slots);
       try {
         if (typeof result === 'number') {
           this.record(req, start, peer, 'allow', 'allowed', result, action);
