@@ -14,7 +14,21 @@ import type { OutboundConfig } from '../config/types.js';
 import type { Logger, AuditSink } from '../log.js';
 import type { SidecarMetrics } from '../admin/metrics.js';
 import { forwardRequestHeaders, isBrowserRequest } from './headers.js';
-import { errorBody, forwardRequest, forwardRequestThen, hasRequestBody, sendJsonError, type ForwardOptions, type Intercepted, type ResponseIntercept, type UpstreamFailure } from './forward.js';
+import {
+  DEFAULT_BODY_PROGRESS_TIMEOUT_MS,
+  RequestBodyTimeoutError,
+  awaitContinue,
+  continueRequest,
+  errorBody,
+  forwardRequest,
+  forwardRequestThen,
+  hasRequestBody,
+  sendJsonError,
+  type ForwardOptions,
+  type Intercepted,
+  type ResponseIntercept,
+  type UpstreamFailure,
+} from './forward.js';
 import { H_CHALLENGE, H_EVIDENCE, H_NONCE, H_REF } from './attestation-gate.js';
 import { prepareEvidence, type Attester, type PreparedEvidence } from '../attestation/attester.js';
 import { DecisionLog, pathOnly } from './decision-log.js';
@@ -44,6 +58,8 @@ export interface OutboundDeps {
   ownBudget?: (ownId: string) => { agent: string; budget: PolicyBudget } | undefined;
   ops?: OperationsMetrics;
   denials?: RecentDenials;
+  /** A request body bringing no byte for this long is abandoned (408); default DEFAULT_BODY_PROGRESS_TIMEOUT_MS. */
+  requestLimits?: { bodyProgressTimeoutMs?: number };
 }
 
 /** Per-request additions of routes with injected credentials or metering. */
@@ -55,15 +71,40 @@ interface RequestControls {
 /** Largest request body buffered so that an attestation challenge can be answered by replay. */
 export const MAX_REPLAY_BYTES = 64 * 1024;
 
-async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > limit) throw new Error(`request body over ${limit} bytes`);
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks);
+/** A body that sent more than its Content-Length announced (read for replay). */
+class BodyTooLargeError extends Error {}
+
+/**
+ * Reads a request body of at most `limit` bytes; rejects with RequestBodyTimeoutError when no
+ * byte arrives for `progressMs`, and when the client goes away.
+ */
+function readBody(req: IncomingMessage, limit: number, progressMs: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const timer = setTimeout(() => fail(new RequestBodyTimeoutError(progressMs)), progressMs);
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) return fail(new BodyTooLargeError(`request body over ${limit} bytes`));
+      chunks.push(chunk);
+      timer.refresh();
+    };
+    const onEnd = () => {
+      cleanup();
+      resolve(Buffer.concat(chunks));
+    };
+    const onClose = () => fail(new Error('client closed the request body'));
+    const cleanup = () => {
+      clearTimeout(timer);
+      req.off('data', onData).off('end', onEnd).off('error', fail).off('close', onClose);
+    };
+    function fail(err: Error): void {
+      cleanup();
+      req.pause();
+      reject(err);
+    }
+    req.on('data', onData).once('end', onEnd).once('error', fail).once('close', onClose);
+  });
 }
 
 /** A 401 carrying our attestation challenge is answered here, never relayed to the agent. */
@@ -74,6 +115,10 @@ const NO_SVID_BODY = errorBody('No valid SVID: the sidecar has no unexpired iden
 const CONNECT_BODY = errorBody('CONNECT is not supported: send plain HTTP to the sidecar, it originates mTLS');
 const STOPPED_BODY = errorBody('Sidecar stopped by the kill switch');
 const UPSTREAM_REVOKED_BODY = errorBody('Upstream revoked');
+const REQUEST_BODY_TIMEOUT_BODY = errorBody('Request body timeout');
+
+/** An answer the peer gives only after its attestation gate let the request through. */
+const acceptedStatus = (status: number) => status >= 200 && status < 400;
 
 export class OutboundProxy {
   private server: http.Server | undefined;
@@ -83,9 +128,11 @@ export class OutboundProxy {
   private evidence: { generation: number; pending: Promise<PreparedEvidence>; ready?: PreparedEvidence } | undefined;
   private readonly now: () => number;
   private readonly log: DecisionLog;
+  private readonly bodyProgressTimeoutMs: number;
 
   constructor(private readonly deps: OutboundDeps) {
     this.log = new DecisionLog('outbound', deps.metrics, deps.audit, deps.denials);
+    this.bodyProgressTimeoutMs = deps.requestLimits?.bodyProgressTimeoutMs ?? DEFAULT_BODY_PROGRESS_TIMEOUT_MS;
     this.now = deps.now ?? Date.now;
     for (const r of deps.config.routes) this.routes.set(r.name.toLowerCase(), buildRouteRuntime(r, deps.logger));
   }
@@ -126,7 +173,7 @@ export class OutboundProxy {
   }
 
   async start(): Promise<void> {
-    const server = http.createServer({ keepAliveTimeout: 60_000, requestTimeout: 0 }, (req, res) => {
+    const handler = (req: IncomingMessage, res: ServerResponse) => {
       // A bug on the request path must fail that request, never take the sidecar down.
       try {
         this.onRequest(req, res);
@@ -134,7 +181,9 @@ export class OutboundProxy {
         this.deps.logger.error({ err: (err as Error)?.stack ?? String(err) }, 'outbound request handler failed');
         this.finish(req, res, performance.now(), undefined, 500, errorBody('Internal error'), 'internal_error', 'error');
       }
-    });
+    };
+    const server = http.createServer({ keepAliveTimeout: 60_000, requestTimeout: 0 }, handler);
+    server.on('checkContinue', awaitContinue(handler));
     server.on('connect', (req: IncomingMessage, socket: Socket) => this.refuseTunnel(req, socket));
     server.on('upgrade', (req: IncomingMessage, socket: Socket) => this.refuseTunnel(req, socket));
     this.server = server;
@@ -257,6 +306,7 @@ export class OutboundProxy {
       headers,
       headersTimeoutMs: route.config.requestTimeoutMs,
       bodyTimeoutMs: route.config.requestTimeoutMs,
+      bodyProgressTimeoutMs: this.bodyProgressTimeoutMs,
       servername: route.servername,
     };
     if (controls?.transformResponse) opts.transformResponse = controls.transformResponse;
@@ -285,7 +335,13 @@ export class OutboundProxy {
    * Forwarding with evidence: the evidence id once the peer has accepted the full evidence on
    * this route, the full envelope until then. A 401 challenge is answered once, transparently:
    * full evidence, or fresh evidence over the peer's nonce; the request is replayed with its
-   * buffered body (bodies over MAX_REPLAY_BYTES, or of unknown length, cannot be replayed).
+   * buffered body. Bodies over MAX_REPLAY_BYTES, or of unknown length, cannot be replayed: they
+   * always carry the full evidence, so the peer has no reason to ask for it (a peer that
+   * restarted, changed policy or never saw this generation's evidence still accepts them).
+   *
+   * The route counts the evidence as accepted only after a 2xx or 3xx answer to a request that
+   * carried it: a refusal (403 for an action not permitted, 429, ...) may come before the peer
+   * looked at the evidence at all.
    */
   private async forwardAttested(
     req: IncomingMessage,
@@ -298,16 +354,31 @@ export class OutboundProxy {
   ): Promise<void> {
     const evidence = await this.evidenceFor(material);
     const base = forwardRequestHeaders(req.rawHeaders, route.drop, controls?.headers);
-    const sentFull = route.ackedEvidenceId !== evidence.id;
-    const first = sentFull ? [...base, H_EVIDENCE, evidence.header] : [...base, H_REF, evidence.id];
     const length = req.headers['content-length'];
     const bodyBytes = length === undefined ? (hasRequestBody(req) ? Infinity : 0) : Number(length);
     const replayable = bodyBytes <= MAX_REPLAY_BYTES;
-    const body = replayable ? (bodyBytes > 0 ? await readBody(req, MAX_REPLAY_BYTES) : null) : undefined;
+    const sentFull = route.ackedEvidenceId !== evidence.id || !replayable;
+    const first = sentFull ? [...base, H_EVIDENCE, evidence.header] : [...base, H_REF, evidence.id];
+    let body: Buffer | null | undefined;
+    if (!replayable) body = undefined;
+    else if (bodyBytes === 0) body = null;
+    else {
+      continueRequest(res);
+      try {
+        body = await readBody(req, MAX_REPLAY_BYTES, this.bodyProgressTimeoutMs);
+      } catch (err) {
+        // The rest of the body may still come: this connection cannot carry another request.
+        res.shouldKeepAlive = false;
+        if (err instanceof RequestBodyTimeoutError) this.finish(req, res, start, route.config.name, 408, REQUEST_BODY_TIMEOUT_BODY, 'request_body_timeout', 'deny', path);
+        else this.finish(req, res, start, route.config.name, 400, errorBody(`Request body could not be read: ${(err as Error).message}`), 'request_body_unreadable', 'deny', path);
+        return;
+      }
+    }
     const opts = {
       path: route.basePath + path,
       headersTimeoutMs: route.config.requestTimeoutMs,
       bodyTimeoutMs: route.config.requestTimeoutMs,
+      bodyProgressTimeoutMs: this.bodyProgressTimeoutMs,
       servername: route.servername,
       ...(controls?.transformResponse ? { transformResponse: controls.transformResponse } : {}),
     };
@@ -318,7 +389,7 @@ export class OutboundProxy {
       intercept: CHALLENGE,
     });
     if (typeof result === 'number') {
-      if (sentFull && result !== 401) route.ackedEvidenceId = evidence.id;
+      if (sentFull && acceptedStatus(result)) route.ackedEvidenceId = evidence.id;
       this.settle(req, res, start, route, path, result);
       return;
     }
@@ -343,7 +414,7 @@ export class OutboundProxy {
       return;
     }
     const second = await forwardRequest(route.pool!, req, res, { ...opts, headers: retry, body });
-    if (typeof second === 'number' && challenge === 'evidence' && second !== 401) route.ackedEvidenceId = evidence.id;
+    if (typeof second === 'number' && challenge === 'evidence' && acceptedStatus(second)) route.ackedEvidenceId = evidence.id;
     this.settle(req, res, start, route, path, second);
   }
 
@@ -369,6 +440,7 @@ export class OutboundProxy {
       headers,
       headersTimeoutMs: route.config.requestTimeoutMs,
       bodyTimeoutMs: route.config.requestTimeoutMs,
+      bodyProgressTimeoutMs: this.bodyProgressTimeoutMs,
       servername: route.servername,
       body: null,
       intercept: CHALLENGE,

@@ -18,6 +18,7 @@ import { WorkloadApiX509Source } from '../../src/spiffe/workload-api/source.js';
 import type { X509Source } from '../../src/spiffe/source.js';
 import type { Attester } from '../../src/attestation/attester.js';
 import type { VerifierTrust } from '../../src/attestation/verifier.js';
+import type { RequestLimits } from '../../src/proxy/peer-admission.js';
 
 export const TD = 'agent-mesh.local';
 export const idOf = (name: string) => `spiffe://${TD}/ns/agent-swarm/sa/${name}`;
@@ -89,6 +90,8 @@ export interface TestMeshOptions {
   /** Revocation lists the server sidecar watches. */
   sharedRevocations?: string[];
   budgetStore?: SidecarConfig['budget'];
+  /** Request limits of every sidecar in the mesh (server and agents). */
+  requestLimits?: Partial<RequestLimits>;
 }
 
 export class TestMesh {
@@ -162,6 +165,7 @@ export class TestMesh {
       audit: this.serverAudit,
       ...(opts.now ? { now: opts.now } : {}),
       ...(opts.trust ? { attestationTrust: opts.trust } : {}),
+      ...(opts.requestLimits ? { requestLimits: opts.requestLimits } : {}),
     });
   }
 
@@ -231,6 +235,7 @@ export class TestMesh {
       config: this.agentConfig(name, serverId),
       source: await this.source(idOf(name)),
       ...(attester ? { attester } : {}),
+      ...(this.serverOpts.requestLimits ? { requestLimits: this.serverOpts.requestLimits } : {}),
       logger: silentLogger(),
       audit: new MemoryAuditSink(),
     });
