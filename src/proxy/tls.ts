@@ -87,12 +87,46 @@ export function serverContextOptions(m: TlsMaterial): tls.SecureContextOptions &
   };
 }
 
+/**
+ * Most certificates a peer's chain may have, leaf (and, in Node's detailed chain, the root from
+ * our bundle) included: SPIFFE deployments use a leaf and zero to a few intermediates. Longer
+ * chains are refused (`svid_chain_too_long`) before any of them is parsed.
+ */
+export const MAX_PEER_CHAIN_LENGTH = 8;
+
+/**
+ * Raw bytes a client's handshake may bring (with the first read of request bytes after it)
+ * before the sidecar counts the certificates it presented. Below it, no chain can be long.
+ */
+const COUNT_CERTIFICATES_ABOVE_BYTES = 16 * 1024;
+
+function chainTooLong(what: string): SidecarError {
+  return new SidecarError('svid_chain_too_long', `${what} has more than ${MAX_PEER_CHAIN_LENGTH} certificates`);
+}
+
+/**
+ * Refuses a client whose handshake carried more than MAX_PEER_CHAIN_LENGTH certificates,
+ * including certificates that chain to nothing (Node's detailed chain links only issuers, so
+ * it never shows those). Counting them makes Node copy every presented certificate, so it is
+ * done only when the handshake was large enough to hold a long list: the raw bytes read on the
+ * connection so far (Node's wrapped socket; when it is not there, always counted).
+ */
+export function checkPresentedChainLength(socket: TLSSocket): void {
+  const rawBytes = (socket as unknown as { _parent?: { bytesRead?: unknown } })._parent?.bytesRead;
+  if (typeof rawBytes === 'number' && rawBytes <= COUNT_CERTIFICATES_ABOVE_BYTES) return;
+  let n = 0;
+  for (let c: X509Certificate | undefined = socket.getPeerX509Certificate(); c !== undefined; c = c.issuerCertificate) {
+    if (++n > MAX_PEER_CHAIN_LENGTH) throw chainTooLong('the presented certificate list');
+  }
+}
+
 /** Node's detailed certificates along the issuer links, leaf first (the root links to itself). */
 function detailedChain(cert: PeerCertificate | DetailedPeerCertificate): DetailedPeerCertificate[] {
   const chain: DetailedPeerCertificate[] = [];
   const seen = new Set<object>();
   let cur: DetailedPeerCertificate | undefined = cert as DetailedPeerCertificate;
-  while (cur && cur.raw && !seen.has(cur) && chain.length < 10) {
+  while (cur && cur.raw && !seen.has(cur)) {
+    if (chain.length === MAX_PEER_CHAIN_LENGTH) throw chainTooLong('the peer certificate chain');
     seen.add(cur);
     chain.push(cur);
     cur = cur.issuerCertificate;
