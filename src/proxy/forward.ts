@@ -8,6 +8,9 @@ import type { Socket } from 'node:net';
 import { Writable, pipeline, type Transform } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { forwardResponseHeaders, responseHeaderList, responseHeaderObject } from './headers.js';
+import { DEFAULT_BODY_PROGRESS_TIMEOUT_MS, RequestBodyTimeoutError, checkBodyProgress, continueRequest, type BodyProgressWatch } from './request-body.js';
+
+export { awaitContinue, continueRequest, DEFAULT_BODY_PROGRESS_TIMEOUT_MS, RequestBodyTimeoutError } from './request-body.js';
 
 export interface ForwardOptions {
   /** Origin-form path with query, e.g. `/agents?x=1`. */
@@ -64,46 +67,6 @@ export function hasRequestBody(req: IncomingMessage): boolean {
   const len = req.headers['content-length'];
   if (len !== undefined) return len !== '0';
   return req.headers['transfer-encoding'] !== undefined;
-}
-
-/** How long a request body may bring no byte before it is abandoned (408). */
-export const DEFAULT_BODY_PROGRESS_TIMEOUT_MS = 30_000;
-
-/** A request body that stopped arriving (see ForwardOptions.bodyProgressTimeoutMs). */
-export class RequestBodyTimeoutError extends Error {
-  readonly code = 'ERR_REQUEST_BODY_TIMEOUT';
-  constructor(ms: number) {
-    super(`no request body byte for ${ms} ms`);
-  }
-}
-
-const kAwaitingContinue = Symbol('attest-sidecar.awaiting-continue');
-type ContinueResponse = ServerResponse & { [kAwaitingContinue]?: boolean };
-
-/**
- * The servers' 'checkContinue' listener: a request that sent `Expect: 100-continue` gets the
- * 100 only once it is admitted and its body is about to be read (continueRequest), so a refused
- * request never makes the client send its body. Until then the connection is marked to close:
- * a client told no 100 may or may not send the body, so the connection cannot be reused after
- * a refusal. (Node calls the request handler only when this event is handled.)
- */
-export function awaitContinue(handler: (req: IncomingMessage, res: ServerResponse) => void): (req: IncomingMessage, res: ServerResponse) => void {
-  return (req, res) => {
-    const r = res as ContinueResponse;
-    r[kAwaitingContinue] = res.shouldKeepAlive;
-    res.shouldKeepAlive = false;
-    handler(req, res);
-  };
-}
-
-/** Sends the 100 Continue a request is waiting for (see awaitContinue); a no-op otherwise. */
-export function continueRequest(res: ServerResponse): void {
-  const r = res as ContinueResponse;
-  const keepAlive = r[kAwaitingContinue];
-  if (keepAlive === undefined || res.headersSent) return;
-  r[kAwaitingContinue] = undefined;
-  res.shouldKeepAlive = keepAlive;
-  res.writeContinue();
 }
 
 /** What an exchange whose client left before any response records as its status (nginx's 499). */
@@ -166,23 +129,6 @@ export function forwardRequestThen(
 }
 
 /**
- * The body-progress check, every `ms` while the body streams: bytes arrived on the client's
- * connection since the last check, or the body is not being read (the upstream holds it back,
- * or no upstream connection took it yet), re-arm; otherwise the body stalled. A stall is thus
- * noticed between one and two periods after the last byte, with no work per chunk.
- */
-function checkBodyProgress(handler: ForwardHandler, req: IncomingMessage): void {
-  if (handler.ended || req.complete || req.destroyed) return;
-  const read = req.socket?.bytesRead ?? 0;
-  if (read !== handler.bodyBytesRead || req.readableFlowing !== true || !handler.connected) {
-    handler.bodyBytesRead = read;
-    handler.bodyTimer?.refresh();
-    return;
-  }
-  handler.onBodyStalled();
-}
-
-/**
  * The exchange's undici handler: response headers go from undici's raw list to `writeHead` in
  * one pass, and body chunks straight to the response, pausing undici while the client is slow.
  *
@@ -192,7 +138,7 @@ function checkBodyProgress(handler: ForwardHandler, req: IncomingMessage): void 
  * the listeners of `finished()` on the response: a share of the proxy's CPU per request that
  * the reference pair pays (see docs/benchmark-history.md).
  */
-class ForwardHandler implements Dispatcher.DispatchHandler {
+class ForwardHandler implements Dispatcher.DispatchHandler, BodyProgressWatch {
   private abort: ((err?: Error) => void) | undefined = undefined;
   private resume: (() => void) | undefined = undefined;
   private status = 0;

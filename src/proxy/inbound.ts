@@ -381,8 +381,10 @@ export class InboundListener {
         if (typeof result === 'number') {
           this.record(req, start, peer, 'allow', 'allowed', result, action);
         } else if (!('intercepted' in result)) {
-          this.deps.metrics.upstreamError('inbound', result.reason);
-          this.finish(req, res, start, peer, result.status, errorBody(result.message), result.reason, action, 'error');
+          // A stalled request body (408) is the client's doing, not an upstream failure.
+          const clientFault = result.status === 408;
+          if (!clientFault) this.deps.metrics.upstreamError('inbound', result.reason);
+          this.finish(req, res, start, peer, result.status, errorBody(result.message), result.reason, action, clientFault ? 'deny' : 'error');
         }
       } catch (err) {
         // A bug after the exchange fails this request, never the process.

@@ -14,11 +14,8 @@ import type { OutboundConfig } from '../config/types.js';
 import type { Logger, AuditSink } from '../log.js';
 import type { SidecarMetrics } from '../admin/metrics.js';
 import { forwardRequestHeaders, isBrowserRequest } from './headers.js';
+import { DEFAULT_BODY_PROGRESS_TIMEOUT_MS, RequestBodyTimeoutError, awaitContinue, continueRequest, readBody } from './request-body.js';
 import {
-  DEFAULT_BODY_PROGRESS_TIMEOUT_MS,
-  RequestBodyTimeoutError,
-  awaitContinue,
-  continueRequest,
   errorBody,
   forwardRequest,
   forwardRequestThen,
@@ -70,42 +67,6 @@ interface RequestControls {
 
 /** Largest request body buffered so that an attestation challenge can be answered by replay. */
 export const MAX_REPLAY_BYTES = 64 * 1024;
-
-/** A body that sent more than its Content-Length announced (read for replay). */
-class BodyTooLargeError extends Error {}
-
-/**
- * Reads a request body of at most `limit` bytes; rejects with RequestBodyTimeoutError when no
- * byte arrives for `progressMs`, and when the client goes away.
- */
-function readBody(req: IncomingMessage, limit: number, progressMs: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const timer = setTimeout(() => fail(new RequestBodyTimeoutError(progressMs)), progressMs);
-    const onData = (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) return fail(new BodyTooLargeError(`request body over ${limit} bytes`));
-      chunks.push(chunk);
-      timer.refresh();
-    };
-    const onEnd = () => {
-      cleanup();
-      resolve(Buffer.concat(chunks));
-    };
-    const onClose = () => fail(new Error('client closed the request body'));
-    const cleanup = () => {
-      clearTimeout(timer);
-      req.off('data', onData).off('end', onEnd).off('error', fail).off('close', onClose);
-    };
-    function fail(err: Error): void {
-      cleanup();
-      req.pause();
-      reject(err);
-    }
-    req.on('data', onData).once('end', onEnd).once('error', fail).once('close', onClose);
-  });
-}
 
 /** A 401 carrying our attestation challenge is answered here, never relayed to the agent. */
 const CHALLENGE: ResponseIntercept = { status: 401, when: (h) => typeof h[H_CHALLENGE] === 'string' };
@@ -324,6 +285,9 @@ export class OutboundProxy {
   private settle(req: IncomingMessage, res: ServerResponse, start: number, route: RouteRuntime, path: string, result: number | UpstreamFailure | Intercepted): void {
     if (typeof result === 'number') {
       this.record(req, start, route.config.name, 'allow', 'forwarded', result, path);
+    } else if (!('intercepted' in result) && result.status === 408) {
+      // The agent's body stalled: its doing, not an upstream failure.
+      this.finish(req, res, start, route.config.name, 408, errorBody(result.message), result.reason, 'deny', path);
     } else if (!('intercepted' in result)) {
       this.deps.metrics.upstreamError('outbound', result.reason);
       this.deps.logger.warn({ route: route.config.name, reason: result.reason, err: result.message }, 'outbound upstream failure');

@@ -10,7 +10,7 @@
  * is found once per client connection.
  */
 import type { ServerResponse } from 'node:http';
-import { DEFAULT_BODY_PROGRESS_TIMEOUT_MS } from './forward.js';
+import { DEFAULT_BODY_PROGRESS_TIMEOUT_MS } from './request-body.js';
 
 export interface PeerAdmissionLimits {
   /** App requests one peer identity may have in flight at once. */
