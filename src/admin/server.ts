@@ -9,7 +9,7 @@ import https from 'node:https';
 import { isIP } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { AdminApi } from './api.js';
-import { checkPresentedChainLength, peerChain, serverContextOptions, verifyPeer, type TlsMaterial } from '../proxy/tls.js';
+import { serverContextOptions, verifyClientPeer, type TlsMaterial } from '../proxy/tls.js';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from '../log.js';
 import { sendJson } from './json.js';
@@ -91,8 +91,7 @@ export class AdminServer {
     });
     server.prependListener('secureConnection', (socket: TLSSocket) => {
       try {
-        checkPresentedChainLength(socket);
-        (socket as AdminSocket)[kAdminPeer] = verifyPeer(peerChain(socket), this.material!.bundles, new Date()).id;
+        (socket as AdminSocket)[kAdminPeer] = verifyClientPeer(socket, this.material!.bundles, Date.now()).id;
       } catch (err) {
         this.deps.logger.warn({ err: (err as Error).message, remote: socket.remoteAddress }, 'admin mTLS peer rejected');
         socket.destroy();

@@ -28,7 +28,7 @@ import type { RevocationState } from '../revocation/state.js';
 import type { PolicyAgent } from '../policy/read-agent.js';
 import type { ActionMappingConfig } from '../config/types.js';
 import type { SpendGate } from './spend.js';
-import { checkPresentedChainLength, peerCertificate, serverContextOptions, verifyPeerCertificate, type TlsMaterial, type VerifiedPeer } from './tls.js';
+import { serverContextOptions, verifyClientPeer, type TlsMaterial, type VerifiedPeer } from './tls.js';
 
 export interface InboundDeps {
   config: InboundConfig;
@@ -169,8 +169,7 @@ export class InboundListener {
   private onSecureConnection(socket: PeeredSocket): void {
     const material = this.material!;
     try {
-      checkPresentedChainLength(socket);
-      const peer = verifyPeerCertificate(peerCertificate(socket), material.bundles, this.now());
+      const peer = verifyClientPeer(socket, material.bundles, this.now());
       socket[kConn] = { peer, identity: { spiffeId: peer.id, extensions: peer.extensions } };
     } catch (err) {
       const reason = err instanceof SidecarError ? err.reason : 'svid_malformed';

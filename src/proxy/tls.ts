@@ -105,19 +105,36 @@ function chainTooLong(what: string): SidecarError {
 }
 
 /**
- * Refuses a client whose handshake carried more than MAX_PEER_CHAIN_LENGTH certificates,
- * including certificates that chain to nothing (Node's detailed chain links only issuers, so
- * it never shows those). Counting them makes Node copy every presented certificate, so it is
- * done only when the handshake was large enough to hold a long list: the raw bytes read on the
- * connection so far (Node's wrapped socket; when it is not there, always counted).
+ * The certificates a client presented, leaf first, in the order sent, from Node's X509Certificate
+ * issuer links (which, unlike the detailed chain, include certificates that link to nothing).
+ * More than MAX_PEER_CHAIN_LENGTH: refused. Node copies every presented certificate for this and
+ * consumes its list of them: the socket's detailed chain is not usable afterwards.
  */
-export function checkPresentedChainLength(socket: TLSSocket): void {
-  const rawBytes = (socket as unknown as { _parent?: { bytesRead?: unknown } })._parent?.bytesRead;
-  if (typeof rawBytes === 'number' && rawBytes <= COUNT_CERTIFICATES_ABOVE_BYTES) return;
-  let n = 0;
+function presentedChain(socket: TLSSocket): X509Certificate[] {
+  const chain: X509Certificate[] = [];
   for (let c: X509Certificate | undefined = socket.getPeerX509Certificate(); c !== undefined; c = c.issuerCertificate) {
-    if (++n > MAX_PEER_CHAIN_LENGTH) throw chainTooLong('the presented certificate list');
+    if (chain.length === MAX_PEER_CHAIN_LENGTH) throw chainTooLong('the presented certificate list');
+    chain.push(c);
   }
+  if (chain.length === 0) throw new SidecarError('peer_no_certificate', 'peer presented no certificate');
+  return chain;
+}
+
+/**
+ * SPIFFE verification of a client on a server socket, right after its handshake. An ordinary
+ * handshake takes Node's detailed chain (verifyPeerCertificate). One that brought more raw bytes
+ * than a short chain needs (Node's wrapped socket count; always, when that is not there) may
+ * carry a long list of certificates that link to nothing, which the detailed chain never shows:
+ * its presented list is counted and verified instead, so such a list costs one copy by Node
+ * and is refused (`svid_chain_too_long`) before anything is parsed.
+ */
+export function verifyClientPeer(socket: TLSSocket, bundles: X509BundleSource, nowMs: number): VerifiedPeer {
+  const rawBytes = (socket as unknown as { _parent?: { bytesRead?: unknown } })._parent?.bytesRead;
+  if (typeof rawBytes === 'number' && rawBytes <= COUNT_CERTIFICATES_ABOVE_BYTES) {
+    return verifyPeerCertificate(peerCertificate(socket), bundles, nowMs);
+  }
+  const chain = presentedChain(socket);
+  return cachedVerification(chain, chain.map((c) => c.fingerprint256).join(''), bundles, nowMs);
 }
 
 /** Node's detailed certificates along the issuer links, leaf first (the root links to itself). */
@@ -210,10 +227,16 @@ function chainKey(chain: readonly DetailedPeerCertificate[]): string | undefined
 export function verifyPeerCertificate(cert: PeerCertificate | DetailedPeerCertificate, bundles: X509BundleSource, nowMs: number): VerifiedPeer {
   const detailed = detailedChain(cert);
   const key = chainKey(detailed);
+  const cached = key === undefined ? undefined : verifiedChains.get(bundles)?.get(key);
+  if (cached && nowMs >= cached.fromMs && nowMs <= cached.untilMs) return cached.peer;
+  return cachedVerification(detailed.map((c) => new X509Certificate(c.raw)), key, bundles, nowMs);
+}
+
+/** verifyPeerUntil through the cache of verifiedChains under `key` (undefined: not cached). */
+function cachedVerification(chain: readonly X509Certificate[], key: string | undefined, bundles: X509BundleSource, nowMs: number): VerifiedPeer {
   let byChain = verifiedChains.get(bundles);
   const cached = key === undefined ? undefined : byChain?.get(key);
   if (cached && nowMs >= cached.fromMs && nowMs <= cached.untilMs) return cached.peer;
-  const chain = detailed.map((c) => new X509Certificate(c.raw));
   const { peer, stableUntilMs } = verifyPeerUntil(chain, bundles, new Date(nowMs));
   if (key !== undefined) {
     if (!byChain) verifiedChains.set(bundles, (byChain = new Map()));

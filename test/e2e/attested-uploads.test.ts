@@ -99,7 +99,10 @@ t.test('a small body kept for replay that stops arriving is answered 408', async
 t.test('a peer that restarted (and forgot our evidence) still takes an upload that cannot be replayed', async (t) => {
   t.equal((await viaProxy(mesh.proxyOf('orchestrator'), 'GET', 'http://control-plane/agents')).status, 200, 'the route is warm');
   await mesh.restartServer();
-  const chunked = await chunkedUpload(100 * 1024);
+  // The first attempts may meet pooled connections the old server closed (502, before any
+  // answer from the new one): that leaves what the route knows unchanged.
+  let chunked = await chunkedUpload(100 * 1024);
+  for (let attempt = 0; attempt < 3 && chunked.status === 502; attempt++) chunked = await chunkedUpload(100 * 1024);
   t.equal(chunked.status, 200, chunked.body);
   t.equal((await viaProxy(mesh.proxyOf('orchestrator'), 'GET', 'http://control-plane/agents')).status, 200, 'bodiless after the restart');
 });

@@ -8,7 +8,9 @@ import tls from 'node:tls';
 import t from 'tap';
 import { TestMesh, idOf } from '../helpers/mesh.js';
 
-const mesh = await TestMesh.start({ agents: ['orchestrator'], requestLimits: { bodyProgressTimeoutMs: 1_000 } });
+// The agent's sidecar gives up well before the server's (a stall is noticed within one to two
+// periods), so each test knows which side answers.
+const mesh = await TestMesh.start({ agents: ['orchestrator'], requestLimits: { bodyProgressTimeoutMs: 3_000 }, agentRequestLimits: { bodyProgressTimeoutMs: 1_000 } });
 t.teardown(() => mesh.close());
 
 interface Exchange {
@@ -86,7 +88,7 @@ t.test('a slow upload that keeps bringing bytes is not cut (both sidecars)', asy
   const ex = record(socket);
   const parts = 12;
   socket.write(`POST http://control-plane/upload HTTP/1.1\r\nHost: control-plane\r\nContent-Length: ${parts}\r\n\r\n`);
-  // 250 ms apart: three seconds in all, several times the timeout, never a second without a byte.
+  // 250 ms apart: three seconds in all, several times the agent side's timeout, never a second without a byte.
   for (let i = 0; i < parts; i++) {
     await new Promise((r) => setTimeout(r, 250));
     socket.write('z');
@@ -97,7 +99,8 @@ t.test('a slow upload that keeps bringing bytes is not cut (both sidecars)', asy
 });
 
 t.test('an app that reads the body slowly is not mistaken for a stalled client', async (t) => {
-  // The app takes 2.5 s before it reads: the body waits in the sidecar, paused, not stalled.
+  // The app takes 4 s before it reads (several of the agent side's periods, over the server
+  // side's timeout; under the 5 s request timeout): the body waits in the sidecars, paused.
   const slowPaths = new Set(['/upload?slow=1']);
   const listeners = mesh.app.server.listeners('request');
   mesh.app.server.removeAllListeners('request');
@@ -112,7 +115,7 @@ t.test('an app that reads the body slowly is not mistaken for a stalled client',
       req.on('data', (c: Buffer) => (bytes += c.length));
       req.on('end', () => res.end(JSON.stringify({ bytes })));
       req.resume();
-    }, 2_500);
+    }, 4_000);
   });
   t.teardown(() => {
     mesh.app.server.removeAllListeners('request');

@@ -92,6 +92,8 @@ export interface TestMeshOptions {
   budgetStore?: SidecarConfig['budget'];
   /** Request limits of every sidecar in the mesh (server and agents). */
   requestLimits?: Partial<RequestLimits>;
+  /** The agents' request limits, when they differ from `requestLimits`. */
+  agentRequestLimits?: Partial<RequestLimits>;
 }
 
 export class TestMesh {
@@ -235,7 +237,7 @@ export class TestMesh {
       config: this.agentConfig(name, serverId),
       source: await this.source(idOf(name)),
       ...(attester ? { attester } : {}),
-      ...(this.serverOpts.requestLimits ? { requestLimits: this.serverOpts.requestLimits } : {}),
+      ...(this.serverOpts.agentRequestLimits ?? this.serverOpts.requestLimits ? { requestLimits: this.serverOpts.agentRequestLimits ?? this.serverOpts.requestLimits } : {}),
       logger: silentLogger(),
       audit: new MemoryAuditSink(),
     });
