@@ -32,10 +32,19 @@ t.test('300 trickling uploads from one agent leave the app to the others', async
   const { maxInFlightPerPeer, maxQueuedPerPeer } = DEFAULT_PEER_ADMISSION;
   let appUploads = 0;
   let appUploadsMax = 0;
+  /** Attack uploads (by index) the app has seen start, and those still open there. */
+  const admitted = new Set<number>();
+  const atApp = new Set<number>();
   mesh.app.server.on('request', (req, res) => {
-    if (req.url !== '/upload') return;
+    const i = /^\/upload\?i=(\d+)$/.exec(req.url ?? '')?.[1];
+    if (i === undefined) return;
     appUploadsMax = Math.max(appUploadsMax, ++appUploads);
-    res.once('close', () => appUploads--);
+    admitted.add(Number(i));
+    atApp.add(Number(i));
+    res.once('close', () => {
+      appUploads--;
+      atApp.delete(Number(i));
+    });
   });
 
   const svid = await mesh.issuer.ca.issueX509Svid(idOf('orchestrator'));
@@ -50,13 +59,13 @@ t.test('300 trickling uploads from one agent leave the app to the others', async
       Array.from({ length: 20 }, () => {
         const socket = tls.connect({ host: '127.0.0.1', port, cert: svid.certChainPem, key: svid.keyPem, ca: mesh.issuer.ca.rootPem(), checkServerIdentity: () => undefined });
         const a: Trickler = { socket, text: '', closed: false };
-        attackers.push(a);
+        const index = attackers.push(a) - 1;
         socket.on('data', (c: Buffer) => (a.text += c.toString('latin1')));
         socket.on('close', () => (a.closed = true));
         socket.on('error', () => undefined);
         return new Promise<void>((resolve) => {
           socket.once('secureConnect', () => {
-            socket.write('POST /upload HTTP/1.1\r\nHost: control-plane\r\nContent-Length: 100000\r\n\r\nx');
+            socket.write(`POST /upload?i=${index} HTTP/1.1\r\nHost: control-plane\r\nContent-Length: 100000\r\n\r\nx`);
             resolve();
           });
           socket.once('close', () => resolve());
@@ -95,6 +104,17 @@ t.test('300 trickling uploads from one agent leave the app to the others', async
   t.ok(audited.length >= expectedRefused, `refusals are audited (${audited.length})`);
   t.equal(audited[0]?.status, 429);
   t.equal(audited[0]?.peer, idOf('orchestrator'));
+
+  // Uploads that end give their turns to the identity's waiting ones, in order.
+  const leaving = [...atApp].slice(0, 10);
+  for (const i of leaving) attackers[i]!.socket.destroy();
+  t.ok(await waitFor(() => leaving.every((i) => !atApp.has(i)) && appUploads === maxInFlightPerPeer), `waiting uploads took the freed turns (${appUploads} at the app)`);
+  t.equal(admitted.size, maxInFlightPerPeer + leaving.length, 'exactly as many as were freed');
+
+  // A wait is bounded: the rest of the queue is refused once maxQueueWaitMs has passed.
+  const waiting = () => attackers.filter((a, i) => !a.closed && a.text === '' && !atApp.has(i)).length;
+  t.ok(await waitFor(() => waiting() === 0), `no upload waits for ever (${waiting()} still waiting)`);
+  t.equal(refused().length, 300 - maxInFlightPerPeer - leaving.length, 'every upload that never reached the app was refused with 429');
 
   // The attacker leaves: its share is given back and its identity is served again.
   clearInterval(trickle);
