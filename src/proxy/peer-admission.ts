@@ -115,11 +115,6 @@ export class PeerAdmission {
     this.dropIfIdle(slots);
   }
 
-  /** Turns in flight now (all identities). */
-  inFlight(): number {
-    return this.total;
-  }
-
   private grantWaiting(): void {
     const max = this.limits.maxInFlightPerPeer;
     while (this.total < this.capacity && this.waiting.length > 0) {
