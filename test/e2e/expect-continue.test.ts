@@ -145,3 +145,32 @@ t.test('inbound: a denied request gets 403 without a 100 and nothing reaches the
   t.match(seen.text, /"Action 'fuzzer\.write_harness' not permitted"/);
   t.equal(mesh.app.seen.length, before);
 });
+
+t.test('a final status the app gives before reading the body is relayed by both sidecars', async (t) => {
+  const early = (req: { url?: string }, res: { writeHead: (s: number, h: Record<string, string>) => { end: (b: string) => void } }) => {
+    if (req.url === '/upload?early=1') res.writeHead(413, { 'content-type': 'application/json', 'content-length': '31', connection: 'close' }).end('{"error":"too big for the app"}');
+  };
+  const listeners = mesh.app.server.listeners('request') as ((...a: unknown[]) => void)[];
+  mesh.app.server.removeAllListeners('request');
+  mesh.app.server.on('request', (req, res) => {
+    if (req.url === '/upload?early=1') early(req, res);
+    else for (const l of listeners) l(req, res);
+  });
+  t.teardown(() => {
+    mesh.app.server.removeAllListeners('request');
+    for (const l of listeners) mesh.app.server.on('request', l);
+  });
+  const port = Number(new URL(mesh.proxyOf('orchestrator')).port);
+  const socket = net.connect(port, '127.0.0.1');
+  t.teardown(() => socket.destroy());
+  const seen = record(socket);
+  socket.write('POST http://control-plane/upload?early=1 HTTP/1.1\r\nHost: control-plane\r\nContent-Length: 5000000\r\nExpect: 100-continue\r\n\r\n');
+  await readUntil(socket, seen, (s) => s.includes('\r\n\r\n'));
+  t.match(seen.text, /^HTTP\/1\.1 100 Continue\r\n\r\n/);
+  socket.write(Buffer.alloc(64 * 1024, 0x43));
+  await readUntil(socket, seen, complete);
+  const m = finalResponse(seen.text);
+  t.ok(m, seen.text.slice(0, 300));
+  t.match(m![0], /^HTTP\/1\.1 413 /);
+  t.equal(seen.text.slice(m!.index + m![0].length), '{"error":"too big for the app"}');
+});
