@@ -9,7 +9,7 @@
  * Per request on the fast path: two counter compares and increments; the per-identity state
  * is found once per client connection.
  */
-import type { ServerResponse } from 'node:http';
+import type { EventEmitter } from 'node:events';
 import { DEFAULT_BODY_PROGRESS_TIMEOUT_MS } from './request-body.js';
 
 export interface PeerAdmissionLimits {
@@ -92,9 +92,10 @@ export class PeerAdmission {
   /**
    * Queues a request that tryAcquire turned down: `grant` runs (later, in its own microtask)
    * once it holds a turn, which it must release; `refuse` runs when the queue is full (at once)
-   * or the wait ran out. A response that closes while waiting leaves the queue silently.
+   * or the wait ran out. A request whose response (`res`) closes while waiting leaves the queue
+   * silently.
    */
-  wait(slots: PeerSlots, res: ServerResponse, grant: () => void, refuse: () => void): void {
+  wait(slots: PeerSlots, res: Pick<EventEmitter, 'once'>, grant: () => void, refuse: () => void): void {
     if (slots.queue.length >= this.limits.maxQueuedPerPeer) {
       refuse();
       return;
