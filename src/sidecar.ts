@@ -34,6 +34,7 @@ import type { PolicyAgent } from './policy/read-agent.js';
 import { buildStatus } from './sidecar-status.js';
 import { compileHttpParserEagerly } from './proxy/http-parser.js';
 import { ensureStateDir, isListenError, listenError } from './startup-errors.js';
+import type { RequestLimits } from './proxy/peer-admission.js';
 
 export interface SidecarOptions {
   config: SidecarConfig;
@@ -46,6 +47,8 @@ export interface SidecarOptions {
   /** Evidence producer / trust overriding `attestation:` in the config (dev mesh, tests). */
   attester?: Attester;
   attestationTrust?: VerifierTrust;
+  /** Data-plane request limits (per-peer app share, body-progress timeout); defaults DEFAULT_REQUEST_LIMITS. */
+  requestLimits?: Partial<RequestLimits>;
 }
 
 export class Sidecar {
@@ -119,7 +122,13 @@ export class Sidecar {
       this.gate = new AttestationGate(verifier.trust, this.now, this.metrics, config.attestation?.verifier?.cacheSize, verifier.referenceValues);
     }
     this.inbound = config.inbound
-      ? new InboundListener({ ...common, config: config.inbound, policy: () => this.policy?.current(), ...(this.gate ? { attestation: this.gate } : {}) })
+      ? new InboundListener({
+          ...common,
+          config: config.inbound,
+          policy: () => this.policy?.current(),
+          ...(this.gate ? { attestation: this.gate } : {}),
+          ...(opts.requestLimits ? { requestLimits: opts.requestLimits } : {}),
+        })
       : undefined;
     const attester = opts.attester ?? createAttester(config);
     this.outbound = config.outbound
@@ -132,6 +141,7 @@ export class Sidecar {
             return agent?.budget ? { agent: agent.name, budget: agent.budget } : undefined;
           },
           ...(attester ? { attester } : {}),
+          ...(opts.requestLimits ? { requestLimits: opts.requestLimits } : {}),
         })
       : undefined;
     this.adminTokenFile = config.admin?.tokenFile;

@@ -9,7 +9,7 @@ import https from 'node:https';
 import { isIP } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { AdminApi } from './api.js';
-import { peerChain, serverContextOptions, verifyPeer, type TlsMaterial } from '../proxy/tls.js';
+import { serverContextOptions, verifyClientPeer, type TlsMaterial } from '../proxy/tls.js';
 import type { AddressInfo } from 'node:net';
 import type { AuditSink, Logger } from '../log.js';
 import { AggregatedAudit } from '../audit/aggregate.js';
@@ -103,7 +103,7 @@ export class AdminServer {
     });
     server.prependListener('secureConnection', (socket: TLSSocket) => {
       try {
-        (socket as AdminSocket)[kAdminPeer] = verifyPeer(peerChain(socket), this.material!.bundles, new Date()).id;
+        (socket as AdminSocket)[kAdminPeer] = verifyClientPeer(socket, this.material!.bundles, Date.now()).id;
       } catch (err) {
         // Audited in aggregate: a flood of bad peers must not become a log line per connection.
         const reason = err instanceof SidecarError ? err.reason : 'svid_malformed';

@@ -8,6 +8,9 @@ import type { Socket } from 'node:net';
 import { Writable, pipeline, type Transform } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { forwardResponseHeaders, responseHeaderList, responseHeaderObject } from './headers.js';
+import { DEFAULT_BODY_PROGRESS_TIMEOUT_MS, RequestBodyTimeoutError, checkBodyProgress, continueRequest, type BodyProgressWatch } from './request-body.js';
+
+export { awaitContinue, continueRequest, DEFAULT_BODY_PROGRESS_TIMEOUT_MS, RequestBodyTimeoutError } from './request-body.js';
 
 export interface ForwardOptions {
   /** Origin-form path with query, e.g. `/agents?x=1`. */
@@ -15,6 +18,11 @@ export interface ForwardOptions {
   headers: string[];
   headersTimeoutMs: number;
   bodyTimeoutMs: number;
+  /**
+   * A streamed request body that brings no byte for this long while the upstream takes it is
+   * abandoned: 408 when nothing was answered yet. Default DEFAULT_BODY_PROGRESS_TIMEOUT_MS.
+   */
+  bodyProgressTimeoutMs?: number;
   /** TLS server name for the connection (see RouteRuntime.servername); default: from Host. */
   servername?: string;
   /** Send this (buffered) body instead of streaming the request (used for replays). */
@@ -49,7 +57,7 @@ export interface Intercepted {
 }
 
 export interface UpstreamFailure {
-  status: 502 | 503 | 504;
+  status: 408 | 502 | 503 | 504;
   reason: string;
   message: string;
 }
@@ -106,9 +114,14 @@ export function forwardRequestThen(
   };
   const handler = new ForwardHandler(res, opts, body, done);
   watchClient(req.socket as ClientSocket | null, handler);
+  const streamed = body !== null && !Buffer.isBuffer(body);
+  if (streamed) {
+    continueRequest(res);
+    handler.watchBodyProgress(body, opts.bodyProgressTimeoutMs ?? DEFAULT_BODY_PROGRESS_TIMEOUT_MS);
+  }
   dispatcher.dispatch(request, handler);
   // The client went away while its body streams: abandon the upstream exchange too.
-  if (body && !Buffer.isBuffer(body)) {
+  if (streamed) {
     res.once('close', () => {
       if (!res.writableFinished) body.destroy();
     });
@@ -125,7 +138,7 @@ export function forwardRequestThen(
  * the listeners of `finished()` on the response: a share of the proxy's CPU per request that
  * the reference pair pays (see docs/benchmark-history.md).
  */
-class ForwardHandler implements Dispatcher.DispatchHandler {
+class ForwardHandler implements Dispatcher.DispatchHandler, BodyProgressWatch {
   private abort: ((err?: Error) => void) | undefined = undefined;
   private resume: (() => void) | undefined = undefined;
   private status = 0;
@@ -134,6 +147,10 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   private intercepted: Intercepted | undefined = undefined;
   private clientGone = false;
   ended = false;
+  /** Body-progress watch of a streamed request body (see checkBodyProgress). */
+  bodyTimer: NodeJS.Timeout | undefined = undefined;
+  bodyBytesRead = 0;
+  private bodyProgressMs = 0;
   /** Links in the client connection's list of exchanges in flight (see watchClient). */
   watchList: ExchangeList | undefined = undefined;
   watchPrev: ForwardHandler | undefined = undefined;
@@ -151,6 +168,22 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     if (this.clientGone) abort();
   }
 
+  get connected(): boolean {
+    return this.abort !== undefined;
+  }
+
+  watchBodyProgress(req: IncomingMessage, ms: number): void {
+    this.bodyProgressMs = ms;
+    this.bodyBytesRead = req.socket?.bytesRead ?? 0;
+    this.bodyTimer = setTimeout(checkBodyProgress, ms, this, req);
+    this.bodyTimer.unref();
+  }
+
+  /** The client stopped sending its body: the upstream exchange is abandoned (onError answers 408). */
+  onBodyStalled(): void {
+    this.abort?.(new RequestBodyTimeoutError(this.bodyProgressMs));
+  }
+
   /** The client's connection closed: abandon the upstream exchange (see watchClient). */
   onClientClose(): void {
     if (this.ended) return;
@@ -159,7 +192,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   }
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
-    // 1xx: interim responses are not relayed (Node's server answers Expect itself).
+    // 1xx: interim responses are not relayed (the sidecar answers Expect itself: continueRequest).
     if (statusCode < 200) return true;
     this.status = statusCode;
     this.resume = resume;
@@ -227,11 +260,14 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     }
     // May run inside dispatch() itself (a closed pool): answer after the caller has returned.
     const failure = classifyUpstreamError(err);
+    // The rest of a timed-out body may still come: the connection cannot carry another request.
+    if (failure.status === 408) this.res.shouldKeepAlive = false;
     queueMicrotask(() => this.done(failure));
   }
 
   private settle(): void {
     this.ended = true;
+    if (this.bodyTimer !== undefined) clearTimeout(this.bodyTimer);
     const list = this.watchList;
     if (list === undefined) return;
     const prev = this.watchPrev;
@@ -317,6 +353,8 @@ export function classifyUpstreamError(err: unknown): UpstreamFailure {
     return { status: 502, reason: `upstream_${e.reason}`, message: `Upstream identity rejected: ${msg}` };
   }
   switch (code) {
+    case 'ERR_REQUEST_BODY_TIMEOUT':
+      return { status: 408, reason: 'request_body_timeout', message: 'Request body timeout' };
     case 'UND_ERR_CONNECT_TIMEOUT':
       return { status: 504, reason: 'upstream_connect_timeout', message: 'Upstream connect timeout' };
     case 'UND_ERR_HEADERS_TIMEOUT':

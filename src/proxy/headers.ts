@@ -6,9 +6,13 @@
  * `writeHead` accepts (responses), so the hot path makes one pass and one array each way.
  */
 
-/** Hop-by-hop fields that never cross a proxy, plus proxy credentials meant for us. */
+/**
+ * Hop-by-hop fields that never cross a proxy, plus proxy credentials meant for us, plus
+ * Expect: each sidecar answers `100-continue` itself once the request is admitted.
+ */
 export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   'connection',
+  'expect',
   'keep-alive',
   'proxy-connection',
   'transfer-encoding',

@@ -19,7 +19,8 @@ import type { CompiledPolicy, Decision } from '../policy/types.js';
 import { decide, denialBody } from '../policy/decide.js';
 import { compileActionMatcher, canonicalRequestPath } from '../policy/actions.js';
 import { DEFAULT_MAX_REQUEST_HEADERS, appLeadHeaders, kRequestId, screenInboundHeaders, tooManyHeadersBody, type RequestWithId } from './request-headers.js';
-import { errorBody, forwardRequestThen, sendJsonError } from './forward.js';
+import { awaitContinue, errorBody, forwardRequestThen, hasRequestBody, sendJsonError } from './forward.js';
+import { DEFAULT_REQUEST_LIMITS, PEER_CONCURRENCY_REASON, PeerAdmission, type PeerSlots, type RequestLimits } from './peer-admission.js';
 import { DecisionLog, pathOnly, type RecentDenials } from './decision-log.js';
 import { H_CHALLENGE, type AttestationGate, type AttestationSession } from './attestation-gate.js';
 import { closeServer, listen, throttledListenerErrorLog } from '../net.js';
@@ -30,7 +31,7 @@ import type { RevocationState } from '../revocation/state.js';
 import type { PolicyAgent } from '../policy/read-agent.js';
 import type { ActionMappingConfig } from '../config/types.js';
 import type { SpendGate } from './spend.js';
-import { peerCertificate, serverContextOptions, verifyPeerCertificate, type TlsMaterial, type VerifiedPeer } from './tls.js';
+import { serverContextOptions, verifyClientPeer, type TlsMaterial, type VerifiedPeer } from './tls.js';
 
 export interface InboundDeps {
   config: InboundConfig;
@@ -48,7 +49,12 @@ export interface InboundDeps {
   spend?: SpendGate;
   /** Where refused requests are kept for the status page. */
   denials?: RecentDenials;
+  /** Per-peer share of the app connections and the body-progress timeout; defaults DEFAULT_REQUEST_LIMITS. */
+  requestLimits?: Partial<RequestLimits>;
 }
+
+/** Connections to the app (all peers together). */
+export const APP_POOL_CONNECTIONS = 256;
 
 /** What the listener keeps per verified connection (one property on the socket: sockets are big). */
 interface Connection {
@@ -68,6 +74,8 @@ interface Connection {
   lastUrl?: string;
   lastPolicy?: CompiledPolicy;
   lastRoute?: Route;
+  /** The peer identity's share of the app connections (taken on its first forwarded request). */
+  slots?: PeerSlots;
 }
 
 /** A request target that passed canonicalisation: its mapping and the policy's decision. */
@@ -90,6 +98,8 @@ const UNVERIFIED_BODY = errorBody('Peer identity not verified');
 const NO_POLICY_BODY = errorBody('No policy loaded');
 const REVOKED_BODY = errorBody('Agent revoked');
 const NO_LEDGER_BODY = errorBody('Budget ledger unavailable');
+const BUSY_BODY = errorBody('Too many concurrent requests from this peer identity');
+const RETRY_LATER = { 'retry-after': '1' };
 
 export class InboundListener {
   private server: https.Server | undefined;
@@ -109,13 +119,19 @@ export class InboundListener {
   private readonly appServername: string;
   private readonly maxRequestHeaders: number;
   private readonly tooManyHeadersBody: string;
+  private readonly admission: PeerAdmission;
+  private readonly bodyProgressTimeoutMs: number;
 
   constructor(private readonly deps: InboundDeps) {
     this.maxRequestHeaders = deps.config.maxRequestHeaders ?? DEFAULT_MAX_REQUEST_HEADERS;
     this.tooManyHeadersBody = tooManyHeadersBody(this.maxRequestHeaders);
     this.log = new DecisionLog('inbound', deps.metrics, deps.audit, deps.denials);
     this.refusals = new AggregatedAudit(deps.audit);
-    this.app = new Pool(deps.config.app, { connections: 256, pipelining: 1, keepAliveTimeout: 30_000 });
+    this.app = new Pool(deps.config.app, { connections: APP_POOL_CONNECTIONS, pipelining: 1, keepAliveTimeout: 30_000 });
+    // `inbound.limits.body_progress_timeout` from the config; `requestLimits` (tests) overrides.
+    const limits = { ...DEFAULT_REQUEST_LIMITS, bodyProgressTimeoutMs: deps.config.limits.bodyProgressTimeoutMs, ...deps.requestLimits };
+    this.admission = new PeerAdmission(APP_POOL_CONNECTIONS, limits);
+    this.bodyProgressTimeoutMs = limits.bodyProgressTimeoutMs;
     this.appServername = new URL(deps.config.app).hostname || 'app';
     this.match = compileActionMatcher(deps.config.actions);
     this.now = deps.now ?? Date.now;
@@ -152,12 +168,11 @@ export class InboundListener {
       return;
     }
     const limits = this.deps.config.limits;
+    const handler = (req: IncomingMessage, res: ServerResponse) => this.guarded(req, res);
     // Room for the agent's own headers (node's 16 KiB default at the outbound listener) plus the
     // evidence its sidecar adds (up to 14 KiB), so first contact never meets node's bare 431.
-    const server = https.createServer(
-      { ...serverContextOptions(material), ...serverLimitOptions(limits, true), maxHeaderSize: INBOUND_MAX_HEADER_BYTES },
-      (req, res) => this.guarded(req, res),
-    );
+    const server = https.createServer({ ...serverContextOptions(material), ...serverLimitOptions(limits, true), maxHeaderSize: INBOUND_MAX_HEADER_BYTES }, handler);
+    server.on('checkContinue', awaitContinue(handler));
     // Runs before the HTTP parser sees any byte of this connection.
     server.prependListener('secureConnection', (socket: TLSSocket) => this.onSecureConnection(socket as PeeredSocket));
     server.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => {
@@ -177,7 +192,7 @@ export class InboundListener {
   private onSecureConnection(socket: PeeredSocket): void {
     const material = this.material!;
     try {
-      const peer = verifyPeerCertificate(peerCertificate(socket), material.bundles, this.now());
+      const peer = verifyClientPeer(socket, material.bundles, this.now());
       socket[kConn] = { peer, identity: { spiffeId: peer.id, extensions: peer.extensions } };
     } catch (err) {
       const reason = err instanceof SidecarError ? err.reason : 'svid_malformed';
@@ -209,6 +224,8 @@ export class InboundListener {
       const n = (this.perPeer.get(id) ?? 1) - 1;
       if (n > 0) this.perPeer.set(id, n);
       else this.perPeer.delete(id);
+      const slots = socket[kConn]?.slots;
+      if (slots) this.admission.detach(slots);
     });
     armIdle(socket, limits.idleTimeoutMs, { listener: 'inbound', metrics: this.deps.metrics });
   }
@@ -298,16 +315,48 @@ export class InboundListener {
         return;
       }
     }
-    const budget = (decision.agent as PolicyAgent | undefined)?.budget;
-    if (budget) {
-      this.forwardBudgeted(req, res, start, socket, conn, mapping!, decision.agent!.name, budget, screen.headers).catch((err: unknown) => {
-        // Async half of the request path: a bug fails this request, never the process.
-        this.deps.logger.error({ err: (err as Error)?.stack ?? String(err) }, 'inbound budgeted request failed');
-        this.finish(req, res, start, peer, 500, errorBody('Internal error'), 'internal_error', mapping?.action, 'error');
-      });
+    // The peer identity's share of the app connections: its turn now, or a bounded wait.
+    const slots = (conn.slots ??= this.admission.attach(peer.id));
+    if (this.admission.tryAcquire(slots)) {
+      this.admitted(req, res, start, socket, conn, route, slots, screen.headers);
       return;
     }
-    this.forwardAllowed(req, res, start, conn, mapping?.action, screen.headers);
+    this.admission.wait(
+      slots,
+      res,
+      () => this.admitted(req, res, start, socket, conn, route, slots, screen.headers),
+      () => this.refuseBusy(req, res, start, peer, mapping?.action),
+    );
+  }
+
+  /** An allowed request holding a turn (`slots`): every path below gives it back exactly once. */
+  private admitted(req: IncomingMessage, res: ServerResponse, start: number, socket: PeeredSocket, conn: Connection, route: Route, slots: PeerSlots, headers: string[]): void {
+    const { mapping, decision } = route;
+    const peer = conn.peer;
+    try {
+      const budget = (decision.agent as PolicyAgent | undefined)?.budget;
+      if (budget) {
+        this.forwardBudgeted(req, res, start, socket, conn, mapping!, decision.agent!.name, budget, slots, headers).catch((err: unknown) => {
+          // Async half of the request path: a bug fails this request, never the process.
+          this.deps.logger.error({ err: (err as Error)?.stack ?? String(err) }, 'inbound budgeted request failed');
+          this.finish(req, res, start, peer, 500, errorBody('Internal error'), 'internal_error', mapping?.action, 'error');
+        });
+        return;
+      }
+      this.forwardAllowed(req, res, start, conn, mapping?.action, slots, headers);
+    } catch (err) {
+      // Also runs from the admission queue (a microtask): a bug fails this request only.
+      this.deps.logger.error({ err: (err as Error)?.stack ?? String(err) }, 'inbound admitted request failed');
+      this.finish(req, res, start, peer, 500, errorBody('Internal error'), 'internal_error', mapping?.action, 'error');
+    }
+  }
+
+  /** The peer identity already uses its share of the app connections and its queue is full or too slow. */
+  private refuseBusy(req: IncomingMessage, res: ServerResponse, start: number, peer: VerifiedPeer, action: string | undefined): void {
+    // An unread body would have to be drained: close instead.
+    if (hasRequestBody(req)) res.shouldKeepAlive = false;
+    sendJsonError(res, 429, BUSY_BODY, RETRY_LATER);
+    this.record(req, start, peer, 'deny', PEER_CONCURRENCY_REASON, 429, action);
   }
 
   /** The connection's appLeadHeaders, built once (again only when our SPIFFE ID changes). */
@@ -330,40 +379,51 @@ export class InboundListener {
     mapping: ActionMappingConfig,
     agent: string,
     budget: NonNullable<PolicyAgent['budget']>,
+    slots: PeerSlots,
     headers: string[],
   ): Promise<void> {
     const peer = conn.peer;
-    const spend = this.deps.spend;
-    if (!spend) {
-      this.finish(req, res, start, peer, 503, NO_LEDGER_BODY, 'budget_ledger_unavailable', mapping.action);
-      return;
+    let forwarded = false;
+    try {
+      const spend = this.deps.spend;
+      if (!spend) {
+        this.finish(req, res, start, peer, 503, NO_LEDGER_BODY, 'budget_ledger_unavailable', mapping.action);
+        return;
+      }
+      const admission = await spend.admit(agent, budget, mapping.costUsd ?? 0, { peer: peer.id, action: mapping.action, direction: 'inbound' });
+      if (!admission.ok) {
+        this.finish(req, res, start, peer, admission.status, admission.body, admission.reason, mapping.action);
+        return;
+      }
+      // A revocation that landed while the charge was being made still wins.
+      if (this.deps.revocations?.().isRevoked(peer.id) || socket.destroyed) {
+        res.shouldKeepAlive = false;
+        this.finish(req, res, start, peer, 403, REVOKED_BODY, 'agent_revoked', mapping.action);
+        return;
+      }
+      forwarded = true;
+      this.forwardAllowed(req, res, start, conn, mapping.action, slots, headers);
+    } finally {
+      // Refused or failed before forwarding: its turn goes back (forwardAllowed gives it back otherwise).
+      if (!forwarded) this.admission.release(slots);
     }
-    const admission = await spend.admit(agent, budget, mapping.costUsd ?? 0, { peer: peer.id, action: mapping.action, direction: 'inbound' });
-    if (!admission.ok) {
-      this.finish(req, res, start, peer, admission.status, admission.body, admission.reason, mapping.action);
-      return;
-    }
-    // A revocation that landed while the charge was being made still wins.
-    if (this.deps.revocations?.().isRevoked(peer.id) || socket.destroyed) {
-      res.shouldKeepAlive = false;
-      this.finish(req, res, start, peer, 403, REVOKED_BODY, 'agent_revoked', mapping.action);
-      return;
-    }
-    this.forwardAllowed(req, res, start, conn, mapping.action, headers);
   }
 
-  /** `headers`: the screened list (screenInboundHeaders), identity first. */
-  private forwardAllowed(req: IncomingMessage, res: ServerResponse, start: number, conn: Connection, action: string | undefined, headers: string[]): void {
+  /** Forwards the screened `headers` (identity first) to the app; the turn `slots` holds is given back when the exchange ends. */
+  private forwardAllowed(req: IncomingMessage, res: ServerResponse, start: number, conn: Connection, action: string | undefined, slots: PeerSlots, headers: string[]): void {
     const peer = conn.peer;
     const timeout = this.deps.config.requestTimeoutMs;
-    const opts = { path: req.url!, headers, headersTimeoutMs: timeout, bodyTimeoutMs: timeout, servername: this.appServername };
+    const opts = { path: req.url!, headers, headersTimeoutMs: timeout, bodyTimeoutMs: timeout, bodyProgressTimeoutMs: this.bodyProgressTimeoutMs, servername: this.appServername };
     forwardRequestThen(this.app, req, res, opts, (result) => {
+      this.admission.release(slots);
       try {
         if (typeof result === 'number') {
           this.record(req, start, peer, 'allow', 'allowed', result, action);
         } else if (!('intercepted' in result)) {
-          this.deps.metrics.upstreamError('inbound', result.reason);
-          this.finish(req, res, start, peer, result.status, errorBody(result.message), result.reason, action, 'error');
+          // A stalled request body (408) is the client's doing, not an upstream failure.
+          const clientFault = result.status === 408;
+          if (!clientFault) this.deps.metrics.upstreamError('inbound', result.reason);
+          this.finish(req, res, start, peer, result.status, errorBody(result.message), result.reason, action, clientFault ? 'deny' : 'error');
         }
       } catch (err) {
         // A bug after the exchange fails this request, never the process.

@@ -14,7 +14,18 @@ import type { OutboundConfig } from '../config/types.js';
 import type { Logger, AuditSink } from '../log.js';
 import type { SidecarMetrics } from '../admin/metrics.js';
 import { forwardRequestHeaders, isBrowserRequest } from './headers.js';
-import { errorBody, forwardRequest, forwardRequestThen, hasRequestBody, sendJsonError, type ForwardOptions, type Intercepted, type ResponseIntercept, type UpstreamFailure } from './forward.js';
+import { RequestBodyTimeoutError, awaitContinue, continueRequest, readBody } from './request-body.js';
+import {
+  errorBody,
+  forwardRequest,
+  forwardRequestThen,
+  hasRequestBody,
+  sendJsonError,
+  type ForwardOptions,
+  type Intercepted,
+  type ResponseIntercept,
+  type UpstreamFailure,
+} from './forward.js';
 import { H_CHALLENGE, H_EVIDENCE, H_NONCE, H_REF } from './attestation-gate.js';
 import { prepareEvidence, type Attester, type PreparedEvidence } from '../attestation/attester.js';
 import { DecisionLog, pathOnly } from './decision-log.js';
@@ -48,6 +59,8 @@ export interface OutboundDeps {
   ownBudget?: (ownId: string) => { agent: string; budget: PolicyBudget } | undefined;
   ops?: OperationsMetrics;
   denials?: RecentDenials;
+  /** A request body bringing no byte for this long is abandoned (408); default DEFAULT_BODY_PROGRESS_TIMEOUT_MS. */
+  requestLimits?: { bodyProgressTimeoutMs?: number };
 }
 
 /** Per-request additions of routes with injected credentials or metering. */
@@ -58,17 +71,6 @@ interface RequestControls {
 
 /** Largest request body buffered so that an attestation challenge can be answered by replay. */
 export const MAX_REPLAY_BYTES = 64 * 1024;
-
-async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > limit) throw new Error(`request body over ${limit} bytes`);
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks);
-}
 
 /** A 401 carrying our attestation challenge is answered here, never relayed to the agent. */
 const CHALLENGE: ResponseIntercept = { status: 401, when: (h) => typeof h[H_CHALLENGE] === 'string' };
@@ -81,6 +83,10 @@ const CONNECT_BODY = errorBody('CONNECT is not supported: send plain HTTP to the
 const TUNNEL_REFUSAL = `HTTP/1.1 405 Method Not Allowed\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(CONNECT_BODY)}\r\nconnection: close\r\n\r\n${CONNECT_BODY}`;
 const STOPPED_BODY = errorBody('Sidecar stopped by the kill switch');
 const UPSTREAM_REVOKED_BODY = errorBody('Upstream revoked');
+const REQUEST_BODY_TIMEOUT_BODY = errorBody('Request body timeout');
+
+/** An answer the peer gives only after its attestation gate let the request through. */
+const acceptedStatus = (status: number) => status >= 200 && status < 400;
 
 export class OutboundProxy {
   private server: http.Server | undefined;
@@ -95,6 +101,7 @@ export class OutboundProxy {
   private readonly maxRequestHeaders: number;
   private readonly tooManyHeadersBody: string;
   private readonly refusals: AggregatedAudit;
+  private readonly bodyProgressTimeoutMs: number;
 
   constructor(private readonly deps: OutboundDeps) {
     this.log = new DecisionLog('outbound', deps.metrics, deps.audit, deps.denials);
@@ -102,6 +109,7 @@ export class OutboundProxy {
     this.callerToken = deps.config.callerTokenFile ? new CallerTokenCheck(deps.config.callerTokenFile, deps.logger) : undefined;
     this.maxRequestHeaders = deps.config.maxRequestHeaders ?? DEFAULT_OUTBOUND_MAX_REQUEST_HEADERS;
     this.tooManyHeadersBody = tooManyHeadersBody(this.maxRequestHeaders);
+    this.bodyProgressTimeoutMs = deps.requestLimits?.bodyProgressTimeoutMs ?? deps.config.limits.bodyProgressTimeoutMs;
     this.now = deps.now ?? Date.now;
     for (const r of deps.config.routes) this.routes.set(r.name.toLowerCase(), buildRouteRuntime(r, deps.logger));
   }
@@ -143,7 +151,7 @@ export class OutboundProxy {
 
   async start(): Promise<void> {
     const limits = this.deps.config.limits;
-    const server = http.createServer(serverLimitOptions(limits, false), (req, res) => {
+    const handler = (req: IncomingMessage, res: ServerResponse) => {
       // A bug on the request path must fail that request, never take the sidecar down.
       try {
         this.onRequest(req, res);
@@ -151,7 +159,9 @@ export class OutboundProxy {
         this.deps.logger.error({ err: (err as Error)?.stack ?? String(err) }, 'outbound request handler failed');
         this.finish(req, res, performance.now(), undefined, 500, errorBody('Internal error'), 'internal_error', 'error');
       }
-    });
+    };
+    const server = http.createServer(serverLimitOptions(limits, false), handler);
+    server.on('checkContinue', awaitContinue(handler));
     server.on('connect', (req: IncomingMessage, socket: Socket) => this.refuseTunnel(req, socket));
     server.on('upgrade', (req: IncomingMessage, socket: Socket) => this.refuseTunnel(req, socket));
     guardListener(server, { listener: 'outbound', limits, metrics: this.deps.metrics, audit: this.refusals }, { tls: false });
@@ -297,6 +307,7 @@ export class OutboundProxy {
       headers,
       headersTimeoutMs: route.config.requestTimeoutMs,
       bodyTimeoutMs: route.config.requestTimeoutMs,
+      bodyProgressTimeoutMs: this.bodyProgressTimeoutMs,
       servername: route.servername,
     };
     if (controls?.transformResponse) opts.transformResponse = controls.transformResponse;
@@ -314,6 +325,9 @@ export class OutboundProxy {
   private settle(req: IncomingMessage, res: ServerResponse, start: number, route: RouteRuntime, path: string, result: number | UpstreamFailure | Intercepted): void {
     if (typeof result === 'number') {
       this.record(req, start, route.config.name, 'allow', 'forwarded', result, path);
+    } else if (!('intercepted' in result) && result.status === 408) {
+      // The agent's body stalled: its doing, not an upstream failure.
+      this.finish(req, res, start, route.config.name, 408, errorBody(result.message), result.reason, 'deny', path);
     } else if (!('intercepted' in result)) {
       this.deps.metrics.upstreamError('outbound', result.reason);
       this.deps.logger.warn({ route: route.config.name, reason: result.reason, err: result.message }, 'outbound upstream failure');
@@ -325,7 +339,13 @@ export class OutboundProxy {
    * Forwarding with evidence: the evidence id once the peer has accepted the full evidence on
    * this route, the full envelope until then. A 401 challenge is answered once, transparently:
    * full evidence, or fresh evidence over the peer's nonce; the request is replayed with its
-   * buffered body (bodies over MAX_REPLAY_BYTES, or of unknown length, cannot be replayed).
+   * buffered body. Bodies over MAX_REPLAY_BYTES, or of unknown length, cannot be replayed: they
+   * always carry the full evidence, so the peer has no reason to ask for it (a peer that
+   * restarted, changed policy or never saw this generation's evidence still accepts them).
+   *
+   * The route counts the evidence as accepted only after a 2xx or 3xx answer to a request that
+   * carried it: a refusal (403 for an action not permitted, 429, ...) may come before the peer
+   * looked at the evidence at all.
    */
   private async forwardAttested(
     req: IncomingMessage,
@@ -338,16 +358,31 @@ export class OutboundProxy {
   ): Promise<void> {
     const evidence = await this.evidenceFor(material);
     const base = forwardRequestHeaders(req.rawHeaders, route.drop, ownHeaders(req, route, controls));
-    const sentFull = route.ackedEvidenceId !== evidence.id;
-    const first = sentFull ? [...base, H_EVIDENCE, evidence.header] : [...base, H_REF, evidence.id];
     const length = req.headers['content-length'];
     const bodyBytes = length === undefined ? (hasRequestBody(req) ? Infinity : 0) : Number(length);
     const replayable = bodyBytes <= MAX_REPLAY_BYTES;
-    const body = replayable ? (bodyBytes > 0 ? await readBody(req, MAX_REPLAY_BYTES) : null) : undefined;
+    const sentFull = route.ackedEvidenceId !== evidence.id || !replayable;
+    const first = sentFull ? [...base, H_EVIDENCE, evidence.header] : [...base, H_REF, evidence.id];
+    let body: Buffer | null | undefined;
+    if (!replayable) body = undefined;
+    else if (bodyBytes === 0) body = null;
+    else {
+      continueRequest(res);
+      try {
+        body = await readBody(req, MAX_REPLAY_BYTES, this.bodyProgressTimeoutMs);
+      } catch (err) {
+        // The rest of the body may still come: this connection cannot carry another request.
+        res.shouldKeepAlive = false;
+        if (err instanceof RequestBodyTimeoutError) this.finish(req, res, start, route.config.name, 408, REQUEST_BODY_TIMEOUT_BODY, 'request_body_timeout', 'deny', path);
+        else this.finish(req, res, start, route.config.name, 400, errorBody(`Request body could not be read: ${(err as Error).message}`), 'request_body_unreadable', 'deny', path);
+        return;
+      }
+    }
     const opts = {
       path: route.basePath + path,
       headersTimeoutMs: route.config.requestTimeoutMs,
       bodyTimeoutMs: route.config.requestTimeoutMs,
+      bodyProgressTimeoutMs: this.bodyProgressTimeoutMs,
       servername: route.servername,
       ...(controls?.transformResponse ? { transformResponse: controls.transformResponse } : {}),
     };
@@ -358,7 +393,7 @@ export class OutboundProxy {
       intercept: CHALLENGE,
     });
     if (typeof result === 'number') {
-      if (sentFull && result !== 401) route.ackedEvidenceId = evidence.id;
+      if (sentFull && acceptedStatus(result)) route.ackedEvidenceId = evidence.id;
       this.settle(req, res, start, route, path, result);
       return;
     }
@@ -383,7 +418,7 @@ export class OutboundProxy {
       return;
     }
     const second = await forwardRequest(route.pool!, req, res, { ...opts, headers: retry, body });
-    if (typeof second === 'number' && challenge === 'evidence' && second !== 401) route.ackedEvidenceId = evidence.id;
+    if (typeof second === 'number' && challenge === 'evidence' && acceptedStatus(second)) route.ackedEvidenceId = evidence.id;
     this.settle(req, res, start, route, path, second);
   }
 
@@ -410,6 +445,7 @@ export class OutboundProxy {
       headers,
       headersTimeoutMs: route.config.requestTimeoutMs,
       bodyTimeoutMs: route.config.requestTimeoutMs,
+      bodyProgressTimeoutMs: this.bodyProgressTimeoutMs,
       servername: route.servername,
       body: null,
       intercept: CHALLENGE,

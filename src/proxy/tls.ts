@@ -87,12 +87,63 @@ export function serverContextOptions(m: TlsMaterial): tls.SecureContextOptions &
   };
 }
 
+/**
+ * Most certificates a peer's chain may have, leaf (and, in Node's detailed chain, the root from
+ * our bundle) included: SPIFFE deployments use a leaf and zero to a few intermediates. Longer
+ * chains are refused (`svid_chain_too_long`) before any of them is parsed.
+ */
+export const MAX_PEER_CHAIN_LENGTH = 8;
+
+/**
+ * Raw bytes a client's handshake may bring (with the first read of request bytes after it)
+ * before the sidecar counts the certificates it presented. Below it, no chain can be long.
+ */
+const COUNT_CERTIFICATES_ABOVE_BYTES = 16 * 1024;
+
+function chainTooLong(what: string): SidecarError {
+  return new SidecarError('svid_chain_too_long', `${what} has more than ${MAX_PEER_CHAIN_LENGTH} certificates`);
+}
+
+/**
+ * The certificates a client presented, leaf first, in the order sent, from Node's X509Certificate
+ * issuer links (which, unlike the detailed chain, include certificates that link to nothing).
+ * More than MAX_PEER_CHAIN_LENGTH: refused. Node copies every presented certificate for this and
+ * consumes its list of them: the socket's detailed chain is not usable afterwards.
+ */
+function presentedChain(socket: TLSSocket): X509Certificate[] {
+  const chain: X509Certificate[] = [];
+  for (let c: X509Certificate | undefined = socket.getPeerX509Certificate(); c !== undefined; c = c.issuerCertificate) {
+    if (chain.length === MAX_PEER_CHAIN_LENGTH) throw chainTooLong('the presented certificate list');
+    chain.push(c);
+  }
+  if (chain.length === 0) throw new SidecarError('peer_no_certificate', 'peer presented no certificate');
+  return chain;
+}
+
+/**
+ * SPIFFE verification of a client on a server socket, right after its handshake. An ordinary
+ * handshake takes Node's detailed chain (verifyPeerCertificate). One that brought more raw bytes
+ * than a short chain needs (Node's wrapped socket count; always, when that is not there) may
+ * carry a long list of certificates that link to nothing, which the detailed chain never shows:
+ * its presented list is counted and verified instead, so such a list costs one copy by Node
+ * and is refused (`svid_chain_too_long`) before anything is parsed.
+ */
+export function verifyClientPeer(socket: TLSSocket, bundles: X509BundleSource, nowMs: number): VerifiedPeer {
+  const rawBytes = (socket as unknown as { _parent?: { bytesRead?: unknown } })._parent?.bytesRead;
+  if (typeof rawBytes === 'number' && rawBytes <= COUNT_CERTIFICATES_ABOVE_BYTES) {
+    return verifyPeerCertificate(peerCertificate(socket), bundles, nowMs);
+  }
+  const chain = presentedChain(socket);
+  return cachedVerification(chain, chain.map((c) => c.fingerprint256).join(''), bundles, nowMs);
+}
+
 /** Node's detailed certificates along the issuer links, leaf first (the root links to itself). */
 function detailedChain(cert: PeerCertificate | DetailedPeerCertificate): DetailedPeerCertificate[] {
   const chain: DetailedPeerCertificate[] = [];
   const seen = new Set<object>();
   let cur: DetailedPeerCertificate | undefined = cert as DetailedPeerCertificate;
-  while (cur && cur.raw && !seen.has(cur) && chain.length < 10) {
+  while (cur && cur.raw && !seen.has(cur)) {
+    if (chain.length === MAX_PEER_CHAIN_LENGTH) throw chainTooLong('the peer certificate chain');
     seen.add(cur);
     chain.push(cur);
     cur = cur.issuerCertificate;
@@ -176,10 +227,16 @@ function chainKey(chain: readonly DetailedPeerCertificate[]): string | undefined
 export function verifyPeerCertificate(cert: PeerCertificate | DetailedPeerCertificate, bundles: X509BundleSource, nowMs: number): VerifiedPeer {
   const detailed = detailedChain(cert);
   const key = chainKey(detailed);
+  const cached = key === undefined ? undefined : verifiedChains.get(bundles)?.get(key);
+  if (cached && nowMs >= cached.fromMs && nowMs <= cached.untilMs) return cached.peer;
+  return cachedVerification(detailed.map((c) => new X509Certificate(c.raw)), key, bundles, nowMs);
+}
+
+/** verifyPeerUntil through the cache of verifiedChains under `key` (undefined: not cached). */
+function cachedVerification(chain: readonly X509Certificate[], key: string | undefined, bundles: X509BundleSource, nowMs: number): VerifiedPeer {
   let byChain = verifiedChains.get(bundles);
   const cached = key === undefined ? undefined : byChain?.get(key);
   if (cached && nowMs >= cached.fromMs && nowMs <= cached.untilMs) return cached.peer;
-  const chain = detailed.map((c) => new X509Certificate(c.raw));
   const { peer, stableUntilMs } = verifyPeerUntil(chain, bundles, new Date(nowMs));
   if (key !== undefined) {
     if (!byChain) verifiedChains.set(bundles, (byChain = new Map()));

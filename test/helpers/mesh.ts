@@ -19,6 +19,7 @@ import { WorkloadApiX509Source } from '../../src/spiffe/workload-api/source.js';
 import type { X509Source } from '../../src/spiffe/source.js';
 import type { Attester } from '../../src/attestation/attester.js';
 import type { VerifierTrust } from '../../src/attestation/verifier.js';
+import type { RequestLimits } from '../../src/proxy/peer-admission.js';
 
 export const TD = 'agent-mesh.local';
 export const idOf = (name: string) => `spiffe://${TD}/ns/agent-swarm/sa/${name}`;
@@ -90,6 +91,10 @@ export interface TestMeshOptions {
   /** Revocation lists the server sidecar watches. */
   sharedRevocations?: string[];
   budgetStore?: SidecarConfig['budget'];
+  /** Request limits of every sidecar in the mesh (server and agents). */
+  requestLimits?: Partial<RequestLimits>;
+  /** The agents' request limits, when they differ from `requestLimits`. */
+  agentRequestLimits?: Partial<RequestLimits>;
 }
 
 export class TestMesh {
@@ -164,6 +169,7 @@ export class TestMesh {
       audit: this.serverAudit,
       ...(opts.now ? { now: opts.now } : {}),
       ...(opts.trust ? { attestationTrust: opts.trust } : {}),
+      ...(opts.requestLimits ? { requestLimits: opts.requestLimits } : {}),
     });
   }
 
@@ -234,6 +240,7 @@ export class TestMesh {
       config: this.agentConfig(name, serverId),
       source: await this.source(idOf(name)),
       ...(attester ? { attester } : {}),
+      ...(this.serverOpts.agentRequestLimits ?? this.serverOpts.requestLimits ? { requestLimits: this.serverOpts.agentRequestLimits ?? this.serverOpts.requestLimits } : {}),
       logger: silentLogger(),
       audit: new MemoryAuditSink(),
     });
