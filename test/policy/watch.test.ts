@@ -9,7 +9,7 @@ const policyText = (name: string, actions: string[]) =>
   `agent_policy:\n  name: ${name}\n  spiffe_id: spiffe://td/${name}\n  allowed_actions: [${actions.join(', ')}]\n`;
 
 /** Waits for one event; a generous limit turns "never happened" into a failure instead of a hang. */
-function next<T>(w: PolicyWatcher, event: 'reload' | 'error', limitMs = 5000): Promise<T> {
+function next<T>(w: PolicyWatcher, event: 'reload' | 'error', limitMs = 20_000): Promise<T> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no '${event}' event within ${limitMs} ms`)), limitMs);
     w.once(event as 'reload', (v: unknown) => {

@@ -26,7 +26,7 @@ function replaceFile(file: string, text: string): void {
   renameSync(tmp, file);
 }
 
-function nextEvent<T extends unknown[]>(store: RevocationStore, event: 'change' | 'error', limitMs = 5000): Promise<T> {
+function nextEvent<T extends unknown[]>(store: RevocationStore, event: 'change' | 'error', limitMs = 20_000): Promise<T> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no '${event}' event within ${limitMs} ms`)), limitMs);
     store.once(event as 'change', (...args: unknown[]) => {
