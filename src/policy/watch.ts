@@ -136,7 +136,7 @@ export class PolicyWatcher extends EventEmitter {
         : new PolicyError([{ file: this.file, line: 0, column: 0, message: errorMessage(err) }]);
     for (const p of error.problems) {
       this.#logger?.error(
-        { reason: error.reason, file: p.file, line: p.line, column: p.column, key: p.key, version: this.#policy.version },
+        { reason: error.reason, file: p.file, line: p.line, column: p.column, field: p.key, version: this.#policy.version },
         `policy reload rejected, keeping version ${this.#policy.version}: ${formatProblem(p)}`,
       );
     }
