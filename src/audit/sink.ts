@@ -24,12 +24,13 @@
  * A crash may leave a torn last line; on the next start the sink repairs and audits that (tail.ts). Records are built by callers from
  * SPIFFE IDs, reasons and paths; nothing here ever receives key material.
  */
-import { closeSync, constants, fdatasync, fstatSync, fsyncSync, mkdirSync, openSync, write, writeSync } from 'node:fs';
+import { closeSync, constants, fdatasync, fstatSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { errorMessage } from '../errors.js';
 import { lineHash } from './chain.js';
 import type { AuditRecord, AuditSink } from './record.js';
 import { freshChain, resumeChain } from './tail.js';
+import { syncDirBestEffort, writeAll } from './write.js';
 import { asciiJsonString, AuditMembersFormatter, flatAscii, IsoClock } from './format.js';
 
 /** Pending records are drained (formatted, hashed, staged) in groups of at most this many. */
@@ -398,39 +399,4 @@ function mib(bytes: number): string {
 
 function writePendingOnExit(): void {
   for (const sink of openSinks) sink.writePendingNow();
-}
-
-/**
- * Writes all of `data`, waiting out EAGAIN (stdout may be a non-blocking pipe), in pieces of
- * whole lines of at most `piece` bytes (a longer line goes alone).
- */
-function writeAll(fd: number, data: Buffer, piece: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const step = (offset: number) => {
-      if (offset >= data.length) return resolve();
-      let end = data.length;
-      if (end - offset > piece) {
-        const nl = data.lastIndexOf(0x0a, offset + piece - 1);
-        end = nl >= offset ? nl + 1 : data.indexOf(0x0a, offset) + 1 || data.length;
-      }
-      write(fd, data, offset, end - offset, null, (err, n) => {
-        if (err?.code === 'EAGAIN') return void setTimeout(step, 5, offset);
-        if (err) return reject(err);
-        step(offset + n);
-      });
-    };
-    step(0);
-  });
-}
-
-function syncDirBestEffort(dir: string): void {
-  let fd: number | undefined;
-  try {
-    fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
-    fsyncSync(fd);
-  } catch {
-    // Some filesystems refuse directory fsync; the file still exists.
-  } finally {
-    if (fd !== undefined) closeSync(fd);
-  }
 }
