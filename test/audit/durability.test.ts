@@ -5,6 +5,7 @@
  * tested in kill.test.ts.
  */
 import t from 'tap';
+import { spawnSync } from 'node:child_process';
 import { constants, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -45,4 +46,21 @@ t.test('a file sink appends without O_DSYNC; sync() makes records durable', { sk
   const fast = new JsonLinesAuditSink(plain, 'test', { fsync: false });
   t.equal(openFlags(plain)! & constants.O_APPEND, constants.O_APPEND, 'O_APPEND with fsync off too');
   await fast.flush();
+});
+
+t.test('records pending when the process exits (exit() or an uncaught exception) are written', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'audit-exit-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const sinkUrl = JSON.stringify(new URL('../../src/audit/index.js', import.meta.url).href);
+  for (const [how, end, code] of [['exit', 'process.exit(3)', 3], ['throw', "throw new Error('boom')", 1]] as const) {
+    const file = path.join(dir, `${how}.log`);
+    // The records are made and the process ends in the same turn: no end-of-turn write runs.
+    const script = `const { JsonLinesAuditSink } = await import(${sinkUrl});
+      const sink = new JsonLinesAuditSink(${JSON.stringify(file)}, 'x');
+      setTimeout(() => { for (let i = 0; i < 5; i++) sink.record({ type: 'admin_action', decision: 'allow', reason: 'r' + i }); ${end}; }, 10);`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 });
+    t.equal(r.status, code, `${how}: ${r.stderr.split('\n')[0]}`);
+    const lines = readFileSync(file, 'utf8').split('\n').filter(Boolean);
+    t.same(lines.map((l) => JSON.parse(l).reason), ['chain_genesis', 'r0', 'r1', 'r2', 'r3', 'r4'], `${how}: all five records`);
+  }
 });
