@@ -10,8 +10,8 @@
  *
  * Durability (docs/audit.md): a regular file is written synchronously at the end of the turn
  * (one write(2) into the page cache, no disk wait), so a record is in the kernel before the
- * sidecar handles any further event; a process kill (SIGKILL, crash, OOM) loses nothing the
- * turn completed. fdatasync runs on the thread pool at most `flushIntervalMs` (100 ms) after
+ * sidecar handles any further event; a process kill (SIGKILL, crash, OOM) loses at most the
+ * records of the turn it interrupts. fdatasync runs on the thread pool at most `flushIntervalMs` (100 ms) after
  * a write: against power loss, the last ~100 ms may be lost. Pipes, FIFOs and stdout may block,
  * so they are written on the thread pool (as soon as the turn ends), in whole lines of at most
  * PIPE_BUF bytes so that several writers sharing a pipe (the dev mesh's four sidecars, pino)
