@@ -19,6 +19,9 @@ export interface PolicyLogger {
   error(obj: object, msg?: string): void;
 }
 
+/** A rejected reload logs this many problems, one line each, then a count (a broken file must not flood the log). */
+export const MAX_LOGGED_PROBLEMS = 20;
+
 export interface PolicyWatcherOptions {
   logger?: PolicyLogger;
   /** Quiet period after the last file event before re-reading; default 100 ms. */
@@ -134,10 +137,16 @@ export class PolicyWatcher extends EventEmitter {
       err instanceof PolicyError
         ? err
         : new PolicyError([{ file: this.file, line: 0, column: 0, message: errorMessage(err) }]);
-    for (const p of error.problems) {
+    for (const p of error.problems.slice(0, MAX_LOGGED_PROBLEMS)) {
       this.#logger?.error(
         { reason: error.reason, file: p.file, line: p.line, column: p.column, field: p.key, version: this.#policy.version },
         `policy reload rejected, keeping version ${this.#policy.version}: ${formatProblem(p)}`,
+      );
+    }
+    if (error.problems.length > MAX_LOGGED_PROBLEMS) {
+      this.#logger?.error(
+        { reason: error.reason, file: this.file, problems: error.problems.length, version: this.#policy.version },
+        `policy reload rejected: ${error.problems.length - MAX_LOGGED_PROBLEMS} more problems not logged (attest-sidecar check-policy lists them all)`,
       );
     }
     // An 'error' event without a listener would throw; a bad edit must not crash the sidecar.
