@@ -37,7 +37,10 @@ export function formatProblem(p: Problem): string {
   return `${pos}: ${p.key ? `${p.key}: ` : ''}${p.message}`;
 }
 
-/** A ConfigError carrying every problem found; its message lists them one per line. */
+/** A message lists at most this many problems (all of them stay in `problems`). */
+export const MAX_LISTED_PROBLEMS = 50;
+
+/** A ConfigError carrying every problem found; its message lists them one per line (at most MAX_LISTED_PROBLEMS). */
 export class ProblemsError extends ConfigError {
   readonly problems: readonly Problem[];
 
@@ -46,8 +49,9 @@ export class ProblemsError extends ConfigError {
     const first = problems[0] ?? { file: '<unknown>', line: 0, column: 0, message: 'invalid' };
     super(first.message, { file: first.file, line: first.line, column: first.column, key: first.key }, reason);
     this.problems = problems;
-    this.message =
-      problems.length === 1 ? formatProblem(first) : `${problems.length} problems:\n${problems.map(formatProblem).join('\n')}`;
+    const shown = problems.slice(0, MAX_LISTED_PROBLEMS).map(formatProblem);
+    if (problems.length > MAX_LISTED_PROBLEMS) shown.push(`... and ${problems.length - MAX_LISTED_PROBLEMS} more`);
+    this.message = problems.length === 1 ? formatProblem(first) : `${problems.length} problems:\n${shown.join('\n')}`;
   }
 }
 

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { YamlReader } from '../../src/config/yaml-reader.js';
+import { MAX_LISTED_PROBLEMS, ProblemsError, YamlReader } from '../../src/config/yaml-reader.js';
 import { MAX_YAML_ALIASES, MAX_YAML_DEPTH, MAX_YAML_FILE_BYTES } from '../../src/config/yaml-limits.js';
 import { loadConfigFile } from '../../src/config/load.js';
 import { loadPolicyFile, PolicyError } from '../../src/policy/compile.js';
@@ -62,6 +62,16 @@ t.test('adversarial files finish with a typed error or a result', async (t) => {
   t.match(r['deep-10000'], { ok: false, typed: true, reason: 'policy_invalid', first: { file: 'deep-10000.yaml', line: 5 } });
   t.match(r['policy-80k'], { ok: true, agents: 1000 });
   t.ok((r['policy-80k']!.bytes as number) > 80_000);
+});
+
+t.test('an error message lists at most MAX_LISTED_PROBLEMS problems; all stay on the error', async (t) => {
+  const text = `revoked: []\nall:\n${Array.from({ length: 70 }, (_, i) => `  k${i}: 1\n`).join('')}`;
+  const err = t.throws(() => parseSharedList(text, 's.yaml', { now: () => 0 })) as ProblemsError;
+  t.equal(err.problems.length, 70);
+  const lines = err.message.split('\n');
+  t.equal(lines[0], '70 problems:');
+  t.equal(lines.length, 1 + MAX_LISTED_PROBLEMS + 1);
+  t.equal(lines[lines.length - 1], `... and ${70 - MAX_LISTED_PROBLEMS} more`);
 });
 
 t.test('an alias names the last anchor of its name before it; unknown ones are reported', async (t) => {
