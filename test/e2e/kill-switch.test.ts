@@ -26,7 +26,7 @@ async function adminPost(base: string, action: string, body: unknown, token?: st
   return { status: res.status, json: (await res.json()) as Record<string, unknown> };
 }
 
-async function until<T>(fn: () => T | undefined | Promise<T | undefined>, what: string, ms = 5_000): Promise<T> {
+async function until<T>(fn: () => T | undefined | Promise<T | undefined>, what: string, ms = 20_000): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
     const v = await fn();
