@@ -15,7 +15,7 @@ import { DEFAULT_POLICY, TestMesh, idOf, silentLogger, viaProxy } from '../helpe
 const mesh = await TestMesh.start({ agents: ['orchestrator', 'harness-writer'] });
 t.teardown(() => mesh.close());
 
-const until = async (cond: () => Promise<boolean> | boolean, what: string, ms = 5_000) => {
+const until = async (cond: () => Promise<boolean> | boolean, what: string, ms = 20_000) => {
   const end = Date.now() + ms;
   while (Date.now() < end) {
     if (await cond()) return;
