@@ -193,14 +193,18 @@ export class Sidecar {
    * arrives); inbound listens once the first SVID is held. Resolves when the first identity is
    * installed, or after the startup timeout (then readiness stays false until one arrives).
    */
-  static async start(opts: SidecarOptions): Promise<Sidecar> {
-    const config = opts.config;
+  static async start(options: SidecarOptions): Promise<Sidecar> {
+    const config = options.config;
+    // One logger for everything the sidecar starts, the policy watcher included: a rejected
+    // policy reload must reach the log under `attest-sidecar run` too, not only a metric.
+    const logger = options.logger ?? createLogger({ level: config.log.level, ...(config.name ? { name: config.name } : {}) });
+    const opts: SidecarOptions = { ...options, logger };
     // The proxies parse HTTP with undici's WebAssembly parser: compiled now, not under load.
     if (config.inbound || config.outbound) compileHttpParserEagerly();
     let policy: PolicyWatcher | undefined;
     if (config.policy) {
       // An unreadable or invalid policy at start is fatal: never serve without one.
-      policy = await PolicyWatcher.open(config.policy, opts.logger ? { logger: opts.logger } : {});
+      policy = await PolicyWatcher.open(config.policy, { logger });
     }
     let verifier: VerifierSetup | undefined;
     try {
@@ -208,14 +212,14 @@ export class Sidecar {
         ? undefined
         : opts.attestationTrust
           ? { trust: opts.attestationTrust, close: () => undefined }
-          : await setupVerifier(config, opts.logger);
+          : await setupVerifier(config, logger);
     } catch (err) {
       policy?.close();
       throw err;
     }
     let ops: OpsParts;
     try {
-      ops = await openOperations(config, opts.logger ?? createLogger({ level: config.log.level }));
+      ops = await openOperations(config, logger);
     } catch (err) {
       policy?.close();
       verifier?.close();

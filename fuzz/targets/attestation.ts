@@ -18,7 +18,7 @@ import { describeSimReport, generateSimKey, signSimReport, verifySimReport } fro
 import { TpmWriter } from '../../src/attestation/tpm/bytes.js';
 import { TPM_GENERATED_VALUE, TPM_ST_ATTEST_QUOTE } from '../../src/attestation/tpm/constants.js';
 import { decodePcrs, encodePcrs } from '../../src/attestation/tpm/evidence.js';
-import { akTemplate, parseTpmtPublic } from '../../src/attestation/tpm/public.js';
+import { akTemplate, parseTpmtPublic, tpmName } from '../../src/attestation/tpm/public.js';
 import { parseTpmsAttest, parseTpmtSignature, writePcrSelection } from '../../src/attestation/tpm/structures.js';
 import { verifyTpmQuote } from '../../src/attestation/tpm/verify.js';
 import { makeEndorsement, makeHierarchy, makeReport, resign, type SynthTcb } from '../../test/helpers/snp-synthetic.js';
@@ -304,7 +304,7 @@ ATTESTATION_TARGETS.push({
         },
       }),
     ];
-    const trust: VerifierTrust = { simKeys: [key.publicKey], snpAnchors: m.anchors, tpm: { names: [parseTpmtPublic(akTemplate('rsa-2048')).name] } };
+    const trust: VerifierTrust = { simKeys: [key.publicKey], snpAnchors: m.anchors, tpm: { names: [tpmName('sha256', akTemplate('rsa-2048'))] } };
     return {
       seeds: envelopes.map((e) => Buffer.from(e, 'base64url')),
       run: (json) => verifyEvidence(decodeEvidence(Buffer.from(json).toString('base64url')), trust, { spki }, NOW, { tpmClocks: new Map() }),

@@ -1,11 +1,14 @@
 /**
  * The hash chain's wire format, shared by the writer, the restart logic and the verifier.
  *
- * A chained audit line is `{"time":ISO,"seq":N,"prev":HEX,"log":"audit",...}`: `seq` counts
- * from 1 and `prev` is the SHA-256 (hex) of the previous audit line's exact bytes without its
- * trailing newline; the first line of a fresh chain has 64 zeros.
+ * A chained audit line is `{"time":ISO,"seq":N,"prev":HEX,"log":"audit","sidecar":NAME,
+ * "chain":ID,...}`: `prev` is the SHA-256 (hex) of the previous audit line's exact bytes without
+ * its trailing newline. A chain starts with its genesis record (seq 0, type audit_chain_start,
+ * prev 64 zeros, or the hash of the unchained line it follows); records count from 1. `chain`
+ * names the chain (random per chain, kept when a sidecar resumes its file), so a verifier can
+ * tell apart several sidecars (or restarts) interleaved on one stream.
  */
-import { hash } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 
 export const ZERO_HASH = '0'.repeat(64);
 
@@ -31,7 +34,7 @@ export type AuditLine =
   | { kind: 'unchained' }
   /** An audit line whose seq/prev are present but not valid. */
   | { kind: 'bad_chain_fields'; detail: string }
-  | { kind: 'chained'; seq: number; prev: string };
+  | { kind: 'chained'; seq: number; prev: string; chain: string | undefined; sidecar: string | undefined };
 
 /** Classifies one line (bytes without the newline). Never throws. */
 export function classifyAuditLine(line: Uint8Array): AuditLine {
@@ -48,11 +51,28 @@ export function classifyAuditLine(line: Uint8Array): AuditLine {
   if (obj.log !== 'audit') return { kind: 'other' };
   if (obj.seq === undefined && obj.prev === undefined) return { kind: 'unchained' };
   const seq = obj.seq;
-  if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 1) {
-    return { kind: 'bad_chain_fields', detail: `seq ${short(seq)} is not a positive integer` };
+  if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0) {
+    return { kind: 'bad_chain_fields', detail: `seq ${short(seq)} is not a non-negative integer` };
   }
   if (!isChainHash(obj.prev)) return { kind: 'bad_chain_fields', detail: `prev ${short(obj.prev)} is not 64 lowercase hex digits` };
-  return { kind: 'chained', seq, prev: obj.prev };
+  return {
+    kind: 'chained',
+    seq,
+    prev: obj.prev,
+    chain: typeof obj.chain === 'string' ? obj.chain : undefined,
+    sidecar: typeof obj.sidecar === 'string' ? obj.sidecar : undefined,
+  };
+}
+
+/** A new chain's ID: 16 hex digits, random (two sidecars of one name still get distinct chains). */
+export function newChainId(): string {
+  return randomBytes(8).toString('hex');
+}
+
+const CHAIN_ID = /^[0-9a-f]{16}$/;
+
+export function isChainId(value: unknown): value is string {
+  return typeof value === 'string' && CHAIN_ID.test(value);
 }
 
 function short(value: unknown): string {

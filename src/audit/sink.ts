@@ -2,27 +2,35 @@
  * The hash-chained JSON-lines audit sink (stdout or a file).
  *
  * Hot path: `record()` only appends the record and the time to the batch. No formatting, no
- * hashing, no I/O. Every 32 records (and 100 ms after a record found nothing waiting) the batch
- * is drained: each line is written from a fixed template (format.ts; always ASCII) with its `seq`
- * and `prev`, hashed in order, and copied into a staging buffer outside the V8 heap. At that
- * 100 ms mark (or when 256 KB are staged) the staged lines are appended in one write, durable
- * when it returns (files: O_DSYNC, or an fsync where the platform lacks it). Writes happen
- * strictly in order. The timer is armed only while records wait, so an idle sink never wakes.
+ * hashing, no I/O. Every 32 records (and at the end of the event-loop turn in which a record
+ * arrived) the batch is drained: each line is written from a fixed template (format.ts; always
+ * ASCII) with its `seq` and `prev`, hashed in order, and copied into a staging buffer outside
+ * the V8 heap. At the end of that turn (or when 256 KB are staged) the staged lines are handed
+ * to the kernel in one write. Writes happen strictly in order. Nothing is armed while idle.
+ *
+ * Durability (docs/audit.md): a regular file is written synchronously at the end of the turn
+ * (one write(2) into the page cache, no disk wait), so a record is in the kernel before the
+ * sidecar handles any further event; a process kill (SIGKILL, crash, OOM) loses at most the
+ * records of the turn it interrupts. fdatasync runs on the thread pool at most `flushIntervalMs` (100 ms) after
+ * a write: against power loss, the last ~100 ms may be lost. Pipes, FIFOs and stdout may block,
+ * so they are written on the thread pool (as soon as the turn ends), in whole lines of at most
+ * PIPE_BUF bytes so that several writers sharing a pipe (the dev mesh's four sidecars, pino)
+ * never interleave inside a line.
  *
  * Why two steps: pending records are young objects, and whatever is alive when V8 scavenges its
  * young generation is copied (and, the second time, promoted to the old generation). Drained
  * in small groups they are almost never alive then; staged bytes are not on the heap at all.
  *
- * A crash loses at most the last ~100 ms of records and may leave a torn last line; on the next
- * start the sink repairs and audits that (see tail.ts). Records are built by callers from
+ * A crash may leave a torn last line; on the next start the sink repairs and audits that (tail.ts). Records are built by callers from
  * SPIFFE IDs, reasons and paths; nothing here ever receives key material.
  */
-import { closeSync, constants, fstatSync, fsync, fsyncSync, mkdirSync, openSync, write } from 'node:fs';
+import { closeSync, constants, fdatasync, fstatSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { errorMessage } from '../errors.js';
-import { lineHash, ZERO_HASH } from './chain.js';
+import { lineHash } from './chain.js';
 import type { AuditRecord, AuditSink } from './record.js';
-import { resumeChain } from './tail.js';
+import { freshChain, resumeChain } from './tail.js';
+import { syncDirBestEffort, writeAll } from './write.js';
 import { asciiJsonString, AuditMembersFormatter, flatAscii, IsoClock } from './format.js';
 
 /** Pending records are drained (formatted, hashed, staged) in groups of at most this many. */
@@ -41,15 +49,19 @@ const MAX_SPARES = 4;
  */
 export const AUDIT_BACKLOG_LIMIT_BYTES = 8 * 1024 * 1024;
 const PREV_KEY = ',"prev":"';
-/** Absent on platforms without it; batches are then fsync'd after writing. */
-const DSYNC: number = (constants as { O_DSYNC?: number }).O_DSYNC ?? 0;
+/** Writes to a pipe of at most this many bytes are atomic (POSIX guarantees 512; Linux 4096). */
+const PIPE_ATOMIC_BYTES = 4096;
+
+/** Open sinks, written out synchronously if the process exits with records still pending. */
+const openSinks = new Set<JsonLinesAuditSink>();
+let exitHookInstalled = false;
 
 export interface JsonLinesAuditSinkOptions {
-  /** fsync after each batch; default true for files (ignored for stdout). */
+  /** fdatasync at most flushIntervalMs after a write; default true for files (ignored for stdout). */
   fsync?: boolean;
   /** Called once when a write fails; the sink then drops further records (see `failed`). */
   onError?: (err: Error) => void;
-  /** How often a partial batch is written; default 100 ms. */
+  /** Longest time between a write and its fdatasync (files); default 100 ms. */
   flushIntervalMs?: number;
 }
 
@@ -57,8 +69,13 @@ export class JsonLinesAuditSink implements AuditSink {
   private readonly fd: number;
   private readonly ownsFd: boolean;
   private doFsync: boolean;
-  /** The file was opened with O_DSYNC: a completed write is already durable. */
-  private dsync = false;
+  /** A regular file: written synchronously at the end of each turn (see the header). */
+  private readonly regularFile: boolean;
+  /** Bytes written since the last fdatasync. */
+  private unsynced = false;
+  private syncTimer: NodeJS.Timeout | undefined;
+  /** The chain's ID (in every line). */
+  readonly chain: string;
   private readonly onError: ((err: Error) => void) | undefined;
   /** `","log":"audit","sidecar":NAME,` : closes `prev` and opens the record body. */
   private readonly prefix: string;
@@ -91,12 +108,16 @@ export class JsonLinesAuditSink implements AuditSink {
   private drainedSeq: number;
   private headHash: string;
   private writing: Promise<void> = Promise.resolve();
-  /** The flush timer, armed only while records wait (an idle sidecar is not woken 10 times a second). */
-  private timer: NodeJS.Timeout | undefined;
+  /** End-of-turn write, armed only while records wait (an idle sidecar is never woken). */
+  private immediate: NodeJS.Immediate | undefined;
   private readonly flushIntervalMs: number;
-  private readonly onFlushTimer = (): void => {
-    this.timer = undefined;
+  private readonly onTurnEnd = (): void => {
+    this.immediate = undefined;
     this.drainAndWrite();
+  };
+  private readonly onSyncTimer = (): void => {
+    this.syncTimer = undefined;
+    this.datasync();
   };
   private closed = false;
   private failure: Error | undefined;
@@ -110,38 +131,43 @@ export class JsonLinesAuditSink implements AuditSink {
    */
   constructor(target: 'stdout' | string, name?: string, opts: JsonLinesAuditSinkOptions = {}) {
     this.onError = opts.onError;
-    let resume: ReturnType<typeof resumeChain> = { seq: 0, head: ZERO_HASH, truncateTo: undefined, notes: [] };
+    let resume = freshChain();
     if (target === 'stdout') {
       this.fd = 1;
       this.ownsFd = false;
       this.doFsync = false;
+      this.regularFile = false;
     } else {
       const dir = path.dirname(target);
       mkdirSync(dir, { recursive: true });
       this.doFsync = opts.fsync ?? true;
-      // O_DSYNC makes each batch write durable on return (fdatasync semantics): one thread-pool
-      // job per batch instead of a write and then an fsync.
-      this.dsync = this.doFsync && DSYNC !== 0;
-      this.fd = openSync(target, constants.O_RDWR | constants.O_APPEND | constants.O_CREAT | (this.dsync ? DSYNC : 0), 0o600);
+      this.fd = openSync(target, constants.O_RDWR | constants.O_APPEND | constants.O_CREAT, 0o600);
       this.ownsFd = true;
       try {
-        const size = fstatSync(this.fd).size;
-        if (size === 0) syncDirBestEffort(dir); // a new file's directory entry must survive a crash too
-        resume = resumeChain(this.fd, size);
+        const st = fstatSync(this.fd);
+        this.regularFile = st.isFile();
+        if (st.size === 0) syncDirBestEffort(dir); // a new file's directory entry must survive a crash too
+        resume = resumeChain(this.fd, st.size);
       } catch (err) {
         closeSync(this.fd);
         throw err;
       }
     }
+    this.chain = resume.chain;
     this.drainedSeq = resume.seq;
     this.headHash = resume.head;
-    this.prefix = flatAscii(`","log":"audit"${name ? `,"sidecar":${asciiJsonString(name)}` : ''},`);
+    this.prefix = flatAscii(`","log":"audit"${name ? `,"sidecar":${asciiJsonString(name)}` : ''},"chain":"${resume.chain}",`);
     this.flushIntervalMs = opts.flushIntervalMs ?? 100;
+    openSinks.add(this);
+    if (!exitHookInstalled) {
+      exitHookInstalled = true;
+      process.on('exit', writePendingOnExit);
+    }
     for (const note of resume.notes) this.record(note);
     this.drainAndWrite();
   }
 
-  /** Accepts a record; `rec` is kept until it is drained (at most 32 records or 100 ms later) and must not be changed. */
+  /** Accepts a record; `rec` is kept until it is drained (at most 32 records later or at the end of this turn) and must not be changed. */
   record(rec: AuditRecord): void {
     if (this.closed || this.failure) {
       this.droppedCount++;
@@ -152,10 +178,15 @@ export class JsonLinesAuditSink implements AuditSink {
     this.times[n] = Date.now();
     this.pendingCount = n + 1;
     if (n + 1 >= DRAIN_AT) this.drain();
-    if (this.timer === undefined) {
-      this.timer = setTimeout(this.onFlushTimer, this.flushIntervalMs);
-      this.timer.unref();
-    }
+    if (this.immediate === undefined) this.immediate = setImmediate(this.onTurnEnd);
+  }
+
+  /** Drains and writes synchronously what it can: the process is exiting (no later turn). */
+  writePendingNow(): void {
+    if (this.closed) return;
+    this.drain();
+    // Behind an unfinished thread-pool write, a synchronous one could land first: out of order.
+    if (this.writeBacklog === 0 && this.staged > 0 && !this.failure) this.writeStagedSync();
   }
 
   private drainAndWrite(): void {
@@ -211,6 +242,14 @@ export class JsonLinesAuditSink implements AuditSink {
   /** Hands the staged bytes to the OS after the previous write; staging continues in another buffer. */
   private writeStaged(): void {
     if (this.staged === 0) return;
+    if (this.failure) {
+      this.staged = 0;
+      return;
+    }
+    if (this.regularFile && this.writeBacklog === 0) {
+      this.writeStagedSync();
+      return;
+    }
     const full = this.stage;
     const data = full.subarray(0, this.staged);
     this.stage = this.spares.pop() ?? this.allocateStage();
@@ -223,22 +262,63 @@ export class JsonLinesAuditSink implements AuditSink {
     });
   }
 
+  /** One write(2) into the page cache: no disk wait (fdatasync follows on the thread pool). */
+  private writeStagedSync(): void {
+    const data = this.stage.subarray(0, this.staged);
+    this.staged = 0;
+    try {
+      for (let off = 0; off < data.length; ) off += writeSync(this.fd, data, off, data.length - off);
+      this.wrote();
+    } catch (err) {
+      this.fail(err);
+    }
+  }
+
   private async writeBatch(data: Buffer): Promise<void> {
     if (this.failure) return;
     try {
-      await writeAll(this.fd, data);
-      if (this.doFsync && !this.dsync) await this.fsyncFd();
+      await writeAll(this.fd, data, this.regularFile ? data.length : PIPE_ATOMIC_BYTES);
+      this.wrote();
     } catch (err) {
-      // The file now ends mid-chain (maybe with a torn line): stop rather than write past a gap.
-      // The next start repairs the tail; the gap shows as a seq gap.
-      this.failure = err instanceof Error ? err : new Error(errorMessage(err));
-      this.onError?.(this.failure);
+      this.fail(err);
     }
+  }
+
+  /** The file now ends mid-chain (maybe with a torn line): stop rather than write past a gap. */
+  private fail(err: unknown): void {
+    if (this.failure) return;
+    // The next start repairs the tail; the gap shows as a seq gap.
+    this.failure = err instanceof Error ? err : new Error(errorMessage(err));
+    this.onError?.(this.failure);
+  }
+
+  /** Arms the fdatasync that makes the written bytes durable against power loss. */
+  private wrote(): void {
+    if (!this.doFsync) return;
+    this.unsynced = true;
+    if (this.syncTimer === undefined && !this.closed) {
+      this.syncTimer = setTimeout(this.onSyncTimer, this.flushIntervalMs);
+      this.syncTimer.unref();
+    }
+  }
+
+  /** Queues an fdatasync after the writes before it. */
+  private datasync(): Promise<void> {
+    this.writing = this.writing.then(async () => {
+      if (!this.unsynced || this.failure || !this.doFsync) return;
+      this.unsynced = false;
+      try {
+        await this.fsyncFd();
+      } catch (err) {
+        this.fail(err);
+      }
+    });
+    return this.writing;
   }
 
   private async fsyncFd(): Promise<void> {
     try {
-      await new Promise<void>((resolve, reject) => fsync(this.fd, (err) => (err ? reject(err) : resolve())));
+      await new Promise<void>((resolve, reject) => fdatasync(this.fd, (err) => (err ? reject(err) : resolve())));
     } catch (err) {
       // Character devices and pipes (e.g. a target of /dev/stderr) cannot be fsync'd.
       if ((err as NodeJS.ErrnoException).code === 'EINVAL' || (err as NodeJS.ErrnoException).code === 'ENOTSUP') {
@@ -249,9 +329,9 @@ export class JsonLinesAuditSink implements AuditSink {
     }
   }
 
-  /** The last drained record: give these to something outside this host to anchor the log. */
-  head(): { seq: number; hash: string } {
-    return { seq: this.drainedSeq, hash: this.headHash };
+  /** The last drained record and the chain's ID: give these to something outside this host to anchor the log. */
+  head(): { seq: number; hash: string; chain: string } {
+    return { seq: this.drainedSeq, hash: this.headHash, chain: this.chain };
   }
 
   /** Staging buffers allocated so far and kept for reuse now (diagnostics and tests). */
@@ -287,22 +367,27 @@ export class JsonLinesAuditSink implements AuditSink {
     return this.droppedCount;
   }
 
-  /** Writes (and fsyncs, for files) everything recorded so far; e.g. right after an admin action. */
+  /** Writes (and fdatasyncs, for files) everything recorded so far; e.g. right after an admin action. */
   async sync(): Promise<void> {
     this.drainAndWrite();
-    await this.writing;
+    clearTimeout(this.syncTimer);
+    this.syncTimer = undefined;
+    await this.datasync();
   }
 
   /** Drains, fsyncs and closes; later records are dropped. */
   async flush(): Promise<void> {
     if (this.closed) return;
-    this.closed = true;
-    clearTimeout(this.timer);
-    this.timer = undefined;
+    clearImmediate(this.immediate);
+    this.immediate = undefined;
     this.drainAndWrite();
+    this.closed = true;
+    openSinks.delete(this);
+    clearTimeout(this.syncTimer);
+    this.syncTimer = undefined;
     await this.writing;
     if (this.ownsFd) {
-      if (!this.doFsync && !this.failure) await this.fsyncFd().catch(() => undefined);
+      if (!this.failure) await this.fsyncFd().catch(() => undefined);
       closeSync(this.fd);
     }
   }
@@ -312,29 +397,6 @@ function mib(bytes: number): string {
   return (bytes / 2 ** 20).toFixed(1);
 }
 
-/** Writes all of `data`, waiting out EAGAIN (stdout may be a non-blocking pipe). */
-function writeAll(fd: number, data: Buffer): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const step = (offset: number) => {
-      if (offset >= data.length) return resolve();
-      write(fd, data, offset, data.length - offset, null, (err, n) => {
-        if (err?.code === 'EAGAIN') return void setTimeout(step, 5, offset);
-        if (err) return reject(err);
-        step(offset + n);
-      });
-    };
-    step(0);
-  });
-}
-
-function syncDirBestEffort(dir: string): void {
-  let fd: number | undefined;
-  try {
-    fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
-    fsyncSync(fd);
-  } catch {
-    // Some filesystems refuse directory fsync; the file still exists.
-  } finally {
-    if (fd !== undefined) closeSync(fd);
-  }
+function writePendingOnExit(): void {
+  for (const sink of openSinks) sink.writePendingNow();
 }

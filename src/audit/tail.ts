@@ -4,13 +4,14 @@
  *
  * - Last line has no newline: it is torn (a crash cut a write short). It is truncated away and
  *   the repair is itself audited, with the dropped bytes' length and SHA-256.
- * - Last complete line is a chained record: seq/prev continue from it.
- * - Otherwise (old unchained format, damage): a new segment starts, its first record's prev
- *   being the SHA-256 of that line, so the segment is still anchored to what came before.
+ * - Last complete line is a chained record: seq/prev (and the chain ID) continue from it.
+ * - Empty file: a new chain starts with its genesis record (seq 0, prev zeros).
+ * - Otherwise (old unchained format, damage): a new chain starts, its genesis record's prev
+ *   being the SHA-256 of that line, so the chain is still anchored to what came before.
  */
 import { fsyncSync, ftruncateSync, readSync } from 'node:fs';
 import { SidecarError } from '../errors.js';
-import { classifyAuditLine, lineHash, ZERO_HASH } from './chain.js';
+import { classifyAuditLine, isChainId, lineHash, newChainId, ZERO_HASH } from './chain.js';
 import type { AuditRecord } from './record.js';
 
 const FIRST_WINDOW = 64 * 1024;
@@ -58,34 +59,52 @@ export function readFileTail(fd: number, size: number): FileTail {
 }
 
 export interface ChainResume {
-  /** The seq of the last record written (the next record gets seq + 1). */
+  /** The seq of the last record written (the next record gets seq + 1); -1: a new chain (next is its genesis, seq 0). */
   seq: number;
+  /** The chain's ID: the file's own when it continues, else a new one. */
+  chain: string;
   /** The SHA-256 of the last line, the next record's prev. */
   head: string;
   /** Truncate the file to this length before appending (drops a torn tail). */
   truncateTo: number | undefined;
-  /** Records the sink writes first: the chain start and/or the tail repair. */
+  /** Records the sink writes first: the genesis record and/or the tail repair. */
   notes: AuditRecord[];
+}
+
+/** The first record of every chain (seq 0). */
+export function genesisRecord(chain: string, detail: string, reason = 'chain_genesis'): AuditRecord {
+  return { type: 'audit_chain_start', decision: 'allow', reason, detail: `chain ${chain}: ${detail}` };
+}
+
+/** Where a chain starts when there is nothing to continue (stdout, an empty file). */
+export function freshChain(): ChainResume {
+  const chain = newChainId();
+  return { seq: -1, chain, head: ZERO_HASH, truncateTo: undefined, notes: [genesisRecord(chain, `new chain (pid ${process.pid})`)] };
 }
 
 /** Decides how to continue from a file's tail (pure: no I/O). */
 export function planResume(tail: FileTail, size: number): ChainResume {
   const notes: AuditRecord[] = [];
-  let seq = 0;
+  let seq = -1;
   let head = ZERO_HASH;
+  let chain = newChainId();
   if (tail.lastLine) {
     const parsed = classifyAuditLine(tail.lastLine);
     head = lineHash(tail.lastLine);
     if (parsed.kind === 'chained') {
       seq = parsed.seq;
+      if (isChainId(parsed.chain)) chain = parsed.chain;
     } else {
-      notes.push({
-        type: 'audit_chain_start',
-        decision: 'error',
-        reason: 'unchained_predecessor',
-        detail: `new chain segment; the previous line (${tail.lastLine.length} bytes) is not a chained audit record; prev is its sha256`,
-      });
+      notes.push(
+        genesisRecord(
+          chain,
+          `new chain (pid ${process.pid}); the previous line (${tail.lastLine.length} bytes) is not a chained audit record; prev is its sha256`,
+          'unchained_predecessor',
+        ),
+      );
     }
+  } else {
+    notes.push(genesisRecord(chain, `new chain (pid ${process.pid})`));
   }
   let truncateTo: number | undefined;
   if (tail.torn.length > 0) {
@@ -97,12 +116,12 @@ export function planResume(tail: FileTail, size: number): ChainResume {
       detail: `dropped ${tail.torn.length} bytes sha256=${lineHash(tail.torn)}`,
     });
   }
-  return { seq, head, truncateTo, notes };
+  return { seq, chain, head, truncateTo, notes };
 }
 
 /** Reads the tail of `fd`, truncates a torn line away (fsync'd) and says where the chain resumes. */
 export function resumeChain(fd: number, size: number): ChainResume {
-  if (size === 0) return { seq: 0, head: ZERO_HASH, truncateTo: undefined, notes: [] };
+  if (size === 0) return freshChain();
   const plan = planResume(readFileTail(fd, size), size);
   if (plan.truncateTo !== undefined) {
     ftruncateSync(fd, plan.truncateTo);

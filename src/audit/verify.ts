@@ -1,14 +1,21 @@
 /**
- * Verifies a hash-chained audit log, streaming: memory is bounded by one line, so a multi-GB
- * file is fine. Pure over bytes; `verifyAuditFile` is the only function that does I/O.
+ * Verifies a hash-chained audit log, streaming: memory is bounded by one line (plus one small
+ * state per chain in mixed mode), so a multi-GB file is fine. Pure over bytes;
+ * `verifyAuditFile` is the only function that does I/O.
  *
- * What a chain proves: a record edited, removed, inserted or moved anywhere before the last
- * record breaks a `prev` or `seq`. What it cannot prove: that records were not removed from the
- * END (the shortened file is a valid chain). Anchor the head (seq + hash) somewhere else and
- * pass it as `expect` to catch that.
+ * What a chain proves: a record edited, removed, inserted or moved anywhere breaks a `prev` or
+ * `seq`, and a chain must begin with its genesis record (seq 0), so removing records from the
+ * START is caught too. A log that legitimately starts later (rotated) is checked from an
+ * anchor (`from`: a record's seq and hash noted earlier). What it cannot prove: that records
+ * were not removed from the END (the shortened file is a valid chain), nor that a whole chain
+ * with its own genesis is genuine (anyone can compute SHA-256). Anchor the head (chain ID, seq
+ * and hash) somewhere else and pass it as `expect` to catch those.
  */
 import { createReadStream } from 'node:fs';
 import { classifyAuditLine, lineHash, ZERO_HASH } from './chain.js';
+import { ChainState, type ChainReport } from './verify-chain.js';
+
+export type { ChainReport } from './verify-chain.js';
 
 export type AuditChainErrorReason =
   | 'malformed_line'
@@ -17,6 +24,7 @@ export type AuditChainErrorReason =
   | 'seq_out_of_order'
   | 'prev_mismatch'
   | 'chain_restart'
+  | 'chain_start_missing'
   | 'torn_tail'
   | 'line_too_long'
   | 'anchor_missing'
@@ -26,6 +34,8 @@ export interface AuditChainError {
   /** 1-based line number in the input (for anchor errors: the number of lines read). */
   line: number;
   seq?: number;
+  /** The chain the problem is in (mixed mode, when the record names one). */
+  chain?: string;
   /** For prev_mismatch: the line whose hash this record's prev should have matched. */
   previousLine?: number;
   reason: AuditChainErrorReason;
@@ -34,19 +44,22 @@ export interface AuditChainError {
 
 export interface AuditVerifyReport {
   ok: boolean;
-  /** Chained audit records seen. */
+  /** Chained audit records seen (all chains). */
   records: number;
+  /** The first chain's first seq; 0 when the input starts at a genesis record. */
   firstSeq: number | undefined;
+  /** The last chain's last seq and head (the values to anchor when there is one chain). */
   lastSeq: number | undefined;
-  /** SHA-256 of the last chained record's line: the value to anchor. */
   headHash: string | undefined;
   /** prev of the first chained record: 64 zeros when the input starts at a chain's genesis. */
   firstPrev: string | undefined;
-  /** Chains in the input: more than one only when a mixed stream spans sidecar restarts. */
+  /** Chains in the input (mixed mode: one per sidecar start; otherwise 1). */
   segments: number;
+  /** Each chain: ID, sidecar, first/last seq and head, in order of first appearance. */
+  chains: ChainReport[];
   /** Audit lines from before chaining (accepted only before the first chained record). */
   unchained: number;
-  /** Non-audit lines skipped (mixed mode only). */
+  /** Non-audit lines skipped (mixed mode only), and records of other chains (with `chain`). */
   skipped: number;
   lines: number;
   /** All problems found; `errors` holds the first MAX_REPORTED_ERRORS of them. */
@@ -56,35 +69,49 @@ export interface AuditVerifyReport {
 
 export interface AuditVerifyOptions {
   /**
-   * The input interleaves audit lines with other lines (a container's stdout with pino logs):
-   * lines that are not audit lines are skipped, and a fresh genesis record starts a new segment
-   * (a sidecar restart). Without it every line must be a chained audit record.
+   * The input interleaves audit lines with other lines (a container's stdout with pino logs,
+   * several sidecars on one stream): lines that are not audit records are skipped, and records
+   * are grouped into chains by their `chain` ID (else by sidecar name), each verified on its
+   * own. Without it every line must be a chained audit record of one chain.
    */
   mixed?: boolean;
+  /** Verify only this chain (its ID); records of other chains are skipped. */
+  chain?: string;
   /** An externally anchored head: the record `seq` must exist and its line hash to `head`. */
   expect?: { seq?: number; head?: string };
+  /**
+   * Where the input starts when it does not start at the genesis record (a rotated log): a
+   * record seen earlier, by seq and hash. The input must start with that record or the next.
+   */
+  from?: { seq: number; hash: string };
   /** Lines longer than this are reported, not parsed; default 64 MiB. */
   maxLineBytes?: number;
 }
 
 export const MAX_REPORTED_ERRORS = 1000;
+/** Mixed mode keeps one small state per chain; more chains than this in one input are refused. */
+export const MAX_CHAINS = 100_000;
 
 export class AuditChainVerifier {
   private readonly mixed: boolean;
+  private readonly only: string | undefined;
   private readonly expect: { seq?: number; head?: string } | undefined;
+  private readonly from: { seq: number; hash: string } | undefined;
   private readonly maxLineBytes: number;
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   private overlong = false;
   private lineNo = 0;
-  // Chain state: the last chained record (or the last unchained line before the chain began).
-  private lastSeq: number | undefined;
-  private lastHash: string | undefined;
-  private lastLine = 0;
+  /** Non-mixed mode: the one chain; mixed mode: by chain ID (or sidecar name). */
+  private readonly chains = new Map<string, ChainState>();
+  /** Every chain, in order of first appearance. */
+  private readonly allChains: ChainState[] = [];
+  /** The last unchained legacy line before any chained record: a genesis may link to it. */
+  private legacyHash: string | undefined;
+  private legacyLine = 0;
   /** Damaged audit lines since the last chained record (each may have been a record). */
   private damaged = 0;
-  private anchorSeqSeen = false;
-  private anchorMatched = false;
+  private tooManyChains = false;
   private readonly report: AuditVerifyReport = {
     ok: false,
     records: 0,
@@ -93,6 +120,7 @@ export class AuditChainVerifier {
     headHash: undefined,
     firstPrev: undefined,
     segments: 0,
+    chains: [],
     unchained: 0,
     skipped: 0,
     lines: 0,
@@ -102,7 +130,9 @@ export class AuditChainVerifier {
 
   constructor(opts: AuditVerifyOptions = {}) {
     this.mixed = opts.mixed ?? false;
+    this.only = opts.chain;
     this.expect = opts.expect && (opts.expect.seq !== undefined || opts.expect.head !== undefined) ? opts.expect : undefined;
+    this.from = opts.from;
     this.maxLineBytes = opts.maxLineBytes ?? 64 * 1024 * 1024;
   }
 
@@ -140,6 +170,14 @@ export class AuditChainVerifier {
       else this.fail('torn_tail', `${this.pendingBytes} bytes after the last newline: a write was cut short (the sidecar drops and audits them on restart)`);
     }
     r.lines = this.lineNo;
+    r.chains = this.allChains.map((c) => c.summary());
+    r.segments = r.chains.length;
+    const first = r.chains[0];
+    const last = r.chains[r.chains.length - 1];
+    r.firstSeq = first?.firstSeq;
+    r.firstPrev = first?.firstPrev;
+    r.lastSeq = last?.lastSeq;
+    r.headHash = last?.headHash;
     this.checkAnchor();
     r.ok = r.errorCount === 0;
     return r;
@@ -183,82 +221,125 @@ export class AuditChainVerifier {
         if (this.report.records === 0) {
           // Legacy lines before the first chained record: the chain's start links to the last one.
           this.report.unchained++;
-          this.lastHash = lineHash(line);
-          this.lastLine = this.lineNo;
+          this.legacyHash = lineHash(line);
+          this.legacyLine = this.lineNo;
         } else {
           this.fail('unchained_record', 'audit record without seq/prev inside a hash chain (inserted?)');
         }
         return;
-      case 'chained':
-        this.onRecord(parsed.seq, parsed.prev, lineHash(line));
-    }
-  }
-
-  private onRecord(seq: number, prev: string, hash: string): void {
-    const r = this.report;
-    const genesis = seq === 1 && prev === ZERO_HASH;
-    if (r.records === 0) {
-      r.firstSeq = seq;
-      r.firstPrev = prev;
-      r.segments = 1;
-      if (this.lastHash !== undefined && this.damaged === 0 && prev !== this.lastHash) {
-        this.fail('prev_mismatch', `the chain's first record does not link to the line before it (line ${this.lastLine})`, seq, this.lastLine);
+      case 'chained': {
+        const key = this.mixed ? (parsed.chain ?? (parsed.sidecar !== undefined ? `sidecar:${parsed.sidecar}` : '')) : '';
+        if (this.only !== undefined && parsed.chain !== this.only) {
+          this.report.skipped++;
+          return;
+        }
+        this.onRecord(key, parsed.chain, parsed.sidecar, parsed.seq, parsed.prev, lineHash(line));
       }
-    } else if (genesis && this.mixed) {
-      r.segments++; // a sidecar restart on a shared stdout starts a fresh chain
-    } else if (genesis) {
-      this.fail('chain_restart', `a new chain (seq 1, prev zeros) inside the file after seq ${this.lastSeq} (line ${this.lastLine})`, seq);
-    } else {
-      this.checkLink(seq, prev);
-    }
-    r.records++;
-    r.lastSeq = seq;
-    r.headHash = hash;
-    this.lastSeq = seq;
-    this.lastHash = hash;
-    this.lastLine = this.lineNo;
-    this.damaged = 0;
-    if (this.expect && (this.expect.seq === undefined || this.expect.seq === seq)) {
-      if (this.expect.seq !== undefined) this.anchorSeqSeen = true;
-      if (this.expect.head === undefined || this.expect.head === hash) this.anchorMatched = true;
     }
   }
 
-  /** Checks a record against the one before it; then the caller resyncs on it (no cascades). */
-  private checkLink(seq: number, prev: string): void {
-    const last = this.lastSeq!;
+  private onRecord(key: string, id: string | undefined, sidecar: string | undefined, seq: number, prev: string, hash: string): void {
+    let chain = this.chains.get(key);
+    // A restart in a log written before chain IDs: its chain began again at seq 1.
+    if (chain && id === undefined && seq === 1 && prev === ZERO_HASH && this.mixed) chain = undefined;
+    if (!chain) {
+      if (this.allChains.length >= MAX_CHAINS) {
+        if (!this.tooManyChains) this.fail('malformed_line', `more than ${MAX_CHAINS} chains in one input; the rest are not verified`, seq);
+        this.tooManyChains = true;
+        this.report.skipped++;
+        return;
+      }
+      chain = new ChainState(id, sidecar, this.lineNo);
+      this.chains.set(key, chain);
+      this.allChains.push(chain);
+      this.checkStart(chain, seq, prev, hash);
+    } else if (seq === 0) {
+      const where = `after seq ${chain.lastSeq} (line ${chain.lastLine})`;
+      this.fail('chain_restart', `a second genesis record (seq 0) in ${chain.describe()} ${where}: a chain starts once`, seq, undefined, id);
+    } else {
+      this.checkLink(chain, seq, prev, id);
+    }
+    this.report.records++;
+    chain.add(seq, prev, hash, this.lineNo);
+    this.damaged = 0;
+    if (this.expect && (this.expect.seq === undefined || this.expect.seq === seq)) chain.noteAnchor(this.expect, hash);
+  }
+
+  /** A chain's first record: its genesis, a record after an anchor, or records were removed before it. */
+  private checkStart(chain: ChainState, seq: number, prev: string, hash: string): void {
+    const from = this.from;
+    if (from) {
+      if ((seq === from.seq && hash === from.hash) || (seq === from.seq + 1 && prev === from.hash)) return;
+      this.fail(
+        'chain_start_missing',
+        `${chain.describe()} starts at seq ${seq}, not at the anchored record seq ${from.seq} (sha256 ${from.hash}) or the one after it`,
+        seq,
+        undefined,
+        chain.id,
+      );
+      return;
+    }
+    if (seq === 0) {
+      // A genesis after legacy lines links to the last of them; otherwise its prev is zeros.
+      const expected = this.legacyHash !== undefined && this.report.records === 0 ? this.legacyHash : ZERO_HASH;
+      if (prev !== expected && this.damaged === 0) {
+        const what = expected === ZERO_HASH ? '64 zeros' : `the sha256 of line ${this.legacyLine}`;
+        this.fail('prev_mismatch', `the genesis record's prev is not ${what}`, seq, expected === ZERO_HASH ? undefined : this.legacyLine, chain.id);
+      }
+      return;
+    }
+    // Logs written before genesis records began at seq 1 with prev zeros.
+    if (seq === 1 && prev === ZERO_HASH) return;
+    this.fail(
+      'chain_start_missing',
+      `${chain.describe()} starts at seq ${seq} without its genesis record (seq 0): ${seq} record(s) before it were removed, ` +
+        'or the log was rotated (then verify from an anchored record: --from SEQ:SHA256)',
+      seq,
+      undefined,
+      chain.id,
+    );
+  }
+
+  /** Checks a record against the one before it in its chain; then the chain resyncs on it (no cascades). */
+  private checkLink(chain: ChainState, seq: number, prev: string, id: string | undefined): void {
+    const last = chain.lastSeq!;
     const expected = last + 1;
-    const linked = prev === this.lastHash;
+    const linked = prev === chain.lastHash;
     if (this.damaged > 0) {
       // Damaged lines in between: fine if they were inserted junk (links to the last record),
       // or if they were records themselves (seq skips exactly them; their hashes are unknown).
       if ((seq === expected && linked) || seq === expected + this.damaged) return;
     }
-    const where = `line ${this.lastLine}, seq ${last}`;
+    const where = `line ${chain.lastLine}, seq ${last}`;
     if (seq > expected) {
       this.fail(
         'seq_gap',
         `expected seq ${expected}, found ${seq}: ${seq - expected} record(s) missing after ${where}${linked ? '' : '; prev does not match either'}`,
         seq,
-        this.lastLine,
+        chain.lastLine,
+        id,
       );
     } else if (seq < expected) {
-      this.fail('seq_out_of_order', `seq ${seq} after seq ${last} (${where}): records moved, duplicated or inserted`, seq, this.lastLine);
+      this.fail('seq_out_of_order', `seq ${seq} after seq ${last} (${where}): records moved, duplicated or inserted`, seq, chain.lastLine, id);
     } else if (!linked) {
       this.fail(
         'prev_mismatch',
         `prev is not the sha256 of the previous record (${where}): that record was edited, or this one's prev was`,
         seq,
-        this.lastLine,
+        chain.lastLine,
+        id,
       );
     }
   }
 
   private checkAnchor(): void {
     const want = this.expect;
-    if (!want || this.anchorMatched) return;
-    const last = this.report.lastSeq === undefined ? 'no records' : `last seq ${this.report.lastSeq}`;
-    if (want.seq !== undefined && this.anchorSeqSeen) {
+    if (!want) return;
+    const states = this.allChains;
+    if (states.some((c) => c.anchorMatched)) return;
+    const r = this.report;
+    const last = r.lastSeq === undefined ? 'no records' : `last seq ${r.lastSeq}`;
+    if (want.seq !== undefined && states.some((c) => c.anchorSeqSeen)) {
       this.fail('anchor_mismatch', `record seq ${want.seq} does not hash to the expected head ${want.head}: it was rewritten`, want.seq);
     } else if (want.seq !== undefined) {
       this.fail('anchor_missing', `no record with seq ${want.seq} (${last}): records were removed from the end`, want.seq);
@@ -267,12 +348,13 @@ export class AuditChainVerifier {
     }
   }
 
-  private fail(reason: AuditChainErrorReason, detail: string, seq?: number, previousLine?: number): void {
+  private fail(reason: AuditChainErrorReason, detail: string, seq?: number, previousLine?: number, chain?: string): void {
     const r = this.report;
     r.errorCount++;
     if (r.errors.length >= MAX_REPORTED_ERRORS) return;
     const err: AuditChainError = { line: this.lineNo, reason, detail };
     if (seq !== undefined) err.seq = seq;
+    if (chain !== undefined && this.mixed) err.chain = chain;
     if (previousLine !== undefined && previousLine > 0) err.previousLine = previousLine;
     r.errors.push(err);
   }

@@ -5,23 +5,29 @@
 import { open } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { errorMessage } from '../errors.js';
-import { isChainHash } from '../audit/chain.js';
+import { isChainHash, isChainId } from '../audit/chain.js';
 import { AuditChainVerifier, type AuditVerifyOptions, type AuditVerifyReport } from '../audit/verify.js';
 
 export const AUDIT_USAGE = `Usage:
-  attest-sidecar audit verify FILE [--expect-seq N] [--expect-head SHA256] [--mixed] [--json]
+  attest-sidecar audit verify FILE [--expect-seq N] [--expect-head SHA256] [--from SEQ:SHA256]
+                                   [--mixed] [--chain ID] [--json]
 
-Checks the audit log's hash chain: every line is a JSON audit record, seq counts up by one and
-each record's prev is the SHA-256 of the previous record's line. Editing, removing, inserting or
-reordering records before the last one breaks the chain.
+Checks the audit log's hash chain: every line is a JSON audit record, a chain starts with its
+genesis record (seq 0), seq counts up by one and each record's prev is the SHA-256 of the
+previous record's line. Editing, removing, inserting or reordering records anywhere before the
+last one breaks the chain; so does removing records from the start.
 
 Removing records from the END cannot be detected by the chain alone (what remains is a valid,
-shorter chain). Note the head this command prints (seq and sha256), or the sidecar's, somewhere
-the host cannot rewrite, and check against it later:
+shorter chain). Note the head this command prints (chain, seq and sha256), or the sidecar's,
+somewhere the host cannot rewrite, and check against it later:
   --expect-seq N        record N must still be present
   --expect-head SHA256  a record must hash to SHA256 (with --expect-seq: record N must)
-  --mixed               FILE mixes audit lines with other logs (a container's stdout):
-                        skip lines that are not audit records; a sidecar restart starts a new chain
+  --from SEQ:SHA256     FILE starts after its genesis (rotated): it must start with the record
+                        SEQ that hashes to SHA256 (noted earlier), or with the record after it
+  --mixed               FILE mixes audit lines with other logs (a container's stdout, several
+                        sidecars): skip lines that are not audit records; verify each chain
+                        (one per sidecar start, by its "chain" ID) on its own
+  --chain ID            verify only the chain with this ID (others are skipped)
   --json                print the full report as JSON
 
 Exit status: 0 intact, 1 broken (each problem is printed with its line number), 2 usage error or
@@ -47,6 +53,8 @@ export async function auditCommand(argv: string[], out: NodeJS.WritableStream, e
       options: {
         'expect-seq': { type: 'string' },
         'expect-head': { type: 'string' },
+        from: { type: 'string' },
+        chain: { type: 'string' },
         mixed: { type: 'boolean' },
         json: { type: 'boolean' },
       },
@@ -69,6 +77,18 @@ export async function auditCommand(argv: string[], out: NodeJS.WritableStream, e
     expect.head = head;
   }
   if (expect.seq !== undefined || expect.head !== undefined) opts.expect = expect;
+  if (values.from !== undefined) {
+    const m = /^(0|[1-9][0-9]{0,15}):([0-9a-fA-F]{64})$/.exec(values.from);
+    if (!m || !Number.isSafeInteger(Number(m[1]))) return usage(err, `--from must be SEQ:SHA256 (a record's seq and its 64-digit hash), got "${values.from}"`);
+    opts.from = { seq: Number(m[1]), hash: m[2]!.toLowerCase() };
+  }
+  if (values.chain !== undefined) {
+    if (!isChainId(values.chain)) return usage(err, `--chain must be a chain ID (16 hex digits), got "${values.chain}"`);
+    opts.chain = values.chain;
+  }
+  if (opts.mixed && !opts.chain && (opts.from || opts.expect)) {
+    return usage(err, '--mixed with --from/--expect-*: name the chain they belong to with --chain ID');
+  }
 
   const file = positionals[0]!;
   let report: AuditVerifyReport;
@@ -97,26 +117,31 @@ async function verifyFile(file: string, opts: AuditVerifyOptions): Promise<Audit
 
 export function formatReport(file: string, r: AuditVerifyReport): string {
   const lines: string[] = [];
-  const range = r.records > 0 ? ` (seq ${r.firstSeq}..${r.lastSeq})` : '';
-  const head = r.headHash ? `, head sha256 ${r.headHash}` : '';
+  const one = r.chains.length === 1;
+  const range = r.records > 0 && one ? ` (seq ${r.firstSeq}..${r.lastSeq})` : r.chains.length > 1 ? ` in ${r.chains.length} chains` : '';
+  const head = r.headHash && one ? `, head sha256 ${r.headHash}` : '';
   if (r.ok) {
     lines.push(r.records > 0 ? `audit chain intact: ${r.records} records${range}${head}` : `audit chain intact: no chained records in ${file}`);
   } else {
     lines.push(`audit chain BROKEN: ${r.errorCount} problem(s) in ${file}; ${r.records} records${range}${head}`);
     for (const e of r.errors) {
-      const seq = e.seq !== undefined ? ` (seq ${e.seq})` : '';
+      const tags = [e.chain !== undefined ? `chain ${e.chain}` : undefined, e.seq !== undefined ? `seq ${e.seq}` : undefined].filter(Boolean);
+      const seq = tags.length > 0 ? ` (${tags.join(', ')})` : '';
       lines.push(`  line ${e.line}${seq}: ${e.reason}: ${e.detail}`);
     }
     if (r.errorCount > r.errors.length) lines.push(`  ... and ${r.errorCount - r.errors.length} more`);
   }
-  if (r.firstSeq !== undefined && r.firstSeq !== 1) {
-    lines.push(`note: the chain starts at seq ${r.firstSeq}: earlier records are not in this file (rotated away or removed)`);
+  if (r.chains.length > 1) {
+    for (const c of r.chains) {
+      const who = [c.sidecar !== undefined ? `sidecar ${c.sidecar}` : undefined, c.id !== undefined ? `chain ${c.id}` : undefined].filter(Boolean).join(' ');
+      lines.push(`  ${who || 'chain'}: ${c.records} records (seq ${c.firstSeq}..${c.lastSeq}) from line ${c.line}, head sha256 ${c.headHash}`);
+    }
+    lines.push('note: several chains (sidecars, or restarts, on a shared stream); each was verified on its own');
   }
-  if (r.segments > 1) lines.push(`note: ${r.segments} chain segments (sidecar restarts on a shared stream)`);
   if (r.unchained > 0) lines.push(`note: ${r.unchained} unchained audit line(s) before the chain began (older format)`);
   if (r.skipped > 0) lines.push(`note: skipped ${r.skipped} non-audit line(s)`);
   if (r.records > 0) {
-    lines.push('note: records removed from the end leave a valid chain; compare the head with an anchored copy (--expect-seq/--expect-head)');
+    lines.push('note: records removed from the end leave a valid chain, and a whole chain can be forged; compare each head with an anchored copy (--expect-seq/--expect-head)');
   }
   return `${lines.join('\n')}\n`;
 }

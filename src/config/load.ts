@@ -3,7 +3,6 @@
  * applied and every path absolute. All problems are reported at once, each naming
  * file:line:column and the key path (e.g. `outbound.routes[0].server_id`).
  */
-import { readFileSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import type { Node } from 'yaml';
 import { errorMessage } from '../errors.js';
@@ -22,6 +21,7 @@ import type {
   SidecarConfig,
 } from './types.js';
 import { isEmptyDocument, ProblemsError, YamlReader, type Field, type Problem } from './yaml-reader.js';
+import { readYamlFileText, YamlFileTooLargeError } from './yaml-limits.js';
 
 export type { Problem } from './yaml-reader.js';
 
@@ -120,9 +120,10 @@ export function parseConfig(
 export function loadConfigFile(path: string, env?: NodeJS.ProcessEnv, options?: ParseConfigOptions): SidecarConfig {
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readYamlFileText(path);
   } catch (err) {
-    throw new ConfigFileError([{ file: path, line: 0, column: 0, message: `cannot read config file: ${errorMessage(err)}` }]);
+    const message = err instanceof YamlFileTooLargeError ? err.message : `cannot read config file: ${errorMessage(err)}`;
+    throw new ConfigFileError([{ file: path, line: 0, column: 0, message }]);
   }
   return parseConfig(text, path, env, options);
 }

@@ -19,6 +19,7 @@ import {
 } from 'yaml';
 import { ConfigError } from '../errors.js';
 import { closestMatch } from './values.js';
+import { anchorBefore, describeBytes, MAX_YAML_ALIASES, MAX_YAML_FILE_BYTES, scanDocument, type YamlLimits } from './yaml-limits.js';
 
 export interface Problem {
   file: string;
@@ -36,7 +37,10 @@ export function formatProblem(p: Problem): string {
   return `${pos}: ${p.key ? `${p.key}: ` : ''}${p.message}`;
 }
 
-/** A ConfigError carrying every problem found; its message lists them one per line. */
+/** A message lists at most this many problems (all of them stay in `problems`). */
+export const MAX_LISTED_PROBLEMS = 50;
+
+/** A ConfigError carrying every problem found; its message lists them one per line (at most MAX_LISTED_PROBLEMS). */
 export class ProblemsError extends ConfigError {
   readonly problems: readonly Problem[];
 
@@ -45,8 +49,9 @@ export class ProblemsError extends ConfigError {
     const first = problems[0] ?? { file: '<unknown>', line: 0, column: 0, message: 'invalid' };
     super(first.message, { file: first.file, line: first.line, column: first.column, key: first.key }, reason);
     this.problems = problems;
-    this.message =
-      problems.length === 1 ? formatProblem(first) : `${problems.length} problems:\n${problems.map(formatProblem).join('\n')}`;
+    const shown = problems.slice(0, MAX_LISTED_PROBLEMS).map(formatProblem);
+    if (problems.length > MAX_LISTED_PROBLEMS) shown.push(`... and ${problems.length - MAX_LISTED_PROBLEMS} more`);
+    this.message = problems.length === 1 ? formatProblem(first) : `${problems.length} problems:\n${shown.join('\n')}`;
   }
 }
 
@@ -101,6 +106,8 @@ export class YamlReader {
   /** Things worth telling the operator that do not make the file invalid. */
   readonly warnings: Problem[] = [];
   private doc: Document | undefined;
+  /** Anchors of each parsed document, so an alias costs a lookup, not a walk of the document. */
+  private readonly anchorsByDoc = new Map<Document, ReturnType<typeof scanDocument>['anchors']>();
 
   constructor(
     readonly file: string,
@@ -108,20 +115,35 @@ export class YamlReader {
   ) {}
 
   /**
-   * Parses every document of `text`. YAML errors and warnings become problems; documents
-   * with structural errors are left out (validating them would only add noise), while
-   * duplicate keys (already reported) do not stop validation.
+   * Parses every document of `text` in time linear in its length (limits: yaml-limits.ts).
+   * YAML errors and warnings become problems; documents with structural errors or over a
+   * limit are left out (validating them would only add noise). Duplicate keys are reported
+   * by `map` as each mapping is read.
    */
-  static parse(text: string, file: string): { reader: YamlReader; documents: Document[] } {
+  static parse(text: string, file: string, limits: YamlLimits = {}): { reader: YamlReader; documents: Document[] } {
     const lineCounter = new LineCounter();
     const reader = new YamlReader(file, lineCounter);
     const documents: Document[] = [];
-    const parsed = parseAllDocuments(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+    const maxBytes = limits.maxBytes ?? MAX_YAML_FILE_BYTES;
+    // text.length <= bytes <= 3 * text.length (UTF-16 units to UTF-8): count only when it may matter.
+    const bytes = text.length * 3 > maxBytes ? Buffer.byteLength(text, 'utf8') : text.length;
+    if (bytes > maxBytes) {
+      reader.problems.push({ file, line: 0, column: 0, message: `is ${bytes} bytes, over the limit of ${maxBytes} bytes (${describeBytes(maxBytes)})` });
+      return { reader, documents };
+    }
+    const parsed = parseAllDocuments(text, { lineCounter, prettyErrors: false, uniqueKeys: false });
     for (const doc of parsed) {
       for (const e of [...doc.errors, ...doc.warnings]) {
         reader.reportAt(e.pos[0], undefined, e.message.split('\n')[0]!);
       }
-      if (doc.errors.every((e) => e.code === 'DUPLICATE_KEY')) documents.push(doc);
+      if (doc.errors.length > 0) continue;
+      const scan = scanDocument(doc, limits.maxAliases ?? MAX_YAML_ALIASES);
+      if (scan.problem) {
+        reader.reportAt(scan.problem.offset, undefined, scan.problem.message);
+        continue;
+      }
+      reader.anchorsByDoc.set(doc, scan.anchors);
+      documents.push(doc);
     }
     return { reader, documents };
   }
@@ -165,7 +187,8 @@ export class YamlReader {
   resolve(field: Field): Node | null | undefined {
     let node = field.node;
     for (let depth = 0; node && isAlias(node); depth++) {
-      const target = this.doc && depth < 10 ? (node as Alias).resolve(this.doc) : undefined;
+      const anchors = this.doc && depth < 10 ? this.anchorsByDoc.get(this.doc) : undefined;
+      const target = anchors ? anchorBefore(anchors, (node as Alias).source, node.range?.[0] ?? 0) : undefined;
       if (!target) {
         this.reportField(field, `unknown alias '*${(node as Alias).source}'`);
         return undefined;
@@ -202,7 +225,12 @@ export class YamlReader {
         );
         continue;
       }
-      if (fields.has(keyText)) continue; // the YAML parser already reported the duplicate
+      const earlier = fields.get(keyText);
+      if (earlier) {
+        const { line } = this.position(earlier.keyNode);
+        this.report(keyNode, path, `Map keys must be unique: '${keyText}' is already set on line ${line}`);
+        continue;
+      }
       fields.set(keyText, { path, node: pair.value as Node | null, keyNode: keyNode ?? undefined });
     }
     return new MapView(node, field.path, fields, this);

@@ -6,11 +6,11 @@
  * Every problem in the file is reported, each with file:line:column and key path.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { isMap, type Node } from 'yaml';
 import { errorMessage } from '../errors.js';
 import { checkWorkloadSpiffeId } from '../config/values.js';
 import { isEmptyDocument, ProblemsError, YamlReader, type Problem } from '../config/yaml-reader.js';
+import { readYamlFileText, YamlFileTooLargeError } from '../config/yaml-limits.js';
 import { readAgent, type PolicyAgent, type ReadAgent } from './read-agent.js';
 import type { CompiledPolicy } from './types.js';
 
@@ -137,9 +137,10 @@ function checkUnique(reader: YamlReader, read: readonly ReadAgent[], bySpiffeId:
 export function loadPolicyFile(path: string, now?: Date): Policy {
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readYamlFileText(path);
   } catch (err) {
-    throw new PolicyError([{ file: path, line: 0, column: 0, message: `cannot read policy file: ${errorMessage(err)}` }]);
+    const message = err instanceof YamlFileTooLargeError ? err.message : `cannot read policy file: ${errorMessage(err)}`;
+    throw new PolicyError([{ file: path, line: 0, column: 0, message }]);
   }
   return compilePolicy(text, path, now);
 }

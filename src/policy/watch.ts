@@ -2,12 +2,14 @@
  * Keeps the policy current while the sidecar runs. Watches the policy file's *directory*
  * (so atomic replace-by-rename and Kubernetes ConfigMap symlink swaps are seen), re-reads
  * after a short debounce, and swaps the compiled policy only when the new text compiles.
- * A broken edit never replaces a good policy: the last good one stays in force.
+ * A broken edit never replaces a good policy: the last good one stays in force. Reloads the
+ * watcher triggers are parsed on a worker thread, so a large policy never stalls requests.
  */
 import { EventEmitter } from 'node:events';
 import { resolve } from 'node:path';
 import { errorMessage } from '../errors.js';
 import { watchFiles, type FileWatch } from '../config/file-watch.js';
+import { runParseJob } from '../config/parse-worker.js';
 import { formatProblem } from '../config/yaml-reader.js';
 import { loadPolicyFile, PolicyError, type Policy } from './compile.js';
 
@@ -16,6 +18,9 @@ export interface PolicyLogger {
   info(obj: object, msg?: string): void;
   error(obj: object, msg?: string): void;
 }
+
+/** A rejected reload logs this many problems, one line each, then a count (a broken file must not flood the log). */
+export const MAX_LOGGED_PROBLEMS = 20;
 
 export interface PolicyWatcherOptions {
   logger?: PolicyLogger;
@@ -37,6 +42,10 @@ export class PolicyWatcher extends EventEmitter {
   #reloadFailures = 0;
   #watch: FileWatch | undefined;
   readonly #logger: PolicyLogger | undefined;
+  /** A background reload is running; `#again`: another change arrived meanwhile. */
+  #reloading = false;
+  #again = false;
+  #closed = false;
 
   /** Loads `file` now; throws PolicyError if it is invalid (the sidecar must not start without a policy). */
   constructor(file: string, options: PolicyWatcherOptions = {}) {
@@ -48,7 +57,7 @@ export class PolicyWatcher extends EventEmitter {
       { file: this.file, version: this.#policy.version, agents: this.#policy.agents.length },
       'policy loaded',
     );
-    this.#watch = watchFiles([this.file], () => this.reload(), {
+    this.#watch = watchFiles([this.file], () => void this.reloadInBackground(), {
       debounceMs: options.debounceMs ?? 100,
       onError: (err) => {
         this.#logger?.error({ file: this.file, err: errorMessage(err) }, 'policy watch failed; keeping current policy');
@@ -84,21 +93,68 @@ export class PolicyWatcher extends EventEmitter {
     try {
       next = loadPolicyFile(this.file);
     } catch (err) {
-      this.#reloadFailures++;
-      const error =
-        err instanceof PolicyError
-          ? err
-          : new PolicyError([{ file: this.file, line: 0, column: 0, message: errorMessage(err) }]);
-      for (const p of error.problems) {
-        this.#logger?.error(
-          { reason: error.reason, file: p.file, line: p.line, column: p.column, key: p.key, version: this.#policy.version },
-          `policy reload rejected, keeping version ${this.#policy.version}: ${formatProblem(p)}`,
-        );
-      }
-      // An 'error' event without a listener would throw; a bad edit must not crash the sidecar.
-      if (this.listenerCount('error') > 0) this.emit('error', error);
+      return this.#rejected(err);
+    }
+    return this.#accept(next);
+  }
+
+  /**
+   * What a file change triggers: the same as `reload`, but read and compiled on a worker
+   * thread. Changes that arrive while one runs are coalesced into one more reload after it.
+   */
+  async reloadInBackground(): Promise<boolean> {
+    if (this.#reloading) {
+      this.#again = true;
       return false;
     }
+    this.#reloading = true;
+    let swapped = false;
+    try {
+      do {
+        this.#again = false;
+        let next: Policy | undefined;
+        try {
+          next = await runParseJob<Policy>(
+            'policy',
+            { file: this.file, now: Date.now() },
+            (f) => new PolicyError(f.problems?.length ? f.problems : [{ file: this.file, line: 0, column: 0, message: f.message }]),
+            'policy_invalid',
+          );
+        } catch (err) {
+          if (!this.#closed) this.#rejected(err);
+        }
+        if (next && !this.#closed) swapped = this.#accept(freezePolicy(next)) || swapped;
+      } while (this.#again && !this.#closed);
+    } finally {
+      this.#reloading = false;
+    }
+    return swapped;
+  }
+
+  #rejected(err: unknown): false {
+    this.#reloadFailures++;
+    const error =
+      err instanceof PolicyError
+        ? err
+        : new PolicyError([{ file: this.file, line: 0, column: 0, message: errorMessage(err) }]);
+    for (const p of error.problems.slice(0, MAX_LOGGED_PROBLEMS)) {
+      this.#logger?.error(
+        { reason: error.reason, file: p.file, line: p.line, column: p.column, field: p.key, version: this.#policy.version },
+        `policy reload rejected, keeping version ${this.#policy.version}: ${formatProblem(p)}`,
+      );
+    }
+    if (error.problems.length > MAX_LOGGED_PROBLEMS) {
+      this.#logger?.error(
+        { reason: error.reason, file: this.file, problems: error.problems.length, version: this.#policy.version },
+        `policy reload rejected: ${error.problems.length - MAX_LOGGED_PROBLEMS} more problems not logged (attest-sidecar check-policy lists them all)`,
+      );
+    }
+    // An 'error' event without a listener would throw; a bad edit must not crash the sidecar.
+    if (this.listenerCount('error') > 0) this.emit('error', error);
+    return false;
+  }
+
+  #accept(next: Policy): boolean {
     if (next.version === this.#policy.version) return false;
     const previous = this.#policy.version;
     this.#policy = next;
@@ -109,7 +165,15 @@ export class PolicyWatcher extends EventEmitter {
   }
 
   close(): void {
+    this.#closed = true;
     this.#watch?.close();
     this.#watch = undefined;
   }
+}
+
+/** Structured clone (the worker's result) drops Object.freeze; policies are shared read-only. */
+function freezePolicy(p: Policy): Policy {
+  for (const agent of p.agents) Object.freeze(agent);
+  Object.freeze(p.agents);
+  return Object.freeze(p);
 }

@@ -26,6 +26,12 @@ import {
 
 export const SHARED_DEFAULT_REASON = 'listed in a shared revocation file';
 
+/**
+ * Shared lists are parsed on a worker thread (src/config/parse-worker.ts), so they may be larger
+ * than config files: about 50,000 entries. Larger files are refused before parsing.
+ */
+export const MAX_SHARED_REVOCATION_BYTES = 4 * 1024 * 1024;
+
 export interface ParseSharedOptions {
   /** Time for entries without `at` that `previous` does not know yet. */
   now: () => number;
@@ -35,7 +41,7 @@ export interface ParseSharedOptions {
 
 /** Parses a shared file's text; throws ProblemsError (reason 'revocations_unreadable') with positions. */
 export function parseSharedList(text: string, file: string, opts: ParseSharedOptions): RevocationList {
-  const { reader, documents } = YamlReader.parse(text, file);
+  const { reader, documents } = YamlReader.parse(text, file, { maxBytes: MAX_SHARED_REVOCATION_BYTES });
   const docs = documents.filter((d) => !isEmptyDocument(d));
   const fileProblem = (message: string): Problem => ({ file, line: 0, column: 0, message });
   if (reader.ok && docs.length !== 1) {

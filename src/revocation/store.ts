@@ -15,7 +15,8 @@ import { watchFiles, type FileWatch } from '../config/file-watch.js';
 import { writeFileAtomic } from '../fs-atomic.js';
 import { readCheckedText, removeStaleTempFiles } from './file-read.js';
 import { parseLocalList, serializeLocalList } from './local-file.js';
-import { parseSharedList } from './shared-file.js';
+import { runParseJob } from '../config/parse-worker.js';
+import { ProblemsError } from '../config/yaml-reader.js';
 import {
   MAX_PRINCIPAL_LENGTH,
   MAX_REASON_LENGTH,
@@ -355,5 +356,15 @@ async function readSharedFile(file: string, now: () => number, previous: Revocat
   // Shared files usually come from a ConfigMap (symlinks, 0644): follow links, refuse world-writable.
   const text = await readCheckedText(file, { forbiddenMode: 0o002, followSymlinks: true });
   if (text === undefined) throw new SidecarError('revocations_unreadable', `shared revocation file ${file} does not exist`);
-  return parseSharedList(text, file, { now, previous });
+  // Off the event loop: a large (or hostile) list must not stall requests while it is parsed.
+  const list = await runParseJob<RevocationList>(
+    'shared-revocations',
+    { text, file, now: now(), previous },
+    (f) => (f.problems?.length ? new ProblemsError(f.problems, 'revocations_unreadable') : new SidecarError('revocations_unreadable', f.message)),
+    'revocations_unreadable',
+  );
+  // Structured clone drops Object.freeze; entries are shared with every reader of the state.
+  for (const entry of list.byId.values()) Object.freeze(entry);
+  if (list.all) Object.freeze(list.all);
+  return list;
 }

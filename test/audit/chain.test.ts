@@ -7,7 +7,7 @@ import t, { type Test } from 'tap';
 import { AuditChainVerifier, JsonLinesAuditSink, lineHash, verifyAuditChain, verifyAuditFile, ZERO_HASH } from '../../src/audit/index.js';
 import { decision, fileLines, joinLines, tempDir, writeChain } from './fixtures.js';
 
-/** A chain of 20 records written by the real sink, as lines. */
+/** A chain of 20 records written by the real sink, as lines: lines[0] is the genesis record (seq 0), lines[n] has seq n. */
 async function chain(t: Test, count = 20): Promise<{ file: string; lines: string[] }> {
   const file = path.join(tempDir(t), 'audit.log');
   await writeChain(file, count);
@@ -18,10 +18,11 @@ t.test('a chain written by the sink verifies, and the head is the sha256 of the 
   const { file, lines } = await chain(t, 300);
   const r = await verifyAuditFile(file);
   t.ok(r.ok, JSON.stringify(r.errors));
-  t.match(r, { records: 300, firstSeq: 1, lastSeq: 300, firstPrev: ZERO_HASH, segments: 1, errorCount: 0, skipped: 0 });
+  t.match(r, { records: 301, firstSeq: 0, lastSeq: 300, firstPrev: ZERO_HASH, segments: 1, errorCount: 0, skipped: 0 });
+  t.match(JSON.parse(lines[0]!), { seq: 0, prev: ZERO_HASH, type: 'audit_chain_start', reason: 'chain_genesis', sidecar: 'sc', chain: /^[0-9a-f]{16}$/ });
   // Cross-check the hash with OpenSSL, over the exact bytes of the last line.
   const last = path.join(path.dirname(file), 'last-line');
-  writeFileSync(last, lines[299]!);
+  writeFileSync(last, lines[300]!);
   const openssl = execFileSync('openssl', ['dgst', '-sha256', '-r', last], { encoding: 'utf8' }).split(' ')[0];
   t.equal(r.headHash, openssl, 'head matches openssl dgst -sha256');
 });
@@ -36,22 +37,22 @@ t.test('lines beyond one staging buffer, and one line larger than it, are writte
   for (let i = 5000; i < 5010; i++) sink.record(decision(i));
   await sink.flush();
   const lines = fileLines(file);
-  t.equal(lines.length, 5011);
-  t.same(lines.map((l) => JSON.parse(l).seq), Array.from({ length: 5011 }, (_, i) => i + 1), 'every seq once, in order');
-  t.equal(JSON.parse(lines[5000]!).detail, huge);
+  t.equal(lines.length, 5012);
+  t.same(lines.map((l) => JSON.parse(l).seq), Array.from({ length: 5012 }, (_, i) => i), 'every seq once, in order');
+  t.equal(JSON.parse(lines[5001]!).detail, huge);
   const r = await verifyAuditFile(file);
   t.ok(r.ok, JSON.stringify(r.errors));
-  t.equal(r.records, 5011);
+  t.equal(r.records, 5012);
 });
 
 t.test('sink head() reports the last drained record', async (t) => {
   const file = path.join(tempDir(t), 'audit.log');
   const sink = new JsonLinesAuditSink(file, 'sc');
-  t.same(sink.head(), { seq: 0, hash: ZERO_HASH });
+  t.same(sink.head(), { seq: 0, hash: lineHash(Buffer.from(fileLines(file)[0]!)), chain: sink.chain }, 'the genesis record, written at once');
   for (let i = 0; i < 10; i++) sink.record(decision(i));
   await sink.sync();
   const lines = fileLines(file);
-  t.same(sink.head(), { seq: 10, hash: lineHash(Buffer.from(lines[9]!)) });
+  t.same(sink.head(), { seq: 10, hash: lineHash(Buffer.from(lines[10]!)), chain: sink.chain });
   await sink.flush();
 });
 
@@ -66,14 +67,14 @@ t.test('streaming in tiny chunks gives the same report as one buffer', async (t)
 
 t.test('editing one byte of a middle record is detected at the next record, naming the edited line', async (t) => {
   const { lines } = await chain(t);
-  const at = lines[9]!.indexOf('/v1/tool/9') + 9;
-  lines[9] = `${lines[9]!.slice(0, at)}8${lines[9]!.slice(at + 1)}`; // one byte: /v1/tool/9 -> /v1/tool/8
-  t.match(lines[9], '/v1/tool/8"');
+  const at = lines[10]!.indexOf('/v1/tool/9') + 9;
+  lines[10] = `${lines[10]!.slice(0, at)}8${lines[10]!.slice(at + 1)}`; // one byte: /v1/tool/9 -> /v1/tool/8
+  t.match(lines[10], '/v1/tool/8"');
   const r = await verifyAuditChain(joinLines(lines));
   t.notOk(r.ok);
   t.equal(r.errorCount, 1);
-  t.match(r.errors[0], { line: 11, seq: 11, previousLine: 10, reason: 'prev_mismatch' });
-  t.match(r.errors[0]!.detail, /line 10, seq 10/);
+  t.match(r.errors[0], { line: 12, seq: 11, previousLine: 11, reason: 'prev_mismatch' });
+  t.match(r.errors[0]!.detail, /line 11, seq 10/);
 });
 
 t.test('editing a record so it is no longer JSON names that line only', async (t) => {
@@ -86,30 +87,30 @@ t.test('editing a record so it is no longer JSON names that line only', async (t
 
 t.test('deleting a middle record is a seq gap at the line where it was', async (t) => {
   const { lines } = await chain(t);
-  lines.splice(7, 1);
+  lines.splice(8, 1);
   const r = await verifyAuditChain(joinLines(lines));
   t.equal(r.errorCount, 1);
-  t.match(r.errors[0], { line: 8, seq: 9, reason: 'seq_gap' });
+  t.match(r.errors[0], { line: 9, seq: 9, reason: 'seq_gap' });
   t.match(r.errors[0]!.detail, /expected seq 8, found 9: 1 record\(s\) missing/);
 });
 
 t.test('reordering two records is detected at the first moved line', async (t) => {
   const { lines } = await chain(t);
-  [lines[5], lines[6]] = [lines[6]!, lines[5]!];
+  [lines[6], lines[7]] = [lines[7]!, lines[6]!];
   const r = await verifyAuditChain(joinLines(lines));
   t.notOk(r.ok);
-  t.match(r.errors[0], { line: 6, seq: 7, reason: 'seq_gap' });
-  t.match(r.errors[1], { line: 7, seq: 6, reason: 'seq_out_of_order' });
+  t.match(r.errors[0], { line: 7, seq: 7, reason: 'seq_gap' });
+  t.match(r.errors[1], { line: 8, seq: 6, reason: 'seq_out_of_order' });
 });
 
 t.test('an inserted forged record is detected', async (t) => {
   const { lines } = await chain(t);
   // A careful forger copies seq and links prev correctly: the record after it no longer links.
-  const forged = JSON.stringify({ ...JSON.parse(lines[10]!), prev: lineHash(Buffer.from(lines[9]!)), decision: 'allow', reason: 'forged' });
-  const careful = [...lines.slice(0, 10), forged, ...lines.slice(10)];
+  const forged = JSON.stringify({ ...JSON.parse(lines[11]!), prev: lineHash(Buffer.from(lines[10]!)), decision: 'allow', reason: 'forged' });
+  const careful = [...lines.slice(0, 11), forged, ...lines.slice(11)];
   let r = await verifyAuditChain(joinLines(careful));
   t.notOk(r.ok);
-  t.match(r.errors[0], { line: 12, seq: 11, reason: 'seq_out_of_order', previousLine: 11 });
+  t.match(r.errors[0], { line: 13, seq: 11, reason: 'seq_out_of_order', previousLine: 12 });
   // A careless one (no seq/prev) is named directly.
   const careless = [...lines.slice(0, 10), JSON.stringify({ time: 'x', log: 'audit', type: 'admin_action', decision: 'allow', reason: 'forged' }), ...lines.slice(10)];
   r = await verifyAuditChain(joinLines(careless));
@@ -123,7 +124,7 @@ t.test('junk lines, empty lines and torn tails are reported; junk between record
   let r = await verifyAuditChain(joinLines(withJunk));
   t.same(r.errors.map((e) => [e.line, e.reason]), [[4, 'malformed_line'], [5, 'malformed_line']]);
   r = await verifyAuditChain(joinLines(lines) + lines[0]!.slice(0, 30));
-  t.same(r.errors.map((e) => [e.line, e.reason]), [[21, 'torn_tail']]);
+  t.same(r.errors.map((e) => [e.line, e.reason]), [[22, 'torn_tail']]);
   t.equal(r.lastSeq, 20);
   r = await verifyAuditChain(Buffer.from([0xff, 0xfe, 0x0a]));
   t.match(r.errors[0], { line: 1, reason: 'malformed_line' });
@@ -134,13 +135,13 @@ t.test('junk lines, empty lines and torn tails are reported; junk between record
 t.test('a second genesis inside a file is a chain restart error', async (t) => {
   const { lines } = await chain(t, 5);
   const r = await verifyAuditChain(joinLines([...lines, ...lines]));
-  t.match(r.errors[0], { line: 6, seq: 1, reason: 'chain_restart' });
+  t.match(r.errors[0], { line: 7, seq: 0, reason: 'chain_restart' });
 });
 
 t.test('an anchored head detects records removed from the end', async (t) => {
   const { lines } = await chain(t);
-  const head = lineHash(Buffer.from(lines[19]!));
-  const truncated = joinLines(lines.slice(0, 17));
+  const head = lineHash(Buffer.from(lines[20]!));
+  const truncated = joinLines(lines.slice(0, 18));
   t.ok((await verifyAuditChain(truncated)).ok, 'without an anchor the shortened chain looks valid');
   let r = await verifyAuditChain(truncated, { expect: { seq: 20, head } });
   t.match(r.errors, [{ reason: 'anchor_missing', seq: 20 }]);
@@ -149,7 +150,7 @@ t.test('an anchored head detects records removed from the end', async (t) => {
   r = await verifyAuditChain(truncated, { expect: { seq: 18 } });
   t.match(r.errors, [{ reason: 'anchor_missing', detail: /last seq 17/ }]);
   // An anchor taken earlier still holds after the log has grown.
-  r = await verifyAuditChain(joinLines(lines), { expect: { seq: 15, head: lineHash(Buffer.from(lines[14]!)) } });
+  r = await verifyAuditChain(joinLines(lines), { expect: { seq: 15, head: lineHash(Buffer.from(lines[15]!)) } });
   t.ok(r.ok);
   r = await verifyAuditChain(joinLines(lines), { expect: { seq: 15, head } });
   t.match(r.errors, [{ reason: 'anchor_mismatch', seq: 15 }]);
@@ -163,7 +164,7 @@ t.test('a mixed stdout stream (pino lines + audit lines across a restart) verifi
   const text = joinLines(mixed) + '{"level":30,"msg":"cut';
   let r = await verifyAuditChain(text, { mixed: true });
   t.ok(r.ok, JSON.stringify(r.errors));
-  t.match(r, { records: 14, segments: 2, skipped: 14, lastSeq: 4 });
+  t.match(r, { records: 16, segments: 2, skipped: 15, lastSeq: 4 });
   r = await verifyAuditChain(text);
   t.notOk(r.ok, 'strict mode rejects the non-audit lines');
   // A damaged audit line in a mixed stream is still an error.
@@ -185,7 +186,7 @@ t.test('the sink on stdout writes chained lines that verify', async (t) => {
   const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
   const r = await verifyAuditChain(out, { mixed: true });
   t.ok(r.ok, JSON.stringify(r.errors));
-  t.equal(r.records, 500);
+  t.equal(r.records, 501, "the genesis record and 500 more");
   t.ok(r.skipped >= 1, 'pino lines were present and skipped');
 });
 

@@ -20,15 +20,15 @@ async function run(argv: string[]): Promise<{ code: number; out: string; err: st
 t.test('intact chain: exit 0 and the head is printed in full', async (t) => {
   const file = path.join(tempDir(t), 'audit.log');
   await writeChain(file, 12);
-  const head = lineHash(Buffer.from(fileLines(file)[11]!));
+  const head = lineHash(Buffer.from(fileLines(file)[12]!));
   const r = await run(['verify', file]);
   t.equal(r.code, 0, r.out + r.err);
-  t.match(r.out, `audit chain intact: 12 records (seq 1..12), head sha256 ${head}`);
+  t.match(r.out, `audit chain intact: 13 records (seq 0..12), head sha256 ${head}`);
   t.match(r.out, /removed from the end/);
   t.equal(r.err, '');
   const j = await run(['verify', file, '--json']);
   t.equal(j.code, 0);
-  t.match(JSON.parse(j.out), { ok: true, records: 12, headHash: head, errors: [] });
+  t.match(JSON.parse(j.out), { ok: true, records: 13, headHash: head, errors: [] });
   t.equal((await run(['verify', file, '--expect-seq', '12', '--expect-head', head.toUpperCase()])).code, 0, 'anchor matches');
 });
 
@@ -36,24 +36,24 @@ t.test('broken chain: exit 1 with every problem and its line', async (t) => {
   const file = path.join(tempDir(t), 'audit.log');
   await writeChain(file, 12);
   const lines = fileLines(file);
-  lines.splice(3, 1);
-  lines[7] = lines[7]!.replace('"status":200', '"status":201');
+  lines.splice(4, 1);
+  lines[8] = lines[8]!.replace('"status":200', '"status":201');
   writeFileSync(file, joinLines(lines));
   const r = await run(['verify', file]);
   t.equal(r.code, 1);
   t.match(r.out, 'audit chain BROKEN: 2 problem(s)');
-  t.match(r.out, /line 4 \(seq 5\): seq_gap: expected seq 4, found 5/);
-  t.match(r.out, /line 9 \(seq 10\): prev_mismatch: .*line 8, seq 9/);
+  t.match(r.out, /line 5 \(seq 5\): seq_gap: expected seq 4, found 5/);
+  t.match(r.out, /line 10 \(seq 10\): prev_mismatch: .*line 9, seq 9/);
   const j = JSON.parse((await run(['verify', file, '--json'])).out);
-  t.same(j.errors.map((e: { line: number; reason: string }) => [e.line, e.reason]), [[4, 'seq_gap'], [9, 'prev_mismatch']]);
+  t.same(j.errors.map((e: { line: number; reason: string }) => [e.line, e.reason]), [[5, 'seq_gap'], [10, 'prev_mismatch']]);
 });
 
 t.test('--expect-head / --expect-seq detect truncation of the tail', async (t) => {
   const file = path.join(tempDir(t), 'audit.log');
   await writeChain(file, 12);
   const lines = fileLines(file);
-  const head = lineHash(Buffer.from(lines[11]!));
-  writeFileSync(file, joinLines(lines.slice(0, 9)));
+  const head = lineHash(Buffer.from(lines[12]!));
+  writeFileSync(file, joinLines(lines.slice(0, 10)));
   t.equal((await run(['verify', file])).code, 0, 'the chain alone cannot tell');
   let r = await run(['verify', file, '--expect-head', head]);
   t.equal(r.code, 1);

@@ -1,8 +1,11 @@
 /**
- * The audit file is opened so that a finished batch write is durable (O_DSYNC), without a
- * separate fsync job per batch. Linux only: reads the open flags from /proc/self/fdinfo.
+ * The audit file is opened for appending without O_DSYNC: the end-of-turn write(2) only
+ * copies into the page cache (no disk wait on the event loop); fdatasync follows on the thread
+ * pool. Linux only: reads the open flags from /proc/self/fdinfo. The kill -9 promise is
+ * tested in kill.test.ts.
  */
 import t from 'tap';
+import { spawnSync } from 'node:child_process';
 import { constants, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -25,14 +28,14 @@ function openFlags(file: string): number | undefined {
 
 const linux = process.platform === 'linux';
 
-t.test('a file sink writes with O_DSYNC; fsync: false does not', { skip: linux ? false : 'reads /proc (Linux only)' }, async (t) => {
+t.test('a file sink appends without O_DSYNC; sync() makes records durable', { skip: linux ? false : 'reads /proc (Linux only)' }, async (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'audit-dsync-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const durable = path.join(dir, 'durable.log');
   const sink = new JsonLinesAuditSink(durable, 'test');
   const flags = openFlags(durable);
   t.ok(flags !== undefined, 'the audit file is open');
-  t.equal(flags! & constants.O_DSYNC, constants.O_DSYNC, 'O_DSYNC');
+  t.equal(flags! & constants.O_DSYNC, 0, 'no O_DSYNC: writes never wait for the disk');
   t.equal(flags! & constants.O_APPEND, constants.O_APPEND, 'O_APPEND');
   sink.record({ type: 'inbound_decision', decision: 'allow', reason: 'allowed' });
   await sink.sync();
@@ -41,6 +44,23 @@ t.test('a file sink writes with O_DSYNC; fsync: false does not', { skip: linux ?
 
   const plain = path.join(dir, 'plain.log');
   const fast = new JsonLinesAuditSink(plain, 'test', { fsync: false });
-  t.equal(openFlags(plain)! & constants.O_DSYNC, 0, 'no O_DSYNC when fsync is off');
+  t.equal(openFlags(plain)! & constants.O_APPEND, constants.O_APPEND, 'O_APPEND with fsync off too');
   await fast.flush();
+});
+
+t.test('records pending when the process exits (exit() or an uncaught exception) are written', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'audit-exit-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const sinkUrl = JSON.stringify(new URL('../../src/audit/index.js', import.meta.url).href);
+  for (const [how, end, code] of [['exit', 'process.exit(3)', 3], ['throw', "throw new Error('boom')", 1]] as const) {
+    const file = path.join(dir, `${how}.log`);
+    // The records are made and the process ends in the same turn: no end-of-turn write runs.
+    const script = `const { JsonLinesAuditSink } = await import(${sinkUrl});
+      const sink = new JsonLinesAuditSink(${JSON.stringify(file)}, 'x');
+      setTimeout(() => { for (let i = 0; i < 5; i++) sink.record({ type: 'admin_action', decision: 'allow', reason: 'r' + i }); ${end}; }, 10);`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 });
+    t.equal(r.status, code, `${how}: ${r.stderr.split('\n')[0]}`);
+    const lines = readFileSync(file, 'utf8').split('\n').filter(Boolean);
+    t.same(lines.map((l) => JSON.parse(l).reason), ['chain_genesis', 'r0', 'r1', 'r2', 'r3', 'r4'], `${how}: all five records`);
+  }
 });

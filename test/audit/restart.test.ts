@@ -14,14 +14,15 @@ t.test('a restarted sink continues the chain on the same file', async (t) => {
   const before = fileLines(file);
   await writeChain(file, 25, 30);
   const lines = fileLines(file);
-  t.equal(lines.length, 55, 'nothing extra is written on a clean restart');
-  t.same(lines.slice(0, 30), before, 'the first run is untouched');
-  const first = JSON.parse(lines[30]!);
+  t.equal(lines.length, 56, 'nothing extra (no second genesis) is written on a clean restart');
+  t.same(lines.slice(0, 31), before, 'the first run is untouched');
+  const first = JSON.parse(lines[31]!);
   t.equal(first.seq, 31);
-  t.equal(first.prev, sha256(lines[29]!), 'the second run links to the first');
+  t.equal(first.prev, sha256(lines[30]!), 'the second run links to the first');
+  t.equal(first.chain, JSON.parse(lines[0]!).chain, 'and keeps its chain ID');
   const r = await verifyAuditFile(file);
   t.ok(r.ok, JSON.stringify(r.errors));
-  t.match(r, { records: 55, firstSeq: 1, lastSeq: 55 });
+  t.match(r, { records: 56, firstSeq: 0, lastSeq: 55 });
   t.equal(statSync(file).mode & 0o777, 0o600);
 });
 
@@ -43,21 +44,21 @@ t.test('a torn last line is truncated away and the repair is audited in the chai
   const whole = fileLines(file);
   const torn = '{"time":"2025-01-01T00:00:00.000Z","seq":11,"prev":"ab';
   appendFileSync(file, torn);
-  t.match((await verifyAuditFile(file)).errors, [{ line: 11, reason: 'torn_tail' }], 'verify reports the torn tail');
+  t.match((await verifyAuditFile(file)).errors, [{ line: 12, reason: 'torn_tail' }], 'verify reports the torn tail');
   await writeChain(file, 2, 10);
   const lines = fileLines(file);
-  t.same(lines.slice(0, 10), whole);
-  const repair = JSON.parse(lines[10]!);
+  t.same(lines.slice(0, 11), whole);
+  const repair = JSON.parse(lines[11]!);
   t.match(repair, {
     seq: 11,
-    prev: sha256(whole[9]!),
+    prev: sha256(whole[10]!),
     log: 'audit',
     type: 'audit_tail_repaired',
     decision: 'error',
     reason: 'torn_tail',
     detail: `dropped ${torn.length} bytes sha256=${sha256(torn)}`,
   });
-  t.match(JSON.parse(lines[11]!), { seq: 12, type: 'inbound_decision' });
+  t.match(JSON.parse(lines[12]!), { seq: 12, type: 'inbound_decision' });
   const r = await verifyAuditFile(file);
   t.ok(r.ok, JSON.stringify(r.errors));
   t.equal(r.lastSeq, 13);
@@ -67,11 +68,12 @@ t.test('a file holding only a torn line starts a fresh chain with the repair rec
   const file = path.join(tempDir(t), 'audit.log');
   writeFileSync(file, '{"time":"2025');
   const sink = new JsonLinesAuditSink(file);
-  t.same(sink.head().seq, 1, 'the repair record is drained at once');
+  t.same(sink.head().seq, 1, 'the genesis and repair records are drained at once');
   await sink.flush();
   const lines = fileLines(file);
-  t.equal(lines.length, 1);
-  t.match(JSON.parse(lines[0]!), { seq: 1, prev: ZERO_HASH, type: 'audit_tail_repaired', detail: /dropped 13 bytes/ });
+  t.equal(lines.length, 2);
+  t.match(JSON.parse(lines[0]!), { seq: 0, prev: ZERO_HASH, type: 'audit_chain_start' });
+  t.match(JSON.parse(lines[1]!), { seq: 1, prev: sha256(lines[0]!), type: 'audit_tail_repaired', detail: /dropped 13 bytes/ });
   t.ok((await verifyAuditFile(file)).ok);
 });
 
@@ -85,11 +87,11 @@ t.test('an old unchained file gets a chain-start segment linked to its last line
   await writeChain(file, 3);
   const lines = fileLines(file);
   t.same(lines.slice(0, 2), old, 'old lines are kept');
-  t.match(JSON.parse(lines[2]!), { seq: 1, prev: sha256(old[1]!), type: 'audit_chain_start', reason: 'unchained_predecessor' });
-  t.match(JSON.parse(lines[3]!), { seq: 2, prev: sha256(lines[2]!) });
+  t.match(JSON.parse(lines[2]!), { seq: 0, prev: sha256(old[1]!), type: 'audit_chain_start', reason: 'unchained_predecessor' });
+  t.match(JSON.parse(lines[3]!), { seq: 1, prev: sha256(lines[2]!) });
   const r = await verifyAuditFile(file);
   t.ok(r.ok, JSON.stringify(r.errors));
-  t.match(r, { records: 4, unchained: 2, firstSeq: 1, firstPrev: sha256(old[1]!) });
+  t.match(r, { records: 4, unchained: 2, firstSeq: 0, firstPrev: sha256(old[1]!) });
   // Editing the last old line breaks the link to the chain.
   writeFileSync(file, readFileSync(file, 'utf8').replace('unknown_agent', 'unknown_agenT'));
   t.match((await verifyAuditFile(file)).errors, [{ line: 3, reason: 'prev_mismatch', previousLine: 2 }]);
@@ -114,7 +116,7 @@ t.test('tail analysis (pure)', async (t) => {
   t.equal(findTail(Buffer.from('bc\n'), false), undefined, 'the line may start before the window');
   t.same(findTail(Buffer.from('x\nbc\n'), false), { lastLine: Buffer.from('bc'), torn: Buffer.alloc(0) });
   const plan = planResume({ lastLine: Buffer.from(''), torn: Buffer.alloc(0) }, 1);
-  t.match(plan, { seq: 0, head: lineHash(Buffer.alloc(0)), notes: [{ type: 'audit_chain_start' }] }, 'an empty last line is not a record');
+  t.match(plan, { seq: -1, head: lineHash(Buffer.alloc(0)), notes: [{ type: 'audit_chain_start' }] }, 'an empty last line is not a record');
 });
 
 t.test('a write failure stops the sink, reports once, and drops later records', async (t) => {
@@ -135,8 +137,8 @@ t.test('records after close are dropped and counted', async (t) => {
   const sink = await writeChain(file, 2);
   sink.record(decision(3));
   t.equal(sink.dropped, 1);
-  t.equal(fileLines(file).length, 2);
+  t.equal(fileLines(file).length, 3);
   truncateSync(file, 0);
   await writeChain(file, 1);
-  t.match(JSON.parse(fileLines(file)[0]!), { seq: 1, prev: ZERO_HASH }, 'an emptied file starts a fresh chain');
+  t.match(JSON.parse(fileLines(file)[0]!), { seq: 0, prev: ZERO_HASH, type: 'audit_chain_start' }, 'an emptied file starts a fresh chain');
 });

@@ -137,3 +137,16 @@ t.test('SIGTERM shuts down cleanly', async (t) => {
   proc.kill('SIGTERM');
   t.equal(await exited, 0);
 });
+
+t.test('the mesh stdout (four sidecars interleaved with logs) verifies with audit verify --mixed', async (t) => {
+  await exited;
+  const file = path.join(stateDir, 'stdout.log');
+  writeFileSync(file, out);
+  const r = spawnSync(process.execPath, [binPath, 'audit', 'verify', file, '--mixed', '--json'], { encoding: 'utf8' });
+  t.equal(r.status, 0, r.stdout + r.stderr);
+  const report = JSON.parse(r.stdout) as { ok: boolean; records: number; chains: { sidecar: string; firstSeq: number }[] };
+  t.ok(report.ok);
+  t.same(report.chains.map((c) => c.sidecar).sort(), ['control-plane', 'harness-writer', 'intruder', 'orchestrator'], 'one chain per sidecar');
+  t.ok(report.chains.every((c) => c.firstSeq === 0), 'each from its genesis record');
+  t.ok(report.records > 4, `${report.records} records`);
+});

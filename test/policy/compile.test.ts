@@ -195,7 +195,7 @@ t.test('each validation error names file, line, column and key', async (t) => {
     ['bad admin', `admins: [ops]\n${AGENT()}`, 1, 10, 'admins[0]', /invalid SPIFFE ID/],
     ['unknown alias', AGENT('  allowed_actions: *nope\n'), 4, 20, 'agent_policy.allowed_actions', /unknown alias '\*nope'/],
     ['YAML syntax error', 'agent_policy:\n  name: [a\n', 3, 1, undefined, /Flow sequence|flow collection|must be sufficiently indented/i],
-    ['YAML duplicate key', `${AGENT()}  name: b\n`, 4, 3, undefined, /Map keys must be unique/],
+    ['YAML duplicate key', `${AGENT()}  name: b\n`, 4, 3, 'agent_policy.name', /Map keys must be unique: 'name' is already set on line 2/],
     ['document not a mapping', '- a\n', 1, 1, undefined, /must be a mapping, got a list/],
   ];
   for (const [name, text, line, column, key, msg] of cases) {

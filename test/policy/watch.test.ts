@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t, { type Test } from 'tap';
 import { PolicyError, type Policy } from '../../src/policy/compile.js';
-import { PolicyWatcher } from '../../src/policy/watch.js';
+import { MAX_LOGGED_PROBLEMS, PolicyWatcher } from '../../src/policy/watch.js';
 
 const policyText = (name: string, actions: string[]) =>
   `agent_policy:\n  name: ${name}\n  spiffe_id: spiffe://td/${name}\n  allowed_actions: [${actions.join(', ')}]\n`;
@@ -130,4 +130,21 @@ t.test('reload(): unchanged content is no reload; a bad file without error liste
   writeFileSync(file, policyText('c', []));
   t.equal(w.reload(), true);
   t.equal(w.current()!.agents[0]!.name, 'c');
+});
+
+t.test('a rejected reload logs at most MAX_LOGGED_PROBLEMS problems, then a count', async (t) => {
+  const dir = tempDir(t);
+  const file = path.join(dir, 'policy.yaml');
+  writeFileSync(file, policyText('a', ['x']));
+  const logger = capturingLogger();
+  const w = await PolicyWatcher.open(file, { logger, debounceMs: 60_000 });
+  t.teardown(() => w.close());
+  const junk = Array.from({ length: MAX_LOGGED_PROBLEMS + 10 }, (_, i) => `junk${i}: 1\n`).join('');
+  writeFileSync(file, policyText('a', ['x']) + junk);
+  t.equal(w.reload(), false);
+  const errors = logger.lines.filter((l) => l.level === 'error');
+  t.equal(errors.length, MAX_LOGGED_PROBLEMS + 1);
+  t.match(errors[0]!.obj, { line: 5, column: 1, field: 'junk0' });
+  t.match(errors[MAX_LOGGED_PROBLEMS]!.msg, /10 more problems not logged/);
+  t.match(errors[MAX_LOGGED_PROBLEMS]!.obj, { problems: MAX_LOGGED_PROBLEMS + 10 });
 });
