@@ -30,7 +30,7 @@ const VERIFY_USAGE = `  attest-sidecar verify-evidence FILE --type sev-snp [--ce
   attest-sidecar verify-evidence QUOTE --type tpm --signature SIG --pcrs PCRS.json --ak AK [--nonce HEX]
                                           verify offline; exit 0 only when verified
 `;
-const AUDIT_SUMMARY = `  attest-sidecar audit verify FILE [--expect-head HASH] [--expect-seq N] [--mixed] [--json]
+const AUDIT_SUMMARY = `  attest-sidecar audit verify FILE [--expect-head HASH] [--expect-seq N] [--from SEQ:SHA256] [--mixed] [--chain ID] [--json]
                                           check an audit log's hash chain (exit 1 if broken)
 `;
 
