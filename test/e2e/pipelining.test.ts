@@ -2,7 +2,8 @@
  * HTTP/1.1 pipelining on running sidecar processes: a client may have up to
  * MAX_PIPELINED_REQUESTS requests in progress on one connection (all answered, in order); a
  * connection that pipelines more is closed and counted, instead of every request it wrote
- * being dispatched at once (one connection could otherwise hold any number of them).
+ * being dispatched at once (one connection could otherwise hold any number of them). A request
+ * refused before its body arrived closes its connection rather than waiting for that body.
  */
 import type net from 'node:net';
 import path from 'node:path';
@@ -77,6 +78,24 @@ t.test('pipelined requests on one connection', async (t) => {
     next.write(pipelined('/things/1', 2));
     t.same((await done).statuses, ['HTTP/1.1 200', 'HTTP/1.1 200']);
     next.destroy();
+    t.equal(procs.alive(), true);
+  });
+
+  t.test('a refusal before the request body arrived closes the connection (outbound and inbound)', async (t) => {
+    const head = (target: string) => `POST ${target} HTTP/1.1\r\nHost: service\r\nContent-Length: 1000000\r\n\r\n{`;
+    const out = await connectPlain(procs.ports.outbound);
+    const outClosed = closed(out);
+    out.write(head('http://nowhere/things/1'));
+    const outAnswer = await outClosed;
+    t.match(outAnswer, /^HTTP\/1\.1 404 /, 'unknown route refused');
+    t.match(outAnswer, /\r\nconnection: close\r\n/i, 'and the connection closed, the body never awaited');
+
+    const peer = await connectTls(procs.ports.inbound, await procs.clientTls(agentId('a1')));
+    const inClosed = closed(peer);
+    peer.write(head('/things/1'));
+    const inAnswer = await inClosed;
+    t.match(inAnswer, /^HTTP\/1\.1 403 /, 'unmapped action refused');
+    t.match(inAnswer, /\r\nconnection: close\r\n/i, 'and the connection closed, the body never awaited');
     t.equal(procs.alive(), true);
   });
 });
