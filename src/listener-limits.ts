@@ -44,7 +44,16 @@ export function serverLimitOptions(limits: ListenerLimits, tls: boolean): http.S
 
 const kIdleArmed = Symbol('attest-sidecar.idle-armed');
 const kSecure = Symbol('attest-sidecar.tls-established');
-type GuardedSocket = Socket & { [kIdleArmed]?: boolean; [kSecure]?: boolean };
+const kInFlight = Symbol('attest-sidecar.requests-in-flight');
+type GuardedSocket = Socket & { [kIdleArmed]?: boolean; [kSecure]?: boolean; [kInFlight]?: number };
+
+/**
+ * Requests one connection may have in progress at once (HTTP/1.1 pipelining). node parses and
+ * dispatches every pipelined request it has read while earlier answers are still pending, so
+ * without a cap one connection could hold any number of forwarded requests. Over the cap the
+ * connection is closed: answers are ordered, so no refusal can be sent in the excess's place.
+ */
+export const MAX_PIPELINED_REQUESTS = 16;
 
 /** Error answers for bytes that never became a request (node's own would be plain text). */
 const ANSWERS: Record<string, { status: number; reason: string; text: string }> = {
@@ -103,7 +112,7 @@ export function guardListener(server: http.Server, deps: ListenerGuardDeps, opts
   });
   if (!opts.tls) server.on('connection', (socket: Socket) => armIdle(socket, limits.idleTimeoutMs, deps));
   else server.prependListener('secureConnection', (socket: Socket) => ((socket as GuardedSocket)[kSecure] = true));
-  server.prependListener('request', (req: http.IncomingMessage) => disarmIdle(req.socket));
+  limitPipelining(server, deps);
   server.on('clientError', (err: Error & { code?: string }, socket: Socket) => {
     // https forwards TLS handshake failures here too: those are the listener's tlsClientError
     // handler's to count; there is no HTTP to answer on a connection without TLS.
@@ -126,6 +135,37 @@ export function guardListener(server: http.Server, deps: ListenerGuardDeps, opts
     if (started) socket.destroy();
     else answerAndClose(socket, rawAnswer(answer.status, answer.text, MESSAGES[answer.reason]!));
   });
+}
+
+type RequestListener = (req: http.IncomingMessage, res: http.ServerResponse) => void;
+
+/**
+ * Wraps the server's request handlers (registered before guardListener) so that each request
+ * first disarms the idle bound and counts against MAX_PIPELINED_REQUESTS. Requests node still
+ * parses from bytes read before the close are dropped unhandled.
+ */
+function limitPipelining(server: http.Server, deps: ListenerGuardDeps): void {
+  const { listener, metrics, audit } = deps;
+  for (const event of ['request', 'checkContinue'] as const) {
+    const handlers = server.listeners(event) as RequestListener[];
+    if (event === 'checkContinue' && handlers.length === 0) continue;
+    server.removeAllListeners(event);
+    server.on(event, (req: http.IncomingMessage, res: http.ServerResponse) => {
+      const socket = req.socket as GuardedSocket;
+      if (socket.destroyed) return;
+      disarmIdle(socket);
+      const inFlight = (socket[kInFlight] ?? 0) + 1;
+      if (inFlight > MAX_PIPELINED_REQUESTS) {
+        metrics.connectionRefused(listener, 'pipeline_limit');
+        audit?.note('connection_refused', 'pipeline_limit', `${listener} listener: more than ${MAX_PIPELINED_REQUESTS} pipelined requests in progress on one connection`, undefined, socket.remoteAddress);
+        socket.destroy();
+        return;
+      }
+      socket[kInFlight] = inFlight;
+      res.once('close', () => (socket[kInFlight] = (socket[kInFlight] ?? 1) - 1));
+      for (const handler of handlers) handler.call(server, req, res);
+    });
+  }
 }
 
 /** Closes `socket` when it completes no request headers within the idle timeout. */

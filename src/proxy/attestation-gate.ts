@@ -32,6 +32,12 @@ export const ATTESTATION_HEADERS: readonly string[] = [H_EVIDENCE, H_REF, H_NONC
 
 const NONCE_TTL_MS = 30_000;
 const MAX_OUTSTANDING_NONCES = 10_000;
+/**
+ * Outstanding nonces per peer key: one peer asking for challenges without answering them drops
+ * its own oldest, never other peers'. 256 matches the default per-peer connection cap, so a peer
+ * with one challenge open on each of its connections keeps them all.
+ */
+export const MAX_NONCES_PER_PEER = 256;
 
 /** What the gate remembers per connection (the peer key cannot change on a connection). */
 export interface AttestationSession {
@@ -57,6 +63,8 @@ export interface GateMetrics {
 export class AttestationGate {
   readonly cache: VerdictCache;
   private readonly nonces = new Map<string, { spkiHex: string; expiresAtMs: number }>();
+  /** The outstanding nonces of each peer key, oldest first (entries exist only while non-empty). */
+  private readonly peerNonces = new Map<string, string[]>();
   private readonly state: VerifierState = { tpmClocks: new Map() };
 
   /** Version of the loaded reference values ('' without any): part of every verdict's key. */
@@ -126,7 +134,7 @@ export class AttestationGate {
     const now = this.now();
     const issued = this.nonces.get(nonceB64);
     // Single use, bound to the peer key it was issued to, short-lived.
-    this.nonces.delete(nonceB64);
+    this.forgetNonce(nonceB64);
     if (!issued || issued.spkiHex !== s.spkiSha256Hex || now >= issued.expiresAtMs) {
       return this.nonceChallenge(s, 'Attestation nonce unknown, expired or already used', 'attestation_nonce_invalid');
     }
@@ -176,13 +184,29 @@ export class AttestationGate {
 
   private nonceChallenge(s: AttestationSession, error: string, reason: string): GateResult {
     const now = this.now();
+    const own = this.peerNonces.get(s.spkiSha256Hex);
+    if (own !== undefined && own.length >= MAX_NONCES_PER_PEER) this.forgetNonce(own[0]!);
     if (this.nonces.size >= MAX_OUTSTANDING_NONCES) {
-      for (const [n, v] of this.nonces) if (now >= v.expiresAtMs) this.nonces.delete(n);
+      for (const [n, v] of this.nonces) if (now >= v.expiresAtMs) this.forgetNonce(n);
       // Still full: drop the oldest rather than grow without bound.
-      while (this.nonces.size >= MAX_OUTSTANDING_NONCES) this.nonces.delete(this.nonces.keys().next().value as string);
+      while (this.nonces.size >= MAX_OUTSTANDING_NONCES) this.forgetNonce(this.nonces.keys().next().value as string);
     }
     const nonce = randomBytes(32).toString('base64url');
     this.nonces.set(nonce, { spkiHex: s.spkiSha256Hex, expiresAtMs: now + NONCE_TTL_MS });
+    const list = this.peerNonces.get(s.spkiSha256Hex);
+    if (list) list.push(nonce);
+    else this.peerNonces.set(s.spkiSha256Hex, [nonce]);
     return this.challenge(`nonce=${nonce}`, error, reason);
+  }
+
+  private forgetNonce(nonce: string): void {
+    const issued = this.nonces.get(nonce);
+    if (issued === undefined) return;
+    this.nonces.delete(nonce);
+    const list = this.peerNonces.get(issued.spkiHex);
+    if (list === undefined) return;
+    const i = list.indexOf(nonce);
+    if (i >= 0) list.splice(i, 1);
+    if (list.length === 0) this.peerNonces.delete(issued.spkiHex);
   }
 }

@@ -391,6 +391,9 @@ export function sendJsonError(
     res.destroy();
     return;
   }
+  // Refused before its body arrived: node would keep the connection to read and drop the rest
+  // of that body, holding it for up to idle_timeout however little the client sends. Close.
+  if (!res.req.complete && hasRequestBody(res.req)) res.shouldKeepAlive = false;
   res.writeHead(status, {
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(body),

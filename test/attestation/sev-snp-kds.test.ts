@@ -11,7 +11,7 @@ import path from 'node:path';
 import t from 'tap';
 import { loadSnpAnchors } from '../../src/attestation/sev-snp/anchors.js';
 import { parseSnpEndorsementCert } from '../../src/attestation/sev-snp/certs.js';
-import { KdsCollateral, retryAfterMs, type KdsOptions } from '../../src/attestation/sev-snp/kds.js';
+import { KdsCollateral, MAX_PREFETCHES_IN_FLIGHT, retryAfterMs, type KdsOptions } from '../../src/attestation/sev-snp/kds.js';
 import { kdsCertChainPath, kdsVcekPath, vcekKeyForCert } from '../../src/attestation/sev-snp/kds-key.js';
 import { verifySnpReport } from '../../src/attestation/sev-snp/verify.js';
 import { conformance } from '../helpers/paths.js';
@@ -135,6 +135,30 @@ function run(dir: string): void {
     t.same(a, { ok: true, source: 'kds' });
     t.same(b, a);
     t.same(requests, [`GET ${gsg.path}`]);
+  });
+
+  t.test('reports with made-up chip IDs: at most MAX_PREFETCHES_IN_FLIGHT lookups at once, the rest kds_busy', async (t) => {
+    const held: ServerResponse[] = [];
+    handler = (_req, res) => void held.push(res);
+    const c = kds(freshDir());
+    const reports = Array.from({ length: 50 }, (_, i) => {
+      const r = Buffer.from(gsg.report);
+      r.writeUInt32BE(i + 1, 0x1a0); // the chip ID: a different KDS key per report (prefetch checks no signature)
+      return r;
+    });
+    const results = reports.map((r) => c.prefetch(r));
+    const start = Date.now();
+    while (held.length < MAX_PREFETCHES_IN_FLIGHT && Date.now() - start < 30_000) await new Promise((r) => setTimeout(r, 20));
+    t.equal(held.length, MAX_PREFETCHES_IN_FLIGHT, 'the KDS sees the first lookups');
+    const busy = await Promise.all(results.slice(MAX_PREFETCHES_IN_FLIGHT));
+    t.ok(busy.every((r) => r.ok === false && r.reason === 'kds_busy'), 'the rest fail at once with kds_busy');
+    t.equal(warnings.length, 0, 'refusals for a full lookup table are not logged');
+    for (const res of held) res.writeHead(404).end();
+    handler = (_req, res) => res.writeHead(404).end();
+    const first = await Promise.all(results.slice(0, MAX_PREFETCHES_IN_FLIGHT));
+    t.ok(first.every((r) => r.ok === false && r.reason === 'kds_unavailable'), 'the lookups that ran got the KDS answer');
+    t.equal(requests.length, MAX_PREFETCHES_IN_FLIGHT, 'no more requests reached the KDS');
+    t.match(await c.prefetch(reports[49]!), { reason: 'kds_unavailable' }, 'once lookups finish, new ones run again');
   });
 
   t.test('KDS 500, timeout, and 429: the stale entry keeps being served', async (t) => {

@@ -26,6 +26,12 @@ const DEFAULT_REFRESH_AFTER_MS = 7 * 24 * 3600_000;
 /** Back-off when KDS says 429 without a usable Retry-After, and the most we ever wait. */
 const DEFAULT_RETRY_AFTER_MS = 60_000;
 const MAX_RETRY_AFTER_MS = 24 * 3600_000;
+/**
+ * Lookups (cache file, then KDS) running at once. The key comes from report bytes a peer sends
+ * before anything is verified, so without a bound each made-up chip ID would open one more
+ * request to AMD (and one more descriptor) for up to the KDS timeout.
+ */
+export const MAX_PREFETCHES_IN_FLIGHT = 8;
 
 export interface KdsLogger {
   info(obj: object, msg?: string): void;
@@ -131,6 +137,12 @@ export class KdsCollateral {
     }
     const running = this.inflight.get(key.id);
     if (running) return running;
+    if (this.inflight.size >= MAX_PREFETCHES_IN_FLIGHT) {
+      // Not logged: a peer can repeat this at will; the attempt fails closed with its reason.
+      const entry = this.entries.get(key.id);
+      const error = `${MAX_PREFETCHES_IN_FLIGHT} VCEK lookups already in progress; try again later`;
+      return Promise.resolve(entry ? { ok: this.validNow(entry), source: 'stale', error, reason: 'kds_busy' } : { ok: false, source: 'none', error, reason: 'kds_busy' });
+    }
     const run = this.refresh(key)
       .catch((err: unknown) => this.failed(key, err))
       // Last resort (e.g. a throwing logger): the promise must still resolve.
