@@ -6,6 +6,8 @@
  * watcher triggers are parsed on a worker thread, so a large policy never stalls requests.
  */
 import { EventEmitter } from 'node:events';
+import { statSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { errorMessage } from '../errors.js';
 import { watchFiles, type FileWatch } from '../config/file-watch.js';
@@ -26,6 +28,13 @@ export interface PolicyWatcherOptions {
   logger?: PolicyLogger;
   /** Quiet period after the last file event before re-reading; default 100 ms. */
   debounceMs?: number;
+  /** Fallback check of the file's identity (inode, size, mtime); default 5000 ms, 0 turns it off. */
+  pollIntervalMs?: number;
+}
+
+/** What the fallback poll compares: a replaced or rewritten file changes at least one. */
+function fileStamp(s: { ino: number; size: number; mtimeMs: number }): string {
+  return `${s.ino}:${s.size}:${s.mtimeMs}`;
 }
 
 export interface PolicyWatcher {
@@ -41,6 +50,8 @@ export class PolicyWatcher extends EventEmitter {
   #reloads = 0;
   #reloadFailures = 0;
   #watch: FileWatch | undefined;
+  #poll: NodeJS.Timeout | undefined;
+  #stamp: string | undefined;
   readonly #logger: PolicyLogger | undefined;
   /** A background reload is running; `#again`: another change arrived meanwhile. */
   #reloading = false;
@@ -52,17 +63,31 @@ export class PolicyWatcher extends EventEmitter {
     super();
     this.file = resolve(file);
     this.#logger = options.logger;
+    // Stamped before it is read: a change between this read and the watch arming below (which
+    // fs.watch cannot see) shows as a different stamp to the fallback poll.
+    try {
+      this.#stamp = fileStamp(statSync(this.file));
+    } catch {
+      // loadPolicyFile below reports the unreadable file with its typed error.
+    }
     this.#policy = loadPolicyFile(this.file);
-    this.#logger?.info(
-      { file: this.file, version: this.#policy.version, agents: this.#policy.agents.length },
-      'policy loaded',
-    );
     this.#watch = watchFiles([this.file], () => void this.reloadInBackground(), {
       debounceMs: options.debounceMs ?? 100,
       onError: (err) => {
         this.#logger?.error({ file: this.file, err: errorMessage(err) }, 'policy watch failed; keeping current policy');
       },
     });
+    // fs.watch misses changes made before it is armed, and events on some file systems: a
+    // cheap stat every few seconds catches those, off the request path.
+    const pollMs = options.pollIntervalMs ?? 5000;
+    if (pollMs > 0) {
+      this.#poll = setInterval(() => void this.#pollOnce(), pollMs);
+      this.#poll.unref();
+    }
+    this.#logger?.info(
+      { file: this.file, version: this.#policy.version, agents: this.#policy.agents.length },
+      'policy loaded',
+    );
   }
 
   /** Same as the constructor, for callers that prefer `await PolicyWatcher.open(...)`. */
@@ -112,6 +137,8 @@ export class PolicyWatcher extends EventEmitter {
     try {
       do {
         this.#again = false;
+        // What this reload reads: the fallback poll then sees no change for it.
+        await this.#stampNow();
         let next: Policy | undefined;
         try {
           next = await runParseJob<Policy>(
@@ -168,6 +195,22 @@ export class PolicyWatcher extends EventEmitter {
     this.#closed = true;
     this.#watch?.close();
     this.#watch = undefined;
+    clearInterval(this.#poll);
+    this.#poll = undefined;
+  }
+
+  async #stampNow(): Promise<string | undefined> {
+    try {
+      return (this.#stamp = fileStamp(await stat(this.file)));
+    } catch {
+      return undefined; // unreadable now: the next poll or event tells
+    }
+  }
+
+  async #pollOnce(): Promise<void> {
+    const before = this.#stamp;
+    const now = await this.#stampNow();
+    if (now !== undefined && before !== undefined && now !== before && !this.#closed) void this.reloadInBackground();
   }
 }
 
