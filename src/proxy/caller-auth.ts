@@ -30,10 +30,11 @@ export class CallerTokenCheck {
     private readonly file: string,
     private readonly logger: Logger,
   ) {
-    this.load();
+    // Watch first, then read: a change made before the watch is armed would never be seen.
     this.watch = watchFiles([file], () => this.load(), {
       onError: (err) => this.logger.error({ err: err.message }, 'caller token file watch failed; keeping the current token'),
     });
+    this.load();
   }
 
   /** Why requests are refused while the token file is unusable. */
