@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import type { SidecarConfig } from './config/types.js';
 import type { CompiledPolicy } from './policy/types.js';
 import type { IdentityState } from './spiffe/source.js';
-import type { VerifiedPeer } from './proxy/tls.js';
+import type { VerifiedPeer } from './spiffe/tls.js';
 import type { AttestationSession } from './proxy/attestation-gate.js';
 import type { RecentDenial } from './proxy/decision-log.js';
 import type { BudgetStatus } from './budget/ledger.js';

@@ -13,7 +13,7 @@ import { SidecarMetrics } from './admin/metrics.js';
 import { AdminServer, type ReadinessCheck } from './admin/server.js';
 import { InboundListener } from './proxy/inbound.js';
 import { OutboundProxy } from './proxy/outbound.js';
-import { buildTlsMaterial, type TlsMaterial } from './proxy/tls.js';
+import { buildTlsMaterial, type TlsMaterial } from './spiffe/tls.js';
 import { PolicyWatcher } from './policy/watch.js';
 import type { IdentityState, X509Source } from './spiffe/source.js';
 import type { DevIssuer } from './dev/issuer.js';
@@ -32,7 +32,7 @@ import { SpendGate } from './proxy/spend.js';
 import { RecentDenials } from './proxy/decision-log.js';
 import type { PolicyAgent } from './policy/read-agent.js';
 import { buildStatus } from './sidecar-status.js';
-import { compileHttpParserEagerly } from './proxy/http-parser.js';
+import { compileHttpParserEagerly } from './undici/http-parser.js';
 import { ensureStateDir, isListenError, listenError } from './startup-errors.js';
 import type { RequestLimits } from './proxy/peer-admission.js';
 

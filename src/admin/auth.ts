@@ -14,7 +14,7 @@ import { open } from 'node:fs/promises';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import net from 'node:net';
 import { SidecarError, errorMessage } from '../errors.js';
-import { writeFileAtomic } from '../fs-atomic.js';
+import { writeFileAtomic } from '../lib/fs-atomic.js';
 
 export const MIN_ADMIN_TOKEN_LENGTH = 32;
 const MAX_ADMIN_TOKEN_FILE_BYTES = 4096;

@@ -13,7 +13,7 @@
  * (any JSON object member named twice), missing required parts, invalid UTF-8, non-canonical
  * base64url and oversized values are all refused.
  */
-import { parseStrictJson } from '../strict-json.js';
+import { parseStrictJson } from '../lib/strict-json.js';
 import { AttestationError, type EvidenceType } from './types.js';
 
 export const EVIDENCE_HEADER = 'attest-evidence';

@@ -7,9 +7,9 @@
  */
 import { createHash, type KeyObject } from 'node:crypto';
 import type { Node } from 'yaml';
-import { ProblemsError, YamlReader, isEmptyDocument, type Field, type Problem } from '../config/yaml-reader.js';
+import { ProblemsError, YamlReader, isEmptyDocument, type Field, type Problem } from '../lib/yaml-reader.js';
 import { decodeSignatureFile, verifyEcdsaSignature } from './reference-values-signature.js';
-import { readPcrs } from '../config/fields.js';
+import { readPcrs } from '../lib/fields.js';
 
 export interface ReferenceValues {
   name: string;

@@ -27,8 +27,8 @@ import { readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { createHash, type KeyObject } from 'node:crypto';
 import { ConfigError, errorMessage } from '../errors.js';
-import { watchFiles, type FileWatch } from '../config/file-watch.js';
-import { formatProblem } from '../config/yaml-reader.js';
+import { watchFiles, type FileWatch } from '../lib/file-watch.js';
+import { formatProblem } from '../lib/yaml-reader.js';
 import type { AttestationRequirements } from '../policy/types.js';
 import { MAX_SIGNATURE_FILE_BYTES, checkSigningKeys } from './reference-values-signature.js';
 import {

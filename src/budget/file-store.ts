@@ -24,7 +24,7 @@ import { constants } from 'node:fs';
 import { chmod, lstat, mkdir, open, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { SidecarError, errorMessage } from '../errors.js';
-import { writeFileAtomic } from '../fs-atomic.js';
+import { writeFileAtomic } from '../lib/fs-atomic.js';
 import { encodeRecord, encodeSnapshot } from './journal.js';
 import { acquireLedgerLock, type LedgerLock } from './ledger-lock.js';
 import { journalPath, recoverLedger, SNAPSHOT_FILE } from './ledger-files.js';

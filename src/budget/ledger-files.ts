@@ -10,7 +10,7 @@ import { constants } from 'node:fs';
 import { open, readdir, readFile, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { SidecarError } from '../errors.js';
-import { syncDir, writeFileAtomic } from '../fs-atomic.js';
+import { syncDir, writeFileAtomic } from '../lib/fs-atomic.js';
 import { applyDelta, encodeSnapshot, parseSnapshot, replayJournal, type LedgerSnapshot } from './journal.js';
 import type { BudgetLogger } from './store.js';
 

@@ -17,7 +17,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { SidecarError, errorMessage } from '../errors.js';
-import { syncDir } from '../fs-atomic.js';
+import { syncDir } from '../lib/fs-atomic.js';
 import type { BudgetLogger } from './store.js';
 
 export const LOCK_FILE = 'ledger.lock';

@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, SidecarError, errorMessage } from '../errors.js';
 import { loadConfigFile } from '../config/load.js';
-import { parseDurationMs } from '../config/values.js';
+import { parseDurationMs } from '../lib/values.js';
 import { checkPolicyCommand } from '../policy/check.js';
 import { createLogger } from '../log.js';
 import { Sidecar } from '../sidecar.js';

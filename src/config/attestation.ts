@@ -1,8 +1,8 @@
 /** The `attestation:` section of a sidecar config: this sidecar's attester and its verifier trust. */
 import type { AttestationConfig, AttesterConfig, VerifierConfig } from './types.js';
-import { readPath } from './fields.js';
-import { checkListen } from './values.js';
-import type { Field, MapView, YamlReader } from './yaml-reader.js';
+import { readPath } from '../lib/fields.js';
+import { checkListen } from '../lib/values.js';
+import type { Field, MapView, YamlReader } from '../lib/yaml-reader.js';
 
 const ATTESTER_TYPES = ['sim', 'sev-snp', 'tdx', 'tpm'];
 /** Reference-values environment names (policies refer to them); ReferenceValueStore checks the same. */

@@ -1,10 +1,10 @@
 /** The `identity:` section of the sidecar config: where the workload's SVIDs come from. */
 import { isIP } from 'node:net';
 import { isAbsolute, resolve } from 'node:path';
-import { readDuration, readPath } from './fields.js';
+import { readDuration, readPath } from '../lib/fields.js';
 import type { IdentitySourceConfig } from './types.js';
-import { checkTrustDomain, checkWorkloadSpiffeId, type ValueResult } from './values.js';
-import type { Field, YamlReader } from './yaml-reader.js';
+import { checkTrustDomain, checkWorkloadSpiffeId, type ValueResult } from '../lib/values.js';
+import type { Field, YamlReader } from '../lib/yaml-reader.js';
 
 export const DEFAULT_STARTUP_TIMEOUT_MS = 30_000;
 export const DEFAULT_DEV_SVID_TTL_SECONDS = 60;

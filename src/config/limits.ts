@@ -5,8 +5,8 @@
  * nothing, or trickles, is closed, and a flood of connections cannot use up the process's file
  * descriptors (which would make every port of the sidecar unreachable).
  */
-import { readDuration } from './fields.js';
-import type { Field, YamlReader } from './yaml-reader.js';
+import { readDuration } from '../lib/fields.js';
+import type { Field, YamlReader } from '../lib/yaml-reader.js';
 
 export interface ListenerLimits {
   /** Time from a request's first byte to the end of its headers; over it: 408 and close. */

@@ -7,7 +7,7 @@ import { basename, dirname, resolve } from 'node:path';
 import type { Node } from 'yaml';
 import { errorMessage } from '../errors.js';
 import { actionPathError } from '../policy/actions.js';
-import { readDuration, readListen, readPath, readUrl } from './fields.js';
+import { readDuration, readListen, readPath, readUrl } from '../lib/fields.js';
 import { readOutbound, OUTBOUND_DEFAULTS } from './outbound.js';
 import { readAdmin, readBudgetStore, readRevocations, readStateDir, OPERATIONS_DEFAULTS } from './operations.js';
 import { readIdentity } from './identity.js';
@@ -20,10 +20,10 @@ import type {
   LogConfig,
   SidecarConfig,
 } from './types.js';
-import { isEmptyDocument, ProblemsError, YamlReader, type Field, type Problem } from './yaml-reader.js';
-import { readYamlFileText, YamlFileTooLargeError } from './yaml-limits.js';
+import { isEmptyDocument, ProblemsError, YamlReader, type Field, type Problem } from '../lib/yaml-reader.js';
+import { readYamlFileText, YamlFileTooLargeError } from '../lib/yaml-limits.js';
 
-export type { Problem } from './yaml-reader.js';
+export type { Problem } from '../lib/yaml-reader.js';
 
 export const DEFAULTS = Object.freeze({
   outboundListen: OUTBOUND_DEFAULTS.listen,

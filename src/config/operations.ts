@@ -4,9 +4,9 @@
  */
 import { homedir } from 'node:os';
 import path from 'node:path';
-import { readDuration, readListen, readParsedUrl, readPath } from './fields.js';
+import { readDuration, readListen, readParsedUrl, readPath } from '../lib/fields.js';
 import type { AdminConfig, BudgetStoreConfig, RevocationsConfig } from './types.js';
-import type { Field, YamlReader } from './yaml-reader.js';
+import type { Field, YamlReader } from '../lib/yaml-reader.js';
 
 export const OPERATIONS_DEFAULTS = Object.freeze({
   adminListen: '127.0.0.1:15000',

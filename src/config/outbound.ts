@@ -3,10 +3,10 @@
  * peer (mTLS with our SVID, server checked by SPIFFE ID) or a public API (`tls: web`), optionally
  * with secret headers injected from files and metered token usage charged to our budget.
  */
-import { checkTrustDomain, checkWorkloadSpiffeId, isLoopbackHost } from './values.js';
-import { readDuration, readListen, readPath, readUrl } from './fields.js';
+import { checkTrustDomain, checkWorkloadSpiffeId, isLoopbackHost } from '../lib/values.js';
+import { readDuration, readListen, readPath, readUrl } from '../lib/fields.js';
 import type { InjectedHeaderConfig, MeteringConfig, OutboundConfig, OutboundRouteConfig } from './types.js';
-import type { Field, YamlReader } from './yaml-reader.js';
+import type { Field, YamlReader } from '../lib/yaml-reader.js';
 import { REQUEST_HEADERS_SETTING } from '../proxy/header-limits.js';
 import { readLimits } from './limits.js';
 

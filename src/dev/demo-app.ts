@@ -5,7 +5,7 @@
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { closeServer, listen } from '../net.js';
+import { closeServer, listen } from '../lib/net.js';
 
 interface Task {
   id: number;

@@ -10,7 +10,7 @@ import { parse as parseYaml } from 'yaml';
 import { ConfigError } from '../errors.js';
 import { loadConfigFile } from '../config/load.js';
 import type { SidecarConfig } from '../config/types.js';
-import { parseListen, parseDurationMs } from '../config/values.js';
+import { parseListen, parseDurationMs } from '../lib/values.js';
 import type { Logger } from '../log.js';
 import { Sidecar } from '../sidecar.js';
 import { WorkloadApiX509Source } from '../spiffe/workload-api/source.js';

@@ -3,7 +3,7 @@
  * Exit 0 with a summary, or 1 with one `file:line:column: message` line per problem.
  */
 import { errorMessage } from '../errors.js';
-import { formatProblem } from '../config/yaml-reader.js';
+import { formatProblem } from '../lib/yaml-reader.js';
 import { loadPolicyFile, PolicyError } from './compile.js';
 
 export function checkPolicyCommand(file: string): { exitCode: number; output: string } {

@@ -8,14 +8,14 @@
 import { createHash } from 'node:crypto';
 import { isMap, type Node } from 'yaml';
 import { errorMessage } from '../errors.js';
-import { checkWorkloadSpiffeId } from '../config/values.js';
-import { isEmptyDocument, ProblemsError, YamlReader, type Problem } from '../config/yaml-reader.js';
-import { readYamlFileText, YamlFileTooLargeError } from '../config/yaml-limits.js';
+import { checkWorkloadSpiffeId } from '../lib/values.js';
+import { isEmptyDocument, ProblemsError, YamlReader, type Problem } from '../lib/yaml-reader.js';
+import { readYamlFileText, YamlFileTooLargeError } from '../lib/yaml-limits.js';
 import { readAgent, type PolicyAgent, type ReadAgent } from './read-agent.js';
 import type { CompiledPolicy } from './types.js';
 
 export type { PolicyAgent, PolicyBudget, BudgetPeriod } from './read-agent.js';
-export type { Problem } from '../config/yaml-reader.js';
+export type { Problem } from '../lib/yaml-reader.js';
 
 /** The policy file is invalid; `problems` lists every problem found. Reason `policy_invalid`. */
 export class PolicyError extends ProblemsError {

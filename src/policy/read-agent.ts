@@ -3,9 +3,9 @@
  * Every problem is collected on the reader; a partially invalid agent returns undefined.
  */
 import { isMap, isScalar, isSeq, type Node } from 'yaml';
-import type { Field, YamlReader } from '../config/yaml-reader.js';
-import { checkWorkloadSpiffeId, checkDuration } from '../config/values.js';
-import { readPcrs } from '../config/fields.js';
+import type { Field, YamlReader } from '../lib/yaml-reader.js';
+import { checkWorkloadSpiffeId, checkDuration } from '../lib/values.js';
+import { readPcrs } from '../lib/fields.js';
 import type { AccessControlEntry, AttestationRequirements, CompiledAgent, TeeType } from './types.js';
 import { parseClaim } from './claims.js';
 

@@ -10,9 +10,9 @@ import { statSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { errorMessage } from '../errors.js';
-import { watchFiles, type FileWatch } from '../config/file-watch.js';
-import { runParseJob } from '../config/parse-worker.js';
-import { formatProblem } from '../config/yaml-reader.js';
+import { watchFiles, type FileWatch } from '../lib/file-watch.js';
+import { runParseJob } from '../lib/parse-worker.js';
+import { formatProblem } from '../lib/yaml-reader.js';
 import { loadPolicyFile, PolicyError, type Policy } from './compile.js';
 
 /** The subset of a pino logger used here. */

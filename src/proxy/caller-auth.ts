@@ -7,7 +7,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { timingSafeEqual } from 'node:crypto';
-import { watchFiles, type FileWatch } from '../config/file-watch.js';
+import { watchFiles, type FileWatch } from '../lib/file-watch.js';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 

@@ -10,7 +10,7 @@
 import { readFileSync } from 'node:fs';
 import type { InjectedHeaderConfig } from '../config/types.js';
 import { SidecarError, errorMessage } from '../errors.js';
-import { watchFiles, type FileWatch } from '../config/file-watch.js';
+import { watchFiles, type FileWatch } from '../lib/file-watch.js';
 import type { Logger } from '../log.js';
 
 /** The agent's Accept-Encoding is replaced: a compressed echo would hide the secret from the scanner. */

@@ -10,7 +10,7 @@ import https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { AddressInfo } from 'node:net';
-import { Pool } from './undici-pool.js';
+import { Pool } from '../undici/pool.js';
 import type { InboundConfig } from '../config/types.js';
 import { SidecarError } from '../errors.js';
 import type { Logger, AuditSink } from '../log.js';
@@ -23,15 +23,15 @@ import { awaitContinue, errorBody, forwardRequestThen, hasRequestBody, sendJsonE
 import { DEFAULT_REQUEST_LIMITS, PEER_CONCURRENCY_REASON, PeerAdmission, type PeerSlots, type RequestLimits } from './peer-admission.js';
 import { DecisionLog, pathOnly, type RecentDenials } from './decision-log.js';
 import { H_CHALLENGE, type AttestationGate, type AttestationSession } from './attestation-gate.js';
-import { closeServer, listen, throttledListenerErrorLog } from '../net.js';
-import { armIdle, guardListener, serverLimitOptions } from '../listener-limits.js';
+import { closeServer, listen, throttledListenerErrorLog } from '../lib/net.js';
+import { armIdle, guardListener, serverLimitOptions } from '../lib/listener-limits.js';
 import { AggregatedAudit } from '../audit/aggregate.js';
-import { handshakeFailureReason } from './handshake-reasons.js';
+import { handshakeFailureReason } from '../spiffe/handshake-reasons.js';
 import type { RevocationState } from '../revocation/state.js';
 import type { PolicyAgent } from '../policy/read-agent.js';
 import type { ActionMappingConfig } from '../config/types.js';
 import type { SpendGate } from './spend.js';
-import { serverContextOptions, verifyClientPeer, type TlsMaterial, type VerifiedPeer } from './tls.js';
+import { serverContextOptions, verifyClientPeer, type TlsMaterial, type VerifiedPeer } from '../spiffe/tls.js';
 
 export interface InboundDeps {
   config: InboundConfig;

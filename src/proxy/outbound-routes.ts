@@ -7,14 +7,14 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import type { Pool as UndiciPool } from 'undici';
-import { Pool } from './undici-pool.js';
+import { Pool } from '../undici/pool.js';
 import type { OutboundRouteConfig } from '../config/types.js';
 import { SidecarError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { ATTESTATION_HEADERS } from './attestation-gate.js';
 import { CredentialInjector } from './credentials.js';
 import { H_REQUEST_ID } from './request-headers.js';
-import { spiffeServerCheck, type TlsMaterial } from './tls.js';
+import { spiffeServerCheck, type TlsMaterial } from '../spiffe/tls.js';
 
 /**
  * The agent may not speak our attestation protocol (nor smuggle headers into it); its request id

@@ -12,7 +12,7 @@
  * un-revoke the mesh. `revoked: []` says "none" explicitly.
  */
 import { type Node } from 'yaml';
-import { ProblemsError, YamlReader, isEmptyDocument, type Field, type Problem } from '../config/yaml-reader.js';
+import { ProblemsError, YamlReader, isEmptyDocument, type Field, type Problem } from '../lib/yaml-reader.js';
 import { errorMessage } from '../errors.js';
 import {
   MAX_REASON_LENGTH,
@@ -27,7 +27,7 @@ import {
 export const SHARED_DEFAULT_REASON = 'listed in a shared revocation file';
 
 /**
- * Shared lists are parsed on a worker thread (src/config/parse-worker.ts), so they may be larger
+ * Shared lists are parsed on a worker thread (src/lib/parse-worker.ts), so they may be larger
  * than config files: about 50,000 entries. Larger files are refused before parsing.
  */
 export const MAX_SHARED_REVOCATION_BYTES = 4 * 1024 * 1024;

@@ -11,12 +11,12 @@
 import { EventEmitter } from 'node:events';
 import path from 'node:path';
 import { SidecarError, errorMessage } from '../errors.js';
-import { watchFiles, type FileWatch } from '../config/file-watch.js';
-import { writeFileAtomic } from '../fs-atomic.js';
+import { watchFiles, type FileWatch } from '../lib/file-watch.js';
+import { writeFileAtomic } from '../lib/fs-atomic.js';
 import { readCheckedText, removeStaleTempFiles } from './file-read.js';
 import { parseLocalList, serializeLocalList } from './local-file.js';
-import { runParseJob } from '../config/parse-worker.js';
-import { ProblemsError } from '../config/yaml-reader.js';
+import { runParseJob } from '../lib/parse-worker.js';
+import { ProblemsError } from '../lib/yaml-reader.js';
 import {
   MAX_PRINCIPAL_LENGTH,
   MAX_REASON_LENGTH,

@@ -12,7 +12,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SidecarError, errorMessage } from '../errors.js';
-import { watchFiles, type FileWatch } from '../config/file-watch.js';
+import { watchFiles, type FileWatch } from '../lib/file-watch.js';
 import { parseTrustDomain, type TrustDomain } from './id.js';
 import { parseX509Svid } from './svid.js';
 import { X509Bundle } from './bundle/x509-bundle.js';

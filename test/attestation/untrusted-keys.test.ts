@@ -9,7 +9,7 @@ import { describeSimReport, generateSimKey, signSimReport, verifySimReport } fro
 import { parseSnpEndorsementCert } from '../../src/attestation/sev-snp/certs.js';
 import { loadSnpAnchors } from '../../src/attestation/sev-snp/anchors.js';
 import { verifySnpReport } from '../../src/attestation/sev-snp/verify.js';
-import { parseStrictJson, StrictJsonError } from '../../src/strict-json.js';
+import { parseStrictJson, StrictJsonError } from '../../src/lib/strict-json.js';
 import { decodePcrs } from '../../src/attestation/tpm/evidence.js';
 import { parseConfig } from '../../src/config/load.js';
 import { ConfigError } from '../../src/errors.js';

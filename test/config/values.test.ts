@@ -9,7 +9,7 @@ import {
   isLoopbackHost,
   parseDurationMs,
   parseListen,
-} from '../../src/config/values.js';
+} from '../../src/lib/values.js';
 
 t.test('durations', async (t) => {
   const good: [unknown, number][] = [

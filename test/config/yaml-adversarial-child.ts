@@ -4,7 +4,7 @@
  */
 import { compilePolicy } from '../../src/policy/compile.js';
 import { parseSharedList } from '../../src/revocation/shared-file.js';
-import { ProblemsError } from '../../src/config/yaml-reader.js';
+import { ProblemsError } from '../../src/lib/yaml-reader.js';
 
 const AGENT = 'agent_policy:\n  name: a\n  spiffe_id: spiffe://td/a\n  allowed_actions: [x]\n';
 

@@ -6,7 +6,7 @@
 import type { DetailedPeerCertificate } from 'node:tls';
 import tls from 'node:tls';
 import t from 'tap';
-import { MAX_PEER_CHAIN_LENGTH, chainFromDetailed } from '../../src/proxy/tls.js';
+import { MAX_PEER_CHAIN_LENGTH, chainFromDetailed } from '../../src/spiffe/tls.js';
 import { makeCa } from '../helpers/certs.js';
 import { TestMesh, idOf, viaProxy } from '../helpers/mesh.js';
 

@@ -9,7 +9,7 @@ import type net from 'node:net';
 import path from 'node:path';
 import { readFileSync } from 'node:fs';
 import t from 'tap';
-import { MAX_PIPELINED_REQUESTS } from '../../src/listener-limits.js';
+import { MAX_PIPELINED_REQUESTS } from '../../src/lib/listener-limits.js';
 import { SidecarProcesses, agentId, closed, connectPlain, connectTls } from '../helpers/sidecar-process.js';
 
 /** Resolves once `count` status lines arrived (with them), or with what came before the close. */

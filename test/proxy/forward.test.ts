@@ -6,7 +6,7 @@ import t, { type Test } from 'tap';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { createHash } from 'node:crypto';
 import net, { type AddressInfo } from 'node:net';
-import { Pool } from '../../src/proxy/undici-pool.js';
+import { Pool } from '../../src/undici/pool.js';
 import { forwardRequestHeaders } from '../../src/proxy/headers.js';
 import { CLIENT_CLOSED_STATUS, forwardRequestThen, type ForwardResult, type UpstreamFailure } from '../../src/proxy/forward.js';
 

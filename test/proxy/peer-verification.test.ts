@@ -11,7 +11,7 @@ import { BundleSet } from '../../src/spiffe/bundle/bundle-set.js';
 import { X509Bundle } from '../../src/spiffe/bundle/x509-bundle.js';
 import { parseTrustDomain } from '../../src/spiffe/id.js';
 import { parseCertificatesPem } from '../../src/spiffe/x509.js';
-import { peerCertificate, verifyPeer, verifyPeerCertificate, chainFromDetailed } from '../../src/proxy/tls.js';
+import { peerCertificate, verifyPeer, verifyPeerCertificate, chainFromDetailed } from '../../src/spiffe/tls.js';
 
 const td = parseTrustDomain('cache.test');
 

@@ -17,7 +17,7 @@
  */
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { SNP_REPORT_SIZE } from '../sev-snp/report.js';
-import { parseStrictJson } from '../../strict-json.js';
+import { parseStrictJson } from '../../lib/strict-json.js';
 import { AttestationError } from '../types.js';
 
 export const HCL_SIGNATURE = 0x414c4348; // "HCLA" read little-endian

@@ -6,7 +6,7 @@
  * but a cache another user can plant files in is not ours.
  */
 import { constants } from 'node:fs';
-import { writeFileAtomic } from '../../fs-atomic.js';
+import { writeFileAtomic } from '../../lib/fs-atomic.js';
 import { chmod, mkdir, open, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { SidecarError } from '../../errors.js';

@@ -4,7 +4,7 @@
  */
 import type { Attester } from '../attester.js';
 import { bindingUserData } from '../binding.js';
-import { parseStrictJson } from '../../strict-json.js';
+import { parseStrictJson } from '../../lib/strict-json.js';
 import type { Evidence } from '../envelope.js';
 import { AttestationError } from '../types.js';
 import { TpmAttester, type TpmAttesterOptions, type TpmEndpoint } from './attester.js';

@@ -3,7 +3,7 @@
  * a bundle that carries private or symmetric key material is refused outright.
  */
 import { createPublicKey, KeyObject } from 'node:crypto';
-import { parseStrictJson } from '../../strict-json.js';
+import { parseStrictJson } from '../../lib/strict-json.js';
 
 /** Members that only private / symmetric JWKs have. */
 const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];

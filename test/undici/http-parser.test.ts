@@ -1,5 +1,5 @@
 /**
- * Sidecars compile undici's WebAssembly HTTP parser at start-up (src/proxy/http-parser.ts). What
+ * Sidecars compile undici's WebAssembly HTTP parser at start-up (src/undici/http-parser.ts). What
  * a test can assert is behaviour: the call is idempotent, and afterwards the data plane's undici
  * Pool still parses HTTP/1.1 correctly (fixed length, chunked, many headers, keep-alive reuse),
  * with the SIMD build and without it. When and how V8 compiles is an engine internal that load
@@ -11,14 +11,14 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 
-const dist = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/proxy');
+const dist = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/undici');
 
 const CHILD = `
 import { createServer } from 'node:http';
 const { compileHttpParserEagerly } = await import(${JSON.stringify(path.join(dist, 'http-parser.js'))});
 compileHttpParserEagerly();
 compileHttpParserEagerly();
-const { Pool } = await import(${JSON.stringify(path.join(dist, 'undici-pool.js'))});
+const { Pool } = await import(${JSON.stringify(path.join(dist, 'pool.js'))});
 const big = 'x'.repeat(200_000);
 const server = createServer((req, res) => {
   if (req.url === '/chunked') {

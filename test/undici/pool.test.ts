@@ -11,7 +11,7 @@ t.test('the sidecar loads without undici\'s index, and its Pool is undici\'s Poo
   const script = `
     const { createRequire } = await import('node:module');
     await import(${JSON.stringify(sidecarModule)});
-    const { Pool } = await import(${JSON.stringify(fileURLToPath(new URL('../../src/proxy/undici-pool.js', import.meta.url)))});
+    const { Pool } = await import(${JSON.stringify(fileURLToPath(new URL('../../src/undici/pool.js', import.meta.url)))});
     const loaded = Object.keys(createRequire(import.meta.url).cache).filter((k) => k.includes('undici'));
     console.log(JSON.stringify({ index: loaded.some((k) => /undici[\\\\/]index\\.js$/.test(k)), pool: loaded.some((k) => k.endsWith('pool.js')),
       stream: typeof Pool.prototype.stream, request: typeof Pool.prototype.request }));`;
@@ -20,7 +20,7 @@ t.test('the sidecar loads without undici\'s index, and its Pool is undici\'s Poo
 });
 
 t.test('undici-pool exports the very class undici exports, and it dispatches', async (t) => {
-  const { Pool } = await import('../../src/proxy/undici-pool.js');
+  const { Pool } = await import('../../src/undici/pool.js');
   const undici = createRequire(import.meta.url)('undici') as typeof import('undici');
   t.equal(Pool, undici.Pool);
   const http = await import('node:http');

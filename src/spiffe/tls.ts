@@ -10,11 +10,11 @@
 import { X509Certificate, constants as cryptoConstants } from 'node:crypto';
 import tls, { type DetailedPeerCertificate, type PeerCertificate, type SecureContext, type TLSSocket } from 'node:tls';
 import { SidecarError } from '../errors.js';
-import type { IdentityState } from '../spiffe/source.js';
-import { svidChainPem, svidKeyPem } from '../spiffe/svid.js';
-import { verifyX509Svid } from '../spiffe/verify.js';
-import { svidExtensionClaims, type ExtensionClaims } from '../spiffe/extensions.js';
-import type { X509BundleSource } from '../spiffe/bundle/x509-bundle.js';
+import type { IdentityState } from './source.js';
+import { svidChainPem, svidKeyPem } from './svid.js';
+import { verifyX509Svid } from './verify.js';
+import { svidExtensionClaims, type ExtensionClaims } from './extensions.js';
+import type { X509BundleSource } from './bundle/x509-bundle.js';
 
 export const MIN_TLS_VERSION = 'TLSv1.2';
 

@@ -12,9 +12,9 @@
  */
 import type http from 'node:http';
 import type { Socket } from 'node:net';
-import type { ListenerLimits } from './config/limits.js';
-import type { AggregatedAudit } from './audit/aggregate.js';
-import type { SidecarMetrics } from './admin/metrics.js';
+import type { ListenerLimits } from '../config/limits.js';
+import type { AggregatedAudit } from '../audit/aggregate.js';
+import type { SidecarMetrics } from '../admin/metrics.js';
 
 export type ListenerName = 'inbound' | 'outbound' | 'admin' | 'admin_mtls';
 
