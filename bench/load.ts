@@ -5,8 +5,8 @@
  *
  * A measured run asks for a number of requests, not a duration. When a timed autocannon run
  * ends it destroys its connections with a request still in flight on each; each proxy then
- * closes the upstream connection that carried one, and the next run opens new mTLS connections
- * (16-29 per run here). That is connection churn, not the keep-alive steady state this bench
+ * closes the upstream connection that carried one, and the next run opens new mTLS connections.
+ * That is connection churn, not the keep-alive steady state this bench
  * measures, and it costs a pair that refuses TLS session resumption (the sidecar) far more than
  * one that resumes (the bare pair). With a request count every connection finishes its share
  * and closes idle, so pooled upstream connections survive between runs. Throughput and latency

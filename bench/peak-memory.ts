@@ -1,7 +1,6 @@
 /**
  * What a sidecar's RSS was made of at its highest: the benchmark's RSS target is a maximum, and
- * a maximum 30-40 MiB above the usual one (seen twice in 32-connection runs) cannot be explained
- * after the fact. Each time a watched sidecar's sampled RSS rises more than STEP above the highest
+ * an unusual maximum cannot be explained after the fact. Each time a watched sidecar's sampled RSS rises more than STEP above the highest
  * seen so far, its resident file pages and anonymous memory are read from /proc at once and its
  * V8 heap spaces from its admin /metrics (prom-client's default metrics), so the report can say
  * whether a peak was the young generation, old-generation garbage awaiting a full collection,
@@ -79,7 +78,7 @@ export class PeakMemory {
   /**
    * Between runs: reads the V8 heap spaces of each process that set a new high during the run.
    * Fetching during a run would stall the sidecar under test (rendering /metrics takes its event
-   * loop a few ms) and the load generator (whose first fetch() also loads undici, ~40 ms), and
+   * loop a few ms) and the load generator (whose first fetch() also loads undici), and
    * only the sidecar scenarios have /metrics: a cost on c, d and e that b never pays. Committed
    * heap spaces change at allocation and collection, so a few ms after the run's last request
    * they read what they held at its peak, to within what a collection since returned.

@@ -1,6 +1,6 @@
 /**
  * Turns per-round measurements into the benchmark report: medians over rounds, ratios between
- * scenarios and the issue's targets with PASS/FAIL (table.ts lays it out for people).
+ * scenarios and the targets with PASS/FAIL (table.ts lays it out for people).
  */
 import type { LoadResult, RunCpu } from './load.js';
 import { median } from './lib.js';
@@ -20,11 +20,7 @@ export const RUN_ORDER: readonly Scenario[] = ['direct', 'control', 'reference',
  * (+1, +4, +3, +2, +5 modulo 6) are all different, so over six rounds every scenario runs right
  * after every other exactly once going forwards (and once coming back), and in every position
  * once. Whatever a run leaves behind (a collection, pages given back, a write) then falls on
- * every scenario alike, instead of on whichever one follows it in a fixed order: with the order
- * only rotated, the sidecar pair always ran right after the bare pair going forwards and after
- * the attested pair coming back, and its two runs in a round differed with that (its run right
- * after the bare pair read 0.81-1.26 of its other run in the round, as geometric means over each
- * of seven runs, below 1 in six).
+ * every scenario alike, instead of on whichever one follows it in a fixed order.
  */
 export function roundOrder(round: number): Scenario[] {
   const n = RUN_ORDER.length;
@@ -171,8 +167,7 @@ export function summarize(scenario: Scenario, connections: number, rounds: LoadR
  * cancel out within a round instead of skewing one scenario's median against another's.
  *
  * A round in which either scenario of a pair lost more than HIGH_STEAL of the machine's CPU to
- * other guests measured the hypervisor as much as the proxies (one such round read c/b 0.63,
- * another 1.22), so it is left out of that pair's median, provided at least half the rounds
+ * other guests measured the hypervisor as much as the proxies, so it is left out of that pair's median, provided at least half the rounds
  * (and at least MIN_CLEAN_ROUNDS) remain. Otherwise every round counts, and the steal warning
  * says the run is not comparable. Both sides of a pair are dropped together, never one.
  */
@@ -284,9 +279,8 @@ export function buildReport(
   const errors = results.reduce((s, r) => s + r.errors, 0);
   const non2xx = results.reduce((s, r) => s + r.non2xx, 0);
   const addedRatio = rLow.addedP50Ratio;
-  // The pair under test (c) and the inbound sidecar that verifies the attested scenarios (d, e),
-  // which until it got its own process was c's inbound and counted here. The attesting agents'
-  // outbound sidecars are shown in the table but not held to it (docs/benchmark.md).
+  // The pair under test (c) and the inbound sidecar that verifies the attested scenarios (d, e).
+  // The attesting agents' outbound sidecars are shown in the table but not held to it (docs/benchmark.md).
   const sidecarRss = Object.entries(rssMiB).filter(([name]) => name.startsWith('sidecar') || name === 'attested-inbound');
   const targets: Target[] = [
     { name: `throughput c/b at ${high} connections`, value: rHigh.reqPerSec.cOverB, limit: '>= 0.9', pass: rHigh.reqPerSec.cOverB >= 0.9 },

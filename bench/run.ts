@@ -198,11 +198,8 @@ async function stopProcesses(procs: Processes): Promise<void> {
  * Measures every scenario at every connection count, one round at a time, each round on servers
  * started for it and stopped after it (the last round's are left running, in `live`, for the
  * connection-cost measurement). Why fresh processes: the same code in two processes runs at
- * different speeds for the processes' whole life (two identical bare pairs started together read
- * 0.94-1.14 of each other over thirteen full runs; twelve starts of the sidecar pair and the
- * bare pair side by side read c/b 0.78-1.13 per start, docs/benchmark.md), so one start per run
- * made every ratio one draw of that. A round per start makes the medians over rounds a median
- * over starts.
+ * different speeds for the processes' whole life, so one start per run would make every ratio
+ * one draw of that. A round per start makes the medians over rounds a median over starts.
  */
 async function measure(
   settings: Settings,
@@ -303,11 +300,9 @@ async function runRound(
   for (const s of [...order, ...[...order].reverse()]) {
     const t = target(s, f, instance.procs);
     const headers = t.headers ? { headers: t.headers } : {};
-    // A pair idled while the other scenarios ran (10-20 s at 2 s runs). Right after a burst V8
-    // gives pooled heap pages back to the OS and the next burst faults them in (the sidecar
-    // pair's first run after 16 s idle: 0.9-3.4 page faults per request, its next run
-    // 0.04-0.08; the bare pair's 0.8-1.0 and 0.4-0.5). The settle run takes that transient,
-    // so no measured run starts right after an idle gap.
+    // A pair idled while the other scenarios ran. Right after a burst V8 gives pooled heap pages
+    // back to the OS and the next burst faults them in; the settle run takes that transient, so
+    // no measured run starts right after an idle gap.
     const settle = settings.settleSeconds > 0 ? await runLoad({ url: t.url, connections, amount: amountFor(rates(s), settings.settleSeconds), ...headers }) : undefined;
     const r = await runLoad({
       url: t.url,

@@ -2,9 +2,8 @@
  * Verification cost per evidence type, measured in this process side by side with a bare
  * node:crypto ECDSA P-384 verify (what an SEV-SNP report signature check costs at minimum).
  * Medians over many iterations; the SNP chain is cached after the first call, as in the sidecar.
- * The verifiers take turns in short blocks, so every ratio compares timings taken side by side: one
- * verifier timed after another picked up the VM's drift between them (1.46 and 1.94 for SNP
- * against its usual 0.97-1.15, measured here on 2026-11-23).
+ * The verifiers take turns in short blocks, so every ratio compares timings taken side by side:
+ * one verifier timed after another would pick up the VM's drift between them.
  */
 import 'reflect-metadata';
 import { generateKeyPairSync, sign, verify } from 'node:crypto';

@@ -1,5 +1,5 @@
 /**
- * Preloaded (`--import`) into a proxy by bench/allocations.ts; not part of the product. Each
+ * Preloaded (`--import`) into a proxy by allocations.ts; not part of the product. Each
  * SIGUSR2 starts V8's sampling heap profiler or stops it and writes the profile:
  *   1st/2nd signal: every allocation (objects later collected included) -> PID-allocated.json
  *   3rd/4th signal: only objects that survived the young generation (promoted, or allocated in

@@ -5,9 +5,9 @@
  * time. It answers "why does the sidecar collect garbage more often than the bare pair" (more
  * allocated per request) and "why does its old generation grow under load" (more surviving).
  *
- *   node dist/bench/allocations.js [--requests N] [--warmup N] [--top K]
+ *   node dist/bench/diagnostics/allocations.js [--requests N] [--warmup N] [--top K]
  *
- * Each proxy runs with bench/heap-sampler.js preloaded. After a warm-up, every proxy samples
+ * Each proxy runs with heap-sampler.js (beside this file) preloaded. After a warm-up, every proxy samples
  * while its pair serves N requests: first all allocations, then only objects that outlived the
  * young generation. Sampling is statistical (one sample per 1 KB allocated, 256 B surviving):
  * repeat a run before trusting a difference of a few percent.
@@ -18,8 +18,8 @@ import path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { killAll, repoRoot, stopChild, type Child } from './lib.js';
-import { BENCH_PATH, ROUTE, startPairs, writeBenchFiles } from './setup.js';
+import { killAll, repoRoot, stopChild, type Child } from '../lib.js';
+import { BENCH_PATH, ROUTE, startPairs, writeBenchFiles } from '../setup.js';
 
 const { values } = parseArgs({
   options: { requests: { type: 'string', default: '15000' }, warmup: { type: 'string', default: '5000' }, top: { type: 'string', default: '12' } },

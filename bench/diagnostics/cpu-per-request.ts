@@ -2,13 +2,13 @@
  * Diagnostic (not part of `npm run bench`): CPU time per request of each proxy process, from
  * /proc/PID/stat, for the bare pair and the sidecar pair under the same load. Throughput at high
  * concurrency on a 2-core machine is bounded by exactly this.
- *   node dist/bench/cpu-per-request.js [--requests N] [--connections C] [--rounds R]
+ *   node dist/bench/diagnostics/cpu-per-request.js [--requests N] [--connections C] [--rounds R]
  */
 import { readFileSync, rmSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { createRequire } from 'node:module';
-import { killAll, repoRoot, stopChild, type Child } from './lib.js';
-import { BENCH_PATH, ROUTE, startPairs, writeBenchFiles } from './setup.js';
+import { killAll, repoRoot, stopChild, type Child } from '../lib.js';
+import { BENCH_PATH, ROUTE, startPairs, writeBenchFiles } from '../setup.js';
 
 const { values } = parseArgs({
   options: { requests: { type: 'string', default: '10000' }, connections: { type: 'string', default: '32' }, rounds: { type: 'string', default: '5' } },

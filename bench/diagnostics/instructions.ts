@@ -1,10 +1,10 @@
 /**
  * Diagnostic (not part of `npm run bench`): instructions per request of one proxy, bare vs
- * sidecar, counted by valgrind's callgrind. On a shared VM CPU time drifts by 10-20% between
- * identical runs; instruction counts do not depend on what the neighbours do, so this is the
+ * sidecar, counted by valgrind's callgrind. On a shared VM CPU time drifts between identical
+ * runs; instruction counts do not depend on what the neighbours do, so this is the
  * tool for telling whether a change to the request path made it cheaper.
  *
- *   node dist/bench/instructions.js [--side outbound|inbound] [--requests N] [--warmup N]
+ *   node dist/bench/diagnostics/instructions.js [--side outbound|inbound] [--requests N] [--warmup N]
  *
  * The measured proxy of each pair runs under callgrind with instrumentation off; after a warm-up
  * (JIT tiering, over two sets of connections) and a pause (the audit sink's last batch drains),
@@ -21,8 +21,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { parseArgs } from 'node:util';
-import { killAll, repoRoot, stopChild, type Child } from './lib.js';
-import { BENCH_PATH, ROUTE, startPairs, writeBenchFiles, type ProxyName } from './setup.js';
+import { killAll, repoRoot, stopChild, type Child } from '../lib.js';
+import { BENCH_PATH, ROUTE, startPairs, writeBenchFiles, type ProxyName } from '../setup.js';
 
 const { values } = parseArgs({
   options: { side: { type: 'string', default: 'outbound' }, requests: { type: 'string', default: '2000' }, warmup: { type: 'string', default: '6000' } },
