@@ -1,12 +1,12 @@
 /**
  * undici parses HTTP/1.1 with llhttp compiled to WebAssembly. By default V8 compiles a wasm
  * function on its first call (Liftoff) and recompiles the hot ones with TurboFan in the
- * background later. For llhttp's main parse function that takes TurboFan 0.1-0.3 s and ~30 MB of
- * compiler memory (42 MB allocated in all), at a moment set by traffic: in the benchmark often
- * the first second under load, when the heap is near its working size, so a sidecar's RSS
- * jumped by ~30 MiB on top of it once. Sidecars compile the whole parser with both tiers at
- * start-up instead, from the same bytes undici compiles: V8's native module cache then hands
- * undici the compiled code, and nothing is compiled under load (a test traces it).
+ * background later. For llhttp's main parse function that takes TurboFan tens of MB of compiler
+ * memory, at a moment set by traffic: often the first second under load, when the heap is near
+ * its working size, so the compiler's memory lands on top of it. Sidecars compile the whole
+ * parser with both tiers at start-up instead, from the same bytes undici compiles: V8's native
+ * module cache then hands undici the compiled code, and nothing is compiled under load (a test
+ * traces it).
  */
 import { createRequire } from 'node:module';
 import v8 from 'node:v8';
