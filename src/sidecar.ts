@@ -9,21 +9,18 @@ import { errorMessage } from './errors.js';
 import { createLogger, JsonLinesAuditSink, type AuditSink, type Logger } from './log.js';
 import { SidecarMetrics } from './admin/metrics.js';
 import { OperationsMetrics } from './admin/ops-metrics.js';
-import { AdminServer } from './admin/server.js';
-import { AdminApi, revocationsJson } from './admin/api.js';
-import { AdminAuthenticator } from './admin/auth.js';
-import { InboundListener } from './proxy/inbound.js';
-import { OutboundProxy } from './proxy/outbound.js';
-import { AttestationGate } from './proxy/attestation-gate.js';
-import { SpendGate } from './proxy/spend.js';
+import type { AdminServer } from './admin/server.js';
+import { revocationsJson } from './admin/api.js';
+import type { InboundListener } from './proxy/inbound.js';
+import type { OutboundProxy } from './proxy/outbound.js';
+import type { AttestationGate } from './proxy/attestation-gate.js';
 import { RecentDenials } from './proxy/decision-log.js';
 import type { RequestLimits } from './proxy/peer-admission.js';
 import { PolicyWatcher } from './policy/watch.js';
-import type { PolicyAgent } from './policy/read-agent.js';
 import type { X509Source } from './spiffe/source.js';
 import type { Attester } from './attestation/attester.js';
 import type { VerifierTrust } from './attestation/verifier.js';
-import { createAttester, setupVerifier, type VerifierSetup } from './attestation/setup.js';
+import { setupVerifier, type VerifierSetup } from './attestation/setup.js';
 import type { RevocationStore } from './revocation/store.js';
 import { enforceRevocations, revocationCounts } from './revocation/enforce.js';
 import { BudgetLedger } from './budget/ledger.js';
@@ -34,6 +31,7 @@ import { Readiness, listeningCheck, type ReadinessCheck } from './lib/readiness.
 import { compileHttpParserEagerly } from './undici/http-parser.js';
 import { buildStatus, type StatusParts } from './sidecar-status.js';
 import { budgetGauge, budgetRows, openOperations, type OperationsParts } from './sidecar-operations.js';
+import { buildAdmin, buildDataPlane } from './sidecar-parts.js';
 import { isListenError, listenError } from './startup-errors.js';
 
 export interface SidecarOptions {
@@ -116,36 +114,10 @@ export class Sidecar {
     this.revocations = operations.revocations;
     this.ledger = new BudgetLedger(operations.budgetStore, now);
     this.ops = new OperationsMetrics(this.metrics.registry, { revocations: () => revocationCounts(this.revocations.current()), budgets: budgetGauge(this.ledger, policy) });
-    const spend = new SpendGate(this.ledger, this.ops, this.audit, logger);
-    const shared = { metrics: this.metrics, audit: this.audit, logger, now, revocations: () => this.revocations.current(), spend, denials: this.denials };
-    const limits = opts.requestLimits ? { requestLimits: opts.requestLimits } : {};
-    this.gate = config.inbound && verifier ? new AttestationGate(verifier.trust, now, this.metrics, config.attestation?.verifier?.cacheSize, verifier.referenceValues) : undefined;
-    this.inbound = config.inbound
-      ? new InboundListener({ ...shared, ...limits, config: config.inbound, policy: () => policy?.current(), ...(this.gate ? { attestation: this.gate } : {}) })
-      : undefined;
-    const attester = opts.attester ?? createAttester(config);
-    const ownBudget = (ownId: string) => {
-      const agent = policy?.current()?.agentsBySpiffeId.get(ownId) as PolicyAgent | undefined;
-      return agent?.budget ? { agent: agent.name, budget: agent.budget } : undefined;
-    };
-    this.outbound = config.outbound ? new OutboundProxy({ ...shared, ...limits, config: config.outbound, ops: this.ops, ownBudget, ...(attester ? { attester } : {}) }) : undefined;
+    const shared = { config, logger, now, metrics: this.metrics, ops: this.ops, audit: this.audit, policy, revocations: this.revocations, ledger: this.ledger, denials: this.denials };
+    ({ gate: this.gate, inbound: this.inbound, outbound: this.outbound } = buildDataPlane(shared, verifier, opts));
     this.adminTokenFile = config.admin?.tokenFile;
-    const admins = () => policy?.current()?.admins ?? new Set<string>();
-    const auth = new AdminAuthenticator({ ...(operations.adminToken ? { token: operations.adminToken } : {}), admins, logger });
-    const api = new AdminApi({ auth, revocations: this.revocations, ops: this.ops, audit: this.audit, logger });
-    this.admin = config.admin
-      ? new AdminServer({
-          listen: config.admin.listen,
-          metrics: this.metrics,
-          logger,
-          audit: this.audit,
-          api,
-          ...(config.admin.mtlsListen ? { mtlsListen: config.admin.mtlsListen } : {}),
-          ...(config.admin.allowedHosts ? { allowedHosts: config.admin.allowedHosts } : {}),
-          readiness: () => this.readiness(),
-          status: () => this.status(),
-        })
-      : undefined;
+    this.admin = buildAdmin(shared, operations.adminToken, { readiness: () => this.readiness(), status: () => this.status() });
     parts.defer(() => Promise.allSettled([this.inbound?.close(), this.outbound?.close(), this.admin?.close()]));
     enforceRevocations(this.revocations, { inbound: this.inbound, outbound: this.outbound, metrics: this.ops, audit: this.audit, logger });
 
@@ -160,18 +132,9 @@ export class Sidecar {
     if (this.inbound) this.checks.register('inbound_listener', listeningCheck(this.inbound));
     if (this.outbound) this.checks.register('outbound_listener', listeningCheck(this.outbound));
 
-    this.statusParts = {
-      config,
-      now,
-      identity: this.identity,
-      policy,
-      inbound: this.inbound,
-      outbound: this.outbound,
-      denials: this.denials,
-      audit: sink,
-      budgets: () => budgetRows(this.ledger, policy),
-      revocations: () => revocationsJson(this.revocations.current()),
-    };
+    const budgets = () => budgetRows(this.ledger, policy);
+    const revocations = () => revocationsJson(this.revocations.current());
+    this.statusParts = { config, now, identity: this.identity, policy, inbound: this.inbound, outbound: this.outbound, denials: this.denials, audit: sink, budgets, revocations };
   }
 
   private async startParts(source: X509Source | undefined): Promise<void> {
