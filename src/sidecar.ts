@@ -81,7 +81,7 @@ export class Sidecar {
     const logger = options.logger ?? createLogger({ level: config.log.level, ...(config.name ? { name: config.name } : {}) });
     // The proxies parse HTTP with undici's WebAssembly parser: compiled now, not under load.
     if (config.inbound || config.outbound) compileHttpParserEagerly();
-    const parts = new Disposer();
+    const parts = new Disposer((err) => logger.error({ err: errorMessage(err) }, 'a part of the sidecar failed to close'));
     const sidecar = await parts.step(async () => {
       // An unreadable or invalid policy at start is fatal: never serve without one.
       const policy = config.policy ? parts.add(await PolicyWatcher.open(config.policy, { logger }), (p) => p.close()) : undefined;
@@ -178,6 +178,6 @@ export class Sidecar {
 
   /** Closes every part, newest first; a part that fails to close is logged and the rest still close. */
   async close(): Promise<void> {
-    await this.parts.close().catch((err: unknown) => this.logger.error({ err: errorMessage(err) }, 'a part of the sidecar failed to close'));
+    await this.parts.close().catch(() => undefined);
   }
 }

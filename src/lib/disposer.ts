@@ -4,13 +4,16 @@
  * way closes exactly what it had opened, and a normal shutdown runs the same stack.
  *
  * One failing close does not stop the others (a listener that will not close must not keep the
- * budget store or the audit trail open); the first error is rethrown once all have run.
+ * budget store or the audit trail open); each failure goes to `onCloseError` and the first is
+ * rethrown once all have run.
  */
 export type CloseFn = () => unknown;
 
 export class Disposer {
   private readonly stack: CloseFn[] = [];
   private closing: Promise<void> | undefined;
+
+  constructor(private readonly onCloseError: (err: unknown) => void = () => undefined) {}
 
   /** True once close() has been called; later pushes are closed at once. */
   get closed(): boolean {
@@ -21,7 +24,7 @@ export class Disposer {
   defer(close: CloseFn): void {
     if (this.closing) {
       // Opened while shutting down (a slow start racing close): do not leak it.
-      void settle(close);
+      void settle(close).then((failed) => failed && this.onCloseError(failed.err));
       return;
     }
     this.stack.push(close);
@@ -35,7 +38,7 @@ export class Disposer {
 
   /**
    * Runs `open` and returns its result; if it throws, everything registered so far is closed
-   * (newest first) and the error is rethrown. The start-up of a composite uses this per step.
+   * (newest first) and the error of `open` is rethrown (close failures go to `onCloseError`).
    */
   async step<T>(open: () => T | Promise<T>): Promise<T> {
     try {
@@ -56,8 +59,10 @@ export class Disposer {
     let first: { err: unknown } | undefined;
     while (this.stack.length > 0) {
       const close = this.stack.pop()!;
-      const err = await settle(close);
-      if (err && !first) first = err;
+      const failed = await settle(close);
+      if (!failed) continue;
+      this.onCloseError(failed.err);
+      first ??= failed;
     }
     if (first) throw first.err;
   }

@@ -82,3 +82,17 @@ t.test('something opened after close() is closed at once', async (t) => {
   });
   t.equal(closed, true);
 });
+
+t.test('every failed close is reported, also when a failed step hides them', async (t) => {
+  const reported: unknown[] = [];
+  const parts = new Disposer((err) => reported.push(err));
+  const first = new Error('store would not close');
+  const second = new Error('listener would not close');
+  parts.defer(() => Promise.reject(first));
+  parts.defer(() => Promise.reject(second));
+  await t.rejects(parts.step(() => Promise.reject(new Error('bind failed'))), { message: 'bind failed' });
+  t.same(reported, [second, first], 'newest first, none lost');
+  parts.defer(() => Promise.reject(first));
+  await new Promise((r) => setImmediate(r));
+  t.equal(reported.length, 3, 'a late close that fails is reported too');
+});
