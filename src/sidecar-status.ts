@@ -6,31 +6,33 @@
 import type { AddressInfo } from 'node:net';
 import type { SidecarConfig } from './config/types.js';
 import type { CompiledPolicy } from './policy/types.js';
-import type { IdentityState } from './spiffe/source.js';
+import type { IdentityState, SourceHealth } from './spiffe/source.js';
 import type { VerifiedPeer } from './spiffe/tls.js';
 import type { AttestationSession } from './proxy/attestation-gate.js';
 import type { RecentDenial } from './proxy/decision-log.js';
 import type { BudgetStatus } from './budget/ledger.js';
 
-export interface StatusSources {
+/** The parts the snapshot reads, each through the little it needs; absent parts show as null. */
+export interface StatusParts {
   config: SidecarConfig;
-  state: IdentityState | undefined;
-  now: number;
-  policy: CompiledPolicy | undefined;
-  identitySource: Record<string, unknown> | undefined;
-  sessions: { peer: VerifiedPeer; attestation?: AttestationSession }[];
-  inboundAddress: AddressInfo | undefined;
-  outboundAddress: AddressInfo | undefined;
-  outboundStopped: string | undefined;
-  denials: RecentDenial[];
-  budgets: BudgetStatus[];
-  revocations: unknown;
+  now: () => number;
+  identity: { readonly state: IdentityState | undefined; sourceHealth(): SourceHealth | undefined };
+  policy: { current(): CompiledPolicy | undefined } | undefined;
+  inbound: { sessions(): { peer: VerifiedPeer; attestation?: AttestationSession }[]; address(): AddressInfo | undefined } | undefined;
+  outbound: { address(): AddressInfo | undefined; stoppedReason(): string | undefined } | undefined;
+  denials: { list(): RecentDenial[] };
+  budgets(): BudgetStatus[];
+  revocations(): unknown;
   /** The audit chain's head (seq and hash of the last record): an anchor for `audit verify --expect-*`. */
-  audit: { target: string; seq: number; hash: string } | undefined;
+  audit: { head(): { seq: number; hash: string } } | undefined;
 }
 
-export function buildStatus(src: StatusSources): Record<string, unknown> {
-  const { config, state, now, policy } = src;
+export function buildStatus(parts: StatusParts): Record<string, unknown> {
+  const { config } = parts;
+  const now = parts.now();
+  const state = parts.identity.state;
+  const policy = parts.policy?.current();
+  const outboundStopped = parts.outbound?.stoppedReason();
   const leaf = state?.svid.certificates[0];
   const notBefore = state?.svid.notBefore.getTime();
   const notAfter = state?.svid.notAfter.getTime();
@@ -57,7 +59,7 @@ export function buildStatus(src: StatusSources): Record<string, unknown> {
           authorities: b.authorities.map((c) => ({ subject: c.subject.replace(/\n/g, ', '), sha256: c.fingerprint256, not_after: new Date(c.validTo).toISOString() })),
         }))
       : [],
-    identity_source: { kind: config.identity.source, ...(src.identitySource ?? {}) },
+    identity_source: { kind: config.identity.source, ...(parts.identity.sourceHealth() ?? {}) },
     routes: (config.outbound?.routes ?? []).map((r) => ({
       name: r.name,
       upstream: r.upstream,
@@ -70,10 +72,10 @@ export function buildStatus(src: StatusSources): Record<string, unknown> {
     })),
     inbound: config.inbound
       ? {
-          listen: src.inboundAddress ?? null,
+          listen: parts.inbound?.address() ?? null,
           app: config.inbound.app,
           actions: config.inbound.actions.length,
-          peers: src.sessions.map(({ peer, attestation }) => ({
+          peers: (parts.inbound?.sessions() ?? []).map(({ peer, attestation }) => ({
             spiffe_id: peer.id,
             serial: peer.serial,
             not_after: new Date(peer.notAfterMs).toISOString(),
@@ -92,18 +94,18 @@ export function buildStatus(src: StatusSources): Record<string, unknown> {
       : null,
     outbound: config.outbound
       ? {
-          listen: src.outboundAddress ?? null,
+          listen: parts.outbound?.address() ?? null,
           caller_auth: config.outbound.callerTokenFile !== undefined,
-          stopped: src.outboundStopped !== undefined,
-          ...(src.outboundStopped ? { stopped_reason: src.outboundStopped } : {}),
+          stopped: outboundStopped !== undefined,
+          ...(outboundStopped ? { stopped_reason: outboundStopped } : {}),
         }
       : null,
     policy: policy
       ? { version: policy.version, file: policy.file, agents: policy.agents.map((a) => a.name), loaded_at: policy.loadedAt.toISOString() }
       : null,
-    recent_denials: src.denials,
-    budgets: src.budgets,
-    revocations: src.revocations,
-    audit: src.audit ?? null,
+    recent_denials: parts.denials.list(),
+    budgets: parts.budgets(),
+    revocations: parts.revocations(),
+    audit: parts.audit ? { target: config.log.audit, ...parts.audit.head() } : null,
   };
 }

@@ -12,7 +12,6 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AdminAuthenticator } from './auth.js';
 import type { RevocationStore } from '../revocation/store.js';
 import type { RevocationEntry, RevocationState } from '../revocation/state.js';
-import type { OperationsMetrics } from './ops-metrics.js';
 import type { AuditSink, Logger } from '../log.js';
 import { SidecarError, errorMessage } from '../errors.js';
 import { sendJson } from './json.js';
@@ -21,10 +20,16 @@ import { BROWSER_REFUSED_REASON, browserRefusal } from './browser-guard.js';
 const MAX_BODY_BYTES = 16 * 1024;
 const MUTATIONS = new Set(['/v1/kill', '/v1/killall', '/v1/restore']);
 
+/** What the API counts: mutations by result, and refused attempts by reason. */
+export interface AdminApiMetrics {
+  adminAction(action: string, ok: boolean): void;
+  adminAuthFailed(reason: string): void;
+}
+
 export interface AdminApiDeps {
   auth: AdminAuthenticator;
   revocations: RevocationStore;
-  ops: OperationsMetrics;
+  ops: AdminApiMetrics;
   audit: AuditSink;
   logger: Logger;
 }

@@ -1,5 +1,5 @@
 /**
- * Metrics of the operator controls (issue 4): revocations, budgets, model-token usage and
+ * Metrics of the operator controls: revocations, budgets, model-token usage and
  * admin actions. Registered on the sidecar's own registry. Agent labels are policy agent
  * names (bounded by the policy), never raw caller input.
  */

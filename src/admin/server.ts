@@ -17,20 +17,23 @@ import { handshakeFailureReason } from '../spiffe/handshake-reasons.js';
 import { SidecarError } from '../errors.js';
 import { sendJson } from './json.js';
 import { closeServer, listen, throttledListenerErrorLog } from '../lib/net.js';
-import { armIdle, guardListener, serverLimitOptions } from '../lib/listener-limits.js';
+import { armIdle, guardListener, serverLimitOptions, type ListenerMetrics } from '../lib/listener-limits.js';
 import { ADMIN_LIMITS } from '../config/limits.js';
-import type { SidecarMetrics } from './metrics.js';
+import type { ReadinessCheck } from '../lib/readiness.js';
+import type { Registry } from 'prom-client';
 import { OPENMETRICS_CONTENT_TYPE, openMetricsText, wantsOpenMetrics } from './openmetrics.js';
 import { STATUS_PAGE_CSP, STATUS_PAGE_HTML } from './status-page.js';
 
-export interface ReadinessCheck {
-  ok: boolean;
-  detail?: string;
+export type { ReadinessCheck } from '../lib/readiness.js';
+
+/** What the admin server needs of the metrics: the registry it serves and its refusal counter. */
+export interface AdminMetrics extends ListenerMetrics {
+  readonly registry: Registry;
 }
 
 export interface AdminDeps {
   listen: { host: string; port: number };
-  metrics: SidecarMetrics;
+  metrics: AdminMetrics;
   readiness: () => Record<string, ReadinessCheck>;
   status: () => unknown;
   logger: Logger;

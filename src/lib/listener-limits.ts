@@ -14,14 +14,18 @@ import type http from 'node:http';
 import type { Socket } from 'node:net';
 import type { ListenerLimits } from '../config/limits.js';
 import type { AggregatedAudit } from '../audit/aggregate.js';
-import type { SidecarMetrics } from '../admin/metrics.js';
 
 export type ListenerName = 'inbound' | 'outbound' | 'admin' | 'admin_mtls';
+
+/** What a guarded listener counts: every connection it refuses or closes, by reason. */
+export interface ListenerMetrics {
+  connectionRefused(listener: ListenerName, reason: string): void;
+}
 
 export interface ListenerGuardDeps {
   listener: ListenerName;
   limits: ListenerLimits;
-  metrics: SidecarMetrics;
+  metrics: ListenerMetrics;
   /** Where refusals are audited (aggregated); absent: counted only. */
   audit?: AggregatedAudit;
 }

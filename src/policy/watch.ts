@@ -13,12 +13,18 @@ import { errorMessage } from '../errors.js';
 import { watchFiles, type FileWatch } from '../lib/file-watch.js';
 import { runParseJob } from '../lib/parse-worker.js';
 import { formatProblem } from '../lib/yaml-reader.js';
+import type { ReadinessCheck } from '../lib/readiness.js';
 import { loadPolicyFile, PolicyError, type Policy } from './compile.js';
 
 /** The subset of a pino logger used here. */
 export interface PolicyLogger {
   info(obj: object, msg?: string): void;
   error(obj: object, msg?: string): void;
+}
+
+/** What the watcher counts: one call per reload, ok or rejected. */
+export interface PolicyReloadMetrics {
+  policyReload(ok: boolean): void;
 }
 
 /** A rejected reload logs this many problems, one line each, then a count (a broken file must not flood the log). */
@@ -97,6 +103,18 @@ export class PolicyWatcher extends EventEmitter {
 
   current(): Policy | undefined {
     return this.#policy;
+  }
+
+  /** Counts every reload from now on, ok or rejected (a rejected one keeps the last good policy). */
+  countReloads(metrics: PolicyReloadMetrics): void {
+    this.on('reload', () => metrics.policyReload(true));
+    this.on('error', () => metrics.policyReload(false));
+  }
+
+  /** The readiness check /readyz shows: ok with the version in force. */
+  readiness(): ReadinessCheck {
+    const p = this.#policy;
+    return p ? { ok: true, detail: `version ${p.version}` } : { ok: false, detail: 'no policy loaded' };
   }
 
   /** Successful reloads since start (unchanged content does not count). */
