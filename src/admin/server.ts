@@ -18,7 +18,7 @@ import { SidecarError } from '../errors.js';
 import { sendJson } from './json.js';
 import { closeServer, listen, throttledListenerErrorLog } from '../lib/net.js';
 import { armIdle, guardListener, serverLimitOptions } from '../lib/listener-limits.js';
-import { ADMIN_LIMITS } from '../config/limits.js';
+import { ADMIN_LIMITS } from '../lib/listener-limits.js';
 import type { SidecarMetrics } from './metrics.js';
 import { OPENMETRICS_CONTENT_TYPE, openMetricsText, wantsOpenMetrics } from './openmetrics.js';
 import { STATUS_PAGE_CSP, STATUS_PAGE_HTML } from './status-page.js';

@@ -12,18 +12,69 @@
  */
 import type http from 'node:http';
 import type { Socket } from 'node:net';
-import type { ListenerLimits } from '../config/limits.js';
-import type { AggregatedAudit } from '../audit/aggregate.js';
-import type { SidecarMetrics } from '../admin/metrics.js';
 
 export type ListenerName = 'inbound' | 'outbound' | 'admin' | 'admin_mtls';
+
+export interface ListenerLimits {
+  /** Time from a request's first byte to the end of its headers; over it: 408 and close. */
+  headersTimeoutMs: number;
+  /** A connection with no request in progress (fresh, or kept alive between requests) is closed after this. */
+  idleTimeoutMs: number;
+  /** A request body that delivers no byte for this long is answered 408 (enforced while forwarding). */
+  bodyProgressTimeoutMs: number;
+  /** Inbound: TLS handshake (client hello to finished) bound. Outbound (plain HTTP): unused. */
+  handshakeTimeoutMs: number;
+  /** Open connections the listener holds; more are closed at once (reason `connection_limit`). */
+  maxConnections: number;
+  /** Inbound: verified connections per peer SPIFFE ID (reason `peer_connection_limit`). 0: no per-peer cap. */
+  maxConnectionsPerPeer: number;
+}
+
+export const INBOUND_LIMIT_DEFAULTS: Readonly<ListenerLimits> = Object.freeze({
+  headersTimeoutMs: 10_000,
+  idleTimeoutMs: 60_000,
+  bodyProgressTimeoutMs: 30_000,
+  handshakeTimeoutMs: 10_000,
+  maxConnections: 1024,
+  maxConnectionsPerPeer: 256,
+});
+
+/** Outbound callers are local processes without an identity: a total cap only. */
+export const OUTBOUND_LIMIT_DEFAULTS: Readonly<ListenerLimits> = Object.freeze({
+  headersTimeoutMs: 10_000,
+  idleTimeoutMs: 60_000,
+  bodyProgressTimeoutMs: 30_000,
+  handshakeTimeoutMs: 0,
+  maxConnections: 512,
+  maxConnectionsPerPeer: 0,
+});
+
+/** Fixed limits of the admin listeners (loopback status, health, metrics; optional mTLS). */
+export const ADMIN_LIMITS: Readonly<ListenerLimits> = Object.freeze({
+  headersTimeoutMs: 10_000,
+  idleTimeoutMs: 30_000,
+  bodyProgressTimeoutMs: 30_000,
+  handshakeTimeoutMs: 10_000,
+  maxConnections: 64,
+  maxConnectionsPerPeer: 0,
+});
+
+/** What the guard counts: connections it closes, by listener and reason. */
+export interface ListenerMetrics {
+  connectionRefused(listener: ListenerName, reason: string): void;
+}
+
+/** Where the guard audits refusals (the aggregated audit: one record per reason and interval). */
+export interface ListenerAudit {
+  note(type: 'connection_refused', reason: string, detail: string, peer?: string, remote?: string): void;
+}
 
 export interface ListenerGuardDeps {
   listener: ListenerName;
   limits: ListenerLimits;
-  metrics: SidecarMetrics;
+  metrics: ListenerMetrics;
   /** Where refusals are audited (aggregated); absent: counted only. */
-  audit?: AggregatedAudit;
+  audit?: ListenerAudit;
 }
 
 /** Options for http(s).createServer: header and keep-alive timeouts, and the TLS handshake bound. */

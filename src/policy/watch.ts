@@ -11,7 +11,7 @@ import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { errorMessage } from '../errors.js';
 import { watchFiles, type FileWatch } from '../lib/file-watch.js';
-import { runParseJob } from '../lib/parse-worker.js';
+import { runParseJob, type ParseJob } from '../lib/parse-worker.js';
 import { formatProblem } from '../lib/yaml-reader.js';
 import { loadPolicyFile, PolicyError, type Policy } from './compile.js';
 
@@ -20,6 +20,9 @@ export interface PolicyLogger {
   info(obj: object, msg?: string): void;
   error(obj: object, msg?: string): void;
 }
+
+/** Reloads parse on a worker thread: `loadPolicyJob` in compile.ts. */
+const POLICY_PARSE_JOB: ParseJob = Object.freeze({ module: new URL('./compile.js', import.meta.url).href, exportName: 'loadPolicyJob' });
 
 /** A rejected reload logs this many problems, one line each, then a count (a broken file must not flood the log). */
 export const MAX_LOGGED_PROBLEMS = 20;
@@ -142,7 +145,7 @@ export class PolicyWatcher extends EventEmitter {
         let next: Policy | undefined;
         try {
           next = await runParseJob<Policy>(
-            'policy',
+            POLICY_PARSE_JOB,
             { file: this.file, now: Date.now() },
             (f) => new PolicyError(f.problems?.length ? f.problems : [{ file: this.file, line: 0, column: 0, message: f.message }]),
             'policy_invalid',

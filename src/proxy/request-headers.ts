@@ -21,7 +21,7 @@ import { HOP_BY_HOP, IDENTITY_HEADERS, connectionListed, xfccValue } from './hea
 
 export const H_REQUEST_ID = 'x-request-id';
 
-export { DEFAULT_MAX_REQUEST_HEADERS, DEFAULT_OUTBOUND_MAX_REQUEST_HEADERS } from './header-limits.js';
+export { DEFAULT_MAX_REQUEST_HEADERS, DEFAULT_OUTBOUND_MAX_REQUEST_HEADERS } from '../lib/header-limits.js';
 
 export const TOO_MANY_HEADERS_STATUS = 431;
 export const TOO_MANY_HEADERS_REASON = 'request_headers_too_many';
