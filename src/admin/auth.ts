@@ -15,6 +15,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import net from 'node:net';
 import { SidecarError, errorMessage } from '../errors.js';
 import { writeFileAtomic } from '../lib/fs-atomic.js';
+import { authorizeOneOf, verifiedIdentity, type Authorizer } from '../spiffe/authorize.js';
 
 export const MIN_ADMIN_TOKEN_LENGTH = 32;
 const MAX_ADMIN_TOKEN_FILE_BYTES = 4096;
@@ -123,14 +124,14 @@ export interface AdminAuthenticatorOptions {
 export const TOKEN_PRINCIPAL = 'token';
 
 export class AdminAuthenticator {
-  readonly #admins: () => ReadonlySet<string>;
+  readonly #listedAdmin: Authorizer;
   readonly #logger: AdminAuthLogger;
   readonly #now: () => number;
   readonly #limiter: FailureLimiter;
   #tokenDigest: Buffer | undefined;
 
   constructor(opts: AdminAuthenticatorOptions) {
-    this.#admins = opts.admins;
+    this.#listedAdmin = authorizeOneOf(opts.admins);
     this.#logger = opts.logger;
     this.#now = opts.now ?? Date.now;
     this.#limiter = new FailureLimiter(opts.maxFailures ?? 5, opts.windowMs ?? 60_000, opts.maxTrackedKeys ?? 10_000);
@@ -181,7 +182,7 @@ export class AdminAuthenticator {
   #decide(input: AdminAuthInput, remote: string | undefined): AdminAuthResult {
     // A request on the mTLS admin listener is decided by its verified identity alone.
     if (input.peerSpiffeId !== undefined) {
-      if (input.peerSpiffeId !== '' && this.#admins().has(input.peerSpiffeId)) return { ok: true, principal: input.peerSpiffeId };
+      if (this.#listedAdmin(verifiedIdentity(input.peerSpiffeId)) === undefined) return { ok: true, principal: input.peerSpiffeId };
       return fail(403, 'admin_not_listed', `${input.peerSpiffeId || 'the peer'} is not listed under admins in the policy`);
     }
     const header = input.authorization;

@@ -10,6 +10,7 @@ import { isIP } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { AdminApi } from './api.js';
 import { serverContextOptions, verifyClientPeer, type TlsMaterial } from '../spiffe/tls.js';
+import { authorizeAny, type AuthorizationRefusal, type Authorizer } from '../spiffe/authorize.js';
 import type { AddressInfo } from 'node:net';
 import type { AuditSink, Logger } from '../log.js';
 import { AggregatedAudit } from '../audit/aggregate.js';
@@ -17,8 +18,7 @@ import { handshakeFailureReason } from '../spiffe/handshake-reasons.js';
 import { SidecarError } from '../errors.js';
 import { sendJson } from './json.js';
 import { closeServer, listen, throttledListenerErrorLog } from '../lib/net.js';
-import { armIdle, guardListener, serverLimitOptions } from '../lib/listener-limits.js';
-import { ADMIN_LIMITS } from '../lib/listener-limits.js';
+import { ADMIN_LIMITS, armIdle, guardListener, serverLimitOptions } from '../lib/listener-limits.js';
 import type { SidecarMetrics } from './metrics.js';
 import { OPENMETRICS_CONTENT_TYPE, openMetricsText, wantsOpenMetrics } from './openmetrics.js';
 import { STATUS_PAGE_CSP, STATUS_PAGE_HTML } from './status-page.js';
@@ -53,6 +53,13 @@ export function hostAllowed(host: string | undefined, allowed: readonly string[]
   if (name.endsWith('.')) name = name.slice(0, -1);
   return name === 'localhost' || isIP(name) !== 0 || allowed.includes(name);
 }
+
+/**
+ * Who may connect to the mTLS admin listener: any peer whose SVID verifies. The status, health
+ * and metrics reads are open to them; each mutation checks the policy's `admins` (auth.ts), which
+ * a reload may change while a connection stays open.
+ */
+const ADMIN_MTLS_PEERS: Authorizer = authorizeAny();
 
 const kAdminPeer = Symbol('attest-sidecar.admin-peer');
 type AdminSocket = TLSSocket & { [kAdminPeer]?: string };
@@ -102,14 +109,19 @@ export class AdminServer {
       this.guarded(req, res, peer);
     });
     server.prependListener('secureConnection', (socket: TLSSocket) => {
+      let refusal: AuthorizationRefusal | undefined;
       try {
-        (socket as AdminSocket)[kAdminPeer] = verifyClientPeer(socket, this.material!.bundles, Date.now()).id;
+        const peer = verifyClientPeer(socket, this.material!.bundles, Date.now());
+        refusal = ADMIN_MTLS_PEERS(peer);
+        if (!refusal) (socket as AdminSocket)[kAdminPeer] = peer.id;
       } catch (err) {
+        refusal = { reason: err instanceof SidecarError ? err.reason : 'svid_malformed', message: (err as Error).message };
+      }
+      if (refusal) {
         // Audited in aggregate: a flood of bad peers must not become a log line per connection.
-        const reason = err instanceof SidecarError ? err.reason : 'svid_malformed';
-        this.deps.metrics.connectionRefused('admin_mtls', reason);
-        this.refusals?.note('peer_rejected', reason, `admin mTLS: ${(err as Error).message}`, undefined, socket.remoteAddress);
-        this.deps.logger.debug({ err: (err as Error).message, remote: socket.remoteAddress }, 'admin mTLS peer rejected');
+        this.deps.metrics.connectionRefused('admin_mtls', refusal.reason);
+        this.refusals?.note('peer_rejected', refusal.reason, `admin mTLS: ${refusal.message}`, undefined, socket.remoteAddress);
+        this.deps.logger.debug({ err: refusal.message, remote: socket.remoteAddress }, 'admin mTLS peer rejected');
         socket.destroy();
         return;
       }
