@@ -15,6 +15,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import net from 'node:net';
 import { SidecarError, errorMessage } from '../errors.js';
 import { writeFileAtomic } from '../lib/fs-atomic.js';
+import type { Logger } from '../lib/log.js';
 import { authorizeOneOf, verifiedIdentity, type Authorizer } from '../spiffe/authorize.js';
 
 export const MIN_ADMIN_TOKEN_LENGTH = 32;
@@ -102,17 +103,12 @@ export interface AdminAuthInput {
   peerSpiffeId?: string;
 }
 
-/** The subset of a pino logger used here. */
-export interface AdminAuthLogger {
-  warn(obj: object, msg?: string): void;
-}
-
 export interface AdminAuthenticatorOptions {
   /** The bearer token (see loadAdminToken); without it only mTLS admins can authenticate. */
   token?: string;
   /** Current admin SPIFFE IDs (from the live policy). */
   admins: () => ReadonlySet<string>;
-  logger: AdminAuthLogger;
+  logger: Logger;
   now?: () => number;
   maxFailures?: number;
   windowMs?: number;
@@ -125,7 +121,7 @@ export const TOKEN_PRINCIPAL = 'token';
 
 export class AdminAuthenticator {
   readonly #listedAdmin: Authorizer;
-  readonly #logger: AdminAuthLogger;
+  readonly #logger: Logger;
   readonly #now: () => number;
   readonly #limiter: FailureLimiter;
   #tokenDigest: Buffer | undefined;

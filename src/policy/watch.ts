@@ -14,12 +14,7 @@ import { watchFiles, type FileWatch } from '../lib/file-watch.js';
 import { runParseJob, type ParseJob } from '../lib/parse-worker.js';
 import { formatProblem } from '../lib/yaml-reader.js';
 import { loadPolicyFile, PolicyError, type Policy } from './compile.js';
-
-/** The subset of a pino logger used here. */
-export interface PolicyLogger {
-  info(obj: object, msg?: string): void;
-  error(obj: object, msg?: string): void;
-}
+import type { Logger } from '../lib/log.js';
 
 /** Reloads parse on a worker thread: `loadPolicyJob` in compile.ts. */
 const POLICY_PARSE_JOB: ParseJob = Object.freeze({ module: new URL('./compile.js', import.meta.url).href, exportName: 'loadPolicyJob' });
@@ -28,7 +23,7 @@ const POLICY_PARSE_JOB: ParseJob = Object.freeze({ module: new URL('./compile.js
 export const MAX_LOGGED_PROBLEMS = 20;
 
 export interface PolicyWatcherOptions {
-  logger?: PolicyLogger;
+  logger?: Logger;
   /** Quiet period after the last file event before re-reading; default 100 ms. */
   debounceMs?: number;
   /** Fallback check of the file's identity (inode, size, mtime); default 5000 ms, 0 turns it off. */
@@ -55,7 +50,7 @@ export class PolicyWatcher extends EventEmitter {
   #watch: FileWatch | undefined;
   #poll: NodeJS.Timeout | undefined;
   #stamp: string | undefined;
-  readonly #logger: PolicyLogger | undefined;
+  readonly #logger: Logger | undefined;
   /** A background reload is running; `#again`: another change arrived meanwhile. */
   #reloading = false;
   #again = false;

@@ -31,20 +31,14 @@ import {
   type RevocationEntry,
   type RevocationList,
 } from './state.js';
-
-/** The subset of a pino logger used here. */
-export interface RevocationLogger {
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-  error(obj: object, msg?: string): void;
-}
+import type { Logger } from '../lib/log.js';
 
 export interface RevocationStoreOptions {
   /** Where the local list is persisted; without it local revocations last until the process exits. */
   stateFile?: string;
   /** Shared revocation files (YAML or JSON), watched and hot reloaded. */
   sharedFiles?: readonly string[];
-  logger: RevocationLogger;
+  logger: Logger;
   /** Clock (ms since the epoch) for `at` timestamps; default Date.now. */
   now?: () => number;
   /** Quiet period after a shared-file event before re-reading; default 100 ms. */
@@ -67,7 +61,7 @@ export interface RevocationStore {
 export class RevocationStore extends EventEmitter {
   readonly stateFile: string | undefined;
   readonly sharedFiles: readonly string[];
-  readonly #logger: RevocationLogger;
+  readonly #logger: Logger;
   readonly #now: () => number;
   #state: RevocationState;
   #localAll: RevocationEntry | undefined;

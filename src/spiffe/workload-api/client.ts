@@ -10,7 +10,6 @@ import { decodeJwt } from 'jose';
 import { SidecarError, errorMessage } from '../../errors.js';
 import { parseSpiffeId, type SpiffeId } from '../id.js';
 import type { BundleSet } from '../bundle/bundle-set.js';
-import type { SourceLogger } from '../source.js';
 import type { JwtBundle } from '../bundle/jwt-bundle.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
 import { resolveWorkloadEndpoint, type WorkloadEndpoint } from './endpoint.js';
@@ -26,11 +25,9 @@ import {
   type X509BundlesResponse,
   type X509SvidResponse,
 } from './proto.js';
+import type { Logger } from '../../lib/log.js';
 
 export type { X509Context } from './parse.js';
-
-/** The pino-compatible subset we log through. */
-export type MinimalLogger = SourceLogger;
 
 export interface WorkloadApiClientOptions {
   /** `unix:///abs/path` or `tcp://IP:port`; default $SPIFFE_ENDPOINT_SOCKET. */
@@ -40,7 +37,7 @@ export interface WorkloadApiClientOptions {
   backoff?: BackoffOptions;
   /** Deadline for unary calls (FetchJWTSVID, ValidateJWTSVID). */
   unaryTimeoutMs?: number;
-  logger?: MinimalLogger;
+  logger?: Logger;
 }
 
 /** A failed Workload API call/stream. `fatal`: the watch has stopped and will not retry. */
@@ -109,7 +106,7 @@ export class WorkloadApiClient {
   private readonly hint: string | undefined;
   private readonly backoffOpts: BackoffOptions;
   private readonly unaryTimeoutMs: number;
-  private readonly logger: MinimalLogger | undefined;
+  private readonly logger: Logger | undefined;
   private readonly watches = new Set<Watch>();
   private closed = false;
 
