@@ -24,6 +24,8 @@ export type ReasonKind =
   | 'config'
   /** An operational failure inside a part (identity source, ledger, evidence collateral, audit file, usage meter): logged, counted or audited. */
   | 'failure'
+  /** A problem `attest-sidecar audit verify` finds in an audit log (the exit status says there was one). */
+  | 'audit'
   /** Not a refusal: how an allowed or failed exchange ended, or an operator or audit event. */
   | 'outcome';
 
@@ -48,7 +50,7 @@ export interface ReasonSpec {
   readonly doc: string;
 }
 
-export type ReasonWhere = 'inbound' | 'outbound' | 'both' | 'any listener' | 'admin' | 'start-up' | 'sidecar';
+export type ReasonWhere = 'inbound' | 'outbound' | 'both' | 'any listener' | 'admin' | 'start-up' | 'sidecar' | 'audit verify';
 
 export const REASONS = {
   // Policy decisions (inbound).
@@ -64,7 +66,7 @@ export const REASONS = {
   attestation_nonce_invalid: { kind: 'request', status: 401, message: 'Attestation nonce unknown, expired or already used', headers: 'attest-challenge: nonce=<nonce>', where: 'inbound', doc: 'the nonce was not issued to this peer key, expired or was used; a new one is issued' },
 
   // Peer checks per request (inbound).
-  peer_unverified: { kind: 'request', status: 403, message: 'Peer identity not verified', where: 'inbound', doc: 'a request arrived on a connection whose peer was not verified' },
+  peer_unverified: { kind: 'request', status: 403, message: 'Peer identity not verified', where: 'inbound', doc: 'a request arrived on a connection whose peer was not verified (also on the mTLS admin listener)' },
   svid_expired: { kind: 'request', status: 403, message: 'Peer SVID expired', close: true, where: 'inbound', doc: "the peer's certificate expired while its connection was kept alive (also a handshake rejection: a chain certificate expired at our clock)" },
   agent_revoked: { kind: 'request', status: 403, message: 'Agent revoked', close: true, where: 'inbound', doc: 'the kill switch revoked the peer; its connection is closed after the answer' },
 
@@ -202,6 +204,10 @@ export const REASONS = {
   admin_action_failed: { kind: 'admin', status: 400, message: '<why>', where: 'admin', doc: 'a mutation failed for another reason; the body also carries `"reason"`' },
   revocation_invalid: { kind: 'admin', status: 400, message: '<why>', where: 'admin', doc: 'a revocation field (reason, principal, time) is invalid; the body also carries `"reason"`' },
   revoked_by_shared_list: { kind: 'admin', status: 409, message: '<spiffe id> is revoked by the shared revocation file <file>; remove it there (restore only lifts local revocations)', where: 'admin', doc: 'a restore of a revocation that a shared file holds' },
+  admin_host_not_allowed: { kind: 'admin', status: 403, message: "Host '<host>' not allowed: use an IP address or localhost, or list the name in admin.allowed_hosts", where: 'admin', doc: 'a request on the loopback admin listener names a Host that is not an IP, localhost or in `admin.allowed_hosts` (DNS rebinding)' },
+  admin_method_not_allowed: { kind: 'admin', status: 405, message: 'Method <method> not allowed', headers: 'allow: GET, HEAD (POST on /v1/kill, /v1/killall, /v1/restore)', where: 'admin', doc: 'a method the endpoint does not serve' },
+  admin_endpoint_unknown: { kind: 'admin', status: 404, message: 'No admin endpoint <path>', where: 'admin', doc: 'no admin endpoint has that path' },
+  admin_body_invalid: { kind: 'admin', status: 400, message: '<why>', where: 'admin', doc: 'a mutation body over 16 KiB, not `application/json`, not JSON or not an object' },
   revocations_write_failed: { kind: 'admin', status: 500, message: 'could not persist revocations to <file>: <why>', where: 'admin', doc: 'the change holds in memory but was not written to the state file' },
 
   // Configuration, policy and state files (start-up or reload).
@@ -286,6 +292,18 @@ export const REASONS = {
   response_incomplete: { kind: 'failure', message: '<why>', where: 'outbound', doc: 'a metered response ended early' },
   meter_failed: { kind: 'failure', message: '<why>', where: 'outbound', doc: 'the usage meter failed (the reservation stays charged)' },
 
+  // Findings of `attest-sidecar audit verify`.
+  malformed_line: { kind: 'audit', message: '<why>', where: 'audit verify', doc: 'a line is empty, not JSON, not an audit record, or has invalid chain fields' },
+  unchained_record: { kind: 'audit', message: '<why>', where: 'audit verify', doc: 'a record without `seq`/`prev` inside a hash chain (inserted?)' },
+  seq_gap: { kind: 'audit', message: '<why>', where: 'audit verify', doc: 'records are missing between two sequence numbers' },
+  seq_out_of_order: { kind: 'audit', message: '<why>', where: 'audit verify', doc: 'records moved, duplicated or inserted' },
+  prev_mismatch: { kind: 'audit', message: '<why>', where: 'audit verify', doc: "a record's `prev` is not the hash of the record before it" },
+  chain_restart: { kind: 'audit', message: '<why>', where: 'audit verify', doc: 'a second genesis record in one chain' },
+  chain_start_missing: { kind: 'audit', message: '<why>', where: 'audit verify', doc: 'a chain does not begin with its genesis record' },
+  line_too_long: { kind: 'audit', message: '<why>', where: 'audit verify', doc: 'a line is longer than the bound and is not parsed' },
+  anchor_missing: { kind: 'audit', message: '<why>', where: 'audit verify', doc: 'the expected head is not in the log: records were removed from the end' },
+  anchor_mismatch: { kind: 'audit', message: '<why>', where: 'audit verify', doc: 'the record at the expected head does not hash to it: it was rewritten' },
+
   // Outcomes (not refusals).
   allowed: { kind: 'outcome', message: '', where: 'inbound', doc: 'the request was allowed and forwarded to the app' },
   forwarded: { kind: 'outcome', message: '', where: 'outbound', doc: 'the request was forwarded upstream' },
@@ -296,11 +314,14 @@ export const REASONS = {
   restore: { kind: 'outcome', message: '', where: 'admin', doc: 'an admin lifted revocations (audit `admin_action`)' },
   chain_genesis: { kind: 'outcome', message: '', where: 'sidecar', doc: 'the audit sink started a hash chain (audit `audit_chain_start`)' },
   unchained_predecessor: { kind: 'outcome', message: '', where: 'sidecar', doc: 'a chain started after a last line that is not a chained record' },
-  torn_tail: { kind: 'outcome', message: '', where: 'sidecar', doc: 'the audit sink dropped a torn last line at start (audit `audit_tail_repaired`)' },
+  torn_tail: { kind: 'outcome', message: '', where: 'sidecar', doc: 'the audit sink dropped a torn last line at start (audit `audit_tail_repaired`); `audit verify` reports one as a finding' },
   aggregated_overflow: { kind: 'outcome', message: '', where: 'sidecar', doc: 'aggregated refusals of too many distinct kinds in one window, counted together' },
 } as const satisfies Record<string, ReasonSpec>;
 
 export type ReasonCode = keyof typeof REASONS;
+
+/** The codes of one kind (e.g. `ReasonCodeOf<'attestation'>`: what a verifier may fail with). */
+export type ReasonCodeOf<K extends ReasonKind> = { [C in ReasonCode]: (typeof REASONS)[C]['kind'] extends K ? C : never }[ReasonCode];
 
 /** What a refused request is answered with. One shape for every refusal on every path. */
 export interface Refusal {
