@@ -7,6 +7,8 @@
  * A refusal's reason code and message are the caller's vocabulary: an outbound route refuses a
  * server (`server_id_mismatch`), the admin API a caller (`admin_not_listed`). Each authorizer
  * takes an optional `refuse` that words its refusal; without it the generic codes below apply.
+ * The reason type follows the wording, so a check whose refusals are reported (spiffeServerCheck)
+ * accepts only authorizers worded with catalogue codes.
  */
 
 /** The verified identity an authorizer decides on (a `VerifiedPeer` is one). */
@@ -17,68 +19,65 @@ export interface PeerIdentity {
   readonly trustDomain: string;
 }
 
-export interface AuthorizationRefusal {
+/** `R`: the reason codes an authorizer may refuse with (the catalogue's, where a refusal is reported). */
+export interface AuthorizationRefusal<R extends string = string> {
   /** snake_case reason code (audit, metrics, the caller's error). */
-  readonly reason: string;
+  readonly reason: R;
   readonly message: string;
 }
 
 /** Undefined: authorized. */
-export type Authorizer = (peer: PeerIdentity) => AuthorizationRefusal | undefined;
+export type Authorizer<R extends string = string> = (peer: PeerIdentity) => AuthorizationRefusal<R> | undefined;
 
 /** Words the refusal of one authorizer for its caller. */
-export type RefusalWording = (peer: PeerIdentity) => AuthorizationRefusal;
+export type RefusalWording<R extends string = string> = (peer: PeerIdentity) => AuthorizationRefusal<R>;
 
 /** Any verified peer (go-spiffe AuthorizeAny): the SVID verification is the whole check. */
-export function authorizeAny(): Authorizer {
+export function authorizeAny(): Authorizer<never> {
   return ANY;
 }
 
-const ANY: Authorizer = () => undefined;
+const ANY: Authorizer<never> = () => undefined;
 
 /** Exactly the SPIFFE ID `id`. */
-export function authorizeID(id: string, refuse: RefusalWording = (peer) => idRefusal(peer, id)): Authorizer {
-  return (peer) => (peer.id === id ? undefined : refuse(peer));
+export function authorizeID<R extends string = 'peer_id_not_authorized'>(id: string, refuse?: RefusalWording<R>): Authorizer<R> {
+  const refusal = refuse ?? ((peer: PeerIdentity) => idRefusal(peer, id) as AuthorizationRefusal<R>);
+  return (peer) => (peer.id === id ? undefined : refusal(peer));
 }
 
 /**
  * One of `ids`. A function is asked on every decision, so the set may change while the
  * authorizer is in use (the policy's `admins` after a reload).
  */
-export function authorizeOneOf(
+export function authorizeOneOf<R extends string = 'peer_id_not_authorized'>(
   ids: Iterable<string> | (() => ReadonlySet<string>),
-  refuse: RefusalWording = (peer) => idRefusal(peer, 'one of the authorized IDs'),
-): Authorizer {
-  if (typeof ids === 'function') return (peer) => (ids().has(peer.id) ? undefined : refuse(peer));
+  refuse?: RefusalWording<R>,
+): Authorizer<R> {
+  const refusal = refuse ?? ((peer: PeerIdentity) => idRefusal(peer, 'one of the authorized IDs') as AuthorizationRefusal<R>);
+  if (typeof ids === 'function') return (peer) => (ids().has(peer.id) ? undefined : refusal(peer));
   const allowed: ReadonlySet<string> = new Set(ids);
-  return (peer) => (allowed.has(peer.id) ? undefined : refuse(peer));
+  return (peer) => (allowed.has(peer.id) ? undefined : refusal(peer));
 }
 
 /** Any SPIFFE ID of the trust domain `trustDomain` (its name, e.g. `example.org`). */
-export function authorizeMemberOf(
-  trustDomain: string,
-  refuse: RefusalWording = (peer) => ({
-    reason: 'peer_trust_domain_not_authorized',
-    message: `${peer.id} is not in trust domain ${trustDomain}`,
-  }),
-): Authorizer {
-  return (peer) => (peer.trustDomain === trustDomain ? undefined : refuse(peer));
+export function authorizeMemberOf<R extends string = 'peer_trust_domain_not_authorized'>(trustDomain: string, refuse?: RefusalWording<R>): Authorizer<R> {
+  const refusal =
+    refuse ?? ((peer: PeerIdentity) => ({ reason: 'peer_trust_domain_not_authorized', message: `${peer.id} is not in trust domain ${trustDomain}` }) as AuthorizationRefusal<R>);
+  return (peer) => (peer.trustDomain === trustDomain ? undefined : refusal(peer));
 }
 
 /** A peer `isRevoked` does not name (the kill switch's current state, asked on every decision). */
-export function authorizeNotRevoked(
-  isRevoked: (spiffeId: string) => boolean,
-  refuse: RefusalWording = (peer) => ({ reason: 'peer_revoked', message: `${peer.id} is revoked` }),
-): Authorizer {
-  return (peer) => (isRevoked(peer.id) ? refuse(peer) : undefined);
+export function authorizeNotRevoked<R extends string = 'peer_revoked'>(isRevoked: (spiffeId: string) => boolean, refuse?: RefusalWording<R>): Authorizer<R> {
+  const refusal = refuse ?? ((peer: PeerIdentity) => ({ reason: 'peer_revoked', message: `${peer.id} is revoked` }) as AuthorizationRefusal<R>);
+  return (peer) => (isRevoked(peer.id) ? refusal(peer) : undefined);
 }
 
 /**
  * Every one of `authorizers`, in order; the first refusal is the answer. Falsy entries are
  * dropped, so a check a route does not configure costs nothing.
  */
-export function authorizeAll(...authorizers: readonly (Authorizer | undefined | false)[]): Authorizer {
-  const list = authorizers.filter((a): a is Authorizer => typeof a === 'function');
+export function authorizeAll<R extends string>(...authorizers: readonly (Authorizer<R> | undefined | false)[]): Authorizer<R> {
+  const list = authorizers.filter((a): a is Authorizer<R> => typeof a === 'function');
   if (list.length === 0) return ANY;
   if (list.length === 1) return list[0]!;
   return (peer) => {
@@ -100,6 +99,6 @@ export function verifiedIdentity(id: string): PeerIdentity {
   return { id, trustDomain: id.startsWith(scheme) ? id.slice(scheme.length, slash < 0 ? undefined : slash) : '' };
 }
 
-function idRefusal(peer: PeerIdentity, expected: string): AuthorizationRefusal {
+function idRefusal(peer: PeerIdentity, expected: string): AuthorizationRefusal<'peer_id_not_authorized'> {
   return { reason: 'peer_id_not_authorized', message: `unexpected ID ${peer.id} (expected ${expected})` };
 }

@@ -10,6 +10,7 @@
 import { X509Certificate, constants as cryptoConstants } from 'node:crypto';
 import tls, { type DetailedPeerCertificate, type PeerCertificate, type SecureContext, type TLSSocket } from 'node:tls';
 import { SidecarError } from '../errors.js';
+import type { ReasonCode } from '../reasons.js';
 import type { IdentityState } from './source.js';
 import { svidChainPem, svidKeyPem } from './svid.js';
 import { verifyX509Svid } from './verify.js';
@@ -262,7 +263,10 @@ export interface ServerIdentityExpectation {
  * What an outbound route accepts of its server: the expected server ID or trust domain, and
  * (when the kill switch is wired) not revoked. Built once per route pool.
  */
-export function routeServerAuthorizer(expect: ServerIdentityExpectation, isRevoked?: (spiffeId: string) => boolean): Authorizer {
+export function routeServerAuthorizer(
+  expect: ServerIdentityExpectation,
+  isRevoked?: (spiffeId: string) => boolean,
+): Authorizer<'server_id_mismatch' | 'server_trust_domain_mismatch' | 'upstream_revoked'> {
   const { serverId, serverTrustDomain } = expect;
   return authorizeAll(
     serverId !== undefined &&
@@ -280,7 +284,7 @@ export function routeServerAuthorizer(expect: ServerIdentityExpectation, isRevok
  * `checkServerIdentity` for outbound TLS: replaces the hostname check with the SPIFFE check
  * (verification, then `authorize`). Returns an Error to abort the handshake.
  */
-export function spiffeServerCheck(authorize: Authorizer, bundles: X509BundleSource): (host: string, cert: PeerCertificate) => Error | undefined {
+export function spiffeServerCheck(authorize: Authorizer<ReasonCode>, bundles: X509BundleSource): (host: string, cert: PeerCertificate) => Error | undefined {
   return (_host, cert) => {
     let peer: VerifiedPeer;
     try {
