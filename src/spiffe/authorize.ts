@@ -40,36 +40,45 @@ export function authorizeAny(): Authorizer<never> {
 const ANY: Authorizer<never> = () => undefined;
 
 /** Exactly the SPIFFE ID `id`. */
-export function authorizeID<R extends string = 'peer_id_not_authorized'>(id: string, refuse?: RefusalWording<R>): Authorizer<R> {
-  const refusal = refuse ?? ((peer: PeerIdentity) => idRefusal(peer, id) as AuthorizationRefusal<R>);
-  return (peer) => (peer.id === id ? undefined : refusal(peer));
+export function authorizeID(id: string): Authorizer<'peer_id_not_authorized'>;
+export function authorizeID<R extends string>(id: string, refuse: RefusalWording<R>): Authorizer<R>;
+export function authorizeID(id: string, refuse: RefusalWording = (peer) => idRefusal(peer, id)): Authorizer {
+  return (peer) => (peer.id === id ? undefined : refuse(peer));
 }
 
 /**
  * One of `ids`. A function is asked on every decision, so the set may change while the
  * authorizer is in use (the policy's `admins` after a reload).
  */
-export function authorizeOneOf<R extends string = 'peer_id_not_authorized'>(
-  ids: Iterable<string> | (() => ReadonlySet<string>),
-  refuse?: RefusalWording<R>,
-): Authorizer<R> {
-  const refusal = refuse ?? ((peer: PeerIdentity) => idRefusal(peer, 'one of the authorized IDs') as AuthorizationRefusal<R>);
-  if (typeof ids === 'function') return (peer) => (ids().has(peer.id) ? undefined : refusal(peer));
+export function authorizeOneOf(ids: AuthorizedIds): Authorizer<'peer_id_not_authorized'>;
+export function authorizeOneOf<R extends string>(ids: AuthorizedIds, refuse: RefusalWording<R>): Authorizer<R>;
+export function authorizeOneOf(ids: AuthorizedIds, refuse: RefusalWording = (peer) => idRefusal(peer, 'one of the authorized IDs')): Authorizer {
+  if (typeof ids === 'function') return (peer) => (ids().has(peer.id) ? undefined : refuse(peer));
   const allowed: ReadonlySet<string> = new Set(ids);
-  return (peer) => (allowed.has(peer.id) ? undefined : refusal(peer));
+  return (peer) => (allowed.has(peer.id) ? undefined : refuse(peer));
 }
 
+/** A fixed list of SPIFFE IDs (copied when the authorizer is built), or the live set. */
+export type AuthorizedIds = Iterable<string> | (() => ReadonlySet<string>);
+
 /** Any SPIFFE ID of the trust domain `trustDomain` (its name, e.g. `example.org`). */
-export function authorizeMemberOf<R extends string = 'peer_trust_domain_not_authorized'>(trustDomain: string, refuse?: RefusalWording<R>): Authorizer<R> {
-  const refusal =
-    refuse ?? ((peer: PeerIdentity) => ({ reason: 'peer_trust_domain_not_authorized', message: `${peer.id} is not in trust domain ${trustDomain}` }) as AuthorizationRefusal<R>);
-  return (peer) => (peer.trustDomain === trustDomain ? undefined : refusal(peer));
+export function authorizeMemberOf(trustDomain: string): Authorizer<'peer_trust_domain_not_authorized'>;
+export function authorizeMemberOf<R extends string>(trustDomain: string, refuse: RefusalWording<R>): Authorizer<R>;
+export function authorizeMemberOf(
+  trustDomain: string,
+  refuse: RefusalWording = (peer) => ({ reason: 'peer_trust_domain_not_authorized', message: `${peer.id} is not in trust domain ${trustDomain}` }),
+): Authorizer {
+  return (peer) => (peer.trustDomain === trustDomain ? undefined : refuse(peer));
 }
 
 /** A peer `isRevoked` does not name (the kill switch's current state, asked on every decision). */
-export function authorizeNotRevoked<R extends string = 'peer_revoked'>(isRevoked: (spiffeId: string) => boolean, refuse?: RefusalWording<R>): Authorizer<R> {
-  const refusal = refuse ?? ((peer: PeerIdentity) => ({ reason: 'peer_revoked', message: `${peer.id} is revoked` }) as AuthorizationRefusal<R>);
-  return (peer) => (isRevoked(peer.id) ? refusal(peer) : undefined);
+export function authorizeNotRevoked(isRevoked: (spiffeId: string) => boolean): Authorizer<'peer_revoked'>;
+export function authorizeNotRevoked<R extends string>(isRevoked: (spiffeId: string) => boolean, refuse: RefusalWording<R>): Authorizer<R>;
+export function authorizeNotRevoked(
+  isRevoked: (spiffeId: string) => boolean,
+  refuse: RefusalWording = (peer) => ({ reason: 'peer_revoked', message: `${peer.id} is revoked` }),
+): Authorizer {
+  return (peer) => (isRevoked(peer.id) ? refuse(peer) : undefined);
 }
 
 /**

@@ -10,7 +10,7 @@ import {
   type Authorizer,
   type PeerIdentity,
 } from '../../src/spiffe/authorize.js';
-import { routeServerAuthorizer } from '../../src/spiffe/tls.js';
+import { routeServerAuthorizer, spiffeServerCheck } from '../../src/spiffe/tls.js';
 
 const ALICE: PeerIdentity = { id: 'spiffe://example.org/ns/a/sa/alice', trustDomain: 'example.org' };
 const BOB: PeerIdentity = { id: 'spiffe://example.org/ns/a/sa/bob', trustDomain: 'example.org' };
@@ -96,6 +96,14 @@ t.test("an outbound route's server authorizer keeps the route pool's codes and m
     t.equal(refusal?.reason, reason, name);
     t.equal(refusal?.message, message, `${name}: message`);
   }
+});
+
+t.test('a reported check takes only authorizers worded with catalogue codes (checked by the compiler)', async (t) => {
+  const bundles = undefined as never;
+  t.type(spiffeServerCheck(routeServerAuthorizer({ serverId: ALICE.id }, isRevoked), bundles), 'function');
+  t.type(spiffeServerCheck(authorizeAny(), bundles), 'function');
+  // @ts-expect-error peer_id_not_authorized is a generic default, not a code the sidecar reports
+  t.type(spiffeServerCheck(authorizeID(ALICE.id), bundles), 'function');
 });
 
 t.test('verifiedIdentity splits a verified ID', async (t) => {
