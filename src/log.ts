@@ -3,11 +3,11 @@
  * decision) is in src/audit/. Nothing here ever receives key material: callers log SPIFFE IDs,
  * serials, reasons.
  */
-import { pino, type Logger, type DestinationStream } from 'pino';
+import { pino, type Logger as PinoLogger, type DestinationStream } from 'pino';
 
-export type { Logger } from 'pino';
+export type { Logger } from './lib/log.js';
 
-export function createLogger(opts: { level?: string; name?: string; destination?: DestinationStream } = {}): Logger {
+export function createLogger(opts: { level?: string; name?: string; destination?: DestinationStream } = {}): PinoLogger {
   return pino(
     {
       level: opts.level ?? 'info',

@@ -11,7 +11,7 @@ t.test('audit lines: valid JSON, in order, file 0600, nothing lost on close', as
   const file = path.join(dir, 'sub', 'audit.log');
   const sink = new JsonLinesAuditSink(file, 'cp');
   for (let i = 0; i < 5000; i++) {
-    if (i === 2500) sink.record({ type: 'peer_rejected', decision: 'deny', reason: 'long', detail: 'é'.repeat(40_000), status: 0 });
+    if (i === 2500) sink.record({ type: 'peer_rejected', decision: 'deny', reason: 'long', detail: 'é'.repeat(40_000) });
     sink.record({ type: 'inbound_decision', decision: i % 2 ? 'allow' : 'deny', reason: 'r', path: `/p/${i}"\\u00e9`, status: 200 + i, latency_ms: 0.5 });
   }
   await sink.flush();

@@ -15,6 +15,10 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import net from 'node:net';
 import { SidecarError, errorMessage } from '../errors.js';
 import { writeFileAtomic } from '../lib/fs-atomic.js';
+import type { Logger } from '../lib/log.js';
+import { authorizeOneOf, verifiedIdentity, type Authorizer } from '../spiffe/authorize.js';
+import { REASONS, type ReasonCode, type Refusal } from '../reasons.js';
+import { adminRefusal } from './json.js';
 
 export const MIN_ADMIN_TOKEN_LENGTH = 32;
 const MAX_ADMIN_TOKEN_FILE_BYTES = 4096;
@@ -75,23 +79,19 @@ export async function createAdminTokenFile(file: string): Promise<string> {
   return loadAdminToken(file);
 }
 
-export type AdminAuthFailureReason =
-  | 'admin_auth_missing'
-  | 'admin_auth_invalid'
-  | 'admin_not_listed'
-  | 'admin_rate_limited'
-  | 'admin_not_loopback';
+export type AdminAuthFailureReason = Extract<ReasonCode, 'admin_auth_missing' | 'admin_auth_invalid' | 'admin_not_listed' | 'admin_rate_limited' | 'admin_not_loopback'>;
 
-export type AdminAuthResult =
-  | { ok: true; principal: string }
-  | {
-      ok: false;
-      status: 401 | 403 | 429;
-      reason: AdminAuthFailureReason;
-      error: string;
-      /** With 429: seconds until the caller may try again (for a Retry-After header). */
-      retryAfterSeconds?: number;
-    };
+/** A refused authentication: the refusal the caller gets (401 with a Bearer challenge, 403, or 429 with Retry-After). */
+export type AdminAuthFailure = Refusal & {
+  readonly ok: false;
+  readonly reason: AdminAuthFailureReason;
+  /** With 429: seconds until the caller may try again (the Retry-After header). */
+  readonly retryAfterSeconds?: number;
+};
+
+export type AdminAuthResult = { ok: true; principal: string } | AdminAuthFailure;
+
+const BEARER_CHALLENGE = { 'www-authenticate': 'Bearer realm="attest-sidecar admin"' };
 
 export interface AdminAuthInput {
   /** The `Authorization` header, as received. */
@@ -101,17 +101,12 @@ export interface AdminAuthInput {
   peerSpiffeId?: string;
 }
 
-/** The subset of a pino logger used here. */
-export interface AdminAuthLogger {
-  warn(obj: object, msg?: string): void;
-}
-
 export interface AdminAuthenticatorOptions {
   /** The bearer token (see loadAdminToken); without it only mTLS admins can authenticate. */
   token?: string;
   /** Current admin SPIFFE IDs (from the live policy). */
   admins: () => ReadonlySet<string>;
-  logger: AdminAuthLogger;
+  logger: Logger;
   now?: () => number;
   maxFailures?: number;
   windowMs?: number;
@@ -123,14 +118,14 @@ export interface AdminAuthenticatorOptions {
 export const TOKEN_PRINCIPAL = 'token';
 
 export class AdminAuthenticator {
-  readonly #admins: () => ReadonlySet<string>;
-  readonly #logger: AdminAuthLogger;
+  readonly #listedAdmin: Authorizer;
+  readonly #logger: Logger;
   readonly #now: () => number;
   readonly #limiter: FailureLimiter;
   #tokenDigest: Buffer | undefined;
 
   constructor(opts: AdminAuthenticatorOptions) {
-    this.#admins = opts.admins;
+    this.#listedAdmin = authorizeOneOf(opts.admins);
     this.#logger = opts.logger;
     this.#now = opts.now ?? Date.now;
     this.#limiter = new FailureLimiter(opts.maxFailures ?? 5, opts.windowMs ?? 60_000, opts.maxTrackedKeys ?? 10_000);
@@ -165,13 +160,8 @@ export class AdminAuthenticator {
         this.#logger.warn({ ...context, reason: 'admin_rate_limited', status: 429 }, 'admin authentication failures throttled');
       }
       const retryAfterSeconds = Math.max(1, Math.ceil(retryMs / 1000));
-      return {
-        ok: false,
-        status: 429,
-        reason: 'admin_rate_limited',
-        error: `too many failed admin authentication attempts; retry in ${retryAfterSeconds} s (a valid credential is always accepted)`,
-        retryAfterSeconds,
-      };
+      const error = `too many failed admin authentication attempts; retry in ${retryAfterSeconds} s (a valid credential is always accepted)`;
+      return { ...adminRefusal('admin_rate_limited', error, { headers: { 'retry-after': String(retryAfterSeconds) } }), ok: false, reason: 'admin_rate_limited', retryAfterSeconds };
     }
     this.#limiter.recordFailure(keys, now);
     this.#logger.warn({ ...context, reason: result.reason, status: result.status }, `admin authentication failed: ${result.error}`);
@@ -181,28 +171,29 @@ export class AdminAuthenticator {
   #decide(input: AdminAuthInput, remote: string | undefined): AdminAuthResult {
     // A request on the mTLS admin listener is decided by its verified identity alone.
     if (input.peerSpiffeId !== undefined) {
-      if (input.peerSpiffeId !== '' && this.#admins().has(input.peerSpiffeId)) return { ok: true, principal: input.peerSpiffeId };
-      return fail(403, 'admin_not_listed', `${input.peerSpiffeId || 'the peer'} is not listed under admins in the policy`);
+      if (this.#listedAdmin(verifiedIdentity(input.peerSpiffeId)) === undefined) return { ok: true, principal: input.peerSpiffeId };
+      return fail('admin_not_listed', `${input.peerSpiffeId || 'the peer'} is not listed under admins in the policy`);
     }
     const header = input.authorization;
     if (header === undefined || header.trim() === '') {
-      return fail(401, 'admin_auth_missing', 'admin requests need a bearer token (loopback) or an admin mTLS identity');
+      return fail('admin_auth_missing', 'admin requests need a bearer token (loopback) or an admin mTLS identity');
     }
     // Checked before the token so a remote caller learns nothing about it.
     if (!isLoopbackAddress(remote)) {
-      return fail(403, 'admin_not_loopback', 'bearer tokens are accepted on loopback only; remote admins must use mTLS');
+      return fail('admin_not_loopback', 'bearer tokens are accepted on loopback only; remote admins must use mTLS');
     }
     const m = /^Bearer +(\S+) *$/i.exec(header);
-    if (!m) return fail(401, 'admin_auth_invalid', "the Authorization header must be 'Bearer <token>'");
-    if (!this.#tokenDigest) return fail(401, 'admin_auth_invalid', 'bearer token authentication is not enabled');
+    if (!m) return fail('admin_auth_invalid', "the Authorization header must be 'Bearer <token>'");
+    if (!this.#tokenDigest) return fail('admin_auth_invalid', 'bearer token authentication is not enabled');
     // Digests first: equal lengths for timingSafeEqual, and the token's length does not leak.
-    if (!timingSafeEqual(sha256(m[1]!), this.#tokenDigest)) return fail(401, 'admin_auth_invalid', 'wrong admin token');
+    if (!timingSafeEqual(sha256(m[1]!), this.#tokenDigest)) return fail('admin_auth_invalid', 'wrong admin token');
     return { ok: true, principal: TOKEN_PRINCIPAL };
   }
 }
 
-function fail(status: 401 | 403, reason: AdminAuthFailureReason, error: string): AdminAuthResult {
-  return { ok: false, status, reason, error };
+function fail(reason: Exclude<AdminAuthFailureReason, 'admin_rate_limited'>, error: string): AdminAuthFailure {
+  const refusal = adminRefusal(reason, error, REASONS[reason].status === 401 ? { headers: BEARER_CHALLENGE } : {});
+  return { ...refusal, ok: false, reason };
 }
 
 function sha256(s: string): Buffer {

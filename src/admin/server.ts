@@ -10,15 +10,16 @@ import { isIP } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { AdminApi } from './api.js';
 import { serverContextOptions, verifyClientPeer, type TlsMaterial } from '../spiffe/tls.js';
+import { authorizeAny, type AuthorizationRefusal, type Authorizer } from '../spiffe/authorize.js';
 import type { AddressInfo } from 'node:net';
 import type { AuditSink, Logger } from '../log.js';
 import { AggregatedAudit } from '../audit/aggregate.js';
 import { handshakeFailureReason } from '../spiffe/handshake-reasons.js';
 import { SidecarError } from '../errors.js';
-import { sendJson } from './json.js';
+import { REASONS, type ReasonCode } from '../reasons.js';
+import { READ_METHODS, adminRefusal, methodNotAllowed, sendJson, sendRefusal } from './json.js';
 import { closeServer, listen, throttledListenerErrorLog } from '../lib/net.js';
-import { armIdle, guardListener, serverLimitOptions, type ListenerMetrics } from '../lib/listener-limits.js';
-import { ADMIN_LIMITS } from '../config/limits.js';
+import { ADMIN_LIMITS, armIdle, guardListener, serverLimitOptions, type ListenerMetrics } from '../lib/listener-limits.js';
 import type { ReadinessCheck } from '../lib/readiness.js';
 import type { Registry } from 'prom-client';
 import { OPENMETRICS_CONTENT_TYPE, openMetricsText, wantsOpenMetrics } from './openmetrics.js';
@@ -57,7 +58,16 @@ export function hostAllowed(host: string | undefined, allowed: readonly string[]
   return name === 'localhost' || isIP(name) !== 0 || allowed.includes(name);
 }
 
+/**
+ * Who may connect to the mTLS admin listener: any peer whose SVID verifies. The status, health
+ * and metrics reads are open to them; each mutation checks the policy's `admins` (auth.ts), which
+ * a reload may change while a connection stays open.
+ */
+const ADMIN_MTLS_PEERS: Authorizer<ReasonCode> = authorizeAny();
+
 const kAdminPeer = Symbol('attest-sidecar.admin-peer');
+const PEER_UNVERIFIED = adminRefusal('peer_unverified', REASONS.peer_unverified.message);
+const INTERNAL_ERROR = adminRefusal('internal_error', REASONS.internal_error.message);
 type AdminSocket = TLSSocket & { [kAdminPeer]?: string };
 
 export class AdminServer {
@@ -99,20 +109,25 @@ export class AdminServer {
     const server = https.createServer({ ...serverContextOptions(material), ...serverLimitOptions(ADMIN_LIMITS, true) }, (req, res) => {
       const peer = (req.socket as AdminSocket)[kAdminPeer];
       if (!peer) {
-        sendJson(res, 403, { error: 'Peer identity not verified' });
+        sendRefusal(res, PEER_UNVERIFIED);
         return;
       }
       this.guarded(req, res, peer);
     });
     server.prependListener('secureConnection', (socket: TLSSocket) => {
+      let refusal: AuthorizationRefusal<ReasonCode> | undefined;
       try {
-        (socket as AdminSocket)[kAdminPeer] = verifyClientPeer(socket, this.material!.bundles, Date.now()).id;
+        const peer = verifyClientPeer(socket, this.material!.bundles, Date.now());
+        refusal = ADMIN_MTLS_PEERS(peer);
+        if (!refusal) (socket as AdminSocket)[kAdminPeer] = peer.id;
       } catch (err) {
+        refusal = { reason: err instanceof SidecarError ? err.reason : 'svid_malformed', message: (err as Error).message };
+      }
+      if (refusal) {
         // Audited in aggregate: a flood of bad peers must not become a log line per connection.
-        const reason = err instanceof SidecarError ? err.reason : 'svid_malformed';
-        this.deps.metrics.connectionRefused('admin_mtls', reason);
-        this.refusals?.note('peer_rejected', reason, `admin mTLS: ${(err as Error).message}`, undefined, socket.remoteAddress);
-        this.deps.logger.debug({ err: (err as Error).message, remote: socket.remoteAddress }, 'admin mTLS peer rejected');
+        this.deps.metrics.connectionRefused('admin_mtls', refusal.reason);
+        this.refusals?.note('peer_rejected', refusal.reason, `admin mTLS: ${refusal.message}`, undefined, socket.remoteAddress);
+        this.deps.logger.debug({ err: refusal.message, remote: socket.remoteAddress }, 'admin mTLS peer rejected');
         socket.destroy();
         return;
       }
@@ -133,7 +148,7 @@ export class AdminServer {
   private guarded(req: IncomingMessage, res: ServerResponse, peer: string | undefined): void {
     this.handle(req, res, peer).catch((err: unknown) => {
       this.deps.logger.error({ err: (err as Error).message }, 'admin request failed');
-      if (!res.headersSent) sendJson(res, 500, { error: 'Internal error' });
+      if (!res.headersSent) sendRefusal(res, INTERNAL_ERROR);
       else res.destroy();
     });
   }
@@ -143,7 +158,7 @@ export class AdminServer {
     if (peer === undefined && !hostAllowed(req.headers.host, this.deps.allowedHosts)) {
       // DNS rebinding: a web page whose name now resolves to 127.0.0.1 must not read the status
       // page or drive the API from the operator's browser. Direct access uses an IP or localhost.
-      sendJson(res, 403, { error: `Host '${String(req.headers.host ?? '').slice(0, 100)}' not allowed: use an IP address or localhost, or list the name in admin.allowed_hosts` });
+      sendRefusal(res, adminRefusal('admin_host_not_allowed', `Host '${String(req.headers.host ?? '').slice(0, 100)}' not allowed: use an IP address or localhost, or list the name in admin.allowed_hosts`));
       return;
     }
     const api = this.deps.api;
@@ -152,7 +167,7 @@ export class AdminServer {
       return;
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
-      sendJson(res, 405, { error: `Method ${req.method} not allowed` }, { allow: 'GET, HEAD' });
+      sendRefusal(res, methodNotAllowed(req.method, READ_METHODS));
       return;
     }
     switch (path) {
@@ -187,7 +202,7 @@ export class AdminServer {
         sendJson(res, 200, this.deps.status());
         return;
       default:
-        sendJson(res, 404, { error: `No admin endpoint ${path}` });
+        sendRefusal(res, adminRefusal('admin_endpoint_unknown', `No admin endpoint ${path}`));
     }
   }
 

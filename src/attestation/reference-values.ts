@@ -39,6 +39,7 @@ import {
   type ReferenceValues,
   type ReferenceValuesReason,
 } from './reference-values-parse.js';
+import type { Logger } from '../lib/log.js';
 
 export { parseReferenceValues, ReferenceValuesError, type ReferenceValues, type ReferenceValuesReason, type ParseReferenceValuesOptions } from './reference-values-parse.js';
 export { parseSigningKeysPem, checkSigningKeys } from './reference-values-signature.js';
@@ -90,18 +91,12 @@ export function applyReferenceValues(req: AttestationRequirements, rv: Reference
   return out;
 }
 
-/** The subset of a pino logger used here. */
-export interface ReferenceValuesLogger {
-  info(obj: object, msg?: string): void;
-  error(obj: object, msg?: string): void;
-}
-
 export interface ReferenceValueStoreOptions {
   /** Environment name -> file path. */
   files: Record<string, string>;
   keys: KeyObject[];
   requireSignature: boolean;
-  logger?: ReferenceValuesLogger;
+  logger?: Logger;
   /** Clock in ms since the epoch; default Date.now. */
   now?: () => number;
   /** Quiet period after a file event before re-reading; default 100 ms. */
@@ -126,7 +121,7 @@ export class ReferenceValueStore extends EventEmitter {
   readonly #files: ReadonlyMap<string, string>;
   readonly #keys: KeyObject[];
   readonly #requireSignature: boolean;
-  readonly #logger: ReferenceValuesLogger | undefined;
+  readonly #logger: Logger | undefined;
   readonly #now: () => number;
   readonly #entries = new Map<string, Entry>();
   /** Last rejected fingerprint per name, so one broken edit is logged once, not on every event. */

@@ -15,8 +15,7 @@ import { KdsCollateral } from './sev-snp/kds.js';
 import { TpmEvidenceAttester } from './tpm/evidence.js';
 import { TsmEvidenceAttester } from './tsm/evidence.js';
 import type { VerifierTrust } from './verifier.js';
-
-type Logger = { info(o: object, m?: string): void; warn(o: object, m?: string): void; error(o: object, m?: string): void; debug(o: object, m?: string): void };
+import type { Logger } from '../lib/log.js';
 
 function read(file: string, what: string, config: SidecarConfig): string {
   try {

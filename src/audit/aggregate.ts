@@ -5,14 +5,14 @@
  * costs a few lines per window, never one per connection. Memory is bounded: kinds beyond
  * `maxKeys` in one window are folded into one overflow kind per record type.
  */
-import type { AuditRecord, AuditRecordType, AuditSink } from './record.js';
+import type { AggregatedRecord, AuditSink } from './record.js';
 
 export const AGGREGATE_WINDOW_MS = 10_000;
 const MAX_KEYS = 256;
 const OVERFLOW_REASON = 'aggregated_overflow';
 
 interface Pending {
-  type: AuditRecordType;
+  type: AggregatedRecord['type'];
   reason: string;
   peer: string | undefined;
   /** Events since the last written record of this kind. */
@@ -32,7 +32,7 @@ export class AggregatedAudit {
   ) {}
 
   /** One event; `peer` is the SPIFFE ID when known, `remote` the client address (first one kept). */
-  note(type: AuditRecordType, reason: string, detail: string, peer?: string, remote?: string): void {
+  note(type: AggregatedRecord['type'], reason: string, detail: string, peer?: string, remote?: string): void {
     let key = `${type}\0${reason}\0${peer ?? ''}`;
     let entry = this.pending.get(key);
     if (entry === undefined && this.pending.size >= this.maxKeys) {
@@ -86,7 +86,7 @@ export class AggregatedAudit {
   }
 
   private write(e: Pending): void {
-    const rec: AuditRecord = { type: e.type, decision: 'deny', reason: e.reason, detail: e.detail, count: e.count };
+    const rec: AggregatedRecord = { type: e.type, decision: 'deny', reason: e.reason, detail: e.detail, count: e.count };
     if (e.peer !== undefined) rec.peer = e.peer;
     if (e.remote !== undefined) rec.remote = e.remote;
     this.audit.record(rec);

@@ -9,7 +9,7 @@
  * copy it without UTF-8 encoding, and a hostile path cannot put terminal controls, bidi
  * overrides or look-alike characters into the file a person reads.
  */
-import type { AuditRecord } from './record.js';
+import type { AuditFields } from './record.js';
 
 /** Characters a JSON string must escape, and everything outside printable ASCII. */
 const NEEDS_ESCAPE = /["\\\u0000-\u001f\u007f-\uffff]/;
@@ -73,13 +73,13 @@ export function num(n: number): string {
   return Number.isFinite(n) ? String(n) : 'null';
 }
 
-/** Every AuditRecord field, in the order written. The type check below keeps it complete. */
+/** Every field of every record kind, in the order written. The type check below keeps it complete. */
 export const AUDIT_FIELDS = [
   'type', 'decision', 'reason', 'peer', 'method', 'path', 'action', 'route', 'status', 'latency_ms', 'request_id', 'detail',
   'agent', 'amount_usd', 'spent_usd', 'limit_usd', 'principal', 'target', 'remote', 'count',
 ] as const;
-type Unlisted = Exclude<keyof AuditRecord, (typeof AUDIT_FIELDS)[number]>;
-// Fails to compile when AuditRecord gains a field this formatter does not write.
+type Unlisted = Exclude<keyof AuditFields, (typeof AUDIT_FIELDS)[number]>;
+// Fails to compile when a record kind gains a field this formatter does not write.
 const complete: [Unlisted] extends [never] ? true : Unlisted = true;
 void complete;
 
@@ -88,14 +88,14 @@ void complete;
  * printable ASCII. Undefined fields are left out; non-finite numbers become null (as
  * JSON.stringify does).
  */
-export function auditMembers(r: AuditRecord): string {
+export function auditMembers(r: AuditFields): string {
   let o = membersHead(r);
   if (r.latency_ms !== undefined) o += `,"latency_ms":${num(r.latency_ms)}`;
   return o + membersTail(r);
 }
 
 /** The members before latency_ms: a function of type, decision, reason, peer, method, path, action, route and status only. */
-function membersHead(r: AuditRecord): string {
+function membersHead(r: AuditFields): string {
   let o = `"type":"${r.type}","decision":"${r.decision}","reason":${lit(r.reason)}`;
   if (r.peer !== undefined) o += `,"peer":${lit(r.peer)}`;
   if (r.method !== undefined) o += `,"method":${lit(r.method)}`;
@@ -107,7 +107,7 @@ function membersHead(r: AuditRecord): string {
 }
 
 /** The members after latency_ms; only the request id for request decisions. */
-function membersTail(r: AuditRecord): string {
+function membersTail(r: AuditFields): string {
   let o = '';
   if (r.request_id !== undefined) o += `,"request_id":${str(r.request_id)}`;
   if (r.detail !== undefined) o += `,"detail":${str(r.detail)}`;
@@ -129,10 +129,10 @@ function membersTail(r: AuditRecord): string {
  * reused after nine comparisons. The output is always exactly auditMembers(r).
  */
 export class AuditMembersFormatter {
-  private last: AuditRecord | undefined;
+  private last: AuditFields | undefined;
   private head = '';
 
-  format(r: AuditRecord): string {
+  format(r: AuditFields): string {
     const l = this.last;
     if (
       l === undefined ||

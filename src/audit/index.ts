@@ -1,5 +1,5 @@
 /** The hash-chained audit trail: record shape, sink, chain format and verifier. */
-export { type AuditRecord, type AuditRecordType, type AuditSink, MemoryAuditSink } from './record.js';
+export { type AuditFields, type AuditRecord, type AuditRecordType, type AuditSink, MemoryAuditSink } from './record.js';
 export { AUDIT_BACKLOG_LIMIT_BYTES, JsonLinesAuditSink, type JsonLinesAuditSinkOptions } from './sink.js';
 export { ZERO_HASH, lineHash, classifyAuditLine, type AuditLine } from './chain.js';
 export {

@@ -1,28 +1,16 @@
 /**
- * The audit record shape and the sink interface every decision path writes to. One interface
- * for every kind of record so callers build plain object literals (no per-kind classes on the
- * hot path); the optional fields are used by the kinds named beside them.
+ * The audit record shapes and the sink interface every decision path writes to. A record is a
+ * union on `type`: each kind carries exactly its own fields, so a caller cannot write a field
+ * its kind does not have. Callers still build plain object literals (no per-kind classes on
+ * the hot path); the formatter writes whichever fields are set, in one fixed order.
  */
 
-export type AuditRecordType =
-  | 'inbound_decision'
-  | 'outbound_decision'
-  | 'peer_rejected'
-  /** A listener refused or closed client connections (caps, timeouts, malformed requests); aggregated. */
-  | 'connection_refused'
-  | 'revocation'
-  | 'budget'
-  | 'admin_action'
-  | 'admin_auth_failed'
-  /** Written by the sink itself when it starts a chain after a non-chained last line. */
-  | 'audit_chain_start'
-  /** Written by the sink itself when it dropped a torn (unterminated) last line at start. */
-  | 'audit_tail_repaired';
+export type AuditDecision = 'allow' | 'deny' | 'error';
 
-/** One audit record: what was decided, for whom, and why (reason codes match metrics). */
-export interface AuditRecord {
-  type: AuditRecordType;
-  decision: 'allow' | 'deny' | 'error';
+/** inbound_decision, outbound_decision: one per request a listener answered. */
+export interface RequestDecisionRecord {
+  type: 'inbound_decision' | 'outbound_decision';
+  decision: AuditDecision;
   reason: string;
   peer?: string;
   method?: string;
@@ -31,22 +19,127 @@ export interface AuditRecord {
   route?: string;
   status?: number;
   latency_ms?: number;
-  /** inbound_decision, outbound_decision: the request's `x-request-id` (the caller's, or generated). */
+  /** The request's `x-request-id` (the caller's, or generated). */
   request_id?: string;
-  detail?: string;
-  /** revocation, budget: the agent concerned. */
-  agent?: string;
-  /** budget: the amount asked for, spent so far and the limit, in USD. */
+}
+
+/**
+ * A TLS peer refused at or right after its handshake. Aggregated at the TLS layer (`count`
+ * events in the window); a peer refused after verification is written singly.
+ */
+export interface PeerRejectedRecord {
+  type: 'peer_rejected';
+  decision: 'deny';
+  reason: string;
+  peer?: string;
+  detail: string;
+  remote?: string;
+  count?: number;
+}
+
+/** A listener refused or closed client connections (caps, timeouts, malformed requests); aggregated. */
+export interface ConnectionRefusedRecord {
+  type: 'connection_refused';
+  decision: 'deny';
+  reason: string;
+  peer?: string;
+  detail: string;
+  remote?: string;
+  count: number;
+}
+
+/** The revocation state changed (kill switch, restore, shared list). */
+export interface RevocationRecord {
+  type: 'revocation';
+  decision: AuditDecision;
+  reason: string;
+  /** The SPIFFE IDs revoked by this change, space-separated. */
+  target?: string;
+  detail: string;
+}
+
+/** A budget refused a request, or its ledger failed. */
+export interface BudgetRecord {
+  type: 'budget';
+  decision: AuditDecision;
+  reason: string;
+  /** The agent whose budget it is. */
+  agent: string;
+  peer?: string;
+  action?: string;
+  route?: string;
+  /** The amount asked for (or adjusted by), spent so far and the limit, in USD. */
   amount_usd?: number;
   spent_usd?: number;
   limit_usd?: number;
-  /** admin_action, admin_auth_failed: who acted, on what, from where. */
-  principal?: string;
-  target?: string;
-  remote?: string;
-  /** Aggregated records (peer_rejected at the TLS layer, connection_refused): events in the window. */
-  count?: number;
+  detail: string;
 }
+
+/** An authenticated admin mutation: who acted, on what, from where. */
+export interface AdminActionRecord {
+  type: 'admin_action';
+  decision: AuditDecision;
+  reason: string;
+  action: string;
+  principal: string;
+  target?: string;
+  detail?: string;
+  remote?: string;
+}
+
+/** An admin request that failed authentication (or came from a browser). */
+export interface AdminAuthFailedRecord {
+  type: 'admin_auth_failed';
+  decision: 'deny';
+  reason: string;
+  peer?: string;
+  action: string;
+  remote?: string;
+}
+
+/** Written by the sink itself: a chain starts (new file, or after a non-chained last line). */
+export interface AuditChainStartRecord {
+  type: 'audit_chain_start';
+  decision: 'allow';
+  reason: string;
+  detail: string;
+}
+
+/** Written by the sink itself when it dropped a torn (unterminated) last line at start. */
+export interface AuditTailRepairedRecord {
+  type: 'audit_tail_repaired';
+  decision: 'error';
+  reason: string;
+  detail: string;
+}
+
+/** One audit record: what was decided, for whom, and why (reason codes match metrics). */
+export type AuditRecord =
+  | RequestDecisionRecord
+  | PeerRejectedRecord
+  | ConnectionRefusedRecord
+  | RevocationRecord
+  | BudgetRecord
+  | AdminActionRecord
+  | AdminAuthFailedRecord
+  | AuditChainStartRecord
+  | AuditTailRepairedRecord;
+
+export type AuditRecordType = AuditRecord['type'];
+
+/** The kinds AggregatedAudit counts per window. */
+export type AggregatedRecord = PeerRejectedRecord | ConnectionRefusedRecord;
+
+type KeysOfUnion<T> = T extends unknown ? keyof T : never;
+type FieldOf<T, K extends PropertyKey> = T extends unknown ? (K extends keyof T ? T[K] : never) : never;
+
+/**
+ * Every field of every record kind, optional beyond the three all kinds share: the formatter's
+ * view of a record (it writes the fields that are set).
+ */
+export type AuditFields = Pick<AuditRecord, 'type' | 'decision' | 'reason'> & {
+  [K in Exclude<KeysOfUnion<AuditRecord>, 'type' | 'decision' | 'reason'>]?: FieldOf<AuditRecord, K>;
+};
 
 export interface AuditSink {
   /** Sinks may keep `rec` until it is written: callers pass a record they no longer change. */
@@ -54,9 +147,12 @@ export interface AuditSink {
   flush(): Promise<void>;
 }
 
-/** Collects records in memory; for tests and for sidecars that disable auditing. */
+/**
+ * Collects records in memory; for tests and for sidecars that disable auditing. The records are
+ * read back through the flat view (any field of any kind), as a test asserts on them.
+ */
 export class MemoryAuditSink implements AuditSink {
-  readonly records: AuditRecord[] = [];
+  readonly records: AuditFields[] = [];
   record(rec: AuditRecord): void {
     this.records.push(rec);
   }

@@ -29,10 +29,11 @@ import { encodeRecord, encodeSnapshot } from './journal.js';
 import { acquireLedgerLock, type LedgerLock } from './ledger-lock.js';
 import { journalPath, recoverLedger, SNAPSHOT_FILE } from './ledger-files.js';
 import { keyRetentionEndsAt } from './period.js';
-import { checkChargeArgs, type BudgetLogger, type BudgetStore, type ChargeResult } from './store.js';
+import { checkChargeArgs, type BudgetStore, type ChargeResult } from './store.js';
+import type { Logger } from '../lib/log.js';
 
 export interface FileBudgetStoreOptions {
-  logger?: BudgetLogger;
+  logger?: Logger;
   /** Journal records after which the ledger is compacted into a new snapshot; default 10000. */
   compactEvery?: number;
   /** Clock for record timestamps and for forgetting expired daily/monthly counters at compaction. */
@@ -58,7 +59,7 @@ export class FileBudgetStore implements BudgetStore {
   readonly dir: string;
   /** Bytes of a torn last record dropped on open (0 if the journal ended cleanly). */
   readonly repairedBytes: number;
-  readonly #logger: BudgetLogger | undefined;
+  readonly #logger: Logger | undefined;
   readonly #compactEvery: number;
   readonly #now: () => number;
   readonly #lock: LedgerLock;

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { SidecarError } from '../errors.js';
 import { syncDir, writeFileAtomic } from '../lib/fs-atomic.js';
 import { applyDelta, encodeSnapshot, parseSnapshot, replayJournal, type LedgerSnapshot } from './journal.js';
-import type { BudgetLogger } from './store.js';
+import type { Logger } from '../lib/log.js';
 
 export const SNAPSHOT_FILE = 'ledger.snapshot';
 const JOURNAL_NAME = /^ledger\.(\d{1,15})\.journal$/;
@@ -35,7 +35,7 @@ export interface RecoveredLedger {
 }
 
 /** Caller holds the directory lock. Throws SidecarError('budget_ledger_corrupt') on damage. */
-export async function recoverLedger(dir: string, logger?: BudgetLogger): Promise<RecoveredLedger> {
+export async function recoverLedger(dir: string, logger?: Logger): Promise<RecoveredLedger> {
   const names = await readdir(dir);
   const journals = names.flatMap((n) => {
     const m = JOURNAL_NAME.exec(n);

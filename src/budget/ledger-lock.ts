@@ -18,7 +18,7 @@ import { hostname } from 'node:os';
 import path from 'node:path';
 import { SidecarError, errorMessage } from '../errors.js';
 import { syncDir } from '../lib/fs-atomic.js';
-import type { BudgetLogger } from './store.js';
+import type { Logger } from '../lib/log.js';
 
 export const LOCK_FILE = 'ledger.lock';
 
@@ -30,7 +30,7 @@ export interface LedgerLock {
 /** Lock files held by this process (a second open in the same process must fail too). */
 const heldHere = new Set<string>();
 
-export async function acquireLedgerLock(dir: string, logger?: BudgetLogger): Promise<LedgerLock> {
+export async function acquireLedgerLock(dir: string, logger?: Logger): Promise<LedgerLock> {
   const file = path.join(dir, LOCK_FILE);
   const content = `${JSON.stringify({ pid: process.pid, hostname: hostname() })}\n`;
   const tmp = path.join(dir, `.${LOCK_FILE}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);

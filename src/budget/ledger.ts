@@ -8,8 +8,7 @@
  * callers deny with 503 (fail closed), they never admit on error.
  */
 import { SidecarError, errorMessage } from '../errors.js';
-import type { PolicyBudget } from '../policy/compile.js';
-import { budgetKey, microsToUsd, parseBudgetKey, periodEndsAt, periodId, usdToMicros } from './period.js';
+import { budgetKey, microsToUsd, parseBudgetKey, periodEndsAt, periodId, usdToMicros, type PolicyBudget } from './period.js';
 import type { BudgetStore } from './store.js';
 
 export type BudgetCharge =

@@ -4,9 +4,15 @@
  * instance (`<agent>:total`, `<agent>:2026-11-22`, `<agent>:2026-11`), so a new day simply starts
  * a new counter and old counters can expire on their own.
  */
-import type { BudgetPeriod } from '../policy/compile.js';
 
-export type { BudgetPeriod };
+export type BudgetPeriod = 'total' | 'daily' | 'monthly';
+
+/** An agent's budget as its policy entry sets it. */
+export interface PolicyBudget {
+  limitUsd: number;
+  /** When the spent amount resets; `total` never resets. */
+  period: BudgetPeriod;
+}
 
 const DAY_MS = 86_400_000;
 

@@ -17,7 +17,8 @@ import { createHash } from 'node:crypto';
 import { createClient, ErrorReply } from 'redis';
 import { SidecarError, errorMessage } from '../errors.js';
 import { keyRetentionEndsAt } from './period.js';
-import { checkChargeArgs, type BudgetLogger, type BudgetStore, type ChargeResult } from './store.js';
+import { checkChargeArgs, type BudgetStore, type ChargeResult } from './store.js';
+import type { Logger } from '../lib/log.js';
 
 export interface RedisBudgetStoreOptions {
   /** `redis://[user:password@]host:port[/db]` or `rediss://` for TLS. */
@@ -25,7 +26,7 @@ export interface RedisBudgetStoreOptions {
   keyPrefix?: string;
   /** Per-command and connect timeout; default 500 ms. */
   timeoutMs?: number;
-  logger?: BudgetLogger;
+  logger?: Logger;
 }
 
 interface LuaScript {
@@ -55,7 +56,7 @@ export class RedisBudgetStore implements BudgetStore {
   readonly #client: Client;
   readonly #prefix: string;
   readonly #timeoutMs: number;
-  readonly #logger: BudgetLogger | undefined;
+  readonly #logger: Logger | undefined;
   /** Where Redis is, without credentials, for logs and errors. */
   readonly #where: string;
   readonly #seen = new Map<string, number>();

@@ -30,13 +30,6 @@ export interface BudgetStore {
   close(): Promise<void>;
 }
 
-/** The subset of a pino logger the stores use. */
-export interface BudgetLogger {
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-  error(obj: object, msg?: string): void;
-}
-
 /** Longest ledger key accepted (an agent name plus a period id); keeps journal lines bounded. */
 export const MAX_KEY_LENGTH = 512;
 

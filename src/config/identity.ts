@@ -3,7 +3,8 @@ import { isIP } from 'node:net';
 import { isAbsolute, resolve } from 'node:path';
 import { readDuration, readPath } from '../lib/fields.js';
 import type { IdentitySourceConfig } from './types.js';
-import { checkTrustDomain, checkWorkloadSpiffeId, type ValueResult } from '../lib/values.js';
+import type { ValueResult } from '../lib/values.js';
+import { checkTrustDomain, checkWorkloadSpiffeId } from '../spiffe/id-check.js';
 import type { Field, YamlReader } from '../lib/yaml-reader.js';
 
 export const DEFAULT_STARTUP_TIMEOUT_MS = 30_000;

@@ -7,50 +7,7 @@
  */
 import { readDuration } from '../lib/fields.js';
 import type { Field, YamlReader } from '../lib/yaml-reader.js';
-
-export interface ListenerLimits {
-  /** Time from a request's first byte to the end of its headers; over it: 408 and close. */
-  headersTimeoutMs: number;
-  /** A connection with no request in progress (fresh, or kept alive between requests) is closed after this. */
-  idleTimeoutMs: number;
-  /** A request body that delivers no byte for this long is answered 408 (enforced while forwarding). */
-  bodyProgressTimeoutMs: number;
-  /** Inbound: TLS handshake (client hello to finished) bound. Outbound (plain HTTP): unused. */
-  handshakeTimeoutMs: number;
-  /** Open connections the listener holds; more are closed at once (reason `connection_limit`). */
-  maxConnections: number;
-  /** Inbound: verified connections per peer SPIFFE ID (reason `peer_connection_limit`). 0: no per-peer cap. */
-  maxConnectionsPerPeer: number;
-}
-
-export const INBOUND_LIMIT_DEFAULTS: Readonly<ListenerLimits> = Object.freeze({
-  headersTimeoutMs: 10_000,
-  idleTimeoutMs: 60_000,
-  bodyProgressTimeoutMs: 30_000,
-  handshakeTimeoutMs: 10_000,
-  maxConnections: 1024,
-  maxConnectionsPerPeer: 256,
-});
-
-/** Outbound callers are local processes without an identity: a total cap only. */
-export const OUTBOUND_LIMIT_DEFAULTS: Readonly<ListenerLimits> = Object.freeze({
-  headersTimeoutMs: 10_000,
-  idleTimeoutMs: 60_000,
-  bodyProgressTimeoutMs: 30_000,
-  handshakeTimeoutMs: 0,
-  maxConnections: 512,
-  maxConnectionsPerPeer: 0,
-});
-
-/** Fixed limits of the admin listeners (loopback status, health, metrics; optional mTLS). */
-export const ADMIN_LIMITS: Readonly<ListenerLimits> = Object.freeze({
-  headersTimeoutMs: 10_000,
-  idleTimeoutMs: 30_000,
-  bodyProgressTimeoutMs: 30_000,
-  handshakeTimeoutMs: 10_000,
-  maxConnections: 64,
-  maxConnectionsPerPeer: 0,
-});
+import { INBOUND_LIMIT_DEFAULTS, OUTBOUND_LIMIT_DEFAULTS, type ListenerLimits } from '../lib/listener-limits.js';
 
 const MAX_CONNECTIONS_CEILING = 1_000_000;
 

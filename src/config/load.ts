@@ -12,7 +12,7 @@ import { readOutbound, OUTBOUND_DEFAULTS } from './outbound.js';
 import { readAdmin, readBudgetStore, readRevocations, readStateDir, OPERATIONS_DEFAULTS } from './operations.js';
 import { readIdentity } from './identity.js';
 import { readAttestation } from './attestation.js';
-import { REQUEST_HEADERS_SETTING } from '../proxy/header-limits.js';
+import { REQUEST_HEADERS_SETTING } from '../lib/header-limits.js';
 import { readLimits } from './limits.js';
 import type {
   ActionMappingConfig,

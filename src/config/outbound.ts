@@ -3,11 +3,12 @@
  * peer (mTLS with our SVID, server checked by SPIFFE ID) or a public API (`tls: web`), optionally
  * with secret headers injected from files and metered token usage charged to our budget.
  */
-import { checkTrustDomain, checkWorkloadSpiffeId, isLoopbackHost } from '../lib/values.js';
+import { isLoopbackHost } from '../lib/values.js';
+import { checkTrustDomain, checkWorkloadSpiffeId } from '../spiffe/id-check.js';
 import { readDuration, readListen, readPath, readUrl } from '../lib/fields.js';
 import type { InjectedHeaderConfig, MeteringConfig, OutboundConfig, OutboundRouteConfig } from './types.js';
 import type { Field, YamlReader } from '../lib/yaml-reader.js';
-import { REQUEST_HEADERS_SETTING } from '../proxy/header-limits.js';
+import { REQUEST_HEADERS_SETTING } from '../lib/header-limits.js';
 import { readLimits } from './limits.js';
 
 export const OUTBOUND_DEFAULTS = Object.freeze({

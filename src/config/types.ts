@@ -2,6 +2,10 @@
  * The validated, resolved shape of a sidecar config file (`attest-sidecar run --config FILE`).
  * All paths are absolute (resolved against the config file's folder by the loader).
  */
+import type { ListenerLimits } from '../lib/listener-limits.js';
+import type { ActionMappingConfig } from '../policy/actions.js';
+
+export type { ActionMappingConfig };
 
 export type IdentitySourceConfig =
   | {
@@ -31,8 +35,6 @@ export type IdentitySourceConfig =
       svidTtlSeconds: number;
       startupTimeoutMs: number;
     };
-
-import type { ListenerLimits } from './limits.js';
 
 export interface OutboundRouteConfig {
   name: string;
@@ -88,15 +90,6 @@ export interface OutboundConfig {
   limits: ListenerLimits;
 }
 
-export interface ActionMappingConfig {
-  method: string; // upper-case, or '*' for any
-  path: string; // '/agents/:id/status', '*' suffix allowed ('/files/*')
-  action: string;
-  resource?: string;
-  permission?: string;
-  /** Charged to the calling agent's budget when the request is forwarded. */
-  costUsd?: number;
-}
 
 export interface InboundConfig {
   listen: { host: string; port: number };

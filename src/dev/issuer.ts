@@ -16,7 +16,6 @@ import * as grpc from '@grpc/grpc-js';
 import { SidecarError, errorMessage } from '../errors.js';
 import { parseSpiffeId, parseTrustDomain, type SpiffeId } from '../spiffe/id.js';
 import type { X509Bundle } from '../spiffe/bundle/x509-bundle.js';
-import type { SourceLogger } from '../spiffe/source.js';
 import {
   WORKLOAD_HEADER_KEY,
   toStructMessage,
@@ -31,8 +30,7 @@ import {
 } from '../spiffe/workload-api/proto.js';
 import { DevCa, type IssuedSvid } from './ca.js';
 import { MAX_SOCKET_PATH, hasWorkloadHeader, removeStaleSocket, safeWrite, status, type AnyStream } from './issuer-util.js';
-
-export type DevIssuerLogger = SourceLogger;
+import type { Logger } from '../lib/log.js';
 
 export interface DevIssuerOptions {
   trustDomain: string;
@@ -41,7 +39,7 @@ export interface DevIssuerOptions {
   svidTtlSeconds?: number;
   /** Reuse an existing CA (e.g. across an issuer restart); default: a fresh one. */
   ca?: DevCa;
-  logger?: DevIssuerLogger;
+  logger?: Logger;
 }
 
 export interface RegisterWorkloadOptions {
@@ -81,14 +79,14 @@ export class DevIssuer {
   readonly ca: DevCa;
   readonly socketDir: string;
   readonly svidTtlSeconds: number;
-  private readonly logger: DevIssuerLogger | undefined;
+  private readonly logger: Logger | undefined;
   private readonly workloads = new Map<string, WorkloadEntry>();
   /** 'spiffe://td' -> concatenated DER roots. */
   private readonly federated = new Map<string, Buffer>();
   private caGeneration = 0;
   private stopped = false;
 
-  private constructor(ca: DevCa, socketDir: string, ttl: number, logger?: DevIssuerLogger) {
+  private constructor(ca: DevCa, socketDir: string, ttl: number, logger?: Logger) {
     this.ca = ca;
     this.socketDir = socketDir;
     this.svidTtlSeconds = ttl;

@@ -11,7 +11,7 @@ import { ConfigError } from '../errors.js';
 import { loadConfigFile } from '../config/load.js';
 import type { SidecarConfig } from '../config/types.js';
 import { parseListen, parseDurationMs } from '../lib/values.js';
-import type { Logger } from '../log.js';
+import type { Logger } from 'pino';
 import { Sidecar } from '../sidecar.js';
 import { WorkloadApiX509Source } from '../spiffe/workload-api/source.js';
 import { DevIssuer } from './issuer.js';

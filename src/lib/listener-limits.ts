@@ -12,14 +12,62 @@
  */
 import type http from 'node:http';
 import type { Socket } from 'node:net';
-import type { ListenerLimits } from '../config/limits.js';
-import type { AggregatedAudit } from '../audit/aggregate.js';
+import { refusal, type ReasonCode, type Refusal } from '../reasons.js';
 
 export type ListenerName = 'inbound' | 'outbound' | 'admin' | 'admin_mtls';
 
-/** What a guarded listener counts: every connection it refuses or closes, by reason. */
+export interface ListenerLimits {
+  /** Time from a request's first byte to the end of its headers; over it: 408 and close. */
+  headersTimeoutMs: number;
+  /** A connection with no request in progress (fresh, or kept alive between requests) is closed after this. */
+  idleTimeoutMs: number;
+  /** A request body that delivers no byte for this long is answered 408 (enforced while forwarding). */
+  bodyProgressTimeoutMs: number;
+  /** Inbound: TLS handshake (client hello to finished) bound. Outbound (plain HTTP): unused. */
+  handshakeTimeoutMs: number;
+  /** Open connections the listener holds; more are closed at once (reason `connection_limit`). */
+  maxConnections: number;
+  /** Inbound: verified connections per peer SPIFFE ID (reason `peer_connection_limit`). 0: no per-peer cap. */
+  maxConnectionsPerPeer: number;
+}
+
+export const INBOUND_LIMIT_DEFAULTS: Readonly<ListenerLimits> = Object.freeze({
+  headersTimeoutMs: 10_000,
+  idleTimeoutMs: 60_000,
+  bodyProgressTimeoutMs: 30_000,
+  handshakeTimeoutMs: 10_000,
+  maxConnections: 1024,
+  maxConnectionsPerPeer: 256,
+});
+
+/** Outbound callers are local processes without an identity: a total cap only. */
+export const OUTBOUND_LIMIT_DEFAULTS: Readonly<ListenerLimits> = Object.freeze({
+  headersTimeoutMs: 10_000,
+  idleTimeoutMs: 60_000,
+  bodyProgressTimeoutMs: 30_000,
+  handshakeTimeoutMs: 0,
+  maxConnections: 512,
+  maxConnectionsPerPeer: 0,
+});
+
+/** Fixed limits of the admin listeners (loopback status, health, metrics; optional mTLS). */
+export const ADMIN_LIMITS: Readonly<ListenerLimits> = Object.freeze({
+  headersTimeoutMs: 10_000,
+  idleTimeoutMs: 30_000,
+  bodyProgressTimeoutMs: 30_000,
+  handshakeTimeoutMs: 10_000,
+  maxConnections: 64,
+  maxConnectionsPerPeer: 0,
+});
+
+/** What the guard counts: connections it closes, by listener and reason. */
 export interface ListenerMetrics {
-  connectionRefused(listener: ListenerName, reason: string): void;
+  connectionRefused(listener: ListenerName, reason: ReasonCode): void;
+}
+
+/** Where the guard audits refusals (the aggregated audit: one record per reason and interval). */
+export interface ListenerAudit {
+  note(type: 'connection_refused', reason: ReasonCode, detail: string, peer?: string, remote?: string): void;
 }
 
 export interface ListenerGuardDeps {
@@ -27,7 +75,7 @@ export interface ListenerGuardDeps {
   limits: ListenerLimits;
   metrics: ListenerMetrics;
   /** Where refusals are audited (aggregated); absent: counted only. */
-  audit?: AggregatedAudit;
+  audit?: ListenerAudit;
 }
 
 /** Options for http(s).createServer: header and keep-alive timeouts, and the TLS handshake bound. */
@@ -59,24 +107,24 @@ type GuardedSocket = Socket & { [kIdleArmed]?: boolean; [kSecure]?: boolean; [kI
  */
 export const MAX_PIPELINED_REQUESTS = 16;
 
-/** Error answers for bytes that never became a request (node's own would be plain text). */
-const ANSWERS: Record<string, { status: number; reason: string; text: string }> = {
-  ERR_HTTP_REQUEST_TIMEOUT: { status: 408, reason: 'headers_timeout', text: 'Request Timeout' },
-  HPE_HEADER_OVERFLOW: { status: 431, reason: 'headers_too_large', text: 'Request Header Fields Too Large' },
-  HPE_CHUNK_EXTENSIONS_OVERFLOW: { status: 413, reason: 'chunk_extensions_too_large', text: 'Payload Too Large' },
-};
-const MALFORMED = { status: 400, reason: 'malformed_request', text: 'Bad Request' };
-const MESSAGES: Record<string, string> = {
-  headers_timeout: 'Request headers not received in time',
-  headers_too_large: 'Request headers too large',
-  chunk_extensions_too_large: 'Chunk extensions too large',
-  malformed_request: 'Malformed HTTP request',
-};
-
-function rawAnswer(status: number, text: string, message: string): string {
-  const body = JSON.stringify({ error: message });
-  return `HTTP/1.1 ${status} ${text}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
+/** A refusal of bytes that never became a request, and its raw HTTP answer (built once). */
+interface RawAnswer {
+  readonly refusal: Refusal;
+  readonly raw: string;
 }
+
+function rawAnswer(code: ReasonCode, statusText: string): RawAnswer {
+  const r = refusal(code);
+  return { refusal: r, raw: `HTTP/1.1 ${r.status} ${statusText}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(r.body)}\r\nconnection: close\r\n\r\n${r.body}` };
+}
+
+/** JSON answers to bytes that never became a request, by node's error code (node's own would be plain text). */
+const ANSWERS = new Map<string, RawAnswer>([
+  ['ERR_HTTP_REQUEST_TIMEOUT', rawAnswer('headers_timeout', 'Request Timeout')],
+  ['HPE_HEADER_OVERFLOW', rawAnswer('headers_too_large', 'Request Header Fields Too Large')],
+  ['HPE_CHUNK_EXTENSIONS_OVERFLOW', rawAnswer('chunk_extensions_too_large', 'Payload Too Large')],
+]);
+const MALFORMED = rawAnswer('malformed_request', 'Bad Request');
 
 /** How long a refused connection may take to read our answer before it is cut. */
 const REFUSAL_LINGER_MS = 5_000;
@@ -131,13 +179,14 @@ export function guardListener(server: http.Server, deps: ListenerGuardDeps, opts
       socket.destroy();
       return;
     }
-    const answer = ANSWERS[err.code ?? ''] ?? MALFORMED;
-    metrics.connectionRefused(listener, answer.reason);
-    audit?.note('connection_refused', answer.reason, `${listener} listener: ${MESSAGES[answer.reason]}`, undefined, socket.remoteAddress);
+    const answer = ANSWERS.get(err.code ?? '') ?? MALFORMED;
+    const reason = answer.refusal.reason;
+    metrics.connectionRefused(listener, reason);
+    audit?.note('connection_refused', reason, `${listener} listener: ${answer.refusal.error}`, undefined, socket.remoteAddress);
     // A response already started on this connection cannot be followed by another one.
     const started = (socket as Socket & { _httpMessage?: unknown })._httpMessage !== undefined && (socket as Socket & { _httpMessage?: unknown })._httpMessage !== null;
     if (started) socket.destroy();
-    else answerAndClose(socket, rawAnswer(answer.status, answer.text, MESSAGES[answer.reason]!));
+    else answerAndClose(socket, answer.raw);
   });
 }
 

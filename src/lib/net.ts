@@ -1,5 +1,5 @@
 /** Listening and closing for every server the sidecar runs (admin, inbound, outbound, demo). */
-import type { Logger } from '../log.js';
+import type { Logger } from './log.js';
 import type { Server } from 'node:net';
 
 /**

@@ -7,15 +7,26 @@
  *
  * One short-lived worker per parse: reloads are rare, and a worker that is terminated after
  * each job can leak nothing from one file into the next.
+ *
+ * A job names the module and the exported function the worker runs (`ParseJob`), so this file
+ * knows no parser: each domain exports its own job function next to its parser.
  */
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { SidecarError, errorMessage } from '../errors.js';
+import type { ReasonCode } from '../reasons.js';
 import type { Problem } from './yaml-reader.js';
 
 /** A parse that takes longer than this is abandoned (the worker is terminated). */
 export const PARSE_WORKER_TIMEOUT_MS = 60_000;
 
-type JobName = 'policy' | 'shared-revocations';
+/**
+ * The function a worker runs: `module` is a file URL (`new URL('./x.js', import.meta.url).href`)
+ * and `exportName` a function of that module taking the job's data (structured-cloned).
+ */
+export interface ParseJob {
+  module: string;
+  exportName: string;
+}
 
 interface JobFailure {
   message: string;
@@ -26,7 +37,7 @@ interface JobFailure {
 type JobReply = { ok: true; value: unknown } | { ok: false; error: JobFailure };
 
 /** Runs `job` on a fresh worker. Rejects with `rebuild(failure)` or a SidecarError(`reason`) if the worker fails. */
-export function runParseJob<T>(job: JobName, data: unknown, rebuild: (failure: JobFailure) => Error, reason: string): Promise<T> {
+export function runParseJob<T>(job: ParseJob, data: unknown, rebuild: (failure: JobFailure) => Error, reason: ReasonCode): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     let settled = false;
     const worker = new Worker(new URL(import.meta.url), {
@@ -57,23 +68,15 @@ export function runParseJob<T>(job: JobName, data: unknown, rebuild: (failure: J
   });
 }
 
-async function runJob(job: JobName, data: unknown): Promise<unknown> {
-  switch (job) {
-    case 'policy': {
-      const { file, now } = data as { file: string; now: number };
-      return (await import('../policy/compile.js')).loadPolicyFile(file, new Date(now));
-    }
-    case 'shared-revocations': {
-      const d = data as { text: string; file: string; now: number; previous: Parameters<typeof import('../revocation/shared-file.js').parseSharedList>[2]['previous'] };
-      const { parseSharedList } = await import('../revocation/shared-file.js');
-      return parseSharedList(d.text, d.file, { now: () => d.now, ...(d.previous ? { previous: d.previous } : {}) });
-    }
-  }
+async function runJob(job: ParseJob, data: unknown): Promise<unknown> {
+  const fn = ((await import(job.module)) as Record<string, unknown>)[job.exportName];
+  if (typeof fn !== 'function') throw new Error(`${job.module} exports no function ${job.exportName}`);
+  return (fn as (data: unknown) => unknown)(data);
 }
 
 if (!isMainThread && parentPort && (workerData as { job?: unknown } | null)?.job) {
   const port = parentPort;
-  const { job, data } = workerData as { job: JobName; data: unknown };
+  const { job, data } = workerData as { job: ParseJob; data: unknown };
   runJob(job, data).then(
     (value) => port.postMessage({ ok: true, value } satisfies JobReply),
     (err: unknown) => {

@@ -8,7 +8,17 @@
  * that was matched.
  */
 import { SidecarError } from '../errors.js';
-import type { ActionMappingConfig } from '../config/types.js';
+
+/** One `inbound.actions` entry: which requests are which action. */
+export interface ActionMappingConfig {
+  method: string; // upper-case, or '*' for any
+  path: string; // '/agents/:id/status', '*' suffix allowed ('/files/*')
+  action: string;
+  resource?: string;
+  permission?: string;
+  /** Charged to the calling agent's budget when the request is forwarded. */
+  costUsd?: number;
+}
 
 export type ActionMatcher = (method: string, path: string) => ActionMappingConfig | undefined;
 

@@ -8,7 +8,7 @@
 import { createHash } from 'node:crypto';
 import { isMap, type Node } from 'yaml';
 import { errorMessage } from '../errors.js';
-import { checkWorkloadSpiffeId } from '../lib/values.js';
+import { checkWorkloadSpiffeId } from '../spiffe/id-check.js';
 import { isEmptyDocument, ProblemsError, YamlReader, type Problem } from '../lib/yaml-reader.js';
 import { readYamlFileText, YamlFileTooLargeError } from '../lib/yaml-limits.js';
 import { readAgent, type PolicyAgent, type ReadAgent } from './read-agent.js';
@@ -143,4 +143,9 @@ export function loadPolicyFile(path: string, now?: Date): Policy {
     throw new PolicyError([{ file: path, line: 0, column: 0, message }]);
   }
   return compilePolicy(text, path, now);
+}
+
+/** The policy reload's parse job (run on a worker thread by lib/parse-worker.ts). */
+export function loadPolicyJob(data: { file: string; now: number }): Policy {
+  return loadPolicyFile(data.file, new Date(data.now));
 }

@@ -4,18 +4,14 @@
  */
 import { isMap, isScalar, isSeq, type Node } from 'yaml';
 import type { Field, YamlReader } from '../lib/yaml-reader.js';
-import { checkWorkloadSpiffeId, checkDuration } from '../lib/values.js';
+import { checkDuration } from '../lib/values.js';
+import { checkWorkloadSpiffeId } from '../spiffe/id-check.js';
 import { readPcrs } from '../lib/fields.js';
 import type { AccessControlEntry, AttestationRequirements, CompiledAgent, TeeType } from './types.js';
 import { parseClaim } from './claims.js';
+import type { BudgetPeriod, PolicyBudget } from '../budget/period.js';
 
-export type BudgetPeriod = 'total' | 'daily' | 'monthly';
-
-export interface PolicyBudget {
-  limitUsd: number;
-  /** When the spent amount resets; `total` never resets. */
-  period: BudgetPeriod;
-}
+export type { BudgetPeriod, PolicyBudget };
 
 /** CompiledAgent plus fields used by later issues (kept here until types.ts grows them). */
 export interface PolicyAgent extends CompiledAgent {

@@ -11,16 +11,14 @@ import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { errorMessage } from '../errors.js';
 import { watchFiles, type FileWatch } from '../lib/file-watch.js';
-import { runParseJob } from '../lib/parse-worker.js';
+import { runParseJob, type ParseJob } from '../lib/parse-worker.js';
 import { formatProblem } from '../lib/yaml-reader.js';
 import type { ReadinessCheck } from '../lib/readiness.js';
 import { loadPolicyFile, PolicyError, type Policy } from './compile.js';
+import type { Logger } from '../lib/log.js';
 
-/** The subset of a pino logger used here. */
-export interface PolicyLogger {
-  info(obj: object, msg?: string): void;
-  error(obj: object, msg?: string): void;
-}
+/** Reloads parse on a worker thread: `loadPolicyJob` in compile.ts. */
+const POLICY_PARSE_JOB: ParseJob = Object.freeze({ module: new URL('./compile.js', import.meta.url).href, exportName: 'loadPolicyJob' });
 
 /** What the watcher counts: one call per reload, ok or rejected. */
 export interface PolicyReloadMetrics {
@@ -31,7 +29,7 @@ export interface PolicyReloadMetrics {
 export const MAX_LOGGED_PROBLEMS = 20;
 
 export interface PolicyWatcherOptions {
-  logger?: PolicyLogger;
+  logger?: Logger;
   /** Quiet period after the last file event before re-reading; default 100 ms. */
   debounceMs?: number;
   /** Fallback check of the file's identity (inode, size, mtime); default 5000 ms, 0 turns it off. */
@@ -58,7 +56,7 @@ export class PolicyWatcher extends EventEmitter {
   #watch: FileWatch | undefined;
   #poll: NodeJS.Timeout | undefined;
   #stamp: string | undefined;
-  readonly #logger: PolicyLogger | undefined;
+  readonly #logger: Logger | undefined;
   /** A background reload is running; `#again`: another change arrived meanwhile. */
   #reloading = false;
   #again = false;
@@ -160,7 +158,7 @@ export class PolicyWatcher extends EventEmitter {
         let next: Policy | undefined;
         try {
           next = await runParseJob<Policy>(
-            'policy',
+            POLICY_PARSE_JOB,
             { file: this.file, now: Date.now() },
             (f) => new PolicyError(f.problems?.length ? f.problems : [{ file: this.file, line: 0, column: 0, message: f.message }]),
             'policy_invalid',

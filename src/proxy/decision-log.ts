@@ -2,7 +2,7 @@
  * One place where a finished request is counted and audited, so the metric label and the
  * audit record always carry the same reason code.
  */
-import type { AuditRecord, AuditSink } from '../log.js';
+import type { AuditSink, RequestDecisionRecord } from '../audit/record.js';
 import type { Direction, SidecarMetrics } from '../admin/metrics.js';
 
 /** One refused request as the status page shows it. */
@@ -44,7 +44,7 @@ export class RecentDenials {
 }
 
 export class DecisionLog {
-  private readonly type: AuditRecord['type'];
+  private readonly type: RequestDecisionRecord['type'];
 
   constructor(
     private readonly direction: Direction,
@@ -73,7 +73,7 @@ export class DecisionLog {
   ): void {
     const ms = performance.now() - start;
     this.metrics.request(this.direction, decision, reason, ms / 1000);
-    const fields: AuditRecord = {
+    const fields: RequestDecisionRecord = {
       type: this.type,
       decision,
       reason,

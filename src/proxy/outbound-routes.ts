@@ -14,7 +14,7 @@ import type { Logger } from '../log.js';
 import { ATTESTATION_HEADERS } from './attestation-gate.js';
 import { CredentialInjector } from './credentials.js';
 import { H_REQUEST_ID } from './request-headers.js';
-import { spiffeServerCheck, type TlsMaterial } from '../spiffe/tls.js';
+import { routeServerAuthorizer, spiffeServerCheck, type TlsMaterial } from '../spiffe/tls.js';
 
 /**
  * The agent may not speak our attestation protocol (nor smuggle headers into it); its request id
@@ -88,9 +88,11 @@ export function createRoutePool(runtime: RouteRuntime, material: TlsMaterial, is
       rejectUnauthorized: true,
       timeout: route.connectTimeoutMs,
       checkServerIdentity: spiffeServerCheck(
-        { ...(route.serverId ? { serverId: route.serverId } : {}), ...(route.serverTrustDomain ? { serverTrustDomain: route.serverTrustDomain } : {}) },
+        routeServerAuthorizer(
+          { ...(route.serverId ? { serverId: route.serverId } : {}), ...(route.serverTrustDomain ? { serverTrustDomain: route.serverTrustDomain } : {}) },
+          isRevoked,
+        ),
         material.bundles,
-        isRevoked,
       ),
     } as UndiciPool.Options['connect'],
   });

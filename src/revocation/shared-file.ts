@@ -39,6 +39,19 @@ export interface ParseSharedOptions {
   previous?: RevocationList;
 }
 
+/** The data of a shared-list parse job: the file's text, and `now` as a number (it crosses a thread). */
+export interface SharedListJob {
+  text: string;
+  file: string;
+  now: number;
+  previous: RevocationList | undefined;
+}
+
+/** The shared-list parse job (run on a worker thread by lib/parse-worker.ts). */
+export function parseSharedListJob(job: SharedListJob): RevocationList {
+  return parseSharedList(job.text, job.file, { now: () => job.now, ...(job.previous ? { previous: job.previous } : {}) });
+}
+
 /** Parses a shared file's text; throws ProblemsError (reason 'revocations_unreadable') with positions. */
 export function parseSharedList(text: string, file: string, opts: ParseSharedOptions): RevocationList {
   const { reader, documents } = YamlReader.parse(text, file, { maxBytes: MAX_SHARED_REVOCATION_BYTES });

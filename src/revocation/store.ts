@@ -15,8 +15,9 @@ import { watchFiles, type FileWatch } from '../lib/file-watch.js';
 import { writeFileAtomic } from '../lib/fs-atomic.js';
 import { readCheckedText, removeStaleTempFiles } from './file-read.js';
 import { parseLocalList, serializeLocalList } from './local-file.js';
-import { runParseJob } from '../lib/parse-worker.js';
+import { runParseJob, type ParseJob } from '../lib/parse-worker.js';
 import { ProblemsError } from '../lib/yaml-reader.js';
+import type { SharedListJob } from './shared-file.js';
 import {
   MAX_PRINCIPAL_LENGTH,
   MAX_REASON_LENGTH,
@@ -30,20 +31,14 @@ import {
   type RevocationEntry,
   type RevocationList,
 } from './state.js';
-
-/** The subset of a pino logger used here. */
-export interface RevocationLogger {
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-  error(obj: object, msg?: string): void;
-}
+import type { Logger } from '../lib/log.js';
 
 export interface RevocationStoreOptions {
   /** Where the local list is persisted; without it local revocations last until the process exits. */
   stateFile?: string;
   /** Shared revocation files (YAML or JSON), watched and hot reloaded. */
   sharedFiles?: readonly string[];
-  logger: RevocationLogger;
+  logger: Logger;
   /** Clock (ms since the epoch) for `at` timestamps; default Date.now. */
   now?: () => number;
   /** Quiet period after a shared-file event before re-reading; default 100 ms. */
@@ -66,7 +61,7 @@ export interface RevocationStore {
 export class RevocationStore extends EventEmitter {
   readonly stateFile: string | undefined;
   readonly sharedFiles: readonly string[];
-  readonly #logger: RevocationLogger;
+  readonly #logger: Logger;
   readonly #now: () => number;
   #state: RevocationState;
   #localAll: RevocationEntry | undefined;
@@ -352,14 +347,17 @@ export class RevocationStore extends EventEmitter {
   }
 }
 
+/** Shared lists parse on a worker thread: `parseSharedListJob` in shared-file.ts. */
+const SHARED_LIST_PARSE_JOB: ParseJob = Object.freeze({ module: new URL('./shared-file.js', import.meta.url).href, exportName: 'parseSharedListJob' });
+
 async function readSharedFile(file: string, now: () => number, previous: RevocationList | undefined): Promise<RevocationList> {
   // Shared files usually come from a ConfigMap (symlinks, 0644): follow links, refuse world-writable.
   const text = await readCheckedText(file, { forbiddenMode: 0o002, followSymlinks: true });
   if (text === undefined) throw new SidecarError('revocations_unreadable', `shared revocation file ${file} does not exist`);
   // Off the event loop: a large (or hostile) list must not stall requests while it is parsed.
   const list = await runParseJob<RevocationList>(
-    'shared-revocations',
-    { text, file, now: now(), previous },
+    SHARED_LIST_PARSE_JOB,
+    { text, file, now: now(), previous } satisfies SharedListJob,
     (f) => (f.problems?.length ? new ProblemsError(f.problems, 'revocations_unreadable') : new SidecarError('revocations_unreadable', f.message)),
     'revocations_unreadable',
   );

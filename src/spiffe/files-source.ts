@@ -18,7 +18,8 @@ import { parseX509Svid } from './svid.js';
 import { X509Bundle } from './bundle/x509-bundle.js';
 import { BundleSet } from './bundle/bundle-set.js';
 import { certificateFacts } from './x509.js';
-import { BaseX509Source, type IdentityState, type SourceLogger } from './source.js';
+import { BaseX509Source, type IdentityState } from './source.js';
+import type { Logger } from '../lib/log.js';
 
 export interface FilesX509SourceOptions {
   /** PEM chain, leaf first. */
@@ -29,7 +30,7 @@ export interface FilesX509SourceOptions {
   bundle: string;
   /** trust domain ('td' or 'spiffe://td') -> PEM bundle file. */
   federated?: Record<string, string>;
-  logger?: SourceLogger;
+  logger?: Logger;
   /** Quiet period after a change before reloading (lets writers finish a set). Default 100 ms. */
   debounceMs?: number;
   /** Fallback poll interval (fs.watch misses events on some filesystems). Default 5000 ms. */

@@ -6,6 +6,7 @@
 import type { X509Svid } from './svid.js';
 import type { BundleSet } from './bundle/bundle-set.js';
 import { SidecarError } from '../errors.js';
+import type { Logger } from '../lib/log.js';
 
 export interface IdentityState {
   readonly svid: X509Svid;
@@ -37,14 +38,6 @@ export interface X509Source {
   close(): Promise<void>;
 }
 
-/** The pino-compatible logger subset sources accept. */
-export interface SourceLogger {
-  info(obj: object | string, msg?: string): void;
-  warn(obj: object | string, msg?: string): void;
-  error(obj: object | string, msg?: string): void;
-  debug(obj: object | string, msg?: string): void;
-}
-
 /** Same SVID (leaf + chain bytes, hint) and same bundles: nothing for subscribers to do. */
 export function sameIdentity(a: { svid: X509Svid; bundles: BundleSet }, b: { svid: X509Svid; bundles: BundleSet }): boolean {
   const ca = a.svid.certificates;
@@ -66,9 +59,9 @@ export abstract class BaseX509Source implements X509Source {
   protected lastError: string | undefined;
   protected lastUpdate: Date | undefined;
   protected unrecoverable: string | undefined;
-  protected readonly logger: SourceLogger | undefined;
+  protected readonly logger: Logger | undefined;
 
-  protected constructor(logger?: SourceLogger) {
+  protected constructor(logger?: Logger) {
     this.logger = logger;
   }
 

@@ -10,11 +10,13 @@
 import { X509Certificate, constants as cryptoConstants } from 'node:crypto';
 import tls, { type DetailedPeerCertificate, type PeerCertificate, type SecureContext, type TLSSocket } from 'node:tls';
 import { SidecarError } from '../errors.js';
+import type { ReasonCode } from '../reasons.js';
 import type { IdentityState } from './source.js';
 import { svidChainPem, svidKeyPem } from './svid.js';
 import { verifyX509Svid } from './verify.js';
 import { svidExtensionClaims, type ExtensionClaims } from './extensions.js';
 import type { X509BundleSource } from './bundle/x509-bundle.js';
+import { authorizeAll, authorizeID, authorizeMemberOf, authorizeNotRevoked, type Authorizer } from './authorize.js';
 
 export const MIN_TLS_VERSION = 'TLSv1.2';
 
@@ -258,14 +260,31 @@ export interface ServerIdentityExpectation {
 }
 
 /**
- * `checkServerIdentity` for outbound TLS: replaces the hostname check with the SPIFFE check
- * (the route's expected server ID or trust domain). Returns an Error to abort the handshake.
+ * What an outbound route accepts of its server: the expected server ID or trust domain, and
+ * (when the kill switch is wired) not revoked. Built once per route pool.
  */
-export function spiffeServerCheck(
+export function routeServerAuthorizer(
   expect: ServerIdentityExpectation,
-  bundles: X509BundleSource,
   isRevoked?: (spiffeId: string) => boolean,
-): (host: string, cert: PeerCertificate) => Error | undefined {
+): Authorizer<'server_id_mismatch' | 'server_trust_domain_mismatch' | 'upstream_revoked'> {
+  const { serverId, serverTrustDomain } = expect;
+  return authorizeAll(
+    serverId !== undefined &&
+      authorizeID(serverId, (peer) => ({ reason: 'server_id_mismatch', message: `server is ${peer.id}, route expects ${serverId}` })),
+    serverTrustDomain !== undefined &&
+      authorizeMemberOf(serverTrustDomain, (peer) => ({
+        reason: 'server_trust_domain_mismatch',
+        message: `server ${peer.id} is not in trust domain ${serverTrustDomain}`,
+      })),
+    isRevoked !== undefined && authorizeNotRevoked(isRevoked, (peer) => ({ reason: 'upstream_revoked', message: `server ${peer.id} is revoked` })),
+  );
+}
+
+/**
+ * `checkServerIdentity` for outbound TLS: replaces the hostname check with the SPIFFE check
+ * (verification, then `authorize`). Returns an Error to abort the handshake.
+ */
+export function spiffeServerCheck(authorize: Authorizer<ReasonCode>, bundles: X509BundleSource): (host: string, cert: PeerCertificate) => Error | undefined {
   return (_host, cert) => {
     let peer: VerifiedPeer;
     try {
@@ -274,16 +293,7 @@ export function spiffeServerCheck(
       const reason = err instanceof SidecarError ? err.reason : 'svid_malformed';
       return new PeerIdentityError(reason, (err as Error).message);
     }
-    if (expect.serverId !== undefined && peer.id !== expect.serverId) {
-      return new PeerIdentityError('server_id_mismatch', `server is ${peer.id}, route expects ${expect.serverId}`);
-    }
-    if (expect.serverTrustDomain !== undefined && peer.trustDomain !== expect.serverTrustDomain) {
-      return new PeerIdentityError(
-        'server_trust_domain_mismatch',
-        `server ${peer.id} is not in trust domain ${expect.serverTrustDomain}`,
-      );
-    }
-    if (isRevoked?.(peer.id)) return new PeerIdentityError('upstream_revoked', `server ${peer.id} is revoked`);
-    return undefined;
+    const refusal = authorize(peer);
+    return refusal && new PeerIdentityError(refusal.reason, refusal.message);
   };
 }

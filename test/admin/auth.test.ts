@@ -14,6 +14,7 @@ import {
   type AdminAuthResult,
 } from '../../src/admin/auth.js';
 import { SidecarError } from '../../src/errors.js';
+import { capturingLogger } from '../helpers/logger.js';
 
 const TOKEN = 'Zm9vYmFyYmF6cXV4LXRlc3QtdG9rZW4tMDEyMzQ1Njc4OQ';
 const ADMIN = 'spiffe://example.org/ops/admin';
@@ -29,11 +30,6 @@ const loadReason = (file: string) =>
     () => 'loaded',
     (err: unknown) => (err instanceof SidecarError ? err.reason : String(err)),
   );
-
-function capturingLogger() {
-  const lines: { obj: object; msg: string | undefined }[] = [];
-  return { lines, warn: (obj: object, msg?: string) => void lines.push({ obj, msg }) };
-}
 
 function setup(opts: { token?: string; admins?: Set<string>; maxFailures?: number; windowMs?: number; maxTrackedKeys?: number } = {}) {
   let now = 1_000_000;

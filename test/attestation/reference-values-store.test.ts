@@ -5,6 +5,7 @@ import path from 'node:path';
 import t, { type Test } from 'tap';
 import { ConfigError } from '../../src/errors.js';
 import { ReferenceValueStore, ReferenceValuesError } from '../../src/attestation/reference-values.js';
+import { capturingLogger } from '../helpers/logger.js';
 
 const M1 = 'a1'.repeat(48);
 const M2 = 'b2'.repeat(48);
@@ -21,15 +22,6 @@ function next<T>(s: ReferenceValueStore, event: 'reload' | 'error', limitMs = 30
       resolve(v as T);
     });
   });
-}
-
-function capturingLogger() {
-  const lines: { level: string; obj: Record<string, unknown>; msg: string | undefined }[] = [];
-  return {
-    lines,
-    info: (obj: object, msg?: string) => lines.push({ level: 'info', obj: obj as Record<string, unknown>, msg }),
-    error: (obj: object, msg?: string) => lines.push({ level: 'error', obj: obj as Record<string, unknown>, msg }),
-  };
 }
 
 function tempDir(t: Test): string {

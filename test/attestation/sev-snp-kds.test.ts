@@ -15,6 +15,7 @@ import { KdsCollateral, MAX_PREFETCHES_IN_FLIGHT, retryAfterMs, type KdsOptions 
 import { kdsCertChainPath, kdsVcekPath, vcekKeyForCert } from '../../src/attestation/sev-snp/kds-key.js';
 import { verifySnpReport } from '../../src/attestation/sev-snp/verify.js';
 import { conformance } from '../helpers/paths.js';
+import { quietLogger } from '../helpers/logger.js';
 
 const found = conformance('sev-snp');
 if ('skip' in found) {
@@ -70,7 +71,7 @@ function run(dir: string): void {
   let n = 0;
   const freshDir = () => path.join(tmpRoot, `cache-${++n}`);
   const warnings: string[] = [];
-  const logger = { info: () => undefined, warn: (o: object, msg?: string) => void warnings.push(`${msg} ${JSON.stringify(o)}`) };
+  const logger = { ...quietLogger, warn: (o: object, msg?: string) => void warnings.push(`${msg} ${JSON.stringify(o)}`) };
   const kds = (cacheDir: string, extra: Partial<KdsOptions> = {}) =>
     new KdsCollateral({ cacheDir, baseUrl, product: 'Milan', logger, timeoutMs: 15_000, ...extra }); // generous: a loaded machine answers slowly
   const cacheFiles = (d: string) => readdirSync(d).filter((f) => !f.startsWith('.'));

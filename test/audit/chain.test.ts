@@ -33,7 +33,7 @@ t.test('lines beyond one staging buffer, and one line larger than it, are writte
   // About 1 MB of ordinary lines (several 256 KB staging buffers), then one 400 KB line.
   for (let i = 0; i < 5000; i++) sink.record(decision(i));
   const huge = 'x'.repeat(400 * 1024);
-  sink.record({ type: 'admin_action', decision: 'allow', reason: 'test', detail: huge });
+  sink.record({ type: 'admin_action', decision: 'allow', reason: 'test', action: 'test', principal: 'token', detail: huge });
   for (let i = 5000; i < 5010; i++) sink.record(decision(i));
   await sink.flush();
   const lines = fileLines(file);

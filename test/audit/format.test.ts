@@ -1,15 +1,15 @@
 import t from 'tap';
 import { AUDIT_FIELDS, AuditMembersFormatter, auditMembers, flatAscii, IsoClock } from '../../src/audit/format.js';
-import type { AuditRecord } from '../../src/audit/index.js';
+import type { AuditFields } from '../../src/audit/index.js';
 
 /** What the template must equal: V8's JSON.stringify of the same fields in the same order. */
-function reference(r: AuditRecord): string {
+function reference(r: AuditFields): string {
   const ordered: Record<string, unknown> = {};
   for (const k of AUDIT_FIELDS) if (r[k] !== undefined) ordered[k] = r[k];
   return JSON.stringify(ordered).slice(1, -1);
 }
 
-const every: AuditRecord = {
+const every: AuditFields = {
   type: 'budget',
   decision: 'deny',
   reason: 'budget_exceeded',
@@ -37,14 +37,14 @@ t.test('every field is written, exactly as JSON.stringify writes ASCII values', 
 });
 
 t.test('only the fields that are set appear (undefined is left out)', async (t) => {
-  const r: AuditRecord = { type: 'inbound_decision', decision: 'allow', reason: 'allowed', peer: undefined, status: 200 };
+  const r: AuditFields = { type: 'inbound_decision', decision: 'allow', reason: 'allowed', peer: undefined, status: 200 };
   t.equal(auditMembers(r), '"type":"inbound_decision","decision":"allow","reason":"allowed","status":200');
 });
 
 t.test('strings an attacker controls are escaped: quotes, backslashes, controls, non-ASCII, lone surrogates', async (t) => {
   const hostile = ['/a"b', '/a\\b', '/\u0000\u001f\n\r\t', '/\u007f', '/caf\u00e9', '/\ud83d\ude00', '/\u202e', '/\ud800', '/\udfff"},"decision":"allow'];
   for (const path of hostile) {
-    const r: AuditRecord = { type: 'inbound_decision', decision: 'deny', reason: 'path_not_canonical', path };
+    const r: AuditFields = { type: 'inbound_decision', decision: 'deny', reason: 'path_not_canonical', path };
     const out = auditMembers(r);
     t.match(out, /^[\x20-\x7e]*$/, `printable ASCII only: ${JSON.stringify(path)}`);
     t.equal(JSON.parse(`{${out}}`).path, path, 'the value round-trips');
@@ -55,7 +55,7 @@ t.test('strings an attacker controls are escaped: quotes, backslashes, controls,
 
 t.test('numbers as JSON.stringify writes them; non-finite numbers become null', async (t) => {
   for (const n of [0, -0, 1e21, 1e-7, 0.1 + 0.2, -5, NaN, Infinity, -Infinity]) {
-    const r: AuditRecord = { type: 'budget', decision: 'allow', reason: 'charged', amount_usd: n };
+    const r: AuditFields = { type: 'budget', decision: 'allow', reason: 'charged', amount_usd: n };
     t.equal(auditMembers(r), reference(r), String(n));
   }
 });
@@ -68,7 +68,7 @@ t.test('latencies (whole thousandths) take the integer path and still equal JSON
   samples.push(0.0001, 0.1234, 1 / 3, 2.5e-4, 1e15 / 1000 + 0.25, 1e16, 5e-324);
   let mismatches = 0;
   for (const n of samples) {
-    const r: AuditRecord = { type: 'inbound_decision', decision: 'allow', reason: 'allowed', latency_ms: n };
+    const r: AuditFields = { type: 'inbound_decision', decision: 'allow', reason: 'allowed', latency_ms: n };
     if (auditMembers(r) !== reference(r)) {
       mismatches++;
       t.fail(`latency ${n}: ${auditMembers(r)} vs ${reference(r)}`);
@@ -92,7 +92,7 @@ t.test('repeated and many distinct literal fields (reason, peer, action) stay ex
   let mismatches = 0;
   for (let round = 0; round < 2; round++) {
     for (let i = 0; i < 3000; i++) {
-      const r: AuditRecord = { type: 'inbound_decision', decision: 'deny', reason: `r${i % 7}`, peer: `spiffe://td/${i}\u00e9"`, action: i % 2 ? 'a.b' : 'x\ny', route: 'r', method: 'GET' };
+      const r: AuditFields = { type: 'inbound_decision', decision: 'deny', reason: `r${i % 7}`, peer: `spiffe://td/${i}\u00e9"`, action: i % 2 ? 'a.b' : 'x\ny', route: 'r', method: 'GET' };
       const line = `{${auditMembers(r)}}`;
       if (!/^[\x20-\x7e]*$/.test(line) || JSON.stringify(JSON.parse(line)) !== `{${reference(r)}}`) mismatches++;
     }
@@ -109,7 +109,7 @@ t.test('the formatter that reuses the previous head writes exactly auditMembers,
   let reused = 0;
   let previous = '';
   for (let i = 0; i < 20_000; i++) {
-    const r: AuditRecord = {
+    const r: AuditFields = {
       type: pick(i, 1, 'inbound_decision', 'outbound_decision'),
       decision: pick(i, 3, 'allow', 'deny'),
       reason: pick(i, 5, 'allowed', 'action_not_permitted'),
@@ -135,12 +135,12 @@ t.test('the formatter that reuses the previous head writes exactly auditMembers,
   t.equal(mismatches, 0, '20,000 records');
   t.ok(reused > 0, 'some consecutive records share their head');
   // A record repeated but for its latency: only the latency changes.
-  const base: AuditRecord = { type: 'inbound_decision', decision: 'allow', reason: 'allowed', peer: 'spiffe://td/a', method: 'GET', path: '/x', status: 200, latency_ms: 1 };
+  const base: AuditFields = { type: 'inbound_decision', decision: 'allow', reason: 'allowed', peer: 'spiffe://td/a', method: 'GET', path: '/x', status: 200, latency_ms: 1 };
   t.equal(f.format(base), auditMembers(base));
   t.equal(f.format({ ...base, latency_ms: 2.5 }), auditMembers({ ...base, latency_ms: 2.5 }));
   for (const k of ['type', 'decision', 'reason', 'peer', 'method', 'path', 'action', 'route', 'status'] as const) {
     f.format(base);
-    const changed = { ...base, [k]: k === 'status' ? 500 : k === 'type' ? 'outbound_decision' : k === 'decision' ? 'deny' : 'other' } as AuditRecord;
+    const changed = { ...base, [k]: k === 'status' ? 500 : k === 'type' ? 'outbound_decision' : k === 'decision' ? 'deny' : 'other' } as AuditFields;
     t.equal(f.format(changed), auditMembers(changed), `a change of ${k} alone shows`);
   }
 });
@@ -151,7 +151,7 @@ t.test('flatAscii returns the same ASCII text, also for strings built from many 
   t.equal(flatAscii(all), all, 'every ASCII code unit, control characters included');
   t.equal(flatAscii(''), '');
   // What the formatter flattens: a head with non-ASCII input escaped to ASCII before it gets here.
-  const r: AuditRecord = { type: 'inbound_decision', decision: 'deny', reason: 'path_not_canonical', peer: 'spiffe://td/a', method: 'GET', path: '/caf\u00e9/\u202e', status: 400, latency_ms: 0.5 };
+  const r: AuditFields = { type: 'inbound_decision', decision: 'deny', reason: 'path_not_canonical', peer: 'spiffe://td/a', method: 'GET', path: '/caf\u00e9/\u202e', status: 400, latency_ms: 0.5 };
   const f = new AuditMembersFormatter();
   t.equal(f.format(r), auditMembers(r));
   t.equal(f.format({ ...r, latency_ms: 0.25 }), auditMembers({ ...r, latency_ms: 0.25 }), 'the reused, flattened head');

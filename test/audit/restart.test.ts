@@ -30,7 +30,7 @@ t.test('restart reads only the tail, also when the last line is longer than the 
   const file = path.join(tempDir(t), 'audit.log');
   const sink = new JsonLinesAuditSink(file, 'sc');
   sink.record(decision(0));
-  sink.record({ type: 'admin_action', decision: 'allow', reason: 'policy_reload', detail: 'x'.repeat(200_000), principal: 'ops' });
+  sink.record({ type: 'admin_action', decision: 'allow', reason: 'policy_reload', action: 'policy_reload', detail: 'x'.repeat(200_000), principal: 'ops' });
   await sink.flush();
   await writeChain(file, 3, 1);
   const r = await verifyAuditFile(file);

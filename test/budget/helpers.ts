@@ -3,7 +3,6 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Test } from 'tap';
-import type { BudgetLogger } from '../../src/budget/store.js';
 
 export function tempDir(t: Test, prefix = 'budget-'): string {
   const dir = mkdtempSync(path.join(tmpdir(), prefix));
@@ -11,17 +10,7 @@ export function tempDir(t: Test, prefix = 'budget-'): string {
   return dir;
 }
 
-export interface LogLine {
-  level: string;
-  obj: object;
-  msg: string | undefined;
-}
-
-export function capturingLogger(): BudgetLogger & { lines: LogLine[] } {
-  const lines: LogLine[] = [];
-  const at = (level: string) => (obj: object, msg?: string) => void lines.push({ level, obj, msg });
-  return { lines, info: at('info'), warn: at('warn'), error: at('error') };
-}
+export { capturingLogger, type LogLine } from '../helpers/logger.js';
 
 export function journalFiles(dir: string): string[] {
   return readdirSync(dir).filter((n) => /^ledger\.\d+\.journal$/.test(n)).sort();

@@ -2,7 +2,7 @@ import t from 'tap';
 import { BudgetLedger } from '../../src/budget/ledger.js';
 import { FileBudgetStore } from '../../src/budget/file-store.js';
 import type { BudgetStore } from '../../src/budget/store.js';
-import type { PolicyBudget } from '../../src/policy/compile.js';
+import type { PolicyBudget } from '../../src/budget/period.js';
 import { tempDir } from './helpers.js';
 
 const total = (limitUsd: number): PolicyBudget => ({ limitUsd, period: 'total' });

@@ -7,7 +7,7 @@ import t, { type Test } from 'tap';
 import { createClient } from 'redis';
 import { BudgetLedger } from '../../src/budget/ledger.js';
 import { RedisBudgetStore } from '../../src/budget/redis-store.js';
-import type { PolicyBudget } from '../../src/policy/compile.js';
+import type { PolicyBudget } from '../../src/budget/period.js';
 import { freePort } from '../helpers/ports.js';
 import { capturingLogger } from './helpers.js';
 import { RedisServer, redisSkipReason } from './redis-server.js';

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { ConfigFileError, parseConfig } from '../../src/config/load.js';
-import { INBOUND_LIMIT_DEFAULTS, OUTBOUND_LIMIT_DEFAULTS } from '../../src/config/limits.js';
+import { INBOUND_LIMIT_DEFAULTS, OUTBOUND_LIMIT_DEFAULTS } from '../../src/lib/listener-limits.js';
 
 const DEV = 'identity: { source: dev, spiffe_id: spiffe://td/me }\n';
 

@@ -5,7 +5,7 @@ import t, { type Test } from 'tap';
 import { ConfigError } from '../../src/errors.js';
 import { ConfigFileError, loadConfigFile, parseConfig, type Problem } from '../../src/config/load.js';
 import { normaliseSocket } from '../../src/config/identity.js';
-import { INBOUND_LIMIT_DEFAULTS, OUTBOUND_LIMIT_DEFAULTS } from '../../src/config/limits.js';
+import { INBOUND_LIMIT_DEFAULTS, OUTBOUND_LIMIT_DEFAULTS } from '../../src/lib/listener-limits.js';
 
 /** The config from the task description, byte for byte. */
 const DOCUMENTED = `identity:

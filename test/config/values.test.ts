@@ -3,13 +3,12 @@ import { ConfigError } from '../../src/errors.js';
 import {
   checkDuration,
   checkListen,
-  checkTrustDomain,
-  checkWorkloadSpiffeId,
   closestMatch,
   isLoopbackHost,
   parseDurationMs,
   parseListen,
 } from '../../src/lib/values.js';
+import { checkTrustDomain, checkWorkloadSpiffeId } from '../../src/spiffe/id-check.js';
 
 t.test('durations', async (t) => {
   const good: [unknown, number][] = [

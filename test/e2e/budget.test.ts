@@ -7,7 +7,7 @@ import path from 'node:path';
 import t from 'tap';
 import { DEFAULT_ACTIONS, TestMesh, idOf, viaProxy } from '../helpers/mesh.js';
 import { RedisServer, redisSkipReason } from '../budget/redis-server.js';
-import type { ActionMappingConfig } from '../../src/config/types.js';
+import type { ActionMappingConfig } from '../../src/policy/actions.js';
 
 const ACTIONS: ActionMappingConfig[] = [
   { method: 'POST', path: '/tasks', action: 'task.dispatch', costUsd: 0.25 },

@@ -8,7 +8,7 @@ import https from 'node:https';
 import http from 'node:http';
 import t from 'tap';
 import { TestMesh, idOf } from '../helpers/mesh.js';
-import type { AuditRecord, MemoryAuditSink } from '../../src/log.js';
+import type { AuditFields, MemoryAuditSink } from '../../src/audit/index.js';
 
 const APP_FIELD_LIMIT = 30;
 const mesh = await TestMesh.start();
@@ -63,7 +63,7 @@ function viaOutbound(method: string, url: string, fields: string[], agent = 'orc
 /** `n` ordinary fields, short enough that 1,000 of them stay far below Node's 16 KiB header size limit. */
 const filler = (n: number) => Array.from({ length: n }, (_, i) => [`f${i}`, 'v']).flat();
 
-async function recordWith(audit: MemoryAuditSink, match: (r: AuditRecord) => boolean): Promise<AuditRecord> {
+async function recordWith(audit: MemoryAuditSink, match: (r: AuditFields) => boolean): Promise<AuditFields> {
   for (let i = 0; i < 400; i++) {
     const found = audit.records.find(match);
     if (found) return found;

@@ -5,7 +5,7 @@
 import { renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
-import { OUTBOUND_LIMIT_DEFAULTS } from '../../src/config/limits.js';
+import { OUTBOUND_LIMIT_DEFAULTS } from '../../src/lib/listener-limits.js';
 import { MemoryAuditSink } from '../../src/log.js';
 import { Sidecar } from '../../src/sidecar.js';
 import { WorkloadApiX509Source } from '../../src/spiffe/workload-api/source.js';

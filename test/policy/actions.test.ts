@@ -1,7 +1,7 @@
 import { createServer } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
 import t from 'tap';
-import type { ActionMappingConfig } from '../../src/config/types.js';
+import type { ActionMappingConfig } from '../../src/policy/actions.js';
 import { actionPathError, canonicalRequestPath, compileActionMatcher } from '../../src/policy/actions.js';
 
 const m = (method: string, path: string, action: string): ActionMappingConfig => ({ method, path, action });

@@ -4,6 +4,7 @@ import path from 'node:path';
 import t, { type Test } from 'tap';
 import { PolicyError, type Policy } from '../../src/policy/compile.js';
 import { MAX_LOGGED_PROBLEMS, PolicyWatcher } from '../../src/policy/watch.js';
+import { capturingLogger } from '../helpers/logger.js';
 
 const policyText = (name: string, actions: string[]) =>
   `agent_policy:\n  name: ${name}\n  spiffe_id: spiffe://td/${name}\n  allowed_actions: [${actions.join(', ')}]\n`;
@@ -17,15 +18,6 @@ function next<T>(w: PolicyWatcher, event: 'reload' | 'error', limitMs = 30_000):
       resolve(v as T);
     });
   });
-}
-
-function capturingLogger() {
-  const lines: { level: string; obj: object; msg: string | undefined }[] = [];
-  return {
-    lines,
-    info: (obj: object, msg?: string) => lines.push({ level: 'info', obj, msg }),
-    error: (obj: object, msg?: string) => lines.push({ level: 'error', obj, msg }),
-  };
 }
 
 function tempDir(t: Test): string {

@@ -11,9 +11,9 @@ import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { parseLocalList } from '../../src/revocation/local-file.js';
 import { RevocationStore } from '../../src/revocation/store.js';
+import { quietLogger } from '../helpers/logger.js';
 
 const childScript = path.join(path.dirname(fileURLToPath(import.meta.url)), 'revoke-loop-child.js');
-const quiet = { info() {}, warn() {}, error() {} };
 
 /** Runs the child until it has acknowledged at least one revocation, then kills it after `delayMs`. */
 function runAndKill(stateFile: string, mode: string, delayMs: number): Promise<{ lastAck: number; signal: string | null }> {
@@ -80,7 +80,7 @@ t.test('kill -9 in a tight revoke loop leaves a parseable prefix', async (t) => 
       // A restarted sidecar opens it, removes the dead writer's temp file, and enforces it.
       const temps = readdirSync(path.dirname(stateFile)).filter((n) => n.endsWith('.tmp'));
       t.comment(`temp files left by the killed writer: ${temps.length}`);
-      const store = await RevocationStore.open({ stateFile, logger: quiet });
+      const store = await RevocationStore.open({ stateFile, logger: quietLogger });
       t.teardown(() => store.close());
       t.equal(store.current().size, ids.length);
       t.ok(store.current().isRevoked('spiffe://td/agent-0'));

@@ -10,7 +10,7 @@ import { RevocationStore } from '../../src/revocation/store.js';
 import type { RevocationState } from '../../src/revocation/state.js';
 import { applyRevocations, enforceRevocations, revocationCounts } from '../../src/revocation/enforce.js';
 
-const quiet = { info() {}, warn() {}, error() {} };
+const quiet = { debug() {}, info() {}, warn() {}, error() {} };
 const PEER = 'spiffe://example.org/agent';
 
 function capture() {

@@ -4,11 +4,11 @@
  * argv: <stateFile> <'sequential' | 'burst'>
  */
 import { RevocationStore } from '../../src/revocation/store.js';
+import { quietLogger } from '../helpers/logger.js';
 
 const [stateFile, mode] = process.argv.slice(2);
 if (!stateFile) throw new Error('usage: revoke-loop-child <stateFile> [sequential|burst]');
-const quiet = { info() {}, warn() {}, error() {} };
-const store = await RevocationStore.open({ stateFile, logger: quiet });
+const store = await RevocationStore.open({ stateFile, logger: quietLogger });
 const id = (i: number) => `spiffe://td/agent-${i}`;
 
 for (let i = 0; ; ) {

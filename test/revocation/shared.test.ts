@@ -6,12 +6,7 @@ import { SidecarError } from '../../src/errors.js';
 import { parseSharedList } from '../../src/revocation/shared-file.js';
 import { RevocationStore } from '../../src/revocation/store.js';
 import type { RevocationState } from '../../src/revocation/state.js';
-
-function capturingLogger() {
-  const lines: { level: string; obj: object; msg: string | undefined }[] = [];
-  const at = (level: string) => (obj: object, msg?: string) => void lines.push({ level, obj, msg });
-  return { lines, info: at('info'), warn: at('warn'), error: at('error') };
-}
+import { capturingLogger } from '../helpers/logger.js';
 
 function tempDir(t: Test): string {
   const dir = mkdtempSync(path.join(tmpdir(), 'revocation-shared-'));

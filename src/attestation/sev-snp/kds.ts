@@ -18,6 +18,7 @@ import { parseSnpEndorsementCert, type SnpEndorsementCert } from './certs.js';
 import { ensureCacheDir, listCacheFiles, readCacheFile, writeCacheFile, MAX_CACHE_FILE_BYTES } from './kds-cache.js';
 import { kdsVcekPath, vcekCacheFileName, vcekKeyForCert, vcekKeyForReport, type VcekKey } from './kds-key.js';
 import type { SnpProduct } from './tcb.js';
+import type { Logger } from '../../lib/log.js';
 
 export const KDS_DEFAULT_BASE_URL = 'https://kdsintf.amd.com';
 const DEFAULT_TIMEOUT_MS = 10_000;
@@ -33,11 +34,6 @@ const MAX_RETRY_AFTER_MS = 24 * 3600_000;
  */
 export const MAX_PREFETCHES_IN_FLIGHT = 8;
 
-export interface KdsLogger {
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-}
-
 export interface KdsOptions {
   cacheDir: string;
   /** Default https://kdsintf.amd.com. */
@@ -48,7 +44,7 @@ export interface KdsOptions {
   fetch?: typeof fetch;
   /** Per KDS request, body included; default 10 s. */
   timeoutMs?: number;
-  logger?: KdsLogger;
+  logger?: Logger;
   /** Clock in ms since the epoch; default Date.now. */
   now?: () => number;
   /** Product of reports without CPUID fields (report version 2); must agree with CPUID when both exist. */
@@ -84,7 +80,7 @@ export class KdsCollateral {
   private readonly offline: boolean;
   private readonly fetchFn: typeof fetch;
   private readonly timeoutMs: number;
-  private readonly logger: KdsLogger | undefined;
+  private readonly logger: Logger | undefined;
   private readonly now: () => number;
   private readonly product: SnpProduct | undefined;
   private readonly anchors: SnpTrustAnchors | undefined;

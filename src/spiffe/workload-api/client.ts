@@ -8,9 +8,9 @@
 import * as grpc from '@grpc/grpc-js';
 import { decodeJwt } from 'jose';
 import { SidecarError, errorMessage } from '../../errors.js';
+import type { ReasonCode } from '../../reasons.js';
 import { parseSpiffeId, type SpiffeId } from '../id.js';
 import type { BundleSet } from '../bundle/bundle-set.js';
-import type { SourceLogger } from '../source.js';
 import type { JwtBundle } from '../bundle/jwt-bundle.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
 import { resolveWorkloadEndpoint, type WorkloadEndpoint } from './endpoint.js';
@@ -26,11 +26,9 @@ import {
   type X509BundlesResponse,
   type X509SvidResponse,
 } from './proto.js';
+import type { Logger } from '../../lib/log.js';
 
 export type { X509Context } from './parse.js';
-
-/** The pino-compatible subset we log through. */
-export type MinimalLogger = SourceLogger;
 
 export interface WorkloadApiClientOptions {
   /** `unix:///abs/path` or `tcp://IP:port`; default $SPIFFE_ENDPOINT_SOCKET. */
@@ -40,21 +38,21 @@ export interface WorkloadApiClientOptions {
   backoff?: BackoffOptions;
   /** Deadline for unary calls (FetchJWTSVID, ValidateJWTSVID). */
   unaryTimeoutMs?: number;
-  logger?: MinimalLogger;
+  logger?: Logger;
 }
 
 /** A failed Workload API call/stream. `fatal`: the watch has stopped and will not retry. */
 export class WorkloadApiError extends SidecarError {
   readonly code: grpc.status | undefined;
   readonly fatal: boolean;
-  constructor(reason: string, message: string, opts: { code?: grpc.status; fatal?: boolean; cause?: unknown } = {}) {
+  constructor(reason: ReasonCode, message: string, opts: { code?: grpc.status; fatal?: boolean; cause?: unknown } = {}) {
     super(reason, message, { cause: opts.cause });
     this.code = opts.code;
     this.fatal = opts.fatal ?? false;
   }
 }
 
-const REASON_BY_CODE: Partial<Record<grpc.status, string>> = {
+const REASON_BY_CODE: Partial<Record<grpc.status, ReasonCode>> = {
   [grpc.status.UNAVAILABLE]: 'workload_api_unavailable',
   [grpc.status.PERMISSION_DENIED]: 'workload_api_permission_denied',
   [grpc.status.INVALID_ARGUMENT]: 'workload_api_invalid_argument',
@@ -109,7 +107,7 @@ export class WorkloadApiClient {
   private readonly hint: string | undefined;
   private readonly backoffOpts: BackoffOptions;
   private readonly unaryTimeoutMs: number;
-  private readonly logger: MinimalLogger | undefined;
+  private readonly logger: Logger | undefined;
   private readonly watches = new Set<Watch>();
   private closed = false;
 

@@ -4,15 +4,16 @@
  * published only when the SVID or the bundles actually changed.
  */
 import { SidecarError } from '../../errors.js';
-import { BaseX509Source, type SourceLogger } from '../source.js';
+import { BaseX509Source } from '../source.js';
 import type { BackoffOptions } from './backoff.js';
 import { WorkloadApiClient, WorkloadApiError, type Watch } from './client.js';
+import type { Logger } from '../../lib/log.js';
 
 export interface WorkloadApiX509SourceOptions {
   /** `unix:///abs/path` or `tcp://IP:port`; default $SPIFFE_ENDPOINT_SOCKET. */
   endpoint?: string;
   hint?: string;
-  logger?: SourceLogger;
+  logger?: Logger;
   backoff?: BackoffOptions;
 }
 

@@ -1,5 +1,5 @@
 /**
- * How many header fields a request may carry (see request-headers.ts). Dependency-free so the
+ * How many header fields a request may carry (see proxy/request-headers.ts). Dependency-free so the
  * config loader can share the defaults and the range.
  */
 
