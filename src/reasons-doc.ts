@@ -64,7 +64,7 @@ const WHERE_LABEL: Readonly<Record<string, string>> = {
   'any listener': 'any listener',
   admin: 'admin',
   'start-up': 'start-up',
-  sidecar: 'sidecar',
+  runtime: 'runtime',
   'audit verify': 'audit verify',
 };
 
@@ -120,11 +120,20 @@ export function reasonsMarkdown(): string {
         const s = spec(c);
         out.push(`| ${s.status ?? ''} | ${bodyCell(s)} | \`${c}\` | ${WHERE_LABEL[s.where ?? ''] ?? ''} | ${s.close ? 'yes' : ''} | ${docCell(s)} |`);
       }
-    } else {
+    } else if (list.some((c) => spec(c).close)) {
       out.push('| reason code | where | message | closes | when |', '|---|---|---|---|---|');
       for (const c of list) {
         const s = spec(c);
         out.push(`| \`${c}\` | ${WHERE_LABEL[s.where ?? ''] ?? ''} | ${bodyCell(s)} | ${s.close ? 'yes' : ''} | ${docCell(s)} |`);
+      }
+    } else if (list.every((c) => spec(c).message === '')) {
+      out.push('| reason code | where | when |', '|---|---|---|');
+      for (const c of list) out.push(`| \`${c}\` | ${WHERE_LABEL[spec(c).where ?? ''] ?? ''} | ${docCell(spec(c))} |`);
+    } else {
+      out.push('| reason code | where | message | when |', '|---|---|---|---|');
+      for (const c of list) {
+        const s = spec(c);
+        out.push(`| \`${c}\` | ${WHERE_LABEL[s.where ?? ''] ?? ''} | ${bodyCell(s)} | ${docCell(s)} |`);
       }
     }
     out.push('');

@@ -52,7 +52,8 @@ export interface ReasonSpec {
   readonly doc: string;
 }
 
-export type ReasonWhere = 'inbound' | 'outbound' | 'both' | 'any listener' | 'admin' | 'start-up' | 'sidecar' | 'audit verify';
+/** Where a code is met: a listener, the admin API, start-up, the running sidecar (reloads, sources, attesters), or `audit verify`. */
+export type ReasonWhere = 'inbound' | 'outbound' | 'both' | 'any listener' | 'admin' | 'start-up' | 'runtime' | 'audit verify';
 
 export const REASONS = {
   // Policy decisions (inbound).
@@ -215,79 +216,79 @@ export const REASONS = {
 
   // Configuration, policy and state files (start-up or reload).
   config_invalid: { kind: 'config', message: '<file>:<line>:<column> <key>: <why>', where: 'start-up', doc: 'the config file (or a value it names) is invalid' },
-  policy_invalid: { kind: 'config', message: '<file>:<line>:<column> <key>: <why>', where: 'sidecar', doc: 'the policy file is invalid; a reload keeps the last valid policy' },
-  reference_values_invalid: { kind: 'config', message: '<file>: <why>', where: 'sidecar', doc: 'a reference values file is unreadable or invalid' },
-  reference_values_conflict: { kind: 'config', message: '<file>: <why>', where: 'sidecar', doc: 'two reference values files define the same name' },
-  reference_values_bad_signature: { kind: 'config', message: '<file>: <why>', where: 'sidecar', doc: "a reference values file's signature does not verify" },
-  reference_values_unsigned: { kind: 'config', message: '<file>: <why>', where: 'sidecar', doc: 'a reference values file lacks the required signature' },
-  reference_values_expired: { kind: 'config', message: '<name> expired', where: 'sidecar', doc: 'loaded reference values passed their expiry (logged; requests naming them fail `reference_values_unavailable`)' },
-  revocations_unreadable: { kind: 'config', message: 'revocation file <file> <why>', where: 'sidecar', doc: 'a revocation state or shared file cannot be read or parsed (start-up fails; a reload keeps the last state)' },
+  policy_invalid: { kind: 'config', message: '<file>:<line>:<column> <key>: <why>', where: 'runtime', doc: 'the policy file is invalid; a reload keeps the last valid policy' },
+  reference_values_invalid: { kind: 'config', message: '<file>: <why>', where: 'runtime', doc: 'a reference values file is unreadable or invalid' },
+  reference_values_conflict: { kind: 'config', message: '<file>: <why>', where: 'runtime', doc: 'two reference values files define the same name' },
+  reference_values_bad_signature: { kind: 'config', message: '<file>: <why>', where: 'runtime', doc: "a reference values file's signature does not verify" },
+  reference_values_unsigned: { kind: 'config', message: '<file>: <why>', where: 'runtime', doc: 'a reference values file lacks the required signature' },
+  reference_values_expired: { kind: 'config', message: '<name> expired', where: 'runtime', doc: 'loaded reference values passed their expiry (logged; requests naming them fail `reference_values_unavailable`)' },
+  revocations_unreadable: { kind: 'config', message: 'revocation file <file> <why>', where: 'runtime', doc: 'a revocation state or shared file cannot be read or parsed (start-up fails; a reload keeps the last state)' },
   admin_token_unreadable: { kind: 'config', message: 'admin token file <file> <why>', where: 'start-up', doc: 'the admin token file is unreadable, insecure or too short' },
   state_dir_unusable: { kind: 'config', message: 'cannot <action> state directory <dir>: <why> (set state_dir in the config or ATTEST_SIDECAR_STATE_DIR)', where: 'start-up', doc: 'the state directory cannot be created or written' },
-  listen_failed: { kind: 'config', message: '<why>', where: 'start-up', doc: 'a listener could not bind its address' },
+  listen_failed: { kind: 'config', message: '<listener> <address>: <why>', where: 'start-up', doc: 'a listener could not bind its address' },
   budget_store_config: { kind: 'config', message: 'invalid Redis URL for the budget store: <why>', where: 'start-up', doc: 'the budget store URL is invalid' },
   price_invalid: { kind: 'config', message: '<why>', where: 'start-up', doc: "a metered route's prices are invalid" },
-  usage_invalid: { kind: 'config', message: '<name> must be an integer between 0 and <max>, got <value>', where: 'sidecar', doc: 'a token count out of range' },
+  usage_invalid: { kind: 'config', message: '<name> must be an integer between 0 and <max>, got <value>', where: 'runtime', doc: 'a token count out of range' },
   identity_files_invalid: { kind: 'config', message: '<file>: <why>', where: 'start-up', doc: 'the SVID, key or bundle files are invalid at start-up' },
-  files_source_invalid: { kind: 'config', message: '<file>: <why>', where: 'sidecar', doc: 'an identity file changed to something invalid (the current identity stays)' },
-  files_source_read_failed: { kind: 'config', message: '<file>: <why>', where: 'sidecar', doc: 'an identity file could not be read' },
-  files_source_error: { kind: 'failure', message: '<why>', where: 'sidecar', doc: 'an identity file reload failed unexpectedly (the current identity stays)' },
-  workload_endpoint_invalid: { kind: 'config', message: '<why>', where: 'start-up', doc: 'the Workload API endpoint address is invalid' },
+  files_source_invalid: { kind: 'config', message: '<file>: <why>', where: 'runtime', doc: 'an identity file changed to something invalid (the current identity stays)' },
+  files_source_read_failed: { kind: 'config', message: '<file>: <why>', where: 'runtime', doc: 'an identity file could not be read' },
+  files_source_error: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'an identity file reload failed unexpectedly (the current identity stays)' },
+  workload_endpoint_invalid: { kind: 'config', message: 'invalid Workload API endpoint <uri>: <why>', where: 'start-up', doc: 'the Workload API endpoint address is invalid' },
   workload_endpoint_missing: { kind: 'config', message: 'no Workload API endpoint configured and SPIFFE_ENDPOINT_SOCKET is not set', where: 'start-up', doc: 'no Workload API endpoint is configured' },
-  x509_bundle_invalid: { kind: 'config', message: '<why>', where: 'sidecar', doc: 'an X.509 trust bundle cannot be parsed' },
-  jwt_bundle_invalid: { kind: 'config', message: '<why>', where: 'sidecar', doc: 'a JWT bundle cannot be parsed' },
-  spiffe_bundle_invalid: { kind: 'config', message: '<why>', where: 'sidecar', doc: 'a SPIFFE bundle document cannot be parsed' },
-  bundle_set_conflict: { kind: 'config', message: '<why>', where: 'sidecar', doc: 'two bundles for the same trust domain conflict' },
-  spiffe_id_invalid: { kind: 'config', message: '<why>', where: 'sidecar', doc: 'a SPIFFE ID or trust domain (config, policy, CLI) is invalid' },
-  x509_malformed: { kind: 'config', message: '<why>', where: 'sidecar', doc: 'a certificate could not be parsed' },
-  svid_cert_parse_failed: { kind: 'config', message: 'x509svid: <why>', where: 'sidecar', doc: 'our SVID certificates cannot be parsed' },
-  svid_key_parse_failed: { kind: 'config', message: 'x509svid: <why>', where: 'sidecar', doc: 'our SVID private key cannot be parsed' },
-  svid_no_certificates: { kind: 'config', message: 'x509svid: <why>', where: 'sidecar', doc: 'our SVID holds no certificate' },
-  svid_no_private_key: { kind: 'config', message: 'x509svid: <why>', where: 'sidecar', doc: 'our SVID comes without a private key' },
-  svid_root_path_id: { kind: 'config', message: 'x509svid: <why>', where: 'sidecar', doc: "our SVID's SPIFFE ID has no path" },
-  svid_intermediate_key_usage: { kind: 'config', message: 'x509svid: <why>', where: 'sidecar', doc: 'an intermediate of our SVID lacks `keyCertSign`' },
-  svid_unsupported_key: { kind: 'config', message: 'x509svid: <why>', where: 'sidecar', doc: "our SVID's key type is not supported" },
-  svid_key_mismatch: { kind: 'config', message: 'x509svid: <why>', where: 'sidecar', doc: 'our private key does not match our SVID' },
-  dev_issuer_invalid: { kind: 'config', message: '<why>', where: 'sidecar', doc: "the dev issuer's options or request are invalid" },
-  dev_ca_uninitialised: { kind: 'config', message: '<why>', where: 'sidecar', doc: 'the dev CA was used before it was created' },
-  dev_ca_wrong_trust_domain: { kind: 'config', message: '<why>', where: 'sidecar', doc: 'the dev CA was asked for an ID outside its trust domain' },
+  x509_bundle_invalid: { kind: 'config', message: '<why>', where: 'runtime', doc: 'an X.509 trust bundle cannot be parsed' },
+  jwt_bundle_invalid: { kind: 'config', message: '<why>', where: 'runtime', doc: 'a JWT bundle cannot be parsed' },
+  spiffe_bundle_invalid: { kind: 'config', message: '<why>', where: 'runtime', doc: 'a SPIFFE bundle document cannot be parsed' },
+  bundle_set_conflict: { kind: 'config', message: '<why>', where: 'runtime', doc: 'two bundles for the same trust domain conflict' },
+  spiffe_id_invalid: { kind: 'config', message: '<why>', where: 'runtime', doc: 'a SPIFFE ID or trust domain (config, policy, CLI) is invalid' },
+  x509_malformed: { kind: 'config', message: '<why>', where: 'runtime', doc: 'a certificate could not be parsed' },
+  svid_cert_parse_failed: { kind: 'config', message: 'x509svid: <why>', where: 'runtime', doc: 'our SVID certificates cannot be parsed' },
+  svid_key_parse_failed: { kind: 'config', message: 'x509svid: <why>', where: 'runtime', doc: 'our SVID private key cannot be parsed' },
+  svid_no_certificates: { kind: 'config', message: 'x509svid: <why>', where: 'runtime', doc: 'our SVID holds no certificate' },
+  svid_no_private_key: { kind: 'config', message: 'x509svid: <why>', where: 'runtime', doc: 'our SVID comes without a private key' },
+  svid_root_path_id: { kind: 'config', message: 'x509svid: <why>', where: 'runtime', doc: "our SVID's SPIFFE ID has no path" },
+  svid_intermediate_key_usage: { kind: 'config', message: 'x509svid: <why>', where: 'runtime', doc: 'an intermediate of our SVID lacks `keyCertSign`' },
+  svid_unsupported_key: { kind: 'config', message: 'x509svid: <why>', where: 'runtime', doc: "our SVID's key type is not supported" },
+  svid_key_mismatch: { kind: 'config', message: 'x509svid: <why>', where: 'runtime', doc: 'our private key does not match our SVID' },
+  dev_issuer_invalid: { kind: 'config', message: '<why>', where: 'runtime', doc: "the dev issuer's options or request are invalid" },
+  dev_ca_uninitialised: { kind: 'config', message: '<why>', where: 'runtime', doc: 'the dev CA was used before it was created' },
+  dev_ca_wrong_trust_domain: { kind: 'config', message: '<why>', where: 'runtime', doc: 'the dev CA was asked for an ID outside its trust domain' },
 
   // Operational failures of parts (logged, counted or audited).
   svid_timeout: { kind: 'failure', message: '<why>', where: 'start-up', doc: 'no SVID arrived from the identity source in time' },
-  svid_hint_not_found: { kind: 'failure', message: '<why>', where: 'sidecar', doc: 'the Workload API sent no SVID with the configured hint' },
-  source_closed: { kind: 'failure', message: '<why>', where: 'sidecar', doc: 'the identity source was closed while waited on' },
-  workload_api_unavailable: { kind: 'failure', message: '<call>: <status>: <why>', where: 'sidecar', doc: 'the Workload API is unreachable (retried with backoff)' },
-  workload_api_permission_denied: { kind: 'failure', message: '<call>: <status>: <why>', where: 'sidecar', doc: 'the SPIRE agent did not attest this workload' },
-  workload_api_invalid_argument: { kind: 'failure', message: '<call>: <status>: <why>', where: 'sidecar', doc: 'the agent refused the request (fatal)' },
-  workload_api_unimplemented: { kind: 'failure', message: '<call>: <status>: <why>', where: 'sidecar', doc: 'the socket does not serve the Workload API (fatal)' },
-  workload_api_timeout: { kind: 'failure', message: '<call>: <status>: <why>', where: 'sidecar', doc: 'a Workload API call passed its deadline' },
-  workload_api_error: { kind: 'failure', message: '<call>: <status>: <why>', where: 'sidecar', doc: 'any other Workload API status' },
-  workload_api_bad_response: { kind: 'failure', message: 'Workload API response rejected: <why>', where: 'sidecar', doc: 'the Workload API answered with something invalid' },
-  workload_api_stream_ended: { kind: 'failure', message: '<call>: stream ended by the server', where: 'sidecar', doc: 'the Workload API ended its stream (reconnected)' },
-  workload_api_closed: { kind: 'failure', message: '<why>', where: 'sidecar', doc: 'the Workload API client was closed' },
-  jwt_svid_missing: { kind: 'failure', message: '<why>', where: 'sidecar', doc: 'a JWT-SVID was asked for and none came' },
-  jwt_svid_invalid: { kind: 'failure', message: '<why>', where: 'sidecar', doc: 'a JWT-SVID does not parse or validate' },
-  jwt_svid_audience_missing: { kind: 'failure', message: '<why>', where: 'sidecar', doc: 'a JWT-SVID request named no audience' },
-  dev_issuer_stopped: { kind: 'failure', message: '<why>', where: 'sidecar', doc: 'the dev issuer was used after it stopped' },
-  kds_unavailable: { kind: 'failure', message: '<why>', where: 'sidecar', doc: "AMD's KDS could not be reached for a VCEK" },
-  kds_timeout: { kind: 'failure', message: '<why>', where: 'sidecar', doc: 'a KDS fetch passed its deadline' },
-  kds_rate_limited: { kind: 'failure', message: '<why>', where: 'sidecar', doc: 'the KDS answered 429' },
-  kds_bad_answer: { kind: 'failure', message: '<why>', where: 'sidecar', doc: 'the KDS answered with something that is not the VCEK asked for' },
-  kds_busy: { kind: 'failure', message: '<why>', where: 'sidecar', doc: 'too many KDS fetches in flight; a cached VCEK is used if held' },
-  kds_cache_refused: { kind: 'failure', message: 'cache file <name> <why>', where: 'sidecar', doc: 'a VCEK cache file is a symlink, not regular, oversized or writable by others' },
-  kds_cache_unreadable: { kind: 'failure', message: '<why>', where: 'sidecar', doc: 'a VCEK cache file cannot be read' },
-  kds_cache_write_failed: { kind: 'failure', message: '<why>', where: 'sidecar', doc: 'a fetched VCEK could not be cached (it is still used)' },
-  tpm_command_failed: { kind: 'failure', message: 'TPM2_<command> failed: <rc name> (<detail>)', where: 'sidecar', doc: 'a TPM command returned an error code (attester side)' },
-  tpm_transport_failed: { kind: 'failure', message: '<why>', where: 'sidecar', doc: 'the TPM could not be reached or answered garbage (attester side)' },
-  tpm_bad_request: { kind: 'failure', message: '<why>', where: 'sidecar', doc: 'a TPM command was asked with invalid input (attester side)' },
-  tsm_unavailable: { kind: 'failure', message: '<why>', where: 'sidecar', doc: 'no configfs-tsm, no permission, or the provider went away (attester side)' },
-  tsm_unsupported_provider: { kind: 'failure', message: '<why>', where: 'sidecar', doc: 'the configfs-tsm provider is not one this sidecar reads (attester side)' },
-  tsm_busy: { kind: 'failure', message: '<why>', where: 'sidecar', doc: 'the kernel answered EBUSY (attester side)' },
-  tsm_race: { kind: 'failure', message: '<why>', where: 'sidecar', doc: 'the report generation kept changing under us (attester side)' },
-  tsm_bad_request: { kind: 'failure', message: '<why>', where: 'sidecar', doc: 'bad user data or privilege level (attester side)' },
-  tsm_failed: { kind: 'failure', message: '<why>', where: 'sidecar', doc: 'the kernel refused the report for another reason (attester side)' },
+  svid_hint_not_found: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'the Workload API sent no SVID with the configured hint' },
+  source_closed: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'the identity source was closed while waited on' },
+  workload_api_unavailable: { kind: 'failure', message: '<call>: <status>: <why>', where: 'runtime', doc: 'the Workload API is unreachable (retried with backoff)' },
+  workload_api_permission_denied: { kind: 'failure', message: '<call>: <status>: <why>', where: 'runtime', doc: 'the SPIRE agent did not attest this workload' },
+  workload_api_invalid_argument: { kind: 'failure', message: '<call>: <status>: <why>', where: 'runtime', doc: 'the agent refused the request (fatal)' },
+  workload_api_unimplemented: { kind: 'failure', message: '<call>: <status>: <why>', where: 'runtime', doc: 'the socket does not serve the Workload API (fatal)' },
+  workload_api_timeout: { kind: 'failure', message: '<call>: <status>: <why>', where: 'runtime', doc: 'a Workload API call passed its deadline' },
+  workload_api_error: { kind: 'failure', message: '<call>: <status>: <why>', where: 'runtime', doc: 'any other Workload API status' },
+  workload_api_bad_response: { kind: 'failure', message: 'Workload API response rejected: <why>', where: 'runtime', doc: 'the Workload API answered with something invalid' },
+  workload_api_stream_ended: { kind: 'failure', message: '<call>: stream ended by the server', where: 'runtime', doc: 'the Workload API ended its stream (reconnected)' },
+  workload_api_closed: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'the Workload API client was closed' },
+  jwt_svid_missing: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'a JWT-SVID was asked for and none came' },
+  jwt_svid_invalid: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'a JWT-SVID does not parse or validate' },
+  jwt_svid_audience_missing: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'a JWT-SVID request named no audience' },
+  dev_issuer_stopped: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'the dev issuer was used after it stopped' },
+  kds_unavailable: { kind: 'failure', message: '<why>', where: 'runtime', doc: "AMD's KDS could not be reached for a VCEK" },
+  kds_timeout: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'a KDS fetch passed its deadline' },
+  kds_rate_limited: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'the KDS answered 429' },
+  kds_bad_answer: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'the KDS answered with something that is not the VCEK asked for' },
+  kds_busy: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'too many KDS fetches in flight; a cached VCEK is used if held' },
+  kds_cache_refused: { kind: 'failure', message: 'cache file <name> <why>', where: 'runtime', doc: 'a VCEK cache file is a symlink, not regular, oversized or writable by others' },
+  kds_cache_unreadable: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'a VCEK cache file cannot be read' },
+  kds_cache_write_failed: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'a fetched VCEK could not be cached (it is still used)' },
+  tpm_command_failed: { kind: 'failure', message: 'TPM2_<command> failed: <rc name> (<detail>)', where: 'runtime', doc: 'a TPM command returned an error code (attester side)' },
+  tpm_transport_failed: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'the TPM could not be reached or answered garbage (attester side)' },
+  tpm_bad_request: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'a TPM command was asked with invalid input (attester side)' },
+  tsm_unavailable: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'no configfs-tsm, no permission, or the provider went away (attester side)' },
+  tsm_unsupported_provider: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'the configfs-tsm provider is not one this sidecar reads (attester side)' },
+  tsm_busy: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'the kernel answered EBUSY (attester side)' },
+  tsm_race: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'the report generation kept changing under us (attester side)' },
+  tsm_bad_request: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'bad user data or privilege level (attester side)' },
+  tsm_failed: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'the kernel refused the report for another reason (attester side)' },
   audit_tail_unreadable: { kind: 'failure', message: '<why>', where: 'start-up', doc: "the audit file's last line cannot be read to continue its chain" },
-  budget_adjust_failed: { kind: 'failure', message: '<why>', where: 'sidecar', doc: 'a metered response cost could not replace its reservation (the reservation stays charged)' },
+  budget_adjust_failed: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'a metered response cost could not replace its reservation (the reservation stays charged)' },
   usage_missing: { kind: 'failure', message: '<why>', where: 'outbound', doc: 'a metered response carried no token usage (the reservation stays charged)' },
   usage_unreadable: { kind: 'failure', message: '<why>', where: 'outbound', doc: "a metered response's usage could not be read" },
   usage_too_large: { kind: 'failure', message: '<why>', where: 'outbound', doc: 'a metered response body or event exceeds the meter bound' },
@@ -310,15 +311,15 @@ export const REASONS = {
   // Outcomes (not refusals).
   allowed: { kind: 'outcome', message: '', where: 'inbound', doc: 'the request was allowed and forwarded to the app' },
   forwarded: { kind: 'outcome', message: '', where: 'outbound', doc: 'the request was forwarded upstream' },
-  revoked: { kind: 'outcome', message: '', where: 'sidecar', doc: 'a revocation change closed connections (audit `revocation`)' },
-  revocations_changed: { kind: 'outcome', message: '', where: 'sidecar', doc: 'the revocation state changed without closing a connection (audit `revocation`)' },
+  revoked: { kind: 'outcome', message: '', where: 'runtime', doc: 'a revocation change closed connections (audit `revocation`)' },
+  revocations_changed: { kind: 'outcome', message: '', where: 'runtime', doc: 'the revocation state changed without closing a connection (audit `revocation`)' },
   kill: { kind: 'outcome', message: '', where: 'admin', doc: 'an admin revoked one identity (audit `admin_action`)' },
   killall: { kind: 'outcome', message: '', where: 'admin', doc: 'an admin stopped all traffic (audit `admin_action`)' },
   restore: { kind: 'outcome', message: '', where: 'admin', doc: 'an admin lifted revocations (audit `admin_action`)' },
-  chain_genesis: { kind: 'outcome', message: '', where: 'sidecar', doc: 'the audit sink started a hash chain (audit `audit_chain_start`)' },
-  unchained_predecessor: { kind: 'outcome', message: '', where: 'sidecar', doc: 'a chain started after a last line that is not a chained record' },
-  torn_tail: { kind: 'outcome', message: '', where: 'sidecar', doc: 'the audit sink dropped a torn last line at start (audit `audit_tail_repaired`); `audit verify` reports one as a finding' },
-  aggregated_overflow: { kind: 'outcome', message: '', where: 'sidecar', doc: 'aggregated refusals of too many distinct kinds in one window, counted together' },
+  chain_genesis: { kind: 'outcome', message: '', where: 'runtime', doc: 'the audit sink started a hash chain (audit `audit_chain_start`)' },
+  unchained_predecessor: { kind: 'outcome', message: '', where: 'runtime', doc: 'a chain started after a last line that is not a chained record' },
+  torn_tail: { kind: 'outcome', message: '', where: 'runtime', doc: 'the audit sink dropped a torn last line at start (audit `audit_tail_repaired`); `audit verify` reports one as a finding' },
+  aggregated_overflow: { kind: 'outcome', message: '', where: 'runtime', doc: 'aggregated refusals of too many distinct kinds in one window, counted together' },
 } as const satisfies Record<string, ReasonSpec>;
 
 export type ReasonCode = keyof typeof REASONS;
@@ -349,13 +350,18 @@ export function reasonSpec(code: ReasonCode): ReasonSpec {
   return REASONS[code];
 }
 
+/** The codes whose message has no `<placeholder>`: their refusal is the same for every request. */
+export type FixedReasonCode = {
+  [C in ReasonCode]: (typeof REASONS)[C]['message'] extends `${string}<${string}>${string}` ? never : C;
+}[ReasonCode];
+
 const FIXED = new Map<ReasonCode, Refusal>();
 
 /**
- * The refusal for `reason` with its catalogue message. For codes whose message is fixed this is
- * one frozen object for the process's life (the deny path allocates nothing).
+ * The refusal for `reason` with its catalogue message: one frozen object for the process's life
+ * (the deny path allocates nothing). Codes whose message names something take `refuse`.
  */
-export function refusal(reason: ReasonCode): Refusal {
+export function refusal(reason: FixedReasonCode): Refusal {
   let r = FIXED.get(reason);
   if (r === undefined) {
     r = refuse(reason, REASONS[reason].message);

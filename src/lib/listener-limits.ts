@@ -15,7 +15,7 @@ import type { Socket } from 'node:net';
 import type { ListenerLimits } from '../config/limits.js';
 import type { AggregatedAudit } from '../audit/aggregate.js';
 import type { SidecarMetrics } from '../admin/metrics.js';
-import { refusal, type ReasonCode, type Refusal } from '../reasons.js';
+import { refusal, type FixedReasonCode, type Refusal } from '../reasons.js';
 
 export type ListenerName = 'inbound' | 'outbound' | 'admin' | 'admin_mtls';
 
@@ -62,7 +62,7 @@ interface RawAnswer {
   readonly raw: string;
 }
 
-function rawAnswer(code: ReasonCode, statusText: string): RawAnswer {
+function rawAnswer(code: FixedReasonCode, statusText: string): RawAnswer {
   const r = refusal(code);
   return { refusal: r, raw: `HTTP/1.1 ${r.status} ${statusText}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(r.body)}\r\nconnection: close\r\n\r\n${r.body}` };
 }

@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
-import { REASONS, isReasonCode, refusal, refuse, type ReasonCode, type ReasonKind } from '../../src/reasons.js';
+import { REASONS, isReasonCode, refusal, refuse, type FixedReasonCode, type ReasonCode, type ReasonKind } from '../../src/reasons.js';
 import type { AttestationReason } from '../../src/attestation/types.js';
 import { repoRoot } from '../helpers/paths.js';
 import { reasonLiterals } from './literal-scan.js';
@@ -34,8 +34,14 @@ t.test('every request, attestation and admin code has an HTTP status; the unansw
   t.equal(REASONS.budget_exceeded.status, 402);
 });
 
+/** The codes refusal() takes, found at run time (FixedReasonCode at compile time). */
+const FIXED_CODES = CODES.filter((c) => !/<[^>]*>/.test(REASONS[c].message)) as FixedReasonCode[];
+
 t.test('refusal(): one frozen object per code, its body the JSON of the message', async (t) => {
-  for (const code of CODES) {
+  t.ok(FIXED_CODES.includes('no_policy') && !FIXED_CODES.includes('unknown_route' as FixedReasonCode));
+  // @ts-expect-error a message that names something is built with refuse()
+  t.ok(REASONS[('unknown_route' satisfies FixedReasonCode) as ReasonCode]);
+  for (const code of FIXED_CODES) {
     const spec: { status?: number; message: string; close?: boolean; decision?: 'deny' | 'error' } = REASONS[code];
     if (spec.status === undefined) continue;
     const r = refusal(code);

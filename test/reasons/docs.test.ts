@@ -51,6 +51,9 @@ t.test('replaceRegion: only between the markers, and refuses text without them',
 
 t.test('the docs:reasons command runs from dist and finds the files current', async (t) => {
   const cli = path.join(repoRoot, 'dist/src/reasons-doc-cli.js');
-  const { stdout, stderr } = await run(process.execPath, [cli, '--check'], { timeout: 60_000 });
-  t.equal(stdout + stderr, '', FIX);
+  const result = await run(process.execPath, [cli, '--check'], { timeout: 60_000 }).then(
+    ({ stdout, stderr }) => ({ code: 0, output: stdout + stderr }),
+    (err: { code?: number; stdout?: string; stderr?: string }) => ({ code: err.code, output: `${err.stdout ?? ''}${err.stderr ?? ''}` }),
+  );
+  t.same(result, { code: 0, output: '' }, FIX);
 });
