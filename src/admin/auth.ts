@@ -31,7 +31,7 @@ const TOKEN_CHARS = /^[\x21-\x7e]+$/;
  * and a token shorter than 32 characters after trimming.
  */
 export async function loadAdminToken(file: string): Promise<string> {
-  const refuse = (why: string, cause?: unknown) =>
+  const unreadable = (why: string, cause?: unknown) =>
     new SidecarError('admin_token_unreadable', `admin token file ${file} ${why}`, cause ? { cause } : undefined);
   let fh;
   try {
@@ -39,26 +39,26 @@ export async function loadAdminToken(file: string): Promise<string> {
     fh = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw refuse('does not exist', err);
-    if (code === 'ELOOP') throw refuse('is a symlink; point the config at the file itself', err);
-    throw refuse(`cannot be opened: ${errorMessage(err)}`, err);
+    if (code === 'ENOENT') throw unreadable('does not exist', err);
+    if (code === 'ELOOP') throw unreadable('is a symlink; point the config at the file itself', err);
+    throw unreadable(`cannot be opened: ${errorMessage(err)}`, err);
   }
   try {
     const st = await fh.stat();
-    if (!st.isFile()) throw refuse('is not a regular file');
+    if (!st.isFile()) throw unreadable('is not a regular file');
     if ((st.mode & 0o077) !== 0) {
-      throw refuse(`has mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}; it must be private to its owner (chmod 600)`);
+      throw unreadable(`has mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}; it must be private to its owner (chmod 600)`);
     }
-    if (st.size > MAX_ADMIN_TOKEN_FILE_BYTES) throw refuse(`is larger than ${MAX_ADMIN_TOKEN_FILE_BYTES} bytes`);
+    if (st.size > MAX_ADMIN_TOKEN_FILE_BYTES) throw unreadable(`is larger than ${MAX_ADMIN_TOKEN_FILE_BYTES} bytes`);
     const token = (await fh.readFile('utf8')).trim();
     if (token.length < MIN_ADMIN_TOKEN_LENGTH) {
-      throw refuse(`holds a token of ${token.length} characters; at least ${MIN_ADMIN_TOKEN_LENGTH} are required`);
+      throw unreadable(`holds a token of ${token.length} characters; at least ${MIN_ADMIN_TOKEN_LENGTH} are required`);
     }
-    if (!TOKEN_CHARS.test(token)) throw refuse('holds a token with spaces or non-printable characters');
+    if (!TOKEN_CHARS.test(token)) throw unreadable('holds a token with spaces or non-printable characters');
     return token;
   } catch (err) {
     if (err instanceof SidecarError) throw err;
-    throw refuse(`cannot be read: ${errorMessage(err)}`, err);
+    throw unreadable(`cannot be read: ${errorMessage(err)}`, err);
   } finally {
     await fh.close();
   }

@@ -12,7 +12,7 @@
  */
 import type http from 'node:http';
 import type { Socket } from 'node:net';
-import { refusal, type ReasonCode, type Refusal } from '../reasons.js';
+import { refusal, type FixedReasonCode, type ReasonCode, type Refusal } from '../reasons.js';
 
 export type ListenerName = 'inbound' | 'outbound' | 'admin' | 'admin_mtls';
 
@@ -113,7 +113,7 @@ interface RawAnswer {
   readonly raw: string;
 }
 
-function rawAnswer(code: ReasonCode, statusText: string): RawAnswer {
+function rawAnswer(code: FixedReasonCode, statusText: string): RawAnswer {
   const r = refusal(code);
   return { refusal: r, raw: `HTTP/1.1 ${r.status} ${statusText}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(r.body)}\r\nconnection: close\r\n\r\n${r.body}` };
 }

@@ -9,16 +9,16 @@ import type { PolicyBudget } from '../policy/read-agent.js';
 import { SidecarError, errorMessage } from '../errors.js';
 import type { AuditSink, Logger } from '../log.js';
 import type { OperationsMetrics } from '../admin/ops-metrics.js';
-import { REASONS, refusal, type ReasonCode, type Refusal } from '../reasons.js';
+import { REASONS, refusal, refuse, type ReasonCode, type Refusal } from '../reasons.js';
 
 /** A refused admission is the refusal itself (status, body, reason), marked `ok: false`. */
 export type AdmissionRefusal = Refusal & { readonly ok: false };
 
 export type Admission = { ok: true; key: string; chargedUsd: number } | AdmissionRefusal;
 
-const refusedAdmission = (code: ReasonCode): AdmissionRefusal => Object.freeze({ ...refusal(code), ok: false as const });
+const refusedAdmission = (r: Refusal): AdmissionRefusal => Object.freeze({ ...r, ok: false as const });
 
-const EXCEEDED = refusedAdmission('budget_exceeded');
+const EXCEEDED = refusedAdmission(refusal('budget_exceeded'));
 
 /** One frozen refusal per ledger failure code (a handful), built when first met. */
 const LEDGER_FAILURES = new Map<ReasonCode, AdmissionRefusal>();
@@ -28,10 +28,11 @@ const LEDGER_FAILURES = new Map<ReasonCode, AdmissionRefusal>();
  * answer that way (a bug below the ledger) is reported as `budget_ledger_failed`.
  */
 function ledgerFailure(reason: ReasonCode): AdmissionRefusal {
+  const message = REASONS.budget_ledger_failed.message;
   const spec: { status?: number; message: string } = REASONS[reason];
-  const code = spec.status === 503 && spec.message === REASONS.budget_ledger_failed.message ? reason : 'budget_ledger_failed';
+  const code = spec.status === 503 && spec.message === message ? reason : 'budget_ledger_failed';
   let r = LEDGER_FAILURES.get(code);
-  if (r === undefined) LEDGER_FAILURES.set(code, (r = refusedAdmission(code)));
+  if (r === undefined) LEDGER_FAILURES.set(code, (r = refusedAdmission(refuse(code, message))));
   return r;
 }
 
