@@ -12,7 +12,7 @@ import { createLogger, JsonLinesAuditSink, type AuditSink, type Logger } from '.
 import { SidecarMetrics } from './admin/metrics.js';
 import { AdminServer, type ReadinessCheck } from './admin/server.js';
 import { InboundListener } from './proxy/inbound.js';
-import { OutboundProxy } from './proxy/outbound.js';
+import { OutboundProxy } from './proxy/outbound/proxy.js';
 import { buildTlsMaterial, type TlsMaterial } from './spiffe/tls.js';
 import { PolicyWatcher } from './policy/watch.js';
 import type { IdentityState, X509Source } from './spiffe/source.js';

@@ -9,12 +9,12 @@
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { Pool } from '../undici/pool.js';
-import type { OutboundConfig } from '../config/types.js';
-import type { Logger, AuditSink } from '../log.js';
-import type { SidecarMetrics } from '../admin/metrics.js';
-import { forwardRequestHeaders, isBrowserRequest } from './headers.js';
-import { RequestBodyTimeoutError, awaitContinue, continueRequest, readBody } from './request-body.js';
+import { Pool } from '../../undici/pool.js';
+import type { OutboundConfig } from '../../config/types.js';
+import type { Logger, AuditSink } from '../../log.js';
+import type { SidecarMetrics } from '../../admin/metrics.js';
+import { forwardRequestHeaders, isBrowserRequest } from '../headers.js';
+import { RequestBodyTimeoutError, awaitContinue, continueRequest, readBody } from '../request-body.js';
 import {
   errorBody,
   forwardRequest,
@@ -25,24 +25,24 @@ import {
   type Intercepted,
   type ResponseIntercept,
   type UpstreamFailure,
-} from './forward.js';
-import { H_CHALLENGE, H_EVIDENCE, H_NONCE, H_REF } from './attestation-gate.js';
-import { prepareEvidence, type Attester, type PreparedEvidence } from '../attestation/attester.js';
-import { DecisionLog, pathOnly } from './decision-log.js';
-import { DEFAULT_OUTBOUND_MAX_REQUEST_HEADERS, H_REQUEST_ID, TOO_MANY_HEADERS_REASON, TOO_MANY_HEADERS_STATUS, kRequestId, newRequestId, outboundRequestId, tooManyHeadersBody, type RequestWithId } from './request-headers.js';
-import { closeServer, listen, throttledListenerErrorLog } from '../lib/net.js';
-import { answerAndClose, guardListener, serverLimitOptions } from '../lib/listener-limits.js';
-import { AggregatedAudit } from '../audit/aggregate.js';
-import type { TlsMaterial } from '../spiffe/tls.js';
-import { buildRouteRuntime, createRoutePool, type RouteRuntime } from './outbound-routes.js';
-import { responseTransform } from './metering.js';
-import type { SpendGate } from './spend.js';
-import type { RevocationState } from '../revocation/state.js';
-import type { PolicyBudget } from '../policy/read-agent.js';
-import type { OperationsMetrics } from '../admin/ops-metrics.js';
-import type { RecentDenials } from './decision-log.js';
-import { canonicalRequestPath } from '../policy/actions.js';
-import { CallerTokenCheck } from './caller-auth.js';
+} from '../forward.js';
+import { H_CHALLENGE, H_EVIDENCE, H_NONCE, H_REF } from '../attestation-gate.js';
+import { prepareEvidence, type Attester, type PreparedEvidence } from '../../attestation/attester.js';
+import { DecisionLog, pathOnly } from '../decision-log.js';
+import { DEFAULT_OUTBOUND_MAX_REQUEST_HEADERS, H_REQUEST_ID, TOO_MANY_HEADERS_REASON, TOO_MANY_HEADERS_STATUS, kRequestId, newRequestId, outboundRequestId, tooManyHeadersBody, type RequestWithId } from '../request-headers.js';
+import { closeServer, listen, throttledListenerErrorLog } from '../../lib/net.js';
+import { answerAndClose, guardListener, serverLimitOptions } from '../../lib/listener-limits.js';
+import { AggregatedAudit } from '../../audit/aggregate.js';
+import type { TlsMaterial } from '../../spiffe/tls.js';
+import { buildRouteRuntime, createRoutePool, type RouteRuntime } from '../outbound-routes.js';
+import { responseTransform } from '../metering.js';
+import type { SpendGate } from '../spend.js';
+import type { RevocationState } from '../../revocation/state.js';
+import type { PolicyBudget } from '../../policy/read-agent.js';
+import type { OperationsMetrics } from '../../admin/ops-metrics.js';
+import type { RecentDenials } from '../decision-log.js';
+import { canonicalRequestPath } from '../../policy/actions.js';
+import { CallerTokenCheck } from '../caller-auth.js';
 
 export interface OutboundDeps {
   config: OutboundConfig;
