@@ -55,6 +55,24 @@ export const REASONS = {
   agent_revoked: { kind: 'request', status: 403, message: 'Agent revoked', close: true, where: 'inbound', doc: 'the kill switch revoked the peer; its connection is closed after the answer' },
   path_not_canonical: { kind: 'request', status: 400, message: 'Malformed request path: <why>', where: 'both', doc: 'dot segments, `//`, encoded separators or non-shortest UTF-8 in the path' },
   internal_error: { kind: 'request', status: 500, message: 'Internal error', decision: 'error', where: 'both', doc: 'a bug on the request path fails that request, never the process' },
+  // Outbound side (the agent's proxy).
+  caller_unauthenticated: { kind: 'request', status: 407, message: 'Proxy authentication required: send the caller token as the proxy password (http://agent:TOKEN@host:port)', where: 'outbound', doc: '`caller_token_file` is set and the request carries no or a wrong token; answered with `proxy-authenticate`' },
+  caller_token_unavailable: { kind: 'request', status: 503, message: 'Caller token unavailable: <why>', decision: 'error', where: 'outbound', doc: 'the caller token file cannot be read: every request is refused until it can' },
+  request_headers_too_many: { kind: 'request', status: 431, message: 'Too many request headers (limit <max>)', where: 'both', doc: 'more header fields than `max_request_headers`' },
+  no_route_named: { kind: 'request', status: 400, message: 'Request names no route: use an absolute-form URL or a Host header', where: 'outbound', doc: 'neither an absolute-form URL nor a Host header names a route' },
+  unknown_route: { kind: 'request', status: 404, message: "Unknown route '<route>'", where: 'outbound', doc: 'the named route is not configured' },
+  browser_request: { kind: 'request', status: 403, message: 'Browser-originated requests are refused: a web page must never use the agent identity', where: 'outbound', doc: 'the request carries browser-only fields or a browser User-Agent and the route does not set `allow_browser_requests`' },
+  no_svid: { kind: 'request', status: 503, message: 'No valid SVID: the sidecar has no unexpired identity', where: 'outbound', doc: 'no identity yet, or the SVID expired without rotation' },
+  kill_switch: { kind: 'request', status: 503, message: 'Sidecar stopped by the kill switch', where: 'outbound', doc: 'a kill-all revocation, or our own SPIFFE ID is revoked' },
+  upstream_revoked: { kind: 'request', status: 403, message: 'Upstream revoked', where: 'outbound', doc: "the route's `server_id` is revoked" },
+  credential_unavailable: { kind: 'request', status: 503, message: "Upstream credential for route '<route>' is unavailable: <why>", decision: 'error', where: 'outbound', doc: "a secret file of the route's `inject_headers` is missing or invalid" },
+  budget_ledger_unavailable: { kind: 'request', status: 503, message: 'Budget ledger unavailable', where: 'outbound', doc: 'a metered route charges a budget but no budget ledger is configured' },
+  request_body_timeout: { kind: 'request', status: 408, message: 'Request body timeout', where: 'both', doc: 'the request body brought no byte for `body_progress_timeout`; the connection is closed' },
+  request_body_unreadable: { kind: 'request', status: 400, message: 'Request body could not be read: <why>', where: 'outbound', doc: 'a body buffered for an attestation replay failed (client left, more bytes than announced)' },
+  attestation_replay_too_large: { kind: 'request', status: 413, message: 'Attestation challenge could not be answered: a request body of unknown length or over 65536 bytes cannot be replayed', decision: 'error', where: 'outbound', doc: 'the peer challenged a request whose body was not buffered (chunked or over 64 KiB)' },
+  attestation_challenge_unknown: { kind: 'request', status: 502, message: "Unknown attestation challenge '<challenge>'", decision: 'error', where: 'outbound', doc: 'the peer sent an `attest-challenge` this sidecar does not understand' },
+  attester_error: { kind: 'request', status: 502, message: 'Attestation failed on this side: <why>', decision: 'error', where: 'outbound', doc: 'producing our own evidence failed' },
+  method_not_supported: { kind: 'request', status: 405, message: 'CONNECT is not supported: send plain HTTP to the sidecar, it originates mTLS', close: true, where: 'outbound', doc: 'CONNECT and Upgrade requests; the connection is closed' },
 } as const satisfies Record<string, ReasonSpec>;
 
 export type ReasonCode = keyof typeof REASONS;

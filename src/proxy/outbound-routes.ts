@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import type { Pool as UndiciPool } from 'undici';
+import type { Dispatcher, Pool as UndiciPool } from 'undici';
 import { Pool } from '../undici/pool.js';
 import type { OutboundRouteConfig } from '../config/types.js';
 import { SidecarError } from '../errors.js';
@@ -27,8 +27,10 @@ export interface RouteRuntime {
   /** Path prefix of the upstream URL ('' for '/'), prepended to the request path. */
   readonly basePath: string;
   pool: Pool | undefined;
+  /** What requests are dispatched on: the pool, or the pool with the attestation handshake composed on it. */
+  dispatcher: Pick<Dispatcher, 'dispatch'> | undefined;
   /** Id of the evidence the peer behind this route accepted; later requests send only the id. */
-  ackedEvidenceId?: string;
+  ackedEvidenceId?: string | undefined;
   /** Request headers never passed on from the agent (our protocol, request id, injected credentials). */
   readonly drop: ReadonlySet<string>;
   readonly injector: CredentialInjector | undefined;
@@ -62,7 +64,7 @@ export function buildRouteRuntime(r: OutboundRouteConfig, logger: Logger): Route
     }
   }
   const servername = web ? (isIP(url.hostname) === 0 ? url.hostname : undefined) : r.name;
-  return { config: r, basePath, pool: undefined, drop, injector, webCa, hostHeader: web ? ['host', url.host] : undefined, servername };
+  return { config: r, basePath, pool: undefined, dispatcher: undefined, drop, injector, webCa, hostHeader: web ? ['host', url.host] : undefined, servername };
 }
 
 export function createRoutePool(runtime: RouteRuntime, material: TlsMaterial, isRevoked: ((spiffeId: string) => boolean) | undefined): Pool {
