@@ -6,13 +6,14 @@
  */
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import type { Dispatcher, Pool as UndiciPool } from 'undici';
+import type { Pool as UndiciPool } from 'undici';
 import { Pool } from '../undici/pool.js';
 import type { OutboundRouteConfig } from '../config/types.js';
 import { SidecarError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { ATTESTATION_HEADERS } from './attestation-gate.js';
 import { CredentialInjector } from './credentials.js';
+import type { ForwardDispatcher } from './forward.js';
 import { H_REQUEST_ID } from './request-headers.js';
 import { spiffeServerCheck, type TlsMaterial } from '../spiffe/tls.js';
 
@@ -28,7 +29,7 @@ export interface RouteRuntime {
   readonly basePath: string;
   pool: Pool | undefined;
   /** What requests are dispatched on: the pool, or the pool with the attestation handshake composed on it. */
-  dispatcher: Pick<Dispatcher, 'dispatch'> | undefined;
+  dispatcher: ForwardDispatcher | undefined;
   /** Id of the evidence the peer behind this route accepted; later requests send only the id. */
   ackedEvidenceId?: string | undefined;
   /** Request headers never passed on from the agent (our protocol, request id, injected credentials). */

@@ -19,6 +19,7 @@ export class GenerationEvidence implements SessionEvidence {
 
   constructor(
     private readonly attester: Attester,
+    readonly generation: number,
     /** The generation's public key, which the evidence binds. */
     private readonly spki: Uint8Array,
   ) {}

@@ -9,5 +9,3 @@ export interface OutboundMetrics {
   connectionRefused(listener: string, reason: string): void;
   upstreamError(direction: 'outbound', reason: string): void;
 }
-
-export type { MeteringMetrics } from '../metering.js';

@@ -149,7 +149,7 @@ export class OutboundProxy {
   applyIdentity(material: TlsMaterial): void {
     this.material = material;
     // Evidence is produced once per SVID: a new generation gets its own, on its first request.
-    if (this.deps.attester) this.evidence = new GenerationEvidence(this.deps.attester, material.spki);
+    if (this.deps.attester && this.evidence?.generation !== material.generation) this.evidence = new GenerationEvidence(this.deps.attester, material.generation, material.spki);
     for (const route of this.routes.values()) {
       const old = route.pool;
       this.installPool(route, material);
