@@ -18,7 +18,7 @@ import type { SidecarMetrics } from '../admin/metrics.js';
 import type { CompiledPolicy, Decision } from '../policy/types.js';
 import { decide, denialBody } from '../policy/decide.js';
 import { compileActionMatcher, canonicalRequestPath } from '../policy/actions.js';
-import { DEFAULT_MAX_REQUEST_HEADERS, appLeadHeaders, kRequestId, screenInboundHeaders, tooManyHeadersBody, type RequestWithId } from './request-headers.js';
+import { DEFAULT_MAX_REQUEST_HEADERS, appLeadHeaders, kRequestId, screenInboundHeaders, tooManyHeadersRefusal, type RequestWithId } from './request-headers.js';
 import { awaitContinue, errorBody, forwardRequestThen, hasRequestBody, sendJsonError } from './forward.js';
 import { DEFAULT_REQUEST_LIMITS, PEER_CONCURRENCY_REASON, PeerAdmission, type PeerSlots, type RequestLimits } from './peer-admission.js';
 import { DecisionLog, pathOnly, type RecentDenials } from './decision-log.js';
@@ -31,6 +31,7 @@ import type { RevocationState } from '../revocation/state.js';
 import type { PolicyAgent } from '../policy/read-agent.js';
 import type { ActionMappingConfig } from '../config/types.js';
 import type { SpendGate } from './spend.js';
+import type { Refusal } from '../reasons.js';
 import { serverContextOptions, verifyClientPeer, type TlsMaterial, type VerifiedPeer } from '../spiffe/tls.js';
 
 export interface InboundDeps {
@@ -118,13 +119,13 @@ export class InboundListener {
    */
   private readonly appServername: string;
   private readonly maxRequestHeaders: number;
-  private readonly tooManyHeadersBody: string;
+  private readonly tooManyHeaders: Refusal;
   private readonly admission: PeerAdmission;
   private readonly bodyProgressTimeoutMs: number;
 
   constructor(private readonly deps: InboundDeps) {
     this.maxRequestHeaders = deps.config.maxRequestHeaders ?? DEFAULT_MAX_REQUEST_HEADERS;
-    this.tooManyHeadersBody = tooManyHeadersBody(this.maxRequestHeaders);
+    this.tooManyHeaders = tooManyHeadersRefusal(this.maxRequestHeaders);
     this.log = new DecisionLog('inbound', deps.metrics, deps.audit, deps.denials);
     this.refusals = new AggregatedAudit(deps.audit);
     this.app = new Pool(deps.config.app, { connections: APP_POOL_CONNECTIONS, pipelining: 1, keepAliveTimeout: 30_000 });
@@ -245,7 +246,7 @@ export class InboundListener {
     const socket = req.socket as PeeredSocket;
     const conn = socket[kConn];
     // First, so that every record of this request carries its id; refusals come after the peer checks.
-    const screen = screenInboundHeaders(req.rawHeaders, this.maxRequestHeaders, this.tooManyHeadersBody, conn ? this.leadHeaders(conn, socket) : NO_LEAD);
+    const screen = screenInboundHeaders(req.rawHeaders, this.maxRequestHeaders, this.tooManyHeaders, conn ? this.leadHeaders(conn, socket) : NO_LEAD);
     (req as RequestWithId)[kRequestId] = screen.requestId;
     if (!conn) {
       this.finish(req, res, start, undefined, 403, UNVERIFIED_BODY, 'peer_unverified');

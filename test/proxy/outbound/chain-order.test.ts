@@ -15,7 +15,7 @@ const identity = { material: () => undefined, now: () => 0, stoppedReason: () =>
 
 function names(o: { token?: boolean; revocations?: boolean; routes: RouteRuntime[] }): string[] {
   const filters = outboundFilters({
-    callerToken: o.token ? { check: () => 'ok', unavailableReason: '' } : undefined,
+    callerToken: o.token ? { check: () => undefined } : undefined,
     maxRequestHeaders: 90,
     routes: new Map(o.routes.map((r) => [r.config.name, r])),
     identity,

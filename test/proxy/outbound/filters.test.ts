@@ -13,6 +13,9 @@ import { identityReadyFilter, killSwitchFilter, upstreamRevokedFilter } from '..
 import { credentialsFilter, meteringFilter } from '../../../src/proxy/outbound/filters/spend.js';
 import type { RevocationState } from '../../../src/revocation/state.js';
 import type { SpendGate } from '../../../src/proxy/spend.js';
+import { CallerTokenCheck } from '../../../src/proxy/caller-auth.js';
+import { refusal } from '../../../src/reasons.js';
+import { silentLogger } from '../../helpers/mesh.js';
 import { context, material, route } from './fakes.js';
 
 interface Case {
@@ -47,23 +50,28 @@ const withRoute = (url = '/tasks', headers: Record<string, string> = {}, r = rou
   return ctx;
 };
 
-await table(
-  callerAuthFilter({
-    check: (h) => (h === undefined ? 'unauthenticated' : h === basic('right') ? 'ok' : h === basic('broken') ? 'unavailable' : 'unauthenticated'),
-    unavailableReason: 'file missing',
-  }),
-  [
-    { name: 'right token', ctx: () => context('/x', { 'proxy-authorization': basic('right') }) },
-    { name: 'no token', ctx: () => context('/x'), reason: 'caller_unauthenticated', status: 407 },
-    { name: 'wrong token', ctx: () => context('/x', { 'proxy-authorization': basic('wrong') }), reason: 'caller_unauthenticated', status: 407 },
-    { name: 'token file unusable', ctx: () => context('/x', { 'proxy-authorization': basic('broken') }), reason: 'caller_token_unavailable', status: 503, error: 'Caller token unavailable: file missing' },
-  ],
-);
-
-t.test('caller-auth: the 407 asks for Basic proxy credentials', async (t) => {
-  const out = await callerAuthFilter({ check: () => 'unauthenticated', unavailableReason: '' }).onRequest(context('/x'));
-  t.same(out?.headers, { 'proxy-authenticate': 'Basic realm="attest-sidecar"' });
+t.test('caller-auth', async (t) => {
+  const dir = t.testdir({ token: 'right-token-0123456789\n' });
+  const good = new CallerTokenCheck(path.join(dir, 'token'), silentLogger());
+  const broken = new CallerTokenCheck(path.join(dir, 'absent'), silentLogger());
+  t.teardown(() => {
+    good.close();
+    broken.close();
+  });
+  await table(
+    callerAuthFilter(good),
+    [
+      { name: 'right token', ctx: () => context('/x', { 'proxy-authorization': basic('right-token-0123456789') }) },
+      { name: 'no token', ctx: () => context('/x'), reason: 'caller_unauthenticated', status: 407 },
+      { name: 'wrong token', ctx: () => context('/x', { 'proxy-authorization': basic('wrong-token-0123456789') }), reason: 'caller_unauthenticated', status: 407 },
+      { name: 'not basic', ctx: () => context('/x', { 'proxy-authorization': 'Bearer right-token-0123456789' }), reason: 'caller_unauthenticated', status: 407 },
+    ],
+    t,
+  );
+  const out = await callerAuthFilter(good).onRequest(context('/x'));
+  t.same(out?.headers, { 'proxy-authenticate': 'Basic realm="attest-sidecar"' }, 'the 407 asks for Basic proxy credentials');
   t.equal(out?.decision, 'deny');
+  await table(callerAuthFilter(broken), [{ name: 'token file unusable', ctx: () => context('/x', { 'proxy-authorization': basic('right-token-0123456789') }), reason: 'caller_token_unavailable', status: 503 }], t);
 });
 
 const many = (n: number) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`x-h${i}`, 'v']));
@@ -212,7 +220,7 @@ t.test('metering', async (t) => {
     { name: 'charged', ctx: meteredCtx, after: (ctx) => t.same(ctx.reservation, { agent: 'orchestrator', budget, key: 'k1' }) },
   ], t);
   t.same(admissions, [['orchestrator', 0.5]], 'only the metered route was charged, with its reservation');
-  await table(meteringFilter({ spend: gate({ ok: false, status: 402, reason: 'budget_exceeded', body: '{"error":"Budget exceeded"}' }), ownBudget }), [
+  await table(meteringFilter({ spend: gate({ ...refusal('budget_exceeded'), ok: false }), ownBudget }), [
     { name: 'budget exhausted', ctx: meteredCtx, reason: 'budget_exceeded', status: 402, error: 'Budget exceeded' },
   ], t);
   await table(meteringFilter({ spend: undefined, ownBudget }), [{ name: 'no ledger', ctx: meteredCtx, reason: 'budget_ledger_unavailable', status: 503 }], t);

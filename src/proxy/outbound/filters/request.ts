@@ -6,12 +6,13 @@ import { refusal, refuse } from '../../../reasons.js';
 import { canonicalRequestPath } from '../../../policy/actions.js';
 import type { RequestFilter } from '../../chain.js';
 import { isBrowserRequest } from '../../headers.js';
+import { tooManyHeadersRefusal } from '../../request-headers.js';
 import type { RouteRuntime } from '../../outbound-routes.js';
 import { resolveTarget, type OutboundRequest } from '../context.js';
 
 /** What we add must fit under the peer's limit, and an app must never lose the identity fields. */
 export function headerCountFilter(maxFields: number): RequestFilter<OutboundRequest> {
-  const tooMany = refuse('request_headers_too_many', `Too many request headers (limit ${maxFields})`);
+  const tooMany = tooManyHeadersRefusal(maxFields);
   const maxRaw = 2 * maxFields;
   return {
     name: 'header-count',

@@ -2,12 +2,10 @@
  * The per-route filters of routes that hold a credential or meter usage. Each is in the chain
  * only when some route needs it, and continues at once for a route that does not.
  */
-import type { Refusal } from '../../../reasons.js';
-import { refusal, refuse } from '../../../reasons.js';
+import { refusal } from '../../../reasons.js';
 import type { PolicyBudget } from '../../../policy/read-agent.js';
-import { errorMessage } from '../../../errors.js';
 import type { RequestFilter } from '../../chain.js';
-import type { Admission, SpendGate } from '../../spend.js';
+import type { SpendGate } from '../../spend.js';
 import type { OutboundRequest } from '../context.js';
 
 /** The route's credential headers; a secret file that became unusable refuses the request (fail closed). */
@@ -17,11 +15,9 @@ export const credentialsFilter: RequestFilter<OutboundRequest> = {
     const injector = ctx.route!.injector;
     if (injector === undefined) return undefined;
     ctx.auditPath = ctx.path;
-    try {
-      ctx.injected = injector.headerPairs();
-    } catch (err) {
-      return refuse('credential_unavailable', errorMessage(err));
-    }
+    const unavailable = injector.check();
+    if (unavailable !== undefined) return unavailable;
+    ctx.injected = injector.headerPairs();
     return undefined;
   },
 };
@@ -48,18 +44,10 @@ export function meteringFilter(deps: MeteringDeps): RequestFilter<OutboundReques
       if (own === undefined) return undefined;
       if (deps.spend === undefined) return refusal('budget_ledger_unavailable');
       return deps.spend.admit(own.agent, own.budget, metering.reserveUsd, { route: ctx.route!.config.name, direction: 'outbound' }).then((admission) => {
-        if (!admission.ok) return admissionRefusal(admission);
+        if (!admission.ok) return admission;
         ctx.reservation = { agent: own.agent, budget: own.budget, key: admission.key };
         return undefined;
       });
     },
   };
-}
-
-/** The ledger's refusal as a Refusal (the gate answers with its own status and body). */
-function admissionRefusal(admission: Exclude<Admission, { ok: true }>): Refusal {
-  const a = admission as typeof admission & { refusal?: Refusal };
-  if (a.refusal !== undefined) return a.refusal;
-  const error = (JSON.parse(a.body) as { error: string }).error;
-  return { reason: a.reason as Refusal['reason'], status: a.status, error, body: a.body, close: false, decision: 'deny' };
 }
