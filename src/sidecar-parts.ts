@@ -11,7 +11,7 @@ import { AdminServer, type ReadinessCheck } from './admin/server.js';
 import { AdminApi } from './admin/api.js';
 import { AdminAuthenticator } from './admin/auth.js';
 import { InboundListener } from './proxy/inbound.js';
-import { OutboundProxy } from './proxy/outbound.js';
+import { OutboundProxy } from './proxy/outbound/proxy.js';
 import { AttestationGate } from './proxy/attestation-gate.js';
 import { SpendGate } from './proxy/spend.js';
 import type { RecentDenials } from './proxy/decision-log.js';

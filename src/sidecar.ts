@@ -12,7 +12,7 @@ import { OperationsMetrics } from './admin/ops-metrics.js';
 import type { AdminServer } from './admin/server.js';
 import { revocationsJson } from './admin/api.js';
 import type { InboundListener } from './proxy/inbound.js';
-import type { OutboundProxy } from './proxy/outbound.js';
+import type { OutboundProxy } from './proxy/outbound/proxy.js';
 import type { AttestationGate } from './proxy/attestation-gate.js';
 import { RecentDenials } from './proxy/decision-log.js';
 import type { RequestLimits } from './proxy/peer-admission.js';

@@ -25,14 +25,6 @@ export interface ForwardOptions {
   bodyProgressTimeoutMs?: number;
   /** TLS server name for the connection (see RouteRuntime.servername); default: from Host. */
   servername?: string;
-  /** Send this (buffered) body instead of streaming the request (used for replays). */
-  body?: Buffer | null;
-  /**
-   * Looks at an upstream response of `status` before anything is sent downstream; `when`
-   * returning true swallows it (its body is drained) and resolves with it instead. Responses
-   * of any other status take the plain path untouched.
-   */
-  intercept?: ResponseIntercept;
   /**
    * Rewrites the response on its way down (usage metering, secret scrubbing): given the status
    * and the filtered headers, returns the headers to send and a Transform the body passes
@@ -44,22 +36,25 @@ export interface ForwardOptions {
   ) => { status?: number; headers: Record<string, string | string[]>; body: Transform } | undefined;
 }
 
-export interface ResponseIntercept {
-  status: number;
-  when: (headers: Record<string, string | string[] | undefined>) => boolean;
-}
-
-/** An upstream response the caller chose to handle itself (see ForwardOptions.intercept). */
-export interface Intercepted {
-  intercepted: true;
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-}
-
+/** An exchange that ended before anything was sent to the client: the caller answers with a JSON error. */
 export interface UpstreamFailure {
-  status: 408 | 502 | 503 | 504;
+  status: number;
   reason: string;
   message: string;
+  /** Whose doing: the client's (`deny`: its body stalled) or this side's or the upstream's (`error`, default). */
+  decision?: 'deny' | 'error';
+  /** Failed on this side of the exchange (attestation, reading a body), not at the upstream. */
+  local?: boolean;
+}
+
+/**
+ * An error a dispatch interceptor (the attestation handshake) ends an exchange with when it,
+ * not the upstream, failed it: the exchange ends with `failure` as it stands.
+ */
+export class ExchangeFailure extends Error {
+  constructor(readonly failure: UpstreamFailure) {
+    super(failure.message);
+  }
 }
 
 /** True when the request has a body to stream (RFC 9112 §6.3). */
@@ -78,30 +73,29 @@ export const CLIENT_CLOSED_STATUS = 499;
  */
 type StreamOptions = Dispatcher.RequestOptions & { servername: string | undefined };
 
-/** What a forwarded exchange ended with (see forwardRequest). */
-export type ForwardResult = number | UpstreamFailure | Intercepted;
-
 /**
- * Forwards and resolves with the upstream status, or with an UpstreamFailure when nothing was
- * sent to the client yet (the caller answers with a JSON error). When the failure happens after
- * the response started, the client connection is destroyed (a truncated body must not look whole).
+ * What a forwarded exchange ended with: the upstream status, or an UpstreamFailure when nothing
+ * was sent to the client yet (the caller answers with a JSON error). When the failure happens
+ * after the response started, the client connection is destroyed (a truncated body must not
+ * look whole) and the exchange ends with the status relayed.
  */
-export function forwardRequest(dispatcher: Dispatcher, req: IncomingMessage, res: ServerResponse, opts: ForwardOptions): Promise<ForwardResult> {
-  return new Promise((resolve) => forwardRequestThen(dispatcher, req, res, opts, resolve));
-}
+export type ForwardResult = number | UpstreamFailure;
+
+/** What forwarding needs of a dispatcher: a Pool, or a Pool with interceptors composed on it. */
+export type ForwardDispatcher = Pick<Dispatcher, 'dispatch'>;
 
 /**
- * forwardRequest with a completion callback instead of a promise: the plain request paths use
- * it so that a request allocates no promise chain of its own. `done` is called exactly once.
+ * Forwards one request; `done` is called exactly once with the result. A callback, not a
+ * promise: a request allocates no promise chain of its own.
  */
 export function forwardRequestThen(
-  dispatcher: Dispatcher,
+  dispatcher: ForwardDispatcher,
   req: IncomingMessage,
   res: ServerResponse,
   opts: ForwardOptions,
   done: (result: ForwardResult) => void,
 ): void {
-  const body = opts.body !== undefined ? opts.body : hasRequestBody(req) ? req : null;
+  const body = hasRequestBody(req) ? req : null;
   const request: StreamOptions = {
     path: opts.path,
     method: req.method as Dispatcher.HttpMethod,
@@ -114,14 +108,13 @@ export function forwardRequestThen(
   };
   const handler = new ForwardHandler(res, opts, body, done);
   watchClient(req.socket as ClientSocket | null, handler);
-  const streamed = body !== null && !Buffer.isBuffer(body);
-  if (streamed) {
+  if (body !== null) {
     continueRequest(res);
     handler.watchBodyProgress(body, opts.bodyProgressTimeoutMs ?? DEFAULT_BODY_PROGRESS_TIMEOUT_MS);
   }
   dispatcher.dispatch(request, handler);
   // The client went away while its body streams: abandon the upstream exchange too.
-  if (streamed) {
+  if (body !== null) {
     res.once('close', () => {
       if (!res.writableFinished) body.destroy();
     });
@@ -142,9 +135,8 @@ class ForwardHandler implements Dispatcher.DispatchHandler, BodyProgressWatch {
   private abort: ((err?: Error) => void) | undefined = undefined;
   private resume: (() => void) | undefined = undefined;
   private status = 0;
-  /** Where body chunks go: the response, a response transform, or nowhere (intercepted). */
+  /** Where body chunks go: the response or a response transform. */
   private sink: Writable | ServerResponse | undefined = undefined;
-  private intercepted: Intercepted | undefined = undefined;
   private clientGone = false;
   ended = false;
   /** Body-progress watch of a streamed request body (see checkBodyProgress). */
@@ -159,7 +151,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler, BodyProgressWatch {
   constructor(
     private readonly res: ServerResponse,
     private readonly opts: ForwardOptions,
-    private readonly body: IncomingMessage | Buffer | null,
+    private readonly body: IncomingMessage | null,
     private readonly done: (result: ForwardResult) => void,
   ) {}
 
@@ -196,20 +188,14 @@ class ForwardHandler implements Dispatcher.DispatchHandler, BodyProgressWatch {
     if (statusCode < 200) return true;
     this.status = statusCode;
     this.resume = resume;
-    const opts = this.opts;
-    const intercept = opts.intercept !== undefined && opts.intercept.status === statusCode ? opts.intercept : undefined;
-    if (intercept === undefined && opts.transformResponse === undefined) {
+    const transform = this.opts.transformResponse;
+    if (transform === undefined) {
       this.res.writeHead(statusCode, responseHeaderList(rawHeaders));
       this.sink = this.res;
       return true;
     }
-    const headers = responseHeaderObject(rawHeaders);
-    if (intercept?.when(headers)) {
-      this.intercepted = { intercepted: true, status: statusCode, headers };
-      return true; // its body is read and dropped
-    }
-    const filtered = forwardResponseHeaders(headers);
-    const rewrite = opts.transformResponse?.(statusCode, filtered);
+    const filtered = forwardResponseHeaders(responseHeaderObject(rawHeaders));
+    const rewrite = transform(statusCode, filtered);
     if (!rewrite) {
       this.res.writeHead(statusCode, filtered);
       this.sink = this.res;
@@ -241,14 +227,14 @@ class ForwardHandler implements Dispatcher.DispatchHandler, BodyProgressWatch {
     if (this.ended) return;
     this.settle();
     this.sink?.end();
-    this.done(this.intercepted ?? this.status);
+    this.done(this.status);
   }
 
   onError(err: Error): void {
     if (this.ended) return;
     this.settle();
     const body = this.body;
-    if (body !== null && !Buffer.isBuffer(body)) stopRequestBody(body);
+    if (body !== null) stopRequestBody(body);
     const sink = this.sink;
     if (sink !== undefined && sink !== this.res) sink.destroy(err);
     if (this.res.headersSent || this.clientGone) {
@@ -260,8 +246,8 @@ class ForwardHandler implements Dispatcher.DispatchHandler, BodyProgressWatch {
     }
     // May run inside dispatch() itself (a closed pool): answer after the caller has returned.
     const failure = classifyUpstreamError(err);
-    // The rest of a timed-out body may still come: the connection cannot carry another request.
-    if (failure.status === 408) this.res.shouldKeepAlive = false;
+    // The rest of a body that stalled or failed may still come: the connection cannot carry another request.
+    if (failure.decision === 'deny') this.res.shouldKeepAlive = false;
     queueMicrotask(() => this.done(failure));
   }
 
@@ -344,9 +330,12 @@ const TLS_TRUST_CODES = new Set([
   'ERR_TLS_CERT_ALTNAME_INVALID',
 ]);
 
+const REQUEST_BODY_TIMEOUT: UpstreamFailure = Object.freeze({ status: 408, reason: 'request_body_timeout', message: 'Request body timeout', decision: 'deny', local: true });
+
 /** Maps a transport error to a status and a stable reason code. */
 export function classifyUpstreamError(err: unknown): UpstreamFailure {
   const e = err as { code?: string; reason?: string; message?: string; cause?: { code?: string } } | undefined;
+  if (err instanceof ExchangeFailure) return err.failure;
   const code = e?.code ?? '';
   const msg = e?.message ?? String(err);
   if (e && typeof e.reason === 'string' && code === 'ERR_SPIFFE_PEER') {
@@ -354,7 +343,7 @@ export function classifyUpstreamError(err: unknown): UpstreamFailure {
   }
   switch (code) {
     case 'ERR_REQUEST_BODY_TIMEOUT':
-      return { status: 408, reason: 'request_body_timeout', message: 'Request body timeout' };
+      return REQUEST_BODY_TIMEOUT;
     case 'UND_ERR_CONNECT_TIMEOUT':
       return { status: 504, reason: 'upstream_connect_timeout', message: 'Upstream connect timeout' };
     case 'UND_ERR_HEADERS_TIMEOUT':

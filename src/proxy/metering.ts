@@ -13,8 +13,14 @@ import { ResponseFilter } from './response-filter.js';
 import { createUsageMeter } from '../budget/usage/meter.js';
 import { usageCostUsd, type TokenUsage } from '../budget/usage/types.js';
 import type { Logger } from '../log.js';
-import type { OperationsMetrics } from '../admin/ops-metrics.js';
 import { errorMessage } from '../errors.js';
+
+/** What metering counts (the admin server's operations metrics satisfy it structurally). */
+export interface MeteringMetrics {
+  spent(agent: string, source: 'action' | 'metered', usd: number): void;
+  tokensMetered(route: string, input: number, output: number): void;
+  usageUnmetered(route: string, reason: string): void;
+}
 
 export interface MeterOutcome {
   /** What the response cost (USD); the reservation when usage was unreadable. */
@@ -32,7 +38,7 @@ export function meterResponse(
   route: string,
   status: number,
   headers: Record<string, string | string[]>,
-  deps: { ops: OperationsMetrics; logger: Logger },
+  deps: { ops: MeteringMetrics; logger: Logger },
   onSettled: (outcome: MeterOutcome) => void,
 ): { observe: (chunk: Buffer) => boolean; drained: () => Promise<void>; onEnd: (complete: boolean) => void } {
   const header = (name: string) => {
@@ -103,7 +109,7 @@ export function responseTransform(opts: {
   route: string;
   secrets: readonly Buffer[] | undefined;
   metering: MeteringConfig | undefined;
-  ops: OperationsMetrics | undefined;
+  ops: MeteringMetrics | undefined;
   logger: Logger;
   onCost: (usd: number) => void;
 }): (status: number, headers: Record<string, string | string[]>) => ResponseRewrite | undefined {

@@ -13,6 +13,7 @@ import { SidecarError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { ATTESTATION_HEADERS } from './attestation-gate.js';
 import { CredentialInjector } from './credentials.js';
+import type { ForwardDispatcher } from './forward.js';
 import { H_REQUEST_ID } from './request-headers.js';
 import { routeServerAuthorizer, spiffeServerCheck, type TlsMaterial } from '../spiffe/tls.js';
 
@@ -27,8 +28,10 @@ export interface RouteRuntime {
   /** Path prefix of the upstream URL ('' for '/'), prepended to the request path. */
   readonly basePath: string;
   pool: Pool | undefined;
+  /** What requests are dispatched on: the pool, or the pool with the attestation handshake composed on it. */
+  dispatcher: ForwardDispatcher | undefined;
   /** Id of the evidence the peer behind this route accepted; later requests send only the id. */
-  ackedEvidenceId?: string;
+  ackedEvidenceId?: string | undefined;
   /** Request headers never passed on from the agent (our protocol, request id, injected credentials). */
   readonly drop: ReadonlySet<string>;
   readonly injector: CredentialInjector | undefined;
@@ -62,7 +65,7 @@ export function buildRouteRuntime(r: OutboundRouteConfig, logger: Logger): Route
     }
   }
   const servername = web ? (isIP(url.hostname) === 0 ? url.hostname : undefined) : r.name;
-  return { config: r, basePath, pool: undefined, drop, injector, webCa, hostHeader: web ? ['host', url.host] : undefined, servername };
+  return { config: r, basePath, pool: undefined, dispatcher: undefined, drop, injector, webCa, hostHeader: web ? ['host', url.host] : undefined, servername };
 }
 
 export function createRoutePool(runtime: RouteRuntime, material: TlsMaterial, isRevoked: ((spiffeId: string) => boolean) | undefined): Pool {

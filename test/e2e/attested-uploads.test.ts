@@ -9,7 +9,7 @@ import net from 'node:net';
 import t from 'tap';
 import { SimAttester } from '../../src/attestation/attester.js';
 import { generateSimKey } from '../../src/attestation/sim/report.js';
-import { MAX_REPLAY_BYTES } from '../../src/proxy/outbound.js';
+import { MAX_REPLAY_BYTES } from '../../src/proxy/outbound/attestation.js';
 import { TestMesh, idOf, viaProxy } from '../helpers/mesh.js';
 
 const M = 'd4'.repeat(48);

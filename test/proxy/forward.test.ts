@@ -28,7 +28,7 @@ async function setup(t: Test, upstream: Handler, timeoutMs = 10_000) {
     const headers = forwardRequestHeaders(req.rawHeaders, undefined);
     forwardRequestThen(pool, req, res, { path: req.url!, headers, headersTimeoutMs: timeoutMs, bodyTimeoutMs: timeoutMs }, (r) => {
       results.push(r);
-      if (typeof r !== 'number' && !('intercepted' in r)) {
+      if (typeof r !== 'number') {
         res.writeHead(r.status, { 'content-type': 'application/json' }).end(JSON.stringify({ error: r.message }));
       }
       settled.shift()?.();
