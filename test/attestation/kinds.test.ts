@@ -3,6 +3,7 @@
  * CLI and the config reader know every kind, and each kind's sniff recognises its own sample and
  * no other kind's.
  */
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -16,7 +17,7 @@ import { inspectEvidenceCommand, readEvidenceBytes, sniffEvidenceType, verifyEvi
 import { parseConfig } from '../../src/config/load.js';
 import { ConfigError } from '../../src/errors.js';
 import { reasonOf } from '../helpers/attestation.js';
-import { conformance } from '../helpers/paths.js';
+import { conformance, repoRoot } from '../helpers/paths.js';
 
 // Compile-time: the unions derived from the list are the ones the rest of the code was written against.
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
@@ -150,4 +151,13 @@ t.test("each kind's sniff recognises its own sample and no other's", async (t) =
   }
   t.equal(sniffEvidenceType(Buffer.from(encodeEvidence({ type: 'sim', parts: { report: found.get('sim')! } }))), 'envelope');
   t.equal(sniffEvidenceType(Buffer.from([0, 1, 2, 3])), undefined);
+});
+
+t.test('every module of the registry loads first on its own (no import cycle leaves a kind uninitialised)', async (t) => {
+  const entries = [...KIND_NAMES.map((n) => `attestation/${n}/kind.js`), 'attestation/kinds.js', 'attestation/envelope.js', 'attestation/attester.js', 'cli/evidence.js', 'config/attestation.js'];
+  for (const entry of entries) {
+    const url = new URL(`file://${path.join(repoRoot, 'dist/src', entry)}`).href;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', `const m = await import(${JSON.stringify(url)}); if (Object.keys(m).length === 0) process.exit(3);`], { encoding: 'utf8' });
+    t.equal(r.status, 0, `${entry} ${r.stderr.split('\n').find((l) => /Error/.test(l)) ?? ''}`);
+  }
 });

@@ -1,7 +1,7 @@
 /** The sim evidence kind: a software-signed report for development and tests; it proves nothing about hardware. */
 import type { KeyObject } from 'node:crypto';
 import { readPath } from '../../lib/fields.js';
-import { SimAttester } from '../attester.js';
+import { SimAttester } from './attester.js';
 import { bindingUserData, expectBinding } from '../binding.js';
 import { intIn, pathList } from '../config-read.js';
 import type { AttesterSection, EvidenceKind, TrustSection } from '../kind.js';
