@@ -131,4 +131,15 @@ export interface EvidenceKind<N extends string = string, T extends object = obje
   /** Recognises a raw file of this kind for the CLI (size, magic). */
   readonly sniff?: (bytes: Buffer) => boolean;
   readonly offline?: OfflineVerifier;
+  /** What a policy's attestation_requirements must look like for this TEE type (checked when it is read). */
+  readonly requirements?: RequirementFormats;
+}
+
+export interface RequirementFormats {
+  /** Launch measurement size in hex digits, where the TEE fixes it. */
+  readonly measurementHexDigits?: number;
+  /** The TCB components `minimum_tcb` may name, each one byte; absent: any names, any size. */
+  readonly tcbComponents?: readonly string[];
+  /** `allowed_chip_ids`: what the TEE calls a chip ID and its size in hex digits. */
+  readonly chipId?: { readonly label: string; readonly hexDigits: number };
 }

@@ -4,7 +4,7 @@
  */
 import { bindingUserData } from '../binding.js';
 import type { EvidenceKind } from '../kind.js';
-import { CERT_PART } from '../sev-snp/kind.js';
+import { CERT_PART, SNP_REQUIREMENTS } from '../sev-snp/kind.js';
 import { tcbClaims } from '../sev-snp/tcb.js';
 import { SNP_TRUST, type SnpTrust, type SnpTrustConfig } from '../sev-snp/trust.js';
 import { decodePcrs } from '../tpm/evidence.js';
@@ -53,6 +53,7 @@ export const azSnpVtpmKind: EvidenceKind<'az-snp-vtpm', SnpTrust, SnpTrustConfig
       remember: { key: tpmClockKey(clock.ak_spki_sha256), value: clock },
     };
   },
+  requirements: SNP_REQUIREMENTS,
   describe: (bytes) => describeAzSnpVtpm(bytes),
   sniff: (bytes) => bytes.length >= 4 && bytes.subarray(0, 4).toString('latin1') === 'HCLA',
 };

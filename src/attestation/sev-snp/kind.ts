@@ -1,7 +1,7 @@
 /** The sev-snp evidence kind: an AMD SEV-SNP attestation report with its VCEK/VLEK or certificate table. */
 import type { NormalizedClaims } from '../appraise.js';
 import { bindingUserData, expectBinding } from '../binding.js';
-import type { EvidenceKind } from '../kind.js';
+import type { EvidenceKind, RequirementFormats } from '../kind.js';
 import { tsmAttesterSection, type TsmAttesterConfig } from '../tsm/section.js';
 import { AttestationError } from '../types.js';
 import { loadSnpAnchors } from './anchors.js';
@@ -24,6 +24,13 @@ export function snpNormalized(c: SnpClaims): NormalizedClaims {
     chip_id: c.chip_id,
   };
 }
+
+/** SEV-SNP TCB_VERSION components (fmc exists from Turin on) and the 64-byte CHIP_ID. */
+export const SNP_REQUIREMENTS: RequirementFormats = {
+  measurementHexDigits: 96,
+  tcbComponents: ['bootloader', 'tee', 'snp', 'microcode', 'fmc'],
+  chipId: { label: 'SEV-SNP chip ID', hexDigits: 128 },
+};
 
 const NO_ANCHORS = 'no AMD SEV-SNP trust anchors are configured on this sidecar';
 
@@ -56,6 +63,7 @@ export const sevSnpKind: EvidenceKind<'sev-snp', SnpTrust, SnpTrustConfig, TsmAt
     const report = parts.report!;
     if (trust.snpAnchors && trust.kds && !parts.vcek && !parts.cert_table && !trust.kds.vcekFor(report)) void trust.kds.prefetch(report);
   },
+  requirements: SNP_REQUIREMENTS,
   describe: (bytes) => describeSnpReport(bytes),
   describeParts: (parts) => ({ report: describeSnpReport(parts.report!) }),
   sniff: (bytes) => bytes.length === SNP_REPORT_SIZE,

@@ -10,4 +10,5 @@ export const tdxKind: EvidenceKind<'tdx', object, object, TsmAttesterConfig<'tdx
   name: 'tdx',
   parts: { quote: { mediaType: 'application/vnd.intel.tdx.quote', required: true, maxBytes: 8192 } },
   attester: tsmAttesterSection<'tdx'>(),
+  requirements: { measurementHexDigits: 96 },
 };
