@@ -1,8 +1,17 @@
 /**
- * The evidence kinds this sidecar knows: the one list. The evidence type union, the envelope's
- * part table, the verifier dispatch, `inspect-evidence`/`verify-evidence`, the config reader and
- * the verifier setup all derive from it. Adding a TEE type: its folder exporting one
- * `EvidenceKind`, and one line here.
+ * The evidence kinds this sidecar knows: the one list. The evidence type union (and a policy's
+ * `tee_type`), the envelope's part table, the verifier dispatch, `inspect-evidence` and
+ * `verify-evidence`, the config reader, the verifier setup and the policy's requirement formats
+ * all derive from it.
+ *
+ * Adding a TEE type is its folder plus one line here. The folder's `kind.ts` exports one
+ * `EvidenceKind` (kind.ts) declaring: its envelope parts; optionally its trust section (the keys
+ * it reads under `attestation.verifier` and how they load), its attester (keys under
+ * `attestation.attester`), a pure `verify` (a kind without one is carried but refused with
+ * evidence_unsupported), `fetchMissingCollateral` for collateral fetched in the background,
+ * `describe`/`describeParts`/`sniff` for the CLI, `offline` for `verify-evidence`, and the
+ * formats of its `attestation_requirements`. test/attestation/kinds.test.ts checks the new kind
+ * against the envelope, the CLI and the config reader (give it a sample for its sniff).
  *
  * The order is the order in which operators see the names (policy and config messages).
  */

@@ -157,4 +157,3 @@ export interface SidecarConfig {
 
 /** `attestation:` (defined with the evidence kinds, which read it). */
 export type { AttestationConfig, AttesterConfig, VerifierConfig } from '../attestation/config.js';
-export type { SimAttesterConfig } from '../attestation/sim/kind.js';
