@@ -7,6 +7,7 @@
 import { createHash, generateKeyPairSync, sign } from 'node:crypto';
 import { bindingUserData } from '../../src/attestation/binding.js';
 import { decodeEvidence, encodeEvidence } from '../../src/attestation/envelope.js';
+import { allKinds } from '../../src/attestation/kinds.js';
 import { verifyEvidence, type VerifierTrust } from '../../src/attestation/verifier.js';
 import { parseHclReport } from '../../src/attestation/az-snp-vtpm/hcl.js';
 import { loadSnpAnchors } from '../../src/attestation/sev-snp/anchors.js';
@@ -307,7 +308,27 @@ ATTESTATION_TARGETS.push({
     const trust: VerifierTrust = { simKeys: [key.publicKey], snpAnchors: m.anchors, tpm: { names: [tpmName('sha256', akTemplate('rsa-2048'))] } };
     return {
       seeds: envelopes.map((e) => Buffer.from(e, 'base64url')),
-      run: (json) => verifyEvidence(decodeEvidence(Buffer.from(json).toString('base64url')), trust, { spki }, NOW, { tpmClocks: new Map() }),
+      run: (json) => verifyEvidence(decodeEvidence(Buffer.from(json).toString('base64url')), trust, { spki }, NOW),
+    };
+  },
+});
+
+ATTESTATION_TARGETS.push({
+  name: 'evidence-kinds-inspect',
+  about: "what inspect-evidence does with a raw file: every kind's sniff, then the sniffed kind's describe",
+  hints: { maxBytes: 8192 },
+  async prepare() {
+    const key = await simKey();
+    const sim = signSimReport({ measurement: Buffer.alloc(48, 1), guestSvn: 1, debug: false, tcb: 5n, chipId: Buffer.alloc(64, 2), reportData: Buffer.alloc(64, 3), issuedAtMs: NOW.getTime() }, key.privateKey);
+    const m = await snpMaterial();
+    return {
+      seeds: [sim, m.report, quoteAttest(Buffer.alloc(32, 4)), ...conformanceFiles(...REAL_REPORTS, ...REAL_HCL)],
+      run: (b) => {
+        const bytes = Buffer.from(b);
+        // A sniff only looks at sizes and magic: it never throws, whatever the bytes.
+        const claimed = allKinds().filter((k) => k.sniff?.(bytes));
+        return claimed[0]?.describe?.(bytes);
+      },
     };
   },
 });

@@ -5,7 +5,7 @@
  * Verifiers emit type-specific claims; `NormalizedClaims` is the common view appraisal reads.
  * Anything a requirement needs but the evidence does not report fails closed.
  */
-import type { AttestationRequirements } from '../policy/types.js';
+import type { AttestationRequirements } from './requirements.js';
 import { AttestationError, type EvidenceType } from './types.js';
 
 export interface NormalizedClaims {

@@ -12,6 +12,7 @@
  * colliding with another protocol's use of the same field.
  */
 import { createHash } from 'node:crypto';
+import { AttestationError } from './types.js';
 
 export const BINDING_LABEL = 'attest-sidecar/evidence-binding/v1';
 const LABEL = Buffer.from(`${BINDING_LABEL}\0`, 'ascii');
@@ -30,4 +31,14 @@ export function bindingUserData(spki: Uint8Array, nonce: Uint8Array = new Uint8A
   h.update(LABEL);
   for (const part of [...lengthPrefixed(spki), ...lengthPrefixed(nonce)]) h.update(part);
   return h.digest();
+}
+
+/** Refuses evidence whose user-data field (hex) is not the binding this verification expects. */
+export function expectBinding(actualHex: string, expected: Buffer): void {
+  if (actualHex !== expected.toString('hex')) {
+    throw new AttestationError(
+      'binding_mismatch',
+      'the evidence is not bound to the SVID key of this connection (or to the nonce this sidecar issued)',
+    );
+  }
 }

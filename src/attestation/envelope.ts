@@ -9,56 +9,18 @@
  *     "<part>":   ["<media type>", "<base64url of the part's bytes>"], ... }
  *
  * Each part is a CMW record `[media-type, value]`. Which parts a type carries, and their
- * media types, are fixed by PARTS below; unknown labels, wrong media types, duplicate members
+ * media types, are fixed by each evidence kind's part table (kinds.ts); unknown labels, wrong media types, duplicate members
  * (any JSON object member named twice), missing required parts, invalid UTF-8, non-canonical
  * base64url and oversized values are all refused.
  */
 import { parseStrictJson } from '../lib/strict-json.js';
+import { PARTS } from './kinds.js';
 import { AttestationError, type EvidenceType } from './types.js';
 
 export const EVIDENCE_HEADER = 'attest-evidence';
 export const COLLECTION_TYPE = 'tag:attest-sidecar,2026:evidence/v1';
 /** Upper bound for the header value (Node's default header limit is 16 KiB in total). */
 export const MAX_ENVELOPE_CHARS = 14 * 1024;
-
-interface PartSpec {
-  mediaType: string;
-  required: boolean;
-  maxBytes: number;
-}
-
-const CERT: PartSpec = { mediaType: 'application/pkix-cert', required: false, maxBytes: 4096 };
-
-export const PARTS: Readonly<Record<EvidenceType, Readonly<Record<string, PartSpec>>>> = {
-  'sev-snp': {
-    report: { mediaType: 'application/vnd.amd.sev-snp.attestation-report', required: true, maxBytes: 1184 },
-    vcek: CERT,
-    cert_table: { mediaType: 'application/vnd.amd.sev-snp.cert-table', required: false, maxBytes: 8192 },
-  },
-  tpm: {
-    attest: { mediaType: 'application/vnd.tcg.tpms-attest', required: true, maxBytes: 1024 },
-    signature: { mediaType: 'application/vnd.tcg.tpmt-signature', required: true, maxBytes: 1024 },
-    pcrs: { mediaType: 'application/json', required: true, maxBytes: 4096 },
-    ak: { mediaType: 'application/vnd.tcg.tpmt-public', required: true, maxBytes: 1024 },
-    ak_cert: CERT,
-  },
-  'az-snp-vtpm': {
-    hcl_report: { mediaType: 'application/vnd.microsoft.azure.hcl-report', required: true, maxBytes: 4096 },
-    vcek: CERT,
-    attest: { mediaType: 'application/vnd.tcg.tpms-attest', required: true, maxBytes: 1024 },
-    signature: { mediaType: 'application/vnd.tcg.tpmt-signature', required: true, maxBytes: 1024 },
-    pcrs: { mediaType: 'application/json', required: true, maxBytes: 4096 },
-  },
-  tdx: {
-    quote: { mediaType: 'application/vnd.intel.tdx.quote', required: true, maxBytes: 8192 },
-  },
-  sgx: {
-    quote: { mediaType: 'application/vnd.intel.sgx.quote', required: true, maxBytes: 8192 },
-  },
-  sim: {
-    report: { mediaType: 'application/vnd.attest-sidecar.sim-report', required: true, maxBytes: 1024 },
-  },
-};
 
 export interface Evidence {
   readonly type: EvidenceType;
@@ -79,7 +41,8 @@ function fromB64url(value: string, what: string): Buffer {
 }
 
 export function encodeEvidence(ev: Evidence): string {
-  const spec = PARTS[ev.type];
+  const spec = PARTS.get(ev.type);
+  if (!spec) throw new RangeError(`evidence type ${ev.type} is not known`);
   const out: Record<string, unknown> = { __cmwc_t: COLLECTION_TYPE, type: ['text/plain', Buffer.from(ev.type).toString('base64url')] };
   for (const [label, bytes] of Object.entries(ev.parts)) {
     const s = Object.hasOwn(spec, label) ? spec[label] : undefined;
@@ -115,7 +78,7 @@ export function decodeEvidence(header: string): Evidence {
   const typeRec = record(d.type, 'type');
   if (typeRec[0] !== 'text/plain') throw new AttestationError('evidence_malformed', "evidence 'type' must be a text/plain record");
   const type = fromB64url(typeRec[1], "evidence 'type'").toString('utf8') as EvidenceType;
-  const spec = Object.prototype.hasOwnProperty.call(PARTS, type) ? PARTS[type] : undefined;
+  const spec = PARTS.get(type);
   if (!spec) throw new AttestationError('evidence_unsupported', `evidence type ${JSON.stringify(type)} is not supported`);
   const parts: Record<string, Buffer> = Object.create(null);
   for (const [label, value] of Object.entries(d)) {

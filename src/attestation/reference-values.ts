@@ -29,7 +29,7 @@ import { createHash, type KeyObject } from 'node:crypto';
 import { ConfigError, errorMessage } from '../errors.js';
 import { watchFiles, type FileWatch } from '../lib/file-watch.js';
 import { formatProblem } from '../lib/yaml-reader.js';
-import type { AttestationRequirements } from '../policy/types.js';
+import type { AttestationRequirements } from './requirements.js';
 import { MAX_SIGNATURE_FILE_BYTES, checkSigningKeys } from './reference-values-signature.js';
 import {
   MAX_REFERENCE_FILE_BYTES,

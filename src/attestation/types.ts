@@ -3,12 +3,13 @@
  *
  * Each evidence type lives in its own folder (src/attestation/<type>/) and exposes a PURE
  * verifier: `verify(bytes, refs, now) -> claims`. No I/O, no clock except `now`, no caching:
- * callers (the inbound session cache) decide what to remember.
+ * callers (the inbound gate and its session cache) decide what to remember.
  */
 import { SidecarError } from '../errors.js';
 import type { ReasonCodeOf } from '../reasons.js';
 
-export type EvidenceType = 'sev-snp' | 'tpm' | 'az-snp-vtpm' | 'tdx' | 'sgx' | 'sim';
+/** The evidence kinds' names (the list is src/attestation/kinds.ts). */
+export type { EvidenceType } from './kinds.js';
 
 /**
  * Reason codes shared by every verifier: the catalogue's `attestation` kind (src/reasons.ts). The

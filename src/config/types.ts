@@ -6,6 +6,7 @@ import type { ListenerLimits } from '../lib/listener-limits.js';
 import type { ActionMappingConfig } from '../policy/actions.js';
 
 export type { ActionMappingConfig };
+import type { AttestationConfig } from '../attestation/config.js';
 
 export type IdentitySourceConfig =
   | {
@@ -147,39 +148,5 @@ export interface SidecarConfig {
   budget: BudgetStoreConfig;
 }
 
-/** `attestation:` — what this sidecar proves about itself, and what evidence it trusts. */
-export interface AttestationConfig {
-  /** Outbound: produce evidence bound to our SVID key. */
-  attester?: AttesterConfig;
-  /** Inbound: verify peers' evidence. */
-  verifier?: VerifierConfig;
-}
-
-export type AttesterConfig =
-  | SimAttesterConfig
-  | { type: 'sev-snp' | 'tdx'; tsmPath: string; privlevel?: number }
-  | { type: 'tpm'; device?: string; address?: { host: string; port: number }; pcrBank: 'sha1' | 'sha256' | 'sha384'; pcrs: number[]; keyAlgorithm: 'ecc-p256' | 'rsa-2048' };
-
-export interface VerifierConfig {
-  /** PEM files of trusted `sim` report signing keys (SPKI). Development and tests only. */
-  simKeys: string[];
-  /** AMD ARK/ASK/ASVK PEM files or directories. */
-  snpAnchors: string[];
-  /** AMD KDS collateral cache (VCEKs for reports that arrive without one). */
-  kds?: { cacheDir: string; offline: boolean; baseUrl?: string; product?: 'Milan' | 'Genoa' | 'Turin' };
-  /** Pinned TPM attestation keys by TPM Name (lower-case hex nameAlg || digest) and CAs that certify AKs. */
-  tpmAkNames: string[];
-  tpmAkCas: string[];
-  /** Reference values by environment name (policies refer to them by name). */
-  referenceValues?: { files: Record<string, string>; signingKeys?: string; requireSignature: boolean };
-  cacheSize: number;
-}
-
-export interface SimAttesterConfig {
-  type: 'sim';
-  /** PKCS#8 PEM private key file; absent: a fresh in-memory key (then no peer can trust it unless told). */
-  key?: string;
-  measurement: string;
-  guestSvn: number;
-  debug: boolean;
-}
+/** `attestation:` (defined with the evidence kinds, which read it). */
+export type { AttestationConfig, AttesterConfig, VerifierConfig } from '../attestation/config.js';

@@ -7,6 +7,7 @@ import type { Field, YamlReader } from '../lib/yaml-reader.js';
 import { checkDuration } from '../lib/values.js';
 import { checkWorkloadSpiffeId } from '../spiffe/id-check.js';
 import { readPcrs } from '../lib/fields.js';
+import { KIND_NAMES, kindNamed } from '../attestation/kinds.js';
 import type { AccessControlEntry, AttestationRequirements, CompiledAgent, TeeType } from './types.js';
 import { parseClaim } from './claims.js';
 import type { BudgetPeriod, PolicyBudget } from '../budget/period.js';
@@ -51,13 +52,8 @@ const ATTESTATION_KEYS = [
   'reference_values',
 ] as const;
 
-export const TEE_TYPES: readonly TeeType[] = ['sev-snp', 'tdx', 'sgx', 'tpm', 'az-snp-vtpm', 'sim'];
-
-/** Launch measurement size in hex digits, where the TEE fixes it (SGX MRENCLAVE, SNP/TDX 48-byte digests). */
-const MEASUREMENT_HEX_DIGITS: Partial<Record<TeeType, number>> = { sgx: 64, 'sev-snp': 96, 'az-snp-vtpm': 96, tdx: 96 };
-/** SEV-SNP TCB_VERSION components (fmc exists from Turin on); each is one byte. */
-const SNP_TCB_COMPONENTS = ['bootloader', 'tee', 'snp', 'microcode', 'fmc'];
-const SNP_TYPES: readonly (TeeType | undefined)[] = ['sev-snp', 'az-snp-vtpm'];
+/** The TEE types a policy may name: the evidence kinds, whose formats the requirements are checked against. */
+export const TEE_TYPES: readonly TeeType[] = KIND_NAMES;
 /** TPM PCR digests: SHA-1, SHA-256, SHA-384, SHA-512. */
 
 export function readAgent(reader: YamlReader, field: Field): ReadAgent | undefined {
@@ -148,6 +144,7 @@ function readAttestation(reader: YamlReader, field: Field, allowedActions: Reado
   const f = (key: string) => m.get(key);
 
   if (f('tee_type')) req.teeType = reader.oneOf(f('tee_type')!, TEE_TYPES);
+  const formats = req.teeType === undefined ? undefined : kindNamed(req.teeType)?.requirements;
   if (f('runtime_environment')) req.runtimeEnvironment = reader.string(f('runtime_environment')!);
 
   const mr = f('expected_mrenclave');
@@ -156,18 +153,18 @@ function readAttestation(reader: YamlReader, field: Field, allowedActions: Reado
     reader.report(measurement.keyNode, measurement.path, "'expected_measurement' is an alias of 'expected_mrenclave'; use one");
   } else if (mr || measurement) {
     const mf = (mr ?? measurement)!;
-    const expected = req.teeType ? MEASUREMENT_HEX_DIGITS[req.teeType] : undefined;
+    const expected = formats?.measurementHexDigits;
     req.expectedMeasurements = readHexList(reader, mf, 'hex measurement', expected ? `${req.teeType} measurement` : undefined, expected);
   }
 
   if (f('minimum_security_version')) req.minimumSecurityVersion = reader.int(f('minimum_security_version')!, { min: 0 });
-  if (f('minimum_tcb')) req.minimumTcb = readMinimumTcb(reader, f('minimum_tcb')!, SNP_TYPES.includes(req.teeType));
+  if (f('minimum_tcb')) req.minimumTcb = readMinimumTcb(reader, f('minimum_tcb')!, formats?.tcbComponents);
   if (f('require_runtime_debug_disabled')) {
     req.requireRuntimeDebugDisabled = reader.bool(f('require_runtime_debug_disabled')!);
   }
   if (f('allowed_chip_ids')) {
-    const snp = SNP_TYPES.includes(req.teeType);
-    req.allowedChipIds = readHexList(reader, f('allowed_chip_ids')!, 'hex chip ID', snp ? 'SEV-SNP chip ID' : undefined, snp ? 128 : undefined);
+    const chip = formats?.chipId;
+    req.allowedChipIds = readHexList(reader, f('allowed_chip_ids')!, 'hex chip ID', chip?.label, chip?.hexDigits);
   }
   if (f('pcrs')) req.pcrs = readPcrs(reader, f('pcrs')!);
   if (f('freshness')) readFreshness(reader, f('freshness')!, allowedActions, req);
@@ -212,8 +209,9 @@ function readHexList(
   return out;
 }
 
-function readMinimumTcb(reader: YamlReader, field: Field, snp: boolean): Record<string, number> | undefined {
-  const m = reader.map(field, snp ? SNP_TCB_COMPONENTS : null);
+/** `components`: the TEE's own TCB component names (each one byte); absent: any names, any size. */
+function readMinimumTcb(reader: YamlReader, field: Field, components: readonly string[] | undefined): Record<string, number> | undefined {
+  const m = reader.map(field, components ?? null);
   if (!m) return undefined;
   const out: Record<string, number> = Object.create(null);
   for (const key of m.keys()) {
@@ -222,7 +220,7 @@ function readMinimumTcb(reader: YamlReader, field: Field, snp: boolean): Record<
       reader.report(f.keyNode, f.path, 'a TCB component name is lower-case letters, digits and underscores');
       continue;
     }
-    const v = reader.int(f, snp ? { min: 0, max: 255 } : { min: 0 });
+    const v = reader.int(f, components ? { min: 0, max: 255 } : { min: 0 });
     if (v !== undefined) out[key] = v;
   }
   if (m.node.items.length === 0) reader.reportField(field, 'must name at least one component');

@@ -3,32 +3,9 @@
  * `decide()` (src/policy/decide.ts) is a pure function over it.
  */
 
-export type TeeType = 'sev-snp' | 'tdx' | 'sgx' | 'tpm' | 'az-snp-vtpm' | 'sim';
-
-/** `attestation_requirements`, as users write them (snake_case in YAML). */
-export interface AttestationRequirements {
-  teeType?: TeeType;
-  runtimeEnvironment?: string;
-  /** `expected_mrenclave` or its alias `expected_measurement`; lower-case hex. */
-  expectedMeasurements?: string[];
-  minimumSecurityVersion?: number;
-  /** Platform TCB components, e.g. { bootloader: 3, tee: 0, snp: 8, microcode: 115 }. */
-  minimumTcb?: Record<string, number>;
-  requireRuntimeDebugDisabled?: boolean;
-  allowedChipIds?: string[];
-  /** TPM: PCR index -> expected digest (hex). */
-  pcrs?: Record<string, string>;
-  /** `per_request`: every action of the agent needs fresh (nonce-bound) evidence; default session. */
-  freshness?: 'session' | 'per_request';
-  /** `freshness: { per_request: [...] }`: only these actions need fresh evidence (see needsFreshEvidence). */
-  perRequestActions?: string[];
-  /** Max age of evidence, seconds. */
-  maxEvidenceAgeSeconds?: number;
-  /** Name of a reference-values file/environment. */
-  referenceValues?: string;
-  /** Pinned TPM attestation keys (SHA-256 of the AK SPKI, hex): from reference values (anti-relay). */
-  tpmAkSpkiSha256?: string[];
-}
+/** `attestation_requirements` are defined with the evidence kinds they name. */
+import type { AttestationRequirements } from '../attestation/requirements.js';
+export type { AttestationRequirements, TeeType } from '../attestation/requirements.js';
 
 export interface AccessControlEntry {
   /** e.g. `oid:1.2.3.4.5` or `oid:1.2.3.4.5=value`, as written. */

@@ -16,10 +16,10 @@ import { randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { appraise } from '../attestation/appraise.js';
 import { evidenceId } from '../attestation/attester.js';
-import { decodeEvidence } from '../attestation/envelope.js';
+import { decodeEvidence, type Evidence } from '../attestation/envelope.js';
 import { VerdictCache, type Verdict } from '../attestation/session-cache.js';
 import { AttestationError } from '../attestation/types.js';
-import { verifyEvidence, type VerifierState, type VerifierTrust } from '../attestation/verifier.js';
+import { fetchMissingCollateral, verifyEvidence, type VerifierTrust } from '../attestation/verifier.js';
 import type { AttestationRequirements } from '../policy/types.js';
 import { needsFreshEvidence } from '../policy/decide.js';
 import { applyReferenceValues, type ReferenceValueStore } from '../attestation/reference-values.js';
@@ -65,7 +65,12 @@ export class AttestationGate {
   private readonly nonces = new Map<string, { spkiHex: string; expiresAtMs: number }>();
   /** The outstanding nonces of each peer key, oldest first (entries exist only while non-empty). */
   private readonly peerNonces = new Map<string, string[]>();
-  private readonly state: VerifierState = { tpmClocks: new Map() };
+  /**
+   * What verifications left for later ones (the last TPM clock per attestation key, so that a
+   * replayed older quote is refused): the verifiers are pure, the gate keeps their memory.
+   */
+  private readonly remembered = new Map<string, unknown>();
+  private readonly recall = (key: string): unknown => this.remembered.get(key);
 
   /** Version of the loaded reference values ('' without any): part of every verdict's key. */
   private rvVersion = '';
@@ -144,8 +149,9 @@ export class AttestationGate {
   private verify(header: string, s: AttestationSession, reqs: AttestationRequirements, nonce: Buffer | undefined, now: number): GateResult {
     const start = performance.now();
     let type = 'unknown';
+    let ev: Evidence | undefined;
     try {
-      const ev = decodeEvidence(header);
+      ev = decodeEvidence(header);
       type = ev.type;
       let effective: AttestationRequirements = reqs;
       let rvExpiresAtMs = Infinity;
@@ -155,7 +161,8 @@ export class AttestationGate {
         effective = applyReferenceValues(reqs, rv);
         rvExpiresAtMs = rv.expiresAt.getTime();
       }
-      const verified = verifyEvidence(ev, this.trust, { spki: s.spki, ...(nonce ? { nonce } : {}) }, new Date(now), this.state);
+      const verified = verifyEvidence(ev, this.trust, { spki: s.spki, ...(nonce ? { nonce } : {}) }, new Date(now), this.recall);
+      if (verified.remember) this.remembered.set(verified.remember.key, verified.remember.value);
       appraise(verified.normalized, effective, new Date(now));
       let expiresAtMs = Math.min(s.notAfterMs, rvExpiresAtMs);
       if (verified.expiresAtMs !== undefined) expiresAtMs = Math.min(expiresAtMs, verified.expiresAtMs);
@@ -165,6 +172,8 @@ export class AttestationGate {
     } catch (err) {
       // Fail closed on anything, including a verifier bug: the request is denied, never crashes us.
       const reason = err instanceof AttestationError ? err.reason : 'verification_error';
+      // Collateral is fetched in the background, never on the request path: this attempt fails closed.
+      if (reason === 'collateral_missing' && ev) fetchMissingCollateral(ev, this.trust);
       const message = err instanceof AttestationError ? err.message : `evidence could not be verified (${(err as Error)?.message ?? String(err)})`;
       this.metrics?.verification(type, reason, (performance.now() - start) / 1000);
       return { ok: false, status: 403, error: `Attestation failed: ${message}`, reason };

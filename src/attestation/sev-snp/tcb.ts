@@ -96,3 +96,8 @@ export function resolveProduct(sources: {
   }
   return first[1];
 }
+
+/** Platform TCB components of a TCB_VERSION, for appraisal's minimum_tcb. */
+export function tcbClaims(t: SnpTcb): Record<string, number> {
+  return { bootloader: t.bootloader, tee: t.tee, snp: t.snp, microcode: t.microcode, ...(t.fmc !== undefined ? { fmc: t.fmc } : {}) };
+}

@@ -24,7 +24,7 @@ export const SIM_REPORT_SIZE = 336;
 /** Largest time a Date can hold (ECMAScript: 8.64e15 ms after the epoch). */
 const MAX_DATE_MS = 8_640_000_000_000_000n;
 const SIGNED = 272;
-const MAGIC = 0x4153494d; // "ASIM"
+export const SIM_MAGIC = 0x4153494d; // "ASIM"
 
 export interface SimReportFields {
   measurement: Uint8Array; // 48 bytes
@@ -59,7 +59,7 @@ function put(buf: Buffer, at: number, bytes: Uint8Array, size: number, name: str
 /** Builds and signs a sim report with `key` (P-256 private key). */
 export function signSimReport(fields: SimReportFields, key: KeyObject): Buffer {
   const buf = Buffer.alloc(SIM_REPORT_SIZE);
-  buf.writeUInt32BE(MAGIC, 0);
+  buf.writeUInt32BE(SIM_MAGIC, 0);
   buf.writeUInt16BE(1, 4);
   buf.writeUInt16BE(fields.debug ? 1 : 0, 6);
   buf.writeUInt32BE(fields.guestSvn >>> 0, 8);
@@ -80,7 +80,7 @@ export function describeSimReport(bytes: Uint8Array): Omit<SimClaims, 'signer_sp
   if (b.length !== SIM_REPORT_SIZE) {
     throw new AttestationError('evidence_malformed', `sim report is ${b.length} bytes, expected ${SIM_REPORT_SIZE}`);
   }
-  if (b.readUInt32BE(0) !== MAGIC) throw new AttestationError('evidence_malformed', 'sim report: bad magic');
+  if (b.readUInt32BE(0) !== SIM_MAGIC) throw new AttestationError('evidence_malformed', 'sim report: bad magic');
   const version = b.readUInt16BE(4);
   if (version !== 1) throw new AttestationError('evidence_unsupported', `sim report version ${version} is not supported`);
   const flags = b.readUInt16BE(6);
