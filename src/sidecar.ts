@@ -11,7 +11,7 @@ import { errorMessage } from './errors.js';
 import { createLogger, JsonLinesAuditSink, type AuditSink, type Logger } from './log.js';
 import { SidecarMetrics } from './admin/metrics.js';
 import { AdminServer, type ReadinessCheck } from './admin/server.js';
-import { InboundListener } from './proxy/inbound.js';
+import { InboundListener } from './proxy/inbound/listener.js';
 import { OutboundProxy } from './proxy/outbound.js';
 import { buildTlsMaterial, type TlsMaterial } from './spiffe/tls.js';
 import { PolicyWatcher } from './policy/watch.js';

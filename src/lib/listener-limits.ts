@@ -14,14 +14,18 @@ import type http from 'node:http';
 import type { Socket } from 'node:net';
 import type { ListenerLimits } from '../config/limits.js';
 import type { AggregatedAudit } from '../audit/aggregate.js';
-import type { SidecarMetrics } from '../admin/metrics.js';
 
 export type ListenerName = 'inbound' | 'outbound' | 'admin' | 'admin_mtls';
+
+/** The refused-connection counter a guarded listener feeds (SidecarMetrics has it). */
+export interface ConnectionRefusalMetrics {
+  connectionRefused(listener: string, reason: string): void;
+}
 
 export interface ListenerGuardDeps {
   listener: ListenerName;
   limits: ListenerLimits;
-  metrics: SidecarMetrics;
+  metrics: ConnectionRefusalMetrics;
   /** Where refusals are audited (aggregated); absent: counted only. */
   audit?: AggregatedAudit;
 }

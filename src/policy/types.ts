@@ -2,6 +2,8 @@
  * Policy model. YAML is compiled once (src/policy/compile.ts) into a CompiledPolicy;
  * `decide()` (src/policy/decide.ts) is a pure function over it.
  */
+import type { Refusal } from '../reasons.js';
+import type { PolicyBudget } from './read-agent.js';
 
 export type TeeType = 'sev-snp' | 'tdx' | 'sgx' | 'tpm' | 'az-snp-vtpm' | 'sim';
 
@@ -98,24 +100,31 @@ export interface PeerIdentity {
   extensions?: ReadonlyMap<string, PeerExtension>;
 }
 
-/** Verified attestation claims of the peer (issue 3); undefined when none were presented. */
-export type AttestationClaims = Readonly<Record<string, unknown>>;
+/** Why decide() refused. */
+export type DenyReason = 'unknown_agent' | 'action_not_permitted' | 'no_action_mapped' | 'permission_not_granted' | 'no_policy';
 
-export type DenyReason =
-  | 'unknown_agent'
-  | 'action_not_permitted'
-  | 'no_action_mapped'
-  | 'permission_not_granted'
-  | 'attestation_required'
-  | 'no_policy';
+/**
+ * What an allowed request must still satisfy before it reaches the app: evidence meeting the
+ * agent's attestation requirements, and a durable charge to its budget. Absent: none apply.
+ */
+export interface Obligations {
+  readonly attestation?: AttestationRequirements;
+  readonly budget?: PolicyBudget;
+}
 
-export type Decision =
-  | { readonly allow: true; readonly reason: 'allowed'; readonly agent: CompiledAgent }
-  | {
-      readonly allow: false;
-      readonly status: number;
-      /** JSON error text for the caller, e.g. "Action 'x' not permitted". */
-      readonly error: string;
-      readonly reason: DenyReason;
-      readonly agent?: CompiledAgent;
-    };
+/** One frozen object per agent (the allow path allocates nothing). */
+export interface Allow {
+  readonly allow: true;
+  readonly reason: 'allowed';
+  readonly agent: CompiledAgent;
+  readonly obligations: Obligations | undefined;
+}
+
+/** A refusal (status, message, JSON body) together with the agent it concerns, when known. */
+export interface Denial extends Refusal {
+  readonly allow: false;
+  readonly reason: DenyReason;
+  readonly agent?: CompiledAgent;
+}
+
+export type Decision = Allow | Denial;
