@@ -1,13 +1,15 @@
+import type { ReasonCode } from './reasons.js';
+
 /**
  * Typed errors. Every error the sidecar raises on a decision path carries a stable
  * `reason` code: the audit log, the metrics labels and the JSON error body all reuse it,
  * so an operator can grep one string across all three.
  */
 export class SidecarError extends Error {
-  /** Stable, snake_case reason code (e.g. `svid_expired`, `unknown_agent`). */
-  readonly reason: string;
+  /** Stable, snake_case reason code from the catalogue (src/reasons.ts). */
+  readonly reason: ReasonCode;
 
-  constructor(reason: string, message: string, options?: { cause?: unknown }) {
+  constructor(reason: ReasonCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = new.target.name;
     this.reason = reason;
@@ -24,7 +26,7 @@ export class ConfigError extends SidecarError {
   constructor(
     message: string,
     where: { file?: string; line?: number; column?: number; key?: string } = {},
-    reason = 'config_invalid',
+    reason: ReasonCode = 'config_invalid',
   ) {
     const pos = where.file
       ? `${where.file}${where.line ? `:${where.line}${where.column ? `:${where.column}` : ''}` : ''}`

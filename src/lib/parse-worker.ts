@@ -10,6 +10,7 @@
  */
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { SidecarError, errorMessage } from '../errors.js';
+import type { ReasonCode } from '../reasons.js';
 import type { Problem } from './yaml-reader.js';
 
 /** A parse that takes longer than this is abandoned (the worker is terminated). */
@@ -26,7 +27,7 @@ interface JobFailure {
 type JobReply = { ok: true; value: unknown } | { ok: false; error: JobFailure };
 
 /** Runs `job` on a fresh worker. Rejects with `rebuild(failure)` or a SidecarError(`reason`) if the worker fails. */
-export function runParseJob<T>(job: JobName, data: unknown, rebuild: (failure: JobFailure) => Error, reason: string): Promise<T> {
+export function runParseJob<T>(job: JobName, data: unknown, rebuild: (failure: JobFailure) => Error, reason: ReasonCode): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     let settled = false;
     const worker = new Worker(new URL(import.meta.url), {

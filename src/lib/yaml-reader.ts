@@ -18,6 +18,7 @@ import {
   type YAMLMap,
 } from 'yaml';
 import { ConfigError } from '../errors.js';
+import type { ReasonCode } from '../reasons.js';
 import { closestMatch } from './values.js';
 import { anchorBefore, describeBytes, MAX_YAML_ALIASES, MAX_YAML_FILE_BYTES, scanDocument, type YamlLimits } from './yaml-limits.js';
 
@@ -44,7 +45,7 @@ export const MAX_LISTED_PROBLEMS = 50;
 export class ProblemsError extends ConfigError {
   readonly problems: readonly Problem[];
 
-  constructor(unsorted: readonly Problem[], reason: string) {
+  constructor(unsorted: readonly Problem[], reason: ReasonCode) {
     const problems = [...unsorted].sort((a, b) => a.line - b.line || a.column - b.column);
     const first = problems[0] ?? { file: '<unknown>', line: 0, column: 0, message: 'invalid' };
     super(first.message, { file: first.file, line: first.line, column: first.column, key: first.key }, reason);

@@ -1,5 +1,6 @@
 /** Targets that misbehave on purpose, to check the fuzz harness catches each kind of failure. */
 import { SidecarError } from '../../src/errors.js';
+import type { ReasonCode } from '../../src/reasons.js';
 import type { FuzzTarget } from '../../fuzz/target.js';
 
 const seeds = async () => ({ seeds: [Buffer.from('abcdefgh')] });
@@ -12,7 +13,7 @@ export const TARGETS: FuzzTarget[] = [
       return {
         ...(await seeds()),
         run: (b: Uint8Array) => {
-          if ((b[0] ?? 0) & 1) throw new SidecarError('fuzz_refused', 'odd');
+          if ((b[0] ?? 0) & 1) throw new SidecarError('fuzz_refused' as ReasonCode, 'odd');
           return 'ok';
         },
       };
@@ -26,7 +27,7 @@ export const TARGETS: FuzzTarget[] = [
         ...(await seeds()),
         run: (b: Uint8Array) => {
           if (b.length < 4) throw new TypeError('short input');
-          throw new SidecarError('Not A Reason', 'a reason code must be snake_case');
+          throw new SidecarError('Not A Reason' as ReasonCode, 'a reason code must be snake_case');
         },
       };
     },

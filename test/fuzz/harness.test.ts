@@ -14,6 +14,7 @@ import { makeInput } from '../../fuzz/engine.js';
 import { runTarget } from '../../fuzz/runner.js';
 import { classifyThrown } from '../../fuzz/target.js';
 import { SidecarError } from '../../src/errors.js';
+import type { ReasonCode } from '../../src/reasons.js';
 
 const crashDir = mkdtempSync(path.join(tmpdir(), 'fuzz-harness-'));
 t.teardown(() => rmSync(crashDir, { recursive: true, force: true }));
@@ -33,7 +34,7 @@ t.test('inputs depend only on seed, target and iteration', async (t) => {
 t.test('classification: the project\'s typed error with a snake_case reason, or a finding', async (t) => {
   t.same(classifyThrown(new SidecarError('evidence_malformed', 'x')), { kind: 'typed', reason: 'evidence_malformed' });
   t.equal(classifyThrown(new RangeError('boom')).kind, 'untyped');
-  t.equal(classifyThrown(new SidecarError('Bad Reason', 'x')).kind, 'untyped');
+  t.equal(classifyThrown(new SidecarError('Bad Reason' as ReasonCode, 'x')).kind, 'untyped');
   t.equal(classifyThrown('a string').kind, 'untyped');
 });
 

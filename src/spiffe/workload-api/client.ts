@@ -8,6 +8,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { decodeJwt } from 'jose';
 import { SidecarError, errorMessage } from '../../errors.js';
+import type { ReasonCode } from '../../reasons.js';
 import { parseSpiffeId, type SpiffeId } from '../id.js';
 import type { BundleSet } from '../bundle/bundle-set.js';
 import type { SourceLogger } from '../source.js';
@@ -47,14 +48,14 @@ export interface WorkloadApiClientOptions {
 export class WorkloadApiError extends SidecarError {
   readonly code: grpc.status | undefined;
   readonly fatal: boolean;
-  constructor(reason: string, message: string, opts: { code?: grpc.status; fatal?: boolean; cause?: unknown } = {}) {
+  constructor(reason: ReasonCode, message: string, opts: { code?: grpc.status; fatal?: boolean; cause?: unknown } = {}) {
     super(reason, message, { cause: opts.cause });
     this.code = opts.code;
     this.fatal = opts.fatal ?? false;
   }
 }
 
-const REASON_BY_CODE: Partial<Record<grpc.status, string>> = {
+const REASON_BY_CODE: Partial<Record<grpc.status, ReasonCode>> = {
   [grpc.status.UNAVAILABLE]: 'workload_api_unavailable',
   [grpc.status.PERMISSION_DENIED]: 'workload_api_permission_denied',
   [grpc.status.INVALID_ARGUMENT]: 'workload_api_invalid_argument',
