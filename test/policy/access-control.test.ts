@@ -168,6 +168,9 @@ t.test('decide: a held claim grants exactly its resource and permission', async 
       status: 403,
       error: `Permission '${permission}' on resource '${resource}' not granted`,
       reason: 'permission_not_granted',
+      body: JSON.stringify({ error: `Permission '${permission}' on resource '${resource}' not granted` }),
+      close: false,
+      decision: 'deny',
       agent: undefined,
     });
     t.equal(d.agent, POLICY.agents[0]);

@@ -39,7 +39,7 @@ const ops = new OperationsMetrics(new client.Registry(), { revocations: () => ({
 const spend = new SpendGate(new BudgetLedger(store), ops, audit, createLogger({ level: 'silent' }));
 const policy = policyFilter({ policy: () => POLICY, actions: ACTIONS, canAttest: true, canCharge: true });
 
-async function charge(id: string, method: string, url: string, state = RevocationState.empty(), destroyed = false) {
+function charge(id: string, method: string, url: string, state = RevocationState.empty(), destroyed = false) {
   const ctx = context({ conn: connection(peer(id)), method, url });
   canonicalPath.onRequest(ctx);
   t.equal(policy.onRequest(ctx), undefined);

@@ -74,7 +74,7 @@ export function context(shape: RequestShape = {}): InboundContext & { res: FakeR
     writeHead(status: number, h: Record<string, string | number>) {
       sent.status = status;
       sent.headers = h;
-      res.headersSent = true;
+      (res as { headersSent: boolean }).headersSent = true;
       return res;
     },
     end(body?: string) {
