@@ -53,6 +53,24 @@ export interface Route {
   readonly budget: PolicyBudget | undefined;
 }
 
+/** A verified connection's state, every field present from the start (one shape for the filters). */
+export function newConnection(peer: VerifiedPeer): Connection {
+  return {
+    peer,
+    identity: { spiffeId: peer.id, extensions: peer.extensions },
+    attestation: undefined,
+    appHeaders: undefined,
+    appHeadersOwnId: undefined,
+    canonicalUrl: undefined,
+    canonicalPath: undefined,
+    lastMethod: undefined,
+    lastUrl: undefined,
+    lastPolicy: undefined,
+    lastRoute: undefined,
+    slots: undefined,
+  };
+}
+
 export const kConnection = Symbol('attest-sidecar.connection');
 export type PeeredSocket = TLSSocket & { [kConnection]?: Connection };
 

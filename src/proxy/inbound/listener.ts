@@ -33,7 +33,7 @@ import { handshakeFailureReason } from '../../spiffe/handshake-reasons.js';
 import type { RevocationState } from '../../revocation/state.js';
 import type { SpendGate } from '../spend.js';
 import { serverContextOptions, verifyClientPeer, type TlsMaterial, type VerifiedPeer } from '../../spiffe/tls.js';
-import { InboundContext, kConnection, type Connection, type InboundForwarding, type PeeredSocket } from './context.js';
+import { InboundContext, kConnection, newConnection, type Connection, type InboundForwarding, type PeeredSocket } from './context.js';
 import { InboundRouter, type UpstreamMetrics } from './router.js';
 import { peerVerified, peerExpiry, revocation } from './filters/peer.js';
 import { headerScreen } from './filters/header-screen.js';
@@ -191,7 +191,7 @@ export class InboundListener {
     const material = this.material!;
     try {
       const peer = verifyClientPeer(socket, material.bundles, this.now());
-      socket[kConnection] = { peer, identity: { spiffeId: peer.id, extensions: peer.extensions } };
+      socket[kConnection] = newConnection(peer);
     } catch (err) {
       const reason = err instanceof SidecarError ? err.reason : 'svid_malformed';
       this.deps.metrics.peerRejected('inbound', reason);
@@ -228,7 +228,7 @@ export class InboundListener {
     armIdle(socket, limits.idleTimeoutMs, { listener: 'inbound', metrics: this.deps.metrics });
   }
 
-    /** Makes the request's context and runs the chain; a bug fails this request, never the sidecar. */
+  /** Makes the request's context and runs the chain; a bug fails this request, never the sidecar. */
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
     const socket = req.socket as PeeredSocket;
     let ctx: InboundContext;

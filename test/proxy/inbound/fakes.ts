@@ -5,7 +5,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { InboundContext, kConnection, type Connection, type PeeredSocket } from '../../../src/proxy/inbound/context.js';
+import { InboundContext, kConnection, newConnection, type Connection, type PeeredSocket } from '../../../src/proxy/inbound/context.js';
 import { screenInboundHeaders, tooManyHeadersBody } from '../../../src/proxy/request-headers.js';
 import type { VerifiedPeer } from '../../../src/spiffe/tls.js';
 import { RevocationState } from '../../../src/revocation/state.js';
@@ -28,7 +28,7 @@ export function peer(id = PEER_ID, notAfterMs = NOW + 3_600_000): VerifiedPeer {
 }
 
 export function connection(p: VerifiedPeer = peer()): Connection {
-  return { peer: p, identity: { spiffeId: p.id, extensions: p.extensions } };
+  return newConnection(p);
 }
 
 export interface SentResponse {
