@@ -75,42 +75,41 @@ export const kConnection = Symbol('attest-sidecar.connection');
 export type PeeredSocket = TLSSocket & { [kConnection]?: Connection };
 
 export class InboundContext implements ForwardOptions {
+  // Fields are `declare`d and set once in the constructor, in one order: one shape, one store each.
+  declare readonly req: IncomingMessage;
+  declare readonly res: ServerResponse;
   /** `performance.now()` on arrival (latency in the audit record and metrics). */
-  readonly start: number;
-  readonly socket: PeeredSocket;
+  declare readonly start: number;
+  declare readonly socket: PeeredSocket;
   /** Undefined on a connection whose peer was not verified (the first filter refuses it). */
-  readonly conn: Connection | undefined;
-  readonly url: string;
-  readonly method: string;
+  declare readonly conn: Connection | undefined;
+  declare readonly url: string;
+  declare readonly method: string;
   /** The header screen's result, taken on arrival so that every record carries the request id. */
-  readonly screen: InboundScreen;
-  readonly requestId: string;
+  declare readonly screen: InboundScreen;
+  declare readonly requestId: string;
   /** The canonical path (canonical-path filter). */
-  canonicalPath = '';
+  declare canonicalPath: string;
   /** The policy the route was decided under (policy filter). */
-  policy: CompiledPolicy | undefined = undefined;
-  route: Route | undefined = undefined;
+  declare policy: CompiledPolicy | undefined;
+  declare route: Route | undefined;
   /** The mapped action, for the records (policy filter). */
-  action: string | undefined = undefined;
+  declare action: string | undefined;
   /** The identity's share of the app connections, and whether this request holds a turn of it. */
-  slots: PeerSlots | undefined = undefined;
-  holdsTurn = false;
+  declare slots: PeerSlots | undefined;
+  declare holdsTurn: boolean;
 
   // ForwardOptions: the request as the app gets it.
-  readonly path: string;
-  headers: string[];
-  readonly headersTimeoutMs: number;
-  readonly bodyTimeoutMs: number;
-  readonly bodyProgressTimeoutMs: number;
-  readonly servername: string;
+  declare readonly path: string;
+  declare headers: string[];
+  declare readonly headersTimeoutMs: number;
+  declare readonly bodyTimeoutMs: number;
+  declare readonly bodyProgressTimeoutMs: number;
+  declare readonly servername: string;
 
-  constructor(
-    readonly req: IncomingMessage,
-    readonly res: ServerResponse,
-    socket: PeeredSocket,
-    screen: InboundScreen,
-    forward: InboundForwarding,
-  ) {
+  constructor(req: IncomingMessage, res: ServerResponse, socket: PeeredSocket, screen: InboundScreen, forward: InboundForwarding) {
+    this.req = req;
+    this.res = res;
     this.start = performance.now();
     this.socket = socket;
     this.conn = socket[kConnection];
@@ -118,6 +117,12 @@ export class InboundContext implements ForwardOptions {
     this.method = req.method ?? 'GET';
     this.screen = screen;
     this.requestId = screen.requestId;
+    this.canonicalPath = '';
+    this.policy = undefined;
+    this.route = undefined;
+    this.action = undefined;
+    this.slots = undefined;
+    this.holdsTurn = false;
     this.path = this.url;
     this.headers = screen.ok ? screen.headers : NO_HEADERS;
     this.headersTimeoutMs = forward.requestTimeoutMs;
