@@ -24,6 +24,8 @@ export type ReasonKind =
   | 'config'
   /** An operational failure inside a part (identity source, ledger, evidence collateral, audit file, usage meter): logged, counted or audited. */
   | 'failure'
+  /** A problem `attest-sidecar audit verify` finds in an audit log (the exit status says there was one). */
+  | 'audit'
   /** Not a refusal: how an allowed or failed exchange ended, or an operator or audit event. */
   | 'outcome';
 
@@ -36,6 +38,8 @@ export interface ReasonSpec {
    * name what was refused (`Action '<action>' not permitted`); patterns are documentation only.
    */
   readonly message: string;
+  /** An instance of a patterned message, for the README (`Action 'fuzzer.write_harness' not permitted`). */
+  readonly example?: string;
   /** The connection is closed after the answer. */
   readonly close?: boolean;
   /** Audit decision of a refused request: a policy `deny` (default) or an `error` of this side or upstream. */
@@ -48,34 +52,35 @@ export interface ReasonSpec {
   readonly doc: string;
 }
 
-export type ReasonWhere = 'inbound' | 'outbound' | 'both' | 'any listener' | 'admin' | 'start-up' | 'sidecar';
+/** Where a code is met: a listener, the admin API, start-up, the running sidecar (reloads, sources, attesters), or `audit verify`. */
+export type ReasonWhere = 'inbound' | 'outbound' | 'both' | 'any listener' | 'admin' | 'start-up' | 'runtime' | 'audit verify';
 
 export const REASONS = {
   // Policy decisions (inbound).
   unknown_agent: { kind: 'request', status: 403, message: 'Unknown agent', where: 'inbound', doc: "the caller's SPIFFE ID is bound to no agent of the policy" },
-  no_action_mapped: { kind: 'request', status: 403, message: 'No action mapped for <method> <path>', where: 'inbound', doc: 'no `actions` mapping matches the request' },
-  action_not_permitted: { kind: 'request', status: 403, message: "Action '<action>' not permitted", where: 'inbound', doc: "the action is not in the agent's `allowed_actions`" },
-  permission_not_granted: { kind: 'request', status: 403, message: "Permission '<permission>' on resource '<resource>' not granted", where: 'inbound', doc: 'no `access_control` entry grants it to a peer holding the claim' },
+  no_action_mapped: { kind: 'request', status: 403, message: 'No action mapped for <method> <path>', example: 'No action mapped for DELETE /agents', where: 'inbound', doc: 'no `actions` mapping matches the request' },
+  action_not_permitted: { kind: 'request', status: 403, message: "Action '<action>' not permitted", example: "Action 'fuzzer.write_harness' not permitted", where: 'inbound', doc: "the action is not in the agent's `allowed_actions`" },
+  permission_not_granted: { kind: 'request', status: 403, message: "Permission '<permission>' on resource '<resource>' not granted", example: "Permission 'read' on resource 'ledger_db' not granted", where: 'inbound', doc: 'no `access_control` entry grants it to a peer holding the claim' },
   no_policy: { kind: 'request', status: 503, message: 'No policy loaded', where: 'inbound', doc: 'the sidecar holds no valid policy' },
 
   // Attestation challenges (inbound): the outbound sidecar answers them transparently.
   attestation_required: { kind: 'request', status: 401, message: 'Attestation required', headers: 'attest-challenge: evidence', where: 'inbound', doc: 'the agent must attest and sent no evidence, or a reference the verdict cache no longer holds' },
   attestation_fresh_required: { kind: 'request', status: 401, message: 'Fresh attestation required', headers: 'attest-challenge: nonce=<nonce>', where: 'inbound', doc: 'the action needs evidence over a fresh nonce (`freshness: per_request` or a per-request action)' },
   attestation_nonce_invalid: { kind: 'request', status: 401, message: 'Attestation nonce unknown, expired or already used', headers: 'attest-challenge: nonce=<nonce>', where: 'inbound', doc: 'the nonce was not issued to this peer key, expired or was used; a new one is issued' },
-  attestation_unavailable: { kind: 'request', status: 403, message: 'Attestation required', where: 'inbound', doc: "the agent's policy requires attestation but this sidecar has no verifier (`attestation.verifier` is not configured): fail closed, no challenge" },
+  attestation_unavailable: { kind: 'request', status: 403, message: 'Attestation required', where: 'inbound', doc: "the agent's policy requires attestation but the inbound listener was built without an attestation gate, which only an embedder can do: fail closed, without a challenge" },
 
   // Peer checks per request (inbound).
-  peer_unverified: { kind: 'request', status: 403, message: 'Peer identity not verified', where: 'inbound', doc: 'a request arrived on a connection whose peer was not verified' },
+  peer_unverified: { kind: 'request', status: 403, message: 'Peer identity not verified', where: 'inbound', doc: 'a request arrived on a connection whose peer was not verified (also on the mTLS admin listener)' },
   svid_expired: { kind: 'request', status: 403, message: 'Peer SVID expired', close: true, where: 'inbound', doc: "the peer's certificate expired while its connection was kept alive (also a handshake rejection: a chain certificate expired at our clock)" },
-  agent_revoked: { kind: 'request', status: 403, message: 'Agent revoked', close: true, where: 'inbound', doc: 'the kill switch revoked the peer; its connection is closed after the answer' },
+  agent_revoked: { kind: 'request', status: 403, message: 'Agent revoked', close: true, where: 'inbound', doc: 'the kill switch revoked the peer (also when a revocation lands while a budget charge is made)' },
 
   // Request screening (both directions).
-  path_not_canonical: { kind: 'request', status: 400, message: 'Malformed request path: <why>', where: 'both', doc: 'dot segments, `//`, encoded separators or non-shortest UTF-8 in the path' },
-  override_header_refused: { kind: 'request', status: 400, message: "Request header '<name>' is refused: it would make the app act on another method or path than the policy decided", where: 'inbound', doc: 'a method or URL override header (`X-HTTP-Method-Override`, `X-Original-URL`, ...) or its `_` look-alike' },
-  request_headers_too_many: { kind: 'request', status: 431, message: 'Too many request headers (limit <max>)', where: 'both', doc: 'more header fields than `max_request_headers` (inbound default 100, outbound 90)' },
+  path_not_canonical: { kind: 'request', status: 400, message: 'Malformed request path: <why>', example: 'Malformed request path: ...', where: 'both', doc: 'dot segments, `//`, encoded separators or non-shortest UTF-8 in the path' },
+  override_header_refused: { kind: 'request', status: 400, message: "Request header '<name>' is refused: it would make the app act on another method or path than the policy decided", example: "Request header 'x-http-method-override' is refused: ...", where: 'inbound', doc: 'a method or URL override header (`X-HTTP-Method-Override`, `X-Original-URL`, ...) or its `_` look-alike' },
+  request_headers_too_many: { kind: 'request', status: 431, message: 'Too many request headers (limit <max>)', example: 'Too many request headers (limit 100)', where: 'both', doc: 'more header fields than `max_request_headers` (inbound default 100, outbound 90)' },
   peer_concurrency_exceeded: { kind: 'request', status: 429, message: 'Too many concurrent requests from this peer identity', headers: 'retry-after: 1', where: 'inbound', doc: "the peer identity's share of the app connections is in use and its queue is full or its wait ran out (a request with an unread body also closes its connection)" },
   request_body_timeout: { kind: 'request', status: 408, message: 'Request body timeout', where: 'both', doc: 'no request body byte for `body_progress_timeout`' },
-  request_body_unreadable: { kind: 'request', status: 400, message: 'Request body could not be read: <why>', close: true, where: 'outbound', doc: 'the body buffered for an attestation replay could not be read' },
+  request_body_unreadable: { kind: 'request', status: 400, message: 'Request body could not be read: <why>', example: 'Request body could not be read: ...', close: true, where: 'outbound', doc: 'the body buffered for an attestation replay could not be read' },
 
   // Budgets (both directions; budgets fail closed).
   budget_exceeded: { kind: 'request', status: 402, message: 'Budget exceeded', where: 'both', doc: 'spent >= limit in the current period (inbound: the agent; outbound: our own metered model route)' },
@@ -88,68 +93,69 @@ export const REASONS = {
 
   // Outbound (the agent's side).
   caller_unauthenticated: { kind: 'request', status: 407, message: 'Proxy authentication required: send the caller token as the proxy password (http://agent:TOKEN@host:port)', headers: 'proxy-authenticate: Basic realm="attest-sidecar"', where: 'outbound', doc: 'with `caller_token_file`: the request lacks the caller token' },
-  caller_token_unavailable: { kind: 'request', status: 503, message: 'Caller token unavailable: <why>', decision: 'error', where: 'outbound', doc: 'the caller token file is missing or invalid: every request is refused until it is fixed' },
+  caller_token_unavailable: { kind: 'request', status: 503, message: 'Caller token unavailable: <why>', example: 'Caller token unavailable: ...', decision: 'error', where: 'outbound', doc: 'the caller token file is missing or invalid: every request is refused until it is fixed' },
   method_not_supported: { kind: 'request', status: 405, message: 'CONNECT is not supported: send plain HTTP to the sidecar, it originates mTLS', close: true, where: 'outbound', doc: 'CONNECT and protocol upgrades (the sidecar must see plain HTTP)' },
   no_route_named: { kind: 'request', status: 400, message: 'Request names no route: use an absolute-form URL or a Host header', where: 'outbound', doc: 'neither an absolute-form `http://` URL nor a Host header names a route' },
-  unknown_route: { kind: 'request', status: 404, message: "Unknown route '<route>'", where: 'outbound', doc: 'no route of the config has that name' },
+  unknown_route: { kind: 'request', status: 404, message: "Unknown route '<route>'", example: "Unknown route 'billing'", where: 'outbound', doc: 'no route of the config has that name' },
   browser_request: { kind: 'request', status: 403, message: 'Browser-originated requests are refused: a web page must never use the agent identity', where: 'outbound', doc: 'the request carries browser markers (per-route opt-out `allow_browser_requests`)' },
   no_svid: { kind: 'request', status: 503, message: 'No valid SVID: the sidecar has no unexpired identity', where: 'outbound', doc: 'no SVID yet, or ours expired without rotation' },
   kill_switch: { kind: 'request', status: 503, message: 'Sidecar stopped by the kill switch', where: 'outbound', doc: 'kill-all, or our own SPIFFE ID revoked' },
   upstream_revoked: { kind: 'request', status: 403, message: 'Upstream revoked', where: 'outbound', doc: "the route's `server_id` is revoked" },
-  credential_unavailable: { kind: 'request', status: 503, message: "Upstream credential for route '<route>' is unavailable: <why>", decision: 'error', where: 'outbound', doc: 'a secret file of a `tls: web` route is missing or invalid (the route fails closed)' },
-  attester_error: { kind: 'request', status: 502, message: 'Attestation failed on this side: <why>', decision: 'error', where: 'outbound', doc: 'our own evidence could not be produced' },
+  credential_unavailable: { kind: 'request', status: 503, message: "Upstream credential for route '<route>' is unavailable: <why>", example: "Upstream credential for route 'openai' is unavailable: ...", decision: 'error', where: 'outbound', doc: 'a secret file of a `tls: web` route is missing or invalid (the route fails closed)' },
+  attester_error: { kind: 'request', status: 502, message: 'Attestation failed on this side: <why>', example: 'Attestation failed on this side: ...', decision: 'error', where: 'outbound', doc: 'our own evidence could not be produced' },
   attestation_replay_too_large: { kind: 'request', status: 413, message: 'Attestation challenge could not be answered: a request body of unknown length or over 65536 bytes cannot be replayed', decision: 'error', where: 'outbound', doc: 'the peer challenged a request whose body was not buffered for a replay' },
-  attestation_challenge_unknown: { kind: 'request', status: 502, message: "Unknown attestation challenge '<challenge>'", decision: 'error', where: 'outbound', doc: 'the peer sent an `attest-challenge` this sidecar does not understand' },
+  attestation_challenge_unknown: { kind: 'request', status: 502, message: "Unknown attestation challenge '<challenge>'", example: "Unknown attestation challenge '...'", decision: 'error', where: 'outbound', doc: 'the peer sent an `attest-challenge` this sidecar does not understand' },
 
   // Upstream failures (the outbound routes; inbound: the app).
-  upstream_unavailable: { kind: 'request', status: 503, message: 'Upstream unavailable (<code>)', decision: 'error', where: 'both', doc: 'connection refused, host unknown or unreachable (or `Upstream connection pool closed` during a rotation or revocation)' },
+  upstream_unavailable: { kind: 'request', status: 503, message: 'Upstream unavailable (<code>)', example: 'Upstream unavailable (ECONNREFUSED)', decision: 'error', where: 'both', doc: 'connection refused, host unknown or unreachable (or `Upstream connection pool closed` during a rotation or revocation)' },
   upstream_connect_timeout: { kind: 'request', status: 504, message: 'Upstream connect timeout', decision: 'error', where: 'both', doc: 'the upstream did not accept the connection in time' },
   upstream_timeout: { kind: 'request', status: 504, message: 'Upstream timeout', decision: 'error', where: 'both', doc: 'no response headers or body progress within `request_timeout`' },
-  upstream_reset: { kind: 'request', status: 502, message: 'Upstream connection failed (<code>)', decision: 'error', where: 'both', doc: 'the upstream reset or aborted the connection' },
-  upstream_tls_error: { kind: 'request', status: 502, message: 'Upstream TLS failure: <why>', decision: 'error', where: 'outbound', doc: "the upstream's certificate is not trusted or the TLS handshake failed" },
-  upstream_error: { kind: 'request', status: 502, message: 'Upstream error: <why>', decision: 'error', where: 'both', doc: 'any other transport error' },
-  upstream_server_id_mismatch: { kind: 'request', status: 502, message: 'Upstream identity rejected: <why>', decision: 'error', where: 'outbound', doc: "the server's SPIFFE ID is not the route's `server_id`" },
-  upstream_server_trust_domain_mismatch: { kind: 'request', status: 502, message: 'Upstream identity rejected: <why>', decision: 'error', where: 'outbound', doc: "the server is not in the route's `server_trust_domain`" },
-  upstream_upstream_revoked: { kind: 'request', status: 502, message: 'Upstream identity rejected: <why>', decision: 'error', where: 'outbound', doc: 'the server presented a revoked SPIFFE ID during the handshake' },
-  upstream_svid_chain_empty: { kind: 'request', status: 502, message: 'Upstream identity rejected: <why>', decision: 'error', where: 'outbound', doc: "the server's SVID failed `svid_chain_empty`" },
-  upstream_svid_no_uri_san: { kind: 'request', status: 502, message: 'Upstream identity rejected: <why>', decision: 'error', where: 'outbound', doc: "the server's SVID failed `svid_no_uri_san`" },
-  upstream_svid_multiple_uri_san: { kind: 'request', status: 502, message: 'Upstream identity rejected: <why>', decision: 'error', where: 'outbound', doc: "the server's SVID failed `svid_multiple_uri_san`" },
-  upstream_svid_invalid_spiffe_id: { kind: 'request', status: 502, message: 'Upstream identity rejected: <why>', decision: 'error', where: 'outbound', doc: "the server's SVID failed `svid_invalid_spiffe_id`" },
-  upstream_svid_leaf_is_ca: { kind: 'request', status: 502, message: 'Upstream identity rejected: <why>', decision: 'error', where: 'outbound', doc: "the server's SVID failed `svid_leaf_is_ca`" },
-  upstream_svid_leaf_key_usage: { kind: 'request', status: 502, message: 'Upstream identity rejected: <why>', decision: 'error', where: 'outbound', doc: "the server's SVID failed `svid_leaf_key_usage`" },
-  upstream_svid_intermediate_not_ca: { kind: 'request', status: 502, message: 'Upstream identity rejected: <why>', decision: 'error', where: 'outbound', doc: "the server's SVID failed `svid_intermediate_not_ca`" },
-  upstream_svid_no_bundle: { kind: 'request', status: 502, message: 'Upstream identity rejected: <why>', decision: 'error', where: 'outbound', doc: "the server's SVID failed `svid_no_bundle`" },
-  upstream_svid_untrusted: { kind: 'request', status: 502, message: 'Upstream identity rejected: <why>', decision: 'error', where: 'outbound', doc: "the server's SVID failed `svid_untrusted`" },
-  upstream_svid_expired: { kind: 'request', status: 502, message: 'Upstream identity rejected: <why>', decision: 'error', where: 'outbound', doc: "the server's SVID failed `svid_expired`" },
-  upstream_svid_not_yet_valid: { kind: 'request', status: 502, message: 'Upstream identity rejected: <why>', decision: 'error', where: 'outbound', doc: "the server's SVID failed `svid_not_yet_valid`" },
-  upstream_svid_name_constraints: { kind: 'request', status: 502, message: 'Upstream identity rejected: <why>', decision: 'error', where: 'outbound', doc: "the server's SVID failed `svid_name_constraints`" },
-  upstream_svid_malformed: { kind: 'request', status: 502, message: 'Upstream identity rejected: <why>', decision: 'error', where: 'outbound', doc: "the server's SVID failed `svid_malformed`" },
-  upstream_svid_chain_too_long: { kind: 'request', status: 502, message: 'Upstream identity rejected: <why>', decision: 'error', where: 'outbound', doc: "the server's SVID failed `svid_chain_too_long`" },
-  upstream_peer_no_certificate: { kind: 'request', status: 502, message: 'Upstream identity rejected: <why>', decision: 'error', where: 'outbound', doc: 'the server presented no certificate' },
-  upstream_x509_malformed: { kind: 'request', status: 502, message: 'Upstream identity rejected: <why>', decision: 'error', where: 'outbound', doc: "the server's certificate could not be parsed" },
+  upstream_reset: { kind: 'request', status: 502, message: 'Upstream connection failed (<code>)', example: 'Upstream connection failed (ECONNRESET)', decision: 'error', where: 'both', doc: 'the upstream reset or aborted the connection' },
+  upstream_tls_error: { kind: 'request', status: 502, message: 'Upstream TLS failure: <why>', example: 'Upstream TLS failure: ...', decision: 'error', where: 'outbound', doc: "the upstream's certificate is not trusted or the TLS handshake failed" },
+  upstream_error: { kind: 'request', status: 502, message: 'Upstream error: <why>', example: 'Upstream error: ...', decision: 'error', where: 'both', doc: 'any other transport error' },
+  upstream_server_id_mismatch: { kind: 'request', status: 502, message: 'Upstream identity rejected: <why>', example: 'Upstream identity rejected: ...', decision: 'error', where: 'outbound', doc: "the server's SPIFFE ID is not the route's `server_id`" },
+  upstream_server_trust_domain_mismatch: { kind: 'request', status: 502, message: 'Upstream identity rejected: <why>', example: 'Upstream identity rejected: ...', decision: 'error', where: 'outbound', doc: "the server is not in the route's `server_trust_domain`" },
+  upstream_upstream_revoked: { kind: 'request', status: 502, message: 'Upstream identity rejected: <why>', example: 'Upstream identity rejected: ...', decision: 'error', where: 'outbound', doc: 'the server presented a revoked SPIFFE ID during the handshake' },
+  upstream_svid_chain_empty: { kind: 'request', status: 502, message: 'Upstream identity rejected: <why>', example: 'Upstream identity rejected: ...', decision: 'error', where: 'outbound', doc: "the server's SVID failed `svid_chain_empty`" },
+  upstream_svid_no_uri_san: { kind: 'request', status: 502, message: 'Upstream identity rejected: <why>', example: 'Upstream identity rejected: ...', decision: 'error', where: 'outbound', doc: "the server's SVID failed `svid_no_uri_san`" },
+  upstream_svid_multiple_uri_san: { kind: 'request', status: 502, message: 'Upstream identity rejected: <why>', example: 'Upstream identity rejected: ...', decision: 'error', where: 'outbound', doc: "the server's SVID failed `svid_multiple_uri_san`" },
+  upstream_svid_invalid_spiffe_id: { kind: 'request', status: 502, message: 'Upstream identity rejected: <why>', example: 'Upstream identity rejected: ...', decision: 'error', where: 'outbound', doc: "the server's SVID failed `svid_invalid_spiffe_id`" },
+  upstream_svid_leaf_is_ca: { kind: 'request', status: 502, message: 'Upstream identity rejected: <why>', example: 'Upstream identity rejected: ...', decision: 'error', where: 'outbound', doc: "the server's SVID failed `svid_leaf_is_ca`" },
+  upstream_svid_leaf_key_usage: { kind: 'request', status: 502, message: 'Upstream identity rejected: <why>', example: 'Upstream identity rejected: ...', decision: 'error', where: 'outbound', doc: "the server's SVID failed `svid_leaf_key_usage`" },
+  upstream_svid_intermediate_not_ca: { kind: 'request', status: 502, message: 'Upstream identity rejected: <why>', example: 'Upstream identity rejected: ...', decision: 'error', where: 'outbound', doc: "the server's SVID failed `svid_intermediate_not_ca`" },
+  upstream_svid_no_bundle: { kind: 'request', status: 502, message: 'Upstream identity rejected: <why>', example: 'Upstream identity rejected: ...', decision: 'error', where: 'outbound', doc: "the server's SVID failed `svid_no_bundle`" },
+  upstream_svid_untrusted: { kind: 'request', status: 502, message: 'Upstream identity rejected: <why>', example: 'Upstream identity rejected: ...', decision: 'error', where: 'outbound', doc: "the server's SVID failed `svid_untrusted`" },
+  upstream_svid_expired: { kind: 'request', status: 502, message: 'Upstream identity rejected: <why>', example: 'Upstream identity rejected: ...', decision: 'error', where: 'outbound', doc: "the server's SVID failed `svid_expired`" },
+  upstream_svid_not_yet_valid: { kind: 'request', status: 502, message: 'Upstream identity rejected: <why>', example: 'Upstream identity rejected: ...', decision: 'error', where: 'outbound', doc: "the server's SVID failed `svid_not_yet_valid`" },
+  upstream_svid_name_constraints: { kind: 'request', status: 502, message: 'Upstream identity rejected: <why>', example: 'Upstream identity rejected: ...', decision: 'error', where: 'outbound', doc: "the server's SVID failed `svid_name_constraints`" },
+  upstream_svid_malformed: { kind: 'request', status: 502, message: 'Upstream identity rejected: <why>', example: 'Upstream identity rejected: ...', decision: 'error', where: 'outbound', doc: "the server's SVID failed `svid_malformed`" },
+  upstream_svid_chain_too_long: { kind: 'request', status: 502, message: 'Upstream identity rejected: <why>', example: 'Upstream identity rejected: ...', decision: 'error', where: 'outbound', doc: "the server's SVID failed `svid_chain_too_long`" },
+  upstream_peer_no_certificate: { kind: 'request', status: 502, message: 'Upstream identity rejected: <why>', example: 'Upstream identity rejected: ...', decision: 'error', where: 'outbound', doc: 'the server presented no certificate' },
+  upstream_x509_malformed: { kind: 'request', status: 502, message: 'Upstream identity rejected: <why>', example: 'Upstream identity rejected: ...', decision: 'error', where: 'outbound', doc: "the server's certificate could not be parsed" },
+  upstream_response_unscannable: { kind: 'request', status: 502, message: "Upstream response with content-encoding '<encoding>' cannot be scanned for the injected credential", example: "Upstream response with content-encoding 'zstd' cannot be scanned ...", decision: 'error', where: 'outbound', doc: 'a route with injected credentials got a body in an encoding it cannot decode to scrub (today audited as `forwarded` with status 502)' },
   internal_error: { kind: 'request', status: 500, message: 'Internal error', decision: 'error', where: 'both', doc: 'a bug on the request path fails that request, never the process' },
 
   // Attestation failures (inbound): 403 `Attestation failed: <message>`.
-  evidence_malformed: { kind: 'attestation', status: 403, message: 'Attestation failed: <message>', where: 'inbound', doc: 'the evidence cannot be parsed: truncated, oversized, bad magic, version or type' },
-  evidence_unsupported: { kind: 'attestation', status: 403, message: 'Attestation failed: <message>', where: 'inbound', doc: 'a version, algorithm or product the verifier does not handle' },
-  evidence_stale: { kind: 'attestation', status: 403, message: 'Attestation failed: <message>', where: 'inbound', doc: 'the evidence is older than `max_evidence_age`' },
-  signature_invalid: { kind: 'attestation', status: 403, message: 'Attestation failed: <message>', where: 'inbound', doc: 'the report or quote signature does not verify' },
-  chain_invalid: { kind: 'attestation', status: 403, message: 'Attestation failed: <message>', where: 'inbound', doc: "the signing key's certificate chain does not lead to a configured anchor" },
-  collateral_missing: { kind: 'attestation', status: 403, message: 'Attestation failed: <message>', where: 'inbound', doc: 'no VCEK, VLEK, AK or anchor to verify with' },
-  collateral_expired: { kind: 'attestation', status: 403, message: 'Attestation failed: <message>', where: 'inbound', doc: 'a certificate or collateral item is outside its validity at our clock' },
-  tcb_mismatch: { kind: 'attestation', status: 403, message: 'Attestation failed: <message>', where: 'inbound', doc: "the report's TCB or chip differs from what its signing certificate certifies" },
-  binding_mismatch: { kind: 'attestation', status: 403, message: 'Attestation failed: <message>', where: 'inbound', doc: "the evidence is not bound to the connection's SVID key (or to the nonce)" },
-  pcr_mismatch: { kind: 'attestation', status: 403, message: 'Attestation failed: <message>', where: 'inbound', doc: 'the PCR digest does not recompute, or a PCR differs from the policy' },
-  counter_regression: { kind: 'attestation', status: 403, message: 'Attestation failed: <message>', where: 'inbound', doc: 'a TPM reset or restart counter or clock went backwards for a known AK' },
-  measurement_mismatch: { kind: 'attestation', status: 403, message: 'Attestation failed: <message>', where: 'inbound', doc: 'the measurement is not `expected_mrenclave` (or the reference values)' },
-  debug_enabled: { kind: 'attestation', status: 403, message: 'Attestation failed: <message>', where: 'inbound', doc: 'the guest allows debugging and the policy requires it disabled' },
-  tcb_too_low: { kind: 'attestation', status: 403, message: 'Attestation failed: <message>', where: 'inbound', doc: 'a TCB component is below `minimum_tcb`' },
-  svn_too_low: { kind: 'attestation', status: 403, message: 'Attestation failed: <message>', where: 'inbound', doc: 'the security version is below `minimum_security_version`' },
-  chip_not_allowed: { kind: 'attestation', status: 403, message: 'Attestation failed: <message>', where: 'inbound', doc: 'the chip ID is not in `allowed_chip_ids`' },
-  ak_not_allowed: { kind: 'attestation', status: 403, message: 'Attestation failed: <message>', where: 'inbound', doc: 'the TPM attestation key is not among the pinned ones' },
-  reference_values_unavailable: { kind: 'attestation', status: 403, message: 'Attestation failed: <message>', where: 'inbound', doc: 'the named reference values are not loaded or have expired' },
-  policy_mismatch: { kind: 'attestation', status: 403, message: 'Attestation failed: <message>', where: 'inbound', doc: 'another appraisal failure (TEE type, environment, VMPL, ...)' },
-  verification_error: { kind: 'attestation', status: 403, message: 'Attestation failed: evidence could not be verified (<error>)', where: 'inbound', doc: 'the verifier failed unexpectedly; the request is refused (fail closed)' },
+  evidence_malformed: { kind: 'attestation', status: 403, message: 'Attestation failed: <message>', example: 'Attestation failed: <reason>', where: 'inbound', doc: 'the evidence cannot be parsed: truncated, oversized, bad magic, version or type' },
+  evidence_unsupported: { kind: 'attestation', status: 403, message: 'Attestation failed: <message>', example: 'Attestation failed: <reason>', where: 'inbound', doc: 'a version, algorithm or product the verifier does not handle' },
+  evidence_stale: { kind: 'attestation', status: 403, message: 'Attestation failed: <message>', example: 'Attestation failed: <reason>', where: 'inbound', doc: 'the evidence is older than `max_evidence_age`' },
+  signature_invalid: { kind: 'attestation', status: 403, message: 'Attestation failed: <message>', example: 'Attestation failed: <reason>', where: 'inbound', doc: 'the report or quote signature does not verify' },
+  chain_invalid: { kind: 'attestation', status: 403, message: 'Attestation failed: <message>', example: 'Attestation failed: <reason>', where: 'inbound', doc: "the signing key's certificate chain does not lead to a configured anchor" },
+  collateral_missing: { kind: 'attestation', status: 403, message: 'Attestation failed: <message>', example: 'Attestation failed: <reason>', where: 'inbound', doc: 'no VCEK, VLEK, AK or anchor to verify with' },
+  collateral_expired: { kind: 'attestation', status: 403, message: 'Attestation failed: <message>', example: 'Attestation failed: <reason>', where: 'inbound', doc: 'a certificate or collateral item is outside its validity at our clock' },
+  tcb_mismatch: { kind: 'attestation', status: 403, message: 'Attestation failed: <message>', example: 'Attestation failed: <reason>', where: 'inbound', doc: "the report's TCB or chip differs from what its signing certificate certifies" },
+  binding_mismatch: { kind: 'attestation', status: 403, message: 'Attestation failed: <message>', example: 'Attestation failed: <reason>', where: 'inbound', doc: "the evidence is not bound to the connection's SVID key (or to the nonce)" },
+  pcr_mismatch: { kind: 'attestation', status: 403, message: 'Attestation failed: <message>', example: 'Attestation failed: <reason>', where: 'inbound', doc: 'the PCR digest does not recompute, or a PCR differs from the policy' },
+  counter_regression: { kind: 'attestation', status: 403, message: 'Attestation failed: <message>', example: 'Attestation failed: <reason>', where: 'inbound', doc: 'a TPM reset or restart counter or clock went backwards for a known AK' },
+  measurement_mismatch: { kind: 'attestation', status: 403, message: 'Attestation failed: <message>', example: 'Attestation failed: <reason>', where: 'inbound', doc: 'the measurement is not `expected_mrenclave` (or the reference values)' },
+  debug_enabled: { kind: 'attestation', status: 403, message: 'Attestation failed: <message>', example: 'Attestation failed: <reason>', where: 'inbound', doc: 'the guest allows debugging and the policy requires it disabled' },
+  tcb_too_low: { kind: 'attestation', status: 403, message: 'Attestation failed: <message>', example: 'Attestation failed: <reason>', where: 'inbound', doc: 'a TCB component is below `minimum_tcb`' },
+  svn_too_low: { kind: 'attestation', status: 403, message: 'Attestation failed: <message>', example: 'Attestation failed: <reason>', where: 'inbound', doc: 'the security version is below `minimum_security_version`' },
+  chip_not_allowed: { kind: 'attestation', status: 403, message: 'Attestation failed: <message>', example: 'Attestation failed: <reason>', where: 'inbound', doc: 'the chip ID is not in `allowed_chip_ids`' },
+  ak_not_allowed: { kind: 'attestation', status: 403, message: 'Attestation failed: <message>', example: 'Attestation failed: <reason>', where: 'inbound', doc: 'the TPM attestation key is not among the pinned ones' },
+  reference_values_unavailable: { kind: 'attestation', status: 403, message: 'Attestation failed: <message>', example: 'Attestation failed: <reason>', where: 'inbound', doc: 'the named reference values are not loaded or have expired' },
+  policy_mismatch: { kind: 'attestation', status: 403, message: 'Attestation failed: <message>', example: 'Attestation failed: <reason>', where: 'inbound', doc: 'another appraisal failure (TEE type, environment, VMPL, ...)' },
+  verification_error: { kind: 'attestation', status: 403, message: 'Attestation failed: evidence could not be verified (<error>)', example: 'Attestation failed: evidence could not be verified (...)', where: 'inbound', doc: 'the verifier failed unexpectedly; the request is refused (fail closed)' },
 
   // Bytes that never became a request (any listener): a JSON answer, then the connection closes.
   headers_timeout: { kind: 'connection', status: 408, message: 'Request headers not received in time', close: true, where: 'any listener', doc: 'the request headers did not arrive within `headers_timeout`' },
@@ -203,83 +209,87 @@ export const REASONS = {
   admin_action_failed: { kind: 'admin', status: 400, message: '<why>', where: 'admin', doc: 'a mutation failed for another reason; the body also carries `"reason"`' },
   revocation_invalid: { kind: 'admin', status: 400, message: '<why>', where: 'admin', doc: 'a revocation field (reason, principal, time) is invalid; the body also carries `"reason"`' },
   revoked_by_shared_list: { kind: 'admin', status: 409, message: '<spiffe id> is revoked by the shared revocation file <file>; remove it there (restore only lifts local revocations)', where: 'admin', doc: 'a restore of a revocation that a shared file holds' },
+  admin_host_not_allowed: { kind: 'admin', status: 403, message: "Host '<host>' not allowed: use an IP address or localhost, or list the name in admin.allowed_hosts", where: 'admin', doc: 'a request on the loopback admin listener names a Host that is not an IP, localhost or in `admin.allowed_hosts` (DNS rebinding)' },
+  admin_method_not_allowed: { kind: 'admin', status: 405, message: 'Method <method> not allowed', headers: 'allow: GET, HEAD (POST on /v1/kill, /v1/killall, /v1/restore)', where: 'admin', doc: 'a method the endpoint does not serve' },
+  admin_endpoint_unknown: { kind: 'admin', status: 404, message: 'No admin endpoint <path>', where: 'admin', doc: 'no admin endpoint has that path' },
+  admin_body_invalid: { kind: 'admin', status: 400, message: '<why>', where: 'admin', doc: 'a mutation body over 16 KiB, not `application/json`, not JSON or not an object' },
   revocations_write_failed: { kind: 'admin', status: 500, message: 'could not persist revocations to <file>: <why>', where: 'admin', doc: 'the change holds in memory but was not written to the state file' },
 
   // Configuration, policy and state files (start-up or reload).
   config_invalid: { kind: 'config', message: '<file>:<line>:<column> <key>: <why>', where: 'start-up', doc: 'the config file (or a value it names) is invalid' },
-  policy_invalid: { kind: 'config', message: '<file>:<line>:<column> <key>: <why>', where: 'sidecar', doc: 'the policy file is invalid; a reload keeps the last valid policy' },
-  reference_values_invalid: { kind: 'config', message: '<file>: <why>', where: 'sidecar', doc: 'a reference values file is unreadable or invalid' },
-  reference_values_conflict: { kind: 'config', message: '<file>: <why>', where: 'sidecar', doc: 'two reference values files define the same name' },
-  reference_values_bad_signature: { kind: 'config', message: '<file>: <why>', where: 'sidecar', doc: "a reference values file's signature does not verify" },
-  reference_values_unsigned: { kind: 'config', message: '<file>: <why>', where: 'sidecar', doc: 'a reference values file lacks the required signature' },
-  reference_values_expired: { kind: 'config', message: '<name> expired', where: 'sidecar', doc: 'loaded reference values passed their expiry (logged; requests naming them fail `reference_values_unavailable`)' },
-  revocations_unreadable: { kind: 'config', message: 'revocation file <file> <why>', where: 'sidecar', doc: 'a revocation state or shared file cannot be read or parsed (start-up fails; a reload keeps the last state)' },
+  policy_invalid: { kind: 'config', message: '<file>:<line>:<column> <key>: <why>', where: 'runtime', doc: 'the policy file is invalid; a reload keeps the last valid policy' },
+  reference_values_invalid: { kind: 'config', message: '<file>: <why>', where: 'runtime', doc: 'a reference values file is unreadable or invalid' },
+  reference_values_conflict: { kind: 'config', message: '<file>: <why>', where: 'runtime', doc: 'two reference values files define the same name' },
+  reference_values_bad_signature: { kind: 'config', message: '<file>: <why>', where: 'runtime', doc: "a reference values file's signature does not verify" },
+  reference_values_unsigned: { kind: 'config', message: '<file>: <why>', where: 'runtime', doc: 'a reference values file lacks the required signature' },
+  reference_values_expired: { kind: 'config', message: '<name> expired', where: 'runtime', doc: 'loaded reference values passed their expiry (logged; requests naming them fail `reference_values_unavailable`)' },
+  revocations_unreadable: { kind: 'config', message: 'revocation file <file> <why>', where: 'runtime', doc: 'a revocation state or shared file cannot be read or parsed (start-up fails; a reload keeps the last state)' },
   admin_token_unreadable: { kind: 'config', message: 'admin token file <file> <why>', where: 'start-up', doc: 'the admin token file is unreadable, insecure or too short' },
   state_dir_unusable: { kind: 'config', message: 'cannot <action> state directory <dir>: <why> (set state_dir in the config or ATTEST_SIDECAR_STATE_DIR)', where: 'start-up', doc: 'the state directory cannot be created or written' },
-  listen_failed: { kind: 'config', message: '<why>', where: 'start-up', doc: 'a listener could not bind its address' },
+  listen_failed: { kind: 'config', message: '<listener> <address>: <why>', where: 'start-up', doc: 'a listener could not bind its address' },
   budget_store_config: { kind: 'config', message: 'invalid Redis URL for the budget store: <why>', where: 'start-up', doc: 'the budget store URL is invalid' },
   price_invalid: { kind: 'config', message: '<why>', where: 'start-up', doc: "a metered route's prices are invalid" },
-  usage_invalid: { kind: 'config', message: '<name> must be an integer between 0 and <max>, got <value>', where: 'sidecar', doc: 'a token count out of range' },
+  usage_invalid: { kind: 'config', message: '<name> must be an integer between 0 and <max>, got <value>', where: 'runtime', doc: 'a token count out of range' },
   identity_files_invalid: { kind: 'config', message: '<file>: <why>', where: 'start-up', doc: 'the SVID, key or bundle files are invalid at start-up' },
-  files_source_invalid: { kind: 'config', message: '<file>: <why>', where: 'sidecar', doc: 'an identity file changed to something invalid (the current identity stays)' },
-  files_source_read_failed: { kind: 'config', message: '<file>: <why>', where: 'sidecar', doc: 'an identity file could not be read' },
-  files_source_error: { kind: 'failure', message: '<why>', where: 'sidecar', doc: 'an identity file reload failed unexpectedly (the current identity stays)' },
-  workload_endpoint_invalid: { kind: 'config', message: '<why>', where: 'start-up', doc: 'the Workload API endpoint address is invalid' },
+  files_source_invalid: { kind: 'config', message: '<file>: <why>', where: 'runtime', doc: 'an identity file changed to something invalid (the current identity stays)' },
+  files_source_read_failed: { kind: 'config', message: '<file>: <why>', where: 'runtime', doc: 'an identity file could not be read' },
+  files_source_error: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'an identity file reload failed unexpectedly (the current identity stays)' },
+  workload_endpoint_invalid: { kind: 'config', message: 'invalid Workload API endpoint <uri>: <why>', where: 'start-up', doc: 'the Workload API endpoint address is invalid' },
   workload_endpoint_missing: { kind: 'config', message: 'no Workload API endpoint configured and SPIFFE_ENDPOINT_SOCKET is not set', where: 'start-up', doc: 'no Workload API endpoint is configured' },
-  x509_bundle_invalid: { kind: 'config', message: '<why>', where: 'sidecar', doc: 'an X.509 trust bundle cannot be parsed' },
-  jwt_bundle_invalid: { kind: 'config', message: '<why>', where: 'sidecar', doc: 'a JWT bundle cannot be parsed' },
-  spiffe_bundle_invalid: { kind: 'config', message: '<why>', where: 'sidecar', doc: 'a SPIFFE bundle document cannot be parsed' },
-  bundle_set_conflict: { kind: 'config', message: '<why>', where: 'sidecar', doc: 'two bundles for the same trust domain conflict' },
-  spiffe_id_invalid: { kind: 'config', message: '<why>', where: 'sidecar', doc: 'a SPIFFE ID or trust domain (config, policy, CLI) is invalid' },
-  x509_malformed: { kind: 'config', message: '<why>', where: 'sidecar', doc: 'a certificate could not be parsed' },
-  svid_cert_parse_failed: { kind: 'config', message: 'x509svid: <why>', where: 'sidecar', doc: 'our SVID certificates cannot be parsed' },
-  svid_key_parse_failed: { kind: 'config', message: 'x509svid: <why>', where: 'sidecar', doc: 'our SVID private key cannot be parsed' },
-  svid_no_certificates: { kind: 'config', message: 'x509svid: <why>', where: 'sidecar', doc: 'our SVID holds no certificate' },
-  svid_no_private_key: { kind: 'config', message: 'x509svid: <why>', where: 'sidecar', doc: 'our SVID comes without a private key' },
-  svid_root_path_id: { kind: 'config', message: 'x509svid: <why>', where: 'sidecar', doc: "our SVID's SPIFFE ID has no path" },
-  svid_intermediate_key_usage: { kind: 'config', message: 'x509svid: <why>', where: 'sidecar', doc: 'an intermediate of our SVID lacks `keyCertSign`' },
-  svid_unsupported_key: { kind: 'config', message: 'x509svid: <why>', where: 'sidecar', doc: "our SVID's key type is not supported" },
-  svid_key_mismatch: { kind: 'config', message: 'x509svid: <why>', where: 'sidecar', doc: 'our private key does not match our SVID' },
-  dev_issuer_invalid: { kind: 'config', message: '<why>', where: 'sidecar', doc: "the dev issuer's options or request are invalid" },
-  dev_ca_uninitialised: { kind: 'config', message: '<why>', where: 'sidecar', doc: 'the dev CA was used before it was created' },
-  dev_ca_wrong_trust_domain: { kind: 'config', message: '<why>', where: 'sidecar', doc: 'the dev CA was asked for an ID outside its trust domain' },
+  x509_bundle_invalid: { kind: 'config', message: '<why>', where: 'runtime', doc: 'an X.509 trust bundle cannot be parsed' },
+  jwt_bundle_invalid: { kind: 'config', message: '<why>', where: 'runtime', doc: 'a JWT bundle cannot be parsed' },
+  spiffe_bundle_invalid: { kind: 'config', message: '<why>', where: 'runtime', doc: 'a SPIFFE bundle document cannot be parsed' },
+  bundle_set_conflict: { kind: 'config', message: '<why>', where: 'runtime', doc: 'two bundles for the same trust domain conflict' },
+  spiffe_id_invalid: { kind: 'config', message: '<why>', where: 'runtime', doc: 'a SPIFFE ID or trust domain (config, policy, CLI) is invalid' },
+  x509_malformed: { kind: 'config', message: '<why>', where: 'runtime', doc: 'a certificate could not be parsed' },
+  svid_cert_parse_failed: { kind: 'config', message: 'x509svid: <why>', where: 'runtime', doc: 'our SVID certificates cannot be parsed' },
+  svid_key_parse_failed: { kind: 'config', message: 'x509svid: <why>', where: 'runtime', doc: 'our SVID private key cannot be parsed' },
+  svid_no_certificates: { kind: 'config', message: 'x509svid: <why>', where: 'runtime', doc: 'our SVID holds no certificate' },
+  svid_no_private_key: { kind: 'config', message: 'x509svid: <why>', where: 'runtime', doc: 'our SVID comes without a private key' },
+  svid_root_path_id: { kind: 'config', message: 'x509svid: <why>', where: 'runtime', doc: "our SVID's SPIFFE ID has no path" },
+  svid_intermediate_key_usage: { kind: 'config', message: 'x509svid: <why>', where: 'runtime', doc: 'an intermediate of our SVID lacks `keyCertSign`' },
+  svid_unsupported_key: { kind: 'config', message: 'x509svid: <why>', where: 'runtime', doc: "our SVID's key type is not supported" },
+  svid_key_mismatch: { kind: 'config', message: 'x509svid: <why>', where: 'runtime', doc: 'our private key does not match our SVID' },
+  dev_issuer_invalid: { kind: 'config', message: '<why>', where: 'runtime', doc: "the dev issuer's options or request are invalid" },
+  dev_ca_uninitialised: { kind: 'config', message: '<why>', where: 'runtime', doc: 'the dev CA was used before it was created' },
+  dev_ca_wrong_trust_domain: { kind: 'config', message: '<why>', where: 'runtime', doc: 'the dev CA was asked for an ID outside its trust domain' },
 
   // Operational failures of parts (logged, counted or audited).
   svid_timeout: { kind: 'failure', message: '<why>', where: 'start-up', doc: 'no SVID arrived from the identity source in time' },
-  svid_hint_not_found: { kind: 'failure', message: '<why>', where: 'sidecar', doc: 'the Workload API sent no SVID with the configured hint' },
-  source_closed: { kind: 'failure', message: '<why>', where: 'sidecar', doc: 'the identity source was closed while waited on' },
-  workload_api_unavailable: { kind: 'failure', message: '<call>: <status>: <why>', where: 'sidecar', doc: 'the Workload API is unreachable (retried with backoff)' },
-  workload_api_permission_denied: { kind: 'failure', message: '<call>: <status>: <why>', where: 'sidecar', doc: 'the SPIRE agent did not attest this workload' },
-  workload_api_invalid_argument: { kind: 'failure', message: '<call>: <status>: <why>', where: 'sidecar', doc: 'the agent refused the request (fatal)' },
-  workload_api_unimplemented: { kind: 'failure', message: '<call>: <status>: <why>', where: 'sidecar', doc: 'the socket does not serve the Workload API (fatal)' },
-  workload_api_timeout: { kind: 'failure', message: '<call>: <status>: <why>', where: 'sidecar', doc: 'a Workload API call passed its deadline' },
-  workload_api_error: { kind: 'failure', message: '<call>: <status>: <why>', where: 'sidecar', doc: 'any other Workload API status' },
-  workload_api_bad_response: { kind: 'failure', message: 'Workload API response rejected: <why>', where: 'sidecar', doc: 'the Workload API answered with something invalid' },
-  workload_api_stream_ended: { kind: 'failure', message: '<call>: stream ended by the server', where: 'sidecar', doc: 'the Workload API ended its stream (reconnected)' },
-  workload_api_closed: { kind: 'failure', message: '<why>', where: 'sidecar', doc: 'the Workload API client was closed' },
-  jwt_svid_missing: { kind: 'failure', message: '<why>', where: 'sidecar', doc: 'a JWT-SVID was asked for and none came' },
-  jwt_svid_invalid: { kind: 'failure', message: '<why>', where: 'sidecar', doc: 'a JWT-SVID does not parse or validate' },
-  jwt_svid_audience_missing: { kind: 'failure', message: '<why>', where: 'sidecar', doc: 'a JWT-SVID request named no audience' },
-  dev_issuer_stopped: { kind: 'failure', message: '<why>', where: 'sidecar', doc: 'the dev issuer was used after it stopped' },
-  kds_unavailable: { kind: 'failure', message: '<why>', where: 'sidecar', doc: "AMD's KDS could not be reached for a VCEK" },
-  kds_timeout: { kind: 'failure', message: '<why>', where: 'sidecar', doc: 'a KDS fetch passed its deadline' },
-  kds_rate_limited: { kind: 'failure', message: '<why>', where: 'sidecar', doc: 'the KDS answered 429' },
-  kds_bad_answer: { kind: 'failure', message: '<why>', where: 'sidecar', doc: 'the KDS answered with something that is not the VCEK asked for' },
-  kds_busy: { kind: 'failure', message: '<why>', where: 'sidecar', doc: 'too many KDS fetches in flight; a cached VCEK is used if held' },
-  kds_cache_refused: { kind: 'failure', message: 'cache file <name> <why>', where: 'sidecar', doc: 'a VCEK cache file is a symlink, not regular, oversized or writable by others' },
-  kds_cache_unreadable: { kind: 'failure', message: '<why>', where: 'sidecar', doc: 'a VCEK cache file cannot be read' },
-  kds_cache_write_failed: { kind: 'failure', message: '<why>', where: 'sidecar', doc: 'a fetched VCEK could not be cached (it is still used)' },
-  tpm_command_failed: { kind: 'failure', message: 'TPM2_<command> failed: <rc name> (<detail>)', where: 'sidecar', doc: 'a TPM command returned an error code (attester side)' },
-  tpm_transport_failed: { kind: 'failure', message: '<why>', where: 'sidecar', doc: 'the TPM could not be reached or answered garbage (attester side)' },
-  tpm_bad_request: { kind: 'failure', message: '<why>', where: 'sidecar', doc: 'a TPM command was asked with invalid input (attester side)' },
-  tsm_unavailable: { kind: 'failure', message: '<why>', where: 'sidecar', doc: 'no configfs-tsm, no permission, or the provider went away (attester side)' },
-  tsm_unsupported_provider: { kind: 'failure', message: '<why>', where: 'sidecar', doc: 'the configfs-tsm provider is not one this sidecar reads (attester side)' },
-  tsm_busy: { kind: 'failure', message: '<why>', where: 'sidecar', doc: 'the kernel answered EBUSY (attester side)' },
-  tsm_race: { kind: 'failure', message: '<why>', where: 'sidecar', doc: 'the report generation kept changing under us (attester side)' },
-  tsm_bad_request: { kind: 'failure', message: '<why>', where: 'sidecar', doc: 'bad user data or privilege level (attester side)' },
-  tsm_failed: { kind: 'failure', message: '<why>', where: 'sidecar', doc: 'the kernel refused the report for another reason (attester side)' },
+  svid_hint_not_found: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'the Workload API sent no SVID with the configured hint' },
+  source_closed: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'the identity source was closed while waited on' },
+  workload_api_unavailable: { kind: 'failure', message: '<call>: <status>: <why>', where: 'runtime', doc: 'the Workload API is unreachable (retried with backoff)' },
+  workload_api_permission_denied: { kind: 'failure', message: '<call>: <status>: <why>', where: 'runtime', doc: 'the SPIRE agent did not attest this workload' },
+  workload_api_invalid_argument: { kind: 'failure', message: '<call>: <status>: <why>', where: 'runtime', doc: 'the agent refused the request (fatal)' },
+  workload_api_unimplemented: { kind: 'failure', message: '<call>: <status>: <why>', where: 'runtime', doc: 'the socket does not serve the Workload API (fatal)' },
+  workload_api_timeout: { kind: 'failure', message: '<call>: <status>: <why>', where: 'runtime', doc: 'a Workload API call passed its deadline' },
+  workload_api_error: { kind: 'failure', message: '<call>: <status>: <why>', where: 'runtime', doc: 'any other Workload API status' },
+  workload_api_bad_response: { kind: 'failure', message: 'Workload API response rejected: <why>', where: 'runtime', doc: 'the Workload API answered with something invalid' },
+  workload_api_stream_ended: { kind: 'failure', message: '<call>: stream ended by the server', where: 'runtime', doc: 'the Workload API ended its stream (reconnected)' },
+  workload_api_closed: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'the Workload API client was closed' },
+  jwt_svid_missing: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'a JWT-SVID was asked for and none came' },
+  jwt_svid_invalid: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'a JWT-SVID does not parse or validate' },
+  jwt_svid_audience_missing: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'a JWT-SVID request named no audience' },
+  dev_issuer_stopped: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'the dev issuer was used after it stopped' },
+  kds_unavailable: { kind: 'failure', message: '<why>', where: 'runtime', doc: "AMD's KDS could not be reached for a VCEK" },
+  kds_timeout: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'a KDS fetch passed its deadline' },
+  kds_rate_limited: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'the KDS answered 429' },
+  kds_bad_answer: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'the KDS answered with something that is not the VCEK asked for' },
+  kds_busy: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'too many KDS fetches in flight; a cached VCEK is used if held' },
+  kds_cache_refused: { kind: 'failure', message: 'cache file <name> <why>', where: 'runtime', doc: 'a VCEK cache file is a symlink, not regular, oversized or writable by others' },
+  kds_cache_unreadable: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'a VCEK cache file cannot be read' },
+  kds_cache_write_failed: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'a fetched VCEK could not be cached (it is still used)' },
+  tpm_command_failed: { kind: 'failure', message: 'TPM2_<command> failed: <rc name> (<detail>)', where: 'runtime', doc: 'a TPM command returned an error code (attester side)' },
+  tpm_transport_failed: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'the TPM could not be reached or answered garbage (attester side)' },
+  tpm_bad_request: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'a TPM command was asked with invalid input (attester side)' },
+  tsm_unavailable: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'no configfs-tsm, no permission, or the provider went away (attester side)' },
+  tsm_unsupported_provider: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'the configfs-tsm provider is not one this sidecar reads (attester side)' },
+  tsm_busy: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'the kernel answered EBUSY (attester side)' },
+  tsm_race: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'the report generation kept changing under us (attester side)' },
+  tsm_bad_request: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'bad user data or privilege level (attester side)' },
+  tsm_failed: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'the kernel refused the report for another reason (attester side)' },
   audit_tail_unreadable: { kind: 'failure', message: '<why>', where: 'start-up', doc: "the audit file's last line cannot be read to continue its chain" },
-  budget_adjust_failed: { kind: 'failure', message: '<why>', where: 'sidecar', doc: 'a metered response cost could not replace its reservation (the reservation stays charged)' },
+  budget_adjust_failed: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'a metered response cost could not replace its reservation (the reservation stays charged)' },
   usage_missing: { kind: 'failure', message: '<why>', where: 'outbound', doc: 'a metered response carried no token usage (the reservation stays charged)' },
   usage_unreadable: { kind: 'failure', message: '<why>', where: 'outbound', doc: "a metered response's usage could not be read" },
   usage_too_large: { kind: 'failure', message: '<why>', where: 'outbound', doc: 'a metered response body or event exceeds the meter bound' },
@@ -287,21 +297,36 @@ export const REASONS = {
   response_incomplete: { kind: 'failure', message: '<why>', where: 'outbound', doc: 'a metered response ended early' },
   meter_failed: { kind: 'failure', message: '<why>', where: 'outbound', doc: 'the usage meter failed (the reservation stays charged)' },
 
+  // Findings of `attest-sidecar audit verify`.
+  malformed_line: { kind: 'audit', message: '<why>', where: 'audit verify', doc: 'a line is empty, not JSON, not an audit record, or has invalid chain fields' },
+  unchained_record: { kind: 'audit', message: '<why>', where: 'audit verify', doc: 'a record without `seq`/`prev` inside a hash chain (inserted?)' },
+  seq_gap: { kind: 'audit', message: '<why>', where: 'audit verify', doc: 'records are missing between two sequence numbers' },
+  seq_out_of_order: { kind: 'audit', message: '<why>', where: 'audit verify', doc: 'records moved, duplicated or inserted' },
+  prev_mismatch: { kind: 'audit', message: '<why>', where: 'audit verify', doc: "a record's `prev` is not the hash of the record before it" },
+  chain_restart: { kind: 'audit', message: '<why>', where: 'audit verify', doc: 'a second genesis record in one chain' },
+  chain_start_missing: { kind: 'audit', message: '<why>', where: 'audit verify', doc: 'a chain does not begin with its genesis record' },
+  line_too_long: { kind: 'audit', message: '<why>', where: 'audit verify', doc: 'a line is longer than the bound and is not parsed' },
+  anchor_missing: { kind: 'audit', message: '<why>', where: 'audit verify', doc: 'the expected head is not in the log: records were removed from the end' },
+  anchor_mismatch: { kind: 'audit', message: '<why>', where: 'audit verify', doc: 'the record at the expected head does not hash to it: it was rewritten' },
+
   // Outcomes (not refusals).
   allowed: { kind: 'outcome', message: '', where: 'inbound', doc: 'the request was allowed and forwarded to the app' },
   forwarded: { kind: 'outcome', message: '', where: 'outbound', doc: 'the request was forwarded upstream' },
-  revoked: { kind: 'outcome', message: '', where: 'sidecar', doc: 'a revocation change closed connections (audit `revocation`)' },
-  revocations_changed: { kind: 'outcome', message: '', where: 'sidecar', doc: 'the revocation state changed without closing a connection (audit `revocation`)' },
+  revoked: { kind: 'outcome', message: '', where: 'runtime', doc: 'a revocation change closed connections (audit `revocation`)' },
+  revocations_changed: { kind: 'outcome', message: '', where: 'runtime', doc: 'the revocation state changed without closing a connection (audit `revocation`)' },
   kill: { kind: 'outcome', message: '', where: 'admin', doc: 'an admin revoked one identity (audit `admin_action`)' },
   killall: { kind: 'outcome', message: '', where: 'admin', doc: 'an admin stopped all traffic (audit `admin_action`)' },
   restore: { kind: 'outcome', message: '', where: 'admin', doc: 'an admin lifted revocations (audit `admin_action`)' },
-  chain_genesis: { kind: 'outcome', message: '', where: 'sidecar', doc: 'the audit sink started a hash chain (audit `audit_chain_start`)' },
-  unchained_predecessor: { kind: 'outcome', message: '', where: 'sidecar', doc: 'a chain started after a last line that is not a chained record' },
-  torn_tail: { kind: 'outcome', message: '', where: 'sidecar', doc: 'the audit sink dropped a torn last line at start (audit `audit_tail_repaired`)' },
-  aggregated_overflow: { kind: 'outcome', message: '', where: 'sidecar', doc: 'aggregated refusals of too many distinct kinds in one window, counted together' },
+  chain_genesis: { kind: 'outcome', message: '', where: 'runtime', doc: 'the audit sink started a hash chain (audit `audit_chain_start`)' },
+  unchained_predecessor: { kind: 'outcome', message: '', where: 'runtime', doc: 'a chain started after a last line that is not a chained record' },
+  torn_tail: { kind: 'outcome', message: '', where: 'runtime', doc: 'the audit sink dropped a torn last line at start (audit `audit_tail_repaired`); `audit verify` reports one as a finding' },
+  aggregated_overflow: { kind: 'outcome', message: '', where: 'runtime', doc: 'aggregated refusals of too many distinct kinds in one window, counted together' },
 } as const satisfies Record<string, ReasonSpec>;
 
 export type ReasonCode = keyof typeof REASONS;
+
+/** The codes of one kind (e.g. `ReasonCodeOf<'attestation'>`: what a verifier may fail with). */
+export type ReasonCodeOf<K extends ReasonKind> = { [C in ReasonCode]: (typeof REASONS)[C]['kind'] extends K ? C : never }[ReasonCode];
 
 /** What a refused request is answered with. One shape for every refusal on every path. */
 export interface Refusal {
@@ -326,13 +351,18 @@ export function reasonSpec(code: ReasonCode): ReasonSpec {
   return REASONS[code];
 }
 
+/** The codes whose message has no `<placeholder>`: their refusal is the same for every request. */
+export type FixedReasonCode = {
+  [C in ReasonCode]: (typeof REASONS)[C]['message'] extends `${string}<${string}>${string}` ? never : C;
+}[ReasonCode];
+
 const FIXED = new Map<ReasonCode, Refusal>();
 
 /**
- * The refusal for `reason` with its catalogue message. For codes whose message is fixed this is
- * one frozen object for the process's life (the deny path allocates nothing).
+ * The refusal for `reason` with its catalogue message: one frozen object for the process's life
+ * (the deny path allocates nothing). Codes whose message names something take `refuse`.
  */
-export function refusal(reason: ReasonCode): Refusal {
+export function refusal(reason: FixedReasonCode): Refusal {
   let r = FIXED.get(reason);
   if (r === undefined) {
     r = refuse(reason, REASONS[reason].message);

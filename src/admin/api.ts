@@ -15,11 +15,12 @@ import type { RevocationEntry, RevocationState } from '../revocation/state.js';
 import type { OperationsMetrics } from './ops-metrics.js';
 import type { AuditSink, Logger } from '../log.js';
 import { SidecarError, errorMessage } from '../errors.js';
-import { sendJson } from './json.js';
+import { READ_METHODS, adminRefusal, methodNotAllowed, sendJson, sendRefusal } from './json.js';
 import { BROWSER_REFUSED_REASON, browserRefusal } from './browser-guard.js';
 
 const MAX_BODY_BYTES = 16 * 1024;
 const MUTATIONS = new Set(['/v1/kill', '/v1/killall', '/v1/restore']);
+const MUTATION_METHODS = { allow: 'POST' };
 
 export interface AdminApiDeps {
   auth: AdminAuthenticator;
@@ -39,10 +40,10 @@ export class AdminApi {
 
   async handle(req: IncomingMessage, res: ServerResponse, path: string, peerSpiffeId?: string): Promise<void> {
     if (path === '/v1/revocations') {
-      if (req.method !== 'GET' && req.method !== 'HEAD') return sendJson(res, 405, { error: `Method ${req.method} not allowed` }, { allow: 'GET, HEAD' });
+      if (req.method !== 'GET' && req.method !== 'HEAD') return sendRefusal(res, methodNotAllowed(req.method, READ_METHODS));
       return sendJson(res, 200, revocationsJson(this.deps.revocations.current()));
     }
-    if (req.method !== 'POST') return sendJson(res, 405, { error: `Method ${req.method} not allowed` }, { allow: 'POST' });
+    if (req.method !== 'POST') return sendRefusal(res, methodNotAllowed(req.method, MUTATION_METHODS));
     const action = path.slice('/v1/'.length);
     const remote = req.socket.remoteAddress;
     const scheme = peerSpiffeId !== undefined ? 'https' : 'http';
@@ -52,7 +53,7 @@ export class AdminApi {
       this.deps.ops.adminAuthFailed(BROWSER_REFUSED_REASON);
       this.deps.audit.record({ type: 'admin_auth_failed', decision: 'deny', reason: BROWSER_REFUSED_REASON, action, ...(remote ? { remote } : {}) });
       req.resume();
-      return sendJson(res, 403, { error: browser, reason: BROWSER_REFUSED_REASON });
+      return sendRefusal(res, adminRefusal(BROWSER_REFUSED_REASON, browser, { namesReason: true }));
     }
     const auth = this.deps.auth.authenticate({
       ...(req.headers.authorization !== undefined ? { authorization: req.headers.authorization } : {}),
@@ -69,16 +70,14 @@ export class AdminApi {
         ...(remote ? { remote } : {}),
         ...(peerSpiffeId ? { peer: peerSpiffeId } : {}),
       });
-      const extra: Record<string, string> = auth.retryAfterSeconds ? { 'retry-after': String(auth.retryAfterSeconds) } : {};
-      if (auth.status === 401) extra['www-authenticate'] = 'Bearer realm="attest-sidecar admin"';
       req.resume();
-      return sendJson(res, auth.status, { error: auth.error }, extra);
+      return sendRefusal(res, auth);
     }
     let body: Record<string, unknown>;
     try {
       body = await readJsonBody(req);
     } catch (err) {
-      return sendJson(res, 400, { error: errorMessage(err) });
+      return sendRefusal(res, adminRefusal('admin_body_invalid', errorMessage(err)));
     }
     const by = auth.principal;
     try {
@@ -91,9 +90,9 @@ export class AdminApi {
       this.deps.ops.adminAction(action, false);
       this.deps.audit.record({ type: 'admin_action', decision: 'error', reason, action, principal: by, detail: errorMessage(err), ...(remote ? { remote } : {}) });
       this.deps.logger.warn({ action, principal: by, reason, err: errorMessage(err) }, 'admin action failed');
-      // Validation problems are the caller's; a failed durable write is ours (the change still holds in memory).
-      const status = reason === 'revocations_write_failed' ? 500 : reason === 'revoked_by_shared_list' ? 409 : 400;
-      sendJson(res, status, { error: errorMessage(err), reason });
+      // Validation problems are the caller's (400); a failed durable write is ours (500: the change
+      // still holds in memory); a shared file's revocation is lifted there (409). See adminRefusal.
+      sendRefusal(res, adminRefusal(reason, errorMessage(err), { namesReason: true }));
     }
   }
 

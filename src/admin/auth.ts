@@ -15,6 +15,8 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import net from 'node:net';
 import { SidecarError, errorMessage } from '../errors.js';
 import { writeFileAtomic } from '../lib/fs-atomic.js';
+import { REASONS, type ReasonCode, type Refusal } from '../reasons.js';
+import { adminRefusal } from './json.js';
 
 export const MIN_ADMIN_TOKEN_LENGTH = 32;
 const MAX_ADMIN_TOKEN_FILE_BYTES = 4096;
@@ -27,7 +29,7 @@ const TOKEN_CHARS = /^[\x21-\x7e]+$/;
  * and a token shorter than 32 characters after trimming.
  */
 export async function loadAdminToken(file: string): Promise<string> {
-  const refuse = (why: string, cause?: unknown) =>
+  const unreadable = (why: string, cause?: unknown) =>
     new SidecarError('admin_token_unreadable', `admin token file ${file} ${why}`, cause ? { cause } : undefined);
   let fh;
   try {
@@ -35,26 +37,26 @@ export async function loadAdminToken(file: string): Promise<string> {
     fh = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw refuse('does not exist', err);
-    if (code === 'ELOOP') throw refuse('is a symlink; point the config at the file itself', err);
-    throw refuse(`cannot be opened: ${errorMessage(err)}`, err);
+    if (code === 'ENOENT') throw unreadable('does not exist', err);
+    if (code === 'ELOOP') throw unreadable('is a symlink; point the config at the file itself', err);
+    throw unreadable(`cannot be opened: ${errorMessage(err)}`, err);
   }
   try {
     const st = await fh.stat();
-    if (!st.isFile()) throw refuse('is not a regular file');
+    if (!st.isFile()) throw unreadable('is not a regular file');
     if ((st.mode & 0o077) !== 0) {
-      throw refuse(`has mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}; it must be private to its owner (chmod 600)`);
+      throw unreadable(`has mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}; it must be private to its owner (chmod 600)`);
     }
-    if (st.size > MAX_ADMIN_TOKEN_FILE_BYTES) throw refuse(`is larger than ${MAX_ADMIN_TOKEN_FILE_BYTES} bytes`);
+    if (st.size > MAX_ADMIN_TOKEN_FILE_BYTES) throw unreadable(`is larger than ${MAX_ADMIN_TOKEN_FILE_BYTES} bytes`);
     const token = (await fh.readFile('utf8')).trim();
     if (token.length < MIN_ADMIN_TOKEN_LENGTH) {
-      throw refuse(`holds a token of ${token.length} characters; at least ${MIN_ADMIN_TOKEN_LENGTH} are required`);
+      throw unreadable(`holds a token of ${token.length} characters; at least ${MIN_ADMIN_TOKEN_LENGTH} are required`);
     }
-    if (!TOKEN_CHARS.test(token)) throw refuse('holds a token with spaces or non-printable characters');
+    if (!TOKEN_CHARS.test(token)) throw unreadable('holds a token with spaces or non-printable characters');
     return token;
   } catch (err) {
     if (err instanceof SidecarError) throw err;
-    throw refuse(`cannot be read: ${errorMessage(err)}`, err);
+    throw unreadable(`cannot be read: ${errorMessage(err)}`, err);
   } finally {
     await fh.close();
   }
@@ -75,23 +77,19 @@ export async function createAdminTokenFile(file: string): Promise<string> {
   return loadAdminToken(file);
 }
 
-export type AdminAuthFailureReason =
-  | 'admin_auth_missing'
-  | 'admin_auth_invalid'
-  | 'admin_not_listed'
-  | 'admin_rate_limited'
-  | 'admin_not_loopback';
+export type AdminAuthFailureReason = Extract<ReasonCode, 'admin_auth_missing' | 'admin_auth_invalid' | 'admin_not_listed' | 'admin_rate_limited' | 'admin_not_loopback'>;
 
-export type AdminAuthResult =
-  | { ok: true; principal: string }
-  | {
-      ok: false;
-      status: 401 | 403 | 429;
-      reason: AdminAuthFailureReason;
-      error: string;
-      /** With 429: seconds until the caller may try again (for a Retry-After header). */
-      retryAfterSeconds?: number;
-    };
+/** A refused authentication: the refusal the caller gets (401 with a Bearer challenge, 403, or 429 with Retry-After). */
+export type AdminAuthFailure = Refusal & {
+  readonly ok: false;
+  readonly reason: AdminAuthFailureReason;
+  /** With 429: seconds until the caller may try again (the Retry-After header). */
+  readonly retryAfterSeconds?: number;
+};
+
+export type AdminAuthResult = { ok: true; principal: string } | AdminAuthFailure;
+
+const BEARER_CHALLENGE = { 'www-authenticate': 'Bearer realm="attest-sidecar admin"' };
 
 export interface AdminAuthInput {
   /** The `Authorization` header, as received. */
@@ -165,13 +163,8 @@ export class AdminAuthenticator {
         this.#logger.warn({ ...context, reason: 'admin_rate_limited', status: 429 }, 'admin authentication failures throttled');
       }
       const retryAfterSeconds = Math.max(1, Math.ceil(retryMs / 1000));
-      return {
-        ok: false,
-        status: 429,
-        reason: 'admin_rate_limited',
-        error: `too many failed admin authentication attempts; retry in ${retryAfterSeconds} s (a valid credential is always accepted)`,
-        retryAfterSeconds,
-      };
+      const error = `too many failed admin authentication attempts; retry in ${retryAfterSeconds} s (a valid credential is always accepted)`;
+      return { ...adminRefusal('admin_rate_limited', error, { headers: { 'retry-after': String(retryAfterSeconds) } }), ok: false, reason: 'admin_rate_limited', retryAfterSeconds };
     }
     this.#limiter.recordFailure(keys, now);
     this.#logger.warn({ ...context, reason: result.reason, status: result.status }, `admin authentication failed: ${result.error}`);
@@ -182,27 +175,28 @@ export class AdminAuthenticator {
     // A request on the mTLS admin listener is decided by its verified identity alone.
     if (input.peerSpiffeId !== undefined) {
       if (input.peerSpiffeId !== '' && this.#admins().has(input.peerSpiffeId)) return { ok: true, principal: input.peerSpiffeId };
-      return fail(403, 'admin_not_listed', `${input.peerSpiffeId || 'the peer'} is not listed under admins in the policy`);
+      return fail('admin_not_listed', `${input.peerSpiffeId || 'the peer'} is not listed under admins in the policy`);
     }
     const header = input.authorization;
     if (header === undefined || header.trim() === '') {
-      return fail(401, 'admin_auth_missing', 'admin requests need a bearer token (loopback) or an admin mTLS identity');
+      return fail('admin_auth_missing', 'admin requests need a bearer token (loopback) or an admin mTLS identity');
     }
     // Checked before the token so a remote caller learns nothing about it.
     if (!isLoopbackAddress(remote)) {
-      return fail(403, 'admin_not_loopback', 'bearer tokens are accepted on loopback only; remote admins must use mTLS');
+      return fail('admin_not_loopback', 'bearer tokens are accepted on loopback only; remote admins must use mTLS');
     }
     const m = /^Bearer +(\S+) *$/i.exec(header);
-    if (!m) return fail(401, 'admin_auth_invalid', "the Authorization header must be 'Bearer <token>'");
-    if (!this.#tokenDigest) return fail(401, 'admin_auth_invalid', 'bearer token authentication is not enabled');
+    if (!m) return fail('admin_auth_invalid', "the Authorization header must be 'Bearer <token>'");
+    if (!this.#tokenDigest) return fail('admin_auth_invalid', 'bearer token authentication is not enabled');
     // Digests first: equal lengths for timingSafeEqual, and the token's length does not leak.
-    if (!timingSafeEqual(sha256(m[1]!), this.#tokenDigest)) return fail(401, 'admin_auth_invalid', 'wrong admin token');
+    if (!timingSafeEqual(sha256(m[1]!), this.#tokenDigest)) return fail('admin_auth_invalid', 'wrong admin token');
     return { ok: true, principal: TOKEN_PRINCIPAL };
   }
 }
 
-function fail(status: 401 | 403, reason: AdminAuthFailureReason, error: string): AdminAuthResult {
-  return { ok: false, status, reason, error };
+function fail(reason: Exclude<AdminAuthFailureReason, 'admin_rate_limited'>, error: string): AdminAuthFailure {
+  const refusal = adminRefusal(reason, error, REASONS[reason].status === 401 ? { headers: BEARER_CHALLENGE } : {});
+  return { ...refusal, ok: false, reason };
 }
 
 function sha256(s: string): Buffer {

@@ -11,8 +11,9 @@
  * (JSON body, Origin equal to the admin listener's) is the one browser request allowed.
  */
 import type { IncomingHttpHeaders } from 'node:http';
+import type { ReasonCode } from '../reasons.js';
 
-export const BROWSER_REFUSED_REASON = 'admin_browser_request';
+export const BROWSER_REFUSED_REASON = 'admin_browser_request' satisfies ReasonCode;
 
 /** Content types a page can send cross-origin without a CORS preflight: HTML forms and plain text. */
 const SIMPLE_FORM_TYPES = ['application/x-www-form-urlencoded', 'multipart/form-data', 'text/plain'];

@@ -15,7 +15,8 @@ import type { AuditSink, Logger } from '../log.js';
 import { AggregatedAudit } from '../audit/aggregate.js';
 import { handshakeFailureReason } from '../spiffe/handshake-reasons.js';
 import { SidecarError } from '../errors.js';
-import { sendJson } from './json.js';
+import { REASONS } from '../reasons.js';
+import { READ_METHODS, adminRefusal, methodNotAllowed, sendJson, sendRefusal } from './json.js';
 import { closeServer, listen, throttledListenerErrorLog } from '../lib/net.js';
 import { armIdle, guardListener, serverLimitOptions } from '../lib/listener-limits.js';
 import { ADMIN_LIMITS } from '../config/limits.js';
@@ -55,6 +56,8 @@ export function hostAllowed(host: string | undefined, allowed: readonly string[]
 }
 
 const kAdminPeer = Symbol('attest-sidecar.admin-peer');
+const PEER_UNVERIFIED = adminRefusal('peer_unverified', REASONS.peer_unverified.message);
+const INTERNAL_ERROR = adminRefusal('internal_error', REASONS.internal_error.message);
 type AdminSocket = TLSSocket & { [kAdminPeer]?: string };
 
 export class AdminServer {
@@ -96,7 +99,7 @@ export class AdminServer {
     const server = https.createServer({ ...serverContextOptions(material), ...serverLimitOptions(ADMIN_LIMITS, true) }, (req, res) => {
       const peer = (req.socket as AdminSocket)[kAdminPeer];
       if (!peer) {
-        sendJson(res, 403, { error: 'Peer identity not verified' });
+        sendRefusal(res, PEER_UNVERIFIED);
         return;
       }
       this.guarded(req, res, peer);
@@ -130,7 +133,7 @@ export class AdminServer {
   private guarded(req: IncomingMessage, res: ServerResponse, peer: string | undefined): void {
     this.handle(req, res, peer).catch((err: unknown) => {
       this.deps.logger.error({ err: (err as Error).message }, 'admin request failed');
-      if (!res.headersSent) sendJson(res, 500, { error: 'Internal error' });
+      if (!res.headersSent) sendRefusal(res, INTERNAL_ERROR);
       else res.destroy();
     });
   }
@@ -140,7 +143,7 @@ export class AdminServer {
     if (peer === undefined && !hostAllowed(req.headers.host, this.deps.allowedHosts)) {
       // DNS rebinding: a web page whose name now resolves to 127.0.0.1 must not read the status
       // page or drive the API from the operator's browser. Direct access uses an IP or localhost.
-      sendJson(res, 403, { error: `Host '${String(req.headers.host ?? '').slice(0, 100)}' not allowed: use an IP address or localhost, or list the name in admin.allowed_hosts` });
+      sendRefusal(res, adminRefusal('admin_host_not_allowed', `Host '${String(req.headers.host ?? '').slice(0, 100)}' not allowed: use an IP address or localhost, or list the name in admin.allowed_hosts`));
       return;
     }
     const api = this.deps.api;
@@ -149,7 +152,7 @@ export class AdminServer {
       return;
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
-      sendJson(res, 405, { error: `Method ${req.method} not allowed` }, { allow: 'GET, HEAD' });
+      sendRefusal(res, methodNotAllowed(req.method, READ_METHODS));
       return;
     }
     switch (path) {
@@ -184,7 +187,7 @@ export class AdminServer {
         sendJson(res, 200, this.deps.status());
         return;
       default:
-        sendJson(res, 404, { error: `No admin endpoint ${path}` });
+        sendRefusal(res, adminRefusal('admin_endpoint_unknown', `No admin endpoint ${path}`));
     }
   }
 

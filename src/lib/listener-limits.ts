@@ -14,6 +14,7 @@ import type http from 'node:http';
 import type { Socket } from 'node:net';
 import type { ListenerLimits } from '../config/limits.js';
 import type { AggregatedAudit } from '../audit/aggregate.js';
+import { refusal, type FixedReasonCode, type Refusal } from '../reasons.js';
 
 export type ListenerName = 'inbound' | 'outbound' | 'admin' | 'admin_mtls';
 
@@ -59,24 +60,24 @@ type GuardedSocket = Socket & { [kIdleArmed]?: boolean; [kSecure]?: boolean; [kI
  */
 export const MAX_PIPELINED_REQUESTS = 16;
 
-/** Error answers for bytes that never became a request (node's own would be plain text). */
-const ANSWERS: Record<string, { status: number; reason: string; text: string }> = {
-  ERR_HTTP_REQUEST_TIMEOUT: { status: 408, reason: 'headers_timeout', text: 'Request Timeout' },
-  HPE_HEADER_OVERFLOW: { status: 431, reason: 'headers_too_large', text: 'Request Header Fields Too Large' },
-  HPE_CHUNK_EXTENSIONS_OVERFLOW: { status: 413, reason: 'chunk_extensions_too_large', text: 'Payload Too Large' },
-};
-const MALFORMED = { status: 400, reason: 'malformed_request', text: 'Bad Request' };
-const MESSAGES: Record<string, string> = {
-  headers_timeout: 'Request headers not received in time',
-  headers_too_large: 'Request headers too large',
-  chunk_extensions_too_large: 'Chunk extensions too large',
-  malformed_request: 'Malformed HTTP request',
-};
-
-function rawAnswer(status: number, text: string, message: string): string {
-  const body = JSON.stringify({ error: message });
-  return `HTTP/1.1 ${status} ${text}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
+/** A refusal of bytes that never became a request, and its raw HTTP answer (built once). */
+interface RawAnswer {
+  readonly refusal: Refusal;
+  readonly raw: string;
 }
+
+function rawAnswer(code: FixedReasonCode, statusText: string): RawAnswer {
+  const r = refusal(code);
+  return { refusal: r, raw: `HTTP/1.1 ${r.status} ${statusText}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(r.body)}\r\nconnection: close\r\n\r\n${r.body}` };
+}
+
+/** JSON answers to bytes that never became a request, by node's error code (node's own would be plain text). */
+const ANSWERS = new Map<string, RawAnswer>([
+  ['ERR_HTTP_REQUEST_TIMEOUT', rawAnswer('headers_timeout', 'Request Timeout')],
+  ['HPE_HEADER_OVERFLOW', rawAnswer('headers_too_large', 'Request Header Fields Too Large')],
+  ['HPE_CHUNK_EXTENSIONS_OVERFLOW', rawAnswer('chunk_extensions_too_large', 'Payload Too Large')],
+]);
+const MALFORMED = rawAnswer('malformed_request', 'Bad Request');
 
 /** How long a refused connection may take to read our answer before it is cut. */
 const REFUSAL_LINGER_MS = 5_000;
@@ -131,13 +132,14 @@ export function guardListener(server: http.Server, deps: ListenerGuardDeps, opts
       socket.destroy();
       return;
     }
-    const answer = ANSWERS[err.code ?? ''] ?? MALFORMED;
-    metrics.connectionRefused(listener, answer.reason);
-    audit?.note('connection_refused', answer.reason, `${listener} listener: ${MESSAGES[answer.reason]}`, undefined, socket.remoteAddress);
+    const answer = ANSWERS.get(err.code ?? '') ?? MALFORMED;
+    const reason = answer.refusal.reason;
+    metrics.connectionRefused(listener, reason);
+    audit?.note('connection_refused', reason, `${listener} listener: ${answer.refusal.error}`, undefined, socket.remoteAddress);
     // A response already started on this connection cannot be followed by another one.
     const started = (socket as Socket & { _httpMessage?: unknown })._httpMessage !== undefined && (socket as Socket & { _httpMessage?: unknown })._httpMessage !== null;
     if (started) socket.destroy();
-    else answerAndClose(socket, rawAnswer(answer.status, answer.text, MESSAGES[answer.reason]!));
+    else answerAndClose(socket, answer.raw);
   });
 }
 

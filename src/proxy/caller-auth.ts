@@ -10,6 +10,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { watchFiles, type FileWatch } from '../lib/file-watch.js';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
+import { REASONS, refuse, type Refusal } from '../reasons.js';
 
 /**
  * URL-safe characters only, so the token goes into a proxy URL unescaped; long enough that
@@ -17,13 +18,17 @@ import type { Logger } from '../log.js';
  */
 const TOKEN_FORMAT = /^[A-Za-z0-9._~-]{16,1024}$/;
 
-export type CallerCheck = 'ok' | 'unauthenticated' | 'unavailable';
+/** 407 with the challenge a proxy client answers with its credentials. */
+export const CALLER_UNAUTHENTICATED: Refusal = refuse('caller_unauthenticated', REASONS.caller_unauthenticated.message, {
+  'proxy-authenticate': 'Basic realm="attest-sidecar"',
+});
 
 export class CallerTokenCheck {
   private token: Buffer | undefined;
   /** A buffer of the token's length, reused for the constant-time comparison. */
   private scratch: Buffer = Buffer.alloc(0);
-  private problem = '';
+  /** While the token file is unusable (no token): the 503 every request gets, built once per load. */
+  private unavailable: Refusal = refuse('caller_token_unavailable', 'Caller token unavailable: not loaded');
   private watch: FileWatch | undefined;
 
   constructor(
@@ -37,26 +42,24 @@ export class CallerTokenCheck {
     this.load();
   }
 
-  /** Why requests are refused while the token file is unusable. */
-  get unavailableReason(): string {
-    return this.problem;
-  }
-
-  /** Judges a request's Proxy-Authorization value. Time does not depend on how much of the token matched. */
-  check(header: string | string[] | undefined): CallerCheck {
+  /**
+   * Judges a request's Proxy-Authorization value: undefined when it carries the token, else the
+   * refusal. Time does not depend on how much of the token matched.
+   */
+  check(header: string | string[] | undefined): Refusal | undefined {
     const token = this.token;
-    if (!token) return 'unavailable';
-    if (typeof header !== 'string' || header.length < 7 || header.slice(0, 6).toLowerCase() !== 'basic ') return 'unauthenticated';
+    if (!token) return this.unavailable;
+    if (typeof header !== 'string' || header.length < 7 || header.slice(0, 6).toLowerCase() !== 'basic ') return CALLER_UNAUTHENTICATED;
     const decoded = Buffer.from(header.slice(6).trim(), 'base64');
     const colon = decoded.indexOf(0x3a);
-    if (colon === -1) return 'unauthenticated';
+    if (colon === -1) return CALLER_UNAUTHENTICATED;
     const password = decoded.subarray(colon + 1);
     // Compare a same-length copy, so the comparison itself takes the same time for every guess.
     const scratch = this.scratch;
     scratch.fill(0);
     password.copy(scratch, 0, 0, Math.min(password.length, scratch.length));
     const equal = timingSafeEqual(scratch, token);
-    return equal && password.length === token.length ? 'ok' : 'unauthenticated';
+    return equal && password.length === token.length ? undefined : CALLER_UNAUTHENTICATED;
   }
 
   private load(): void {
@@ -67,15 +70,15 @@ export class CallerTokenCheck {
         throw new Error(`${this.file} must hold one token of 16 to 1024 characters from A-Z a-z 0-9 . _ ~ -`);
       }
     } catch (err) {
-      this.problem = (err as NodeJS.ErrnoException).code ? `cannot read ${this.file}: ${(err as NodeJS.ErrnoException).code}` : errorMessage(err);
-      this.logger.error({ err: this.problem }, 'caller token file unusable; the outbound proxy refuses every request until fixed');
+      const problem = (err as NodeJS.ErrnoException).code ? `cannot read ${this.file}: ${(err as NodeJS.ErrnoException).code}` : errorMessage(err);
+      this.logger.error({ err: problem }, 'caller token file unusable; the outbound proxy refuses every request until fixed');
+      this.unavailable = refuse('caller_token_unavailable', `Caller token unavailable: ${problem}`);
       this.token = undefined;
       return;
     }
     const changed = this.token !== undefined;
     this.token = Buffer.from(value, 'latin1');
     this.scratch = Buffer.alloc(this.token.length);
-    this.problem = '';
     this.logger.info({ file: this.file }, changed ? 'caller token reloaded' : 'caller token loaded');
   }
 

@@ -12,6 +12,7 @@ import type { InjectedHeaderConfig } from '../config/types.js';
 import { SidecarError, errorMessage } from '../errors.js';
 import { watchFiles, type FileWatch } from '../lib/file-watch.js';
 import type { Logger } from '../log.js';
+import { refuse, type Refusal } from '../reasons.js';
 
 /** The agent's Accept-Encoding is replaced: a compressed echo would hide the secret from the scanner. */
 const IDENTITY_ENCODING = ['accept-encoding', 'identity'] as const;
@@ -36,7 +37,8 @@ export class CredentialInjector {
   /** [name, value, ...] appended to each forwarded request; undefined while a file is unusable. */
   private pairs: string[] | undefined;
   private secrets: Buffer[] = [];
-  private problem = '';
+  /** While a secret file is unusable: the 503 every request on the route gets (built once per load). */
+  private unavailable: Refusal;
   private watch: FileWatch | undefined;
 
   constructor(
@@ -45,15 +47,24 @@ export class CredentialInjector {
     private readonly route: string,
   ) {
     this.names = new Set([...headers.map((h) => h.name), IDENTITY_ENCODING[0]]);
+    this.unavailable = refuse('credential_unavailable', `Upstream credential for route '${route}' is unavailable: not loaded`);
     this.load();
     this.watch = watchFiles(headers.map((h) => h.file), () => this.load(), {
       onError: (err) => this.logger.error({ route, err: err.message }, 'credential file watch failed; keeping the current credentials'),
     });
   }
 
-  /** The header pairs to append; throws `credential_unavailable` when a secret file is unusable (fail closed). */
+  /** undefined while the credentials are usable; else the refusal of the route's requests (fail closed). */
+  check(): Refusal | undefined {
+    return this.pairs ? undefined : this.unavailable;
+  }
+
+  /** The header pairs to append; throws `credential_unavailable` (check's refusal) when a secret file is unusable. */
   headerPairs(): string[] {
-    if (!this.pairs) throw new SidecarError('credential_unavailable', `Upstream credential for route '${this.route}' is unavailable: ${this.problem}`);
+    if (!this.pairs) {
+      const refusal = this.unavailable;
+      throw new SidecarError(refusal.reason, refusal.error);
+    }
     return this.pairs;
   }
 
@@ -74,9 +85,10 @@ export class CredentialInjector {
       pairs.push(...IDENTITY_ENCODING);
     } catch (err) {
       // A secret that vanished or became invalid stops the route rather than sending no key.
-      this.problem = errorMessage(err);
-      if (this.pairs) this.logger.error({ route: this.route, err: this.problem }, 'credential file unusable; route refuses requests until fixed');
-      else this.logger.error({ route: this.route, err: this.problem }, 'credential file unusable at start; route refuses requests');
+      const problem = errorMessage(err);
+      if (this.pairs) this.logger.error({ route: this.route, err: problem }, 'credential file unusable; route refuses requests until fixed');
+      else this.logger.error({ route: this.route, err: problem }, 'credential file unusable at start; route refuses requests');
+      this.unavailable = refuse('credential_unavailable', `Upstream credential for route '${this.route}' is unavailable: ${problem}`);
       this.pairs = undefined;
       return;
     }

@@ -76,8 +76,6 @@ export const MAX_REPLAY_BYTES = 64 * 1024;
 const CHALLENGE: ResponseIntercept = { status: 401, when: (h) => typeof h[H_CHALLENGE] === 'string' };
 
 const BROWSER_BODY = errorBody('Browser-originated requests are refused: a web page must never use the agent identity');
-const CALLER_UNAUTHENTICATED_BODY = errorBody('Proxy authentication required: send the caller token as the proxy password (http://agent:TOKEN@host:port)');
-const PROXY_AUTHENTICATE = { 'proxy-authenticate': 'Basic realm="attest-sidecar"' };
 const NO_SVID_BODY = errorBody('No valid SVID: the sidecar has no unexpired identity');
 const CONNECT_BODY = errorBody('CONNECT is not supported: send plain HTTP to the sidecar, it originates mTLS');
 const TUNNEL_REFUSAL = `HTTP/1.1 405 Method Not Allowed\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(CONNECT_BODY)}\r\nconnection: close\r\n\r\n${CONNECT_BODY}`;
@@ -260,14 +258,10 @@ export class OutboundProxy {
 
   /** Caller authentication (when configured): false when the request was answered with a refusal. */
   private callerAdmitted(req: IncomingMessage, res: ServerResponse, start: number): boolean {
-    const verdict = this.callerToken!.check(req.headers['proxy-authorization']);
-    if (verdict === 'ok') return true;
-    if (verdict === 'unavailable') {
-      this.finish(req, res, start, undefined, 503, errorBody(`Caller token unavailable: ${this.callerToken!.unavailableReason}`), 'caller_token_unavailable', 'error');
-      return false;
-    }
-    sendJsonError(res, 407, CALLER_UNAUTHENTICATED_BODY, PROXY_AUTHENTICATE);
-    this.record(req, start, undefined, 'deny', 'caller_unauthenticated', 407, undefined);
+    const refusal = this.callerToken!.check(req.headers['proxy-authorization']);
+    if (refusal === undefined) return true;
+    sendJsonError(res, refusal.status, refusal.body, refusal.headers);
+    this.record(req, start, undefined, refusal.decision, refusal.reason, refusal.status, undefined);
     return false;
   }
 

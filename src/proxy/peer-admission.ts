@@ -11,6 +11,7 @@
  */
 import type { EventEmitter } from 'node:events';
 import { DEFAULT_BODY_PROGRESS_TIMEOUT_MS } from './request-body.js';
+import { REASONS, refuse, type Refusal } from '../reasons.js';
 
 export interface PeerAdmissionLimits {
   /** App requests one peer identity may have in flight at once. */
@@ -35,8 +36,10 @@ export interface RequestLimits extends PeerAdmissionLimits {
 
 export const DEFAULT_REQUEST_LIMITS: RequestLimits = { ...DEFAULT_PEER_ADMISSION, bodyProgressTimeoutMs: DEFAULT_BODY_PROGRESS_TIMEOUT_MS };
 
-/** The refusal's reason code (audit, metrics) and body. */
-export const PEER_CONCURRENCY_REASON = 'peer_concurrency_exceeded';
+/** The refusal of a request over its identity's share: 429, retried after a second. */
+export const PEER_BUSY: Refusal = refuse('peer_concurrency_exceeded', REASONS.peer_concurrency_exceeded.message, { 'retry-after': '1' });
+/** Its reason code (audit, metrics). */
+export const PEER_CONCURRENCY_REASON = PEER_BUSY.reason;
 
 /** One identity's share; shared by all its client connections. */
 export interface PeerSlots {

@@ -18,18 +18,24 @@ import { randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { ATTESTATION_HEADERS } from './attestation-gate.js';
 import { HOP_BY_HOP, IDENTITY_HEADERS, connectionListed, xfccValue } from './headers.js';
+import { REASONS, refuse, type ReasonCode, type Refusal } from '../reasons.js';
 
 export const H_REQUEST_ID = 'x-request-id';
 
 export { DEFAULT_MAX_REQUEST_HEADERS, DEFAULT_OUTBOUND_MAX_REQUEST_HEADERS } from './header-limits.js';
 
-export const TOO_MANY_HEADERS_STATUS = 431;
-export const TOO_MANY_HEADERS_REASON = 'request_headers_too_many';
-export const OVERRIDE_REFUSED_REASON = 'override_header_refused';
+export const TOO_MANY_HEADERS_REASON = 'request_headers_too_many' satisfies ReasonCode;
+export const TOO_MANY_HEADERS_STATUS = REASONS[TOO_MANY_HEADERS_REASON].status;
+export const OVERRIDE_REFUSED_REASON = 'override_header_refused' satisfies ReasonCode;
+
+/** The 431 refusal for `max` (callers build it once). */
+export function tooManyHeadersRefusal(max: number): Refusal {
+  return refuse(TOO_MANY_HEADERS_REASON, `Too many request headers (limit ${max})`);
+}
 
 /** The 431 body for `max` (callers build it once). */
 export function tooManyHeadersBody(max: number): string {
-  return JSON.stringify({ error: `Too many request headers (limit ${max})` });
+  return tooManyHeadersRefusal(max).body;
 }
 
 /** Fields that tell an app to act on another method or target than the request line's. */
@@ -74,19 +80,18 @@ function mayBeForwardedField(name: string): boolean {
 
 export type InboundScreen =
   | { ok: true; requestId: string; headers: string[] }
-  | { ok: false; requestId: string; status: number; body: string; reason: string };
+  /** Refused: the refusal, with the request's id for its audit record. */
+  | (Refusal & { readonly ok: false; readonly requestId: string });
 
 /**
  * One pass over a request's raw headers for the app: refuses a request with more than
  * `maxFields` fields (431) or with an override field (400); otherwise the list to forward:
  * `lead` (the identity and forwarding fields, see appLeadHeaders), `x-request-id`, then the
  * caller's fields without hop-by-hop, Connection-listed, replaced and look-alike ones.
- * `tooManyBody` is tooManyHeadersBody(maxFields).
+ * `tooMany` is tooManyHeadersRefusal(maxFields).
  */
-export function screenInboundHeaders(raw: readonly string[], maxFields: number, tooManyBody: string, lead: readonly string[]): InboundScreen {
-  if (raw.length > 2 * maxFields) {
-    return { ok: false, requestId: newRequestId(), status: TOO_MANY_HEADERS_STATUS, body: tooManyBody, reason: TOO_MANY_HEADERS_REASON };
-  }
+export function screenInboundHeaders(raw: readonly string[], maxFields: number, tooMany: Refusal, lead: readonly string[]): InboundScreen {
+  if (raw.length > 2 * maxFields) return { ...tooMany, ok: false, requestId: newRequestId() };
   const listed = connectionListed(raw);
   const out = lead.slice();
   out.push(H_REQUEST_ID, '');
@@ -111,8 +116,8 @@ export function screenInboundHeaders(raw: readonly string[], maxFields: number, 
   }
   const requestId = callerIds === 1 && isWellFormedRequestId(callerId!) ? callerId! : newRequestId();
   if (refused !== undefined) {
-    const body = JSON.stringify({ error: `Request header '${refused}' is refused: it would make the app act on another method or path than the policy decided` });
-    return { ok: false, requestId, status: 400, body, reason: OVERRIDE_REFUSED_REASON };
+    const refusal = refuse(OVERRIDE_REFUSED_REASON, `Request header '${refused}' is refused: it would make the app act on another method or path than the policy decided`);
+    return { ...refusal, ok: false, requestId };
   }
   out[lead.length + 1] = requestId;
   return { ok: true, requestId, headers: out };

@@ -9,13 +9,32 @@ import type { PolicyBudget } from '../policy/read-agent.js';
 import { SidecarError, errorMessage } from '../errors.js';
 import type { AuditSink, Logger } from '../log.js';
 import type { OperationsMetrics } from '../admin/ops-metrics.js';
-import { errorBody } from './forward.js';
+import { REASONS, refusal, refuse, type ReasonCode, type Refusal } from '../reasons.js';
 
-export type Admission =
-  | { ok: true; key: string; chargedUsd: number }
-  | { ok: false; status: 402 | 503; reason: string; body: string };
+/** A refused admission is the refusal itself (status, body, reason), marked `ok: false`. */
+export type AdmissionRefusal = Refusal & { readonly ok: false };
 
-const EXCEEDED_BODY = errorBody('Budget exceeded');
+export type Admission = { ok: true; key: string; chargedUsd: number } | AdmissionRefusal;
+
+const refusedAdmission = (r: Refusal): AdmissionRefusal => Object.freeze({ ...r, ok: false as const });
+
+const EXCEEDED = refusedAdmission(refusal('budget_exceeded'));
+
+/** One frozen refusal per ledger failure code (a handful), built when first met. */
+const LEDGER_FAILURES = new Map<ReasonCode, AdmissionRefusal>();
+
+/**
+ * 503 `Budget ledger unavailable` under the ledger's own code; a code the catalogue does not
+ * answer that way (a bug below the ledger) is reported as `budget_ledger_failed`.
+ */
+function ledgerFailure(reason: ReasonCode): AdmissionRefusal {
+  const message = REASONS.budget_ledger_failed.message;
+  const spec: { status?: number; message: string } = REASONS[reason];
+  const code = spec.status === 503 && spec.message === message ? reason : 'budget_ledger_failed';
+  let r = LEDGER_FAILURES.get(code);
+  if (r === undefined) LEDGER_FAILURES.set(code, (r = refusedAdmission(refuse(code, message))));
+  return r;
+}
 
 export class SpendGate {
   constructor(
@@ -34,13 +53,13 @@ export class SpendGate {
         if (context.direction === 'inbound') this.ops.spent(agent, 'action', amountUsd);
         return { ok: true, key: r.key, chargedUsd: amountUsd };
       }
-      this.refused(agent, 'budget_exceeded', context, `spent ${r.spentUsd} of ${r.limitUsd} USD (${budget.period})`, r.spentUsd, r.limitUsd);
-      return { ok: false, status: 402, reason: 'budget_exceeded', body: EXCEEDED_BODY };
+      this.refused(agent, EXCEEDED.reason, context, `spent ${r.spentUsd} of ${r.limitUsd} USD (${budget.period})`, r.spentUsd, r.limitUsd);
+      return EXCEEDED;
     } catch (err) {
-      const reason = err instanceof SidecarError ? err.reason : 'budget_ledger_failed';
-      this.logger.error({ agent, reason, err: errorMessage(err) }, 'budget ledger unavailable: refusing budgeted request');
-      this.refused(agent, reason, context, errorMessage(err));
-      return { ok: false, status: 503, reason, body: errorBody('Budget ledger unavailable') };
+      const failure = ledgerFailure(err instanceof SidecarError ? err.reason : 'budget_ledger_failed');
+      this.logger.error({ agent, reason: failure.reason, err: errorMessage(err) }, 'budget ledger unavailable: refusing budgeted request');
+      this.refused(agent, failure.reason, context, errorMessage(err));
+      return failure;
     }
   }
 
@@ -58,7 +77,7 @@ export class SpendGate {
     });
   }
 
-  private refused(agent: string, reason: string, context: { peer?: string; route?: string; action?: string; direction: string }, detail: string, spentUsd?: number, limitUsd?: number): void {
+  private refused(agent: string, reason: ReasonCode, context: { peer?: string; route?: string; action?: string; direction: string }, detail: string, spentUsd?: number, limitUsd?: number): void {
     this.ops.budgetRefused(agent, reason);
     this.audit.record({
       type: 'budget',

@@ -6,12 +6,14 @@
  * `tls_handshake_failed`. These codes label `attest_sidecar_peer_rejections_total` and the
  * aggregated `peer_rejected` audit records.
  */
-const BY_CERT_ERROR: Record<string, string> = {
+import type { ReasonCode } from '../reasons.js';
+
+const BY_CERT_ERROR: Readonly<Record<string, ReasonCode>> = {
   CERT_HAS_EXPIRED: 'tls_certificate_expired',
   CERT_NOT_YET_VALID: 'tls_certificate_not_yet_valid',
 };
 
-const BY_CODE: Record<string, string> = {
+const BY_CODE: Readonly<Record<string, ReasonCode>> = {
   ERR_TLS_HANDSHAKE_TIMEOUT: 'tls_handshake_timeout',
   ECONNRESET: 'tls_handshake_aborted',
   EPIPE: 'tls_handshake_aborted',
@@ -23,12 +25,12 @@ const BY_CODE: Record<string, string> = {
   ERR_SSL_NO_SHARED_CIPHER: 'tls_no_shared_cipher',
 };
 
-export function handshakeFailureReason(err: Error & { code?: string }, socket: { authorizationError?: Error | string | null } | undefined): { reason: string; detail: string } {
+export function handshakeFailureReason(err: Error & { code?: string }, socket: { authorizationError?: Error | string | null } | undefined): { reason: ReasonCode; detail: string } {
   const certError = socket?.authorizationError;
   if (certError) {
     const code = String((certError as { code?: string }).code ?? certError);
-    return { reason: BY_CERT_ERROR[code] ?? 'tls_certificate_untrusted', detail: `client certificate refused: ${code}` };
+    return { reason: (Object.hasOwn(BY_CERT_ERROR, code) && BY_CERT_ERROR[code]) || 'tls_certificate_untrusted', detail: `client certificate refused: ${code}` };
   }
-  const reason = (err.code !== undefined && BY_CODE[err.code]) || 'tls_handshake_failed';
+  const reason = (err.code !== undefined && Object.hasOwn(BY_CODE, err.code) && BY_CODE[err.code]) || 'tls_handshake_failed';
   return { reason, detail: `TLS handshake failed: ${err.message.split('\n')[0]!.slice(0, 200)}` };
 }

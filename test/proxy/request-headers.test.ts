@@ -5,11 +5,11 @@ import {
   newRequestId,
   outboundRequestId,
   screenInboundHeaders,
-  tooManyHeadersBody,
+  tooManyHeadersRefusal,
 } from '../../src/proxy/request-headers.js';
 
 const LEAD = appLeadHeaders('spiffe://td/server', { id: 'spiffe://td/agent', leafSha256Hex: 'ab'.repeat(32) }, '10.0.0.7');
-const screen = (raw: string[], max = 100) => screenInboundHeaders(raw, max, tooManyHeadersBody(max), LEAD);
+const screen = (raw: string[], max = 100) => screenInboundHeaders(raw, max, tooManyHeadersRefusal(max), LEAD);
 const UUID_V8 = /^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
 t.test('the lead: identity, then the facts of the mTLS hop', async (t) => {

@@ -4,6 +4,7 @@
  * requests never drifts and a charge is never under-stated by float rounding.
  */
 import { SidecarError } from '../../errors.js';
+import type { ReasonCode } from '../../reasons.js';
 
 export type ModelProvider = 'openai' | 'anthropic' | 'gemini';
 
@@ -74,7 +75,7 @@ export function usageCostUsd(u: TokenUsage, p: TokenPrices): number {
   return usageCostMicros(u, p) / 1_000_000;
 }
 
-export type UsageFailureReason = 'usage_missing' | 'usage_unreadable' | 'usage_too_large' | 'usage_encoding_unsupported';
+export type UsageFailureReason = Extract<ReasonCode, 'usage_missing' | 'usage_unreadable' | 'usage_too_large' | 'usage_encoding_unsupported'>;
 
 /**
  * What a meter learned from one response body. A failure may carry `partial`: the counts seen

@@ -20,12 +20,13 @@ import type { InboundConfig } from '../../config/types.js';
 import { SidecarError } from '../../errors.js';
 import type { Logger, AuditSink } from '../../log.js';
 import type { CompiledPolicy } from '../../policy/types.js';
-import { DEFAULT_MAX_REQUEST_HEADERS, appLeadHeaders, screenInboundHeaders, tooManyHeadersBody } from '../request-headers.js';
+import { DEFAULT_MAX_REQUEST_HEADERS, appLeadHeaders, screenInboundHeaders, tooManyHeadersRefusal } from '../request-headers.js';
 import { awaitContinue, errorBody, sendJsonError } from '../forward.js';
 import { DEFAULT_REQUEST_LIMITS, PeerAdmission, type RequestLimits } from '../peer-admission.js';
 import { DecisionLog, pathOnly, type DecisionMetrics, type RecentDenials } from '../decision-log.js';
 import type { AttestationGate, AttestationSession } from '../attestation-gate.js';
 import { FilterChain, type ChainEnds } from '../chain.js';
+import type { Refusal } from '../../reasons.js';
 import { closeServer, listen, throttledListenerErrorLog } from '../../lib/net.js';
 import { armIdle, guardListener, serverLimitOptions } from '../../lib/listener-limits.js';
 import { AggregatedAudit } from '../../audit/aggregate.js';
@@ -110,7 +111,7 @@ export class InboundListener {
   private readonly now: () => number;
   private readonly log: DecisionLog;
   private readonly maxRequestHeaders: number;
-  private readonly tooManyHeadersBody: string;
+  private readonly tooManyHeaders: Refusal;
   private readonly admission: PeerAdmission;
   private readonly forwarding: InboundForwarding;
   /** The request path, built once from the deps. */
@@ -118,7 +119,7 @@ export class InboundListener {
 
   constructor(private readonly deps: InboundDeps) {
     this.maxRequestHeaders = deps.config.maxRequestHeaders ?? DEFAULT_MAX_REQUEST_HEADERS;
-    this.tooManyHeadersBody = tooManyHeadersBody(this.maxRequestHeaders);
+    this.tooManyHeaders = tooManyHeadersRefusal(this.maxRequestHeaders);
     this.log = new DecisionLog('inbound', deps.metrics, deps.audit, deps.denials);
     this.refusals = new AggregatedAudit(deps.audit);
     this.app = new Pool(deps.config.app, { connections: APP_POOL_CONNECTIONS, pipelining: 1, keepAliveTimeout: 30_000 });
@@ -235,7 +236,7 @@ export class InboundListener {
     try {
       const conn = socket[kConnection];
       // First, so that every record of this request carries its id; its refusal comes after the peer checks.
-      const screen = screenInboundHeaders(req.rawHeaders, this.maxRequestHeaders, this.tooManyHeadersBody, conn ? this.leadHeaders(conn, socket) : NO_LEAD);
+      const screen = screenInboundHeaders(req.rawHeaders, this.maxRequestHeaders, this.tooManyHeaders, conn ? this.leadHeaders(conn, socket) : NO_LEAD);
       ctx = new InboundContext(req, res, socket, screen, this.forwarding);
     } catch (err) {
       this.deps.logger.error({ err: (err as Error)?.stack ?? String(err) }, 'inbound request handler failed');

@@ -34,7 +34,10 @@ t.test('admission: table', async (t) => {
       t.equal(ctx.holdsTurn, true);
       continue;
     }
+    // The queue's timer does not hold the process open (unref): this test must, until it fires.
+    const hold = setInterval(() => undefined, 1000);
     const refused = await out;
+    clearInterval(hold);
     t.match(refused, { status: 429, reason: 'peer_concurrency_exceeded', headers: { 'retry-after': '1' }, body: '{"error":"Too many concurrent requests from this peer identity"}' }, name);
     t.equal(ctx.holdsTurn, false, `${name}: no turn`);
     t.equal(ctx.res.shouldKeepAlive, keepAlive, `${name}: keep-alive`);

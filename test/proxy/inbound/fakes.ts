@@ -6,7 +6,7 @@
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { InboundContext, kConnection, newConnection, type Connection, type PeeredSocket } from '../../../src/proxy/inbound/context.js';
-import { screenInboundHeaders, tooManyHeadersBody } from '../../../src/proxy/request-headers.js';
+import { screenInboundHeaders, tooManyHeadersRefusal } from '../../../src/proxy/request-headers.js';
 import type { VerifiedPeer } from '../../../src/spiffe/tls.js';
 import { RevocationState } from '../../../src/revocation/state.js';
 
@@ -87,7 +87,7 @@ export function context(shape: RequestShape = {}): InboundContext & { res: FakeR
     },
   }) as unknown as FakeResponse;
   const lead = shape.conn ? ['x-spiffe-id', shape.conn.peer.id] : [];
-  const screen = screenInboundHeaders(raw, MAX_HEADERS, tooManyHeadersBody(MAX_HEADERS), lead);
+  const screen = screenInboundHeaders(raw, MAX_HEADERS, tooManyHeadersRefusal(MAX_HEADERS), lead);
   const ctx = new InboundContext(req, res, socket, screen, { requestTimeoutMs: 30_000, bodyProgressTimeoutMs: 10_000, servername: 'app' });
   return ctx as InboundContext & { res: FakeResponse };
 }

@@ -6,13 +6,10 @@
  * From here on the request holds a turn (`ctx.holdsTurn`): the chain's ends give it back exactly
  * once, when the exchange with the app ends or when a later filter refuses or fails.
  */
-import { refuse } from '../../../reasons.js';
 import type { RequestFilter, FilterOutcome } from '../../chain.js';
 import { hasRequestBody } from '../../forward.js';
-import type { PeerAdmission } from '../../peer-admission.js';
+import { PEER_BUSY, type PeerAdmission } from '../../peer-admission.js';
 import type { InboundContext } from '../context.js';
-
-const BUSY = refuse('peer_concurrency_exceeded', 'Too many concurrent requests from this peer identity', { 'retry-after': '1' });
 
 export function admissionFilter(admission: PeerAdmission): RequestFilter<InboundContext> {
   return {
@@ -36,7 +33,7 @@ export function admissionFilter(admission: PeerAdmission): RequestFilter<Inbound
           () => {
             // An unread body would have to be drained: close instead.
             if (hasRequestBody(ctx.req)) ctx.res.shouldKeepAlive = false;
-            resolve(BUSY);
+            resolve(PEER_BUSY);
           },
         );
       });

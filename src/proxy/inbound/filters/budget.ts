@@ -8,7 +8,6 @@ import { refusal } from '../../../reasons.js';
 import type { RequestFilter, FilterOutcome } from '../../chain.js';
 import type { SpendGate } from '../../spend.js';
 import type { InboundContext } from '../context.js';
-import { asRefusal } from '../refusals.js';
 
 const REVOKED = refusal('agent_revoked');
 
@@ -19,7 +18,7 @@ export function budgetFilter(spend: SpendGate, revocations: (() => RevocationSta
     const peer = ctx.peer;
     const agent = route.decision.allow ? route.decision.agent.name : '';
     const admission = await spend.admit(agent, route.budget!, mapping.costUsd ?? 0, { peer: peer.id, action: mapping.action, direction: 'inbound' });
-    if (!admission.ok) return asRefusal(admission);
+    if (!admission.ok) return admission;
     // A revocation that landed while the charge was being made still wins.
     if (revocations?.().isRevoked(peer.id) || ctx.socket.destroyed) return REVOKED;
     return undefined;

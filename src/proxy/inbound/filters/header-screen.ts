@@ -5,9 +5,8 @@
  */
 import type { RequestFilter } from '../../chain.js';
 import type { InboundContext } from '../context.js';
-import { asRefusal } from '../refusals.js';
 
 export const headerScreen: RequestFilter<InboundContext> = {
   name: 'header-screen',
-  onRequest: (ctx) => (ctx.screen.ok ? undefined : asRefusal(ctx.screen)),
+  onRequest: (ctx) => (ctx.screen.ok ? undefined : ctx.screen),
 };
