@@ -80,7 +80,7 @@ export interface CompiledPolicy {
   /** SPIFFE ID string -> agent. Exact-match lookups only. */
   agentsBySpiffeId: ReadonlyMap<string, CompiledAgent>;
   agents: readonly CompiledAgent[];
-  /** SPIFFE IDs allowed to use the admin API over mTLS (issue 4). */
+  /** SPIFFE IDs allowed to use the admin API over mTLS. */
   admins: ReadonlySet<string>;
   loadedAt: Date;
 }
