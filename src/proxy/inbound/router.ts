@@ -40,8 +40,14 @@ export class InboundRouter implements ChainEnds<InboundContext> {
   }
 
   fail(ctx: InboundContext, err: unknown): void {
-    this.logger.error({ err: (err as Error)?.stack ?? String(err) }, 'inbound request failed');
-    this.refuse(ctx, INTERNAL_ERROR);
+    try {
+      this.logger.error({ err: (err as Error)?.stack ?? String(err) }, 'inbound request failed');
+      this.refuse(ctx, INTERNAL_ERROR);
+    } catch {
+      // Not even the 500 could be sent: cut the exchange rather than leave the client waiting.
+      this.releaseTurn(ctx);
+      ctx.res.destroy();
+    }
   }
 
   private settle(ctx: InboundContext, result: ForwardResult): void {

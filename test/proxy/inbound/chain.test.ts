@@ -85,3 +85,20 @@ t.test('FilterChain: an end that throws fails the request instead', async (t) =>
   await new Promise((r) => setImmediate(r));
   t.match(failed, { message: 'refuse broke' });
 });
+
+t.test('FilterChain: a fail end that throws is contained (sync and after a wait)', async (t) => {
+  for (const step of ['throw', 'reject'] as const) {
+    let calls = 0;
+    const chain = new FilterChain<Ctx>([filter('a', step)], {
+      route: () => undefined,
+      refuse: () => undefined,
+      fail: () => {
+        calls++;
+        throw new Error('fail broke');
+      },
+    });
+    t.doesNotThrow(() => chain.run({ ran: [] }), step);
+    await new Promise((r) => setImmediate(r));
+    t.equal(calls, 1, `${step}: fail ran once, its error went nowhere`);
+  }
+});
