@@ -18,15 +18,15 @@ import { refusal, type FixedReasonCode, type Refusal } from '../reasons.js';
 
 export type ListenerName = 'inbound' | 'outbound' | 'admin' | 'admin_mtls';
 
-/** The refused-connection counter a guarded listener feeds (SidecarMetrics has it). */
-export interface ConnectionRefusalMetrics {
-  connectionRefused(listener: string, reason: string): void;
+/** What a guarded listener counts: every connection it refuses or closes, by reason. */
+export interface ListenerMetrics {
+  connectionRefused(listener: ListenerName, reason: string): void;
 }
 
 export interface ListenerGuardDeps {
   listener: ListenerName;
   limits: ListenerLimits;
-  metrics: ConnectionRefusalMetrics;
+  metrics: ListenerMetrics;
   /** Where refusals are audited (aggregated); absent: counted only. */
   audit?: AggregatedAudit;
 }
