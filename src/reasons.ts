@@ -67,6 +67,7 @@ export const REASONS = {
   attestation_required: { kind: 'request', status: 401, message: 'Attestation required', headers: 'attest-challenge: evidence', where: 'inbound', doc: 'the agent must attest and sent no evidence, or a reference the verdict cache no longer holds' },
   attestation_fresh_required: { kind: 'request', status: 401, message: 'Fresh attestation required', headers: 'attest-challenge: nonce=<nonce>', where: 'inbound', doc: 'the action needs evidence over a fresh nonce (`freshness: per_request` or a per-request action)' },
   attestation_nonce_invalid: { kind: 'request', status: 401, message: 'Attestation nonce unknown, expired or already used', headers: 'attest-challenge: nonce=<nonce>', where: 'inbound', doc: 'the nonce was not issued to this peer key, expired or was used; a new one is issued' },
+  attestation_unavailable: { kind: 'request', status: 403, message: 'Attestation required', where: 'inbound', doc: "the agent's policy requires attestation but the inbound listener was built without an attestation gate, which only an embedder can do: fail closed, without a challenge" },
 
   // Peer checks per request (inbound).
   peer_unverified: { kind: 'request', status: 403, message: 'Peer identity not verified', where: 'inbound', doc: 'a request arrived on a connection whose peer was not verified (also on the mTLS admin listener)' },

@@ -10,7 +10,7 @@ import type { OperationsMetrics } from './admin/ops-metrics.js';
 import { AdminServer, type ReadinessCheck } from './admin/server.js';
 import { AdminApi } from './admin/api.js';
 import { AdminAuthenticator } from './admin/auth.js';
-import { InboundListener } from './proxy/inbound.js';
+import { InboundListener } from './proxy/inbound/listener.js';
 import { OutboundProxy } from './proxy/outbound/proxy.js';
 import { AttestationGate } from './proxy/attestation-gate.js';
 import { SpendGate } from './proxy/spend.js';

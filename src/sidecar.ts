@@ -11,7 +11,7 @@ import { SidecarMetrics } from './admin/metrics.js';
 import { OperationsMetrics } from './admin/ops-metrics.js';
 import type { AdminServer } from './admin/server.js';
 import { revocationsJson } from './admin/api.js';
-import type { InboundListener } from './proxy/inbound.js';
+import type { InboundListener } from './proxy/inbound/listener.js';
 import type { OutboundProxy } from './proxy/outbound/proxy.js';
 import type { AttestationGate } from './proxy/attestation-gate.js';
 import { RecentDenials } from './proxy/decision-log.js';

@@ -7,38 +7,21 @@
  *   3. action not in the agent's allowed_actions     -> 403 action_not_permitted
  *   4. mapping names resource/permission and no access_control entry grants it to a peer
  *      holding the entry's claim (an extension of its SVID leaf) -> 403 permission_not_granted
- *   5. agent has attestation_requirements            -> 403 attestation_required
- *      (the inbound proxy then asks the attestation gate)
- *   6. allow
+ *   5. allow, with the agent's obligations: its attestation requirements (the inbound
+ *      attestation gate checks the peer's evidence) and its budget (charged before forwarding)
  */
+import { refusal, refuse } from '../reasons.js';
 import { holdsClaim } from './claims.js';
-import type {
-  AttestationClaims,
-  AttestationRequirements,
-  CompiledAgent,
-  CompiledPolicy,
-  Decision,
-  DecisionRequest,
-  DenyReason,
-  PeerIdentity,
-} from './types.js';
+import type { PolicyAgent } from './read-agent.js';
+import type { Allow, AttestationRequirements, CompiledAgent, CompiledPolicy, Decision, DecisionRequest, Denial, DenyReason, Obligations, PeerIdentity } from './types.js';
 
-export type Denial = Extract<Decision, { allow: false }>;
+export type { Allow, Denial } from './types.js';
 
 /** Longest request path echoed back in an error (the rest is elided). */
 const MAX_ECHOED_PATH = 256;
 
-/** JSON bodies of the denials whose text never varies, computed once. */
-const CONSTANT_BODIES = new Map<string, string>();
-
-function constantDenial(status: number, error: string, reason: DenyReason): Denial {
-  CONSTANT_BODIES.set(error, JSON.stringify({ error }));
-  return Object.freeze({ allow: false, status, error, reason });
-}
-
-const NO_POLICY = constantDenial(503, 'No policy loaded', 'no_policy');
-const UNKNOWN_AGENT = constantDenial(403, 'Unknown agent', 'unknown_agent');
-constantDenial(403, 'Attestation required', 'attestation_required');
+const NO_POLICY: Denial = Object.freeze({ ...refusal('no_policy'), allow: false as const, reason: 'no_policy' as const });
+const UNKNOWN_AGENT: Denial = Object.freeze({ ...refusal('unknown_agent'), allow: false as const, reason: 'unknown_agent' as const });
 
 export function noPolicyDenial(): Denial {
   return NO_POLICY;
@@ -50,15 +33,11 @@ export function unknownAgentDenial(): Denial {
 
 export function noActionMappedDenial(method: string, path: string, agent?: CompiledAgent): Denial {
   const shown = path.length > MAX_ECHOED_PATH ? `${path.slice(0, MAX_ECHOED_PATH)}...` : path;
-  return deny(403, `No action mapped for ${method} ${shown}`, 'no_action_mapped', agent);
+  return deny('no_action_mapped', `No action mapped for ${method} ${shown}`, agent);
 }
 
 export function actionNotPermittedDenial(action: string, agent?: CompiledAgent): Denial {
-  return deny(403, `Action '${action}' not permitted`, 'action_not_permitted', agent);
-}
-
-export function attestationRequiredDenial(agent?: CompiledAgent): Denial {
-  return deny(403, 'Attestation required', 'attestation_required', agent);
+  return deny('action_not_permitted', `Action '${action}' not permitted`, agent);
 }
 
 export function permissionNotGrantedDenial(resource: string | undefined, permission: string | undefined, agent?: CompiledAgent): Denial {
@@ -68,37 +47,39 @@ export function permissionNotGrantedDenial(resource: string | undefined, permiss
       : permission === undefined
         ? `Access to resource '${resource}' not granted (the action mapping names no permission)`
         : `Permission '${permission}' on resource '${resource}' not granted`;
-  return deny(403, error, 'permission_not_granted', agent);
+  return deny('permission_not_granted', error, agent);
 }
 
-function deny(status: number, error: string, reason: DenyReason, agent: CompiledAgent | undefined): Denial {
-  return agent ? { allow: false, status, error, reason, agent } : { allow: false, status, error, reason };
+function deny(reason: DenyReason, error: string, agent: CompiledAgent | undefined): Denial {
+  const r = refuse(reason, error);
+  return Object.freeze(agent ? { ...r, allow: false as const, reason, agent } : { ...r, allow: false as const, reason });
 }
 
-/** The response body for a denial: `{"error":"..."}` (JSON-escaped). */
+/** The response body for a denial: `{"error":"..."}` (JSON-escaped, computed with the denial). */
 export function denialBody(decision: Denial): string {
-  return CONSTANT_BODIES.get(decision.error) ?? JSON.stringify({ error: decision.error });
+  return decision.body;
 }
 
 /** One frozen allow decision per agent: the allow path allocates nothing. */
-const ALLOW = new WeakMap<CompiledAgent, Decision>();
+const ALLOW = new WeakMap<CompiledAgent, Allow>();
 
-function allowFor(agent: CompiledAgent): Decision {
+function allowFor(agent: CompiledAgent): Allow {
   let d = ALLOW.get(agent);
   if (d === undefined) {
-    d = Object.freeze({ allow: true as const, reason: 'allowed' as const, agent });
+    d = Object.freeze({ allow: true as const, reason: 'allowed' as const, agent, obligations: obligationsOf(agent) });
     ALLOW.set(agent, d);
   }
   return d;
 }
 
-export function decide(
-  policy: CompiledPolicy | undefined,
-  request: DecisionRequest,
-  peer: PeerIdentity,
-  // Verified attestation claims; consulted once the attestation verifier lands (issue 3).
-  _claims?: AttestationClaims,
-): Decision {
+function obligationsOf(agent: CompiledAgent): Obligations | undefined {
+  const attestation = agent.attestation;
+  const budget = (agent as PolicyAgent).budget;
+  if (attestation === undefined && budget === undefined) return undefined;
+  return Object.freeze({ ...(attestation !== undefined ? { attestation } : {}), ...(budget !== undefined ? { budget } : {}) });
+}
+
+export function decide(policy: CompiledPolicy | undefined, request: DecisionRequest, peer: PeerIdentity): Decision {
   if (policy === undefined) return NO_POLICY;
   const agent = policy.agentsBySpiffeId.get(peer.spiffeId);
   if (agent === undefined) return UNKNOWN_AGENT;
@@ -109,7 +90,6 @@ export function decide(
   if ((resource !== undefined || permission !== undefined) && !granted(agent, resource, permission, peer)) {
     return permissionNotGrantedDenial(resource, permission, agent);
   }
-  if (agent.attestation !== undefined) return attestationRequiredDenial(agent);
   return allowFor(agent);
 }
 

@@ -2,6 +2,8 @@
  * Policy model. YAML is compiled once (src/policy/compile.ts) into a CompiledPolicy;
  * `decide()` (src/policy/decide.ts) is a pure function over it.
  */
+import type { Refusal } from '../reasons.js';
+import type { PolicyBudget } from './read-agent.js';
 
 /** `attestation_requirements` are defined with the evidence kinds they name. */
 import type { AttestationRequirements } from '../attestation/requirements.js';
@@ -55,7 +57,7 @@ export interface CompiledPolicy {
   /** SPIFFE ID string -> agent. Exact-match lookups only. */
   agentsBySpiffeId: ReadonlyMap<string, CompiledAgent>;
   agents: readonly CompiledAgent[];
-  /** SPIFFE IDs allowed to use the admin API over mTLS (issue 4). */
+  /** SPIFFE IDs allowed to use the admin API over mTLS. */
   admins: ReadonlySet<string>;
   loadedAt: Date;
 }
@@ -75,24 +77,31 @@ export interface PeerIdentity {
   extensions?: ReadonlyMap<string, PeerExtension>;
 }
 
-/** Verified attestation claims of the peer (issue 3); undefined when none were presented. */
-export type AttestationClaims = Readonly<Record<string, unknown>>;
+/** Why decide() refused. */
+export type DenyReason = 'unknown_agent' | 'action_not_permitted' | 'no_action_mapped' | 'permission_not_granted' | 'no_policy';
 
-export type DenyReason =
-  | 'unknown_agent'
-  | 'action_not_permitted'
-  | 'no_action_mapped'
-  | 'permission_not_granted'
-  | 'attestation_required'
-  | 'no_policy';
+/**
+ * What an allowed request must still satisfy before it reaches the app: evidence meeting the
+ * agent's attestation requirements, and a durable charge to its budget. Absent: none apply.
+ */
+export interface Obligations {
+  readonly attestation?: AttestationRequirements;
+  readonly budget?: PolicyBudget;
+}
 
-export type Decision =
-  | { readonly allow: true; readonly reason: 'allowed'; readonly agent: CompiledAgent }
-  | {
-      readonly allow: false;
-      readonly status: number;
-      /** JSON error text for the caller, e.g. "Action 'x' not permitted". */
-      readonly error: string;
-      readonly reason: DenyReason;
-      readonly agent?: CompiledAgent;
-    };
+/** One frozen object per agent (the allow path allocates nothing). */
+export interface Allow {
+  readonly allow: true;
+  readonly reason: 'allowed';
+  readonly agent: CompiledAgent;
+  readonly obligations: Obligations | undefined;
+}
+
+/** A refusal (status, message, JSON body) together with the agent it concerns, when known. */
+export interface Denial extends Refusal {
+  readonly allow: false;
+  readonly reason: DenyReason;
+  readonly agent?: CompiledAgent;
+}
+
+export type Decision = Allow | Denial;

@@ -23,6 +23,7 @@ import { fetchMissingCollateral, verifyEvidence, type VerifierTrust } from '../a
 import type { AttestationRequirements } from '../policy/types.js';
 import { needsFreshEvidence } from '../policy/decide.js';
 import { applyReferenceValues, type ReferenceValueStore } from '../attestation/reference-values.js';
+import { refuse, type Refusal } from '../reasons.js';
 
 export const H_EVIDENCE = 'attest-evidence';
 export const H_REF = 'attest-evidence-ref';
@@ -51,10 +52,18 @@ export interface AttestationSession {
   lastVerdict?: Verdict;
 }
 
-export type GateResult =
-  | { ok: true; verdict: Verdict; cached: boolean }
-  | { ok: false; status: 401; error: string; reason: string; challenge: string }
-  | { ok: false; status: 403; error: string; reason: string };
+/**
+ * What check() found: the verdict the peer's evidence earned, or the refusal to answer with (401
+ * with an `attest-challenge` header when evidence is missing or must be fresh, 403 when it failed).
+ */
+export type GateResult = Verdict | Refusal;
+
+export function isGateRefusal(r: GateResult): r is Refusal {
+  return (r as Refusal).body !== undefined;
+}
+
+/** Asks for the full evidence: the same frozen refusal every time. */
+const EVIDENCE_CHALLENGE = refuse('attestation_required', 'Attestation required', { [H_CHALLENGE]: 'evidence' });
 
 export interface GateMetrics {
   verification(type: string, result: string, seconds: number): void;
@@ -100,29 +109,29 @@ export class AttestationGate {
     const now = this.now();
     if (typeof evidence !== 'string') {
       const ref = req.headers[H_REF];
-      if (typeof ref !== 'string') return this.challenge('evidence', 'Attestation required', 'attestation_required');
+      if (typeof ref !== 'string') return EVIDENCE_CHALLENGE;
       // Hot path: the connection's last verdict.
       const last = s.lastVerdict;
       if (last !== undefined && s.lastRef === ref && s.lastVersion === policyVersion && s.lastRvVersion === this.rvVersion && now < last.expiresAtMs) {
         this.cache.stats.hits++;
-        return { ok: true, verdict: last, cached: true };
+        return last;
       }
       const v = this.cache.get(VerdictCache.key(s.spkiSha256Hex, ref, `${policyVersion}+${this.rvVersion}`), now);
-      if (v === undefined) return this.challenge('evidence', 'Attestation required', 'attestation_required');
+      if (v === undefined) return EVIDENCE_CHALLENGE;
       this.remember(s, ref, policyVersion, v);
-      return { ok: true, verdict: v, cached: true };
+      return v;
     }
     const id = evidenceId(evidence);
     const key = VerdictCache.key(s.spkiSha256Hex, id, `${policyVersion}+${this.rvVersion}`);
     const hit = this.cache.get(key, now);
     if (hit) {
       this.remember(s, id, policyVersion, hit);
-      return { ok: true, verdict: hit, cached: true };
+      return hit;
     }
     const result = this.verify(evidence, s, reqs, undefined, now);
-    if (!result.ok) return result;
-    this.cache.set(key, result.verdict);
-    this.remember(s, id, policyVersion, result.verdict);
+    if (isGateRefusal(result)) return result;
+    this.cache.set(key, result);
+    this.remember(s, id, policyVersion, result);
     return result;
   }
 
@@ -168,7 +177,7 @@ export class AttestationGate {
       if (verified.expiresAtMs !== undefined) expiresAtMs = Math.min(expiresAtMs, verified.expiresAtMs);
       if (reqs.maxEvidenceAgeSeconds !== undefined) expiresAtMs = Math.min(expiresAtMs, now + reqs.maxEvidenceAgeSeconds * 1000);
       this.metrics?.verification(type, 'success', (performance.now() - start) / 1000);
-      return { ok: true, cached: false, verdict: { claims: verified.claims, evidenceType: verified.type, expiresAtMs, verifiedAtMs: now } };
+      return { claims: verified.claims, evidenceType: verified.type, expiresAtMs, verifiedAtMs: now };
     } catch (err) {
       // Fail closed on anything, including a verifier bug: the request is denied, never crashes us.
       const reason = err instanceof AttestationError ? err.reason : 'verification_error';
@@ -176,7 +185,7 @@ export class AttestationGate {
       if (reason === 'collateral_missing' && ev) fetchMissingCollateral(ev, this.trust);
       const message = err instanceof AttestationError ? err.message : `evidence could not be verified (${(err as Error)?.message ?? String(err)})`;
       this.metrics?.verification(type, reason, (performance.now() - start) / 1000);
-      return { ok: false, status: 403, error: `Attestation failed: ${message}`, reason };
+      return refuse(reason, `Attestation failed: ${message}`);
     }
   }
 
@@ -187,11 +196,7 @@ export class AttestationGate {
     s.lastVerdict = v;
   }
 
-  private challenge(kind: string, error: string, reason: string): GateResult {
-    return { ok: false, status: 401, error, reason, challenge: kind };
-  }
-
-  private nonceChallenge(s: AttestationSession, error: string, reason: string): GateResult {
+  private nonceChallenge(s: AttestationSession, error: string, reason: 'attestation_fresh_required' | 'attestation_nonce_invalid'): GateResult {
     const now = this.now();
     const own = this.peerNonces.get(s.spkiSha256Hex);
     if (own !== undefined && own.length >= MAX_NONCES_PER_PEER) this.forgetNonce(own[0]!);
@@ -205,7 +210,7 @@ export class AttestationGate {
     const list = this.peerNonces.get(s.spkiSha256Hex);
     if (list) list.push(nonce);
     else this.peerNonces.set(s.spkiSha256Hex, [nonce]);
-    return this.challenge(`nonce=${nonce}`, error, reason);
+    return refuse(reason, error, { [H_CHALLENGE]: `nonce=${nonce}` });
   }
 
   private forgetNonce(nonce: string): void {

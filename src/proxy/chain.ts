@@ -24,7 +24,10 @@ export interface ChainEnds<C> {
   route(ctx: C): void;
   /** A filter refused: answer, audit, count. */
   refuse(ctx: C, refusal: Refusal): void;
-  /** A filter or the router threw (or its promise rejected): a bug fails this request, never the process. */
+  /**
+   * A filter or the router threw (or its promise rejected): a bug fails this request, never the
+   * process. Should this throw too, the chain drops that error.
+   */
   fail(ctx: C, err: unknown): void;
 }
 
@@ -57,7 +60,7 @@ export class FilterChain<C> {
         if (isPromise(out)) {
           out.then(
             (r) => (r === undefined ? this.resume(ctx, i + 1) : this.settleRefusal(ctx, r)),
-            (err: unknown) => this.ends.fail(ctx, err),
+            (err: unknown) => this.failSafely(ctx, err),
           );
           return;
         }
@@ -66,7 +69,7 @@ export class FilterChain<C> {
       }
       this.ends.route(ctx);
     } catch (err) {
-      this.ends.fail(ctx, err);
+      this.failSafely(ctx, err);
     }
   }
 
@@ -74,7 +77,19 @@ export class FilterChain<C> {
     try {
       this.ends.refuse(ctx, r);
     } catch (err) {
+      this.failSafely(ctx, err);
+    }
+  }
+
+  /**
+   * `fail` is the last resort: should it throw as well, the error is dropped here rather than
+   * escape into node's request event or a promise nobody awaits, either of which ends the process.
+   */
+  private failSafely(ctx: C, err: unknown): void {
+    try {
       this.ends.fail(ctx, err);
+    } catch {
+      // Nothing is left to answer with; the end's own fallback (if any) has run.
     }
   }
 }

@@ -3,7 +3,14 @@
  * audit record always carry the same reason code.
  */
 import type { AuditSink, RequestDecisionRecord } from '../audit/record.js';
-import type { Direction, SidecarMetrics } from '../admin/metrics.js';
+
+/** Which listener decided. */
+export type Direction = 'inbound' | 'outbound';
+
+/** The request counter and latency histogram a decision log feeds (SidecarMetrics has it). */
+export interface DecisionMetrics {
+  request(direction: Direction, decision: 'allow' | 'deny' | 'error', reason: string, seconds: number): void;
+}
 
 /** One refused request as the status page shows it. */
 export interface RecentDenial {
@@ -48,7 +55,7 @@ export class DecisionLog {
 
   constructor(
     private readonly direction: Direction,
-    private readonly metrics: SidecarMetrics,
+    private readonly metrics: DecisionMetrics,
     private readonly audit: AuditSink,
     private readonly denials?: RecentDenials,
   ) {

@@ -8,7 +8,6 @@ import type { BudgetLedger } from '../budget/ledger.js';
 import type { PolicyBudget } from '../policy/read-agent.js';
 import { SidecarError, errorMessage } from '../errors.js';
 import type { AuditSink, Logger } from '../log.js';
-import type { OperationsMetrics } from '../admin/ops-metrics.js';
 import { REASONS, refusal, refuse, type ReasonCode, type Refusal } from '../reasons.js';
 
 /** A refused admission is the refusal itself (status, body, reason), marked `ok: false`. */
@@ -36,10 +35,16 @@ function ledgerFailure(reason: ReasonCode): AdmissionRefusal {
   return r;
 }
 
+/** The spend counters a spend gate feeds (OperationsMetrics has them). */
+export interface SpendMetrics {
+  spent(agent: string, source: 'action' | 'metered', usd: number): void;
+  budgetRefused(agent: string, reason: string): void;
+}
+
 export class SpendGate {
   constructor(
     readonly ledger: BudgetLedger,
-    private readonly ops: OperationsMetrics,
+    private readonly ops: SpendMetrics,
     private readonly audit: AuditSink,
     private readonly logger: Logger,
   ) {}

@@ -31,18 +31,20 @@ function denied(d: Decision): Denial {
   return d;
 }
 
-t.test('allowed: known agent, mapped and permitted action, no attestation requirements', async (t) => {
+t.test('allowed: known agent, mapped and permitted action, no obligations', async (t) => {
   for (const id of ['spiffe://mesh.local/fuzzer', 'spiffe://mesh.local/fuzzer-2']) {
     const d = decide(policy, req('fuzzer.run'), peer(id));
-    t.match(d, { allow: true, reason: 'allowed' });
+    t.match(d, { allow: true, reason: 'allowed', obligations: undefined });
     t.equal(d.agent, policy.agents[0]);
   }
+  t.equal(decide(policy, req('fuzzer.run'), peer('spiffe://mesh.local/fuzzer')), decide(policy, req('quote"d'), peer('spiffe://mesh.local/fuzzer')), 'one allow object per agent');
+  t.ok(Object.isFrozen(decide(policy, req('fuzzer.run'), peer('spiffe://mesh.local/fuzzer'))));
 });
 
 t.test('unknown agent', async (t) => {
   for (const id of ['spiffe://mesh.local/other', 'spiffe://mesh.local/fuzzer/', 'spiffe://MESH.local/fuzzer', '']) {
     const d = denied(decide(policy, req('fuzzer.run'), peer(id)));
-    t.strictSame({ ...d }, { allow: false, status: 403, error: 'Unknown agent', reason: 'unknown_agent' });
+    t.strictSame({ ...d }, { allow: false, status: 403, error: 'Unknown agent', reason: 'unknown_agent', body: '{"error":"Unknown agent"}', close: false, decision: 'deny' });
     t.equal(denialBody(d), '{"error":"Unknown agent"}');
   }
   // Checked before the action: an unknown caller learns nothing about the mapping.
@@ -70,11 +72,13 @@ t.test('action not permitted', async (t) => {
   t.match(decide(policy, req('quote"d'), peer('spiffe://mesh.local/fuzzer')), { allow: true });
 });
 
-t.test('attestation required fails closed, after the action checks', async (t) => {
-  const d = denied(decide(policy, req('approve_payment'), peer('spiffe://mesh.local/approver'), { tee: 'sim' }));
-  t.match(d, { status: 403, reason: 'attestation_required', error: 'Attestation required' });
+t.test('attestation requirements are an obligation of the allow, after the action checks', async (t) => {
+  const d = decide(policy, req('approve_payment'), peer('spiffe://mesh.local/approver'));
+  if (!d.allow) throw new Error('expected an allow');
   t.equal(d.agent, policy.agents[1]);
-  t.equal(denialBody(d), '{"error":"Attestation required"}');
+  t.strictSame(d.obligations, { attestation: { teeType: 'sim' } });
+  t.equal(d.obligations?.attestation, policy.agents[1]!.attestation, 'the requirements as compiled');
+  t.equal(d, decide(policy, req('approve_payment'), peer('spiffe://mesh.local/approver')), 'precomputed per agent');
   t.equal(denied(decide(policy, req('fuzzer.run'), peer('spiffe://mesh.local/approver'))).reason, 'action_not_permitted');
   t.equal(denied(decide(policy, req(undefined), peer('spiffe://mesh.local/approver'))).reason, 'no_action_mapped');
 });
@@ -99,4 +103,27 @@ t.test('decide is deterministic and does not touch the policy', async (t) => {
   t.strictSame(a, b);
   t.equal(JSON.stringify([...policy.agentsBySpiffeId.keys()]), before);
   t.equal(policy.agents[0]!.allowedActions.size, 2);
+});
+
+t.test('a budget is an obligation of the allow', async (t) => {
+  const budgeted = compilePolicy(
+    `agents:
+  - name: buyer
+    spiffe_id: spiffe://mesh.local/buyer
+    allowed_actions: [buy]
+    budget: { limit_usd: 10, period: daily }
+  - name: attested-buyer
+    spiffe_id: spiffe://mesh.local/attested-buyer
+    allowed_actions: [buy]
+    attestation_requirements: { tee_type: sim }
+    budget: { limit_usd: 5, period: total }
+`,
+    'policy.yaml',
+  );
+  const d = decide(budgeted, req('buy'), peer('spiffe://mesh.local/buyer'));
+  t.match(d, { allow: true, obligations: { budget: { limitUsd: 10, period: 'daily' } } });
+  t.notOk(d.allow && d.obligations?.attestation);
+  const both = decide(budgeted, req('buy'), peer('spiffe://mesh.local/attested-buyer'));
+  t.match(both, { allow: true, obligations: { attestation: { teeType: 'sim' }, budget: { limitUsd: 5, period: 'total' } } });
+  t.equal(denied(decide(budgeted, req('sell'), peer('spiffe://mesh.local/buyer'))).reason, 'action_not_permitted', 'a denial carries no obligations');
 });
