@@ -5,6 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 import { chromium, type Browser, type Locator, type Page } from 'playwright-core';
+import { skipFor } from './needs.js';
 
 export const CHROMIUM_PATH = '/usr/bin/chromium';
 
@@ -21,13 +22,11 @@ const CHROMIUM_ARGS = [
 
 /**
  * Launches Chromium with a fresh profile (plus `extraArgs`, e.g. `--proxy-server=...`), or
- * returns why not. Without it in CI (CI=true) the test fails.
+ * returns why not as a skip reason (a failure when CI=true: see needs.ts).
  */
 export async function launchChromium(extraArgs: readonly string[] = []): Promise<{ browser: Browser } | { skip: string }> {
-  if (!existsSync(CHROMIUM_PATH)) {
-    if (process.env.CI === 'true') throw new Error(`${CHROMIUM_PATH} is missing (required in CI: apt-get install chromium)`);
-    return { skip: `${CHROMIUM_PATH} not installed` };
-  }
+  const skip = skipFor(existsSync(CHROMIUM_PATH) ? undefined : `not installed: ${CHROMIUM_PATH} (apt-get install chromium)`);
+  if (skip) return { skip };
   return { browser: await chromium.launch({ executablePath: CHROMIUM_PATH, args: [...CHROMIUM_ARGS, ...extraArgs], headless: true }) };
 }
 
