@@ -20,14 +20,18 @@ const CHROMIUM_ARGS = [
   '--disable-sync',
 ];
 
+/** Why the browser tests cannot run here, or false (a failure when CI=true: see needs.ts). */
+export function chromiumSkip(): string | false {
+  return skipFor(existsSync(CHROMIUM_PATH) ? undefined : `not installed: ${CHROMIUM_PATH} (apt-get install chromium)`);
+}
+
 /**
- * Launches Chromium with a fresh profile (plus `extraArgs`, e.g. `--proxy-server=...`), or
- * returns why not as a skip reason (a failure when CI=true: see needs.ts).
+ * Launches Chromium with a fresh profile (plus `extraArgs`, e.g. `--proxy-server=...`). Inside a
+ * test that checked chromiumSkip(): a launch awaited at the top level of a file can outlast the
+ * tests before it, and tap refuses tests added after the root ended.
  */
-export async function launchChromium(extraArgs: readonly string[] = []): Promise<{ browser: Browser } | { skip: string }> {
-  const skip = skipFor(existsSync(CHROMIUM_PATH) ? undefined : `not installed: ${CHROMIUM_PATH} (apt-get install chromium)`);
-  if (skip) return { skip };
-  return { browser: await chromium.launch({ executablePath: CHROMIUM_PATH, args: [...CHROMIUM_ARGS, ...extraArgs], headless: true }) };
+export async function launchChromium(extraArgs: readonly string[] = []): Promise<Browser> {
+  return chromium.launch({ executablePath: CHROMIUM_PATH, args: [...CHROMIUM_ARGS, ...extraArgs], headless: true });
 }
 
 export interface PageRecorder {

@@ -14,8 +14,6 @@
 import { accessSync, constants } from 'node:fs';
 import path from 'node:path';
 
-export const inCI = process.env.CI === 'true';
-
 /** Why something is absent (with how to install it), or undefined when it is there. */
 export type Missing = string | undefined;
 
@@ -47,6 +45,6 @@ export function toolsMissing(tools: readonly string[], packages: string): Missin
 export function skipFor(...missing: Missing[]): string | false {
   const reason = missing.find((m) => m !== undefined);
   if (reason === undefined) return false;
-  if (inCI) throw new Error(`${reason}: required when CI=true`);
+  if (process.env.CI === 'true') throw new Error(`${reason}: required when CI=true`);
   return reason;
 }
