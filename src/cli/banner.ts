@@ -1,6 +1,7 @@
 /** The text `attest-sidecar dev` prints once the mesh is up: where things are and what to try. */
-import type { DevMesh } from '../dev/mesh.js';
-import { carriedOverState } from '../dev/state.js';
+import type { DevMesh } from '../mesh/mesh.js';
+import { carriedOverState } from '../mesh/state.js';
+import { DEFAULT_ADMIN } from './kill.js';
 
 export function devMeshBanner(mesh: DevMesh): string {
   const lines: string[] = [];
@@ -40,9 +41,11 @@ export function devMeshBanner(mesh: DevMesh): string {
     if (orch) {
       lines.push(`  curl -x http://${orch.addr} -X POST http://control-plane/tasks -d '{}'   # 201, charged $0.25 of ${orch.name}'s $5/day budget`);
     }
+    // The kill commands' default admin address; any other (e.g. --free-ports) is spelled out.
+    const adminFlag = a === DEFAULT_ADMIN ? '' : ` --admin http://${a}`;
     lines.push('', 'Kill switch (the admin token is in ' + mesh.stateDir + '/admin-token):');
-    lines.push(`  npx attest-sidecar kill spiffe://${mesh.spec.trustDomain}/ns/agent-swarm/sa/orchestrator   # its requests now get 403 Agent revoked`);
-    lines.push(`  npx attest-sidecar restore spiffe://${mesh.spec.trustDomain}/ns/agent-swarm/sa/orchestrator`);
+    lines.push(`  npx attest-sidecar kill spiffe://${mesh.spec.trustDomain}/ns/agent-swarm/sa/orchestrator${adminFlag}   # its requests now get 403 Agent revoked`);
+    lines.push(`  npx attest-sidecar restore spiffe://${mesh.spec.trustDomain}/ns/agent-swarm/sa/orchestrator${adminFlag}`);
     lines.push(`  (revocations and spend persist in ${mesh.stateDir} across restarts; \`attest-sidecar dev --fresh\` starts clean)`);
   }
   const carried = carriedOverState(mesh.sidecars);

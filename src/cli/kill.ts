@@ -6,8 +6,11 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { devTokenFile } from '../dev/paths.js';
+import { devTokenFile } from '../mesh/paths.js';
 import { errorMessage } from '../errors.js';
+
+/** host:port of the admin API the kill commands call without --admin: the dev mesh's control plane. */
+export const DEFAULT_ADMIN = '127.0.0.1:15000';
 
 export const KILL_USAGE = `  attest-sidecar kill SPIFFE_ID [--reason TEXT] [--admin URL] [--token-file FILE]
                                           revoke one agent: its connections close, later requests get 403
@@ -15,7 +18,7 @@ export const KILL_USAGE = `  attest-sidecar kill SPIFFE_ID [--reason TEXT] [--ad
                                           revoke every peer and stop this sidecar's outbound side
   attest-sidecar restore SPIFFE_ID | --all [--admin URL] [--token-file FILE]
                                           lift a local revocation (or the kill-all)
-      --admin defaults to http://127.0.0.1:15000; --token-file to $ATTEST_SIDECAR_DEV_STATE/admin-token
+      --admin defaults to http://${DEFAULT_ADMIN}; --token-file to $ATTEST_SIDECAR_DEV_STATE/admin-token
       (~/.attest-sidecar/dev/admin-token, written by \`attest-sidecar dev\`)
 `;
 
@@ -43,7 +46,7 @@ export async function killCommand(cmd: 'kill' | 'killall' | 'restore', args: str
     return usage(cmd, errorMessage(err));
   }
   const { values, positionals } = parsed;
-  const admin = (values.admin ?? 'http://127.0.0.1:15000').replace(/\/+$/, '');
+  const admin = (values.admin ?? `http://${DEFAULT_ADMIN}`).replace(/\/+$/, '');
   const tokenFile = values['token-file'] ?? devTokenFile(env);
   let body: Record<string, unknown>;
   if (cmd === 'kill') {

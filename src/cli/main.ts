@@ -15,10 +15,11 @@ import { KILL_USAGE } from './kill.js';
 /** Each subcommand's usage: printed by `attest-sidecar CMD --help` (exit 0) and after a usage error (exit 2). */
 const RUN_USAGE = `  attest-sidecar run --config FILE        run one sidecar (see docs/admin.md for the state directory)
 `;
-const DEV_USAGE = `  attest-sidecar dev [--svid-ttl 60s] [--mesh FILE] [--state-dir DIR] [--log-level LEVEL] [--fresh]
+const DEV_USAGE = `  attest-sidecar dev [--svid-ttl 60s] [--mesh FILE] [--state-dir DIR] [--log-level LEVEL] [--fresh] [--free-ports]
                                           DEVELOPMENT ONLY: embedded issuer + reference mesh
-      --fresh      delete the dev state first (revocations, budget spend, admin token) and start clean
-      --state-dir  default $ATTEST_SIDECAR_DEV_STATE, else ~/.attest-sidecar/dev
+      --fresh       delete the dev state first (revocations, budget spend, admin token) and start clean
+      --state-dir   default $ATTEST_SIDECAR_DEV_STATE, else ~/.attest-sidecar/dev
+      --free-ports  listen on ports the OS picks instead of the mesh file's (the banner prints them)
 `;
 const CHECK_POLICY_USAGE = `  attest-sidecar check-policy FILE        validate a policy file (exit 1 on error)
 `;
@@ -67,11 +68,18 @@ async function cmdRun(args: string[]): Promise<Exit> {
 async function cmdDev(args: string[]): Promise<Exit> {
   const { values } = parseArgs({
     args,
-    options: { 'svid-ttl': { type: 'string' }, mesh: { type: 'string' }, 'log-level': { type: 'string' }, 'state-dir': { type: 'string' }, fresh: { type: 'boolean' } },
+    options: {
+      'svid-ttl': { type: 'string' },
+      mesh: { type: 'string' },
+      'log-level': { type: 'string' },
+      'state-dir': { type: 'string' },
+      fresh: { type: 'boolean' },
+      'free-ports': { type: 'boolean' },
+    },
     strict: true,
   });
   // Loaded on demand: `run` never carries the development issuer's code.
-  const [{ DevMesh, loadDevMeshSpec }, { devMeshBanner }] = await Promise.all([import('../dev/mesh.js'), import('./banner.js')]);
+  const [{ DevMesh, loadDevMeshSpec }, { devMeshBanner }] = await Promise.all([import('../mesh/mesh.js'), import('./banner.js')]);
   const spec = loadDevMeshSpec(values.mesh ?? path.join(repoRoot, 'config/dev-mesh.yaml'));
   const ttlSeconds = values['svid-ttl'] ? Math.max(1, Math.round(parseDurationMs(values['svid-ttl']) / 1000)) : undefined;
   const logger = createLogger({ level: values['log-level'] ?? 'info' });
@@ -81,6 +89,7 @@ async function cmdDev(args: string[]): Promise<Exit> {
     ...(ttlSeconds ? { svidTtlSeconds: ttlSeconds } : {}),
     ...(values['state-dir'] ? { stateDir: path.resolve(values['state-dir']) } : {}),
     ...(values.fresh ? { fresh: true } : {}),
+    ...(values['free-ports'] ? { freePorts: true } : {}),
   });
   onShutdown(() => mesh.close());
   process.stdout.write(devMeshBanner(mesh));

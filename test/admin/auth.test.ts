@@ -238,10 +238,8 @@ t.test('real sockets: the address Node reports for a loopback client is accepted
   const external = Object.values(networkInterfaces())
     .flat()
     .find((i) => i && i.family === 'IPv4' && !i.internal);
-  if (!external) {
-    t.comment('no non-loopback IPv4 interface: skipping the remote-address check');
-    return;
-  }
+  // An environment without a non-loopback interface is a skip, not a missing tool.
+  if (!external) return void t.skip('no non-loopback IPv4 interface: the remote-address check cannot run', () => {});
   const remote = await call(external.address, TOKEN);
   t.equal(remote.status, 403, `a client via ${external.address} is not loopback`);
   t.match(remote.body, { reason: 'admin_not_loopback' });

@@ -12,7 +12,7 @@ import vm from 'node:vm';
 import t, { type Test } from 'tap';
 import type { Browser, Page } from 'playwright-core';
 import { STATUS_PAGE_CSP, STATUS_PAGE_HTML } from '../../src/admin/status-page.js';
-import { launchChromium, recordPage, waitForText, waitUntil, type PageRecorder } from '../helpers/browser.js';
+import { chromiumSkip, launchChromium, recordPage, waitForText, waitUntil, type PageRecorder } from '../helpers/browser.js';
 
 const DASH = '\u2014';
 const TOKEN = 'good-token-0123456789';
@@ -21,31 +21,6 @@ const inlineText = (tag: 'script' | 'style') => {
   const all = [...STATUS_PAGE_HTML.matchAll(new RegExp(`<${tag}>([\\s\\S]*?)</${tag}>`, 'g'))];
   return all.map((m) => m[1]!);
 };
-
-t.test('the page is self-contained and its CSP allows exactly its inline script and style', async (t) => {
-  const scripts = inlineText('script');
-  const styles = inlineText('style');
-  t.equal(scripts.length, 1, 'one inline script');
-  t.equal(styles.length, 1, 'one inline style');
-  t.equal((STATUS_PAGE_HTML.match(/<script/g) ?? []).length, 1, 'no other script element');
-  const markup = STATUS_PAGE_HTML.replace(/<(script|style)>[\s\S]*?<\/\1>/g, '');
-  t.notMatch(markup, /\s(?:src|href|action|formaction)\s*=\s*(?!["']?data:)/i, 'no src/href/action except data: URLs');
-  t.match(markup, /<link rel="icon" href="data:,">/, 'no favicon request');
-  t.notMatch(STATUS_PAGE_HTML, /https?:\/\//, 'no absolute URLs');
-  t.notMatch(scripts[0]!, /\b(?:eval|Function|innerHTML|outerHTML|insertAdjacentHTML|document\.write|localStorage|sessionStorage|cookie)\b/, 'no eval, no HTML sinks, no storage');
-  t.doesNotThrow(() => new vm.Script(scripts[0]!), 'the script parses');
-  // Cross-check the hashes with the openssl CLI rather than the same node:crypto call the module makes.
-  const opensslHash = (text: string) =>
-    execFileSync('sh', ['-c', 'openssl dgst -sha256 -binary | openssl base64 -A'], { input: text }).toString().trim();
-  const directives = new Map(STATUS_PAGE_CSP.split(';').map((d) => d.trim().split(/\s+/)).map(([k, ...v]) => [k!, v]));
-  t.strictSame(directives.get('script-src'), [`'sha256-${opensslHash(scripts[0]!)}'`]);
-  t.strictSame(directives.get('style-src'), [`'sha256-${opensslHash(styles[0]!)}'`]);
-  t.strictSame(directives.get('default-src'), ["'none'"]);
-  t.strictSame(directives.get('connect-src'), ["'self'"]);
-  t.strictSame(directives.get('frame-ancestors'), ["'none'"]);
-  t.notMatch(STATUS_PAGE_CSP, /unsafe|\*/, 'nothing unsafe, no wildcards');
-  t.equal(createHash('sha256').update(scripts[0]!).digest('base64'), opensslHash(scripts[0]!));
-});
 
 // ---- a scripted admin server --------------------------------------------------------------
 
@@ -153,12 +128,11 @@ function fullStatus(now: number, skewMs = 0): Record<string, unknown> {
   };
 }
 
-const launched = await launchChromium();
-if ('skip' in launched) {
-  t.comment(`skipping the browser tests: ${launched.skip}`);
-  t.end();
+const skip = chromiumSkip();
+if (skip) {
+  t.skip(skip, () => {});
 } else {
-  const browser: Browser = launched.browser;
+  const browser: Browser = await launchChromium();
   t.teardown(() => browser.close());
   const stub = new StubAdmin();
   await stub.start();
@@ -374,3 +348,30 @@ if ('skip' in launched) {
     clean(t, rec, [/status of (401|429|503)/]);
   });
 }
+
+// After the browser tests: every top-level await above runs before the first test starts (tap
+// ends the root once its tests finish, even while a top-level await is pending).
+t.test('the page is self-contained and its CSP allows exactly its inline script and style', async (t) => {
+  const scripts = inlineText('script');
+  const styles = inlineText('style');
+  t.equal(scripts.length, 1, 'one inline script');
+  t.equal(styles.length, 1, 'one inline style');
+  t.equal((STATUS_PAGE_HTML.match(/<script/g) ?? []).length, 1, 'no other script element');
+  const markup = STATUS_PAGE_HTML.replace(/<(script|style)>[\s\S]*?<\/\1>/g, '');
+  t.notMatch(markup, /\s(?:src|href|action|formaction)\s*=\s*(?!["']?data:)/i, 'no src/href/action except data: URLs');
+  t.match(markup, /<link rel="icon" href="data:,">/, 'no favicon request');
+  t.notMatch(STATUS_PAGE_HTML, /https?:\/\//, 'no absolute URLs');
+  t.notMatch(scripts[0]!, /\b(?:eval|Function|innerHTML|outerHTML|insertAdjacentHTML|document\.write|localStorage|sessionStorage|cookie)\b/, 'no eval, no HTML sinks, no storage');
+  t.doesNotThrow(() => new vm.Script(scripts[0]!), 'the script parses');
+  // Cross-check the hashes with the openssl CLI rather than the same node:crypto call the module makes.
+  const opensslHash = (text: string) =>
+    execFileSync('sh', ['-c', 'openssl dgst -sha256 -binary | openssl base64 -A'], { input: text }).toString().trim();
+  const directives = new Map(STATUS_PAGE_CSP.split(';').map((d) => d.trim().split(/\s+/)).map(([k, ...v]) => [k!, v]));
+  t.strictSame(directives.get('script-src'), [`'sha256-${opensslHash(scripts[0]!)}'`]);
+  t.strictSame(directives.get('style-src'), [`'sha256-${opensslHash(styles[0]!)}'`]);
+  t.strictSame(directives.get('default-src'), ["'none'"]);
+  t.strictSame(directives.get('connect-src'), ["'self'"]);
+  t.strictSame(directives.get('frame-ancestors'), ["'none'"]);
+  t.notMatch(STATUS_PAGE_CSP, /unsafe|\*/, 'nothing unsafe, no wildcards');
+  t.equal(createHash('sha256').update(scripts[0]!).digest('base64'), opensslHash(scripts[0]!));
+});

@@ -9,7 +9,7 @@ import tls from 'node:tls';
 import t from 'tap';
 import { STATUS_PAGE_CSP, STATUS_PAGE_HTML } from '../../src/admin/status-page.js';
 import type { Sidecar } from '../../src/sidecar.js';
-import { launchChromium, recordPage, waitForText, waitUntil } from '../helpers/browser.js';
+import { chromiumSkip, launchChromium, recordPage, waitForText, waitUntil } from '../helpers/browser.js';
 import { TestMesh, idOf, viaProxy } from '../helpers/mesh.js';
 
 const DASH = '\u2014';
@@ -20,12 +20,11 @@ function adminToken(s: Sidecar): string {
   return readFileSync(s.adminTokenFile, 'utf8').trim();
 }
 
-const launched = await launchChromium();
-if ('skip' in launched) {
-  t.comment(`skipping the status page test: ${launched.skip}`);
-  t.end();
+const skip = chromiumSkip();
+if (skip) {
+  t.skip(skip, () => {});
 } else {
-  const { browser } = launched;
+  const browser = await launchChromium();
   const mesh = await TestMesh.start({ agents: ['orchestrator', 'harness-writer'] });
   // Teardowns run in order: the page stops polling before the sidecars go away.
   t.teardown(() => browser.close());

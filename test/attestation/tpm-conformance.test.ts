@@ -16,8 +16,7 @@ const tpmDir = conformance('tpm');
 const snpDir = conformance('sev-snp');
 if ('skip' in tpmDir || 'skip' in snpDir) {
   const reason = 'skip' in tpmDir ? tpmDir.skip : (snpDir as { skip: string }).skip;
-  t.comment(`skipping TPM conformance: ${reason}`);
-  t.pass(`skipped: ${reason}`);
+  t.skip(reason, () => {});
 } else {
   const NOW = new Date('2026-01-01T00:00:00Z');
   const read = (...p: string[]) => readFileSync(path.join(...p));

@@ -4,32 +4,18 @@
  * struct, then a u32 count of TPML_DIGEST structs of 8 fixed-size TPM2B_DIGEST slots each).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { skipFor, toolsMissing } from '../helpers/needs.js';
 import { freePort } from '../helpers/ports.js';
 
 const TOOLS = ['swtpm', 'tpm2_quote', 'tpm2_checkquote', 'tpm2_createak', 'tpm2_createek', 'tpm2_readpublic', 'tpm2_pcrextend', 'tpm2_flushcontext'];
 
-function onPath(tool: string): boolean {
-  return (process.env.PATH ?? '').split(path.delimiter).some((dir) => {
-    try {
-      accessSync(path.join(dir, tool), constants.X_OK);
-      return true;
-    } catch {
-      return false;
-    }
-  });
-}
-
-/** A skip reason when swtpm/tpm2-tools are missing locally; throws when CI=true. */
-export function swtpmSkipReason(): string | undefined {
-  const missing = TOOLS.filter((t) => !onPath(t));
-  if (missing.length === 0) return undefined;
-  const msg = `swtpm/tpm2-tools missing: ${missing.join(', ')} (apt-get install swtpm swtpm-tools tpm2-tools)`;
-  if (process.env.CI === 'true') throw new Error(`${msg} — required in CI`);
-  return msg;
+/** A skip reason when swtpm/tpm2-tools are missing, false when they are there; throws when CI=true. */
+export function swtpmSkipReason(): string | false {
+  return skipFor(toolsMissing(TOOLS, 'swtpm swtpm-tools tpm2-tools'));
 }
 
 export interface Swtpm {

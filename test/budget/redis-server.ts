@@ -1,21 +1,20 @@
 /**
  * A throwaway real redis-server for tests: no persistence, loopback only, its own temp dir.
- * Missing binary: skip with a reason, except under CI=true where it is a failure.
+ * Missing binary: a skip with the reason, a failure under CI=true (test/helpers/needs.ts).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import net from 'node:net';
 import type { Test } from 'tap';
+import { skipFor } from '../helpers/needs.js';
 import { freePort } from '../helpers/ports.js';
 import { tempDir } from './helpers.js';
 
 export const REDIS_SERVER = process.env.REDIS_SERVER ?? '/usr/bin/redis-server';
 
-/** undefined when redis-server can be used; otherwise why the test is skipped. Throws in CI. */
-export function redisSkipReason(): string | undefined {
-  if (existsSync(REDIS_SERVER)) return undefined;
-  if (process.env.CI === 'true') throw new Error(`${REDIS_SERVER} is missing (required in CI: apt-get install redis-server)`);
-  return `${REDIS_SERVER} not found (install Debian's redis-server to run the Redis budget tests)`;
+/** false when redis-server can be used; otherwise why the test is skipped. Throws when CI=true. */
+export function redisSkipReason(): string | false {
+  return skipFor(existsSync(REDIS_SERVER) ? undefined : `not installed: ${REDIS_SERVER} (apt-get install redis-server)`);
 }
 
 export class RedisServer {

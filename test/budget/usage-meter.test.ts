@@ -7,6 +7,7 @@ import { gzipSync } from 'node:zlib';
 import t, { type Test } from 'tap';
 import { createUsageMeter } from '../../src/budget/usage/meter.js';
 import type { ModelProvider, TokenUsage, UsageResult } from '../../src/budget/usage/types.js';
+import { skipFor, toolsMissing } from '../helpers/needs.js';
 import { chunks, encode, ENCODINGS, feed, fixture, JSON_TYPE, meterBody, SSE, type Split } from './usage-helpers.js';
 
 interface Case {
@@ -64,17 +65,9 @@ t.test('every fixture, every encoding, every split gives the documented usage', 
 });
 
 /** The stream compressed by the gzip(1) CLI (an independent encoder; sets a file name header). */
-function gzipCli(input: Buffer): Buffer | string {
-  try {
-    return execFileSync('gzip', ['-c', '-9', '-N'], { input, stdio: ['pipe', 'pipe', 'ignore'] });
-  } catch (err) {
-    return `gzip CLI not available: ${String(err)}`;
-  }
-}
-const cliGz = gzipCli(fixture('anthropic-stream.sse'));
-
-t.test('a body gzipped by the gzip(1) CLI decodes', { skip: typeof cliGz === 'string' ? cliGz : false }, async (t) => {
-  const r = await meterBody('anthropic', cliGz as Buffer, { contentType: SSE, contentEncoding: 'x-gzip', split: { seed: 9, maxChunk: 13 } });
+t.test('a body gzipped by the gzip(1) CLI decodes', { skip: skipFor(toolsMissing(['gzip'], 'gzip')) }, async (t) => {
+  const cliGz = execFileSync('gzip', ['-c', '-9', '-N'], { input: fixture('anthropic-stream.sse'), stdio: ['pipe', 'pipe', 'ignore'] });
+  const r = await meterBody('anthropic', cliGz, { contentType: SSE, contentEncoding: 'x-gzip', split: { seed: 9, maxChunk: 13 } });
   t.match(r, { ok: true, usage: { inputTokens: 2272, outputTokens: 89 } });
 });
 

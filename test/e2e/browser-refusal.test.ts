@@ -9,7 +9,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import t from 'tap';
-import { launchChromium, waitUntil } from '../helpers/browser.js';
+import { chromiumSkip, launchChromium, waitUntil } from '../helpers/browser.js';
 import { TestMesh, idOf } from '../helpers/mesh.js';
 import type { SidecarConfig } from '../../src/config/types.js';
 
@@ -45,12 +45,11 @@ const config: SidecarConfig = {
 const agent = await mesh.startSidecar('orchestrator', config);
 const proxyPort = agent.outbound!.address()!.port;
 
-const launched = await launchChromium([`--proxy-server=http://127.0.0.1:${proxyPort}`]);
-if ('skip' in launched) {
-  t.comment(`skipping the browser refusal test: ${launched.skip}`);
-  t.end();
+const skip = chromiumSkip();
+if (skip) {
+  t.skip(skip, () => {});
 } else {
-  const { browser } = launched;
+  const browser = await launchChromium([`--proxy-server=http://127.0.0.1:${proxyPort}`]);
   t.teardown(() => browser.close());
   // The page is served on loopback, which Chromium fetches directly (loopback bypasses the proxy).
   const pages = http.createServer((req, res) => {

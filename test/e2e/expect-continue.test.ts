@@ -2,18 +2,19 @@
  * `Expect: 100-continue` through both sidecars over real sockets: curl's large uploads, a raw
  * client that waits for the 100 before sending its body, and refusals that come without a 100.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import tls from 'node:tls';
 import t from 'tap';
 import { TestMesh, idOf } from '../helpers/mesh.js';
+import { skipFor, toolsMissing } from '../helpers/needs.js';
 
 const mesh = await TestMesh.start({ agents: ['orchestrator'] });
 t.teardown(() => mesh.close());
 
-const hasCurl = spawnSync('curl', ['--version']).status === 0;
+const curlSkip = skipFor(toolsMissing(['curl'], 'curl'));
 
 function curl(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -64,7 +65,7 @@ const complete = (text: string) => {
   return len !== null && text.length >= m.index + m[0].length + Number(len[1]);
 };
 
-t.test('curl uploads over 1 MiB (Expect: 100-continue) through both sidecars', { skip: hasCurl ? false : 'curl is not installed' }, async (t) => {
+t.test('curl uploads over 1 MiB (Expect: 100-continue) through both sidecars', { skip: curlSkip }, async (t) => {
   const file = path.join(mesh.dir, 'big.bin');
   const size = 3 * 1024 * 1024 + 17;
   writeFileSync(file, Buffer.alloc(size, 0x5a));

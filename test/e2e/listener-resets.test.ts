@@ -11,6 +11,7 @@ import net from 'node:net';
 import tls, { type ConnectionOptions } from 'node:tls';
 import t, { type Test } from 'tap';
 import { viaProxy } from '../helpers/mesh.js';
+import { skipFor, toolsMissing } from '../helpers/needs.js';
 import { SidecarProcesses, agentId } from '../helpers/sidecar-process.js';
 
 const procs = await SidecarProcesses.start();
@@ -152,8 +153,7 @@ t.test('garbage is answered with a JSON 400 on plain listeners', async (t) => {
   }
 });
 
-const curlError = spawnSync('curl', ['--version'], { encoding: 'utf8' }).error;
-t.test('curl -p -x (an https URL through HTTPS_PROXY) is refused and the sidecar lives', curlError ? { skip: `curl not available: ${curlError.message}` } : {}, async (t) => {
+t.test('curl -p -x (an https URL through HTTPS_PROXY) is refused and the sidecar lives', { skip: skipFor(toolsMissing(['curl'], 'curl')) }, async (t) => {
   const r = spawnSync('curl', ['-sS', '--max-time', '10', '-p', '-x', `http://127.0.0.1:${procs.ports.outbound}`, 'https://things/things/1'], { encoding: 'utf8' });
   t.not(r.status, 0, 'curl cannot tunnel');
   t.match(r.stderr, /405/, `curl reports the 405: ${r.stderr.trim()}`);

@@ -113,11 +113,7 @@ function fieldType(f: DescField, owner: DescMessage): string {
 
 t.test('proto matches FIELDS.md', async (t) => {
   const c = conformance('workload-api');
-  if ('skip' in c) {
-    t.comment(c.skip);
-    t.plan(0, c.skip);
-    return;
-  }
+  if ('skip' in c) return void t.skip(c.skip, () => {});
   const md = readFileSync(path.join(c.dir, 'FIELDS.md'), 'utf8');
   const def = workloadApiDefinition() as unknown as Record<string, { type?: DescMessage }>;
 

@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { X509Certificate } from 'node:crypto';
+import { skipFor, toolsMissing } from '../helpers/needs.js';
 import { customExtension, derTlv, KU, makeCa, makeLeaf, resignEdited, TestCert } from '../helpers/certs.js';
 import { parseX509Svid } from '../../src/spiffe/svid.js';
 import { verifyX509Svid } from '../../src/spiffe/verify.js';
@@ -22,7 +23,7 @@ const SKI = '2.5.29.14';
 const AKI = '2.5.29.35';
 const SAN = '2.5.29.17';
 
-const opensslMissing = spawnSync('openssl', ['version']).status !== 0 ? 'openssl CLI not installed' : false;
+const opensslMissing = skipFor(toolsMissing(['openssl'], 'openssl'));
 
 /** `openssl verify` of `leaf` against `root`: [exit status, output]. */
 function opensslVerify(root: TestCert, leaf: X509Certificate): [number | null, string] {

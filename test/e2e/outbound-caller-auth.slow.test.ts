@@ -4,30 +4,36 @@
  * identity. Real clients: curl, undici's ProxyAgent, Python requests and Go's net/http, each
  * configured the way an agent would be.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
 import { ProxyAgent, request } from 'undici';
 import { TestMesh, idOf, viaProxy } from '../helpers/mesh.js';
+import { skipFor, toolsMissing } from '../helpers/needs.js';
 import { repoRoot } from '../helpers/paths.js';
 import { waitUntil } from '../helpers/browser.js';
 
 const run = promisify(execFile);
 const TOKEN = 'c0ffee0123456789abcdef0123456789abcdef0123456789';
 
-/** Runs a client (asynchronously: the sidecar answers from this process); its stdout or why it could not run. */
-async function client(cmd: string, args: string[], env: Record<string, string> = {}, timeoutMs = 60_000): Promise<{ out: string } | { missing: string }> {
+/** Runs a client (asynchronously: the sidecar answers from this process) and returns its stdout. */
+async function client(cmd: string, args: string[], env: Record<string, string> = {}, timeoutMs = 60_000): Promise<string> {
   try {
-    const r = await run(cmd, args, { timeout: timeoutMs, env: { ...process.env, ...env }, encoding: 'utf8' });
-    return { out: r.stdout };
+    return (await run(cmd, args, { timeout: timeoutMs, env: { ...process.env, ...env }, encoding: 'utf8' })).stdout;
   } catch (err) {
     const e = err as NodeJS.ErrnoException & { stderr?: string };
-    if (e.code === 'ENOENT') return { missing: `${cmd} not installed` };
     throw new Error(`${cmd} failed: ${e.message} ${e.stderr ?? ''}`);
   }
 }
+
+const curlSkip = skipFor(toolsMissing(['curl'], 'curl'));
+const pythonRequestsSkip = skipFor(
+  toolsMissing(['python3'], 'python3 python3-requests') ??
+    (spawnSync('python3', ['-c', 'import requests']).status === 0 ? undefined : 'python3 has no requests module (apt-get install python3-requests)'),
+);
+const goSkip = skipFor(toolsMissing(['go'], 'golang-go'));
 
 // Building the Go client can take minutes on a cold build cache and a busy machine.
 t.setTimeout(420_000);
@@ -41,19 +47,17 @@ const port = agent.outbound!.address()!.port;
 const withToken = (token: string) => `http://agent:${token}@127.0.0.1:${port}`;
 const proxy = `http://127.0.0.1:${port}`;
 
-t.test('curl: the token admits, no or a wrong token is a 407, and the token never leaves the pod', async (t) => {
+t.test('curl: the token admits, no or a wrong token is a 407, and the token never leaves the pod', { skip: curlSkip }, async (t) => {
   const curl = (args: string[]) => client('curl', ['-sS', '--max-time', '20', '-D', '-', ...args]);
   const ok = await curl(['-x', withToken(TOKEN), 'http://control-plane/agents']);
-  if ('missing' in ok) return t.plan(0, ok.missing);
-  t.match(ok.out, /^HTTP\/1\.1 200 /);
+  t.match(ok, /^HTTP\/1\.1 200 /);
   t.equal(mesh.app.seen.at(-1)?.headers['proxy-authorization'], undefined, 'the app never sees the proxy credentials');
   t.equal(mesh.app.seen.at(-1)?.url, '/agents');
   for (const args of [['-x', proxy], ['-x', withToken('wrong-token-0123456789abcdef')], ['-x', withToken(TOKEN.slice(0, -1))], ['-x', withToken(`${TOKEN}0`)]]) {
     const r = await curl([...args, 'http://control-plane/agents']);
-    if ('missing' in r) return;
-    t.match(r.out, /^HTTP\/1\.1 407 /, args[1]!);
-    t.match(r.out, /proxy-authenticate: Basic realm="attest-sidecar"/i);
-    t.match(r.out, /"error":"Proxy authentication required/);
+    t.match(r, /^HTTP\/1\.1 407 /, args[1]!);
+    t.match(r, /proxy-authenticate: Basic realm="attest-sidecar"/i);
+    t.match(r, /"error":"Proxy authentication required/);
   }
   const metrics = await (await fetch(`${mesh.adminOf(agent)}/metrics`)).text();
   t.match(metrics, /attest_sidecar_requests_total\{direction="outbound",decision="deny",reason="caller_unauthenticated",sidecar="orchestrator"\} 4/);
@@ -73,29 +77,24 @@ t.test('undici ProxyAgent (absolute-form, no tunnel)', async (t) => {
   await t.rejects(request('http://control-plane/agents', { dispatcher: denied }), /Proxy Authentication Required/);
 });
 
-t.test('Python requests with the token in its proxy URL', async (t) => {
+t.test('Python requests with the token in its proxy URL', { skip: pythonRequestsSkip }, async (t) => {
   const script = `import sys, requests
 r = requests.get('http://control-plane/agents', proxies={'http': sys.argv[1]}, timeout=20)
 print(r.status_code)`;
-  const probe = await client('python3', ['-c', 'import requests']).catch(() => ({ missing: 'python3 has no requests module' }));
-  if ('missing' in probe) return t.plan(0, probe.missing);
   const ok = await client('python3', ['-c', script, withToken(TOKEN)]);
   const bad = await client('python3', ['-c', script, proxy]);
-  if ('missing' in ok || 'missing' in bad) return t.plan(0, 'python3 not installed');
-  t.equal(ok.out.trim(), '200');
-  t.equal(bad.out.trim(), '407');
+  t.equal(ok.trim(), '200');
+  t.equal(bad.trim(), '407');
 });
 
-t.test("Go's net/http with HTTP_PROXY carrying the token", { timeout: 400_000 }, async (t) => {
+t.test("Go's net/http with HTTP_PROXY carrying the token", { timeout: 400_000, skip: goSkip }, async (t) => {
   const main = path.join(repoRoot, 'test/go/proxy-client/main.go');
   const bin = path.join(mesh.dir, 'proxy-client');
-  const built = await client('go', ['build', '-o', bin, main], {}, 360_000);
-  if ('missing' in built) return t.plan(0, built.missing);
+  await client('go', ['build', '-o', bin, main], {}, 360_000);
   const ok = await client(bin, ['http://control-plane/agents'], { HTTP_PROXY: withToken(TOKEN), NO_PROXY: '' });
   const bad = await client(bin, ['http://control-plane/agents'], { HTTP_PROXY: proxy, NO_PROXY: '' });
-  if ('missing' in ok || 'missing' in bad) throw new Error('the built Go client vanished');
-  t.match(ok.out, /^200 /);
-  t.match(bad.out, /^407 /);
+  t.match(ok, /^200 /);
+  t.match(bad, /^407 /);
 });
 
 t.test('the token file is re-read when it changes; an unusable one refuses everything', async (t) => {

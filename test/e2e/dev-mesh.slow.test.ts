@@ -1,6 +1,7 @@
 /**
- * `attest-sidecar dev` (what `npm start` runs) as a user sees it: the real process, on the
- * documented ports, driven with the curl commands it prints.
+ * `attest-sidecar dev` (what `npm start` runs) as a user sees it: the real process driven with
+ * the curl commands it prints. With --free-ports, so that it never collides with a running
+ * `npm start` on the documented ports: the addresses come from the banner.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -14,7 +15,7 @@ import { binPath, repoRoot } from '../helpers/paths.js';
 const stateDir = mkdtempSync(path.join(tmpdir(), 'attest-dev-state-'));
 const env = { ...process.env, ATTEST_SIDECAR_DEV_STATE: stateDir };
 t.teardown(() => rmSync(stateDir, { recursive: true, force: true }));
-const proc = spawn(process.execPath, [binPath, 'dev', '--svid-ttl', '20s', '--log-level', 'warn'], {
+const proc = spawn(process.execPath, [binPath, 'dev', '--free-ports', '--svid-ttl', '20s', '--log-level', 'warn'], {
   cwd: repoRoot,
   env,
   stdio: ['ignore', 'pipe', 'pipe'],
@@ -40,6 +41,17 @@ await new Promise<void>((resolve, reject) => {
   proc.on('exit', () => reject(new Error(`dev mesh exited early:\n${out}\n${err}`)));
 });
 
+/** The banner's addresses of one sidecar: `name  SPIFFE_ID`, then a line of `kind http://host:port` parts. */
+function addressOf(name: string, kind: 'outbound' | 'admin'): string {
+  const m = new RegExp(`^  ${name} +spiffe://\\S+\\n[^\\n]*\\b${kind} http://(127\\.0\\.0\\.1:\\d+)`, 'm').exec(out);
+  if (!m) throw new Error(`no ${kind} address of ${name} in the banner:\n${out}`);
+  return m[1]!;
+}
+const orchestratorProxy = `http://${addressOf('orchestrator', 'outbound')}`;
+const harnessWriterProxy = `http://${addressOf('harness-writer', 'outbound')}`;
+const intruderProxy = `http://${addressOf('intruder', 'outbound')}`;
+const admin = `http://${addressOf('control-plane', 'admin')}`;
+
 function curl(args: string[]): { code: string; body: string } {
   const r = spawnSync('curl', ['-sS', '--max-time', '10', '-w', '\n%{http_code}', ...args], { encoding: 'utf8' });
   const lines = r.stdout.trimEnd().split('\n');
@@ -50,56 +62,58 @@ function curl(args: string[]): { code: string; body: string } {
 t.test('the banner names every sidecar and the commands to try', async (t) => {
   t.match(out, /DEVELOPMENT ONLY/);
   t.match(out, /control-plane +spiffe:\/\/agent-mesh\.local\/ns\/agent-swarm\/sa\/control-plane/);
-  t.match(out, /curl -x http:\/\/127\.0\.0\.1:15001 http:\/\/control-plane\/agents/);
-  t.match(out, /curl -x http:\/\/127\.0\.0\.1:15001 -X POST http:\/\/control-plane\/fuzzer\/harness/);
+  t.ok(out.includes(`curl -x ${orchestratorProxy} http://control-plane/agents`));
+  t.ok(out.includes(`curl -x ${orchestratorProxy} -X POST http://control-plane/fuzzer/harness`));
+  t.ok(out.includes(`sa/orchestrator --admin ${admin}`), 'the kill commands name the admin address, which is not the default');
+  for (const port of [15000, 15001, 15002, 15003, 15443, 8080]) t.notOk(out.includes(`127.0.0.1:${port}`), `nothing on the fixed port ${port}`);
 });
 
 t.test('allowed call (200)', async (t) => {
-  const r = curl(['-x', 'http://127.0.0.1:15001', 'http://control-plane/agents']);
+  const r = curl(['-x', orchestratorProxy, 'http://control-plane/agents']);
   t.equal(r.code, '200', r.body);
   t.equal(JSON.parse(r.body).caller, 'spiffe://agent-mesh.local/ns/agent-swarm/sa/orchestrator');
 });
 
 t.test('denied action (403, not permitted)', async (t) => {
-  const r = curl(['-x', 'http://127.0.0.1:15001', '-X', 'POST', 'http://control-plane/fuzzer/harness']);
+  const r = curl(['-x', orchestratorProxy, '-X', 'POST', 'http://control-plane/fuzzer/harness']);
   t.equal(r.code, '403');
   t.same(JSON.parse(r.body), { error: "Action 'fuzzer.write_harness' not permitted" });
 });
 
 t.test('the harness writer may write harnesses', async (t) => {
-  const r = curl(['-x', 'http://127.0.0.1:15002', '-X', 'POST', '-H', 'content-type: application/json', '-d', '{"target":"parse"}', 'http://control-plane/fuzzer/harness']);
+  const r = curl(['-x', harnessWriterProxy, '-X', 'POST', '-H', 'content-type: application/json', '-d', '{"target":"parse"}', 'http://control-plane/fuzzer/harness']);
   t.equal(r.code, '201', r.body);
-  const s = curl(['-x', 'http://127.0.0.1:15002', 'http://control-plane/fuzzer/source/parser.c']);
+  const s = curl(['-x', harnessWriterProxy, 'http://control-plane/fuzzer/source/parser.c']);
   t.equal(s.code, '200', s.body);
 });
 
 t.test('unknown agent (403)', async (t) => {
-  const r = curl(['-x', 'http://127.0.0.1:15003', 'http://control-plane/agents']);
+  const r = curl(['-x', intruderProxy, 'http://control-plane/agents']);
   t.equal(r.code, '403');
   t.same(JSON.parse(r.body), { error: 'Unknown agent' });
 });
 
 t.test('admin status and readiness of the control plane', async (t) => {
-  const ready = curl(['http://127.0.0.1:15000/readyz']);
+  const ready = curl([`${admin}/readyz`]);
   t.equal(ready.code, '200', ready.body);
-  const status = JSON.parse(curl(['http://127.0.0.1:15000/status']).body);
+  const status = JSON.parse(curl([`${admin}/status`]).body);
   t.equal(status.spiffe_id, 'spiffe://agent-mesh.local/ns/agent-swarm/sa/control-plane');
   t.same(status.trust_domains, ['agent-mesh.local']);
   const attested = status.inbound.peers.filter((p: { attestation?: unknown }) => p.attestation);
   t.ok(attested.length >= 1, 'peers are listed with their verified (sim) evidence');
   t.equal(attested[0].attestation.type, 'sim');
   t.match(attested[0].attestation.claims.measurement, /^76f112b1/);
-  const metrics = curl(['http://127.0.0.1:15000/metrics']).body;
+  const metrics = curl([`${admin}/metrics`]).body;
   t.match(metrics, /attest_sidecar_attestation_verifications_total\{type="sim",result="success",sidecar="control-plane"\} [1-9]/);
 });
 
 t.test('status page and budget in the dev mesh', async (t) => {
-  const page = curl(['http://127.0.0.1:15000/']);
+  const page = curl([`${admin}/`]);
   t.equal(page.code, '200');
   t.match(page.body, /<title>[^<]*attest-sidecar/i);
-  const task = curl(['-x', 'http://127.0.0.1:15001', '-X', 'POST', '-H', 'content-type: application/json', '-d', '{"kind":"fuzz"}', 'http://control-plane/tasks']);
+  const task = curl(['-x', orchestratorProxy, '-X', 'POST', '-H', 'content-type: application/json', '-d', '{"kind":"fuzz"}', 'http://control-plane/tasks']);
   t.equal(task.code, '201', task.body);
-  const status = JSON.parse(curl(['http://127.0.0.1:15000/status']).body);
+  const status = JSON.parse(curl([`${admin}/status`]).body);
   const budget = status.budgets.find((b: { agent: string }) => b.agent === 'orchestrator');
   t.match(budget, { spent_usd: 0.25, limit_usd: 5, period: 'daily' });
   t.ok(status.recent_denials.some((d: { reason: string }) => d.reason === 'action_not_permitted'), 'the earlier denial is listed');
@@ -107,7 +121,7 @@ t.test('status page and budget in the dev mesh', async (t) => {
 
 t.test('kill switch from the CLI: kill, refused, restore', async (t) => {
   const orchestrator = 'spiffe://agent-mesh.local/ns/agent-swarm/sa/orchestrator';
-  const cli = (...args: string[]) => spawnSync(process.execPath, [binPath, ...args], { env, encoding: 'utf8', timeout: 20_000 });
+  const cli = (...args: string[]) => spawnSync(process.execPath, [binPath, ...args, '--admin', admin], { env, encoding: 'utf8', timeout: 20_000 });
   const noToken = cli('kill', orchestrator, '--token-file', path.join(stateDir, 'missing'));
   t.equal(noToken.status, 2, 'an unreadable token file is a usage error');
   const forged = path.join(stateDir, 'forged-token');
@@ -119,18 +133,18 @@ t.test('kill switch from the CLI: kill, refused, restore', async (t) => {
   const killed = cli('kill', orchestrator, '--reason', 'test: compromised skill');
   t.equal(killed.status, 0, killed.stderr);
   t.match(killed.stdout, /revoked spiffe:\/\/agent-mesh\.local\/ns\/agent-swarm\/sa\/orchestrator/);
-  const refused = curl(['-x', 'http://127.0.0.1:15001', 'http://control-plane/agents']);
+  const refused = curl(['-x', orchestratorProxy, 'http://control-plane/agents']);
   t.equal(refused.code, '403', 'the revoked agent is refused');
   t.same(JSON.parse(refused.body), { error: 'Agent revoked' });
-  const other = curl(['-x', 'http://127.0.0.1:15002', 'http://control-plane/fuzzer/source/parser.c']);
+  const other = curl(['-x', harnessWriterProxy, 'http://control-plane/fuzzer/source/parser.c']);
   t.equal(other.code, '200', 'other agents are unaffected');
-  const status = JSON.parse(curl(['http://127.0.0.1:15000/status']).body);
+  const status = JSON.parse(curl([`${admin}/status`]).body);
   t.equal(status.revocations.entries[0].spiffe_id, orchestrator);
   t.equal(status.revocations.entries[0].reason, 'test: compromised skill');
 
   const restored = cli('restore', orchestrator);
   t.equal(restored.status, 0, restored.stderr);
-  t.equal(curl(['-x', 'http://127.0.0.1:15001', 'http://control-plane/agents']).code, '200', 'restored');
+  t.equal(curl(['-x', orchestratorProxy, 'http://control-plane/agents']).code, '200', 'restored');
 });
 
 t.test('SIGTERM shuts down cleanly', async (t) => {

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t, { type Test } from 'tap';
 import { defaultStateRoot } from '../../src/config/operations.js';
+import { skipFor, toolsMissing } from '../helpers/needs.js';
 import { binPath } from '../helpers/paths.js';
 import { freePort } from '../helpers/ports.js';
 import { waitUntil } from '../helpers/browser.js';
@@ -38,8 +39,8 @@ function writeConfig(name: string, body: string): string {
 }
 writeFileSync(path.join(dir, 'policy.yaml'), 'agents:\n  - name: a\n    spiffe_id: spiffe://startup.test/a\n    allowed_actions: [x]\n', { mode: 0o644 });
 
-const setprivMissing = spawnSync('setpriv', ['--version']).error ? 'setpriv (util-linux) is not installed' : undefined;
-const asNobody = process.getuid?.() !== 0 ? 'not running as root, so cannot switch to another user' : setprivMissing;
+// Not being root is how the suite may run (a plain skip); root without setpriv is a missing tool.
+const asNobody = process.getuid?.() !== 0 ? 'not running as root, so cannot switch to another user' : skipFor(toolsMissing(['setpriv'], 'util-linux'));
 // env -u NODE_OPTIONS: the test runner's process hooks in children write where nobody may not.
 const nobodyCmd = (args: string[]) =>
   ['setpriv', [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', 'env', '-u', 'NODE_OPTIONS', process.execPath, binPath, ...args]] as const;

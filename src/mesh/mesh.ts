@@ -2,6 +2,8 @@
  * The development mesh (DEVELOPMENT ONLY): one embedded issuer, the demo app, and one sidecar
  * per config file listed in config/dev-mesh.yaml, all in this process but talking over real
  * sockets: each sidecar gets its SVIDs over the real Workload API (gRPC on its own Unix socket).
+ * Listeners bind the ports the files name, or with `freePorts` ports the OS picks; references
+ * between them (the control plane's app URL, the agents' upstreams) then follow the real ports.
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,7 +16,7 @@ import { parseListen, parseDurationMs } from '../lib/values.js';
 import type { Logger } from 'pino';
 import { Sidecar } from '../sidecar.js';
 import { WorkloadApiX509Source } from '../spiffe/workload-api/source.js';
-import { DevIssuer } from './issuer.js';
+import { DevIssuer } from '../dev/issuer.js';
 import { DemoApp } from './demo-app.js';
 import { SimAttester } from '../attestation/attester.js';
 import { generateSimKey } from '../attestation/sim/report.js';
@@ -65,6 +67,58 @@ function sidecarName(config: SidecarConfig): string {
   return config.name ?? ('spiffeId' in config.identity ? config.identity.spiffeId : config.file);
 }
 
+type Listen = { host: string; port: number };
+
+/**
+ * With free ports: each listener's configured `host:port` and the address it really bound, so
+ * that a URL naming a listener started earlier is rewritten to where it listens. Without: none.
+ */
+class PortMap {
+  readonly #bound = new Map<string, Listen>();
+
+  constructor(readonly free: boolean) {}
+
+  /** Where to listen: the configured address, or its host on port 0. */
+  listen(at: Listen): Listen {
+    return this.free ? { host: at.host, port: 0 } : at;
+  }
+
+  record(configured: Listen | undefined, actual: { address: string; port: number } | undefined): void {
+    if (this.free && configured && actual) this.#bound.set(`${configured.host}:${configured.port}`, { host: configured.host, port: actual.port });
+  }
+
+  /** `url` with its host:port replaced by the real address of the listener configured there. */
+  url(url: string): string {
+    if (!this.free) return url;
+    const u = new URL(url);
+    const port = u.port || (u.protocol === 'https:' ? '443' : '80');
+    const bound = this.#bound.get(`${u.hostname}:${port}`);
+    if (!bound) return url;
+    u.port = String(bound.port);
+    return u.toString().replace(/\/$/, url.endsWith('/') ? '/' : '');
+  }
+
+  /** The sidecar's config with its listeners on free ports and its references followed. */
+  config(config: SidecarConfig): SidecarConfig {
+    if (!this.free) return config;
+    return {
+      ...config,
+      ...(config.inbound ? { inbound: { ...config.inbound, listen: this.listen(config.inbound.listen), app: this.url(config.inbound.app) } } : {}),
+      ...(config.outbound
+        ? { outbound: { ...config.outbound, listen: this.listen(config.outbound.listen), routes: config.outbound.routes.map((r) => ({ ...r, upstream: this.url(r.upstream) })) } }
+        : {}),
+      ...(config.admin
+        ? { admin: { ...config.admin, listen: this.listen(config.admin.listen), ...(config.admin.mtlsListen ? { mtlsListen: this.listen(config.admin.mtlsListen) } : {}) } }
+        : {}),
+    };
+  }
+}
+
+/** With free ports, sidecars that others call (an inbound listener) start first, so that their real ports are known. */
+function startOrder(sidecars: readonly SidecarConfig[]): SidecarConfig[] {
+  return [...sidecars.filter((c) => c.inbound), ...sidecars.filter((c) => !c.inbound)];
+}
+
 export class DevMesh {
   private constructor(
     readonly spec: DevMeshSpec,
@@ -75,8 +129,15 @@ export class DevMesh {
     readonly stateDir: string,
   ) {}
 
-  /** `fresh`: delete the state earlier runs left (revocations, budget spend, admin token) first. */
-  static async start(spec: DevMeshSpec, opts: { logger: Logger; svidTtlSeconds?: number; stateDir?: string; fresh?: boolean }): Promise<DevMesh> {
+  /**
+   * `fresh`: delete the state earlier runs left (revocations, budget spend, admin token) first.
+   * `freePorts`: every listener binds a port the OS picks instead of the configured one (the
+   * banner and each part's `address()` say which).
+   */
+  static async start(
+    spec: DevMeshSpec,
+    opts: { logger: Logger; svidTtlSeconds?: number; stateDir?: string; fresh?: boolean; freePorts?: boolean },
+  ): Promise<DevMesh> {
     const stateDir = opts.stateDir ?? devStateDir();
     if (opts.fresh) {
       const removed = wipeDevState(stateDir, spec.sidecars.map(sidecarName));
@@ -88,14 +149,17 @@ export class DevMesh {
     // One in-memory sim TEE key for the whole mesh: agents sign with it, the control plane trusts it.
     const sim = generateSimKey();
     const sidecars = new Map<string, Sidecar>();
+    const ports = new PortMap(opts.freePorts === true);
     let app: DemoApp | undefined;
     try {
       if (spec.demoApp) {
         app = new DemoApp();
-        const at = spec.demoApp;
+        const at = ports.listen(spec.demoApp);
         await app.start(at.host, at.port).catch((err: unknown) => Promise.reject(listenError('demo app', at, err)));
+        ports.record(spec.demoApp, app.address());
       }
-      for (const config of spec.sidecars) {
+      for (const configured of ports.free ? startOrder(spec.sidecars) : spec.sidecars) {
+        const config = ports.config(configured);
         if (config.identity.source !== 'dev') {
           throw new ConfigError('dev mesh sidecars must use identity.source: dev', { file: config.file, key: 'identity.source' });
         }
@@ -107,21 +171,20 @@ export class DevMesh {
         const a = config.attestation?.attester;
         const attester = a && a.type === 'sim' && !a.key ? new SimAttester({ key: sim.privateKey, measurement: a.measurement, guestSvn: a.guestSvn, debug: a.debug }) : undefined;
         const trust = config.inbound ? { simKeys: [sim.publicKey] } : undefined;
-        sidecars.set(
-          name,
-          await Sidecar.start({
-            config: {
-              ...config,
-              name,
-              stateDir: devSidecarStateDir(stateDir, name),
-              ...(config.admin ? { admin: { ...config.admin, tokenFile: config.admin.tokenFile ?? path.join(stateDir, 'admin-token') } } : {}),
-            },
-            source,
-            logger,
-            ...(attester ? { attester } : {}),
-            ...(trust ? { attestationTrust: trust } : {}),
-          }),
-        );
+        const sidecar = await Sidecar.start({
+          config: {
+            ...config,
+            name,
+            stateDir: devSidecarStateDir(stateDir, name),
+            ...(config.admin ? { admin: { ...config.admin, tokenFile: config.admin.tokenFile ?? path.join(stateDir, 'admin-token') } } : {}),
+          },
+          source,
+          logger,
+          ...(attester ? { attester } : {}),
+          ...(trust ? { attestationTrust: trust } : {}),
+        });
+        sidecars.set(name, sidecar);
+        ports.record(configured.inbound?.listen, sidecar.inbound?.address() ?? undefined);
       }
     } catch (err) {
       await Promise.allSettled([...sidecars.values()].map((s) => s.close()));
@@ -130,7 +193,9 @@ export class DevMesh {
       rmSync(socketDir, { recursive: true, force: true });
       throw err;
     }
-    return new DevMesh(spec, issuer, app, sidecars, socketDir, stateDir);
+    // In the mesh file's order (the banner lists them so), whatever order they started in.
+    const inFileOrder = new Map(spec.sidecars.map(sidecarName).map((name) => [name, sidecars.get(name)!]));
+    return new DevMesh(spec, issuer, app, inFileOrder, socketDir, stateDir);
   }
 
   async close(): Promise<void> {
