@@ -24,7 +24,7 @@ function unitOf(file: string): string {
   return parts.length > 1 ? `${parts[0]}/` : parts[0]!;
 }
 
-const IMPORT = /(?:^|\n)\s*(?:import|export)\s[^'"]*?from\s+'(\.[^']+)'|import\(\s*'(\.[^']+)'\s*\)|new URL\(\s*'(\.[^']+\.js)'/g;
+const IMPORT = /(?:^|\n)\s*(?:import|export)\s[^'"]*?from\s+'(\.[^']+)'|import\(\s*'(\.[^']+)'\s*\)|new URL\(\s*'(\.[^']+\.js)'|(?:^|\n)\s*import\s+'(\.[^']+)'/g;
 
 /** Folder-level edges: unit -> unit -> the file pairs behind the edge. */
 function folderEdges(): Map<string, Map<string, string[]>> {
@@ -32,7 +32,7 @@ function folderEdges(): Map<string, Map<string, string[]>> {
   for (const file of sourceFiles(srcRoot)) {
     const text = readFileSync(file, 'utf8');
     for (const m of text.matchAll(IMPORT)) {
-      const spec = m[1] ?? m[2] ?? m[3]!;
+      const spec = m[1] ?? m[2] ?? m[3] ?? m[4]!;
       const target = path.resolve(path.dirname(file), spec).replace(/\.js$/, '.ts');
       if (!target.startsWith(srcRoot + path.sep)) continue;
       const from = unitOf(file);
