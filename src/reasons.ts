@@ -347,10 +347,6 @@ export function isReasonCode(code: string): code is ReasonCode {
   return Object.hasOwn(REASONS, code);
 }
 
-export function reasonSpec(code: ReasonCode): ReasonSpec {
-  return REASONS[code];
-}
-
 /** The codes whose message has no `<placeholder>`: their refusal is the same for every request. */
 export type FixedReasonCode = {
   [C in ReasonCode]: (typeof REASONS)[C]['message'] extends `${string}<${string}>${string}` ? never : C;

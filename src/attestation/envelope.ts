@@ -17,7 +17,6 @@ import { parseStrictJson } from '../lib/strict-json.js';
 import { PARTS } from './kinds.js';
 import { AttestationError, type EvidenceType } from './types.js';
 
-export const EVIDENCE_HEADER = 'attest-evidence';
 export const COLLECTION_TYPE = 'tag:attest-sidecar,2026:evidence/v1';
 /** Upper bound for the header value (Node's default header limit is 16 KiB in total). */
 export const MAX_ENVELOPE_CHARS = 14 * 1024;

@@ -23,10 +23,6 @@ const MAX_ECHOED_PATH = 256;
 const NO_POLICY: Denial = Object.freeze({ ...refusal('no_policy'), allow: false as const, reason: 'no_policy' as const });
 const UNKNOWN_AGENT: Denial = Object.freeze({ ...refusal('unknown_agent'), allow: false as const, reason: 'unknown_agent' as const });
 
-export function noPolicyDenial(): Denial {
-  return NO_POLICY;
-}
-
 export function unknownAgentDenial(): Denial {
   return UNKNOWN_AGENT;
 }

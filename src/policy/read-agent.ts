@@ -311,10 +311,6 @@ function reportInString(reader: YamlReader, field: Field, value: string, index: 
   reader.reportField(field, message);
 }
 
-export function isValidClaim(claim: string): boolean {
-  return parseClaim(claim).ok;
-}
-
 function readBudget(reader: YamlReader, field: Field): PolicyBudget | undefined {
   const m = reader.map(field, ['limit_usd', 'period']);
   if (!m) return undefined;

@@ -162,10 +162,6 @@ export function chainFromDetailed(cert: PeerCertificate | DetailedPeerCertificat
   return detailedChain(cert).map((c) => new X509Certificate(c.raw));
 }
 
-export function peerChain(socket: TLSSocket): X509Certificate[] {
-  return chainFromDetailed(peerCertificate(socket));
-}
-
 /** The peer's detailed certificate (leaf, with issuers linked). Throws when it presented none. */
 export function peerCertificate(socket: TLSSocket): DetailedPeerCertificate {
   const cert = socket.getPeerCertificate(true);
