@@ -4,10 +4,12 @@
  * policy questions its part asks (whose budget, who is an admin) from the live policy.
  */
 import type { SidecarConfig } from './config/types.js';
-import type { AuditSink, Logger } from './log.js';
+import type { AuditSink } from './audit/record.js';
+import type { Logger } from './lib/log.js';
 import type { SidecarMetrics } from './admin/metrics.js';
 import type { OperationsMetrics } from './admin/ops-metrics.js';
-import { AdminServer, type ReadinessCheck } from './admin/server.js';
+import { AdminServer } from './admin/server.js';
+import { type ReadinessCheck } from './lib/readiness.js';
 import { AdminApi } from './admin/api.js';
 import { AdminAuthenticator } from './admin/auth.js';
 import { InboundListener } from './proxy/inbound/listener.js';

@@ -6,7 +6,10 @@
  */
 import type { SidecarConfig } from './config/types.js';
 import { errorMessage } from './errors.js';
-import { createLogger, JsonLinesAuditSink, type AuditSink, type Logger } from './log.js';
+import { createLogger } from './log.js';
+import { JsonLinesAuditSink } from './audit/sink.js';
+import { type AuditSink } from './audit/record.js';
+import { type Logger } from './lib/log.js';
 import { SidecarMetrics } from './admin/metrics.js';
 import { OperationsMetrics } from './admin/ops-metrics.js';
 import type { AdminServer } from './admin/server.js';
@@ -19,7 +22,7 @@ import type { RequestLimits } from './proxy/peer-admission.js';
 import { PolicyWatcher } from './policy/watch.js';
 import type { X509Source } from './spiffe/source.js';
 import type { Attester } from './attestation/attester.js';
-import type { VerifierTrust } from './attestation/verifier.js';
+import type { VerifierTrust } from './attestation/kinds.js';
 import { setupVerifier, type VerifierSetup } from './attestation/setup.js';
 import type { RevocationStore } from './revocation/store.js';
 import { enforceRevocations, revocationCounts } from './revocation/enforce.js';

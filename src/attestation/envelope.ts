@@ -14,8 +14,8 @@
  * base64url and oversized values are all refused.
  */
 import { parseStrictJson } from '../lib/strict-json.js';
-import { PARTS } from './kinds.js';
-import { AttestationError, type EvidenceType } from './types.js';
+import { PARTS, type EvidenceType } from './kinds.js';
+import { AttestationError } from './types.js';
 
 export const COLLECTION_TYPE = 'tag:attest-sidecar,2026:evidence/v1';
 /** Upper bound for the header value (Node's default header limit is 16 KiB in total). */

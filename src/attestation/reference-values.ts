@@ -41,9 +41,6 @@ import {
 } from './reference-values-parse.js';
 import type { Logger } from '../lib/log.js';
 
-export { parseReferenceValues, ReferenceValuesError, type ReferenceValues, type ReferenceValuesReason, type ParseReferenceValuesOptions } from './reference-values-parse.js';
-export { parseSigningKeysPem, checkSigningKeys } from './reference-values-signature.js';
-
 /** Requirements after merging reference values; `tpmAkSpkiSha256` awaits a field in AttestationRequirements. */
 export type AppraisalRequirements = AttestationRequirements & { tpmAkSpkiSha256?: string[] };
 

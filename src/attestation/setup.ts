@@ -8,10 +8,11 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { SidecarError, errorMessage } from '../errors.js';
 import type { Attester } from './attester.js';
-import type { AttestationConfig, AttesterConfig, VerifierConfig } from './config.js';
+import type { AttestationConfig, VerifierConfig } from './config.js';
+import { ATTESTERS, TRUST_SECTIONS, type AttesterConfig, type VerifierTrust } from './kinds.js';
 import type { TrustLoadContext } from './kind.js';
-import { ATTESTERS, TRUST_SECTIONS, type VerifierTrust } from './kinds.js';
-import { ReferenceValueStore, parseSigningKeysPem } from './reference-values.js';
+import { ReferenceValueStore } from './reference-values.js';
+import { parseSigningKeysPem } from './reference-values-signature.js';
 import type { Logger } from '../lib/log.js';
 
 /** What setup reads of the sidecar config: the file (for messages) and its attestation section. */

@@ -8,11 +8,8 @@
 import type { NormalizedClaims } from './appraise.js';
 import type { Evidence } from './envelope.js';
 import type { BindingExpectation, Remembered } from './kind.js';
-import { kindNamed, type VerifierTrust } from './kinds.js';
-import { AttestationError, type EvidenceType } from './types.js';
-
-export type { BindingExpectation } from './kind.js';
-export type { VerifierTrust } from './kinds.js';
+import { kindNamed, type EvidenceType, type VerifierTrust } from './kinds.js';
+import { AttestationError } from './types.js';
 
 export interface VerifiedEvidence {
   readonly type: EvidenceType;

@@ -15,8 +15,6 @@ import { createReadStream } from 'node:fs';
 import { classifyAuditLine, lineHash, ZERO_HASH } from './chain.js';
 import { ChainState, type ChainReport } from './verify-chain.js';
 
-export type { ChainReport } from './verify-chain.js';
-
 export type AuditChainErrorReason =
   | 'malformed_line'
   | 'unchained_record'

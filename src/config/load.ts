@@ -23,8 +23,6 @@ import type {
 import { isEmptyDocument, ProblemsError, YamlReader, type Field, type Problem } from '../lib/yaml-reader.js';
 import { readYamlFileText, YamlFileTooLargeError } from '../lib/yaml-limits.js';
 
-export type { Problem } from '../lib/yaml-reader.js';
-
 export const DEFAULTS = Object.freeze({
   outboundListen: OUTBOUND_DEFAULTS.listen,
   inboundListen: '0.0.0.0:15443',

@@ -149,4 +149,3 @@ export interface SidecarConfig {
 }
 
 /** `attestation:` (defined with the evidence kinds, which read it). */
-export type { AttestationConfig, AttesterConfig, VerifierConfig } from '../attestation/config.js';

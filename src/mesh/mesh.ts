@@ -18,10 +18,9 @@ import { Sidecar } from '../sidecar.js';
 import { WorkloadApiX509Source } from '../spiffe/workload-api/source.js';
 import { DevIssuer } from '../dev/issuer.js';
 import { DemoApp } from './demo-app.js';
-import { SimAttester } from '../attestation/attester.js';
+import { SimAttester } from '../attestation/sim/attester.js';
 import { generateSimKey } from '../attestation/sim/report.js';
 
-export { devStateDir, devTokenFile } from './paths.js';
 import { devStateDir } from './paths.js';
 import { devSidecarStateDir, wipeDevState } from './state.js';
 import { listenError } from '../startup-errors.js';

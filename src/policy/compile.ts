@@ -14,9 +14,6 @@ import { readYamlFileText, YamlFileTooLargeError } from '../lib/yaml-limits.js';
 import { readAgent, type PolicyAgent, type ReadAgent } from './read-agent.js';
 import type { CompiledPolicy } from './types.js';
 
-export type { PolicyAgent, PolicyBudget, BudgetPeriod } from './read-agent.js';
-export type { Problem } from '../lib/yaml-reader.js';
-
 /** The policy file is invalid; `problems` lists every problem found. Reason `policy_invalid`. */
 export class PolicyError extends ProblemsError {
   constructor(problems: readonly Problem[]) {

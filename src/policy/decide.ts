@@ -13,9 +13,8 @@
 import { refusal, refuse } from '../reasons.js';
 import { holdsClaim } from './claims.js';
 import type { PolicyAgent } from './read-agent.js';
-import type { Allow, AttestationRequirements, CompiledAgent, CompiledPolicy, Decision, DecisionRequest, Denial, DenyReason, Obligations, PeerIdentity } from './types.js';
-
-export type { Allow, Denial } from './types.js';
+import type { Allow, CompiledAgent, CompiledPolicy, Decision, DecisionRequest, Denial, DenyReason, Obligations, PeerIdentity } from './types.js';
+import type { AttestationRequirements } from '../attestation/requirements.js';
 
 /** Longest request path echoed back in an error (the rest is elided). */
 const MAX_ECHOED_PATH = 256;

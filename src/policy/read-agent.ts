@@ -8,7 +8,8 @@ import { checkDuration } from '../lib/values.js';
 import { checkWorkloadSpiffeId } from '../spiffe/id-check.js';
 import { readPcrs } from '../lib/fields.js';
 import { KIND_NAMES, kindNamed } from '../attestation/kinds.js';
-import type { AccessControlEntry, AttestationRequirements, CompiledAgent, TeeType } from './types.js';
+import type { AccessControlEntry, CompiledAgent } from './types.js';
+import type { AttestationRequirements, TeeType } from '../attestation/requirements.js';
 import { parseClaim } from './claims.js';
 import type { BudgetPeriod, PolicyBudget } from '../budget/period.js';
 

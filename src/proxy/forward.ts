@@ -10,8 +10,6 @@ import type { Dispatcher } from 'undici';
 import { forwardResponseHeaders, responseHeaderList, responseHeaderObject } from './headers.js';
 import { DEFAULT_BODY_PROGRESS_TIMEOUT_MS, RequestBodyTimeoutError, checkBodyProgress, continueRequest, type BodyProgressWatch } from './request-body.js';
 
-export { awaitContinue, continueRequest, DEFAULT_BODY_PROGRESS_TIMEOUT_MS, RequestBodyTimeoutError } from './request-body.js';
-
 export interface ForwardOptions {
   /** Origin-form path with query, e.g. `/agents?x=1`. */
   path: string;

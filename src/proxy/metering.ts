@@ -12,7 +12,7 @@ import { SecretScanner, scrubHeaders } from './credentials.js';
 import { ResponseFilter } from './response-filter.js';
 import { createUsageMeter } from '../budget/usage/meter.js';
 import { usageCostUsd, type TokenUsage } from '../budget/usage/types.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../lib/log.js';
 import { errorMessage } from '../errors.js';
 
 /** What metering counts (the admin server's operations metrics satisfy it structurally). */

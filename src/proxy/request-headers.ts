@@ -21,8 +21,6 @@ import { refuse, type ReasonCode, type Refusal } from '../reasons.js';
 
 export const H_REQUEST_ID = 'x-request-id';
 
-export { DEFAULT_MAX_REQUEST_HEADERS, DEFAULT_OUTBOUND_MAX_REQUEST_HEADERS } from '../lib/header-limits.js';
-
 export const TOO_MANY_HEADERS_REASON = 'request_headers_too_many' satisfies ReasonCode;
 export const OVERRIDE_REFUSED_REASON = 'override_header_refused' satisfies ReasonCode;
 

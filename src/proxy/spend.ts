@@ -7,7 +7,8 @@
 import type { BudgetLedger } from '../budget/ledger.js';
 import type { PolicyBudget } from '../policy/read-agent.js';
 import { SidecarError, errorMessage } from '../errors.js';
-import type { AuditSink, Logger } from '../log.js';
+import type { AuditSink } from '../audit/record.js';
+import type { Logger } from '../lib/log.js';
 import { REASONS, refusal, refuse, type ReasonCode, type Refusal } from '../reasons.js';
 
 /** A refused admission is the refusal itself (status, body, reason), marked `ok: false`. */

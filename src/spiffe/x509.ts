@@ -25,9 +25,7 @@ import { SidecarError } from '../errors.js';
 import { parseUriNameConstraints, UriNameConstraints } from './name-constraints.js';
 import { checkAuthorityKeyIdentifier, checkSubjectAltName, checkSubjectKeyIdentifier, keyUsageBits, readTlv, validityMs } from './x509-strict.js';
 
-export type { UriNameConstraints } from './name-constraints.js';
 import { decodePemBlocks, toPem } from './pem.js';
-export { decodePemBlocks, PRIVATE_KEY_BLOCK_TYPES, type PemBlock, type PemBlockType } from './pem.js';
 
 export type X509ParseErrorKind =
   | 'NO_PEM_BLOCKS'

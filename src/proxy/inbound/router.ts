@@ -4,7 +4,7 @@
  * Every end gives the request's admission turn back, exactly once, and records the outcome once.
  */
 import type { Dispatcher } from 'undici';
-import type { Logger } from '../../log.js';
+import type { Logger } from '../../lib/log.js';
 import { refusal, type Refusal } from '../../reasons.js';
 import type { ChainEnds } from '../chain.js';
 import { DecisionLog, pathOnly } from '../decision-log.js';

@@ -3,7 +3,7 @@
  * dispatcher (the pool, with the attestation handshake composed on it for SPIFFE routes of an
  * attesting sidecar), and the answers to refused and failed requests.
  */
-import type { Logger } from '../../log.js';
+import type { Logger } from '../../lib/log.js';
 import { refusal, type Refusal } from '../../reasons.js';
 import type { ChainEnds } from '../chain.js';
 import { pathOnly } from '../decision-log.js';

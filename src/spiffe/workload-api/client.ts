@@ -28,8 +28,6 @@ import {
 } from './proto.js';
 import type { Logger } from '../../lib/log.js';
 
-export type { X509Context } from './parse.js';
-
 export interface WorkloadApiClientOptions {
   /** `unix:///abs/path` or `tcp://IP:port`; default $SPIFFE_ENDPOINT_SOCKET. */
   endpoint?: string;
