@@ -11,7 +11,7 @@ import { JsonLinesAuditSink } from './audit/sink.js';
 import { type AuditSink } from './audit/record.js';
 import { type Logger } from './lib/log.js';
 import { SidecarMetrics } from './admin/metrics.js';
-import { OperationsMetrics } from './admin/ops-metrics.js';
+import { OperationsMetrics } from './admin/operations-metrics.js';
 import type { AdminServer } from './admin/server.js';
 import { revocationsJson } from './admin/api.js';
 import type { InboundListener } from './proxy/inbound/listener.js';
@@ -60,7 +60,7 @@ export class Sidecar {
   readonly inbound: InboundListener | undefined;
   readonly outbound: OutboundProxy | undefined;
   readonly admin: AdminServer | undefined;
-  readonly ops: OperationsMetrics;
+  readonly operationsMetrics: OperationsMetrics;
   readonly revocations: RevocationStore;
   readonly ledger: BudgetLedger;
   /** The admin bearer token file (when configured). */
@@ -116,13 +116,13 @@ export class Sidecar {
     policy?.countReloads(this.metrics);
     this.revocations = operations.revocations;
     this.ledger = new BudgetLedger(operations.budgetStore, now);
-    this.ops = new OperationsMetrics(this.metrics.registry, { revocations: () => revocationCounts(this.revocations.current()), budgets: budgetGauge(this.ledger, policy) });
-    const shared = { config, logger, now, metrics: this.metrics, ops: this.ops, audit: this.audit, policy, revocations: this.revocations, ledger: this.ledger, denials: this.denials };
+    this.operationsMetrics = new OperationsMetrics(this.metrics.registry, { revocations: () => revocationCounts(this.revocations.current()), budgets: budgetGauge(this.ledger, policy) });
+    const shared = { config, logger, now, metrics: this.metrics, operationsMetrics: this.operationsMetrics, audit: this.audit, policy, revocations: this.revocations, ledger: this.ledger, denials: this.denials };
     ({ gate: this.gate, inbound: this.inbound, outbound: this.outbound } = buildDataPlane(shared, verifier, opts));
     this.adminTokenFile = config.admin?.tokenFile;
     this.admin = buildAdmin(shared, operations.adminToken, { readiness: () => this.readiness(), status: () => this.status() });
     parts.defer(() => Promise.allSettled([this.inbound?.close(), this.outbound?.close(), this.admin?.close()]));
-    enforceRevocations(this.revocations, { inbound: this.inbound, outbound: this.outbound, metrics: this.ops, audit: this.audit, logger });
+    enforceRevocations(this.revocations, { inbound: this.inbound, outbound: this.outbound, metrics: this.operationsMetrics, audit: this.audit, logger });
 
     // Outbound first: it only swaps contexts, while inbound and admin mTLS may have to bind.
     this.identity = new IdentityFanOut({ metrics: this.metrics, logger, now });

@@ -101,9 +101,9 @@ function granted(agent: CompiledAgent, resource: string | undefined, permission:
 }
 
 /**
- * Whether `action` needs fresh (nonce-bound) evidence under `reqs`: every action with
+ * Whether `action` needs fresh (nonce-bound) evidence under `requirements`: every action with
  * `freshness: per_request`, the listed ones with `freshness: { per_request: [...] }`.
  */
-export function needsFreshEvidence(reqs: AttestationRequirements, action: string): boolean {
-  return reqs.freshness === 'per_request' || (reqs.perRequestActions?.includes(action) ?? false);
+export function needsFreshEvidence(requirements: AttestationRequirements, action: string): boolean {
+  return requirements.freshness === 'per_request' || (requirements.perRequestActions?.includes(action) ?? false);
 }

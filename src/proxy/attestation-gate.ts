@@ -104,9 +104,9 @@ export class AttestationGate {
   }
 
   /** `action`: the request's mapped action (per-action freshness). */
-  check(req: IncomingMessage, s: AttestationSession, reqs: AttestationRequirements, policyVersion: string, action: string): GateResult {
+  check(req: IncomingMessage, s: AttestationSession, requirements: AttestationRequirements, policyVersion: string, action: string): GateResult {
     const evidence = req.headers[H_EVIDENCE];
-    if (needsFreshEvidence(reqs, action)) return this.checkFresh(req, s, reqs, evidence);
+    if (needsFreshEvidence(requirements, action)) return this.checkFresh(req, s, requirements, evidence);
     const now = this.now();
     if (typeof evidence !== 'string') {
       const ref = req.headers[H_REF];
@@ -129,7 +129,7 @@ export class AttestationGate {
       this.remember(s, id, policyVersion, hit);
       return hit;
     }
-    const result = this.verify(evidence, s, reqs, undefined, now);
+    const result = this.verify(evidence, s, requirements, undefined, now);
     if (isGateRefusal(result)) return result;
     this.cache.set(key, result);
     this.remember(s, id, policyVersion, result);
@@ -139,7 +139,7 @@ export class AttestationGate {
   private checkFresh(
     req: IncomingMessage,
     s: AttestationSession,
-    reqs: AttestationRequirements,
+    requirements: AttestationRequirements,
     evidence: string | string[] | undefined,
   ): GateResult {
     const nonceB64 = req.headers[H_NONCE];
@@ -153,22 +153,22 @@ export class AttestationGate {
     if (!issued || issued.spkiHex !== s.spkiSha256Hex || now >= issued.expiresAtMs) {
       return this.nonceChallenge(s, 'Attestation nonce unknown, expired or already used', 'attestation_nonce_invalid');
     }
-    return this.verify(evidence, s, reqs, Buffer.from(nonceB64, 'base64url'), now);
+    return this.verify(evidence, s, requirements, Buffer.from(nonceB64, 'base64url'), now);
   }
 
-  private verify(header: string, s: AttestationSession, reqs: AttestationRequirements, nonce: Buffer | undefined, now: number): GateResult {
+  private verify(header: string, s: AttestationSession, requirements: AttestationRequirements, nonce: Buffer | undefined, now: number): GateResult {
     const start = performance.now();
     let type = 'unknown';
     let ev: Evidence | undefined;
     try {
       ev = decodeEvidence(header);
       type = ev.type;
-      let effective: AttestationRequirements = reqs;
+      let effective: AttestationRequirements = requirements;
       let rvExpiresAtMs = Infinity;
-      if (reqs.referenceValues !== undefined) {
-        const rv = this.referenceValues?.get(reqs.referenceValues);
-        if (!rv) throw new AttestationError('reference_values_unavailable', `reference values '${reqs.referenceValues}' are not loaded or have expired`);
-        effective = applyReferenceValues(reqs, rv);
+      if (requirements.referenceValues !== undefined) {
+        const rv = this.referenceValues?.get(requirements.referenceValues);
+        if (!rv) throw new AttestationError('reference_values_unavailable', `reference values '${requirements.referenceValues}' are not loaded or have expired`);
+        effective = applyReferenceValues(requirements, rv);
         rvExpiresAtMs = rv.expiresAt.getTime();
       }
       const verified = verifyEvidence(ev, this.trust, { spki: s.spki, ...(nonce ? { nonce } : {}) }, new Date(now), this.recall);
@@ -176,7 +176,7 @@ export class AttestationGate {
       appraise(verified.normalized, effective, new Date(now));
       let expiresAtMs = Math.min(s.notAfterMs, rvExpiresAtMs);
       if (verified.expiresAtMs !== undefined) expiresAtMs = Math.min(expiresAtMs, verified.expiresAtMs);
-      if (reqs.maxEvidenceAgeSeconds !== undefined) expiresAtMs = Math.min(expiresAtMs, now + reqs.maxEvidenceAgeSeconds * 1000);
+      if (requirements.maxEvidenceAgeSeconds !== undefined) expiresAtMs = Math.min(expiresAtMs, now + requirements.maxEvidenceAgeSeconds * 1000);
       this.metrics?.verification(type, 'success', (performance.now() - start) / 1000);
       return { claims: verified.claims, evidenceType: verified.type, expiresAtMs, verifiedAtMs: now };
     } catch (err) {

@@ -45,7 +45,7 @@ export interface SpendMetrics {
 export class SpendGate {
   constructor(
     readonly ledger: BudgetLedger,
-    private readonly ops: SpendMetrics,
+    private readonly operationsMetrics: SpendMetrics,
     private readonly audit: AuditSink,
     private readonly logger: Logger,
   ) {}
@@ -56,7 +56,7 @@ export class SpendGate {
       const r = await this.ledger.charge(agent, budget, amountUsd);
       if (r.ok) {
         // A fixed action cost is final; a metered reservation is counted when it settles.
-        if (context.direction === 'inbound') this.ops.spent(agent, 'action', amountUsd);
+        if (context.direction === 'inbound') this.operationsMetrics.spent(agent, 'action', amountUsd);
         return { ok: true, key: r.key, chargedUsd: amountUsd };
       }
       this.refused(agent, EXCEEDED.reason, context, `spent ${r.spentUsd} of ${r.limitUsd} USD (${budget.period})`, r.spentUsd, r.limitUsd);
@@ -74,7 +74,7 @@ export class SpendGate {
    * and audited (the up-front charge stays, so the error costs the agent, never the operator).
    */
   settle(agent: string, budget: PolicyBudget, key: string, reservedUsd: number, actualUsd: number, route: string): void {
-    this.ops.spent(agent, 'metered', actualUsd);
+    this.operationsMetrics.spent(agent, 'metered', actualUsd);
     const deltaUsd = actualUsd - reservedUsd;
     if (deltaUsd === 0) return;
     this.ledger.adjust(agent, budget, deltaUsd, key).catch((err: unknown) => {
@@ -84,7 +84,7 @@ export class SpendGate {
   }
 
   private refused(agent: string, reason: ReasonCode, context: { peer?: string; route?: string; action?: string; direction: string }, detail: string, spentUsd?: number, limitUsd?: number): void {
-    this.ops.budgetRefused(agent, reason);
+    this.operationsMetrics.budgetRefused(agent, reason);
     this.audit.record({
       type: 'budget',
       decision: 'deny',

@@ -52,7 +52,7 @@ export interface OutboundDeps {
   /** Budget enforcement for metered routes; `ownBudget` names our agent and its budget (from the policy). */
   spend?: SpendGate;
   ownBudget?: (ownId: string) => { agent: string; budget: PolicyBudget } | undefined;
-  ops?: MeteringMetrics;
+  operationsMetrics?: MeteringMetrics;
   denials?: RecentDenials;
   /** A request body bringing no byte for this long is abandoned (408); default DEFAULT_BODY_PROGRESS_TIMEOUT_MS. */
   requestLimits?: { bodyProgressTimeoutMs?: number };
@@ -92,7 +92,7 @@ export class OutboundProxy {
       spend: deps.spend,
       ownBudget: deps.ownBudget,
     });
-    const router = new OutboundRouter({ log: this.log, metrics: deps.metrics, logger: deps.logger, bodyProgressTimeoutMs: this.bodyProgressTimeoutMs, spend: deps.spend, ops: deps.ops });
+    const router = new OutboundRouter({ log: this.log, metrics: deps.metrics, logger: deps.logger, bodyProgressTimeoutMs: this.bodyProgressTimeoutMs, spend: deps.spend, operationsMetrics: deps.operationsMetrics });
     this.chain = new FilterChain(filters, router);
   }
 

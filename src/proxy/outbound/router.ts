@@ -37,7 +37,7 @@ export interface RouterDeps {
   logger: Logger;
   bodyProgressTimeoutMs: number;
   spend: SpendGate | undefined;
-  ops: MeteringMetrics | undefined;
+  operationsMetrics: MeteringMetrics | undefined;
 }
 
 export class OutboundRouter implements ChainEnds<OutboundRequest> {
@@ -113,15 +113,15 @@ export class OutboundRouter implements ChainEnds<OutboundRequest> {
     const metering = route.config.metering;
     const reservation = ctx.reservation;
     const ownId = ctx.material!.ownId;
-    const { spend, ops } = this.deps;
+    const { spend, operationsMetrics } = this.deps;
     let settled = false;
     const settle = (costUsd: number) => {
       if (settled) return;
       settled = true;
       if (metering && reservation) spend!.settle(reservation.agent, reservation.budget, reservation.key, metering.reserveUsd, costUsd, route.config.name);
-      else if (metering && costUsd > 0) ops?.spent(ownId, 'metered', costUsd);
+      else if (metering && costUsd > 0) operationsMetrics?.spent(ownId, 'metered', costUsd);
     };
-    const transform = responseTransform({ route: route.config.name, secrets: route.injector?.secretValues(), metering, ops, logger: this.deps.logger, onCost: settle });
+    const transform = responseTransform({ route: route.config.name, secrets: route.injector?.secretValues(), metering, operationsMetrics, logger: this.deps.logger, onCost: settle });
     let upstreamAnswered = false;
     ctx.res.once('close', () => {
       if (!upstreamAnswered) settle(0);
