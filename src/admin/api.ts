@@ -153,8 +153,8 @@ async function readJsonBody(req: IncomingMessage): Promise<Record<string, unknow
   return parsed as Record<string, unknown>;
 }
 
-export function entryJson(e: RevocationEntry): Record<string, string> {
-  return { spiffe_id: e.spiffeId, reason: e.reason, at: e.at, by: e.by, source: e.source };
+export function entryJson(entry: RevocationEntry): Record<string, string> {
+  return { spiffe_id: entry.spiffeId, reason: entry.reason, at: entry.at, by: entry.by, source: entry.source };
 }
 
 export function revocationsJson(state: RevocationState): { all: Record<string, string> | null; entries: Record<string, string>[] } {

@@ -44,12 +44,12 @@ export async function loadAdminToken(file: string): Promise<string> {
     throw unreadable(`cannot be opened: ${errorMessage(err)}`, err);
   }
   try {
-    const st = await fh.stat();
-    if (!st.isFile()) throw unreadable('is not a regular file');
-    if ((st.mode & 0o077) !== 0) {
-      throw unreadable(`has mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}; it must be private to its owner (chmod 600)`);
+    const stats = await fh.stat();
+    if (!stats.isFile()) throw unreadable('is not a regular file');
+    if ((stats.mode & 0o077) !== 0) {
+      throw unreadable(`has mode ${(stats.mode & 0o777).toString(8).padStart(4, '0')}; it must be private to its owner (chmod 600)`);
     }
-    if (st.size > MAX_ADMIN_TOKEN_FILE_BYTES) throw unreadable(`is larger than ${MAX_ADMIN_TOKEN_FILE_BYTES} bytes`);
+    if (stats.size > MAX_ADMIN_TOKEN_FILE_BYTES) throw unreadable(`is larger than ${MAX_ADMIN_TOKEN_FILE_BYTES} bytes`);
     const token = (await fh.readFile('utf8')).trim();
     if (token.length < MIN_ADMIN_TOKEN_LENGTH) {
       throw unreadable(`holds a token of ${token.length} characters; at least ${MIN_ADMIN_TOKEN_LENGTH} are required`);
@@ -196,8 +196,8 @@ function fail(reason: Exclude<AdminAuthFailureReason, 'admin_rate_limited'>, err
   return { ...refusal, ok: false, reason };
 }
 
-function sha256(s: string): Buffer {
-  return createHash('sha256').update(s, 'utf8').digest();
+function sha256(text: string): Buffer {
+  return createHash('sha256').update(text, 'utf8').digest();
 }
 
 /**

@@ -90,9 +90,9 @@ export class SidecarMetrics {
       help: 'Seconds until the current X509-SVID expires (absent without an SVID).',
       registers: [registry],
       collect() {
-        const s = gauges.svidSecondsToExpiry();
-        if (s === undefined) this.reset();
-        else this.set(s);
+        const seconds = gauges.svidSecondsToExpiry();
+        if (seconds === undefined) this.reset();
+        else this.set(seconds);
       },
     });
     new client.Gauge({
@@ -117,16 +117,16 @@ export class SidecarMetrics {
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
       registers: [registry],
     });
-    const cacheCounter = (name: string, help: string, pick: (s: AttestationCacheStats) => number) =>
+    const cacheCounter = (name: string, help: string, pick: (stats: AttestationCacheStats) => number) =>
       new client.Counter({
         name,
         help,
         registers: [registry],
         collect() {
-          const s = gauges.attestationCache?.();
-          if (!s) return;
+          const stats = gauges.attestationCache?.();
+          if (!stats) return;
           this.reset();
-          this.inc(pick(s));
+          this.inc(pick(stats));
         },
       });
     cacheCounter('attest_sidecar_attestation_cache_hits_total', 'Attestation verdict cache hits (requests served without verification).', (s) => s.hits);
@@ -200,8 +200,8 @@ class RequestStats {
     if (!byDecision) this.counts.set(direction, (byDecision = new Map()));
     let byReason = byDecision.get(decision);
     if (!byReason) byDecision.set(decision, (byReason = new Map()));
-    const c = byReason.get(reason);
-    if (c) c.n++;
+    const counter = byReason.get(reason);
+    if (counter) counter.n++;
     else byReason.set(reason, { n: 1 });
     let series = this.latency.get(direction);
     if (!series) this.latency.set(direction, (series = new Map()));

@@ -191,9 +191,9 @@ export class AdminServer {
       }
       case '/metrics': {
         const registry = this.deps.metrics.registry;
-        const om = wantsOpenMetrics(req.headers.accept);
-        const body = om ? await openMetricsText(registry) : await registry.metrics();
-        res.writeHead(200, { 'content-type': om ? OPENMETRICS_CONTENT_TYPE : registry.contentType, 'cache-control': 'no-store', vary: 'accept' });
+        const openMetrics = wantsOpenMetrics(req.headers.accept);
+        const body = openMetrics ? await openMetricsText(registry) : await registry.metrics();
+        res.writeHead(200, { 'content-type': openMetrics ? OPENMETRICS_CONTENT_TYPE : registry.contentType, 'cache-control': 'no-store', vary: 'accept' });
         res.end(req.method === 'HEAD' ? undefined : body);
         return;
       }

@@ -19,8 +19,8 @@ export interface PreparedEvidence {
   readonly id: string;
 }
 
-export function prepareEvidence(ev: Evidence): PreparedEvidence {
-  const header = encodeEvidence(ev);
+export function prepareEvidence(evidence: Evidence): PreparedEvidence {
+  const header = encodeEvidence(evidence);
   return { header, id: evidenceId(header) };
 }
 

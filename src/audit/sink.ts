@@ -144,10 +144,10 @@ export class JsonLinesAuditSink implements AuditSink {
       this.fd = openSync(target, constants.O_RDWR | constants.O_APPEND | constants.O_CREAT, 0o600);
       this.ownsFd = true;
       try {
-        const st = fstatSync(this.fd);
-        this.regularFile = st.isFile();
-        if (st.size === 0) syncDirBestEffort(dir); // a new file's directory entry must survive a crash too
-        resume = resumeChain(this.fd, st.size);
+        const stats = fstatSync(this.fd);
+        this.regularFile = stats.isFile();
+        if (stats.size === 0) syncDirBestEffort(dir); // a new file's directory entry must survive a crash too
+        resume = resumeChain(this.fd, stats.size);
       } catch (err) {
         closeSync(this.fd);
         throw err;

@@ -106,11 +106,11 @@ export class FileBudgetStore implements BudgetStore {
     let lock: LedgerLock;
     try {
       await mkdir(abs, { recursive: true, mode: 0o700 });
-      const st = await lstat(abs);
-      if (!st.isDirectory()) throw new SidecarError('budget_ledger_failed', `${abs} is not a directory`);
+      const stats = await lstat(abs);
+      if (!stats.isDirectory()) throw new SidecarError('budget_ledger_failed', `${abs} is not a directory`);
       // mkdir's mode is filtered by the umask and ignored for an existing directory.
       await chmod(abs, 0o700).catch((err: unknown) => {
-        if ((st.mode & 0o022) !== 0) throw err; // others could plant files: refuse
+        if ((stats.mode & 0o022) !== 0) throw err; // others could plant files: refuse
         options.logger?.warn({ dir: abs, err: errorMessage(err) }, 'cannot make the budget ledger directory 0700');
       });
       lock = await acquireLedgerLock(abs, options.logger);

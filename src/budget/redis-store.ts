@@ -173,11 +173,11 @@ export class RedisBudgetStore implements BudgetStore {
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`no reply within ${this.#timeoutMs} ms (timeout)`)), this.#timeoutMs);
     });
-    const p = Promise.race([command, deadline]).finally(() => clearTimeout(timer));
+    const bounded = Promise.race([command, deadline]).finally(() => clearTimeout(timer));
     command.catch(() => undefined); // a reply or error after the deadline is of no interest
-    this.#inFlight.add(p);
+    this.#inFlight.add(bounded);
     try {
-      return await p;
+      return await bounded;
     } catch (err) {
       // A server-side error (READONLY, OOM, WRONGTYPE...) is a misconfiguration worth an error line.
       if (err instanceof ErrorReply) this.#logger?.error({ redis: this.#where, key, err: err.message }, 'budget store: Redis refused a command');
@@ -185,7 +185,7 @@ export class RedisBudgetStore implements BudgetStore {
         cause: err,
       });
     } finally {
-      this.#inFlight.delete(p);
+      this.#inFlight.delete(bounded);
     }
   }
 
@@ -209,8 +209,8 @@ function redactUrl(url: string): string {
 function describe(err: unknown): string {
   const msg = errorMessage(err);
   if (msg) return msg;
-  const e = err as { code?: unknown; errors?: unknown[]; name?: unknown };
-  if (typeof e.code === 'string') return e.code;
-  if (Array.isArray(e.errors) && e.errors.length > 0) return e.errors.map(describe).join('; ');
-  return typeof e.name === 'string' ? e.name : 'unknown error';
+  const shape = err as { code?: unknown; errors?: unknown[]; name?: unknown };
+  if (typeof shape.code === 'string') return shape.code;
+  if (Array.isArray(shape.errors) && shape.errors.length > 0) return shape.errors.map(describe).join('; ');
+  return typeof shape.name === 'string' ? shape.name : 'unknown error';
 }

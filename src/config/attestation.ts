@@ -60,8 +60,8 @@ function readVerifier(reader: YamlReader, field: Field, baseDir: string): Verifi
         reader.report(f.keyNode, f.path, `'${name}' is not an environment name (letters, digits, '.', '_', '-'; a letter or digit first)`);
         continue;
       }
-      const p = readPath(reader, f, baseDir);
-      if (p) files[name] = p;
+      const filePath = readPath(reader, f, baseDir);
+      if (filePath) files[name] = filePath;
     }
     const keysField = rm.get('signing_keys');
     const signingKeys = keysField && readPath(reader, keysField, baseDir);

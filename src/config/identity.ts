@@ -43,8 +43,8 @@ export function readIdentity(
     const socketField = m.get('socket');
     let socket: string | undefined;
     if (socketField) {
-      const s = reader.string(socketField);
-      const r = s === undefined ? undefined : normaliseSocket(s, baseDir);
+      const socketPath = reader.string(socketField);
+      const r = socketPath === undefined ? undefined : normaliseSocket(socketPath, baseDir);
       if (r && !r.ok) reader.reportField(socketField, r.error);
       socket = r?.ok ? r.value : undefined;
     } else if (env.SPIFFE_ENDPOINT_SOCKET) {
@@ -77,8 +77,8 @@ export function readIdentity(
   let spiffeId: string | undefined;
   if (!idField) reader.report(m.node, m.child('spiffe_id'), "is required for source 'dev'");
   else {
-    const s = reader.string(idField);
-    const id = s === undefined ? undefined : checkWorkloadSpiffeId(s);
+    const idText = reader.string(idField);
+    const id = idText === undefined ? undefined : checkWorkloadSpiffeId(idText);
     if (id && !id.ok) reader.reportField(idField, id.error);
     spiffeId = id?.ok ? id.value : undefined;
   }

@@ -207,8 +207,8 @@ function readLog(reader: YamlReader, field: Field | undefined, baseDir: string):
   const auditField = m?.get('audit');
   let audit: string | undefined = DEFAULTS.audit;
   if (auditField) {
-    const s = reader.string(auditField);
-    audit = s === undefined || s === 'stdout' ? s : readPath(reader, auditField, baseDir);
+    const auditPath = reader.string(auditField);
+    audit = auditPath === undefined || auditPath === 'stdout' ? auditPath : readPath(reader, auditField, baseDir);
   }
   if (!level || !audit) return undefined;
   return { level, audit };

@@ -117,8 +117,8 @@ export interface VerifiedJwtSvid {
   claims: JWTPayload;
 }
 
-function toBuffer(ab: ArrayBuffer): Buffer {
-  return Buffer.from(new Uint8Array(ab));
+function toBuffer(arrayBuffer: ArrayBuffer): Buffer {
+  return Buffer.from(new Uint8Array(arrayBuffer));
 }
 
 function pem(label: string, der: Uint8Array): string {

@@ -137,10 +137,10 @@ export function closestMatch(word: string, candidates: readonly string[]): strin
   let best: string | undefined;
   let bestDistance = Math.max(2, Math.floor(word.length / 3)) + 1;
   for (const c of candidates) {
-    const d = editDistance(word.toLowerCase(), c.toLowerCase());
-    if (d < bestDistance) {
+    const distance = editDistance(word.toLowerCase(), c.toLowerCase());
+    if (distance < bestDistance) {
       best = c;
-      bestDistance = d;
+      bestDistance = distance;
     }
   }
   return best;

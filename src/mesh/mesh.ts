@@ -42,20 +42,20 @@ export function loadDevMeshSpec(file: string): DevMeshSpec {
     throw new ConfigError(`cannot read dev mesh file: ${(err as Error).message}`, { file: abs });
   }
   if (!doc || typeof doc !== 'object') throw new ConfigError('expected a mapping', { file: abs });
-  const d = doc as Record<string, unknown>;
-  const td = d.trust_domain;
+  const fields = doc as Record<string, unknown>;
+  const td = fields.trust_domain;
   if (typeof td !== 'string' || !td) throw new ConfigError('trust_domain is required', { file: abs, key: 'trust_domain' });
-  const ttl = d.svid_ttl === undefined ? 60_000 : parseDurationMs(d.svid_ttl as string | number);
-  if (!Array.isArray(d.sidecars) || d.sidecars.length === 0) {
+  const ttl = fields.svid_ttl === undefined ? 60_000 : parseDurationMs(fields.svid_ttl as string | number);
+  if (!Array.isArray(fields.sidecars) || fields.sidecars.length === 0) {
     throw new ConfigError('sidecars must list at least one sidecar config file', { file: abs, key: 'sidecars' });
   }
-  const demo = d.demo_app as { listen?: string } | undefined;
+  const demo = fields.demo_app as { listen?: string } | undefined;
   return {
     file: abs,
     trustDomain: td,
     svidTtlSeconds: Math.round(ttl / 1000),
     demoApp: demo?.listen ? parseListen(demo.listen) : undefined,
-    sidecars: d.sidecars.map((f, i) => {
+    sidecars: fields.sidecars.map((f, i) => {
       if (typeof f !== 'string') throw new ConfigError('expected a file name', { file: abs, key: `sidecars[${i}]` });
       return loadConfigFile(path.resolve(path.dirname(abs), f));
     }),

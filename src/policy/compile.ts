@@ -61,9 +61,9 @@ export function compilePolicy(text: string, file: string, now: Date = new Date()
     const adminsField = m.get('admins');
     if (adminsField) {
       for (const item of reader.list(adminsField) ?? []) {
-        const s = reader.string(item);
-        if (s === undefined) continue;
-        const id = checkWorkloadSpiffeId(s);
+        const text = reader.string(item);
+        if (text === undefined) continue;
+        const id = checkWorkloadSpiffeId(text);
         if (!id.ok) reader.reportField(item, id.error);
         else if (admins.has(id.value)) reader.reportField(item, `duplicate admin '${id.value}'`);
         else admins.add(id.value);

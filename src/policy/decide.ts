@@ -59,12 +59,12 @@ export function denialBody(decision: Denial): string {
 const ALLOW = new WeakMap<CompiledAgent, Allow>();
 
 function allowFor(agent: CompiledAgent): Allow {
-  let d = ALLOW.get(agent);
-  if (d === undefined) {
-    d = Object.freeze({ allow: true as const, reason: 'allowed' as const, agent, obligations: obligationsOf(agent) });
-    ALLOW.set(agent, d);
+  let cached = ALLOW.get(agent);
+  if (cached === undefined) {
+    cached = Object.freeze({ allow: true as const, reason: 'allowed' as const, agent, obligations: obligationsOf(agent) });
+    ALLOW.set(agent, cached);
   }
-  return d;
+  return cached;
 }
 
 function obligationsOf(agent: CompiledAgent): Obligations | undefined {

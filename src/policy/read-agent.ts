@@ -125,9 +125,9 @@ function readSpiffeIds(
   }
   const out: { id: string; field: Field }[] = [];
   for (const f of fields) {
-    const s = reader.string(f);
-    if (s === undefined) continue;
-    const checked = checkWorkloadSpiffeId(s);
+    const text = reader.string(f);
+    if (text === undefined) continue;
+    const checked = checkWorkloadSpiffeId(text);
     if (!checked.ok) reader.reportField(f, checked.error);
     else out.push({ id: checked.value, field: f });
   }
@@ -171,11 +171,11 @@ function readAttestation(reader: YamlReader, field: Field, allowedActions: Reado
   if (f('freshness')) readFreshness(reader, f('freshness')!, allowedActions, req);
   const age = f('max_evidence_age');
   if (age) {
-    const s = reader.scalar(age);
-    if (s) {
-      const d = checkDuration(s.value);
-      if (d.ok) req.maxEvidenceAgeSeconds = d.value / 1000;
-      else reader.reportField(age, d.error);
+    const scalar = reader.scalar(age);
+    if (scalar) {
+      const duration = checkDuration(scalar.value);
+      if (duration.ok) req.maxEvidenceAgeSeconds = duration.value / 1000;
+      else reader.reportField(age, duration.error);
     }
   }
   if (f('reference_values')) req.referenceValues = reader.string(f('reference_values')!);

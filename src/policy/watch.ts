@@ -37,8 +37,8 @@ export interface PolicyWatcherOptions {
 }
 
 /** What the fallback poll compares: a replaced or rewritten file changes at least one. */
-function fileStamp(s: { ino: number; size: number; mtimeMs: number }): string {
-  return `${s.ino}:${s.size}:${s.mtimeMs}`;
+function fileStamp(stats: { ino: number; size: number; mtimeMs: number }): string {
+  return `${stats.ino}:${stats.size}:${stats.mtimeMs}`;
 }
 
 export interface PolicyWatcher {
@@ -111,8 +111,8 @@ export class PolicyWatcher extends EventEmitter {
 
   /** The readiness check /readyz shows: ok with the version in force. */
   readiness(): ReadinessCheck {
-    const p = this.#policy;
-    return p ? { ok: true, detail: `version ${p.version}` } : { ok: false, detail: 'no policy loaded' };
+    const current = this.#policy;
+    return current ? { ok: true, detail: `version ${current.version}` } : { ok: false, detail: 'no policy loaded' };
   }
 
   /** Successful reloads since start (unchanged content does not count). */
@@ -231,8 +231,8 @@ export class PolicyWatcher extends EventEmitter {
 }
 
 /** Structured clone (the worker's result) drops Object.freeze; policies are shared read-only. */
-function freezePolicy(p: Policy): Policy {
-  for (const agent of p.agents) Object.freeze(agent);
-  Object.freeze(p.agents);
-  return Object.freeze(p);
+function freezePolicy(policy: Policy): Policy {
+  for (const agent of policy.agents) Object.freeze(agent);
+  Object.freeze(policy.agents);
+  return Object.freeze(policy);
 }

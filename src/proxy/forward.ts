@@ -332,12 +332,12 @@ const REQUEST_BODY_TIMEOUT: UpstreamFailure = Object.freeze({ status: 408, reaso
 
 /** Maps a transport error to a status and a stable reason code. */
 export function classifyUpstreamError(err: unknown): UpstreamFailure {
-  const e = err as { code?: string; reason?: string; message?: string; cause?: { code?: string } } | undefined;
+  const shape = err as { code?: string; reason?: string; message?: string; cause?: { code?: string } } | undefined;
   if (err instanceof ExchangeFailure) return err.failure;
-  const code = e?.code ?? '';
-  const msg = e?.message ?? String(err);
-  if (e && typeof e.reason === 'string' && code === 'ERR_SPIFFE_PEER') {
-    return { status: 502, reason: `upstream_${e.reason}`, message: `Upstream identity rejected: ${msg}` };
+  const code = shape?.code ?? '';
+  const msg = shape?.message ?? String(err);
+  if (shape && typeof shape.reason === 'string' && code === 'ERR_SPIFFE_PEER') {
+    return { status: 502, reason: `upstream_${shape.reason}`, message: `Upstream identity rejected: ${msg}` };
   }
   switch (code) {
     case 'ERR_REQUEST_BODY_TIMEOUT':

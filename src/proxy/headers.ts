@@ -235,8 +235,8 @@ const BROWSER_ONLY_HEADERS = [
  * no-cors request); curl, Python requests, Go, undici, the model SDKs send their own names.
  */
 export function isBrowserRequest(headers: Record<string, string | string[] | undefined>): boolean {
-  const ua = headers['user-agent'];
-  if (typeof ua === 'string' && ua.startsWith('Mozilla/')) return true;
+  const userAgent = headers['user-agent'];
+  if (typeof userAgent === 'string' && userAgent.startsWith('Mozilla/')) return true;
   for (const name of BROWSER_ONLY_HEADERS) if (headers[name] !== undefined) return true;
   return false;
 }

@@ -131,9 +131,9 @@ export class RevocationStore extends EventEmitter {
       // An edit between the first read and the watch start would otherwise go unseen.
       void reload();
     }
-    const s = store.#state;
+    const snapshot = store.#state;
     opts.logger.info(
-      { stateFile, sharedFiles: store.sharedFiles, revoked: s.size, all: s.all !== undefined, local: store.#localById.size },
+      { stateFile, sharedFiles: store.sharedFiles, revoked: snapshot.size, all: snapshot.all !== undefined, local: store.#localById.size },
       'revocations loaded',
     );
     return store;

@@ -221,21 +221,21 @@ export function verifyX509Svid(certs: readonly X509Certificate[], bundles: X509B
   if (Number.isNaN(nowMs)) fail('svid_malformed', 'verification time is not a valid date');
 
   const leaf = certs[0]!;
-  const lf = factsOf(leaf, 'leaf certificate');
-  const id = leafId(lf);
-  if (lf.isCa) fail('svid_leaf_is_ca', `leaf certificate ${id} has the CA flag set`);
-  if (hasKeyUsage(lf, KeyUsageBit.keyCertSign)) fail('svid_leaf_key_usage', `leaf certificate ${id} has keyCertSign key usage`);
-  if (hasKeyUsage(lf, KeyUsageBit.cRLSign)) fail('svid_leaf_key_usage', `leaf certificate ${id} has cRLSign key usage`);
-  if (lf.unhandledCriticalExtensions.length > 0) {
-    fail('svid_malformed', `leaf certificate ${id} has unhandled critical extension(s) ${lf.unhandledCriticalDescriptions.join(', ')}`);
+  const leafFacts = factsOf(leaf, 'leaf certificate');
+  const id = leafId(leafFacts);
+  if (leafFacts.isCa) fail('svid_leaf_is_ca', `leaf certificate ${id} has the CA flag set`);
+  if (hasKeyUsage(leafFacts, KeyUsageBit.keyCertSign)) fail('svid_leaf_key_usage', `leaf certificate ${id} has keyCertSign key usage`);
+  if (hasKeyUsage(leafFacts, KeyUsageBit.cRLSign)) fail('svid_leaf_key_usage', `leaf certificate ${id} has cRLSign key usage`);
+  if (leafFacts.unhandledCriticalExtensions.length > 0) {
+    fail('svid_malformed', `leaf certificate ${id} has unhandled critical extension(s) ${leafFacts.unhandledCriticalDescriptions.join(', ')}`);
   }
 
   const intermediates = certs.slice(1);
-  intermediates.forEach((c, i) => {
-    const f = factsOf(c, `intermediate certificate ${i + 1}`);
-    if (!f.isCa) fail('svid_intermediate_not_ca', `intermediate certificate ${i + 1} ${describe(c)} is not a CA`);
+  intermediates.forEach((cert, i) => {
+    const f = factsOf(cert, `intermediate certificate ${i + 1}`);
+    if (!f.isCa) fail('svid_intermediate_not_ca', `intermediate certificate ${i + 1} ${describe(cert)} is not a CA`);
     if (!hasKeyUsage(f, KeyUsageBit.keyCertSign)) {
-      fail('svid_intermediate_not_ca', `intermediate certificate ${i + 1} ${describe(c)} lacks keyCertSign key usage`);
+      fail('svid_intermediate_not_ca', `intermediate certificate ${i + 1} ${describe(cert)} lacks keyCertSign key usage`);
     }
   });
 
@@ -246,7 +246,7 @@ export function verifyX509Svid(certs: readonly X509Certificate[], bundles: X509B
     fail('svid_no_bundle', `bundle source returned trust domain "${bundle.trustDomain.name}" for "${id.trustDomain.name}"`);
   }
 
-  checkTime(leaf, lf, 'leaf certificate', nowMs);
+  checkTime(leaf, leafFacts, 'leaf certificate', nowMs);
 
   const state: SearchState = { leafId: id, signatureChecks: 0, linkChecks: 0, firstPathError: undefined };
   const chain = buildPath([leaf], intermediates, bundle.authorities, nowMs, state);
@@ -273,7 +273,7 @@ export function verifyX509Svid(certs: readonly X509Certificate[], bundles: X509B
     id,
     chain: Object.freeze(chain),
     notAfter: new Date(notAfterMs),
-    spkiSha256: Buffer.from(lf.spkiSha256),
+    spkiSha256: Buffer.from(leafFacts.spkiSha256),
     stableUntilMs,
   });
 }

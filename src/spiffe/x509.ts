@@ -244,12 +244,12 @@ export function perCertificate<T>(compute: (cert: X509Certificate) => T, maxEntr
   return (cert) => {
     const cached = byObject.get(cert);
     if (cached !== undefined) return cached;
-    const fp = cert.fingerprint256;
-    let value = byFingerprint.get(fp);
+    const fingerprint = cert.fingerprint256;
+    let value = byFingerprint.get(fingerprint);
     if (value === undefined) {
       value = compute(cert);
       if (byFingerprint.size >= maxEntries) byFingerprint.delete(byFingerprint.keys().next().value!);
-      byFingerprint.set(fp, value);
+      byFingerprint.set(fingerprint, value);
     }
     byObject.set(cert, value);
     return value;

@@ -309,9 +309,9 @@ function reasonOf(err: unknown): string {
 
 function requestError(err: unknown, timeoutMs: number): SidecarError {
   // fetch reports the abort either directly or as the cause of a TypeError('fetch failed').
-  const e = err as { name?: string; cause?: { name?: string } } | undefined;
+  const shape = err as { name?: string; cause?: { name?: string } } | undefined;
   const timedOut = (n: string | undefined) => n === 'TimeoutError' || n === 'AbortError';
-  if (timedOut(e?.name) || timedOut(e?.cause?.name)) {
+  if (timedOut(shape?.name) || timedOut(shape?.cause?.name)) {
     return new SidecarError('kds_timeout', `KDS did not answer within ${timeoutMs}ms`, { cause: err });
   }
   const cause = (err as { cause?: unknown } | undefined)?.cause;

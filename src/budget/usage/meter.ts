@@ -251,13 +251,13 @@ class Meter implements UsageMeter {
     };
   }
 
-  #onSseEvent(e: SseEvent): void {
-    if (!mayCarryUsage(e.data)) return;
+  #onSseEvent(sseEvent: SseEvent): void {
+    if (!mayCarryUsage(sseEvent.data)) return;
     let value: unknown;
     try {
-      value = JSON.parse(e.data);
+      value = JSON.parse(sseEvent.data);
     } catch (err) {
-      this.#usage.markUnreadable(`event "${e.event}" is not valid JSON: ${errorMessage(err)}`);
+      this.#usage.markUnreadable(`event "${sseEvent.event}" is not valid JSON: ${errorMessage(err)}`);
       return;
     }
     this.#usage.observe(value);

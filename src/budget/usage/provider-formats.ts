@@ -45,7 +45,7 @@ interface ProviderFormat {
   blocks(obj: Record<string, unknown>): UsageBlock[];
   model(obj: Record<string, unknown>): unknown;
   /** Input/output totals from the per-field maxima, or why they cannot be formed. */
-  combine(c: Counts): { inputTokens: number; outputTokens: number } | string;
+  combine(counts: Counts): { inputTokens: number; outputTokens: number } | string;
   /** Added to "carries no usage" messages. */
   missingHint: string;
 }
@@ -64,11 +64,11 @@ const openai: ProviderFormat = {
     return found;
   },
   model: (obj) => obj.model ?? (isObject(obj.response) ? obj.response.model : undefined),
-  combine(c) {
-    if (!c.has('prompt_tokens') && !c.has('input_tokens')) return 'usage has neither prompt_tokens nor input_tokens';
+  combine(counts) {
+    if (!counts.has('prompt_tokens') && !counts.has('input_tokens')) return 'usage has neither prompt_tokens nor input_tokens';
     return {
-      inputTokens: Math.max(get(c, 'prompt_tokens'), get(c, 'input_tokens')),
-      outputTokens: Math.max(get(c, 'completion_tokens'), get(c, 'output_tokens')),
+      inputTokens: Math.max(get(counts, 'prompt_tokens'), get(counts, 'input_tokens')),
+      outputTokens: Math.max(get(counts, 'completion_tokens'), get(counts, 'output_tokens')),
     };
   },
   missingHint: '; streamed chat completions report usage only when the request sets stream_options.include_usage',
@@ -86,12 +86,12 @@ const anthropic: ProviderFormat = {
     return found;
   },
   model: (obj) => obj.model ?? (isObject(obj.message) ? obj.message.model : undefined),
-  combine(c) {
-    if (!c.has('input_tokens')) return 'usage never reported input_tokens';
-    if (!c.has('output_tokens')) return 'usage never reported output_tokens';
+  combine(counts) {
+    if (!counts.has('input_tokens')) return 'usage never reported input_tokens';
+    if (!counts.has('output_tokens')) return 'usage never reported output_tokens';
     return {
-      inputTokens: get(c, 'input_tokens') + get(c, 'cache_creation_input_tokens') + get(c, 'cache_read_input_tokens'),
-      outputTokens: get(c, 'output_tokens'),
+      inputTokens: get(counts, 'input_tokens') + get(counts, 'cache_creation_input_tokens') + get(counts, 'cache_read_input_tokens'),
+      outputTokens: get(counts, 'output_tokens'),
     };
   },
   missingHint: '',
@@ -101,11 +101,11 @@ const gemini: ProviderFormat = {
   fields: ['promptTokenCount', 'candidatesTokenCount', 'thoughtsTokenCount', 'toolUsePromptTokenCount', 'totalTokenCount'],
   blocks: (obj) => (isObject(obj.usageMetadata) ? [{ counts: obj.usageMetadata, path: 'usageMetadata', final: true }] : []),
   model: (obj) => obj.modelVersion,
-  combine(c) {
-    if (!c.has('promptTokenCount')) return 'usageMetadata never reported promptTokenCount';
-    const inputTokens = get(c, 'promptTokenCount') + get(c, 'toolUsePromptTokenCount');
-    let outputTokens = get(c, 'candidatesTokenCount') + get(c, 'thoughtsTokenCount');
-    const unexplained = get(c, 'totalTokenCount') - inputTokens - outputTokens;
+  combine(counts) {
+    if (!counts.has('promptTokenCount')) return 'usageMetadata never reported promptTokenCount';
+    const inputTokens = get(counts, 'promptTokenCount') + get(counts, 'toolUsePromptTokenCount');
+    let outputTokens = get(counts, 'candidatesTokenCount') + get(counts, 'thoughtsTokenCount');
+    const unexplained = get(counts, 'totalTokenCount') - inputTokens - outputTokens;
     if (unexplained > 0) outputTokens += unexplained;
     return { inputTokens, outputTokens };
   },
@@ -119,13 +119,13 @@ const MAX_QUOTE = 200;
 const MAX_MODEL = 256;
 
 function quote(v: unknown): string {
-  let s: string;
+  let text: string;
   try {
-    s = typeof v === 'string' ? v : JSON.stringify(v) ?? String(v);
+    text = typeof v === 'string' ? v : JSON.stringify(v) ?? String(v);
   } catch {
-    s = String(v);
+    text = String(v);
   }
-  return s.length > MAX_QUOTE ? `${s.slice(0, MAX_QUOTE)}...` : s;
+  return text.length > MAX_QUOTE ? `${text.slice(0, MAX_QUOTE)}...` : text;
 }
 
 /** The message of an error object in any of the three providers' shapes, if `obj` is one. */

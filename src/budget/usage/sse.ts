@@ -21,7 +21,7 @@ export interface SseEvent {
 }
 
 export class SseParser {
-  readonly #onEvent: (e: SseEvent) => void;
+  readonly #onEvent: (event: SseEvent) => void;
   readonly #maxEventBytes: number;
   /** Bytes of the line not yet terminated (copies; the caller's chunks are not retained). */
   #pending: Buffer[] = [];
@@ -34,7 +34,7 @@ export class SseParser {
   #dataBytes = 0;
   #tooLarge = false;
 
-  constructor(onEvent: (e: SseEvent) => void, maxEventBytes: number) {
+  constructor(onEvent: (event: SseEvent) => void, maxEventBytes: number) {
     this.#onEvent = onEvent;
     this.#maxEventBytes = maxEventBytes;
   }

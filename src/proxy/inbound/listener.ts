@@ -155,9 +155,9 @@ export class InboundListener {
   /** Open connections with their peer and, when the peer attested, its current verdict. */
   sessions(): { peer: VerifiedPeer; attestation?: AttestationSession }[] {
     const out: { peer: VerifiedPeer; attestation?: AttestationSession }[] = [];
-    for (const s of this.connections) {
-      const c = s[kConnection];
-      if (c) out.push({ peer: c.peer, ...(c.attestation ? { attestation: c.attestation } : {}) });
+    for (const socket of this.connections) {
+      const connection = socket[kConnection];
+      if (connection) out.push({ peer: connection.peer, ...(connection.attestation ? { attestation: connection.attestation } : {}) });
     }
     return out;
   }
