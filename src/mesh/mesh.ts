@@ -73,7 +73,7 @@ type Listen = { host: string; port: number };
  * that a URL naming a listener started earlier is rewritten to where it listens. Without: none.
  */
 class PortMap {
-  readonly #bound = new Map<string, Listen>();
+  private readonly bound = new Map<string, Listen>();
 
   constructor(readonly free: boolean) {}
 
@@ -83,7 +83,7 @@ class PortMap {
   }
 
   record(configured: Listen | undefined, actual: { address: string; port: number } | undefined): void {
-    if (this.free && configured && actual) this.#bound.set(`${configured.host}:${configured.port}`, { host: configured.host, port: actual.port });
+    if (this.free && configured && actual) this.bound.set(`${configured.host}:${configured.port}`, { host: configured.host, port: actual.port });
   }
 
   /** `url` with its host:port replaced by the real address of the listener configured there. */
@@ -91,7 +91,7 @@ class PortMap {
     if (!this.free) return url;
     const u = new URL(url);
     const port = u.port || (u.protocol === 'https:' ? '443' : '80');
-    const bound = this.#bound.get(`${u.hostname}:${port}`);
+    const bound = this.bound.get(`${u.hostname}:${port}`);
     if (!bound) return url;
     u.port = String(bound.port);
     return u.toString().replace(/\/$/, url.endsWith('/') ? '/' : '');
