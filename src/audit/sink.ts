@@ -24,13 +24,12 @@
  * A crash may leave a torn last line; on the next start the sink repairs and audits that (tail.ts). Records are built by callers from
  * SPIFFE IDs, reasons and paths; nothing here ever receives key material.
  */
-import { closeSync, constants, fdatasync, fstatSync, mkdirSync, openSync, writeSync } from 'node:fs';
-import path from 'node:path';
+import { closeSync, writeSync } from 'node:fs';
 import { errorMessage } from '../errors.js';
 import { lineHash } from './chain.js';
 import type { AuditRecord, AuditSink } from './record.js';
-import { freshChain, resumeChain } from './tail.js';
-import { syncDirBestEffort, writeAll } from './write.js';
+import { datasyncFd, forgetAtExit, openAuditTarget, writePendingAtExit } from './target.js';
+import { writeAll } from './write.js';
 import { asciiJsonString, AuditMembersFormatter, flatAscii, IsoClock } from './format.js';
 
 /** Pending records are drained (formatted, hashed, staged) in groups of at most this many. */
@@ -51,10 +50,6 @@ export const AUDIT_BACKLOG_LIMIT_BYTES = 8 * 1024 * 1024;
 const PREV_KEY = ',"prev":"';
 /** Writes to a pipe of at most this many bytes are atomic (POSIX guarantees 512; Linux 4096). */
 const PIPE_ATOMIC_BYTES = 4096;
-
-/** Open sinks, written out synchronously if the process exits with records still pending. */
-const openSinks = new Set<JsonLinesAuditSink>();
-let exitHookInstalled = false;
 
 export interface JsonLinesAuditSinkOptions {
   /** fdatasync at most flushIntervalMs after a write; default true for files (ignored for stdout). */
@@ -131,38 +126,18 @@ export class JsonLinesAuditSink implements AuditSink {
    */
   constructor(target: 'stdout' | string, name?: string, opts: JsonLinesAuditSinkOptions = {}) {
     this.onError = opts.onError;
-    let resume = freshChain();
-    if (target === 'stdout') {
-      this.fd = 1;
-      this.ownsFd = false;
-      this.doFsync = false;
-      this.regularFile = false;
-    } else {
-      const dir = path.dirname(target);
-      mkdirSync(dir, { recursive: true });
-      this.doFsync = opts.fsync ?? true;
-      this.fd = openSync(target, constants.O_RDWR | constants.O_APPEND | constants.O_CREAT, 0o600);
-      this.ownsFd = true;
-      try {
-        const stats = fstatSync(this.fd);
-        this.regularFile = stats.isFile();
-        if (stats.size === 0) syncDirBestEffort(dir); // a new file's directory entry must survive a crash too
-        resume = resumeChain(this.fd, stats.size);
-      } catch (err) {
-        closeSync(this.fd);
-        throw err;
-      }
-    }
+    const opened = openAuditTarget(target, opts.fsync);
+    this.fd = opened.fd;
+    this.ownsFd = opened.ownsFd;
+    this.doFsync = opened.fsync;
+    this.regularFile = opened.regularFile;
+    const resume = opened.resume;
     this.chain = resume.chain;
     this.drainedSeq = resume.seq;
     this.headHash = resume.head;
     this.prefix = flatAscii(`","log":"audit"${name ? `,"sidecar":${asciiJsonString(name)}` : ''},"chain":"${resume.chain}",`);
     this.flushIntervalMs = opts.flushIntervalMs ?? 100;
-    openSinks.add(this);
-    if (!exitHookInstalled) {
-      exitHookInstalled = true;
-      process.on('exit', writePendingOnExit);
-    }
+    writePendingAtExit(this);
     for (const note of resume.notes) this.record(note);
     this.drainAndWrite();
   }
@@ -319,16 +294,7 @@ export class JsonLinesAuditSink implements AuditSink {
   }
 
   private async fsyncFd(): Promise<void> {
-    try {
-      await new Promise<void>((resolve, reject) => fdatasync(this.fd, (err) => (err ? reject(err) : resolve())));
-    } catch (err) {
-      // Character devices and pipes (e.g. a target of /dev/stderr) cannot be fsync'd.
-      if ((err as NodeJS.ErrnoException).code === 'EINVAL' || (err as NodeJS.ErrnoException).code === 'ENOTSUP') {
-        this.doFsync = false;
-        return;
-      }
-      throw err;
-    }
+    if (!(await datasyncFd(this.fd))) this.doFsync = false;
   }
 
   /** The last drained record and the chain's ID: give these to something outside this host to anchor the log. */
@@ -384,7 +350,7 @@ export class JsonLinesAuditSink implements AuditSink {
     this.immediate = undefined;
     this.drainAndWrite();
     this.closed = true;
-    openSinks.delete(this);
+    forgetAtExit(this);
     clearTimeout(this.syncTimer);
     this.syncTimer = undefined;
     await this.writing;
@@ -397,8 +363,4 @@ export class JsonLinesAuditSink implements AuditSink {
 
 function mib(bytes: number): string {
   return (bytes / 2 ** 20).toFixed(1);
-}
-
-function writePendingOnExit(): void {
-  for (const sink of openSinks) sink.writePendingNow();
 }
