@@ -140,9 +140,8 @@ export class SidecarMetrics {
         this.set(gauges.attestationCache?.()?.size ?? 0);
       },
     });
-    // The event-loop delay histogram samples every 50 ms instead of prom-client's 10 ms: that
-    // timer was most of what an idle sidecar did (100 wakeups/s, ~1% of a core per pod), and
-    // stalls worth alerting on are longer than 50 ms.
+    // The event-loop delay histogram samples every 50 ms instead of prom-client's 10 ms: a 10 ms
+    // timer keeps an idle sidecar waking, and stalls worth alerting on are longer than 50 ms.
     // Standard names (process_cpu_seconds_total, nodejs_heap_size_total_bytes, ...): the stock
     // Node.js dashboards and alerts expect them; the `sidecar` default label tells sidecars apart.
     client.collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 50 });

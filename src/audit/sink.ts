@@ -43,7 +43,7 @@ const STAGE_BYTES = 256 * 1024;
 const MAX_SPARES = 4;
 /**
  * Audit bytes not yet written (staged or in a write) past which the sidecar reports not ready:
- * about 2 s of lines at 12,000 requests per second. Records are never dropped for it; the disk
+ * a few seconds of lines at a high request rate. Records are never dropped for it; the disk
  * is behind, and readiness lets the orchestrator send traffic elsewhere until it catches up.
  */
 export const AUDIT_BACKLOG_LIMIT_BYTES = 8 * 1024 * 1024;
@@ -90,9 +90,8 @@ export class JsonLinesAuditSink implements AuditSink {
   /**
    * Staging buffers whose write has completed, for reuse. A buffer dropped instead is garbage
    * outside the V8 heap that V8 frees only at a full collection (a buffer busy for ~100 ms has
-   * moved to the old generation, which a sidecar collects rarely). With one spare kept, every
-   * write that overlapped the next dropped one: about 3 per 2 s of load at 32 connections here
-   * with the disk busy, and every buffer of a burst.
+   * moved to the old generation, which a sidecar collects rarely); keeping a few lets writes
+   * that overlap (a busy disk, a burst) reuse them.
    */
   private readonly spares: Buffer[] = [];
   /** Staging buffers of the standard size allocated so far, the first stage included. */

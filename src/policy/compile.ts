@@ -21,7 +21,7 @@ export class PolicyError extends ProblemsError {
   }
 }
 
-/** CompiledPolicy whose agents carry the extra fields (budget) of later issues. */
+/** CompiledPolicy whose agents also carry their budget. */
 export interface Policy extends CompiledPolicy {
   readonly agents: readonly PolicyAgent[];
   readonly agentsBySpiffeId: ReadonlyMap<string, PolicyAgent>;

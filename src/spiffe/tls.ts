@@ -200,7 +200,7 @@ interface CachedVerification {
 /**
  * Successful verifications by presented chain, per bundle source (a bundle update brings a new
  * source, so its entries go with the old one). Every new connection of a reconnecting peer
- * otherwise re-parses each certificate (OpenSSL 3's decoder: ~0.3 ms each) and re-runs the
+ * otherwise re-parses each certificate and re-runs the
  * checks; the TLS handshake itself still verifies the chain every time. Failures are not kept.
  */
 const verifiedChains = new WeakMap<X509BundleSource, Map<string, CachedVerification>>();

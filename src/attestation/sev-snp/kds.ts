@@ -98,7 +98,7 @@ export class KdsCollateral {
     this.cacheDir = opts.cacheDir;
     this.baseUrl = (opts.baseUrl ?? KDS_DEFAULT_BASE_URL).replace(/\/+$/, '');
     this.offline = opts.offline ?? false;
-    // undici's fetch is loaded on first use: its index costs every sidecar 4-8 MiB (see undici/pool.ts).
+    // undici's fetch is loaded on first use: its index costs every sidecar memory (see undici/pool.ts).
     this.fetchFn = opts.fetch ?? (async (input, init) => (await import('undici')).fetch(input as string, init as object) as unknown as Response);
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.logger = opts.logger;
