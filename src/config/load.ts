@@ -14,12 +14,8 @@ import { readIdentity } from './identity.js';
 import { readAttestation } from './attestation.js';
 import { REQUEST_HEADERS_SETTING } from '../lib/header-limits.js';
 import { readLimits } from './limits.js';
-import type {
-  ActionMappingConfig,
-  InboundConfig,
-  LogConfig,
-  SidecarConfig,
-} from './types.js';
+import type { InboundConfig, LogConfig, SidecarConfig } from './types.js';
+import type { ActionMappingConfig } from '../policy/actions.js';
 import { isEmptyDocument, ProblemsError, YamlReader, type Field, type Problem } from '../lib/yaml-reader.js';
 import { readYamlFileText, YamlFileTooLargeError } from '../lib/yaml-limits.js';
 

@@ -4,8 +4,6 @@
  */
 import type { ListenerLimits } from '../lib/listener-limits.js';
 import type { ActionMappingConfig } from '../policy/actions.js';
-
-export type { ActionMappingConfig };
 import type { AttestationConfig } from '../attestation/config.js';
 
 export type IdentitySourceConfig =

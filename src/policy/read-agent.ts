@@ -11,11 +11,10 @@ import { KIND_NAMES, kindNamed } from '../attestation/kinds.js';
 import type { AccessControlEntry, CompiledAgent } from './types.js';
 import type { AttestationRequirements, TeeType } from '../attestation/requirements.js';
 import { parseClaim } from './claims.js';
-import type { BudgetPeriod, PolicyBudget } from '../budget/period.js';
+import type { PolicyBudget } from '../budget/period.js';
 
-export type { BudgetPeriod, PolicyBudget };
 
-/** CompiledAgent plus fields used by later issues (kept here until types.ts grows them). */
+/** CompiledAgent plus its budget (an obligation of its allows). */
 export interface PolicyAgent extends CompiledAgent {
   readonly budget?: PolicyBudget;
 }

@@ -3,7 +3,7 @@
  * `decide()` (src/policy/decide.ts) is a pure function over it.
  */
 import type { Refusal } from '../reasons.js';
-import type { PolicyBudget } from './read-agent.js';
+import type { PolicyBudget } from '../budget/period.js';
 
 /** `attestation_requirements` are defined with the evidence kinds they name. */
 import type { AttestationRequirements } from '../attestation/requirements.js';

@@ -5,7 +5,7 @@
  * failed journal) refuses with 503: budgets fail closed. Agents without a budget never get here.
  */
 import type { BudgetLedger } from '../budget/ledger.js';
-import type { PolicyBudget } from '../policy/read-agent.js';
+import type { PolicyBudget } from '../budget/period.js';
 import { SidecarError, errorMessage } from '../errors.js';
 import type { AuditSink } from '../audit/record.js';
 import type { Logger } from '../lib/log.js';

@@ -16,7 +16,7 @@ import type { AuditSink } from '../../audit/record.js';
 import type { Attester } from '../../attestation/attester.js';
 import type { TlsMaterial } from '../../spiffe/tls.js';
 import type { RevocationState } from '../../revocation/state.js';
-import type { PolicyBudget } from '../../policy/read-agent.js';
+import type { PolicyBudget } from '../../budget/period.js';
 import { REASONS } from '../../reasons.js';
 import { closeServer, listen, throttledListenerErrorLog } from '../../lib/net.js';
 import { answerAndClose, guardListener, serverLimitOptions } from '../../lib/listener-limits.js';
