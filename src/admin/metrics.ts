@@ -204,13 +204,13 @@ class RequestStats {
     else byReason.set(reason, { n: 1 });
     let series = this.latency.get(direction);
     if (!series) this.latency.set(direction, (series = new Map()));
-    let h = series.get(decision);
-    if (!h) series.set(decision, (h = { buckets: new Float64Array(LATENCY_BUCKETS.length + 1), sum: 0, count: 0 }));
+    let histogram = series.get(decision);
+    if (!histogram) series.set(decision, (histogram = { buckets: new Float64Array(LATENCY_BUCKETS.length + 1), sum: 0, count: 0 }));
     let i = 0;
     while (i < LATENCY_BUCKETS.length && seconds > LATENCY_BUCKETS[i]!) i++;
-    h.buckets[i]!++;
-    h.sum += seconds;
-    h.count++;
+    histogram.buckets[i]!++;
+    histogram.sum += seconds;
+    histogram.count++;
   }
 
   counterMetric(name: string, help: string) {

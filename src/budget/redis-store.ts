@@ -196,10 +196,10 @@ export class RedisBudgetStore implements BudgetStore {
 
 function redactUrl(url: string): string {
   try {
-    const u = new URL(url);
-    u.username = '';
-    u.password = '';
-    return u.toString();
+    const parsed = new URL(url);
+    parsed.username = '';
+    parsed.password = '';
+    return parsed.toString();
   } catch {
     return '(invalid URL)';
   }

@@ -44,13 +44,13 @@ export function readIdentity(
     let socket: string | undefined;
     if (socketField) {
       const socketPath = reader.string(socketField);
-      const r = socketPath === undefined ? undefined : normaliseSocket(socketPath, baseDir);
-      if (r && !r.ok) reader.reportField(socketField, r.error);
-      socket = r?.ok ? r.value : undefined;
+      const normalised = socketPath === undefined ? undefined : normaliseSocket(socketPath, baseDir);
+      if (normalised && !normalised.ok) reader.reportField(socketField, normalised.error);
+      socket = normalised?.ok ? normalised.value : undefined;
     } else if (env.SPIFFE_ENDPOINT_SOCKET) {
-      const r = normaliseSocket(env.SPIFFE_ENDPOINT_SOCKET, undefined);
-      if (!r.ok) reader.report(m.node, m.child('socket'), `from SPIFFE_ENDPOINT_SOCKET: ${r.error}`);
-      socket = r.ok ? r.value : undefined;
+      const normalised = normaliseSocket(env.SPIFFE_ENDPOINT_SOCKET, undefined);
+      if (!normalised.ok) reader.report(m.node, m.child('socket'), `from SPIFFE_ENDPOINT_SOCKET: ${normalised.error}`);
+      socket = normalised.ok ? normalised.value : undefined;
     } else {
       reader.report(m.node, m.child('socket'), "is required for source 'workload-api' (or set SPIFFE_ENDPOINT_SOCKET)");
     }

@@ -89,12 +89,12 @@ class PortMap {
   /** `url` with its host:port replaced by the real address of the listener configured there. */
   url(url: string): string {
     if (!this.free) return url;
-    const u = new URL(url);
-    const port = u.port || (u.protocol === 'https:' ? '443' : '80');
-    const bound = this.bound.get(`${u.hostname}:${port}`);
+    const parsed = new URL(url);
+    const port = parsed.port || (parsed.protocol === 'https:' ? '443' : '80');
+    const bound = this.bound.get(`${parsed.hostname}:${port}`);
     if (!bound) return url;
-    u.port = String(bound.port);
-    return u.toString().replace(/\/$/, url.endsWith('/') ? '/' : '');
+    parsed.port = String(bound.port);
+    return parsed.toString().replace(/\/$/, url.endsWith('/') ? '/' : '');
   }
 
   /** The sidecar's config with its listeners on free ports and its references followed. */

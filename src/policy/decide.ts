@@ -46,8 +46,8 @@ export function permissionNotGrantedDenial(resource: string | undefined, permiss
 }
 
 function deny(reason: DenyReason, error: string, agent: CompiledAgent | undefined): Denial {
-  const r = refuse(reason, error);
-  return Object.freeze(agent ? { ...r, allow: false as const, reason, agent } : { ...r, allow: false as const, reason });
+  const refused = refuse(reason, error);
+  return Object.freeze(agent ? { ...refused, allow: false as const, reason, agent } : { ...refused, allow: false as const, reason });
 }
 
 /** The response body for a denial: `{"error":"..."}` (JSON-escaped, computed with the denial). */

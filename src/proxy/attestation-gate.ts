@@ -59,8 +59,8 @@ export interface AttestationSession {
  */
 export type GateResult = Verdict | Refusal;
 
-export function isGateRefusal(r: GateResult): r is Refusal {
-  return (r as Refusal).body !== undefined;
+export function isGateRefusal(result: GateResult): result is Refusal {
+  return (result as Refusal).body !== undefined;
 }
 
 /** Asks for the full evidence: the same frozen refusal every time. */

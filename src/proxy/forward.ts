@@ -298,13 +298,13 @@ function watchClient(socket: ClientSocket | null, handler: ForwardHandler): void
     const exchanges: ExchangeList = (list = socket[kExchanges] = { head: undefined });
     socket.once('close', () => {
       // Unlinked before each is told, so nothing it does on abort can disturb the walk.
-      let h = exchanges.head;
+      let head = exchanges.head;
       exchanges.head = undefined;
-      while (h !== undefined) {
-        const next = h.watchNext;
-        h.watchList = h.watchPrev = h.watchNext = undefined;
-        h.onClientClose();
-        h = next;
+      while (head !== undefined) {
+        const next = head.watchNext;
+        head.watchList = head.watchPrev = head.watchNext = undefined;
+        head.onClientClose();
+        head = next;
       }
     });
   }

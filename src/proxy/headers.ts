@@ -68,9 +68,9 @@ function lengthsOf(names: Iterable<string>, base?: Uint8Array): Uint8Array {
 
 function filteredLengths(drop: ReadonlySet<string> | undefined): Uint8Array {
   if (!drop) return HOP_LENGTHS;
-  let l = lengthsCache.get(drop);
-  if (!l) lengthsCache.set(drop, (l = lengthsOf(drop, HOP_LENGTHS)));
-  return l;
+  let lengths = lengthsCache.get(drop);
+  if (!lengths) lengthsCache.set(drop, (lengths = lengthsOf(drop, HOP_LENGTHS)));
+  return lengths;
 }
 
 /**

@@ -31,9 +31,9 @@ function ledgerFailure(reason: ReasonCode): AdmissionRefusal {
   const message = REASONS.budget_ledger_failed.message;
   const spec: { status?: number; message: string } = REASONS[reason];
   const code = spec.status === 503 && spec.message === message ? reason : 'budget_ledger_failed';
-  let r = LEDGER_FAILURES.get(code);
-  if (r === undefined) LEDGER_FAILURES.set(code, (r = refusedAdmission(refuse(code, message))));
-  return r;
+  let refusal = LEDGER_FAILURES.get(code);
+  if (refusal === undefined) LEDGER_FAILURES.set(code, (refusal = refusedAdmission(refuse(code, message))));
+  return refusal;
 }
 
 /** The spend counters a spend gate feeds (OperationsMetrics has them). */
@@ -53,13 +53,13 @@ export class SpendGate {
   /** Charges `amountUsd` to `agent` if its budget allows; never throws. */
   async admit(agent: string, budget: PolicyBudget, amountUsd: number, context: { peer?: string; route?: string; action?: string; direction: 'inbound' | 'outbound' }): Promise<Admission> {
     try {
-      const r = await this.ledger.charge(agent, budget, amountUsd);
-      if (r.ok) {
+      const charge = await this.ledger.charge(agent, budget, amountUsd);
+      if (charge.ok) {
         // A fixed action cost is final; a metered reservation is counted when it settles.
         if (context.direction === 'inbound') this.operationsMetrics.spent(agent, 'action', amountUsd);
-        return { ok: true, key: r.key, chargedUsd: amountUsd };
+        return { ok: true, key: charge.key, chargedUsd: amountUsd };
       }
-      this.refused(agent, EXCEEDED.reason, context, `spent ${r.spentUsd} of ${r.limitUsd} USD (${budget.period})`, r.spentUsd, r.limitUsd);
+      this.refused(agent, EXCEEDED.reason, context, `spent ${charge.spentUsd} of ${charge.limitUsd} USD (${budget.period})`, charge.spentUsd, charge.limitUsd);
       return EXCEEDED;
     } catch (err) {
       const failure = ledgerFailure(err instanceof SidecarError ? err.reason : 'budget_ledger_failed');

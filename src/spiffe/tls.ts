@@ -77,11 +77,11 @@ export function buildTlsMaterial(state: IdentityState): TlsMaterial {
  * rebuilt. Every new connection does a full handshake; the SPIFFE verification of a chain seen
  * before is reused while it provably holds (verifyPeerCertificate).
  */
-export function serverContextOptions(m: TlsMaterial): tls.SecureContextOptions & tls.TlsOptions {
+export function serverContextOptions(material: TlsMaterial): tls.SecureContextOptions & tls.TlsOptions {
   return {
-    cert: m.certPem,
-    key: m.keyPem,
-    ca: m.caPem,
+    cert: material.certPem,
+    key: material.keyPem,
+    ca: material.caPem,
     minVersion: MIN_TLS_VERSION,
     requestCert: true,
     rejectUnauthorized: true,

@@ -78,13 +78,13 @@ export class TpmEvidenceAttester implements Attester {
 
   async produce(spki: Uint8Array, nonce?: Uint8Array): Promise<Evidence> {
     const tpm = await this.attester();
-    const q = await tpm.quote(bindingUserData(spki, nonce, 32), this.opts.pcrs);
+    const quote = await tpm.quote(bindingUserData(spki, nonce, 32), this.opts.pcrs);
     return {
       type: 'tpm',
       parts: {
-        attest: Buffer.from(q.attest),
-        signature: Buffer.from(q.signature),
-        pcrs: encodePcrs(q.pcrs),
+        attest: Buffer.from(quote.attest),
+        signature: Buffer.from(quote.signature),
+        pcrs: encodePcrs(quote.pcrs),
         ak: Buffer.from(tpm.akPublic.tpmtPublic),
       },
     };

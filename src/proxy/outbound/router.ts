@@ -66,9 +66,9 @@ export class OutboundRouter implements ChainEnds<OutboundRequest> {
     forwardRequestThen(dispatcher, ctx.req, ctx.res, opts, (result) => this.settle(ctx, result));
   }
 
-  refuse(ctx: OutboundRequest, r: Refusal): void {
-    sendJsonError(ctx.res, r.status, r.body, r.headers as Record<string, string> | undefined);
-    this.record(ctx, r.decision, r.reason, r.status);
+  refuse(ctx: OutboundRequest, refusal: Refusal): void {
+    sendJsonError(ctx.res, refusal.status, refusal.body, refusal.headers as Record<string, string> | undefined);
+    this.record(ctx, refusal.decision, refusal.reason, refusal.status);
   }
 
   fail(ctx: OutboundRequest, err: unknown): void {
