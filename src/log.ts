@@ -5,8 +5,6 @@
  */
 import { pino, type Logger as PinoLogger, type DestinationStream } from 'pino';
 
-export type { Logger } from './lib/log.js';
-
 export function createLogger(opts: { level?: string; name?: string; destination?: DestinationStream } = {}): PinoLogger {
   return pino(
     {
@@ -19,7 +17,3 @@ export function createLogger(opts: { level?: string; name?: string; destination?
     opts.destination ?? pino.destination({ dest: 1, sync: false }),
   );
 }
-
-// The audit trail lives in src/audit/; re-exported here so existing imports keep working.
-export { type AuditRecord, type AuditRecordType, type AuditSink, MemoryAuditSink } from './audit/record.js';
-export { JsonLinesAuditSink, type JsonLinesAuditSinkOptions } from './audit/sink.js';

@@ -86,14 +86,14 @@ function spec(code: ReasonCode): ReasonSpec {
   return REASONS[code];
 }
 
-function bodyCell(s: ReasonSpec, message = s.message): string {
-  if (s.status === undefined) return s.message === '' ? '' : `\`${s.message}\``;
-  const headers = s.headers ? ` + \`${s.headers}\`` : '';
+function bodyCell(entry: ReasonSpec, message = entry.message): string {
+  if (entry.status === undefined) return entry.message === '' ? '' : `\`${entry.message}\``;
+  const headers = entry.headers ? ` + \`${entry.headers}\`` : '';
   return cell(bodyText(message) + headers);
 }
 
-function docCell(s: ReasonSpec): string {
-  return cell(s.decision === 'error' ? `${s.doc} (audited as \`error\`)` : s.doc);
+function docCell(entry: ReasonSpec): string {
+  return cell(entry.decision === 'error' ? `${entry.doc} (audited as \`error\`)` : entry.doc);
 }
 
 /** docs/reasons.md: every code of the catalogue, grouped by kind. */
@@ -117,14 +117,14 @@ export function reasonsMarkdown(): string {
     if (withStatus) {
       out.push('| status | body | reason code | where | closes | when |', '|---|---|---|---|---|---|');
       for (const c of list) {
-        const s = spec(c);
-        out.push(`| ${s.status ?? ''} | ${bodyCell(s)} | \`${c}\` | ${WHERE_LABEL[s.where ?? ''] ?? ''} | ${s.close ? 'yes' : ''} | ${docCell(s)} |`);
+        const entry = spec(c);
+        out.push(`| ${entry.status ?? ''} | ${bodyCell(entry)} | \`${c}\` | ${WHERE_LABEL[entry.where ?? ''] ?? ''} | ${entry.close ? 'yes' : ''} | ${docCell(entry)} |`);
       }
     } else if (list.some((c) => spec(c).close)) {
       out.push('| reason code | where | message | closes | when |', '|---|---|---|---|---|');
       for (const c of list) {
-        const s = spec(c);
-        out.push(`| \`${c}\` | ${WHERE_LABEL[s.where ?? ''] ?? ''} | ${bodyCell(s)} | ${s.close ? 'yes' : ''} | ${docCell(s)} |`);
+        const entry = spec(c);
+        out.push(`| \`${c}\` | ${WHERE_LABEL[entry.where ?? ''] ?? ''} | ${bodyCell(entry)} | ${entry.close ? 'yes' : ''} | ${docCell(entry)} |`);
       }
     } else if (list.every((c) => spec(c).message === '')) {
       out.push('| reason code | where | when |', '|---|---|---|');
@@ -132,8 +132,8 @@ export function reasonsMarkdown(): string {
     } else {
       out.push('| reason code | where | message | when |', '|---|---|---|---|');
       for (const c of list) {
-        const s = spec(c);
-        out.push(`| \`${c}\` | ${WHERE_LABEL[s.where ?? ''] ?? ''} | ${bodyCell(s)} | ${docCell(s)} |`);
+        const entry = spec(c);
+        out.push(`| \`${c}\` | ${WHERE_LABEL[entry.where ?? ''] ?? ''} | ${bodyCell(entry)} | ${docCell(entry)} |`);
       }
     }
     out.push('');
@@ -152,10 +152,10 @@ const README_KINDS: ReadonlySet<ReasonKind> = new Set<ReasonKind>(['request', 'a
 export function readmeDenialTable(): string {
   const rows = new Map<string, { status: string; body: string; codes: ReasonCode[] }>();
   for (const c of Object.keys(REASONS) as ReasonCode[]) {
-    const s = spec(c);
-    if (!README_KINDS.has(s.kind) || s.status === undefined) continue;
-    const status = `${s.status}${s.where === 'outbound' ? ' (outbound)' : s.where === 'any listener' ? ' (any listener)' : ''}`;
-    const body = bodyCell(s, s.example ?? s.message);
+    const entry = spec(c);
+    if (!README_KINDS.has(entry.kind) || entry.status === undefined) continue;
+    const status = `${entry.status}${entry.where === 'outbound' ? ' (outbound)' : entry.where === 'any listener' ? ' (any listener)' : ''}`;
+    const body = bodyCell(entry, entry.example ?? entry.message);
     const key = `${status}\0${body}`;
     const row = rows.get(key);
     if (row) row.codes.push(c);
@@ -169,8 +169,8 @@ export function readmeDenialTable(): string {
 
 /** A code alone on its row, with when it happens. */
 function readmeNote(code: ReasonCode): string {
-  const s = spec(code);
-  return cell(`\`${code}\` (${s.doc}${s.close ? '; the connection is closed after the answer' : ''})`);
+  const entry = spec(code);
+  return cell(`\`${code}\` (${entry.doc}${entry.close ? '; the connection is closed after the answer' : ''})`);
 }
 
 /** `text` with the region between the reasons markers replaced by `region`; throws when the markers are missing. */

@@ -347,10 +347,6 @@ export function isReasonCode(code: string): code is ReasonCode {
   return Object.hasOwn(REASONS, code);
 }
 
-export function reasonSpec(code: ReasonCode): ReasonSpec {
-  return REASONS[code];
-}
-
 /** The codes whose message has no `<placeholder>`: their refusal is the same for every request. */
 export type FixedReasonCode = {
   [C in ReasonCode]: (typeof REASONS)[C]['message'] extends `${string}<${string}>${string}` ? never : C;
@@ -363,18 +359,18 @@ const FIXED = new Map<ReasonCode, Refusal>();
  * (the deny path allocates nothing). Codes whose message names something take `refuse`.
  */
 export function refusal(reason: FixedReasonCode): Refusal {
-  let r = FIXED.get(reason);
-  if (r === undefined) {
-    r = refuse(reason, REASONS[reason].message);
-    FIXED.set(reason, r);
+  let fixed = FIXED.get(reason);
+  if (fixed === undefined) {
+    fixed = refuse(reason, REASONS[reason].message);
+    FIXED.set(reason, fixed);
   }
-  return r;
+  return fixed;
 }
 
 /** A refusal for `reason` whose message names what was refused. */
 export function refuse(reason: ReasonCode, error: string, headers?: Readonly<Record<string, string>>): Refusal {
   const spec: ReasonSpec = REASONS[reason];
-  const r: Refusal = {
+  const built: Refusal = {
     reason,
     status: spec.status ?? 500,
     error,
@@ -383,5 +379,5 @@ export function refuse(reason: ReasonCode, error: string, headers?: Readonly<Rec
     decision: spec.decision ?? 'deny',
     ...(headers ? { headers } : {}),
   };
-  return Object.freeze(r);
+  return Object.freeze(built);
 }

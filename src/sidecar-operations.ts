@@ -5,7 +5,7 @@
  */
 import path from 'node:path';
 import type { SidecarConfig } from './config/types.js';
-import type { Logger } from './log.js';
+import type { Logger } from './lib/log.js';
 import { createAdminTokenFile } from './admin/auth.js';
 import { RevocationStore } from './revocation/store.js';
 import type { BudgetStore } from './budget/store.js';

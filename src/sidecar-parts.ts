@@ -4,10 +4,12 @@
  * policy questions its part asks (whose budget, who is an admin) from the live policy.
  */
 import type { SidecarConfig } from './config/types.js';
-import type { AuditSink, Logger } from './log.js';
+import type { AuditSink } from './audit/record.js';
+import type { Logger } from './lib/log.js';
 import type { SidecarMetrics } from './admin/metrics.js';
-import type { OperationsMetrics } from './admin/ops-metrics.js';
-import { AdminServer, type ReadinessCheck } from './admin/server.js';
+import type { OperationsMetrics } from './admin/operations-metrics.js';
+import { AdminServer } from './admin/server.js';
+import { type ReadinessCheck } from './lib/readiness.js';
 import { AdminApi } from './admin/api.js';
 import { AdminAuthenticator } from './admin/auth.js';
 import { InboundListener } from './proxy/inbound/listener.js';
@@ -29,7 +31,7 @@ export interface SharedParts {
   logger: Logger;
   now: () => number;
   metrics: SidecarMetrics;
-  ops: OperationsMetrics;
+  operationsMetrics: OperationsMetrics;
   audit: AuditSink;
   policy: PolicyWatcher | undefined;
   revocations: RevocationStore;
@@ -50,7 +52,7 @@ export function buildDataPlane(
   opts: { attester?: Attester | undefined; requestLimits?: Partial<RequestLimits> | undefined },
 ): DataPlane {
   const { config, policy, now } = parts;
-  const spend = new SpendGate(parts.ledger, parts.ops, parts.audit, parts.logger);
+  const spend = new SpendGate(parts.ledger, parts.operationsMetrics, parts.audit, parts.logger);
   const revocations = () => parts.revocations.current();
   const shared = { metrics: parts.metrics, audit: parts.audit, logger: parts.logger, now, revocations, spend, denials: parts.denials };
   const limits = opts.requestLimits ? { requestLimits: opts.requestLimits } : {};
@@ -65,7 +67,7 @@ export function buildDataPlane(
     return agent?.budget ? { agent: agent.name, budget: agent.budget } : undefined;
   };
   const outbound = config.outbound
-    ? new OutboundProxy({ ...shared, ...limits, config: config.outbound, ops: parts.ops, ownBudget, ...(attester ? { attester } : {}) })
+    ? new OutboundProxy({ ...shared, ...limits, config: config.outbound, operationsMetrics: parts.operationsMetrics, ownBudget, ...(attester ? { attester } : {}) })
     : undefined;
   return { gate, inbound, outbound };
 }
@@ -80,7 +82,7 @@ export function buildAdmin(
   if (!config.admin) return undefined;
   const admins = () => policy?.current()?.admins ?? new Set<string>();
   const auth = new AdminAuthenticator({ ...(adminToken ? { token: adminToken } : {}), admins, logger });
-  const api = new AdminApi({ auth, revocations: parts.revocations, ops: parts.ops, audit, logger });
+  const api = new AdminApi({ auth, revocations: parts.revocations, operationsMetrics: parts.operationsMetrics, audit, logger });
   return new AdminServer({
     listen: config.admin.listen,
     ...(config.admin.mtlsListen ? { mtlsListen: config.admin.mtlsListen } : {}),

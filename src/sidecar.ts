@@ -6,9 +6,12 @@
  */
 import type { SidecarConfig } from './config/types.js';
 import { errorMessage } from './errors.js';
-import { createLogger, JsonLinesAuditSink, type AuditSink, type Logger } from './log.js';
+import { createLogger } from './log.js';
+import { JsonLinesAuditSink } from './audit/sink.js';
+import { type AuditSink } from './audit/record.js';
+import { type Logger } from './lib/log.js';
 import { SidecarMetrics } from './admin/metrics.js';
-import { OperationsMetrics } from './admin/ops-metrics.js';
+import { OperationsMetrics } from './admin/operations-metrics.js';
 import type { AdminServer } from './admin/server.js';
 import { revocationsJson } from './admin/api.js';
 import type { InboundListener } from './proxy/inbound/listener.js';
@@ -19,7 +22,7 @@ import type { RequestLimits } from './proxy/peer-admission.js';
 import { PolicyWatcher } from './policy/watch.js';
 import type { X509Source } from './spiffe/source.js';
 import type { Attester } from './attestation/attester.js';
-import type { VerifierTrust } from './attestation/verifier.js';
+import type { VerifierTrust } from './attestation/kinds.js';
 import { setupVerifier, type VerifierSetup } from './attestation/setup.js';
 import type { RevocationStore } from './revocation/store.js';
 import { enforceRevocations, revocationCounts } from './revocation/enforce.js';
@@ -57,7 +60,7 @@ export class Sidecar {
   readonly inbound: InboundListener | undefined;
   readonly outbound: OutboundProxy | undefined;
   readonly admin: AdminServer | undefined;
-  readonly ops: OperationsMetrics;
+  readonly operationsMetrics: OperationsMetrics;
   readonly revocations: RevocationStore;
   readonly ledger: BudgetLedger;
   /** The admin bearer token file (when configured). */
@@ -113,13 +116,13 @@ export class Sidecar {
     policy?.countReloads(this.metrics);
     this.revocations = operations.revocations;
     this.ledger = new BudgetLedger(operations.budgetStore, now);
-    this.ops = new OperationsMetrics(this.metrics.registry, { revocations: () => revocationCounts(this.revocations.current()), budgets: budgetGauge(this.ledger, policy) });
-    const shared = { config, logger, now, metrics: this.metrics, ops: this.ops, audit: this.audit, policy, revocations: this.revocations, ledger: this.ledger, denials: this.denials };
+    this.operationsMetrics = new OperationsMetrics(this.metrics.registry, { revocations: () => revocationCounts(this.revocations.current()), budgets: budgetGauge(this.ledger, policy) });
+    const shared = { config, logger, now, metrics: this.metrics, operationsMetrics: this.operationsMetrics, audit: this.audit, policy, revocations: this.revocations, ledger: this.ledger, denials: this.denials };
     ({ gate: this.gate, inbound: this.inbound, outbound: this.outbound } = buildDataPlane(shared, verifier, opts));
     this.adminTokenFile = config.admin?.tokenFile;
     this.admin = buildAdmin(shared, operations.adminToken, { readiness: () => this.readiness(), status: () => this.status() });
     parts.defer(() => Promise.allSettled([this.inbound?.close(), this.outbound?.close(), this.admin?.close()]));
-    enforceRevocations(this.revocations, { inbound: this.inbound, outbound: this.outbound, metrics: this.ops, audit: this.audit, logger });
+    enforceRevocations(this.revocations, { inbound: this.inbound, outbound: this.outbound, metrics: this.operationsMetrics, audit: this.audit, logger });
 
     // Outbound first: it only swaps contexts, while inbound and admin mTLS may have to bind.
     this.identity = new IdentityFanOut({ metrics: this.metrics, logger, now });

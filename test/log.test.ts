@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import { createHash } from 'node:crypto';
-import { JsonLinesAuditSink } from '../src/log.js';
+import { JsonLinesAuditSink } from '../src/audit/sink.js';
 
 t.test('audit lines: valid JSON, in order, file 0600, nothing lost on close', async (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'audit-'));

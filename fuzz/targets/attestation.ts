@@ -7,8 +7,8 @@
 import { createHash, generateKeyPairSync, sign } from 'node:crypto';
 import { bindingUserData } from '../../src/attestation/binding.js';
 import { decodeEvidence, encodeEvidence } from '../../src/attestation/envelope.js';
-import { allKinds } from '../../src/attestation/kinds.js';
-import { verifyEvidence, type VerifierTrust } from '../../src/attestation/verifier.js';
+import { allKinds, type VerifierTrust } from '../../src/attestation/kinds.js';
+import { verifyEvidence } from '../../src/attestation/verifier.js';
 import { parseHclReport } from '../../src/attestation/az-snp-vtpm/hcl.js';
 import { loadSnpAnchors } from '../../src/attestation/sev-snp/anchors.js';
 import { buildSnpCertTable, parseSnpCertTable, SNP_CERT_GUIDS } from '../../src/attestation/sev-snp/cert-table.js';

@@ -3,7 +3,8 @@
  * SPIFFE and JWT bundle JSON, and Workload API responses after protobuf decoding.
  */
 import { generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
-import { DevCa, type IssuedSvid } from '../../src/dev/ca.js';
+import { DevCa } from '../../src/dev/ca.js';
+import { type IssuedSvid } from '../../src/dev/ca-keys.js';
 import { X509Bundle } from '../../src/spiffe/bundle/x509-bundle.js';
 import { makeCa, makeLeaf } from '../../test/helpers/certs.js';
 import { SpiffeBundle } from '../../src/spiffe/bundle/spiffe-bundle.js';

@@ -7,7 +7,7 @@
 import { generateKeyPairSync, sign } from 'node:crypto';
 import { parseReferenceValues } from '../../src/attestation/reference-values-parse.js';
 import { AuditChainVerifier } from '../../src/audit/verify.js';
-import { JsonLinesAuditSink } from '../../src/audit/index.js';
+import { JsonLinesAuditSink } from '../../src/audit/sink.js';
 import { encodeRecord, encodeSnapshot, parseSnapshot, replayJournal } from '../../src/budget/journal.js';
 import { createUsageMeter } from '../../src/budget/usage/meter.js';
 import { MODEL_PROVIDERS } from '../../src/budget/usage/types.js';

@@ -12,7 +12,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AdminAuthenticator } from './auth.js';
 import type { RevocationStore } from '../revocation/store.js';
 import type { RevocationEntry, RevocationState } from '../revocation/state.js';
-import type { AuditSink, Logger } from '../log.js';
+import type { AuditSink } from '../audit/record.js';
+import type { Logger } from '../lib/log.js';
 import { SidecarError, errorMessage } from '../errors.js';
 import { READ_METHODS, adminRefusal, methodNotAllowed, sendJson, sendRefusal } from './json.js';
 import { BROWSER_REFUSED_REASON, browserRefusal } from './browser-guard.js';
@@ -30,7 +31,7 @@ export interface AdminApiMetrics {
 export interface AdminApiDeps {
   auth: AdminAuthenticator;
   revocations: RevocationStore;
-  ops: AdminApiMetrics;
+  operationsMetrics: AdminApiMetrics;
   audit: AuditSink;
   logger: Logger;
 }
@@ -55,7 +56,7 @@ export class AdminApi {
     const browser = browserRefusal(req.headers, `${scheme}://${req.headers.host ?? ''}`);
     if (browser !== undefined) {
       // Before authentication and not a failed attempt: a page cannot feed the throttle.
-      this.deps.ops.adminAuthFailed(BROWSER_REFUSED_REASON);
+      this.deps.operationsMetrics.adminAuthFailed(BROWSER_REFUSED_REASON);
       this.deps.audit.record({ type: 'admin_auth_failed', decision: 'deny', reason: BROWSER_REFUSED_REASON, action, ...(remote ? { remote } : {}) });
       req.resume();
       return sendRefusal(res, adminRefusal(BROWSER_REFUSED_REASON, browser, { namesReason: true }));
@@ -66,7 +67,7 @@ export class AdminApi {
       ...(peerSpiffeId !== undefined ? { peerSpiffeId } : {}),
     });
     if (!auth.ok) {
-      this.deps.ops.adminAuthFailed(auth.reason);
+      this.deps.operationsMetrics.adminAuthFailed(auth.reason);
       this.deps.audit.record({
         type: 'admin_auth_failed',
         decision: 'deny',
@@ -87,12 +88,12 @@ export class AdminApi {
     const by = auth.principal;
     try {
       const result = await this.mutate(action, body, by);
-      this.deps.ops.adminAction(action, true);
+      this.deps.operationsMetrics.adminAction(action, true);
       this.deps.audit.record({ type: 'admin_action', decision: 'allow', reason: action, action, principal: by, ...(result.target ? { target: result.target } : {}), ...(remote ? { remote } : {}) });
       sendJson(res, 200, { ok: true, ...result.body, revocations: revocationsJson(this.deps.revocations.current()) });
     } catch (err) {
       const reason = err instanceof SidecarError ? err.reason : 'admin_action_failed';
-      this.deps.ops.adminAction(action, false);
+      this.deps.operationsMetrics.adminAction(action, false);
       this.deps.audit.record({ type: 'admin_action', decision: 'error', reason, action, principal: by, detail: errorMessage(err), ...(remote ? { remote } : {}) });
       this.deps.logger.warn({ action, principal: by, reason, err: errorMessage(err) }, 'admin action failed');
       // Validation problems are the caller's (400); a failed durable write is ours (500: the change
@@ -152,8 +153,8 @@ async function readJsonBody(req: IncomingMessage): Promise<Record<string, unknow
   return parsed as Record<string, unknown>;
 }
 
-export function entryJson(e: RevocationEntry): Record<string, string> {
-  return { spiffe_id: e.spiffeId, reason: e.reason, at: e.at, by: e.by, source: e.source };
+export function entryJson(entry: RevocationEntry): Record<string, string> {
+  return { spiffe_id: entry.spiffeId, reason: entry.reason, at: entry.at, by: entry.by, source: entry.source };
 }
 
 export function revocationsJson(state: RevocationState): { all: Record<string, string> | null; entries: Record<string, string>[] } {

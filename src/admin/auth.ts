@@ -44,12 +44,12 @@ export async function loadAdminToken(file: string): Promise<string> {
     throw unreadable(`cannot be opened: ${errorMessage(err)}`, err);
   }
   try {
-    const st = await fh.stat();
-    if (!st.isFile()) throw unreadable('is not a regular file');
-    if ((st.mode & 0o077) !== 0) {
-      throw unreadable(`has mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}; it must be private to its owner (chmod 600)`);
+    const stats = await fh.stat();
+    if (!stats.isFile()) throw unreadable('is not a regular file');
+    if ((stats.mode & 0o077) !== 0) {
+      throw unreadable(`has mode ${(stats.mode & 0o777).toString(8).padStart(4, '0')}; it must be private to its owner (chmod 600)`);
     }
-    if (st.size > MAX_ADMIN_TOKEN_FILE_BYTES) throw unreadable(`is larger than ${MAX_ADMIN_TOKEN_FILE_BYTES} bytes`);
+    if (stats.size > MAX_ADMIN_TOKEN_FILE_BYTES) throw unreadable(`is larger than ${MAX_ADMIN_TOKEN_FILE_BYTES} bytes`);
     const token = (await fh.readFile('utf8')).trim();
     if (token.length < MIN_ADMIN_TOKEN_LENGTH) {
       throw unreadable(`holds a token of ${token.length} characters; at least ${MIN_ADMIN_TOKEN_LENGTH} are required`);
@@ -118,17 +118,17 @@ export interface AdminAuthenticatorOptions {
 export const TOKEN_PRINCIPAL = 'token';
 
 export class AdminAuthenticator {
-  readonly #listedAdmin: Authorizer;
-  readonly #logger: Logger;
-  readonly #now: () => number;
-  readonly #limiter: FailureLimiter;
-  #tokenDigest: Buffer | undefined;
+  private readonly listedAdmin: Authorizer;
+  private readonly logger: Logger;
+  private readonly now: () => number;
+  private readonly limiter: FailureLimiter;
+  private tokenDigest: Buffer | undefined;
 
   constructor(opts: AdminAuthenticatorOptions) {
-    this.#listedAdmin = authorizeOneOf(opts.admins);
-    this.#logger = opts.logger;
-    this.#now = opts.now ?? Date.now;
-    this.#limiter = new FailureLimiter(opts.maxFailures ?? 5, opts.windowMs ?? 60_000, opts.maxTrackedKeys ?? 10_000);
+    this.listedAdmin = authorizeOneOf(opts.admins);
+    this.logger = opts.logger;
+    this.now = opts.now ?? Date.now;
+    this.limiter = new FailureLimiter(opts.maxFailures ?? 5, opts.windowMs ?? 60_000, opts.maxTrackedKeys ?? 10_000);
     this.setToken(opts.token);
   }
 
@@ -137,41 +137,41 @@ export class AdminAuthenticator {
     if (token !== undefined && token.length < MIN_ADMIN_TOKEN_LENGTH) {
       throw new SidecarError('admin_token_unreadable', `admin token must be at least ${MIN_ADMIN_TOKEN_LENGTH} characters`);
     }
-    this.#tokenDigest = token === undefined ? undefined : sha256(token);
+    this.tokenDigest = token === undefined ? undefined : sha256(token);
   }
 
   /** Addresses and peer IDs currently remembered by the rate limiter. */
   get trackedKeys(): number {
-    return this.#limiter.size;
+    return this.limiter.size;
   }
 
   authenticate(input: AdminAuthInput): AdminAuthResult {
     const remote = canonicalAddress(input.remoteAddress);
-    const result = this.#decide(input, remote);
+    const result = this.decide(input, remote);
     if (result.ok) return result;
 
-    const now = this.#now();
+    const now = this.now();
     const keys = [`addr:${remote ?? 'unknown'}`];
     if (input.peerSpiffeId !== undefined) keys.push(`peer:${input.peerSpiffeId}`);
     const context = { remote: remote ?? null, peer: input.peerSpiffeId ?? null };
-    const retryMs = this.#limiter.blockedFor(keys, now);
+    const retryMs = this.limiter.blockedFor(keys, now);
     if (retryMs !== undefined) {
-      if (this.#limiter.firstBlockedNotice(keys)) {
-        this.#logger.warn({ ...context, reason: 'admin_rate_limited', status: 429 }, 'admin authentication failures throttled');
+      if (this.limiter.firstBlockedNotice(keys)) {
+        this.logger.warn({ ...context, reason: 'admin_rate_limited', status: 429 }, 'admin authentication failures throttled');
       }
       const retryAfterSeconds = Math.max(1, Math.ceil(retryMs / 1000));
       const error = `too many failed admin authentication attempts; retry in ${retryAfterSeconds} s (a valid credential is always accepted)`;
       return { ...adminRefusal('admin_rate_limited', error, { headers: { 'retry-after': String(retryAfterSeconds) } }), ok: false, reason: 'admin_rate_limited', retryAfterSeconds };
     }
-    this.#limiter.recordFailure(keys, now);
-    this.#logger.warn({ ...context, reason: result.reason, status: result.status }, `admin authentication failed: ${result.error}`);
+    this.limiter.recordFailure(keys, now);
+    this.logger.warn({ ...context, reason: result.reason, status: result.status }, `admin authentication failed: ${result.error}`);
     return result;
   }
 
-  #decide(input: AdminAuthInput, remote: string | undefined): AdminAuthResult {
+  private decide(input: AdminAuthInput, remote: string | undefined): AdminAuthResult {
     // A request on the mTLS admin listener is decided by its verified identity alone.
     if (input.peerSpiffeId !== undefined) {
-      if (this.#listedAdmin(verifiedIdentity(input.peerSpiffeId)) === undefined) return { ok: true, principal: input.peerSpiffeId };
+      if (this.listedAdmin(verifiedIdentity(input.peerSpiffeId)) === undefined) return { ok: true, principal: input.peerSpiffeId };
       return fail('admin_not_listed', `${input.peerSpiffeId || 'the peer'} is not listed under admins in the policy`);
     }
     const header = input.authorization;
@@ -184,9 +184,9 @@ export class AdminAuthenticator {
     }
     const m = /^Bearer +(\S+) *$/i.exec(header);
     if (!m) return fail('admin_auth_invalid', "the Authorization header must be 'Bearer <token>'");
-    if (!this.#tokenDigest) return fail('admin_auth_invalid', 'bearer token authentication is not enabled');
+    if (!this.tokenDigest) return fail('admin_auth_invalid', 'bearer token authentication is not enabled');
     // Digests first: equal lengths for timingSafeEqual, and the token's length does not leak.
-    if (!timingSafeEqual(sha256(m[1]!), this.#tokenDigest)) return fail('admin_auth_invalid', 'wrong admin token');
+    if (!timingSafeEqual(sha256(m[1]!), this.tokenDigest)) return fail('admin_auth_invalid', 'wrong admin token');
     return { ok: true, principal: TOKEN_PRINCIPAL };
   }
 }
@@ -196,8 +196,8 @@ function fail(reason: Exclude<AdminAuthFailureReason, 'admin_rate_limited'>, err
   return { ...refusal, ok: false, reason };
 }
 
-function sha256(s: string): Buffer {
-  return createHash('sha256').update(s, 'utf8').digest();
+function sha256(text: string): Buffer {
+  return createHash('sha256').update(text, 'utf8').digest();
 }
 
 /**
@@ -207,7 +207,7 @@ function sha256(s: string): Buffer {
  * past `cap` keys the least recently failed go.
  */
 class FailureLimiter {
-  readonly #records = new Map<string, { failures: number[]; noticed: boolean }>();
+  private readonly records = new Map<string, { failures: number[]; noticed: boolean }>();
 
   constructor(
     private readonly max: number,
@@ -216,18 +216,18 @@ class FailureLimiter {
   ) {}
 
   get size(): number {
-    return this.#records.size;
+    return this.records.size;
   }
 
   /** Milliseconds until every key in `keys` may try again, or undefined when none is blocked. */
   blockedFor(keys: readonly string[], now: number): number | undefined {
     let wait: number | undefined;
     for (const key of keys) {
-      const rec = this.#records.get(key);
+      const rec = this.records.get(key);
       if (!rec) continue;
-      this.#prune(rec.failures, now);
+      this.prune(rec.failures, now);
       if (rec.failures.length === 0) {
-        this.#records.delete(key);
+        this.records.delete(key);
         continue;
       }
       if (rec.failures.length >= this.max) {
@@ -242,7 +242,7 @@ class FailureLimiter {
   firstBlockedNotice(keys: readonly string[]): boolean {
     let first = false;
     for (const key of keys) {
-      const rec = this.#records.get(key);
+      const rec = this.records.get(key);
       if (rec && rec.failures.length >= this.max && !rec.noticed) {
         rec.noticed = true;
         first = true;
@@ -253,21 +253,21 @@ class FailureLimiter {
 
   recordFailure(keys: readonly string[], now: number): void {
     for (const key of keys) {
-      const rec = this.#records.get(key) ?? { failures: [], noticed: false };
-      this.#records.delete(key); // re-inserted last: Map order doubles as recency
-      this.#prune(rec.failures, now);
+      const rec = this.records.get(key) ?? { failures: [], noticed: false };
+      this.records.delete(key); // re-inserted last: Map order doubles as recency
+      this.prune(rec.failures, now);
       rec.failures.push(now);
       if (rec.failures.length > this.max) rec.failures.splice(0, rec.failures.length - this.max);
       rec.noticed = false;
-      this.#records.set(key, rec);
+      this.records.set(key, rec);
     }
-    while (this.#records.size > this.cap) {
-      const oldest = this.#records.keys().next().value as string;
-      this.#records.delete(oldest);
+    while (this.records.size > this.cap) {
+      const oldest = this.records.keys().next().value as string;
+      this.records.delete(oldest);
     }
   }
 
-  #prune(failures: number[], now: number): void {
+  private prune(failures: number[], now: number): void {
     let drop = 0;
     while (drop < failures.length && failures[drop]! <= now - this.windowMs) drop++;
     if (drop) failures.splice(0, drop);

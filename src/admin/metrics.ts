@@ -90,9 +90,9 @@ export class SidecarMetrics {
       help: 'Seconds until the current X509-SVID expires (absent without an SVID).',
       registers: [registry],
       collect() {
-        const s = gauges.svidSecondsToExpiry();
-        if (s === undefined) this.reset();
-        else this.set(s);
+        const seconds = gauges.svidSecondsToExpiry();
+        if (seconds === undefined) this.reset();
+        else this.set(seconds);
       },
     });
     new client.Gauge({
@@ -117,16 +117,16 @@ export class SidecarMetrics {
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
       registers: [registry],
     });
-    const cacheCounter = (name: string, help: string, pick: (s: AttestationCacheStats) => number) =>
+    const cacheCounter = (name: string, help: string, pick: (stats: AttestationCacheStats) => number) =>
       new client.Counter({
         name,
         help,
         registers: [registry],
         collect() {
-          const s = gauges.attestationCache?.();
-          if (!s) return;
+          const stats = gauges.attestationCache?.();
+          if (!stats) return;
           this.reset();
-          this.inc(pick(s));
+          this.inc(pick(stats));
         },
       });
     cacheCounter('attest_sidecar_attestation_cache_hits_total', 'Attestation verdict cache hits (requests served without verification).', (s) => s.hits);
@@ -140,9 +140,8 @@ export class SidecarMetrics {
         this.set(gauges.attestationCache?.()?.size ?? 0);
       },
     });
-    // The event-loop delay histogram samples every 50 ms instead of prom-client's 10 ms: that
-    // timer was most of what an idle sidecar did (100 wakeups/s, ~1% of a core per pod), and
-    // stalls worth alerting on are longer than 50 ms.
+    // The event-loop delay histogram samples every 50 ms instead of prom-client's 10 ms: a 10 ms
+    // timer keeps an idle sidecar waking, and stalls worth alerting on are longer than 50 ms.
     // Standard names (process_cpu_seconds_total, nodejs_heap_size_total_bytes, ...): the stock
     // Node.js dashboards and alerts expect them; the `sidecar` default label tells sidecars apart.
     client.collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 50 });
@@ -200,18 +199,18 @@ class RequestStats {
     if (!byDecision) this.counts.set(direction, (byDecision = new Map()));
     let byReason = byDecision.get(decision);
     if (!byReason) byDecision.set(decision, (byReason = new Map()));
-    const c = byReason.get(reason);
-    if (c) c.n++;
+    const counter = byReason.get(reason);
+    if (counter) counter.n++;
     else byReason.set(reason, { n: 1 });
     let series = this.latency.get(direction);
     if (!series) this.latency.set(direction, (series = new Map()));
-    let h = series.get(decision);
-    if (!h) series.set(decision, (h = { buckets: new Float64Array(LATENCY_BUCKETS.length + 1), sum: 0, count: 0 }));
+    let histogram = series.get(decision);
+    if (!histogram) series.set(decision, (histogram = { buckets: new Float64Array(LATENCY_BUCKETS.length + 1), sum: 0, count: 0 }));
     let i = 0;
     while (i < LATENCY_BUCKETS.length && seconds > LATENCY_BUCKETS[i]!) i++;
-    h.buckets[i]!++;
-    h.sum += seconds;
-    h.count++;
+    histogram.buckets[i]!++;
+    histogram.sum += seconds;
+    histogram.count++;
   }
 
   counterMetric(name: string, help: string) {

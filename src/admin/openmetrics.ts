@@ -36,8 +36,8 @@ export async function openMetricsText(registry: client.Registry): Promise<string
   return out.join('\n');
 }
 
-function escape(s: string): string {
-  return s.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
+function escape(text: string): string {
+  return text.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
 }
 
 function numberText(n: number): string {

@@ -12,7 +12,8 @@ import type { AdminApi } from './api.js';
 import { serverContextOptions, verifyClientPeer, type TlsMaterial } from '../spiffe/tls.js';
 import { authorizeAny, type AuthorizationRefusal, type Authorizer } from '../spiffe/authorize.js';
 import type { AddressInfo } from 'node:net';
-import type { AuditSink, Logger } from '../log.js';
+import type { AuditSink } from '../audit/record.js';
+import type { Logger } from '../lib/log.js';
 import { AggregatedAudit } from '../audit/aggregate.js';
 import { handshakeFailureReason } from '../spiffe/handshake-reasons.js';
 import { SidecarError } from '../errors.js';
@@ -24,8 +25,6 @@ import type { ReadinessCheck } from '../lib/readiness.js';
 import type { Registry } from 'prom-client';
 import { OPENMETRICS_CONTENT_TYPE, openMetricsText, wantsOpenMetrics } from './openmetrics.js';
 import { STATUS_PAGE_CSP, STATUS_PAGE_HTML } from './status-page.js';
-
-export type { ReadinessCheck } from '../lib/readiness.js';
 
 /** What the admin server needs of the metrics: the registry it serves and its refusal counter. */
 export interface AdminMetrics extends ListenerMetrics {
@@ -192,9 +191,9 @@ export class AdminServer {
       }
       case '/metrics': {
         const registry = this.deps.metrics.registry;
-        const om = wantsOpenMetrics(req.headers.accept);
-        const body = om ? await openMetricsText(registry) : await registry.metrics();
-        res.writeHead(200, { 'content-type': om ? OPENMETRICS_CONTENT_TYPE : registry.contentType, 'cache-control': 'no-store', vary: 'accept' });
+        const openMetrics = wantsOpenMetrics(req.headers.accept);
+        const body = openMetrics ? await openMetricsText(registry) : await registry.metrics();
+        res.writeHead(200, { 'content-type': openMetrics ? OPENMETRICS_CONTENT_TYPE : registry.contentType, 'cache-control': 'no-store', vary: 'accept' });
         res.end(req.method === 'HEAD' ? undefined : body);
         return;
       }

@@ -6,7 +6,8 @@
  * Anything a requirement needs but the evidence does not report fails closed.
  */
 import type { AttestationRequirements } from './requirements.js';
-import { AttestationError, type EvidenceType } from './types.js';
+import { AttestationError } from './types.js';
+import { type EvidenceType } from './kinds.js';
 
 export interface NormalizedClaims {
   evidence_type: EvidenceType;

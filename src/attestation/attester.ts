@@ -4,7 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import { encodeEvidence, type Evidence } from './envelope.js';
-import type { EvidenceType } from './types.js';
+import type { EvidenceType } from './kinds.js';
 
 export interface Attester {
   readonly type: EvidenceType;
@@ -19,8 +19,8 @@ export interface PreparedEvidence {
   readonly id: string;
 }
 
-export function prepareEvidence(ev: Evidence): PreparedEvidence {
-  const header = encodeEvidence(ev);
+export function prepareEvidence(evidence: Evidence): PreparedEvidence {
+  const header = encodeEvidence(evidence);
   return { header, id: evidenceId(header) };
 }
 
@@ -30,4 +30,3 @@ export function evidenceId(header: string): string {
 }
 
 // The sim attester lives with its kind; re-exported here where the other attesters' callers look.
-export { SimAttester, type SimAttesterOptions } from './sim/attester.js';

@@ -4,8 +4,6 @@
  */
 import type { AttesterConfig, KindsVerifierConfig } from './kinds.js';
 
-export type { AttesterConfig } from './kinds.js';
-
 /** `attestation.verifier`: every kind's trust fields, the reference values and the verdict cache size. */
 export type VerifierConfig = KindsVerifierConfig & {
   /** Reference values by environment name (policies refer to them by name). */

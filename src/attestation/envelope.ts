@@ -14,10 +14,9 @@
  * base64url and oversized values are all refused.
  */
 import { parseStrictJson } from '../lib/strict-json.js';
-import { PARTS } from './kinds.js';
-import { AttestationError, type EvidenceType } from './types.js';
+import { PARTS, type EvidenceType } from './kinds.js';
+import { AttestationError } from './types.js';
 
-export const EVIDENCE_HEADER = 'attest-evidence';
 export const COLLECTION_TYPE = 'tag:attest-sidecar,2026:evidence/v1';
 /** Upper bound for the header value (Node's default header limit is 16 KiB in total). */
 export const MAX_ENVELOPE_CHARS = 14 * 1024;
@@ -40,17 +39,17 @@ function fromB64url(value: string, what: string): Buffer {
   return bytes;
 }
 
-export function encodeEvidence(ev: Evidence): string {
-  const spec = PARTS.get(ev.type);
-  if (!spec) throw new RangeError(`evidence type ${ev.type} is not known`);
-  const out: Record<string, unknown> = { __cmwc_t: COLLECTION_TYPE, type: ['text/plain', Buffer.from(ev.type).toString('base64url')] };
-  for (const [label, bytes] of Object.entries(ev.parts)) {
-    const s = Object.hasOwn(spec, label) ? spec[label] : undefined;
-    if (!s) throw new RangeError(`evidence type ${ev.type} has no part '${label}'`);
-    out[label] = [s.mediaType, bytes.toString('base64url')];
+export function encodeEvidence(collected: Evidence): string {
+  const spec = PARTS.get(collected.type);
+  if (!spec) throw new RangeError(`evidence type ${collected.type} is not known`);
+  const out: Record<string, unknown> = { __cmwc_t: COLLECTION_TYPE, type: ['text/plain', Buffer.from(collected.type).toString('base64url')] };
+  for (const [label, bytes] of Object.entries(collected.parts)) {
+    const partSpec = Object.hasOwn(spec, label) ? spec[label] : undefined;
+    if (!partSpec) throw new RangeError(`evidence type ${collected.type} has no part '${label}'`);
+    out[label] = [partSpec.mediaType, bytes.toString('base64url')];
   }
   for (const [label, s] of Object.entries(spec)) {
-    if (s.required && !Object.hasOwn(ev.parts, label)) throw new RangeError(`evidence type ${ev.type} needs part '${label}'`);
+    if (s.required && !Object.hasOwn(collected.parts, label)) throw new RangeError(`evidence type ${collected.type} needs part '${label}'`);
   }
   const text = Buffer.from(JSON.stringify(out), 'utf8').toString('base64url');
   if (text.length > MAX_ENVELOPE_CHARS) throw new RangeError(`evidence envelope is ${text.length} characters, over ${MAX_ENVELOPE_CHARS}`);
@@ -71,27 +70,27 @@ export function decodeEvidence(header: string): Evidence {
   if (!doc || typeof doc !== 'object' || Array.isArray(doc)) {
     throw new AttestationError('evidence_malformed', 'evidence envelope must be a JSON object (CMW collection)');
   }
-  const d = doc as Record<string, unknown>;
-  if (d.__cmwc_t !== COLLECTION_TYPE) {
-    throw new AttestationError('evidence_unsupported', `evidence envelope type ${JSON.stringify(d.__cmwc_t)} is not ${COLLECTION_TYPE}`);
+  const fields = doc as Record<string, unknown>;
+  if (fields.__cmwc_t !== COLLECTION_TYPE) {
+    throw new AttestationError('evidence_unsupported', `evidence envelope type ${JSON.stringify(fields.__cmwc_t)} is not ${COLLECTION_TYPE}`);
   }
-  const typeRec = record(d.type, 'type');
+  const typeRec = record(fields.type, 'type');
   if (typeRec[0] !== 'text/plain') throw new AttestationError('evidence_malformed', "evidence 'type' must be a text/plain record");
   const type = fromB64url(typeRec[1], "evidence 'type'").toString('utf8') as EvidenceType;
   const spec = PARTS.get(type);
   if (!spec) throw new AttestationError('evidence_unsupported', `evidence type ${JSON.stringify(type)} is not supported`);
   const parts: Record<string, Buffer> = Object.create(null);
-  for (const [label, value] of Object.entries(d)) {
+  for (const [label, value] of Object.entries(fields)) {
     if (label === '__cmwc_t' || label === 'type') continue;
-    const s = Object.prototype.hasOwnProperty.call(spec, label) ? spec[label] : undefined;
-    if (!s) throw new AttestationError('evidence_malformed', `evidence type ${type} has no part '${label}'`);
+    const partSpec = Object.prototype.hasOwnProperty.call(spec, label) ? spec[label] : undefined;
+    if (!partSpec) throw new AttestationError('evidence_malformed', `evidence type ${type} has no part '${label}'`);
     const [mediaType, b64] = record(value, label);
-    if (mediaType !== s.mediaType) {
-      throw new AttestationError('evidence_malformed', `evidence part '${label}' has media type ${JSON.stringify(mediaType)}, expected ${s.mediaType}`);
+    if (mediaType !== partSpec.mediaType) {
+      throw new AttestationError('evidence_malformed', `evidence part '${label}' has media type ${JSON.stringify(mediaType)}, expected ${partSpec.mediaType}`);
     }
     const bytes = fromB64url(b64, `evidence part '${label}'`);
-    if (bytes.length === 0 || bytes.length > s.maxBytes) {
-      throw new AttestationError('evidence_malformed', `evidence part '${label}' is ${bytes.length} bytes (1..${s.maxBytes} allowed)`);
+    if (bytes.length === 0 || bytes.length > partSpec.maxBytes) {
+      throw new AttestationError('evidence_malformed', `evidence part '${label}' is ${bytes.length} bytes (1..${partSpec.maxBytes} allowed)`);
     }
     parts[label] = bytes;
   }

@@ -57,7 +57,7 @@ export interface TrustLoadContext {
   /** The verifier setup's logger, passed on to what loads in the background (the KDS cache). */
   readonly logger?: Parameters<typeof setupVerifier>[1];
   /** PEM texts of a file, or of every *.pem/*.crt/*.cer in a directory. */
-  pemSources(p: string, what: string): string[];
+  pemSources(location: string, what: string): string[];
   publicKey(file: string, what: string): KeyObject;
 }
 

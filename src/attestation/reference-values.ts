@@ -41,9 +41,6 @@ import {
 } from './reference-values-parse.js';
 import type { Logger } from '../lib/log.js';
 
-export { parseReferenceValues, ReferenceValuesError, type ReferenceValues, type ReferenceValuesReason, type ParseReferenceValuesOptions } from './reference-values-parse.js';
-export { parseSigningKeysPem, checkSigningKeys } from './reference-values-signature.js';
-
 /** Requirements after merging reference values; `tpmAkSpkiSha256` awaits a field in AttestationRequirements. */
 export type AppraisalRequirements = AttestationRequirements & { tpmAkSpkiSha256?: string[] };
 
@@ -118,25 +115,25 @@ export interface ReferenceValueStore {
 
 /** All configured environments, hot reloaded; a bad replacement keeps the last good values. */
 export class ReferenceValueStore extends EventEmitter {
-  readonly #files: ReadonlyMap<string, string>;
-  readonly #keys: KeyObject[];
-  readonly #requireSignature: boolean;
-  readonly #logger: Logger | undefined;
-  readonly #now: () => number;
-  readonly #entries = new Map<string, Entry>();
+  private readonly files: ReadonlyMap<string, string>;
+  private readonly keys: KeyObject[];
+  private readonly requireSignature: boolean;
+  private readonly logger: Logger | undefined;
+  private readonly now: () => number;
+  private readonly entries = new Map<string, Entry>();
   /** Last rejected fingerprint per name, so one broken edit is logged once, not on every event. */
-  readonly #rejected = new Map<string, string>();
-  readonly #expiredLogged = new Set<string>();
-  #version = '';
-  #watch: FileWatch | undefined;
+  private readonly rejected = new Map<string, string>();
+  private readonly expiredLogged = new Set<string>();
+  private combinedVersion = '';
+  private watch: FileWatch | undefined;
 
   private constructor(opts: ReferenceValueStoreOptions) {
     super();
-    this.#files = new Map(Object.entries(opts.files).map(([name, file]) => [name, resolve(file)]));
-    this.#keys = [...opts.keys];
-    this.#requireSignature = opts.requireSignature;
-    this.#logger = opts.logger;
-    this.#now = opts.now ?? Date.now;
+    this.files = new Map(Object.entries(opts.files).map(([name, file]) => [name, resolve(file)]));
+    this.keys = [...opts.keys];
+    this.requireSignature = opts.requireSignature;
+    this.logger = opts.logger;
+    this.now = opts.now ?? Date.now;
   }
 
   /** Loads every file now; throws (ConfigError / ReferenceValuesError) if any is missing, invalid, unsigned, badly signed or expired. */
@@ -149,29 +146,29 @@ export class ReferenceValueStore extends EventEmitter {
       if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) throw new ConfigError(`invalid environment name '${name}'`, { key: 'reference_values.files' });
     }
     const store = new ReferenceValueStore(opts);
-    for (const [name, file] of store.#files) {
+    for (const [name, file] of store.files) {
       const read = readPair(name, file);
-      const values = store.#parse(name, file, read);
-      store.#entries.set(name, { values, fingerprint: read.fingerprint });
-      store.#logger?.info({ name, file, version: values.version, signed: values.signed, expires: values.expiresAt.toISOString() }, 'reference values loaded');
+      const values = store.parse(name, file, read);
+      store.entries.set(name, { values, fingerprint: read.fingerprint });
+      store.logger?.info({ name, file, version: values.version, signed: values.signed, expires: values.expiresAt.toISOString() }, 'reference values loaded');
     }
-    store.#updateVersion();
-    const watched = [...store.#files.values()].flatMap((f) => [f, `${f}.sig`]);
-    store.#watch = watchFiles(watched, () => store.reload(), {
+    store.updateVersion();
+    const watched = [...store.files.values()].flatMap((f) => [f, `${f}.sig`]);
+    store.watch = watchFiles(watched, () => store.reload(), {
       debounceMs: opts.debounceMs ?? 100,
-      onError: (err) => store.#logger?.error({ err: errorMessage(err) }, 'reference values watch failed; keeping current values'),
+      onError: (err) => store.logger?.error({ err: errorMessage(err) }, 'reference values watch failed; keeping current values'),
     });
     return store;
   }
 
   /** The values of `name`; undefined when unknown OR expired at now() (fail closed). */
   get(name: string): ReferenceValues | undefined {
-    const entry = this.#entries.get(name);
+    const entry = this.entries.get(name);
     if (!entry) return undefined;
-    if (this.#now() >= entry.values.expiresAt.getTime()) {
-      if (!this.#expiredLogged.has(entry.fingerprint)) {
-        this.#expiredLogged.add(entry.fingerprint);
-        this.#logger?.error(
+    if (this.now() >= entry.values.expiresAt.getTime()) {
+      if (!this.expiredLogged.has(entry.fingerprint)) {
+        this.expiredLogged.add(entry.fingerprint);
+        this.logger?.error(
           { reason: 'reference_values_expired', name, file: entry.values.file, expires: entry.values.expiresAt.toISOString() },
           `reference values '${name}' expired at ${entry.values.expiresAt.toISOString()}; refusing them until a renewed file is loaded`,
         );
@@ -185,7 +182,7 @@ export class ReferenceValueStore extends EventEmitter {
   require(name: string): ReferenceValues {
     const values = this.get(name);
     if (values) return values;
-    const entry = this.#entries.get(name);
+    const entry = this.entries.get(name);
     if (!entry) {
       throw new ReferenceValuesError('reference_values_invalid', [
         { file: '<config>', line: 0, column: 0, message: `no reference values named '${name}' are configured` },
@@ -198,71 +195,71 @@ export class ReferenceValueStore extends EventEmitter {
 
   /** Configured environment names. */
   names(): string[] {
-    return [...this.#files.keys()];
+    return [...this.files.keys()];
   }
 
   /** Combined version of all loaded files, changes on every reload */
   version(): string {
-    return this.#version;
+    return this.combinedVersion;
   }
 
   /** Re-reads every file now; returns true when any changed, valid file was swapped in. */
   reload(): boolean {
     let changed = false;
-    for (const [name, file] of this.#files) {
-      const current = this.#entries.get(name)!;
+    for (const [name, file] of this.files) {
+      const current = this.entries.get(name)!;
       let read: FilePair;
       try {
         read = readPair(name, file);
       } catch (err) {
-        this.#reject(name, file, current.values, err);
+        this.reject(name, file, current.values, err);
         continue;
       }
       if (read.fingerprint === current.fingerprint) {
-        this.#rejected.delete(name); // back to the good pair: a later identical bad edit is reported again
+        this.rejected.delete(name); // back to the good pair: a later identical bad edit is reported again
         continue;
       }
-      if (read.fingerprint === this.#rejected.get(name)) continue;
+      if (read.fingerprint === this.rejected.get(name)) continue;
       let values: ReferenceValues;
       try {
-        values = this.#parse(name, file, read);
+        values = this.parse(name, file, read);
       } catch (err) {
-        this.#rejected.set(name, read.fingerprint);
-        this.#reject(name, file, current.values, err);
+        this.rejected.set(name, read.fingerprint);
+        this.reject(name, file, current.values, err);
         continue;
       }
-      this.#rejected.delete(name);
-      this.#entries.set(name, { values, fingerprint: read.fingerprint });
+      this.rejected.delete(name);
+      this.entries.set(name, { values, fingerprint: read.fingerprint });
       changed = true;
-      this.#logger?.info({ name, file, version: values.version, previous: current.values.version, signed: values.signed }, 'reference values reloaded');
-      this.#updateVersion();
+      this.logger?.info({ name, file, version: values.version, previous: current.values.version, signed: values.signed }, 'reference values reloaded');
+      this.updateVersion();
       this.emit('reload', name);
     }
     return changed;
   }
 
   close(): void {
-    this.#watch?.close();
-    this.#watch = undefined;
+    this.watch?.close();
+    this.watch = undefined;
   }
 
-  #parse(name: string, file: string, read: FilePair): ReferenceValues {
+  private parse(name: string, file: string, read: FilePair): ReferenceValues {
     return parseReferenceValues(read.bytes, file, {
       ...(read.signature ? { signature: read.signature } : {}),
-      keys: this.#keys,
-      requireSignature: this.#requireSignature,
-      now: new Date(this.#now()),
+      keys: this.keys,
+      requireSignature: this.requireSignature,
+      now: new Date(this.now()),
       name,
     });
   }
 
-  #reject(name: string, file: string, kept: ReferenceValues, err: unknown): void {
+  private reject(name: string, file: string, kept: ReferenceValues, err: unknown): void {
     const error =
       err instanceof ReferenceValuesError
         ? err
         : new ReferenceValuesError('reference_values_invalid', [{ file, line: 0, column: 0, message: errorMessage(err) }]);
     for (const p of error.problems) {
-      this.#logger?.error(
+      this.logger?.error(
         { reason: error.reason, name, file: p.file, line: p.line, column: p.column, key: p.key, version: kept.version },
         `reference values reload rejected, keeping version ${kept.version}: ${formatProblem(p)}`,
       );
@@ -271,9 +268,9 @@ export class ReferenceValueStore extends EventEmitter {
     if (this.listenerCount('error') > 0) this.emit('error', error);
   }
 
-  #updateVersion(): void {
-    const parts = [...this.#entries].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([n, e]) => `${n}=${e.fingerprint}\n`);
-    this.#version = sha256Prefix(Buffer.from(parts.join(''), 'utf8'));
+  private updateVersion(): void {
+    const parts = [...this.entries].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([n, e]) => `${n}=${e.fingerprint}\n`);
+    this.combinedVersion = sha256Prefix(Buffer.from(parts.join(''), 'utf8'));
   }
 }
 

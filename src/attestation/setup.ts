@@ -8,10 +8,11 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { SidecarError, errorMessage } from '../errors.js';
 import type { Attester } from './attester.js';
-import type { AttestationConfig, AttesterConfig, VerifierConfig } from './config.js';
+import type { AttestationConfig, VerifierConfig } from './config.js';
+import { ATTESTERS, TRUST_SECTIONS, type AttesterConfig, type VerifierTrust } from './kinds.js';
 import type { TrustLoadContext } from './kind.js';
-import { ATTESTERS, TRUST_SECTIONS, type VerifierTrust } from './kinds.js';
-import { ReferenceValueStore, parseSigningKeysPem } from './reference-values.js';
+import { ReferenceValueStore } from './reference-values.js';
+import { parseSigningKeysPem } from './reference-values-signature.js';
 import type { Logger } from '../lib/log.js';
 
 /** What setup reads of the sidecar config: the file (for messages) and its attestation section. */
@@ -26,18 +27,18 @@ function read(file: string, what: string, config: SetupConfig): string {
 }
 
 /** PEM texts of a file, or of every *.pem/*.crt/*.cer in a directory. */
-function pemSources(p: string, what: string, config: SetupConfig): string[] {
+function pemSources(location: string, what: string, config: SetupConfig): string[] {
   let isDir = false;
   try {
-    isDir = statSync(p).isDirectory();
+    isDir = statSync(location).isDirectory();
   } catch (err) {
-    throw new SidecarError('config_invalid', `${config.file}: ${what}: cannot read ${p}: ${errorMessage(err)}`);
+    throw new SidecarError('config_invalid', `${config.file}: ${what}: cannot read ${location}: ${errorMessage(err)}`);
   }
-  if (!isDir) return [read(p, what, config)];
-  return readdirSync(p)
+  if (!isDir) return [read(location, what, config)];
+  return readdirSync(location)
     .filter((f) => /\.(pem|crt|cer)$/i.test(f))
     .sort()
-    .map((f) => read(path.join(p, f), what, config));
+    .map((f) => read(path.join(location, f), what, config));
 }
 
 export function createAttester(config: SetupConfig, a: AttesterConfig | undefined = config.attestation?.attester): Attester | undefined {

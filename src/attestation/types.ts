@@ -9,7 +9,6 @@ import { SidecarError } from '../errors.js';
 import type { ReasonCodeOf } from '../reasons.js';
 
 /** The evidence kinds' names (the list is src/attestation/kinds.ts). */
-export type { EvidenceType } from './kinds.js';
 
 /**
  * Reason codes shared by every verifier: the catalogue's `attestation` kind (src/reasons.ts). The

@@ -8,11 +8,8 @@
 import type { NormalizedClaims } from './appraise.js';
 import type { Evidence } from './envelope.js';
 import type { BindingExpectation, Remembered } from './kind.js';
-import { kindNamed, type VerifierTrust } from './kinds.js';
-import { AttestationError, type EvidenceType } from './types.js';
-
-export type { BindingExpectation } from './kind.js';
-export type { VerifierTrust } from './kinds.js';
+import { kindNamed, type EvidenceType, type VerifierTrust } from './kinds.js';
+import { AttestationError } from './types.js';
 
 export interface VerifiedEvidence {
   readonly type: EvidenceType;
@@ -28,24 +25,24 @@ export interface VerifiedEvidence {
 const NOTHING_REMEMBERED = (): undefined => undefined;
 
 export function verifyEvidence(
-  ev: Evidence,
+  presented: Evidence,
   trust: VerifierTrust,
   binding: BindingExpectation,
   now: Date,
   recall: (key: string) => unknown = NOTHING_REMEMBERED,
 ): VerifiedEvidence {
-  const verify = kindNamed(ev.type)?.verify;
-  if (!verify) throw new AttestationError('evidence_unsupported', `no verifier for evidence type ${ev.type} is configured on this sidecar`);
-  return { type: ev.type, ...verify({ parts: ev.parts, trust, binding, now, recall }) };
+  const verify = kindNamed(presented.type)?.verify;
+  if (!verify) throw new AttestationError('evidence_unsupported', `no verifier for evidence type ${presented.type} is configured on this sidecar`);
+  return { type: presented.type, ...verify({ parts: presented.parts, trust, binding, now, recall }) };
 }
 
 /**
  * After a verification failed with collateral_missing: lets the evidence's kind fetch what was
  * missing in the background, so that a later attempt finds it in memory. Never waits.
  */
-export function fetchMissingCollateral(ev: Evidence, trust: VerifierTrust): void {
+export function fetchMissingCollateral(evidence: Evidence, trust: VerifierTrust): void {
   try {
-    kindNamed(ev.type)?.fetchMissingCollateral?.(ev.parts, trust);
+    kindNamed(evidence.type)?.fetchMissingCollateral?.(evidence.parts, trust);
   } catch {
     // Best effort: the attempt that wanted the collateral has already failed closed.
   }

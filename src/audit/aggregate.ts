@@ -85,10 +85,10 @@ export class AggregatedAudit {
     this.timer.unref();
   }
 
-  private write(e: Pending): void {
-    const rec: AggregatedRecord = { type: e.type, decision: 'deny', reason: e.reason, detail: e.detail, count: e.count };
-    if (e.peer !== undefined) rec.peer = e.peer;
-    if (e.remote !== undefined) rec.remote = e.remote;
+  private write(pending: Pending): void {
+    const rec: AggregatedRecord = { type: pending.type, decision: 'deny', reason: pending.reason, detail: pending.detail, count: pending.count };
+    if (pending.peer !== undefined) rec.peer = pending.peer;
+    if (pending.remote !== undefined) rec.remote = pending.remote;
     this.audit.record(rec);
   }
 }

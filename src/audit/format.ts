@@ -15,13 +15,13 @@ import type { AuditFields } from './record.js';
 const NEEDS_ESCAPE = /["\\\u0000-\u001f\u007f-\uffff]/;
 const NON_ASCII = /[\u007f-\uffff]/g;
 
-function unicodeEscape(c: string): string {
-  return `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
+function unicodeEscape(char: string): string {
+  return `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`;
 }
 
 /** A JSON string literal of `s`, in printable ASCII only. */
-export function asciiJsonString(s: string): string {
-  return NEEDS_ESCAPE.test(s) ? JSON.stringify(s).replace(NON_ASCII, unicodeEscape) : `"${s}"`;
+export function asciiJsonString(text: string): string {
+  return NEEDS_ESCAPE.test(text) ? JSON.stringify(text).replace(NON_ASCII, unicodeEscape) : `"${text}"`;
 }
 
 const str = asciiJsonString;
@@ -32,8 +32,8 @@ const str = asciiJsonString;
  * memoised head below, the sink's prefix) is flattened once instead. Only for ASCII (latin1
  * round trip), which everything this module writes is.
  */
-export function flatAscii(s: string): string {
-  return Buffer.from(s, 'latin1').toString('latin1');
+export function flatAscii(text: string): string {
+  return Buffer.from(text, 'latin1').toString('latin1');
 }
 
 /**
@@ -44,12 +44,12 @@ export function flatAscii(s: string): string {
 const literals = new Map<string, string>();
 const MAX_LITERALS = 1024;
 
-function lit(s: string): string {
-  let v = literals.get(s);
+function lit(text: string): string {
+  let v = literals.get(text);
   if (v === undefined) {
-    v = asciiJsonString(s);
+    v = asciiJsonString(text);
     if (literals.size >= MAX_LITERALS) literals.clear();
-    literals.set(s, v);
+    literals.set(text, v);
   }
   return v;
 }

@@ -125,8 +125,6 @@ export type AuditRecord =
   | AuditChainStartRecord
   | AuditTailRepairedRecord;
 
-export type AuditRecordType = AuditRecord['type'];
-
 /** The kinds AggregatedAudit counts per window. */
 export type AggregatedRecord = PeerRejectedRecord | ConnectionRefusedRecord;
 

@@ -24,13 +24,12 @@
  * A crash may leave a torn last line; on the next start the sink repairs and audits that (tail.ts). Records are built by callers from
  * SPIFFE IDs, reasons and paths; nothing here ever receives key material.
  */
-import { closeSync, constants, fdatasync, fstatSync, mkdirSync, openSync, writeSync } from 'node:fs';
-import path from 'node:path';
+import { closeSync, writeSync } from 'node:fs';
 import { errorMessage } from '../errors.js';
 import { lineHash } from './chain.js';
 import type { AuditRecord, AuditSink } from './record.js';
-import { freshChain, resumeChain } from './tail.js';
-import { syncDirBestEffort, writeAll } from './write.js';
+import { datasyncFd, forgetAtExit, openAuditTarget, writePendingAtExit } from './target.js';
+import { writeAll } from './write.js';
 import { asciiJsonString, AuditMembersFormatter, flatAscii, IsoClock } from './format.js';
 
 /** Pending records are drained (formatted, hashed, staged) in groups of at most this many. */
@@ -44,17 +43,13 @@ const STAGE_BYTES = 256 * 1024;
 const MAX_SPARES = 4;
 /**
  * Audit bytes not yet written (staged or in a write) past which the sidecar reports not ready:
- * about 2 s of lines at 12,000 requests per second. Records are never dropped for it; the disk
+ * a few seconds of lines at a high request rate. Records are never dropped for it; the disk
  * is behind, and readiness lets the orchestrator send traffic elsewhere until it catches up.
  */
 export const AUDIT_BACKLOG_LIMIT_BYTES = 8 * 1024 * 1024;
 const PREV_KEY = ',"prev":"';
 /** Writes to a pipe of at most this many bytes are atomic (POSIX guarantees 512; Linux 4096). */
 const PIPE_ATOMIC_BYTES = 4096;
-
-/** Open sinks, written out synchronously if the process exits with records still pending. */
-const openSinks = new Set<JsonLinesAuditSink>();
-let exitHookInstalled = false;
 
 export interface JsonLinesAuditSinkOptions {
   /** fdatasync at most flushIntervalMs after a write; default true for files (ignored for stdout). */
@@ -95,9 +90,8 @@ export class JsonLinesAuditSink implements AuditSink {
   /**
    * Staging buffers whose write has completed, for reuse. A buffer dropped instead is garbage
    * outside the V8 heap that V8 frees only at a full collection (a buffer busy for ~100 ms has
-   * moved to the old generation, which a sidecar collects rarely). With one spare kept, every
-   * write that overlapped the next dropped one: about 3 per 2 s of load at 32 connections here
-   * with the disk busy, and every buffer of a burst.
+   * moved to the old generation, which a sidecar collects rarely); keeping a few lets writes
+   * that overlap (a busy disk, a burst) reuse them.
    */
   private readonly spares: Buffer[] = [];
   /** Staging buffers of the standard size allocated so far, the first stage included. */
@@ -131,38 +125,18 @@ export class JsonLinesAuditSink implements AuditSink {
    */
   constructor(target: 'stdout' | string, name?: string, opts: JsonLinesAuditSinkOptions = {}) {
     this.onError = opts.onError;
-    let resume = freshChain();
-    if (target === 'stdout') {
-      this.fd = 1;
-      this.ownsFd = false;
-      this.doFsync = false;
-      this.regularFile = false;
-    } else {
-      const dir = path.dirname(target);
-      mkdirSync(dir, { recursive: true });
-      this.doFsync = opts.fsync ?? true;
-      this.fd = openSync(target, constants.O_RDWR | constants.O_APPEND | constants.O_CREAT, 0o600);
-      this.ownsFd = true;
-      try {
-        const st = fstatSync(this.fd);
-        this.regularFile = st.isFile();
-        if (st.size === 0) syncDirBestEffort(dir); // a new file's directory entry must survive a crash too
-        resume = resumeChain(this.fd, st.size);
-      } catch (err) {
-        closeSync(this.fd);
-        throw err;
-      }
-    }
+    const opened = openAuditTarget(target, opts.fsync);
+    this.fd = opened.fd;
+    this.ownsFd = opened.ownsFd;
+    this.doFsync = opened.fsync;
+    this.regularFile = opened.regularFile;
+    const resume = opened.resume;
     this.chain = resume.chain;
     this.drainedSeq = resume.seq;
     this.headHash = resume.head;
     this.prefix = flatAscii(`","log":"audit"${name ? `,"sidecar":${asciiJsonString(name)}` : ''},"chain":"${resume.chain}",`);
     this.flushIntervalMs = opts.flushIntervalMs ?? 100;
-    openSinks.add(this);
-    if (!exitHookInstalled) {
-      exitHookInstalled = true;
-      process.on('exit', writePendingOnExit);
-    }
+    writePendingAtExit(this);
     for (const note of resume.notes) this.record(note);
     this.drainAndWrite();
   }
@@ -319,16 +293,7 @@ export class JsonLinesAuditSink implements AuditSink {
   }
 
   private async fsyncFd(): Promise<void> {
-    try {
-      await new Promise<void>((resolve, reject) => fdatasync(this.fd, (err) => (err ? reject(err) : resolve())));
-    } catch (err) {
-      // Character devices and pipes (e.g. a target of /dev/stderr) cannot be fsync'd.
-      if ((err as NodeJS.ErrnoException).code === 'EINVAL' || (err as NodeJS.ErrnoException).code === 'ENOTSUP') {
-        this.doFsync = false;
-        return;
-      }
-      throw err;
-    }
+    if (!(await datasyncFd(this.fd))) this.doFsync = false;
   }
 
   /** The last drained record and the chain's ID: give these to something outside this host to anchor the log. */
@@ -384,7 +349,7 @@ export class JsonLinesAuditSink implements AuditSink {
     this.immediate = undefined;
     this.drainAndWrite();
     this.closed = true;
-    openSinks.delete(this);
+    forgetAtExit(this);
     clearTimeout(this.syncTimer);
     this.syncTimer = undefined;
     await this.writing;
@@ -397,8 +362,4 @@ export class JsonLinesAuditSink implements AuditSink {
 
 function mib(bytes: number): string {
   return (bytes / 2 ** 20).toFixed(1);
-}
-
-function writePendingOnExit(): void {
-  for (const sink of openSinks) sink.writePendingNow();
 }

@@ -15,8 +15,6 @@ import { createReadStream } from 'node:fs';
 import { classifyAuditLine, lineHash, ZERO_HASH } from './chain.js';
 import { ChainState, type ChainReport } from './verify-chain.js';
 
-export type { ChainReport } from './verify-chain.js';
-
 export type AuditChainErrorReason =
   | 'malformed_line'
   | 'unchained_record'
@@ -161,26 +159,26 @@ export class AuditChainVerifier {
   }
 
   finish(): AuditVerifyReport {
-    const r = this.report;
+    const report = this.report;
     if (this.pendingBytes > 0 || this.overlong) {
       this.lineNo++;
       const rest = Buffer.concat(this.pending, this.pendingBytes);
       const looksAudit = this.overlong || rest.includes('"log":"audit"');
-      if (this.mixed && !looksAudit) r.skipped++;
+      if (this.mixed && !looksAudit) report.skipped++;
       else this.fail('torn_tail', `${this.pendingBytes} bytes after the last newline: a write was cut short (the sidecar drops and audits them on restart)`);
     }
-    r.lines = this.lineNo;
-    r.chains = this.allChains.map((c) => c.summary());
-    r.segments = r.chains.length;
-    const first = r.chains[0];
-    const last = r.chains[r.chains.length - 1];
-    r.firstSeq = first?.firstSeq;
-    r.firstPrev = first?.firstPrev;
-    r.lastSeq = last?.lastSeq;
-    r.headHash = last?.headHash;
+    report.lines = this.lineNo;
+    report.chains = this.allChains.map((c) => c.summary());
+    report.segments = report.chains.length;
+    const first = report.chains[0];
+    const last = report.chains[report.chains.length - 1];
+    report.firstSeq = first?.firstSeq;
+    report.firstPrev = first?.firstPrev;
+    report.lastSeq = last?.lastSeq;
+    report.headHash = last?.headHash;
     this.checkAnchor();
-    r.ok = r.errorCount === 0;
-    return r;
+    report.ok = report.errorCount === 0;
+    return report;
   }
 
   private hold(part: Buffer): void {
@@ -337,8 +335,8 @@ export class AuditChainVerifier {
     if (!want) return;
     const states = this.allChains;
     if (states.some((c) => c.anchorMatched)) return;
-    const r = this.report;
-    const last = r.lastSeq === undefined ? 'no records' : `last seq ${r.lastSeq}`;
+    const report = this.report;
+    const last = report.lastSeq === undefined ? 'no records' : `last seq ${report.lastSeq}`;
     if (want.seq !== undefined && states.some((c) => c.anchorSeqSeen)) {
       this.fail('anchor_mismatch', `record seq ${want.seq} does not hash to the expected head ${want.head}: it was rewritten`, want.seq);
     } else if (want.seq !== undefined) {
@@ -349,14 +347,14 @@ export class AuditChainVerifier {
   }
 
   private fail(reason: AuditChainErrorReason, detail: string, seq?: number, previousLine?: number, chain?: string): void {
-    const r = this.report;
-    r.errorCount++;
-    if (r.errors.length >= MAX_REPORTED_ERRORS) return;
+    const report = this.report;
+    report.errorCount++;
+    if (report.errors.length >= MAX_REPORTED_ERRORS) return;
     const err: AuditChainError = { line: this.lineNo, reason, detail };
     if (seq !== undefined) err.seq = seq;
     if (chain !== undefined && this.mixed) err.chain = chain;
     if (previousLine !== undefined && previousLine > 0) err.previousLine = previousLine;
-    r.errors.push(err);
+    report.errors.push(err);
   }
 }
 

@@ -59,20 +59,20 @@ export class FileBudgetStore implements BudgetStore {
   readonly dir: string;
   /** Bytes of a torn last record dropped on open (0 if the journal ended cleanly). */
   readonly repairedBytes: number;
-  readonly #logger: Logger | undefined;
-  readonly #compactEvery: number;
-  readonly #now: () => number;
-  readonly #lock: LedgerLock;
-  readonly #totals: Map<string, number>;
-  #generation: number;
-  #journal: FileHandle;
-  #journalRecords: number;
-  #compactions = 0;
-  #pending: PendingRecord[] = [];
+  private readonly logger: Logger | undefined;
+  private readonly compactEvery: number;
+  private readonly now: () => number;
+  private readonly lock: LedgerLock;
+  private readonly totals: Map<string, number>;
+  private generation: number;
+  private journal: FileHandle;
+  private journalRecords: number;
+  private compactions = 0;
+  private pending: PendingRecord[] = [];
   /** The running flush loop, if any; new records join its next batch. */
-  #flushing: Promise<void> | undefined;
-  #failure: SidecarError | undefined;
-  #closed = false;
+  private flushing: Promise<void> | undefined;
+  private storeFailure: SidecarError | undefined;
+  private closed = false;
 
   private constructor(
     dir: string,
@@ -81,14 +81,14 @@ export class FileBudgetStore implements BudgetStore {
     options: FileBudgetStoreOptions,
   ) {
     this.dir = dir;
-    this.#lock = lock;
-    this.#logger = options.logger;
-    this.#compactEvery = options.compactEvery ?? 10_000;
-    this.#now = options.now ?? Date.now;
-    this.#totals = state.totals;
-    this.#generation = state.generation;
-    this.#journal = state.journal;
-    this.#journalRecords = state.journalRecords;
+    this.lock = lock;
+    this.logger = options.logger;
+    this.compactEvery = options.compactEvery ?? 10_000;
+    this.now = options.now ?? Date.now;
+    this.totals = state.totals;
+    this.generation = state.generation;
+    this.journal = state.journal;
+    this.journalRecords = state.journalRecords;
     this.repairedBytes = state.repairedBytes;
   }
 
@@ -106,11 +106,11 @@ export class FileBudgetStore implements BudgetStore {
     let lock: LedgerLock;
     try {
       await mkdir(abs, { recursive: true, mode: 0o700 });
-      const st = await lstat(abs);
-      if (!st.isDirectory()) throw new SidecarError('budget_ledger_failed', `${abs} is not a directory`);
+      const stats = await lstat(abs);
+      if (!stats.isDirectory()) throw new SidecarError('budget_ledger_failed', `${abs} is not a directory`);
       // mkdir's mode is filtered by the umask and ignored for an existing directory.
       await chmod(abs, 0o700).catch((err: unknown) => {
-        if ((st.mode & 0o022) !== 0) throw err; // others could plant files: refuse
+        if ((stats.mode & 0o022) !== 0) throw err; // others could plant files: refuse
         options.logger?.warn({ dir: abs, err: errorMessage(err) }, 'cannot make the budget ledger directory 0700');
       });
       lock = await acquireLedgerLock(abs, options.logger);
@@ -135,112 +135,112 @@ export class FileBudgetStore implements BudgetStore {
     try {
       checkChargeArgs(key, amountMicros, 'amount', false);
       checkChargeArgs(key, limitMicros, 'limit', false);
-      this.#checkUsable();
+      this.checkUsable();
     } catch (err) {
       return Promise.reject(err);
     }
-    const spent = this.#totals.get(key) ?? 0;
+    const spent = this.totals.get(key) ?? 0;
     if (spent >= limitMicros) return Promise.resolve({ ok: false, spentMicros: spent });
     if (amountMicros === 0) return Promise.resolve({ ok: true, spentMicros: spent });
     const next = spent + amountMicros;
     if (!Number.isSafeInteger(next)) return Promise.reject(overflow(key));
-    this.#totals.set(key, next); // counted now, before any await: later charges see it
-    return this.#append(key, amountMicros).then(() => ({ ok: true, spentMicros: next }));
+    this.totals.set(key, next); // counted now, before any await: later charges see it
+    return this.append(key, amountMicros).then(() => ({ ok: true, spentMicros: next }));
   }
 
   adjust(key: string, deltaMicros: number): Promise<{ spentMicros: number }> {
     try {
       checkChargeArgs(key, deltaMicros, 'delta', true);
-      this.#checkUsable();
+      this.checkUsable();
     } catch (err) {
       return Promise.reject(err);
     }
-    const next = (this.#totals.get(key) ?? 0) + deltaMicros;
+    const next = (this.totals.get(key) ?? 0) + deltaMicros;
     if (!Number.isSafeInteger(next)) return Promise.reject(overflow(key));
     if (deltaMicros === 0) return Promise.resolve({ spentMicros: next });
-    this.#totals.set(key, next);
-    return this.#append(key, deltaMicros).then(() => ({ spentMicros: next }));
+    this.totals.set(key, next);
+    return this.append(key, deltaMicros).then(() => ({ spentMicros: next }));
   }
 
   peek(key: string): number | undefined {
-    return this.#totals.get(key);
+    return this.totals.get(key);
   }
 
   entries(): Iterable<[string, number]> {
-    return [...this.#totals];
+    return [...this.totals];
   }
 
   /** Set once a write, fsync or compaction failed; the store refuses charges from then on. */
   get failure(): SidecarError | undefined {
-    return this.#failure;
+    return this.storeFailure;
   }
 
   stats(): FileBudgetStoreStats {
     return {
-      generation: this.#generation,
-      journalRecords: this.#journalRecords,
-      compactions: this.#compactions,
+      generation: this.generation,
+      journalRecords: this.journalRecords,
+      compactions: this.compactions,
       repairedBytes: this.repairedBytes,
-      failed: this.#failure !== undefined,
+      failed: this.storeFailure !== undefined,
     };
   }
 
   /** Waits for queued records to be written, then closes the journal and releases the lock. */
   async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    while (this.#flushing) await this.#flushing;
-    await this.#journal.close().catch(() => undefined);
-    await this.#lock.release();
+    if (this.closed) return;
+    this.closed = true;
+    while (this.flushing) await this.flushing;
+    await this.journal.close().catch(() => undefined);
+    await this.lock.release();
   }
 
-  #checkUsable(): void {
-    if (this.#failure) throw this.#failure;
-    if (this.#closed) throw new SidecarError('budget_store_unavailable', `budget ledger ${this.dir} is closed`);
+  private checkUsable(): void {
+    if (this.storeFailure) throw this.storeFailure;
+    if (this.closed) throw new SidecarError('budget_store_unavailable', `budget ledger ${this.dir} is closed`);
   }
 
-  #append(key: string, delta: number): Promise<void> {
+  private append(key: string, delta: number): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      this.#pending.push({ line: encodeRecord({ k: key, d: delta, t: this.#now() }), resolve, reject });
+      this.pending.push({ line: encodeRecord({ k: key, d: delta, t: this.now() }), resolve, reject });
       // Start a flush on the next turn so the rest of this turn's charges share its write and fsync.
-      this.#flushing ??= new Promise<void>((r) => setImmediate(r)).then(() => this.#flushLoop());
+      this.flushing ??= new Promise<void>((r) => setImmediate(r)).then(() => this.flushLoop());
     });
   }
 
-  async #flushLoop(): Promise<void> {
+  private async flushLoop(): Promise<void> {
     try {
-      while (this.#pending.length > 0 && !this.#failure) {
-        const batch = this.#pending;
-        this.#pending = [];
+      while (this.pending.length > 0 && !this.storeFailure) {
+        const batch = this.pending;
+        this.pending = [];
         try {
-          await writeAll(this.#journal, Buffer.from(batch.map((p) => p.line).join(''), 'utf8'));
-          await this.#journal.datasync();
+          await writeAll(this.journal, Buffer.from(batch.map((p) => p.line).join(''), 'utf8'));
+          await this.journal.datasync();
         } catch (err) {
-          this.#fail(err, batch);
+          this.fail(err, batch);
           break;
         }
-        this.#journalRecords += batch.length;
+        this.journalRecords += batch.length;
         for (const p of batch) p.resolve();
-        if (this.#journalRecords >= this.#compactEvery) await this.#compact();
+        if (this.journalRecords >= this.compactEvery) await this.compact();
       }
     } finally {
-      this.#flushing = undefined;
+      this.flushing = undefined;
     }
   }
 
-  async #compact(): Promise<void> {
-    const oldGeneration = this.#generation;
+  private async compact(): Promise<void> {
+    const oldGeneration = this.generation;
     const generation = oldGeneration + 1;
     // One synchronous step: the queued records are in the totals and go into the snapshot
     // instead of the journal; records queued from here on go to journal g+1.
-    const covered = this.#pending;
-    this.#pending = [];
-    const now = this.#now();
-    for (const key of this.#totals.keys()) {
+    const covered = this.pending;
+    this.pending = [];
+    const now = this.now();
+    for (const key of this.totals.keys()) {
       const end = keyRetentionEndsAt(key);
-      if (end !== undefined && end <= now) this.#totals.delete(key);
+      if (end !== undefined && end <= now) this.totals.delete(key);
     }
-    const snapshot = encodeSnapshot(generation, this.#totals);
+    const snapshot = encodeSnapshot(generation, this.totals);
     let journal: FileHandle | undefined;
     try {
       journal = await open(
@@ -251,34 +251,34 @@ export class FileBudgetStore implements BudgetStore {
       await writeFileAtomic(path.join(this.dir, SNAPSHOT_FILE), snapshot); // fsyncs the directory too
     } catch (err) {
       await journal?.close().catch(() => undefined);
-      this.#fail(err, covered);
+      this.fail(err, covered);
       return;
     }
-    const old = this.#journal;
-    this.#journal = journal;
-    this.#generation = generation;
-    this.#journalRecords = 0;
-    this.#compactions++;
+    const old = this.journal;
+    this.journal = journal;
+    this.generation = generation;
+    this.journalRecords = 0;
+    this.compactions++;
     for (const p of covered) p.resolve();
     await old.close().catch(() => undefined);
     await unlink(journalPath(this.dir, oldGeneration)).catch((err: unknown) => {
       // Harmless: the next open deletes journals older than the snapshot.
-      this.#logger?.warn({ dir: this.dir, err: errorMessage(err) }, 'cannot delete a compacted budget journal');
+      this.logger?.warn({ dir: this.dir, err: errorMessage(err) }, 'cannot delete a compacted budget journal');
     });
-    this.#logger?.info({ dir: this.dir, generation, keys: this.#totals.size }, 'budget ledger compacted');
+    this.logger?.info({ dir: this.dir, generation, keys: this.totals.size }, 'budget ledger compacted');
   }
 
   /** Fails the store closed and rejects every record not known to be durable. */
-  #fail(err: unknown, batch: PendingRecord[]): void {
-    this.#failure = new SidecarError(
+  private fail(err: unknown, batch: PendingRecord[]): void {
+    this.storeFailure = new SidecarError(
       'budget_ledger_failed',
       `budget ledger ${this.dir} failed to persist (${errorMessage(err)}); refusing charges until restart`,
       { cause: err },
     );
-    this.#logger?.error({ dir: this.dir, err: errorMessage(err) }, 'budget ledger write failed; failing closed');
-    const all = [...batch, ...this.#pending];
-    this.#pending = [];
-    for (const p of all) p.reject(this.#failure);
+    this.logger?.error({ dir: this.dir, err: errorMessage(err) }, 'budget ledger write failed; failing closed');
+    const all = [...batch, ...this.pending];
+    this.pending = [];
+    for (const p of all) p.reject(this.storeFailure);
   }
 }
 

@@ -28,11 +28,11 @@ export interface BudgetStatus {
 
 export class BudgetLedger {
   readonly store: BudgetStore;
-  readonly #now: () => number;
+  private readonly now: () => number;
 
   constructor(store: BudgetStore, now: () => number = Date.now) {
     this.store = store;
-    this.#now = now;
+    this.now = now;
   }
 
   /**
@@ -43,7 +43,7 @@ export class BudgetLedger {
     checkAgent(agent);
     const limitMicros = checkUsd(budget.limitUsd, 'budget limit', false);
     const amountMicros = checkUsd(amountUsd, 'amount', false);
-    const key = budgetKey(agent, budget.period, this.#now());
+    const key = budgetKey(agent, budget.period, this.now());
     const res = await storeCall(() => this.store.charge(key, amountMicros, limitMicros));
     const spentUsd = microsToUsd(res.spentMicros);
     return res.ok
@@ -62,14 +62,14 @@ export class BudgetLedger {
     if (key !== undefined && parseBudgetKey(key)?.agent !== agent) {
       throw new SidecarError('budget_invalid_argument', `budget key ${JSON.stringify(key)} does not belong to agent ${JSON.stringify(agent)}`);
     }
-    const k = key ?? budgetKey(agent, budget.period, this.#now());
+    const k = key ?? budgetKey(agent, budget.period, this.now());
     const res = await storeCall(() => this.store.adjust(k, deltaMicros));
     return { key: k, spentUsd: microsToUsd(res.spentMicros) };
   }
 
   /** Current period's spend of each budgeted agent, from what the store last saw (no I/O). */
   snapshot(agents: readonly { name: string; budget?: PolicyBudget | undefined }[]): BudgetStatus[] {
-    const now = this.#now();
+    const now = this.now();
     const rows: BudgetStatus[] = [];
     for (const { name, budget } of agents) {
       if (!budget) continue;

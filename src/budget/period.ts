@@ -33,10 +33,10 @@ export function periodId(period: BudgetPeriod, nowMs: number): string {
 /** When the current instance of `period` ends (ms since epoch); undefined for `total`. */
 export function periodEndsAt(period: BudgetPeriod, nowMs: number): number | undefined {
   if (period === 'total') return undefined;
-  const d = new Date(nowMs);
+  const date = new Date(nowMs);
   return period === 'daily'
-    ? Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate() + 1)
-    : Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1);
+    ? Date.UTC(date.getUTCFullYear(), date.getUTCMonth(), date.getUTCDate() + 1)
+    : Date.UTC(date.getUTCFullYear(), date.getUTCMonth() + 1, 1);
 }
 
 /** The ledger key of `agent`'s budget for the period instance current at `nowMs`. */

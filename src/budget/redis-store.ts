@@ -53,46 +53,46 @@ return v`);
 type Client = ReturnType<typeof createClient>;
 
 export class RedisBudgetStore implements BudgetStore {
-  readonly #client: Client;
-  readonly #prefix: string;
-  readonly #timeoutMs: number;
-  readonly #logger: Logger | undefined;
+  private readonly client: Client;
+  private readonly prefix: string;
+  private readonly timeoutMs: number;
+  private readonly logger: Logger | undefined;
   /** Where Redis is, without credentials, for logs and errors. */
-  readonly #where: string;
-  readonly #seen = new Map<string, number>();
-  readonly #inFlight = new Set<Promise<unknown>>();
-  #connected = false;
+  private readonly where: string;
+  private readonly seen = new Map<string, number>();
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private connected = false;
   /** An outage was logged; further retry errors stay quiet until the next 'ready'. */
-  #reportedDown = false;
-  #closed = false;
+  private reportedDown = false;
+  private closed = false;
 
   private constructor(options: RedisBudgetStoreOptions) {
-    this.#prefix = options.keyPrefix ?? 'attest-sidecar:budget:';
-    this.#timeoutMs = options.timeoutMs ?? 500;
-    this.#logger = options.logger;
-    this.#where = redactUrl(options.url);
+    this.prefix = options.keyPrefix ?? 'attest-sidecar:budget:';
+    this.timeoutMs = options.timeoutMs ?? 500;
+    this.logger = options.logger;
+    this.where = redactUrl(options.url);
     try {
-      this.#client = createClient({
+      this.client = createClient({
         url: options.url,
         disableOfflineQueue: true,
         socket: {
-          connectTimeout: this.#timeoutMs,
+          connectTimeout: this.timeoutMs,
           reconnectStrategy: (retries) => Math.min(100 * 2 ** Math.min(retries, 4), 1000) + Math.floor(Math.random() * 100),
         },
       });
     } catch (err) {
       throw new SidecarError('budget_store_config', `invalid Redis URL for the budget store: ${describe(err)}`, { cause: err });
     }
-    this.#client.on('error', (err: unknown) => {
-      if (!this.#connected && this.#reportedDown) return; // one line per outage, not one per retry
-      this.#connected = false;
-      this.#reportedDown = true;
-      this.#logger?.warn({ redis: this.#where, err: describe(err) }, 'budget store: Redis unreachable; refusing budgeted requests');
+    this.client.on('error', (err: unknown) => {
+      if (!this.connected && this.reportedDown) return; // one line per outage, not one per retry
+      this.connected = false;
+      this.reportedDown = true;
+      this.logger?.warn({ redis: this.where, err: describe(err) }, 'budget store: Redis unreachable; refusing budgeted requests');
     });
-    this.#client.on('ready', () => {
-      this.#connected = true;
-      this.#reportedDown = false;
-      this.#logger?.info({ redis: this.#where }, 'budget store: connected to Redis');
+    this.client.on('ready', () => {
+      this.connected = true;
+      this.reportedDown = false;
+      this.logger?.info({ redis: this.where }, 'budget store: connected to Redis');
     });
   }
 
@@ -103,103 +103,103 @@ export class RedisBudgetStore implements BudgetStore {
    */
   static async open(options: RedisBudgetStoreOptions): Promise<RedisBudgetStore> {
     const store = new RedisBudgetStore(options);
-    const connecting = store.#client.connect().then(
+    const connecting = store.client.connect().then(
       () => undefined,
-      (err: unknown) => store.#logger?.error({ redis: store.#where, err: describe(err) }, 'budget store: Redis connect failed'),
+      (err: unknown) => store.logger?.error({ redis: store.where, err: describe(err) }, 'budget store: Redis connect failed'),
     );
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([connecting, new Promise<void>((r) => (timer = setTimeout(r, store.#timeoutMs)))]);
+    await Promise.race([connecting, new Promise<void>((r) => (timer = setTimeout(r, store.timeoutMs)))]);
     clearTimeout(timer);
     return store;
   }
 
   /** True while the client has a working connection. */
   get ready(): boolean {
-    return this.#client.isReady;
+    return this.client.isReady;
   }
 
   async charge(key: string, amountMicros: number, limitMicros: number): Promise<ChargeResult> {
     checkChargeArgs(key, amountMicros, 'amount', false);
     checkChargeArgs(key, limitMicros, 'limit', false);
-    const reply = await this.#run(CHARGE, key, [amountMicros, limitMicros, keyRetentionEndsAt(key) ?? 0]);
+    const reply = await this.run(CHARGE, key, [amountMicros, limitMicros, keyRetentionEndsAt(key) ?? 0]);
     if (!Array.isArray(reply) || reply.length !== 2 || !reply.every((v) => typeof v === 'number')) {
-      throw this.#unexpected(reply);
+      throw this.unexpected(reply);
     }
     const [admitted, spent] = reply as [number, number];
-    this.#seen.set(key, spent);
+    this.seen.set(key, spent);
     return { ok: admitted === 1, spentMicros: spent };
   }
 
   async adjust(key: string, deltaMicros: number): Promise<{ spentMicros: number }> {
     checkChargeArgs(key, deltaMicros, 'delta', true);
-    const reply = await this.#run(ADJUST, key, [deltaMicros, keyRetentionEndsAt(key) ?? 0]);
-    if (typeof reply !== 'number') throw this.#unexpected(reply);
-    this.#seen.set(key, reply);
+    const reply = await this.run(ADJUST, key, [deltaMicros, keyRetentionEndsAt(key) ?? 0]);
+    if (typeof reply !== 'number') throw this.unexpected(reply);
+    this.seen.set(key, reply);
     return { spentMicros: reply };
   }
 
   peek(key: string): number | undefined {
-    return this.#seen.get(key);
+    return this.seen.get(key);
   }
 
   entries(): Iterable<[string, number]> {
-    return [...this.#seen];
+    return [...this.seen];
   }
 
   /** Lets in-flight commands finish (each is bounded by the timeout), then drops the connection. */
   async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    await Promise.allSettled([...this.#inFlight]);
-    if (this.#client.isOpen) this.#client.destroy();
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.allSettled([...this.inFlight]);
+    if (this.client.isOpen) this.client.destroy();
   }
 
   /** EVALSHA, falling back to EVAL when the server lost its script cache (restart, SCRIPT FLUSH). */
-  async #run(script: LuaScript, key: string, args: number[]): Promise<unknown> {
-    if (this.#closed) throw new SidecarError('budget_store_unavailable', 'the Redis budget store is closed');
-    const tail = ['1', this.#prefix + key, ...args.map(String)];
-    const options = { timeout: this.#timeoutMs };
+  private async run(script: LuaScript, key: string, args: number[]): Promise<unknown> {
+    if (this.closed) throw new SidecarError('budget_store_unavailable', 'the Redis budget store is closed');
+    const tail = ['1', this.prefix + key, ...args.map(String)];
+    const options = { timeout: this.timeoutMs };
     const command = (async () => {
       try {
-        return await this.#client.sendCommand(['EVALSHA', script.sha, ...tail], options);
+        return await this.client.sendCommand(['EVALSHA', script.sha, ...tail], options);
       } catch (err) {
         if (!(err instanceof ErrorReply && err.message.startsWith('NOSCRIPT'))) throw err;
-        return await this.#client.sendCommand(['EVAL', script.text, ...tail], options);
+        return await this.client.sendCommand(['EVAL', script.text, ...tail], options);
       }
     })();
     // node-redis times a command out only until it is written; a hung server would hold a written
     // one forever, so the deadline covers the whole round trip here.
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no reply within ${this.#timeoutMs} ms (timeout)`)), this.#timeoutMs);
+      timer = setTimeout(() => reject(new Error(`no reply within ${this.timeoutMs} ms (timeout)`)), this.timeoutMs);
     });
-    const p = Promise.race([command, deadline]).finally(() => clearTimeout(timer));
+    const bounded = Promise.race([command, deadline]).finally(() => clearTimeout(timer));
     command.catch(() => undefined); // a reply or error after the deadline is of no interest
-    this.#inFlight.add(p);
+    this.inFlight.add(bounded);
     try {
-      return await p;
+      return await bounded;
     } catch (err) {
       // A server-side error (READONLY, OOM, WRONGTYPE...) is a misconfiguration worth an error line.
-      if (err instanceof ErrorReply) this.#logger?.error({ redis: this.#where, key, err: err.message }, 'budget store: Redis refused a command');
-      throw new SidecarError('budget_store_unavailable', `budget store (Redis ${this.#where}) unavailable: ${describe(err)}`, {
+      if (err instanceof ErrorReply) this.logger?.error({ redis: this.where, key, err: err.message }, 'budget store: Redis refused a command');
+      throw new SidecarError('budget_store_unavailable', `budget store (Redis ${this.where}) unavailable: ${describe(err)}`, {
         cause: err,
       });
     } finally {
-      this.#inFlight.delete(p);
+      this.inFlight.delete(bounded);
     }
   }
 
-  #unexpected(reply: unknown): SidecarError {
-    return new SidecarError('budget_store_unavailable', `budget store (Redis ${this.#where}) sent an unexpected reply: ${JSON.stringify(reply)}`);
+  private unexpected(reply: unknown): SidecarError {
+    return new SidecarError('budget_store_unavailable', `budget store (Redis ${this.where}) sent an unexpected reply: ${JSON.stringify(reply)}`);
   }
 }
 
 function redactUrl(url: string): string {
   try {
-    const u = new URL(url);
-    u.username = '';
-    u.password = '';
-    return u.toString();
+    const parsed = new URL(url);
+    parsed.username = '';
+    parsed.password = '';
+    return parsed.toString();
   } catch {
     return '(invalid URL)';
   }
@@ -209,8 +209,8 @@ function redactUrl(url: string): string {
 function describe(err: unknown): string {
   const msg = errorMessage(err);
   if (msg) return msg;
-  const e = err as { code?: unknown; errors?: unknown[]; name?: unknown };
-  if (typeof e.code === 'string') return e.code;
-  if (Array.isArray(e.errors) && e.errors.length > 0) return e.errors.map(describe).join('; ');
-  return typeof e.name === 'string' ? e.name : 'unknown error';
+  const shape = err as { code?: unknown; errors?: unknown[]; name?: unknown };
+  if (typeof shape.code === 'string') return shape.code;
+  if (Array.isArray(shape.errors) && shape.errors.length > 0) return shape.errors.map(describe).join('; ');
+  return typeof shape.name === 'string' ? shape.name : 'unknown error';
 }

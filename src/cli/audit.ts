@@ -115,32 +115,32 @@ async function verifyFile(file: string, opts: AuditVerifyOptions): Promise<Audit
   }
 }
 
-export function formatReport(file: string, r: AuditVerifyReport): string {
+export function formatReport(file: string, report: AuditVerifyReport): string {
   const lines: string[] = [];
-  const one = r.chains.length === 1;
-  const range = r.records > 0 && one ? ` (seq ${r.firstSeq}..${r.lastSeq})` : r.chains.length > 1 ? ` in ${r.chains.length} chains` : '';
-  const head = r.headHash && one ? `, head sha256 ${r.headHash}` : '';
-  if (r.ok) {
-    lines.push(r.records > 0 ? `audit chain intact: ${r.records} records${range}${head}` : `audit chain intact: no chained records in ${file}`);
+  const one = report.chains.length === 1;
+  const range = report.records > 0 && one ? ` (seq ${report.firstSeq}..${report.lastSeq})` : report.chains.length > 1 ? ` in ${report.chains.length} chains` : '';
+  const head = report.headHash && one ? `, head sha256 ${report.headHash}` : '';
+  if (report.ok) {
+    lines.push(report.records > 0 ? `audit chain intact: ${report.records} records${range}${head}` : `audit chain intact: no chained records in ${file}`);
   } else {
-    lines.push(`audit chain BROKEN: ${r.errorCount} problem(s) in ${file}; ${r.records} records${range}${head}`);
-    for (const e of r.errors) {
+    lines.push(`audit chain BROKEN: ${report.errorCount} problem(s) in ${file}; ${report.records} records${range}${head}`);
+    for (const e of report.errors) {
       const tags = [e.chain !== undefined ? `chain ${e.chain}` : undefined, e.seq !== undefined ? `seq ${e.seq}` : undefined].filter(Boolean);
       const seq = tags.length > 0 ? ` (${tags.join(', ')})` : '';
       lines.push(`  line ${e.line}${seq}: ${e.reason}: ${e.detail}`);
     }
-    if (r.errorCount > r.errors.length) lines.push(`  ... and ${r.errorCount - r.errors.length} more`);
+    if (report.errorCount > report.errors.length) lines.push(`  ... and ${report.errorCount - report.errors.length} more`);
   }
-  if (r.chains.length > 1) {
-    for (const c of r.chains) {
+  if (report.chains.length > 1) {
+    for (const c of report.chains) {
       const who = [c.sidecar !== undefined ? `sidecar ${c.sidecar}` : undefined, c.id !== undefined ? `chain ${c.id}` : undefined].filter(Boolean).join(' ');
       lines.push(`  ${who || 'chain'}: ${c.records} records (seq ${c.firstSeq}..${c.lastSeq}) from line ${c.line}, head sha256 ${c.headHash}`);
     }
     lines.push('note: several chains (sidecars, or restarts, on a shared stream); each was verified on its own');
   }
-  if (r.unchained > 0) lines.push(`note: ${r.unchained} unchained audit line(s) before the chain began (older format)`);
-  if (r.skipped > 0) lines.push(`note: skipped ${r.skipped} non-audit line(s)`);
-  if (r.records > 0) {
+  if (report.unchained > 0) lines.push(`note: ${report.unchained} unchained audit line(s) before the chain began (older format)`);
+  if (report.skipped > 0) lines.push(`note: skipped ${report.skipped} non-audit line(s)`);
+  if (report.records > 0) {
     lines.push('note: records removed from the end leave a valid chain, and a whole chain can be forged; compare each head with an anchored copy (--expect-seq/--expect-head)');
   }
   return `${lines.join('\n')}\n`;

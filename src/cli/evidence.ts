@@ -41,10 +41,10 @@ export function inspectEvidenceCommand(args: string[]): Out {
     const type = values.type ?? sniffEvidenceType(bytes);
     let claims: unknown;
     if (type === 'envelope') {
-      const ev = decodeEvidence(bytes.toString('latin1'));
+      const evidence = decodeEvidence(bytes.toString('latin1'));
       claims = {
-        envelope: { type: ev.type, parts: Object.fromEntries(Object.entries(ev.parts).map(([k, v]) => [k, `${v.length} bytes`])) },
-        ...kindNamed(ev.type)?.describeParts?.(ev.parts),
+        envelope: { type: evidence.type, parts: Object.fromEntries(Object.entries(evidence.parts).map(([k, v]) => [k, `${v.length} bytes`])) },
+        ...kindNamed(evidence.type)?.describeParts?.(evidence.parts),
       };
     } else {
       const describe = type === undefined ? undefined : kindNamed(type)?.describe;
@@ -58,14 +58,14 @@ export function inspectEvidenceCommand(args: string[]): Out {
 }
 
 /** PEM texts from a file or every *.pem / *.crt / *.cer file of a directory. */
-function readPemSources(p: string): string[] {
-  if (statSync(p).isDirectory()) {
-    return readdirSync(p)
+function readPemSources(filePath: string): string[] {
+  if (statSync(filePath).isDirectory()) {
+    return readdirSync(filePath)
       .filter((f) => /\.(pem|crt|cer)$/i.test(f))
       .sort()
-      .map((f) => readFileSync(path.join(p, f), 'utf8'));
+      .map((f) => readFileSync(path.join(filePath, f), 'utf8'));
   }
-  return [readFileSync(p, 'utf8')];
+  return [readFileSync(filePath, 'utf8')];
 }
 
 const OFFLINE: readonly AnyKind[] = allKinds().filter((k) => k.offline);

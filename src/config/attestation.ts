@@ -1,7 +1,7 @@
 /** The `attestation:` section of a sidecar config: this sidecar's attester and its verifier trust. */
-import { ATTESTERS, TRUST_SECTIONS } from '../attestation/kinds.js';
+import { ATTESTERS, TRUST_SECTIONS, type AttesterConfig } from '../attestation/kinds.js';
 import { intIn } from '../attestation/config-read.js';
-import type { AttestationConfig, AttesterConfig, VerifierConfig } from './types.js';
+import type { AttestationConfig, VerifierConfig } from '../attestation/config.js';
 import { readPath } from '../lib/fields.js';
 import type { Field, YamlReader } from '../lib/yaml-reader.js';
 
@@ -60,8 +60,8 @@ function readVerifier(reader: YamlReader, field: Field, baseDir: string): Verifi
         reader.report(f.keyNode, f.path, `'${name}' is not an environment name (letters, digits, '.', '_', '-'; a letter or digit first)`);
         continue;
       }
-      const p = readPath(reader, f, baseDir);
-      if (p) files[name] = p;
+      const filePath = readPath(reader, f, baseDir);
+      if (filePath) files[name] = filePath;
     }
     const keysField = rm.get('signing_keys');
     const signingKeys = keysField && readPath(reader, keysField, baseDir);

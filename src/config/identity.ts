@@ -43,14 +43,14 @@ export function readIdentity(
     const socketField = m.get('socket');
     let socket: string | undefined;
     if (socketField) {
-      const s = reader.string(socketField);
-      const r = s === undefined ? undefined : normaliseSocket(s, baseDir);
-      if (r && !r.ok) reader.reportField(socketField, r.error);
-      socket = r?.ok ? r.value : undefined;
+      const socketPath = reader.string(socketField);
+      const normalised = socketPath === undefined ? undefined : normaliseSocket(socketPath, baseDir);
+      if (normalised && !normalised.ok) reader.reportField(socketField, normalised.error);
+      socket = normalised?.ok ? normalised.value : undefined;
     } else if (env.SPIFFE_ENDPOINT_SOCKET) {
-      const r = normaliseSocket(env.SPIFFE_ENDPOINT_SOCKET, undefined);
-      if (!r.ok) reader.report(m.node, m.child('socket'), `from SPIFFE_ENDPOINT_SOCKET: ${r.error}`);
-      socket = r.ok ? r.value : undefined;
+      const normalised = normaliseSocket(env.SPIFFE_ENDPOINT_SOCKET, undefined);
+      if (!normalised.ok) reader.report(m.node, m.child('socket'), `from SPIFFE_ENDPOINT_SOCKET: ${normalised.error}`);
+      socket = normalised.ok ? normalised.value : undefined;
     } else {
       reader.report(m.node, m.child('socket'), "is required for source 'workload-api' (or set SPIFFE_ENDPOINT_SOCKET)");
     }
@@ -77,8 +77,8 @@ export function readIdentity(
   let spiffeId: string | undefined;
   if (!idField) reader.report(m.node, m.child('spiffe_id'), "is required for source 'dev'");
   else {
-    const s = reader.string(idField);
-    const id = s === undefined ? undefined : checkWorkloadSpiffeId(s);
+    const idText = reader.string(idField);
+    const id = idText === undefined ? undefined : checkWorkloadSpiffeId(idText);
     if (id && !id.ok) reader.reportField(idField, id.error);
     spiffeId = id?.ok ? id.value : undefined;
   }

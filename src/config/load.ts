@@ -14,16 +14,10 @@ import { readIdentity } from './identity.js';
 import { readAttestation } from './attestation.js';
 import { REQUEST_HEADERS_SETTING } from '../lib/header-limits.js';
 import { readLimits } from './limits.js';
-import type {
-  ActionMappingConfig,
-  InboundConfig,
-  LogConfig,
-  SidecarConfig,
-} from './types.js';
+import type { InboundConfig, LogConfig, SidecarConfig } from './types.js';
+import type { ActionMappingConfig } from '../policy/actions.js';
 import { isEmptyDocument, ProblemsError, YamlReader, type Field, type Problem } from '../lib/yaml-reader.js';
 import { readYamlFileText, YamlFileTooLargeError } from '../lib/yaml-limits.js';
-
-export type { Problem } from '../lib/yaml-reader.js';
 
 export const DEFAULTS = Object.freeze({
   outboundListen: OUTBOUND_DEFAULTS.listen,
@@ -209,8 +203,8 @@ function readLog(reader: YamlReader, field: Field | undefined, baseDir: string):
   const auditField = m?.get('audit');
   let audit: string | undefined = DEFAULTS.audit;
   if (auditField) {
-    const s = reader.string(auditField);
-    audit = s === undefined || s === 'stdout' ? s : readPath(reader, auditField, baseDir);
+    const auditPath = reader.string(auditField);
+    audit = auditPath === undefined || auditPath === 'stdout' ? auditPath : readPath(reader, auditField, baseDir);
   }
   if (!level || !audit) return undefined;
   return { level, audit };

@@ -63,8 +63,8 @@ export function readRevocations(reader: YamlReader, field: Field | undefined, ba
   const filesField = m?.get('shared_files');
   const sharedFiles: string[] = [];
   for (const item of (filesField && reader.list(filesField)) ?? []) {
-    const p = readPath(reader, item, baseDir);
-    if (p) sharedFiles.push(p);
+    const filePath = readPath(reader, item, baseDir);
+    if (filePath) sharedFiles.push(filePath);
   }
   return { sharedFiles };
 }

@@ -112,13 +112,13 @@ function readRoute(reader: YamlReader, field: Field, baseDir: string): OutboundR
         "needs 'server_id' (the peer's SPIFFE ID) or 'server_trust_domain' to authenticate the upstream (or 'tls: web' for a public API)",
       );
     } else if (idField) {
-      const s = reader.string(idField);
-      const id = s === undefined ? undefined : checkWorkloadSpiffeId(s);
+      const idText = reader.string(idField);
+      const id = idText === undefined ? undefined : checkWorkloadSpiffeId(idText);
       if (id && !id.ok) reader.reportField(idField, id.error);
       serverId = id?.ok ? id.value : undefined;
     } else {
-      const s = reader.string(tdField!);
-      const td = s === undefined ? undefined : checkTrustDomain(s);
+      const trustDomainText = reader.string(tdField!);
+      const td = trustDomainText === undefined ? undefined : checkTrustDomain(trustDomainText);
       if (td && !td.ok) reader.reportField(tdField!, td.error);
       serverTrustDomain = td?.ok ? td.value : undefined;
     }

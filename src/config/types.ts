@@ -4,8 +4,6 @@
  */
 import type { ListenerLimits } from '../lib/listener-limits.js';
 import type { ActionMappingConfig } from '../policy/actions.js';
-
-export type { ActionMappingConfig };
 import type { AttestationConfig } from '../attestation/config.js';
 
 export type IdentitySourceConfig =
@@ -149,4 +147,3 @@ export interface SidecarConfig {
 }
 
 /** `attestation:` (defined with the evidence kinds, which read it). */
-export type { AttestationConfig, AttesterConfig, VerifierConfig } from '../attestation/config.js';

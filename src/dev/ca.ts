@@ -8,147 +8,38 @@
  */
 // @peculiar/x509 resolves its services through tsyringe, which needs the Reflect metadata polyfill.
 import 'reflect-metadata';
-import { createPrivateKey, randomBytes, X509Certificate as NodeX509Certificate, type KeyObject, type webcrypto as wc } from 'node:crypto';
+import { createPrivateKey, randomBytes, X509Certificate as NodeX509Certificate } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
-import { SignJWT, createLocalJWKSet, exportJWK, generateKeyPair, jwtVerify, type JWK, type JWTPayload } from 'jose';
+import { SignJWT, createLocalJWKSet, exportJWK, generateKeyPair, jwtVerify, type JWTPayload } from 'jose';
 import { SidecarError } from '../errors.js';
 import { parseSpiffeId, parseTrustDomain, type SpiffeId, type TrustDomain } from '../spiffe/id.js';
-import { parseX509SvidRaw, type X509Svid } from '../spiffe/svid.js';
+import { parseX509SvidRaw } from '../spiffe/svid.js';
 import { X509Bundle } from '../spiffe/bundle/x509-bundle.js';
 import { JwtBundle } from '../spiffe/bundle/jwt-bundle.js';
-
-type CryptoKey = wc.CryptoKey;
-type CryptoKeyPair = wc.CryptoKeyPair;
-type SigningAlgorithm = wc.Algorithm | wc.EcdsaParams;
-
-const webcrypto = globalThis.crypto;
-const ECDSA_P256 = { name: 'ECDSA', namedCurve: 'P-256' } as const;
-const ECDSA_SHA256 = { name: 'ECDSA', hash: 'SHA-256' } as const;
-const RSA_2048 = {
-  name: 'RSASSA-PKCS1-v1_5',
-  modulusLength: 2048,
-  publicExponent: new Uint8Array([1, 0, 1]),
-  hash: 'SHA-256',
-} as const;
-
-/** Certificates are backdated a little so small clock skew between processes does not bite. */
-const BACKDATE_MS = 10_000;
-const CA_LIFETIME_MS = 365 * 24 * 3600 * 1000;
-const DEFAULT_SVID_TTL_SECONDS = 60;
-const JWT_SVID_DEFAULT_TTL_SECONDS = 300;
-
-export type DevKeyType = 'ec-p256' | 'rsa-2048';
-
-export type KeyUsageName = keyof typeof x509.KeyUsageFlags;
-export type ExtKeyUsageName = keyof typeof x509.ExtendedKeyUsage;
-
-export interface IssueSvidOptions {
-  ttlSeconds?: number;
-  notBefore?: Date;
-  notAfter?: Date;
-  keyType?: DevKeyType;
-  hint?: string;
-  /** Extra leaf extensions (e.g. claims that `access_control` entries name). */
-  extensions?: CustomExtension[];
-}
-
-/** An extra X.509 extension: OID, criticality and the DER that goes into extnValue. */
-export interface CustomExtension {
-  oid: string;
-  critical?: boolean;
-  derValue: Uint8Array;
-}
-
-export interface IssuedSvid {
-  svid: X509Svid;
-  /** Leaf then intermediate, concatenated DER (the Workload API wire form). */
-  certChainDer: Buffer;
-  /** PKCS#8 DER. */
-  keyDer: Buffer;
-  certChainPem: string;
-  keyPem: string;
-}
-
-export interface IssueCertificateOptions {
-  uris?: string[];
-  dnsNames?: string[];
-  subject?: string;
-  isCa?: boolean;
-  pathLength?: number;
-  /** Default: keyCertSign+cRLSign for a CA, digitalSignature (+keyEncipherment for RSA) otherwise. Empty: no KU extension. */
-  keyUsages?: KeyUsageName[];
-  /** Default: serverAuth+clientAuth for a leaf, none for a CA. Empty: no EKU extension. */
-  extKeyUsages?: (ExtKeyUsageName | string)[];
-  notBefore?: Date;
-  notAfter?: Date;
-  /** Self-signed instead of issued by the current intermediate. */
-  selfSigned?: boolean;
-  keyType?: DevKeyType;
-  /** Extra extensions, added after the standard ones. */
-  extensions?: CustomExtension[];
-}
-
-export interface IssuedCertificate {
-  certificate: NodeX509Certificate;
-  privateKey: KeyObject;
-  certDer: Buffer;
-  certPem: string;
-  /** The certificate followed by its issuing intermediate (just the certificate when self-signed). */
-  chainDer: Buffer;
-  chainPem: string;
-  keyDer: Buffer;
-  keyPem: string;
-}
-
-interface CaGeneration {
-  root: x509.X509Certificate;
-  intermediate: x509.X509Certificate;
-  intermediateKey: CryptoKey;
-}
-
-interface JwtKey {
-  kid: string;
-  privateKey: CryptoKey;
-  publicJwk: JWK;
-}
-
-export interface VerifiedJwtSvid {
-  spiffeId: SpiffeId;
-  claims: JWTPayload;
-}
-
-function toBuffer(ab: ArrayBuffer): Buffer {
-  return Buffer.from(new Uint8Array(ab));
-}
-
-function pem(label: string, der: Uint8Array): string {
-  const b64 = Buffer.from(der).toString('base64');
-  return `-----BEGIN ${label}-----\n${b64.replace(/(.{64})/g, '$1\n').replace(/\n$/, '')}\n-----END ${label}-----\n`;
-}
-
-/** A positive 128-bit serial (high bit cleared, first byte non-zero so DER needs no padding). */
-function randomSerialHex(): string {
-  const b = randomBytes(16);
-  b[0] = (b[0]! & 0x7f) | 0x01;
-  return b.toString('hex');
-}
-
-async function generateKeys(keyType: DevKeyType): Promise<CryptoKeyPair> {
-  const alg = keyType === 'rsa-2048' ? RSA_2048 : ECDSA_P256;
-  return (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as CryptoKeyPair;
-}
-
-function signingAlgorithmFor(key: CryptoKey): SigningAlgorithm {
-  return key.algorithm.name === 'ECDSA' ? ECDSA_SHA256 : { name: 'RSASSA-PKCS1-v1_5' };
-}
-
-async function exportPkcs8(key: CryptoKey): Promise<Buffer> {
-  return toBuffer(await webcrypto.subtle.exportKey('pkcs8', key));
-}
-
-function keyUsageFlags(names: KeyUsageName[]): number {
-  return names.reduce((acc, n) => acc | x509.KeyUsageFlags[n], 0);
-}
+import {
+  webcrypto,
+  ECDSA_SHA256,
+  BACKDATE_MS,
+  CA_LIFETIME_MS,
+  DEFAULT_SVID_TTL_SECONDS,
+  JWT_SVID_DEFAULT_TTL_SECONDS,
+  toBuffer,
+  pem,
+  randomSerialHex,
+  generateKeys,
+  signingAlgorithmFor,
+  exportPkcs8,
+  keyUsageFlags,
+  type KeyUsageName,
+  type ExtKeyUsageName,
+  type IssueSvidOptions,
+  type IssuedSvid,
+  type IssueCertificateOptions,
+  type IssuedCertificate,
+  type CaGeneration,
+  type JwtKey,
+  type VerifiedJwtSvid,
+} from './ca-keys.js';
 
 export class DevCa {
   readonly trustDomain: TrustDomain;

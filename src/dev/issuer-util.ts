@@ -31,8 +31,8 @@ export function safeWrite(stream: AnyStream, msg: unknown): void {
 /** Removes a leftover socket file from a previous run; refuses to delete anything that is not a socket. */
 export async function removeStaleSocket(socketPath: string): Promise<void> {
   try {
-    const st = await lstat(socketPath);
-    if (!st.isSocket()) throw new SidecarError('dev_issuer_invalid', `${socketPath} exists and is not a socket`);
+    const stats = await lstat(socketPath);
+    if (!stats.isSocket()) throw new SidecarError('dev_issuer_invalid', `${socketPath} exists and is not a socket`);
     await unlink(socketPath);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;

@@ -28,52 +28,11 @@ import {
   type X509BundlesResponse,
   type X509SvidResponse,
 } from '../spiffe/workload-api/proto.js';
-import { DevCa, type IssuedSvid } from './ca.js';
+import { DevCa } from './ca.js';
+import type { IssuedSvid } from './ca-keys.js';
 import { MAX_SOCKET_PATH, hasWorkloadHeader, removeStaleSocket, safeWrite, status, type AnyStream } from './issuer-util.js';
 import type { Logger } from '../lib/log.js';
-
-export interface DevIssuerOptions {
-  trustDomain: string;
-  /** Folder for the per-workload sockets (created 0700 when missing). */
-  socketDir: string;
-  svidTtlSeconds?: number;
-  /** Reuse an existing CA (e.g. across an issuer restart); default: a fresh one. */
-  ca?: DevCa;
-  logger?: Logger;
-}
-
-export interface RegisterWorkloadOptions {
-  hint?: string;
-  /** More identities served on the same socket, after the primary one (several SVIDs per workload). */
-  extraIdentities?: { spiffeId: string; hint?: string }[];
-}
-
-export interface RegisteredWorkload {
-  socketPath: string;
-  endpoint: string;
-}
-
-interface Identity {
-  id: SpiffeId;
-  hint: string;
-}
-
-interface WorkloadEntry {
-  identities: Identity[];
-  socketPath: string;
-  server: grpc.Server;
-  /** Settles once the socket is bound. */
-  ready: Promise<void>;
-  registered: boolean;
-  svids: { issued: IssuedSvid[]; issuedAtMs: number; caGeneration: number } | undefined;
-  issuing: { promise: Promise<IssuedSvid[]>; generation: number } | undefined;
-  rotationTimer: NodeJS.Timeout | undefined;
-  x509Streams: Set<AnyStream>;
-  /** Count of pushes to x509Streams (orders a stream's first message against concurrent pushes). */
-  x509Pushes: number;
-  bundleStreams: Set<AnyStream>;
-  jwtBundleStreams: Set<AnyStream>;
-}
+import { x509SvidResponse, type DevIssuerOptions, type Identity, type RegisterWorkloadOptions, type RegisteredWorkload, type WorkloadEntry } from './issuer-entry.js';
 
 export class DevIssuer {
   readonly ca: DevCa;
@@ -301,18 +260,7 @@ export class DevIssuer {
 
   private async x509Response(entry: WorkloadEntry): Promise<X509SvidResponse> {
     const issued = await this.currentSvids(entry);
-    const bundle = this.ca.bundleDer();
-    return {
-      svids: issued.map((s, i) => ({
-        spiffe_id: entry.identities[i]!.id.toString(),
-        x509_svid: s.certChainDer,
-        x509_svid_key: s.keyDer,
-        bundle,
-        hint: entry.identities[i]!.hint,
-      })),
-      crl: [],
-      federated_bundles: Object.fromEntries(this.federated),
-    };
+    return x509SvidResponse(entry.identities, issued, this.ca.bundleDer(), this.federated);
   }
 
   private bundlesResponse(): X509BundlesResponse {

@@ -5,7 +5,7 @@
  * two installs at once, even when the source rotates while a listener is still binding.
  */
 import { errorMessage } from '../errors.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../lib/log.js';
 import type { IdentityState, SourceHealth, X509Source } from '../spiffe/source.js';
 import { buildTlsMaterial, type TlsMaterial } from '../spiffe/tls.js';
 import type { ReadinessCheck } from '../lib/readiness.js';

@@ -8,7 +8,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { IdentitySourceConfig } from '../config/types.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../lib/log.js';
 import type { X509Source } from '../spiffe/source.js';
 
 export type IdentitySourceName = IdentitySourceConfig['source'];

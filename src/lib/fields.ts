@@ -6,25 +6,25 @@ import type { Field, YamlReader } from './yaml-reader.js';
 /** Duration in ms; `fallback` when the field is absent, undefined (reported) when invalid. */
 export function readDuration(reader: YamlReader, field: Field | undefined, fallback: number): number | undefined {
   if (!field) return fallback;
-  const s = reader.scalar(field);
-  if (!s) return undefined;
-  const d = checkDuration(s.value);
-  if (!d.ok) {
-    reader.reportField(field, d.error);
+  const scalar = reader.scalar(field);
+  if (!scalar) return undefined;
+  const duration = checkDuration(scalar.value);
+  if (!duration.ok) {
+    reader.reportField(field, duration.error);
     return undefined;
   }
-  return d.value;
+  return duration.value;
 }
 
 export function readListen(reader: YamlReader, field: Field | undefined, fallback: string): ListenAddress | undefined {
   if (!field) {
-    const d = checkListen(fallback);
-    if (!d.ok) throw new Error(`bad default listen address ${fallback}: ${d.error}`);
-    return d.value;
+    const fallbackListen = checkListen(fallback);
+    if (!fallbackListen.ok) throw new Error(`bad default listen address ${fallback}: ${fallbackListen.error}`);
+    return fallbackListen.value;
   }
-  const s = reader.scalar(field);
-  if (!s) return undefined;
-  const l = checkListen(s.value);
+  const scalar = reader.scalar(field);
+  if (!scalar) return undefined;
+  const l = checkListen(scalar.value);
   if (!l.ok) {
     reader.reportField(field, l.error);
     return undefined;
@@ -34,13 +34,13 @@ export function readListen(reader: YamlReader, field: Field | undefined, fallbac
 
 /** A file path, resolved against `baseDir` (the config file's folder) when relative. */
 export function readPath(reader: YamlReader, field: Field, baseDir: string): string | undefined {
-  const s = reader.string(field);
-  if (s === undefined) return undefined;
-  if (s.includes('\0')) {
+  const text = reader.string(field);
+  if (text === undefined) return undefined;
+  if (text.includes('\0')) {
     reader.reportField(field, 'must not contain NUL characters');
     return undefined;
   }
-  return isAbsolute(s) ? s : resolve(baseDir, s);
+  return isAbsolute(text) ? text : resolve(baseDir, text);
 }
 
 /** A string field that must parse as a URL: its text and the parsed URL, or a reported problem. */

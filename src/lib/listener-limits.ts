@@ -223,19 +223,19 @@ function limitPipelining(server: http.Server, deps: ListenerGuardDeps): void {
 
 /** Closes `socket` when it completes no request headers within the idle timeout. */
 export function armIdle(socket: Socket, idleTimeoutMs: number, deps: Pick<ListenerGuardDeps, 'listener' | 'metrics'>): void {
-  const s = socket as GuardedSocket;
-  s[kIdleArmed] = true;
-  s.setTimeout(idleTimeoutMs);
-  s.once('timeout', () => {
+  const guarded = socket as GuardedSocket;
+  guarded[kIdleArmed] = true;
+  guarded.setTimeout(idleTimeoutMs);
+  guarded.once('timeout', () => {
     // node's own timeout handler (no server 'timeout' listener) destroys the socket.
-    if (s[kIdleArmed]) deps.metrics.connectionRefused(deps.listener, 'idle_timeout');
+    if (guarded[kIdleArmed]) deps.metrics.connectionRefused(deps.listener, 'idle_timeout');
   });
 }
 
 function disarmIdle(socket: Socket): void {
-  const s = socket as GuardedSocket;
-  if (s[kIdleArmed]) {
-    s[kIdleArmed] = false;
-    s.setTimeout(0);
+  const guarded = socket as GuardedSocket;
+  if (guarded[kIdleArmed]) {
+    guarded[kIdleArmed] = false;
+    guarded.setTimeout(0);
   }
 }

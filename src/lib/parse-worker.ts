@@ -80,10 +80,10 @@ if (!isMainThread && parentPort && (workerData as { job?: unknown } | null)?.job
   runJob(job, data).then(
     (value) => port.postMessage({ ok: true, value } satisfies JobReply),
     (err: unknown) => {
-      const e = err as { reason?: unknown; problems?: unknown };
+      const shape = err as { reason?: unknown; problems?: unknown };
       const error: JobFailure = { message: errorMessage(err) };
-      if (typeof e?.reason === 'string') error.reason = e.reason;
-      if (Array.isArray(e?.problems)) error.problems = e.problems as Problem[];
+      if (typeof shape?.reason === 'string') error.reason = shape.reason;
+      if (Array.isArray(shape?.problems)) error.problems = shape.problems as Problem[];
       port.postMessage({ ok: false, error } satisfies JobReply);
     },
   );

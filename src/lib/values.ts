@@ -49,9 +49,9 @@ export function checkDuration(value: unknown): ValueResult<number> {
 
 /** Like checkDuration, but throws ConfigError (for CLI flags and other unpositioned values). */
 export function parseDurationMs(value: string | number): number {
-  const r = checkDuration(value);
-  if (!r.ok) throw new ConfigError(`duration ${JSON.stringify(value)}: ${r.error}`);
-  return r.value;
+  const checked = checkDuration(value);
+  if (!checked.ok) throw new ConfigError(`duration ${JSON.stringify(value)}: ${checked.error}`);
+  return checked.value;
 }
 
 export interface ListenAddress {
@@ -99,9 +99,9 @@ export function checkListen(value: unknown): ValueResult<ListenAddress> {
 
 /** Like checkListen, but throws ConfigError. */
 export function parseListen(value: string): ListenAddress {
-  const r = checkListen(value);
-  if (!r.ok) throw new ConfigError(`listen address ${JSON.stringify(value)}: ${r.error}`);
-  return r.value;
+  const checked = checkListen(value);
+  if (!checked.ok) throw new ConfigError(`listen address ${JSON.stringify(value)}: ${checked.error}`);
+  return checked.value;
 }
 
 /** True for addresses only this host can reach: 127.0.0.0/8, ::1 (also v4-mapped), localhost. */
@@ -137,10 +137,10 @@ export function closestMatch(word: string, candidates: readonly string[]): strin
   let best: string | undefined;
   let bestDistance = Math.max(2, Math.floor(word.length / 3)) + 1;
   for (const c of candidates) {
-    const d = editDistance(word.toLowerCase(), c.toLowerCase());
-    if (d < bestDistance) {
+    const distance = editDistance(word.toLowerCase(), c.toLowerCase());
+    if (distance < bestDistance) {
       best = c;
-      bestDistance = d;
+      bestDistance = distance;
     }
   }
   return best;

@@ -33,9 +33,9 @@ export interface Problem {
 }
 
 /** `file:line:column: key: message` (position parts omitted when unknown). */
-export function formatProblem(p: Problem): string {
-  const pos = p.line > 0 ? `${p.file}:${p.line}:${p.column}` : p.file;
-  return `${pos}: ${p.key ? `${p.key}: ` : ''}${p.message}`;
+export function formatProblem(problem: Problem): string {
+  const pos = problem.line > 0 ? `${problem.file}:${problem.line}:${problem.column}` : problem.file;
+  return `${pos}: ${problem.key ? `${problem.key}: ` : ''}${problem.message}`;
 }
 
 /** A message lists at most this many problems (all of them stay in `problems`). */
@@ -267,17 +267,17 @@ export class YamlReader {
   }
 
   string(field: Field, opts: { allowEmpty?: boolean } = {}): string | undefined {
-    const s = this.scalar(field);
-    if (!s) return undefined;
-    if (typeof s.value !== 'string') {
-      this.reportField(field, `must be a string, got ${typeof s.value === 'number' ? 'a number' : typeof s.value}`);
+    const scalar = this.scalar(field);
+    if (!scalar) return undefined;
+    if (typeof scalar.value !== 'string') {
+      this.reportField(field, `must be a string, got ${typeof scalar.value === 'number' ? 'a number' : typeof scalar.value}`);
       return undefined;
     }
-    if (!opts.allowEmpty && s.value.trim().length === 0) {
+    if (!opts.allowEmpty && scalar.value.trim().length === 0) {
       this.reportField(field, 'must not be empty');
       return undefined;
     }
-    return s.value;
+    return scalar.value;
   }
 
   /**
@@ -285,13 +285,13 @@ export class YamlReader {
    * from their source text, so no leading zeros or digits are lost. Result: lower-case.
    */
   hex(field: Field, what = 'hex string'): string | undefined {
-    const s = this.scalar(field);
-    if (!s) return undefined;
+    const scalar = this.scalar(field);
+    if (!scalar) return undefined;
     let text: string | undefined;
-    if (typeof s.value === 'string') text = s.value;
-    else if (typeof s.value === 'number' && isScalar(s.node) && typeof s.node.source === 'string') text = s.node.source;
+    if (typeof scalar.value === 'string') text = scalar.value;
+    else if (typeof scalar.value === 'number' && isScalar(scalar.node) && typeof scalar.node.source === 'string') text = scalar.node.source;
     if (text === undefined || !/^[0-9a-fA-F]+$/.test(text)) {
-      const shown = text ?? String(s.value);
+      const shown = text ?? String(scalar.value);
       this.reportField(
         field,
         `must be a ${what}, got '${shown.length > 40 ? `${shown.slice(0, 40)}...` : shown}'${
@@ -308,23 +308,23 @@ export class YamlReader {
   }
 
   int(field: Field, opts: { min?: number; max?: number } = {}): number | undefined {
-    const s = this.scalar(field);
-    if (!s) return undefined;
-    if (typeof s.value !== 'number' || !Number.isSafeInteger(s.value)) {
-      this.reportField(field, `must be an integer, got ${show(s.value)}`);
+    const scalar = this.scalar(field);
+    if (!scalar) return undefined;
+    if (typeof scalar.value !== 'number' || !Number.isSafeInteger(scalar.value)) {
+      this.reportField(field, `must be an integer, got ${show(scalar.value)}`);
       return undefined;
     }
-    return this.checkRange(field, s.value, opts);
+    return this.checkRange(field, scalar.value, opts);
   }
 
   number(field: Field, opts: { min?: number; max?: number } = {}): number | undefined {
-    const s = this.scalar(field);
-    if (!s) return undefined;
-    if (typeof s.value !== 'number' || !Number.isFinite(s.value)) {
-      this.reportField(field, `must be a number, got ${show(s.value)}`);
+    const scalar = this.scalar(field);
+    if (!scalar) return undefined;
+    if (typeof scalar.value !== 'number' || !Number.isFinite(scalar.value)) {
+      this.reportField(field, `must be a number, got ${show(scalar.value)}`);
       return undefined;
     }
-    return this.checkRange(field, s.value, opts);
+    return this.checkRange(field, scalar.value, opts);
   }
 
   private checkRange(field: Field, n: number, opts: { min?: number; max?: number }): number | undefined {
@@ -340,13 +340,13 @@ export class YamlReader {
   }
 
   bool(field: Field): boolean | undefined {
-    const s = this.scalar(field);
-    if (!s) return undefined;
-    if (typeof s.value !== 'boolean') {
-      this.reportField(field, `must be true or false, got ${show(s.value)}`);
+    const scalar = this.scalar(field);
+    if (!scalar) return undefined;
+    if (typeof scalar.value !== 'boolean') {
+      this.reportField(field, `must be true or false, got ${show(scalar.value)}`);
       return undefined;
     }
-    return s.value;
+    return scalar.value;
   }
 
   /** One of `choices` (exact, case-sensitive), with a "did you mean" hint. */
@@ -366,17 +366,17 @@ export class YamlReader {
   stringList(field: Field, opts: { single?: boolean } = {}): string[] | undefined {
     const node = this.resolve(field);
     if (opts.single && isScalar(node) && typeof node.value === 'string') {
-      const s = this.string(field);
-      return s === undefined ? undefined : [s];
+      const text = this.string(field);
+      return text === undefined ? undefined : [text];
     }
     const items = this.list(field);
     if (!items) return undefined;
     const out: string[] = [];
     let ok = true;
     for (const item of items) {
-      const s = this.string(item);
-      if (s === undefined) ok = false;
-      else out.push(s);
+      const text = this.string(item);
+      if (text === undefined) ok = false;
+      else out.push(text);
     }
     return ok ? out : undefined;
   }

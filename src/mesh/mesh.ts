@@ -18,10 +18,9 @@ import { Sidecar } from '../sidecar.js';
 import { WorkloadApiX509Source } from '../spiffe/workload-api/source.js';
 import { DevIssuer } from '../dev/issuer.js';
 import { DemoApp } from './demo-app.js';
-import { SimAttester } from '../attestation/attester.js';
+import { SimAttester } from '../attestation/sim/attester.js';
 import { generateSimKey } from '../attestation/sim/report.js';
 
-export { devStateDir, devTokenFile } from './paths.js';
 import { devStateDir } from './paths.js';
 import { devSidecarStateDir, wipeDevState } from './state.js';
 import { listenError } from '../startup-errors.js';
@@ -43,20 +42,20 @@ export function loadDevMeshSpec(file: string): DevMeshSpec {
     throw new ConfigError(`cannot read dev mesh file: ${(err as Error).message}`, { file: abs });
   }
   if (!doc || typeof doc !== 'object') throw new ConfigError('expected a mapping', { file: abs });
-  const d = doc as Record<string, unknown>;
-  const td = d.trust_domain;
+  const fields = doc as Record<string, unknown>;
+  const td = fields.trust_domain;
   if (typeof td !== 'string' || !td) throw new ConfigError('trust_domain is required', { file: abs, key: 'trust_domain' });
-  const ttl = d.svid_ttl === undefined ? 60_000 : parseDurationMs(d.svid_ttl as string | number);
-  if (!Array.isArray(d.sidecars) || d.sidecars.length === 0) {
+  const ttl = fields.svid_ttl === undefined ? 60_000 : parseDurationMs(fields.svid_ttl as string | number);
+  if (!Array.isArray(fields.sidecars) || fields.sidecars.length === 0) {
     throw new ConfigError('sidecars must list at least one sidecar config file', { file: abs, key: 'sidecars' });
   }
-  const demo = d.demo_app as { listen?: string } | undefined;
+  const demo = fields.demo_app as { listen?: string } | undefined;
   return {
     file: abs,
     trustDomain: td,
     svidTtlSeconds: Math.round(ttl / 1000),
     demoApp: demo?.listen ? parseListen(demo.listen) : undefined,
-    sidecars: d.sidecars.map((f, i) => {
+    sidecars: fields.sidecars.map((f, i) => {
       if (typeof f !== 'string') throw new ConfigError('expected a file name', { file: abs, key: `sidecars[${i}]` });
       return loadConfigFile(path.resolve(path.dirname(abs), f));
     }),
@@ -74,7 +73,7 @@ type Listen = { host: string; port: number };
  * that a URL naming a listener started earlier is rewritten to where it listens. Without: none.
  */
 class PortMap {
-  readonly #bound = new Map<string, Listen>();
+  private readonly bound = new Map<string, Listen>();
 
   constructor(readonly free: boolean) {}
 
@@ -84,18 +83,18 @@ class PortMap {
   }
 
   record(configured: Listen | undefined, actual: { address: string; port: number } | undefined): void {
-    if (this.free && configured && actual) this.#bound.set(`${configured.host}:${configured.port}`, { host: configured.host, port: actual.port });
+    if (this.free && configured && actual) this.bound.set(`${configured.host}:${configured.port}`, { host: configured.host, port: actual.port });
   }
 
   /** `url` with its host:port replaced by the real address of the listener configured there. */
   url(url: string): string {
     if (!this.free) return url;
-    const u = new URL(url);
-    const port = u.port || (u.protocol === 'https:' ? '443' : '80');
-    const bound = this.#bound.get(`${u.hostname}:${port}`);
+    const parsed = new URL(url);
+    const port = parsed.port || (parsed.protocol === 'https:' ? '443' : '80');
+    const bound = this.bound.get(`${parsed.hostname}:${port}`);
     if (!bound) return url;
-    u.port = String(bound.port);
-    return u.toString().replace(/\/$/, url.endsWith('/') ? '/' : '');
+    parsed.port = String(bound.port);
+    return parsed.toString().replace(/\/$/, url.endsWith('/') ? '/' : '');
   }
 
   /** The sidecar's config with its listeners on free ports and its references followed. */

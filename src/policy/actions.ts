@@ -58,12 +58,12 @@ function compilePattern(mapping: ActionMappingConfig, index: number): CompiledPa
   return { index, method: mapping.method === '*' ? '*' : mapping.method.toUpperCase(), segments, rest, mapping };
 }
 
-function matches(p: CompiledPattern, method: string, segs: readonly string[]): boolean {
-  if (p.method !== '*' && p.method !== method) return false;
-  const n = p.segments.length;
-  if (p.rest ? segs.length <= n : segs.length !== n) return false;
+function matches(pattern: CompiledPattern, method: string, segs: readonly string[]): boolean {
+  if (pattern.method !== '*' && pattern.method !== method) return false;
+  const n = pattern.segments.length;
+  if (pattern.rest ? segs.length <= n : segs.length !== n) return false;
   for (let i = 0; i < n; i++) {
-    const want = p.segments[i];
+    const want = pattern.segments[i];
     const got = segs[i]!;
     if (want === null ? got === '' : want !== got) return false;
   }

@@ -14,9 +14,6 @@ import { readYamlFileText, YamlFileTooLargeError } from '../lib/yaml-limits.js';
 import { readAgent, type PolicyAgent, type ReadAgent } from './read-agent.js';
 import type { CompiledPolicy } from './types.js';
 
-export type { PolicyAgent, PolicyBudget, BudgetPeriod } from './read-agent.js';
-export type { Problem } from '../lib/yaml-reader.js';
-
 /** The policy file is invalid; `problems` lists every problem found. Reason `policy_invalid`. */
 export class PolicyError extends ProblemsError {
   constructor(problems: readonly Problem[]) {
@@ -24,7 +21,7 @@ export class PolicyError extends ProblemsError {
   }
 }
 
-/** CompiledPolicy whose agents carry the extra fields (budget) of later issues. */
+/** CompiledPolicy whose agents also carry their budget. */
 export interface Policy extends CompiledPolicy {
   readonly agents: readonly PolicyAgent[];
   readonly agentsBySpiffeId: ReadonlyMap<string, PolicyAgent>;
@@ -64,9 +61,9 @@ export function compilePolicy(text: string, file: string, now: Date = new Date()
     const adminsField = m.get('admins');
     if (adminsField) {
       for (const item of reader.list(adminsField) ?? []) {
-        const s = reader.string(item);
-        if (s === undefined) continue;
-        const id = checkWorkloadSpiffeId(s);
+        const text = reader.string(item);
+        if (text === undefined) continue;
+        const id = checkWorkloadSpiffeId(text);
         if (!id.ok) reader.reportField(item, id.error);
         else if (admins.has(id.value)) reader.reportField(item, `duplicate admin '${id.value}'`);
         else admins.add(id.value);

@@ -13,19 +13,14 @@
 import { refusal, refuse } from '../reasons.js';
 import { holdsClaim } from './claims.js';
 import type { PolicyAgent } from './read-agent.js';
-import type { Allow, AttestationRequirements, CompiledAgent, CompiledPolicy, Decision, DecisionRequest, Denial, DenyReason, Obligations, PeerIdentity } from './types.js';
-
-export type { Allow, Denial } from './types.js';
+import type { Allow, CompiledAgent, CompiledPolicy, Decision, DecisionRequest, Denial, DenyReason, Obligations, PeerIdentity } from './types.js';
+import type { AttestationRequirements } from '../attestation/requirements.js';
 
 /** Longest request path echoed back in an error (the rest is elided). */
 const MAX_ECHOED_PATH = 256;
 
 const NO_POLICY: Denial = Object.freeze({ ...refusal('no_policy'), allow: false as const, reason: 'no_policy' as const });
 const UNKNOWN_AGENT: Denial = Object.freeze({ ...refusal('unknown_agent'), allow: false as const, reason: 'unknown_agent' as const });
-
-export function noPolicyDenial(): Denial {
-  return NO_POLICY;
-}
 
 export function unknownAgentDenial(): Denial {
   return UNKNOWN_AGENT;
@@ -51,8 +46,8 @@ export function permissionNotGrantedDenial(resource: string | undefined, permiss
 }
 
 function deny(reason: DenyReason, error: string, agent: CompiledAgent | undefined): Denial {
-  const r = refuse(reason, error);
-  return Object.freeze(agent ? { ...r, allow: false as const, reason, agent } : { ...r, allow: false as const, reason });
+  const refused = refuse(reason, error);
+  return Object.freeze(agent ? { ...refused, allow: false as const, reason, agent } : { ...refused, allow: false as const, reason });
 }
 
 /** The response body for a denial: `{"error":"..."}` (JSON-escaped, computed with the denial). */
@@ -64,12 +59,12 @@ export function denialBody(decision: Denial): string {
 const ALLOW = new WeakMap<CompiledAgent, Allow>();
 
 function allowFor(agent: CompiledAgent): Allow {
-  let d = ALLOW.get(agent);
-  if (d === undefined) {
-    d = Object.freeze({ allow: true as const, reason: 'allowed' as const, agent, obligations: obligationsOf(agent) });
-    ALLOW.set(agent, d);
+  let cached = ALLOW.get(agent);
+  if (cached === undefined) {
+    cached = Object.freeze({ allow: true as const, reason: 'allowed' as const, agent, obligations: obligationsOf(agent) });
+    ALLOW.set(agent, cached);
   }
-  return d;
+  return cached;
 }
 
 function obligationsOf(agent: CompiledAgent): Obligations | undefined {
@@ -106,9 +101,9 @@ function granted(agent: CompiledAgent, resource: string | undefined, permission:
 }
 
 /**
- * Whether `action` needs fresh (nonce-bound) evidence under `reqs`: every action with
+ * Whether `action` needs fresh (nonce-bound) evidence under `requirements`: every action with
  * `freshness: per_request`, the listed ones with `freshness: { per_request: [...] }`.
  */
-export function needsFreshEvidence(reqs: AttestationRequirements, action: string): boolean {
-  return reqs.freshness === 'per_request' || (reqs.perRequestActions?.includes(action) ?? false);
+export function needsFreshEvidence(requirements: AttestationRequirements, action: string): boolean {
+  return requirements.freshness === 'per_request' || (requirements.perRequestActions?.includes(action) ?? false);
 }

@@ -8,13 +8,13 @@ import { checkDuration } from '../lib/values.js';
 import { checkWorkloadSpiffeId } from '../spiffe/id-check.js';
 import { readPcrs } from '../lib/fields.js';
 import { KIND_NAMES, kindNamed } from '../attestation/kinds.js';
-import type { AccessControlEntry, AttestationRequirements, CompiledAgent, TeeType } from './types.js';
+import type { AccessControlEntry, CompiledAgent } from './types.js';
+import type { AttestationRequirements, TeeType } from '../attestation/requirements.js';
 import { parseClaim } from './claims.js';
-import type { BudgetPeriod, PolicyBudget } from '../budget/period.js';
+import type { PolicyBudget } from '../budget/period.js';
 
-export type { BudgetPeriod, PolicyBudget };
 
-/** CompiledAgent plus fields used by later issues (kept here until types.ts grows them). */
+/** CompiledAgent plus its budget (an obligation of its allows). */
 export interface PolicyAgent extends CompiledAgent {
   readonly budget?: PolicyBudget;
 }
@@ -124,9 +124,9 @@ function readSpiffeIds(
   }
   const out: { id: string; field: Field }[] = [];
   for (const f of fields) {
-    const s = reader.string(f);
-    if (s === undefined) continue;
-    const checked = checkWorkloadSpiffeId(s);
+    const text = reader.string(f);
+    if (text === undefined) continue;
+    const checked = checkWorkloadSpiffeId(text);
     if (!checked.ok) reader.reportField(f, checked.error);
     else out.push({ id: checked.value, field: f });
   }
@@ -170,11 +170,11 @@ function readAttestation(reader: YamlReader, field: Field, allowedActions: Reado
   if (f('freshness')) readFreshness(reader, f('freshness')!, allowedActions, req);
   const age = f('max_evidence_age');
   if (age) {
-    const s = reader.scalar(age);
-    if (s) {
-      const d = checkDuration(s.value);
-      if (d.ok) req.maxEvidenceAgeSeconds = d.value / 1000;
-      else reader.reportField(age, d.error);
+    const scalar = reader.scalar(age);
+    if (scalar) {
+      const duration = checkDuration(scalar.value);
+      if (duration.ok) req.maxEvidenceAgeSeconds = duration.value / 1000;
+      else reader.reportField(age, duration.error);
     }
   }
   if (f('reference_values')) req.referenceValues = reader.string(f('reference_values')!);
@@ -309,10 +309,6 @@ function reportInString(reader: YamlReader, field: Field, value: string, index: 
     }
   }
   reader.reportField(field, message);
-}
-
-export function isValidClaim(claim: string): boolean {
-  return parseClaim(claim).ok;
 }
 
 function readBudget(reader: YamlReader, field: Field): PolicyBudget | undefined {

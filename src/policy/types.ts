@@ -3,11 +3,10 @@
  * `decide()` (src/policy/decide.ts) is a pure function over it.
  */
 import type { Refusal } from '../reasons.js';
-import type { PolicyBudget } from './read-agent.js';
+import type { PolicyBudget } from '../budget/period.js';
 
 /** `attestation_requirements` are defined with the evidence kinds they name. */
 import type { AttestationRequirements } from '../attestation/requirements.js';
-export type { AttestationRequirements, TeeType } from '../attestation/requirements.js';
 
 export interface AccessControlEntry {
   /** e.g. `oid:1.2.3.4.5` or `oid:1.2.3.4.5=value`, as written. */

@@ -37,8 +37,8 @@ export interface PolicyWatcherOptions {
 }
 
 /** What the fallback poll compares: a replaced or rewritten file changes at least one. */
-function fileStamp(s: { ino: number; size: number; mtimeMs: number }): string {
-  return `${s.ino}:${s.size}:${s.mtimeMs}`;
+function fileStamp(stats: { ino: number; size: number; mtimeMs: number }): string {
+  return `${stats.ino}:${stats.size}:${stats.mtimeMs}`;
 }
 
 export interface PolicyWatcher {
@@ -50,46 +50,46 @@ export interface PolicyWatcher {
 
 export class PolicyWatcher extends EventEmitter {
   readonly file: string;
-  #policy: Policy;
-  #reloads = 0;
-  #reloadFailures = 0;
-  #watch: FileWatch | undefined;
-  #poll: NodeJS.Timeout | undefined;
-  #stamp: string | undefined;
-  readonly #logger: Logger | undefined;
-  /** A background reload is running; `#again`: another change arrived meanwhile. */
-  #reloading = false;
-  #again = false;
-  #closed = false;
+  private policy: Policy;
+  private reloadCount = 0;
+  private reloadFailureCount = 0;
+  private watch: FileWatch | undefined;
+  private poll: NodeJS.Timeout | undefined;
+  private stamp: string | undefined;
+  private readonly logger: Logger | undefined;
+  /** A background reload is running; `again`: another change arrived meanwhile. */
+  private reloading = false;
+  private again = false;
+  private closed = false;
 
   /** Loads `file` now; throws PolicyError if it is invalid (the sidecar must not start without a policy). */
   constructor(file: string, options: PolicyWatcherOptions = {}) {
     super();
     this.file = resolve(file);
-    this.#logger = options.logger;
+    this.logger = options.logger;
     // Stamped before it is read: a change between this read and the watch arming below (which
     // fs.watch cannot see) shows as a different stamp to the fallback poll.
     try {
-      this.#stamp = fileStamp(statSync(this.file));
+      this.stamp = fileStamp(statSync(this.file));
     } catch {
       // loadPolicyFile below reports the unreadable file with its typed error.
     }
-    this.#policy = loadPolicyFile(this.file);
-    this.#watch = watchFiles([this.file], () => void this.reloadInBackground(), {
+    this.policy = loadPolicyFile(this.file);
+    this.watch = watchFiles([this.file], () => void this.reloadInBackground(), {
       debounceMs: options.debounceMs ?? 100,
       onError: (err) => {
-        this.#logger?.error({ file: this.file, err: errorMessage(err) }, 'policy watch failed; keeping current policy');
+        this.logger?.error({ file: this.file, err: errorMessage(err) }, 'policy watch failed; keeping current policy');
       },
     });
     // fs.watch misses changes made before it is armed, and events on some file systems: a
     // cheap stat every few seconds catches those, off the request path.
     const pollMs = options.pollIntervalMs ?? 5000;
     if (pollMs > 0) {
-      this.#poll = setInterval(() => void this.#pollOnce(), pollMs);
-      this.#poll.unref();
+      this.poll = setInterval(() => void this.pollOnce(), pollMs);
+      this.poll.unref();
     }
-    this.#logger?.info(
-      { file: this.file, version: this.#policy.version, agents: this.#policy.agents.length },
+    this.logger?.info(
+      { file: this.file, version: this.policy.version, agents: this.policy.agents.length },
       'policy loaded',
     );
   }
@@ -100,7 +100,7 @@ export class PolicyWatcher extends EventEmitter {
   }
 
   current(): Policy | undefined {
-    return this.#policy;
+    return this.policy;
   }
 
   /** Counts every reload from now on, ok or rejected (a rejected one keeps the last good policy). */
@@ -111,18 +111,18 @@ export class PolicyWatcher extends EventEmitter {
 
   /** The readiness check /readyz shows: ok with the version in force. */
   readiness(): ReadinessCheck {
-    const p = this.#policy;
-    return p ? { ok: true, detail: `version ${p.version}` } : { ok: false, detail: 'no policy loaded' };
+    const current = this.policy;
+    return current ? { ok: true, detail: `version ${current.version}` } : { ok: false, detail: 'no policy loaded' };
   }
 
   /** Successful reloads since start (unchanged content does not count). */
   get reloads(): number {
-    return this.#reloads;
+    return this.reloadCount;
   }
 
   /** Changes that were rejected (unreadable or invalid file). */
   get reloadFailures(): number {
-    return this.#reloadFailures;
+    return this.reloadFailureCount;
   }
 
   /**
@@ -134,9 +134,9 @@ export class PolicyWatcher extends EventEmitter {
     try {
       next = loadPolicyFile(this.file);
     } catch (err) {
-      return this.#rejected(err);
+      return this.rejected(err);
     }
-    return this.#accept(next);
+    return this.accept(next);
   }
 
   /**
@@ -144,17 +144,17 @@ export class PolicyWatcher extends EventEmitter {
    * thread. Changes that arrive while one runs are coalesced into one more reload after it.
    */
   async reloadInBackground(): Promise<boolean> {
-    if (this.#reloading) {
-      this.#again = true;
+    if (this.reloading) {
+      this.again = true;
       return false;
     }
-    this.#reloading = true;
+    this.reloading = true;
     let swapped = false;
     try {
       do {
-        this.#again = false;
+        this.again = false;
         // What this reload reads: the fallback poll then sees no change for it.
-        await this.#stampNow();
+        await this.stampNow();
         let next: Policy | undefined;
         try {
           next = await runParseJob<Policy>(
@@ -164,31 +164,31 @@ export class PolicyWatcher extends EventEmitter {
             'policy_invalid',
           );
         } catch (err) {
-          if (!this.#closed) this.#rejected(err);
+          if (!this.closed) this.rejected(err);
         }
-        if (next && !this.#closed) swapped = this.#accept(freezePolicy(next)) || swapped;
-      } while (this.#again && !this.#closed);
+        if (next && !this.closed) swapped = this.accept(freezePolicy(next)) || swapped;
+      } while (this.again && !this.closed);
     } finally {
-      this.#reloading = false;
+      this.reloading = false;
     }
     return swapped;
   }
 
-  #rejected(err: unknown): false {
-    this.#reloadFailures++;
+  private rejected(err: unknown): false {
+    this.reloadFailureCount++;
     const error =
       err instanceof PolicyError
         ? err
         : new PolicyError([{ file: this.file, line: 0, column: 0, message: errorMessage(err) }]);
     for (const p of error.problems.slice(0, MAX_LOGGED_PROBLEMS)) {
-      this.#logger?.error(
-        { reason: error.reason, file: p.file, line: p.line, column: p.column, field: p.key, version: this.#policy.version },
-        `policy reload rejected, keeping version ${this.#policy.version}: ${formatProblem(p)}`,
+      this.logger?.error(
+        { reason: error.reason, file: p.file, line: p.line, column: p.column, field: p.key, version: this.policy.version },
+        `policy reload rejected, keeping version ${this.policy.version}: ${formatProblem(p)}`,
       );
     }
     if (error.problems.length > MAX_LOGGED_PROBLEMS) {
-      this.#logger?.error(
-        { reason: error.reason, file: this.file, problems: error.problems.length, version: this.#policy.version },
+      this.logger?.error(
+        { reason: error.reason, file: this.file, problems: error.problems.length, version: this.policy.version },
         `policy reload rejected: ${error.problems.length - MAX_LOGGED_PROBLEMS} more problems not logged (attest-sidecar check-policy lists them all)`,
       );
     }
@@ -197,42 +197,42 @@ export class PolicyWatcher extends EventEmitter {
     return false;
   }
 
-  #accept(next: Policy): boolean {
-    if (next.version === this.#policy.version) return false;
-    const previous = this.#policy.version;
-    this.#policy = next;
-    this.#reloads++;
-    this.#logger?.info({ file: this.file, version: next.version, previous, agents: next.agents.length }, 'policy reloaded');
+  private accept(next: Policy): boolean {
+    if (next.version === this.policy.version) return false;
+    const previous = this.policy.version;
+    this.policy = next;
+    this.reloadCount++;
+    this.logger?.info({ file: this.file, version: next.version, previous, agents: next.agents.length }, 'policy reloaded');
     this.emit('reload', next);
     return true;
   }
 
   close(): void {
-    this.#closed = true;
-    this.#watch?.close();
-    this.#watch = undefined;
-    clearInterval(this.#poll);
-    this.#poll = undefined;
+    this.closed = true;
+    this.watch?.close();
+    this.watch = undefined;
+    clearInterval(this.poll);
+    this.poll = undefined;
   }
 
-  async #stampNow(): Promise<string | undefined> {
+  private async stampNow(): Promise<string | undefined> {
     try {
-      return (this.#stamp = fileStamp(await stat(this.file)));
+      return (this.stamp = fileStamp(await stat(this.file)));
     } catch {
       return undefined; // unreadable now: the next poll or event tells
     }
   }
 
-  async #pollOnce(): Promise<void> {
-    const before = this.#stamp;
-    const now = await this.#stampNow();
-    if (now !== undefined && before !== undefined && now !== before && !this.#closed) void this.reloadInBackground();
+  private async pollOnce(): Promise<void> {
+    const before = this.stamp;
+    const now = await this.stampNow();
+    if (now !== undefined && before !== undefined && now !== before && !this.closed) void this.reloadInBackground();
   }
 }
 
 /** Structured clone (the worker's result) drops Object.freeze; policies are shared read-only. */
-function freezePolicy(p: Policy): Policy {
-  for (const agent of p.agents) Object.freeze(agent);
-  Object.freeze(p.agents);
-  return Object.freeze(p);
+function freezePolicy(policy: Policy): Policy {
+  for (const agent of policy.agents) Object.freeze(agent);
+  Object.freeze(policy.agents);
+  return Object.freeze(policy);
 }

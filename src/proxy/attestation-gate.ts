@@ -19,8 +19,9 @@ import { evidenceId } from '../attestation/attester.js';
 import { decodeEvidence, type Evidence } from '../attestation/envelope.js';
 import { VerdictCache, type Verdict } from '../attestation/session-cache.js';
 import { AttestationError } from '../attestation/types.js';
-import { fetchMissingCollateral, verifyEvidence, type VerifierTrust } from '../attestation/verifier.js';
-import type { AttestationRequirements } from '../policy/types.js';
+import { fetchMissingCollateral, verifyEvidence } from '../attestation/verifier.js';
+import { type VerifierTrust } from '../attestation/kinds.js';
+import type { AttestationRequirements } from '../attestation/requirements.js';
 import { needsFreshEvidence } from '../policy/decide.js';
 import { applyReferenceValues, type ReferenceValueStore } from '../attestation/reference-values.js';
 import { refuse, type Refusal } from '../reasons.js';
@@ -58,8 +59,8 @@ export interface AttestationSession {
  */
 export type GateResult = Verdict | Refusal;
 
-export function isGateRefusal(r: GateResult): r is Refusal {
-  return (r as Refusal).body !== undefined;
+export function isGateRefusal(result: GateResult): result is Refusal {
+  return (result as Refusal).body !== undefined;
 }
 
 /** Asks for the full evidence: the same frozen refusal every time. */
@@ -103,102 +104,102 @@ export class AttestationGate {
   }
 
   /** `action`: the request's mapped action (per-action freshness). */
-  check(req: IncomingMessage, s: AttestationSession, reqs: AttestationRequirements, policyVersion: string, action: string): GateResult {
+  check(req: IncomingMessage, session: AttestationSession, requirements: AttestationRequirements, policyVersion: string, action: string): GateResult {
     const evidence = req.headers[H_EVIDENCE];
-    if (needsFreshEvidence(reqs, action)) return this.checkFresh(req, s, reqs, evidence);
+    if (needsFreshEvidence(requirements, action)) return this.checkFresh(req, session, requirements, evidence);
     const now = this.now();
     if (typeof evidence !== 'string') {
       const ref = req.headers[H_REF];
       if (typeof ref !== 'string') return EVIDENCE_CHALLENGE;
       // Hot path: the connection's last verdict.
-      const last = s.lastVerdict;
-      if (last !== undefined && s.lastRef === ref && s.lastVersion === policyVersion && s.lastRvVersion === this.rvVersion && now < last.expiresAtMs) {
+      const last = session.lastVerdict;
+      if (last !== undefined && session.lastRef === ref && session.lastVersion === policyVersion && session.lastRvVersion === this.rvVersion && now < last.expiresAtMs) {
         this.cache.stats.hits++;
         return last;
       }
-      const v = this.cache.get(VerdictCache.key(s.spkiSha256Hex, ref, `${policyVersion}+${this.rvVersion}`), now);
+      const v = this.cache.get(VerdictCache.key(session.spkiSha256Hex, ref, `${policyVersion}+${this.rvVersion}`), now);
       if (v === undefined) return EVIDENCE_CHALLENGE;
-      this.remember(s, ref, policyVersion, v);
+      this.remember(session, ref, policyVersion, v);
       return v;
     }
     const id = evidenceId(evidence);
-    const key = VerdictCache.key(s.spkiSha256Hex, id, `${policyVersion}+${this.rvVersion}`);
+    const key = VerdictCache.key(session.spkiSha256Hex, id, `${policyVersion}+${this.rvVersion}`);
     const hit = this.cache.get(key, now);
     if (hit) {
-      this.remember(s, id, policyVersion, hit);
+      this.remember(session, id, policyVersion, hit);
       return hit;
     }
-    const result = this.verify(evidence, s, reqs, undefined, now);
+    const result = this.verify(evidence, session, requirements, undefined, now);
     if (isGateRefusal(result)) return result;
     this.cache.set(key, result);
-    this.remember(s, id, policyVersion, result);
+    this.remember(session, id, policyVersion, result);
     return result;
   }
 
   private checkFresh(
     req: IncomingMessage,
-    s: AttestationSession,
-    reqs: AttestationRequirements,
+    session: AttestationSession,
+    requirements: AttestationRequirements,
     evidence: string | string[] | undefined,
   ): GateResult {
     const nonceB64 = req.headers[H_NONCE];
     if (typeof evidence !== 'string' || typeof nonceB64 !== 'string') {
-      return this.nonceChallenge(s, 'Fresh attestation required', 'attestation_fresh_required');
+      return this.nonceChallenge(session, 'Fresh attestation required', 'attestation_fresh_required');
     }
     const now = this.now();
     const issued = this.nonces.get(nonceB64);
     // Single use, bound to the peer key it was issued to, short-lived.
     this.forgetNonce(nonceB64);
-    if (!issued || issued.spkiHex !== s.spkiSha256Hex || now >= issued.expiresAtMs) {
-      return this.nonceChallenge(s, 'Attestation nonce unknown, expired or already used', 'attestation_nonce_invalid');
+    if (!issued || issued.spkiHex !== session.spkiSha256Hex || now >= issued.expiresAtMs) {
+      return this.nonceChallenge(session, 'Attestation nonce unknown, expired or already used', 'attestation_nonce_invalid');
     }
-    return this.verify(evidence, s, reqs, Buffer.from(nonceB64, 'base64url'), now);
+    return this.verify(evidence, session, requirements, Buffer.from(nonceB64, 'base64url'), now);
   }
 
-  private verify(header: string, s: AttestationSession, reqs: AttestationRequirements, nonce: Buffer | undefined, now: number): GateResult {
+  private verify(header: string, session: AttestationSession, requirements: AttestationRequirements, nonce: Buffer | undefined, now: number): GateResult {
     const start = performance.now();
     let type = 'unknown';
-    let ev: Evidence | undefined;
+    let decoded: Evidence | undefined;
     try {
-      ev = decodeEvidence(header);
-      type = ev.type;
-      let effective: AttestationRequirements = reqs;
+      decoded = decodeEvidence(header);
+      type = decoded.type;
+      let effective: AttestationRequirements = requirements;
       let rvExpiresAtMs = Infinity;
-      if (reqs.referenceValues !== undefined) {
-        const rv = this.referenceValues?.get(reqs.referenceValues);
-        if (!rv) throw new AttestationError('reference_values_unavailable', `reference values '${reqs.referenceValues}' are not loaded or have expired`);
-        effective = applyReferenceValues(reqs, rv);
+      if (requirements.referenceValues !== undefined) {
+        const rv = this.referenceValues?.get(requirements.referenceValues);
+        if (!rv) throw new AttestationError('reference_values_unavailable', `reference values '${requirements.referenceValues}' are not loaded or have expired`);
+        effective = applyReferenceValues(requirements, rv);
         rvExpiresAtMs = rv.expiresAt.getTime();
       }
-      const verified = verifyEvidence(ev, this.trust, { spki: s.spki, ...(nonce ? { nonce } : {}) }, new Date(now), this.recall);
+      const verified = verifyEvidence(decoded, this.trust, { spki: session.spki, ...(nonce ? { nonce } : {}) }, new Date(now), this.recall);
       if (verified.remember) this.remembered.set(verified.remember.key, verified.remember.value);
       appraise(verified.normalized, effective, new Date(now));
-      let expiresAtMs = Math.min(s.notAfterMs, rvExpiresAtMs);
+      let expiresAtMs = Math.min(session.notAfterMs, rvExpiresAtMs);
       if (verified.expiresAtMs !== undefined) expiresAtMs = Math.min(expiresAtMs, verified.expiresAtMs);
-      if (reqs.maxEvidenceAgeSeconds !== undefined) expiresAtMs = Math.min(expiresAtMs, now + reqs.maxEvidenceAgeSeconds * 1000);
+      if (requirements.maxEvidenceAgeSeconds !== undefined) expiresAtMs = Math.min(expiresAtMs, now + requirements.maxEvidenceAgeSeconds * 1000);
       this.metrics?.verification(type, 'success', (performance.now() - start) / 1000);
       return { claims: verified.claims, evidenceType: verified.type, expiresAtMs, verifiedAtMs: now };
     } catch (err) {
       // Fail closed on anything, including a verifier bug: the request is denied, never crashes us.
       const reason = err instanceof AttestationError ? err.reason : 'verification_error';
       // Collateral is fetched in the background, never on the request path: this attempt fails closed.
-      if (reason === 'collateral_missing' && ev) fetchMissingCollateral(ev, this.trust);
+      if (reason === 'collateral_missing' && decoded) fetchMissingCollateral(decoded, this.trust);
       const message = err instanceof AttestationError ? err.message : `evidence could not be verified (${(err as Error)?.message ?? String(err)})`;
       this.metrics?.verification(type, reason, (performance.now() - start) / 1000);
       return refuse(reason, `Attestation failed: ${message}`);
     }
   }
 
-  private remember(s: AttestationSession, ref: string, version: string, v: Verdict): void {
-    s.lastRef = ref;
-    s.lastVersion = version;
-    s.lastRvVersion = this.rvVersion;
-    s.lastVerdict = v;
+  private remember(session: AttestationSession, ref: string, version: string, v: Verdict): void {
+    session.lastRef = ref;
+    session.lastVersion = version;
+    session.lastRvVersion = this.rvVersion;
+    session.lastVerdict = v;
   }
 
-  private nonceChallenge(s: AttestationSession, error: string, reason: 'attestation_fresh_required' | 'attestation_nonce_invalid'): GateResult {
+  private nonceChallenge(session: AttestationSession, error: string, reason: 'attestation_fresh_required' | 'attestation_nonce_invalid'): GateResult {
     const now = this.now();
-    const own = this.peerNonces.get(s.spkiSha256Hex);
+    const own = this.peerNonces.get(session.spkiSha256Hex);
     if (own !== undefined && own.length >= MAX_NONCES_PER_PEER) this.forgetNonce(own[0]!);
     if (this.nonces.size >= MAX_OUTSTANDING_NONCES) {
       for (const [n, v] of this.nonces) if (now >= v.expiresAtMs) this.forgetNonce(n);
@@ -206,10 +207,10 @@ export class AttestationGate {
       while (this.nonces.size >= MAX_OUTSTANDING_NONCES) this.forgetNonce(this.nonces.keys().next().value as string);
     }
     const nonce = randomBytes(32).toString('base64url');
-    this.nonces.set(nonce, { spkiHex: s.spkiSha256Hex, expiresAtMs: now + NONCE_TTL_MS });
-    const list = this.peerNonces.get(s.spkiSha256Hex);
+    this.nonces.set(nonce, { spkiHex: session.spkiSha256Hex, expiresAtMs: now + NONCE_TTL_MS });
+    const list = this.peerNonces.get(session.spkiSha256Hex);
     if (list) list.push(nonce);
-    else this.peerNonces.set(s.spkiSha256Hex, [nonce]);
+    else this.peerNonces.set(session.spkiSha256Hex, [nonce]);
     return refuse(reason, error, { [H_CHALLENGE]: `nonce=${nonce}` });
   }
 

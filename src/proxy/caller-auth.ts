@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { timingSafeEqual } from 'node:crypto';
 import { watchFiles, type FileWatch } from '../lib/file-watch.js';
 import { errorMessage } from '../errors.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../lib/log.js';
 import { REASONS, refuse, type Refusal } from '../reasons.js';
 
 /**

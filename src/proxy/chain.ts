@@ -73,9 +73,9 @@ export class FilterChain<C> {
     }
   }
 
-  private settleRefusal(ctx: C, r: Refusal): void {
+  private settleRefusal(ctx: C, refusal: Refusal): void {
     try {
-      this.ends.refuse(ctx, r);
+      this.ends.refuse(ctx, refusal);
     } catch (err) {
       this.failSafely(ctx, err);
     }

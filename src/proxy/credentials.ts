@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import type { InjectedHeaderConfig } from '../config/types.js';
 import { SidecarError, errorMessage } from '../errors.js';
 import { watchFiles, type FileWatch } from '../lib/file-watch.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../lib/log.js';
 import { refuse, type Refusal } from '../reasons.js';
 
 /** The agent's Accept-Encoding is replaced: a compressed echo would hide the secret from the scanner. */

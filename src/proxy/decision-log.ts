@@ -34,8 +34,8 @@ export class RecentDenials {
     this.ring = new Array<RecentDenial | undefined>(capacity);
   }
 
-  push(d: RecentDenial): void {
-    this.ring[this.next] = d;
+  push(denial: RecentDenial): void {
+    this.ring[this.next] = denial;
     this.next = (this.next + 1) % this.capacity;
   }
 
@@ -43,8 +43,8 @@ export class RecentDenials {
   list(): RecentDenial[] {
     const out: RecentDenial[] = [];
     for (let i = 1; i <= this.capacity; i++) {
-      const d = this.ring[(this.next - i + this.capacity) % this.capacity];
-      if (d) out.push(d);
+      const denial = this.ring[(this.next - i + this.capacity) % this.capacity];
+      if (denial) out.push(denial);
     }
     return out;
   }

@@ -10,8 +10,6 @@ import type { Dispatcher } from 'undici';
 import { forwardResponseHeaders, responseHeaderList, responseHeaderObject } from './headers.js';
 import { DEFAULT_BODY_PROGRESS_TIMEOUT_MS, RequestBodyTimeoutError, checkBodyProgress, continueRequest, type BodyProgressWatch } from './request-body.js';
 
-export { awaitContinue, continueRequest, DEFAULT_BODY_PROGRESS_TIMEOUT_MS, RequestBodyTimeoutError } from './request-body.js';
-
 export interface ForwardOptions {
   /** Origin-form path with query, e.g. `/agents?x=1`. */
   path: string;
@@ -300,13 +298,13 @@ function watchClient(socket: ClientSocket | null, handler: ForwardHandler): void
     const exchanges: ExchangeList = (list = socket[kExchanges] = { head: undefined });
     socket.once('close', () => {
       // Unlinked before each is told, so nothing it does on abort can disturb the walk.
-      let h = exchanges.head;
+      let head = exchanges.head;
       exchanges.head = undefined;
-      while (h !== undefined) {
-        const next = h.watchNext;
-        h.watchList = h.watchPrev = h.watchNext = undefined;
-        h.onClientClose();
-        h = next;
+      while (head !== undefined) {
+        const next = head.watchNext;
+        head.watchList = head.watchPrev = head.watchNext = undefined;
+        head.onClientClose();
+        head = next;
       }
     });
   }
@@ -334,12 +332,12 @@ const REQUEST_BODY_TIMEOUT: UpstreamFailure = Object.freeze({ status: 408, reaso
 
 /** Maps a transport error to a status and a stable reason code. */
 export function classifyUpstreamError(err: unknown): UpstreamFailure {
-  const e = err as { code?: string; reason?: string; message?: string; cause?: { code?: string } } | undefined;
+  const shape = err as { code?: string; reason?: string; message?: string; cause?: { code?: string } } | undefined;
   if (err instanceof ExchangeFailure) return err.failure;
-  const code = e?.code ?? '';
-  const msg = e?.message ?? String(err);
-  if (e && typeof e.reason === 'string' && code === 'ERR_SPIFFE_PEER') {
-    return { status: 502, reason: `upstream_${e.reason}`, message: `Upstream identity rejected: ${msg}` };
+  const code = shape?.code ?? '';
+  const msg = shape?.message ?? String(err);
+  if (shape && typeof shape.reason === 'string' && code === 'ERR_SPIFFE_PEER') {
+    return { status: 502, reason: `upstream_${shape.reason}`, message: `Upstream identity rejected: ${msg}` };
   }
   switch (code) {
     case 'ERR_REQUEST_BODY_TIMEOUT':

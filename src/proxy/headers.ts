@@ -68,9 +68,9 @@ function lengthsOf(names: Iterable<string>, base?: Uint8Array): Uint8Array {
 
 function filteredLengths(drop: ReadonlySet<string> | undefined): Uint8Array {
   if (!drop) return HOP_LENGTHS;
-  let l = lengthsCache.get(drop);
-  if (!l) lengthsCache.set(drop, (l = lengthsOf(drop, HOP_LENGTHS)));
-  return l;
+  let lengths = lengthsCache.get(drop);
+  if (!lengths) lengthsCache.set(drop, (lengths = lengthsOf(drop, HOP_LENGTHS)));
+  return lengths;
 }
 
 /**
@@ -235,8 +235,8 @@ const BROWSER_ONLY_HEADERS = [
  * no-cors request); curl, Python requests, Go, undici, the model SDKs send their own names.
  */
 export function isBrowserRequest(headers: Record<string, string | string[] | undefined>): boolean {
-  const ua = headers['user-agent'];
-  if (typeof ua === 'string' && ua.startsWith('Mozilla/')) return true;
+  const userAgent = headers['user-agent'];
+  if (typeof userAgent === 'string' && userAgent.startsWith('Mozilla/')) return true;
   for (const name of BROWSER_ONLY_HEADERS) if (headers[name] !== undefined) return true;
   return false;
 }

@@ -12,7 +12,7 @@ import { SecretScanner, scrubHeaders } from './credentials.js';
 import { ResponseFilter } from './response-filter.js';
 import { createUsageMeter } from '../budget/usage/meter.js';
 import { usageCostUsd, type TokenUsage } from '../budget/usage/types.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../lib/log.js';
 import { errorMessage } from '../errors.js';
 
 /** What metering counts (the admin server's operations metrics satisfy it structurally). */
@@ -38,7 +38,7 @@ export function meterResponse(
   route: string,
   status: number,
   headers: Record<string, string | string[]>,
-  deps: { ops: MeteringMetrics; logger: Logger },
+  deps: { operationsMetrics: MeteringMetrics; logger: Logger },
   onSettled: (outcome: MeterOutcome) => void,
 ): { observe: (chunk: Buffer) => boolean; drained: () => Promise<void>; onEnd: (complete: boolean) => void } {
   const header = (name: string) => {
@@ -68,7 +68,7 @@ export function meterResponse(
           (result) => {
             if (result.ok) {
               const u = result.usage;
-              deps.ops.tokensMetered(route, u.inputTokens, u.outputTokens);
+              deps.operationsMetrics.tokensMetered(route, u.inputTokens, u.outputTokens);
               settle({ costUsd: usageCostUsd(u, config), usage: u });
               return;
             }
@@ -78,14 +78,14 @@ export function meterResponse(
               return;
             }
             const reason = complete ? result.reason : 'response_incomplete';
-            deps.ops.usageUnmetered(route, reason);
+            deps.operationsMetrics.usageUnmetered(route, reason);
             deps.logger.warn({ route, status, reason, detail: result.detail }, 'model usage unreadable: the reservation stays charged');
             // Counts seen before the failure are a lower bound: charge them when above the reservation.
             const partial = result.partial ? usageCostUsd(result.partial, config) : 0;
             settle({ costUsd: Math.max(config.reserveUsd, partial), problem: `${reason}: ${result.detail}` });
           },
           (err: unknown) => {
-            deps.ops.usageUnmetered(route, 'meter_failed');
+            deps.operationsMetrics.usageUnmetered(route, 'meter_failed');
             settle({ costUsd: config.reserveUsd, problem: `meter_failed: ${errorMessage(err)}` });
           },
         );
@@ -109,7 +109,7 @@ export function responseTransform(opts: {
   route: string;
   secrets: readonly Buffer[] | undefined;
   metering: MeteringConfig | undefined;
-  ops: MeteringMetrics | undefined;
+  operationsMetrics: MeteringMetrics | undefined;
   logger: Logger;
   onCost: (usd: number) => void;
 }): (status: number, headers: Record<string, string | string[]>) => ResponseRewrite | undefined {
@@ -135,8 +135,8 @@ export function responseTransform(opts: {
       }
     }
     const meter =
-      opts.metering && opts.ops
-        ? meterResponse(opts.metering, opts.route, status, headers, { ops: opts.ops, logger: opts.logger }, (o) => opts.onCost(o.costUsd))
+      opts.metering && opts.operationsMetrics
+        ? meterResponse(opts.metering, opts.route, status, headers, { operationsMetrics: opts.operationsMetrics, logger: opts.logger }, (o) => opts.onCost(o.costUsd))
         : undefined;
     if (!scanner && !meter) return undefined;
     return {

@@ -10,7 +10,7 @@ import type { Pool as UndiciPool } from 'undici';
 import { Pool } from '../undici/pool.js';
 import type { OutboundRouteConfig } from '../config/types.js';
 import { SidecarError } from '../errors.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../lib/log.js';
 import { ATTESTATION_HEADERS } from './attestation-gate.js';
 import { CredentialInjector } from './credentials.js';
 import type { ForwardDispatcher } from './forward.js';

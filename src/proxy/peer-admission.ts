@@ -38,8 +38,6 @@ export const DEFAULT_REQUEST_LIMITS: RequestLimits = { ...DEFAULT_PEER_ADMISSION
 
 /** The refusal of a request over its identity's share: 429, retried after a second. */
 export const PEER_BUSY: Refusal = refuse('peer_concurrency_exceeded', REASONS.peer_concurrency_exceeded.message, { 'retry-after': '1' });
-/** Its reason code (audit, metrics). */
-export const PEER_CONCURRENCY_REASON = PEER_BUSY.reason;
 
 /** One identity's share; shared by all its client connections. */
 export interface PeerSlots {

@@ -28,8 +28,8 @@ type ContinueResponse = ServerResponse & { [kAwaitingContinue]?: boolean };
  */
 export function awaitContinue(handler: (req: IncomingMessage, res: ServerResponse) => void): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
-    const r = res as ContinueResponse;
-    r[kAwaitingContinue] = res.shouldKeepAlive;
+    const continueResponse = res as ContinueResponse;
+    continueResponse[kAwaitingContinue] = res.shouldKeepAlive;
     res.shouldKeepAlive = false;
     handler(req, res);
   };
@@ -37,10 +37,10 @@ export function awaitContinue(handler: (req: IncomingMessage, res: ServerRespons
 
 /** Sends the 100 Continue a request is waiting for (see awaitContinue); a no-op otherwise. */
 export function continueRequest(res: ServerResponse): void {
-  const r = res as ContinueResponse;
-  const keepAlive = r[kAwaitingContinue];
+  const continueResponse = res as ContinueResponse;
+  const keepAlive = continueResponse[kAwaitingContinue];
   if (keepAlive === undefined || res.headersSent) return;
-  r[kAwaitingContinue] = undefined;
+  continueResponse[kAwaitingContinue] = undefined;
   res.shouldKeepAlive = keepAlive;
   res.writeContinue();
 }

@@ -15,27 +15,18 @@
  *   and written into the audit record so that both sidecars' records and the app's logs correlate.
  */
 import { randomBytes } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
 import { ATTESTATION_HEADERS } from './attestation-gate.js';
 import { HOP_BY_HOP, IDENTITY_HEADERS, connectionListed, xfccValue } from './headers.js';
-import { REASONS, refuse, type ReasonCode, type Refusal } from '../reasons.js';
+import { refuse, type ReasonCode, type Refusal } from '../reasons.js';
 
 export const H_REQUEST_ID = 'x-request-id';
 
-export { DEFAULT_MAX_REQUEST_HEADERS, DEFAULT_OUTBOUND_MAX_REQUEST_HEADERS } from '../lib/header-limits.js';
-
 export const TOO_MANY_HEADERS_REASON = 'request_headers_too_many' satisfies ReasonCode;
-export const TOO_MANY_HEADERS_STATUS = REASONS[TOO_MANY_HEADERS_REASON].status;
 export const OVERRIDE_REFUSED_REASON = 'override_header_refused' satisfies ReasonCode;
 
 /** The 431 refusal for `max` (callers build it once). */
 export function tooManyHeadersRefusal(max: number): Refusal {
   return refuse(TOO_MANY_HEADERS_REASON, `Too many request headers (limit ${max})`);
-}
-
-/** The 431 body for `max` (callers build it once). */
-export function tooManyHeadersBody(max: number): string {
-  return tooManyHeadersRefusal(max).body;
 }
 
 /** Fields that tell an app to act on another method or target than the request line's. */
@@ -176,7 +167,3 @@ export function newRequestId(): string {
   idCounter = idCounter + 1 === COUNTER_SPAN ? 0 : idCounter + 1;
   return ID_PREFIX + idCounter.toString(16).padStart(12, '0');
 }
-
-/** Where a request's id is kept for its audit record (set once, on arrival). */
-export const kRequestId = Symbol('attest-sidecar.request-id');
-export type RequestWithId = IncomingMessage & { [kRequestId]?: string };

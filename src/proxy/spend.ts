@@ -5,9 +5,10 @@
  * failed journal) refuses with 503: budgets fail closed. Agents without a budget never get here.
  */
 import type { BudgetLedger } from '../budget/ledger.js';
-import type { PolicyBudget } from '../policy/read-agent.js';
+import type { PolicyBudget } from '../budget/period.js';
 import { SidecarError, errorMessage } from '../errors.js';
-import type { AuditSink, Logger } from '../log.js';
+import type { AuditSink } from '../audit/record.js';
+import type { Logger } from '../lib/log.js';
 import { REASONS, refusal, refuse, type ReasonCode, type Refusal } from '../reasons.js';
 
 /** A refused admission is the refusal itself (status, body, reason), marked `ok: false`. */
@@ -30,9 +31,9 @@ function ledgerFailure(reason: ReasonCode): AdmissionRefusal {
   const message = REASONS.budget_ledger_failed.message;
   const spec: { status?: number; message: string } = REASONS[reason];
   const code = spec.status === 503 && spec.message === message ? reason : 'budget_ledger_failed';
-  let r = LEDGER_FAILURES.get(code);
-  if (r === undefined) LEDGER_FAILURES.set(code, (r = refusedAdmission(refuse(code, message))));
-  return r;
+  let refusal = LEDGER_FAILURES.get(code);
+  if (refusal === undefined) LEDGER_FAILURES.set(code, (refusal = refusedAdmission(refuse(code, message))));
+  return refusal;
 }
 
 /** The spend counters a spend gate feeds (OperationsMetrics has them). */
@@ -44,7 +45,7 @@ export interface SpendMetrics {
 export class SpendGate {
   constructor(
     readonly ledger: BudgetLedger,
-    private readonly ops: SpendMetrics,
+    private readonly operationsMetrics: SpendMetrics,
     private readonly audit: AuditSink,
     private readonly logger: Logger,
   ) {}
@@ -52,13 +53,13 @@ export class SpendGate {
   /** Charges `amountUsd` to `agent` if its budget allows; never throws. */
   async admit(agent: string, budget: PolicyBudget, amountUsd: number, context: { peer?: string; route?: string; action?: string; direction: 'inbound' | 'outbound' }): Promise<Admission> {
     try {
-      const r = await this.ledger.charge(agent, budget, amountUsd);
-      if (r.ok) {
+      const charge = await this.ledger.charge(agent, budget, amountUsd);
+      if (charge.ok) {
         // A fixed action cost is final; a metered reservation is counted when it settles.
-        if (context.direction === 'inbound') this.ops.spent(agent, 'action', amountUsd);
-        return { ok: true, key: r.key, chargedUsd: amountUsd };
+        if (context.direction === 'inbound') this.operationsMetrics.spent(agent, 'action', amountUsd);
+        return { ok: true, key: charge.key, chargedUsd: amountUsd };
       }
-      this.refused(agent, EXCEEDED.reason, context, `spent ${r.spentUsd} of ${r.limitUsd} USD (${budget.period})`, r.spentUsd, r.limitUsd);
+      this.refused(agent, EXCEEDED.reason, context, `spent ${charge.spentUsd} of ${charge.limitUsd} USD (${budget.period})`, charge.spentUsd, charge.limitUsd);
       return EXCEEDED;
     } catch (err) {
       const failure = ledgerFailure(err instanceof SidecarError ? err.reason : 'budget_ledger_failed');
@@ -73,7 +74,7 @@ export class SpendGate {
    * and audited (the up-front charge stays, so the error costs the agent, never the operator).
    */
   settle(agent: string, budget: PolicyBudget, key: string, reservedUsd: number, actualUsd: number, route: string): void {
-    this.ops.spent(agent, 'metered', actualUsd);
+    this.operationsMetrics.spent(agent, 'metered', actualUsd);
     const deltaUsd = actualUsd - reservedUsd;
     if (deltaUsd === 0) return;
     this.ledger.adjust(agent, budget, deltaUsd, key).catch((err: unknown) => {
@@ -83,7 +84,7 @@ export class SpendGate {
   }
 
   private refused(agent: string, reason: ReasonCode, context: { peer?: string; route?: string; action?: string; direction: string }, detail: string, spentUsd?: number, limitUsd?: number): void {
-    this.ops.budgetRefused(agent, reason);
+    this.operationsMetrics.budgetRefused(agent, reason);
     this.audit.record({
       type: 'budget',
       decision: 'deny',

@@ -4,7 +4,8 @@
  * Inbound connections of revoked peers are closed, the outbound proxy re-checks whether we
  * ourselves are revoked, and the change is counted, audited and logged.
  */
-import type { AuditSink, Logger } from '../log.js';
+import type { AuditSink } from '../audit/record.js';
+import type { Logger } from '../lib/log.js';
 import type { SidecarError } from '../errors.js';
 import type { RevocationState } from './state.js';
 

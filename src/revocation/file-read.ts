@@ -33,16 +33,16 @@ export async function readCheckedText(file: string, opts: CheckedReadOptions): P
     throw unreadable(`cannot be opened: ${errorMessage(err)}`, err);
   }
   try {
-    const st = await fh.stat();
-    if (!st.isFile()) throw unreadable('is not a regular file');
-    const bad = st.mode & opts.forbiddenMode;
+    const stats = await fh.stat();
+    if (!stats.isFile()) throw unreadable('is not a regular file');
+    const bad = stats.mode & opts.forbiddenMode;
     if (bad !== 0) {
       throw unreadable(
-        `has mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}: ${describeBits(bad)} may write it; ` +
+        `has mode ${(stats.mode & 0o777).toString(8).padStart(4, '0')}: ${describeBits(bad)} may write it; ` +
           `refusing revocations someone else can change (chmod ${opts.forbiddenMode === 0o002 ? 'o-w' : 'go-w'})`,
       );
     }
-    if (st.size > MAX_REVOCATION_FILE_BYTES) throw unreadable(`is larger than ${MAX_REVOCATION_FILE_BYTES} bytes`);
+    if (stats.size > MAX_REVOCATION_FILE_BYTES) throw unreadable(`is larger than ${MAX_REVOCATION_FILE_BYTES} bytes`);
     const bytes = await fh.readFile();
     if (bytes.length > MAX_REVOCATION_FILE_BYTES) throw unreadable(`is larger than ${MAX_REVOCATION_FILE_BYTES} bytes`);
     try {

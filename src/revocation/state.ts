@@ -132,9 +132,9 @@ export function isoTime(value: string | number | Date): string {
   if (typeof value === 'string' && !ISO_TIME.test(value)) {
     throw new SidecarError('revocation_invalid', `not an ISO 8601 time: ${JSON.stringify(value.slice(0, 64))}`);
   }
-  const d = value instanceof Date ? value : new Date(value);
-  if (Number.isNaN(d.getTime())) throw new SidecarError('revocation_invalid', `not a valid time: ${JSON.stringify(String(value))}`);
-  return d.toISOString();
+  const date = value instanceof Date ? value : new Date(value);
+  if (Number.isNaN(date.getTime())) throw new SidecarError('revocation_invalid', `not a valid time: ${JSON.stringify(String(value))}`);
+  return date.toISOString();
 }
 
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})?)?$/;

@@ -61,21 +61,21 @@ export interface RevocationStore {
 export class RevocationStore extends EventEmitter {
   readonly stateFile: string | undefined;
   readonly sharedFiles: readonly string[];
-  readonly #logger: Logger;
-  readonly #now: () => number;
-  #state: RevocationState;
-  #localAll: RevocationEntry | undefined;
-  readonly #localById: Map<string, RevocationEntry>;
+  private readonly logger: Logger;
+  private readonly now: () => number;
+  private state: RevocationState;
+  private localAll: RevocationEntry | undefined;
+  private readonly localById: Map<string, RevocationEntry>;
   /** Last good content of each shared file. */
-  readonly #shared: Map<string, RevocationList>;
-  #watch: FileWatch | undefined;
-  #reloadChain: Promise<unknown> = Promise.resolve();
+  private readonly shared: Map<string, RevocationList>;
+  private watch: FileWatch | undefined;
+  private reloadChain: Promise<unknown> = Promise.resolve();
   /** The write that has not started yet (later changes join it), and the one in progress. */
-  #queuedWrite: Promise<void> | undefined;
-  #activeWrite: Promise<void> | undefined;
-  #writes = 0;
-  #writeFailures = 0;
-  #reloadFailures = 0;
+  private queuedWrite: Promise<void> | undefined;
+  private activeWrite: Promise<void> | undefined;
+  private writeCount = 0;
+  private writeFailureCount = 0;
+  private reloadFailureCount = 0;
 
   private constructor(
     opts: RevocationStoreOptions,
@@ -86,12 +86,12 @@ export class RevocationStore extends EventEmitter {
     super();
     this.stateFile = stateFile;
     this.sharedFiles = [...shared.keys()];
-    this.#logger = opts.logger;
-    this.#now = opts.now ?? Date.now;
-    this.#localAll = local.all;
-    this.#localById = new Map(local.byId);
-    this.#shared = shared;
-    this.#state = RevocationState.merge(1, this.#lists());
+    this.logger = opts.logger;
+    this.now = opts.now ?? Date.now;
+    this.localAll = local.all;
+    this.localById = new Map(local.byId);
+    this.shared = shared;
+    this.state = RevocationState.merge(1, this.lists());
   }
 
   /**
@@ -123,7 +123,7 @@ export class RevocationStore extends EventEmitter {
         store.reloadShared().catch((err: unknown) =>
           opts.logger.error({ files: store.sharedFiles, err: errorMessage(err) }, 'shared revocation reload failed'),
         );
-      store.#watch = watchFiles(store.sharedFiles, () => void reload(), {
+      store.watch = watchFiles(store.sharedFiles, () => void reload(), {
         debounceMs: opts.debounceMs ?? 100,
         onError: (err) =>
           opts.logger.error({ files: store.sharedFiles, err: errorMessage(err) }, 'shared revocation watch failed; keeping current lists'),
@@ -131,9 +131,9 @@ export class RevocationStore extends EventEmitter {
       // An edit between the first read and the watch start would otherwise go unseen.
       void reload();
     }
-    const s = store.#state;
+    const snapshot = store.state;
     opts.logger.info(
-      { stateFile, sharedFiles: store.sharedFiles, revoked: s.size, all: s.all !== undefined, local: store.#localById.size },
+      { stateFile, sharedFiles: store.sharedFiles, revoked: snapshot.size, all: snapshot.all !== undefined, local: store.localById.size },
       'revocations loaded',
     );
     return store;
@@ -141,22 +141,22 @@ export class RevocationStore extends EventEmitter {
 
   /** The effective state (sync, no I/O). */
   current(): RevocationState {
-    return this.#state;
+    return this.state;
   }
 
   /** Successful writes of the state file since opening. */
   get writes(): number {
-    return this.#writes;
+    return this.writeCount;
   }
 
   /** State-file writes that failed (the in-memory state stayed in force). */
   get writeFailures(): number {
-    return this.#writeFailures;
+    return this.writeFailureCount;
   }
 
   /** Shared-file reloads rejected (unreadable, invalid, missing); the last good content stayed. */
   get reloadFailures(): number {
-    return this.#reloadFailures;
+    return this.reloadFailureCount;
   }
 
   /** Revokes one SPIFFE ID locally. In force when this returns; the promise settles when durable. */
@@ -164,33 +164,33 @@ export class RevocationStore extends EventEmitter {
     let entry: RevocationEntry;
     try {
       const id = revocationId(spiffeId);
-      const fresh = this.#entry(id, opts); // validates the options even when already revoked
-      entry = this.#localById.get(id) ?? fresh;
-      if (!this.#localById.has(id)) {
-        this.#localById.set(id, entry);
-        this.#update();
+      const fresh = this.entry(id, opts); // validates the options even when already revoked
+      entry = this.localById.get(id) ?? fresh;
+      if (!this.localById.has(id)) {
+        this.localById.set(id, entry);
+        this.update();
       }
     } catch (err) {
       return Promise.reject(err);
     }
     // Written even when nothing changed: a previous failed write may have left the disk behind.
-    return this.#persist().then(() => entry);
+    return this.persist().then(() => entry);
   }
 
   /** Revokes every peer (kill switch). */
   revokeAll(opts: RevokeOptions): Promise<RevocationEntry> {
     let entry: RevocationEntry;
     try {
-      const fresh = this.#entry(REVOKE_ALL, opts);
-      entry = this.#localAll ?? fresh;
-      if (!this.#localAll) {
-        this.#localAll = entry;
-        this.#update();
+      const fresh = this.entry(REVOKE_ALL, opts);
+      entry = this.localAll ?? fresh;
+      if (!this.localAll) {
+        this.localAll = entry;
+        this.update();
       }
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.#persist().then(() => entry);
+    return this.persist().then(() => entry);
   }
 
   /**
@@ -202,19 +202,19 @@ export class RevocationStore extends EventEmitter {
     let removed: boolean;
     try {
       const id = revocationId(spiffeId);
-      const file = this.#sharedFileRevoking(id);
+      const file = this.sharedFileRevoking(id);
       if (file) {
         throw new SidecarError(
           'revoked_by_shared_list',
           `${id} is revoked by the shared revocation file ${file}; remove it there (restore only lifts local revocations)`,
         );
       }
-      removed = this.#localById.delete(id);
-      if (removed) this.#update();
+      removed = this.localById.delete(id);
+      if (removed) this.update();
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.#persist().then(() => removed);
+    return this.persist().then(() => removed);
   }
 
   /**
@@ -222,18 +222,18 @@ export class RevocationStore extends EventEmitter {
    * their own and are lifted one by one. Refused when a shared file revokes everyone.
    */
   restoreAll(): Promise<boolean> {
-    const file = this.#sharedFileRevoking(REVOKE_ALL);
+    const file = this.sharedFileRevoking(REVOKE_ALL);
     if (file) {
       return Promise.reject(
         new SidecarError('revoked_by_shared_list', `every peer is revoked by the shared revocation file ${file}; change it there`),
       );
     }
-    const removed = this.#localAll !== undefined;
+    const removed = this.localAll !== undefined;
     if (removed) {
-      this.#localAll = undefined;
-      this.#update();
+      this.localAll = undefined;
+      this.update();
     }
-    return this.#persist().then(() => removed);
+    return this.persist().then(() => removed);
   }
 
   /**
@@ -241,29 +241,29 @@ export class RevocationStore extends EventEmitter {
    * is invalid keeps its last good content. Resolves true when the effective state changed.
    */
   reloadShared(): Promise<boolean> {
-    const run = this.#reloadChain.then(() => this.#reloadSharedOnce());
-    this.#reloadChain = run.catch(() => undefined);
+    const run = this.reloadChain.then(() => this.reloadSharedOnce());
+    this.reloadChain = run.catch(() => undefined);
     return run;
   }
 
   /** Stops watching and waits for a pending write (its failure was already reported). */
   async close(): Promise<void> {
-    this.#watch?.close();
-    this.#watch = undefined;
-    await this.#reloadChain;
-    await (this.#queuedWrite ?? this.#activeWrite)?.catch(() => undefined);
+    this.watch?.close();
+    this.watch = undefined;
+    await this.reloadChain;
+    await (this.queuedWrite ?? this.activeWrite)?.catch(() => undefined);
   }
 
-  async #reloadSharedOnce(): Promise<boolean> {
+  private async reloadSharedOnce(): Promise<boolean> {
     let changed = false;
-    for (const [file, previous] of this.#shared) {
+    for (const [file, previous] of this.shared) {
       let next: RevocationList;
       try {
-        next = await readSharedFile(file, this.#now, previous);
+        next = await readSharedFile(file, this.now, previous);
       } catch (err) {
-        this.#reloadFailures++;
+        this.reloadFailureCount++;
         const error = err instanceof SidecarError ? err : new SidecarError('revocations_unreadable', errorMessage(err));
-        this.#logger.error(
+        this.logger.error(
           { file, reason: error.reason, err: error.message },
           'shared revocation file rejected; keeping its last good content',
         );
@@ -272,69 +272,69 @@ export class RevocationStore extends EventEmitter {
         continue;
       }
       if (sameList(previous, next)) continue;
-      this.#shared.set(file, next);
+      this.shared.set(file, next);
       changed = true;
-      this.#logger.info({ file, revoked: next.byId.size, all: next.all !== undefined }, 'shared revocation file reloaded');
+      this.logger.info({ file, revoked: next.byId.size, all: next.all !== undefined }, 'shared revocation file reloaded');
     }
-    if (changed) this.#update();
+    if (changed) this.update();
     return changed;
   }
 
-  #entry(spiffeId: string, opts: RevokeOptions): RevocationEntry {
+  private entry(spiffeId: string, opts: RevokeOptions): RevocationEntry {
     const reason = checkText('reason', opts?.reason, MAX_REASON_LENGTH, true);
     const by = checkText('by', opts?.by, MAX_PRINCIPAL_LENGTH, false);
-    return Object.freeze({ spiffeId, reason, at: isoTime(this.#now()), by, source: 'local' as const });
+    return Object.freeze({ spiffeId, reason, at: isoTime(this.now()), by, source: 'local' as const });
   }
 
-  #sharedFileRevoking(id: string): string | undefined {
-    for (const [file, list] of this.#shared) {
+  private sharedFileRevoking(id: string): string | undefined {
+    for (const [file, list] of this.shared) {
       if (list.all || (id !== REVOKE_ALL && list.byId.has(id))) return file;
     }
     return undefined;
   }
 
-  #lists(): RevocationList[] {
-    return [{ all: this.#localAll, byId: this.#localById }, ...this.#shared.values()];
+  private lists(): RevocationList[] {
+    return [{ all: this.localAll, byId: this.localById }, ...this.shared.values()];
   }
 
   /** Swaps in the new effective state and tells listeners. */
-  #update(): void {
-    const prev = this.#state;
-    const next = RevocationState.merge(prev.version + 1, this.#lists());
-    this.#state = next;
+  private update(): void {
+    const prev = this.state;
+    const next = RevocationState.merge(prev.version + 1, this.lists());
+    this.state = next;
     const added = newlyRevoked(prev, next);
-    if (added.length) this.#logger.warn({ revoked: added.slice(0, 20), count: added.length, version: next.version }, 'revocations in force');
+    if (added.length) this.logger.warn({ revoked: added.slice(0, 20), count: added.length, version: next.version }, 'revocations in force');
     try {
       this.emit('change', next, added);
     } catch (err) {
       // A throwing listener must not undo or block the revocation itself.
-      this.#logger.error({ err: errorMessage(err) }, 'revocation change listener failed');
+      this.logger.error({ err: errorMessage(err) }, 'revocation change listener failed');
     }
   }
 
   /** Resolves once a write that started after this call has made the file durable. */
-  #persist(): Promise<void> {
+  private persist(): Promise<void> {
     const file = this.stateFile;
     if (!file) return Promise.resolve();
-    if (this.#queuedWrite) return this.#queuedWrite;
-    const write = this.#writeAfter(file, this.#activeWrite);
-    this.#queuedWrite = write;
+    if (this.queuedWrite) return this.queuedWrite;
+    const write = this.writeAfter(file, this.activeWrite);
+    this.queuedWrite = write;
     return write;
   }
 
-  async #writeAfter(file: string, previous: Promise<void> | undefined): Promise<void> {
+  private async writeAfter(file: string, previous: Promise<void> | undefined): Promise<void> {
     await previous?.catch(() => undefined);
     // This call's own promise; from here on, changes need a new write (this one takes its snapshot now).
-    const self = this.#queuedWrite;
-    this.#queuedWrite = undefined;
-    this.#activeWrite = self;
-    const text = serializeLocalList({ all: this.#localAll, byId: this.#localById });
+    const self = this.queuedWrite;
+    this.queuedWrite = undefined;
+    this.activeWrite = self;
+    const text = serializeLocalList({ all: this.localAll, byId: this.localById });
     try {
       await writeFileAtomic(file, text, 0o600);
-      this.#writes++;
+      this.writeCount++;
     } catch (err) {
-      this.#writeFailures++;
-      this.#logger.error(
+      this.writeFailureCount++;
+      this.logger.error(
         { file, err: errorMessage(err) },
         'revocation state write failed; the revocations stay in force in memory but may not survive a restart',
       );
@@ -342,7 +342,7 @@ export class RevocationStore extends EventEmitter {
         cause: err,
       });
     } finally {
-      if (this.#activeWrite === self) this.#activeWrite = undefined;
+      if (this.activeWrite === self) this.activeWrite = undefined;
     }
   }
 }

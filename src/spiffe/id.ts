@@ -58,8 +58,8 @@ function fail(kind: Exclude<SpiffeIdErrorKind, 'ZERO_ID'>, input?: string): neve
 }
 
 /** Quote untrusted input for a message: JSON escaping, truncated. */
-function quoteInput(s: string): string {
-  return JSON.stringify(s.length > 256 ? `${s.slice(0, 256)}…` : s);
+function quoteInput(text: string): string {
+  return JSON.stringify(text.length > 256 ? `${text.slice(0, 256)}…` : text);
 }
 
 function isTrustDomainChar(c: number): boolean {
@@ -203,23 +203,23 @@ function checkTotalLength(td: TrustDomain, path: string): void {
 }
 
 /** Parse a full SPIFFE ID string (go-spiffe FromString). Throws SpiffeIdError. */
-export function parseSpiffeId(s: string): SpiffeId {
-  if (typeof s !== 'string' || s === '') fail('EMPTY');
-  if (!s.startsWith(SCHEME_PREFIX)) fail('SCHEME', s);
+export function parseSpiffeId(text: string): SpiffeId {
+  if (typeof text !== 'string' || text === '') fail('EMPTY');
+  if (!text.startsWith(SCHEME_PREFIX)) fail('SCHEME', text);
   // Bound the work before scanning: nothing this long can be valid.
-  if (s.length > MAX_SPIFFE_ID_LENGTH) fail('TOO_LONG', s);
+  if (text.length > MAX_SPIFFE_ID_LENGTH) fail('TOO_LONG', text);
 
   let i = SCHEME_PREFIX.length;
-  for (; i < s.length; i++) {
-    const c = s.charCodeAt(i);
+  for (; i < text.length; i++) {
+    const c = text.charCodeAt(i);
     if (c === 0x2f) break; // '/'
-    if (!isTrustDomainChar(c)) fail('TD_CHAR', s);
+    if (!isTrustDomainChar(c)) fail('TD_CHAR', text);
   }
-  const tdName = s.slice(SCHEME_PREFIX.length, i);
-  if (tdName === '') fail('TD_MISSING', s);
-  if (tdName.length > MAX_TRUST_DOMAIN_LENGTH) fail('TD_TOO_LONG', s);
-  const path = s.slice(i);
-  validatePath(path, s);
+  const tdName = text.slice(SCHEME_PREFIX.length, i);
+  if (tdName === '') fail('TD_MISSING', text);
+  if (tdName.length > MAX_TRUST_DOMAIN_LENGTH) fail('TD_TOO_LONG', text);
+  const path = text.slice(i);
+  validatePath(path, text);
   return SpiffeId.fromValidated(TrustDomain.fromValidatedName(tdName), path);
 }
 
@@ -227,14 +227,14 @@ export function parseSpiffeId(s: string): SpiffeId {
  * Parse a trust domain (go-spiffe TrustDomainFromString): a bare name ('example.org') or,
  * when the input contains ':/', a full SPIFFE ID whose path is validated then ignored.
  */
-export function parseTrustDomain(s: string): TrustDomain {
-  if (typeof s !== 'string' || s === '') fail('TD_MISSING');
-  if (s.includes(':/')) return parseSpiffeId(s).trustDomain;
-  if (s.length > MAX_TRUST_DOMAIN_LENGTH) fail('TD_TOO_LONG', s);
-  for (let i = 0; i < s.length; i++) {
-    if (!isTrustDomainChar(s.charCodeAt(i))) fail('TD_CHAR', s);
+export function parseTrustDomain(text: string): TrustDomain {
+  if (typeof text !== 'string' || text === '') fail('TD_MISSING');
+  if (text.includes(':/')) return parseSpiffeId(text).trustDomain;
+  if (text.length > MAX_TRUST_DOMAIN_LENGTH) fail('TD_TOO_LONG', text);
+  for (let i = 0; i < text.length; i++) {
+    if (!isTrustDomainChar(text.charCodeAt(i))) fail('TD_CHAR', text);
   }
-  return TrustDomain.fromValidatedName(s);
+  return TrustDomain.fromValidatedName(text);
 }
 
 /** ID from a trust domain and path segments (no slashes in segments). */

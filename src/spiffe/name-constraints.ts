@@ -42,8 +42,8 @@ function generalNameType(gn: GeneralName): string {
  * RFC 5280 compares hosts case-insensitively in ASCII only (as OpenSSL does). No Unicode
  * folding: 'K' (Kelvin sign).toLowerCase() is 'k', which would make a foreign base match.
  */
-export function asciiLower(s: string): string {
-  return s.replace(/[A-Z]+/g, (m) => m.toLowerCase());
+export function asciiLower(text: string): string {
+  return text.replace(/[A-Z]+/g, (m) => m.toLowerCase());
 }
 
 /**

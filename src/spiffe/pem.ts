@@ -4,9 +4,6 @@
  */
 import { X509ParseError } from './x509.js';
 
-export type PemBlockType = 'CERTIFICATE' | 'PRIVATE KEY' | 'EC PRIVATE KEY' | 'RSA PRIVATE KEY';
-export const PRIVATE_KEY_BLOCK_TYPES: readonly PemBlockType[] = ['PRIVATE KEY', 'EC PRIVATE KEY', 'RSA PRIVATE KEY'];
-
 export interface PemBlock {
   /** The label between BEGIN/END, e.g. 'CERTIFICATE' (any label is returned). */
   readonly type: string;

@@ -31,7 +31,7 @@ export interface X509Source {
   /** Synchronous and cheap; undefined before the first SVID. */
   current(): IdentityState | undefined;
   /** Called on every change (rotation, bundle change); returns an unsubscribe function. */
-  subscribe(listener: (s: IdentityState) => void): () => void;
+  subscribe(listener: (state: IdentityState) => void): () => void;
   /** Resolves with the first state; rejects with SidecarError reason `svid_timeout`. */
   waitReady(timeoutMs: number): Promise<IdentityState>;
   health(): SourceHealth;
@@ -53,8 +53,8 @@ export function sameIdentity(a: { svid: X509Svid; bundles: BundleSet }, b: { svi
  */
 export abstract class BaseX509Source implements X509Source {
   private state: IdentityState | undefined;
-  private readonly listeners = new Set<(s: IdentityState) => void>();
-  private readonly waiters = new Set<{ ready: (s: IdentityState) => void; abort: (e: Error) => void }>();
+  private readonly listeners = new Set<(state: IdentityState) => void>();
+  private readonly waiters = new Set<{ ready: (state: IdentityState) => void; abort: (error: Error) => void }>();
   protected connected = false;
   protected lastError: string | undefined;
   protected lastUpdate: Date | undefined;
@@ -69,7 +69,7 @@ export abstract class BaseX509Source implements X509Source {
     return this.state;
   }
 
-  subscribe(listener: (s: IdentityState) => void): () => void {
+  subscribe(listener: (state: IdentityState) => void): () => void {
     this.listeners.add(listener);
     return () => {
       this.listeners.delete(listener);
@@ -80,15 +80,15 @@ export abstract class BaseX509Source implements X509Source {
     if (this.state) return Promise.resolve(this.state);
     return new Promise((resolve, reject) => {
       const waiter = {
-        ready: (s: IdentityState): void => {
+        ready: (state: IdentityState): void => {
           clearTimeout(timer);
           this.waiters.delete(waiter);
-          resolve(s);
+          resolve(state);
         },
-        abort: (e: Error): void => {
+        abort: (error: Error): void => {
           clearTimeout(timer);
           this.waiters.delete(waiter);
-          reject(e);
+          reject(error);
         },
       };
       const timer = setTimeout(() => {

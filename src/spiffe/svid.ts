@@ -140,9 +140,9 @@ function validateCertificates(certs: X509Certificate[]): SpiffeId {
   }
 
   for (let i = 1; i < certs.length; i++) {
-    const f = certificateFacts(certs[i]!);
-    if (!f.isCa) certFail('svid_intermediate_not_ca', `signing certificate must have CA flag set to true (certificate ${i})`);
-    if (!hasKeyUsage(f, KeyUsageBit.keyCertSign)) {
+    const facts = certificateFacts(certs[i]!);
+    if (!facts.isCa) certFail('svid_intermediate_not_ca', `signing certificate must have CA flag set to true (certificate ${i})`);
+    if (!hasKeyUsage(facts, KeyUsageBit.keyCertSign)) {
       certFail('svid_intermediate_key_usage', `signing certificate must have 'keyCertSign' set as key usage (certificate ${i})`);
     }
   }

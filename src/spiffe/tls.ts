@@ -77,11 +77,11 @@ export function buildTlsMaterial(state: IdentityState): TlsMaterial {
  * rebuilt. Every new connection does a full handshake; the SPIFFE verification of a chain seen
  * before is reused while it provably holds (verifyPeerCertificate).
  */
-export function serverContextOptions(m: TlsMaterial): tls.SecureContextOptions & tls.TlsOptions {
+export function serverContextOptions(material: TlsMaterial): tls.SecureContextOptions & tls.TlsOptions {
   return {
-    cert: m.certPem,
-    key: m.keyPem,
-    ca: m.caPem,
+    cert: material.certPem,
+    key: material.keyPem,
+    ca: material.caPem,
     minVersion: MIN_TLS_VERSION,
     requestCert: true,
     rejectUnauthorized: true,
@@ -162,10 +162,6 @@ export function chainFromDetailed(cert: PeerCertificate | DetailedPeerCertificat
   return detailedChain(cert).map((c) => new X509Certificate(c.raw));
 }
 
-export function peerChain(socket: TLSSocket): X509Certificate[] {
-  return chainFromDetailed(peerCertificate(socket));
-}
-
 /** The peer's detailed certificate (leaf, with issuers linked). Throws when it presented none. */
 export function peerCertificate(socket: TLSSocket): DetailedPeerCertificate {
   const cert = socket.getPeerCertificate(true);
@@ -204,7 +200,7 @@ interface CachedVerification {
 /**
  * Successful verifications by presented chain, per bundle source (a bundle update brings a new
  * source, so its entries go with the old one). Every new connection of a reconnecting peer
- * otherwise re-parses each certificate (OpenSSL 3's decoder: ~0.3 ms each) and re-runs the
+ * otherwise re-parses each certificate and re-runs the
  * checks; the TLS handshake itself still verifies the chain every time. Failures are not kept.
  */
 const verifiedChains = new WeakMap<X509BundleSource, Map<string, CachedVerification>>();

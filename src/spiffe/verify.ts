@@ -87,21 +87,21 @@ function describe(cert: X509Certificate): string {
   return JSON.stringify(cert.subject.replace(/\n/g, ', '));
 }
 
-function checkTime(cert: X509Certificate, f: CertificateFacts, what: string, nowMs: number): void {
-  if (nowMs < f.notBeforeMs) {
-    fail('svid_not_yet_valid', `${what} ${describe(cert)} is not valid before ${new Date(f.notBeforeMs).toISOString()}`);
+function checkTime(cert: X509Certificate, facts: CertificateFacts, what: string, nowMs: number): void {
+  if (nowMs < facts.notBeforeMs) {
+    fail('svid_not_yet_valid', `${what} ${describe(cert)} is not valid before ${new Date(facts.notBeforeMs).toISOString()}`);
   }
-  if (nowMs > f.notAfterMs) {
-    fail('svid_expired', `${what} ${describe(cert)} expired at ${new Date(f.notAfterMs).toISOString()}`);
+  if (nowMs > facts.notAfterMs) {
+    fail('svid_expired', `${what} ${describe(cert)} expired at ${new Date(facts.notAfterMs).toISOString()}`);
   }
 }
 
 /** Leaf's SPIFFE ID from its single URI SAN. */
-function leafId(f: CertificateFacts): SpiffeId {
-  if (f.uriSans.length === 0) fail('svid_no_uri_san', 'leaf certificate contains no URI SAN');
-  if (f.uriSans.length > 1) fail('svid_multiple_uri_san', `leaf certificate contains more than one URI SAN (${f.uriSans.length})`);
+function leafId(facts: CertificateFacts): SpiffeId {
+  if (facts.uriSans.length === 0) fail('svid_no_uri_san', 'leaf certificate contains no URI SAN');
+  if (facts.uriSans.length > 1) fail('svid_multiple_uri_san', `leaf certificate contains more than one URI SAN (${facts.uriSans.length})`);
   try {
-    return parseSpiffeId(f.uriSans[0]!);
+    return parseSpiffeId(facts.uriSans[0]!);
   } catch (err) {
     if (err instanceof SpiffeIdError) fail('svid_invalid_spiffe_id', `leaf URI SAN is not a valid SPIFFE ID: ${err.message}`, err);
     throw err;
@@ -160,17 +160,17 @@ function issuerProblem(
     if (WEAK_SIGNATURE_ALGORITHMS.has(factsOf(child, 'certificate').signatureAlgorithm)) {
       fail('svid_untrusted', `certificate ${describe(child)} uses a weak (MD5/SHA-1) signature`);
     }
-    const f = factsOf(issuer, isRoot ? 'bundle authority' : 'intermediate certificate');
-    checkTime(issuer, f, isRoot ? 'bundle authority' : 'intermediate certificate', nowMs);
+    const facts = factsOf(issuer, isRoot ? 'bundle authority' : 'intermediate certificate');
+    checkTime(issuer, facts, isRoot ? 'bundle authority' : 'intermediate certificate', nowMs);
     // Intermediates below this issuer = path length - 1 (the leaf does not count).
-    if (f.pathLength !== undefined && path.length - 1 > f.pathLength) {
-      fail('svid_untrusted', `path length constraint of ${describe(issuer)} (${f.pathLength}) exceeded`);
+    if (facts.pathLength !== undefined && path.length - 1 > facts.pathLength) {
+      fail('svid_untrusted', `path length constraint of ${describe(issuer)} (${facts.pathLength}) exceeded`);
     }
-    if (!isRoot && f.unhandledCriticalExtensions.length > 0) {
-      fail('svid_untrusted', `intermediate ${describe(issuer)} has unhandled critical extension(s) ${f.unhandledCriticalDescriptions.join(', ')}`);
+    if (!isRoot && facts.unhandledCriticalExtensions.length > 0) {
+      fail('svid_untrusted', `intermediate ${describe(issuer)} has unhandled critical extension(s) ${facts.unhandledCriticalDescriptions.join(', ')}`);
     }
-    if (f.uriNameConstraints) {
-      const violation = uriNameConstraintViolation(leafSpiffeId.trustDomain.name, f.uriNameConstraints);
+    if (facts.uriNameConstraints) {
+      const violation = uriNameConstraintViolation(leafSpiffeId.trustDomain.name, facts.uriNameConstraints);
       if (violation) fail('svid_name_constraints', `${leafSpiffeId} is outside the name constraints of ${describe(issuer)}: ${violation}`);
     }
     return undefined;
@@ -221,21 +221,21 @@ export function verifyX509Svid(certs: readonly X509Certificate[], bundles: X509B
   if (Number.isNaN(nowMs)) fail('svid_malformed', 'verification time is not a valid date');
 
   const leaf = certs[0]!;
-  const lf = factsOf(leaf, 'leaf certificate');
-  const id = leafId(lf);
-  if (lf.isCa) fail('svid_leaf_is_ca', `leaf certificate ${id} has the CA flag set`);
-  if (hasKeyUsage(lf, KeyUsageBit.keyCertSign)) fail('svid_leaf_key_usage', `leaf certificate ${id} has keyCertSign key usage`);
-  if (hasKeyUsage(lf, KeyUsageBit.cRLSign)) fail('svid_leaf_key_usage', `leaf certificate ${id} has cRLSign key usage`);
-  if (lf.unhandledCriticalExtensions.length > 0) {
-    fail('svid_malformed', `leaf certificate ${id} has unhandled critical extension(s) ${lf.unhandledCriticalDescriptions.join(', ')}`);
+  const leafFacts = factsOf(leaf, 'leaf certificate');
+  const id = leafId(leafFacts);
+  if (leafFacts.isCa) fail('svid_leaf_is_ca', `leaf certificate ${id} has the CA flag set`);
+  if (hasKeyUsage(leafFacts, KeyUsageBit.keyCertSign)) fail('svid_leaf_key_usage', `leaf certificate ${id} has keyCertSign key usage`);
+  if (hasKeyUsage(leafFacts, KeyUsageBit.cRLSign)) fail('svid_leaf_key_usage', `leaf certificate ${id} has cRLSign key usage`);
+  if (leafFacts.unhandledCriticalExtensions.length > 0) {
+    fail('svid_malformed', `leaf certificate ${id} has unhandled critical extension(s) ${leafFacts.unhandledCriticalDescriptions.join(', ')}`);
   }
 
   const intermediates = certs.slice(1);
-  intermediates.forEach((c, i) => {
-    const f = factsOf(c, `intermediate certificate ${i + 1}`);
-    if (!f.isCa) fail('svid_intermediate_not_ca', `intermediate certificate ${i + 1} ${describe(c)} is not a CA`);
-    if (!hasKeyUsage(f, KeyUsageBit.keyCertSign)) {
-      fail('svid_intermediate_not_ca', `intermediate certificate ${i + 1} ${describe(c)} lacks keyCertSign key usage`);
+  intermediates.forEach((cert, i) => {
+    const facts = factsOf(cert, `intermediate certificate ${i + 1}`);
+    if (!facts.isCa) fail('svid_intermediate_not_ca', `intermediate certificate ${i + 1} ${describe(cert)} is not a CA`);
+    if (!hasKeyUsage(facts, KeyUsageBit.keyCertSign)) {
+      fail('svid_intermediate_not_ca', `intermediate certificate ${i + 1} ${describe(cert)} lacks keyCertSign key usage`);
     }
   });
 
@@ -246,7 +246,7 @@ export function verifyX509Svid(certs: readonly X509Certificate[], bundles: X509B
     fail('svid_no_bundle', `bundle source returned trust domain "${bundle.trustDomain.name}" for "${id.trustDomain.name}"`);
   }
 
-  checkTime(leaf, lf, 'leaf certificate', nowMs);
+  checkTime(leaf, leafFacts, 'leaf certificate', nowMs);
 
   const state: SearchState = { leafId: id, signatureChecks: 0, linkChecks: 0, firstPathError: undefined };
   const chain = buildPath([leaf], intermediates, bundle.authorities, nowMs, state);
@@ -273,7 +273,7 @@ export function verifyX509Svid(certs: readonly X509Certificate[], bundles: X509B
     id,
     chain: Object.freeze(chain),
     notAfter: new Date(notAfterMs),
-    spkiSha256: Buffer.from(lf.spkiSha256),
+    spkiSha256: Buffer.from(leafFacts.spkiSha256),
     stableUntilMs,
   });
 }

@@ -25,9 +25,7 @@ import { SidecarError } from '../errors.js';
 import { parseUriNameConstraints, UriNameConstraints } from './name-constraints.js';
 import { checkAuthorityKeyIdentifier, checkSubjectAltName, checkSubjectKeyIdentifier, keyUsageBits, readTlv, validityMs } from './x509-strict.js';
 
-export type { UriNameConstraints } from './name-constraints.js';
 import { decodePemBlocks, toPem } from './pem.js';
-export { decodePemBlocks, PRIVATE_KEY_BLOCK_TYPES, type PemBlock, type PemBlockType } from './pem.js';
 
 export type X509ParseErrorKind =
   | 'NO_PEM_BLOCKS'
@@ -246,12 +244,12 @@ export function perCertificate<T>(compute: (cert: X509Certificate) => T, maxEntr
   return (cert) => {
     const cached = byObject.get(cert);
     if (cached !== undefined) return cached;
-    const fp = cert.fingerprint256;
-    let value = byFingerprint.get(fp);
+    const fingerprint = cert.fingerprint256;
+    let value = byFingerprint.get(fingerprint);
     if (value === undefined) {
       value = compute(cert);
       if (byFingerprint.size >= maxEntries) byFingerprint.delete(byFingerprint.keys().next().value!);
-      byFingerprint.set(fp, value);
+      byFingerprint.set(fingerprint, value);
     }
     byObject.set(cert, value);
     return value;

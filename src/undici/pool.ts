@@ -1,7 +1,7 @@
 /**
  * undici's Pool, loaded without undici's index. The index also loads fetch, WebSocket,
- * EventSource, the cache stores and the mock agents, which the data plane never uses: 4-8 MiB
- * of resident memory in every sidecar. undici 7 has no exports map, so the class is required
+ * EventSource, the cache stores and the mock agents, which the data plane never uses but
+ * every sidecar would keep resident. undici 7 has no exports map, so the class is required
  * from its own file, and its request methods (`stream`, `request`, ...) are installed on
  * Dispatcher.prototype exactly as undici's index installs them (idempotent: the index, if some
  * other module loads it, assigns the same functions). A test checks that this Pool is the class

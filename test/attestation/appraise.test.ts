@@ -1,7 +1,7 @@
 import t from 'tap';
 import { appraise, type NormalizedClaims } from '../../src/attestation/appraise.js';
 import { AttestationError } from '../../src/attestation/types.js';
-import type { AttestationRequirements } from '../../src/policy/types.js';
+import type { AttestationRequirements } from '../../src/attestation/requirements.js';
 
 const M = 'a1'.repeat(48);
 const CHIP = 'c3'.repeat(64);

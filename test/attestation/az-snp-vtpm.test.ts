@@ -10,8 +10,13 @@ import { createHash, generateKeyPairSync, sign, type KeyObject } from 'node:cryp
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { describeAzSnpVtpm, hclAkPub, parseHclLayout, parseHclReport, parseRuntimeJson, verifyAzSnpVtpm } from '../../src/attestation/az-snp-vtpm/index.js';
-import type { AzSnpVtpmInput, AzSnpVtpmRefs } from '../../src/attestation/az-snp-vtpm/index.js';
+import {
+  describeAzSnpVtpm,
+  verifyAzSnpVtpm,
+  type AzSnpVtpmInput,
+  type AzSnpVtpmRefs,
+} from '../../src/attestation/az-snp-vtpm/verify.js';
+import { hclAkPub, parseHclLayout, parseHclReport, parseRuntimeJson } from '../../src/attestation/az-snp-vtpm/hcl.js';
 import { loadSnpAnchors } from '../../src/attestation/sev-snp/anchors.js';
 import { TpmWriter } from '../../src/attestation/tpm/bytes.js';
 import { TPM_GENERATED_VALUE, TPM_ST_ATTEST_QUOTE } from '../../src/attestation/tpm/constants.js';

@@ -8,9 +8,19 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
-import type { AttesterConfig, VerifierConfig } from '../../src/attestation/config.js';
+import type { VerifierConfig } from '../../src/attestation/config.js';
+import {
+  allKinds,
+  KIND_NAMES,
+  kindNamed,
+  KINDS,
+  PARTS,
+  TRUST_SECTIONS,
+  type AttesterConfig,
+  type EvidenceType,
+  type VerifierTrust,
+} from '../../src/attestation/kinds.js';
 import { decodeEvidence, encodeEvidence } from '../../src/attestation/envelope.js';
-import { KIND_NAMES, KINDS, PARTS, TRUST_SECTIONS, allKinds, kindNamed, type EvidenceType, type VerifierTrust } from '../../src/attestation/kinds.js';
 import { generateSimKey, signSimReport } from '../../src/attestation/sim/report.js';
 import { verifyEvidence } from '../../src/attestation/verifier.js';
 import { inspectEvidenceCommand, readEvidenceBytes, sniffEvidenceType, verifyEvidenceCommand } from '../../src/cli/evidence.js';

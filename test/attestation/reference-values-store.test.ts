@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t, { type Test } from 'tap';
 import { ConfigError } from '../../src/errors.js';
-import { ReferenceValueStore, ReferenceValuesError } from '../../src/attestation/reference-values.js';
+import { ReferenceValueStore } from '../../src/attestation/reference-values.js';
+import { ReferenceValuesError } from '../../src/attestation/reference-values-parse.js';
 import { capturingLogger } from '../helpers/logger.js';
 
 const M1 = 'a1'.repeat(48);

@@ -5,14 +5,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t, { type Test } from 'tap';
 import { ConfigError } from '../../src/errors.js';
-import {
-  ReferenceValuesError,
-  applyReferenceValues,
-  checkSigningKeys,
-  parseReferenceValues,
-  parseSigningKeysPem,
-  type ReferenceValues,
-} from '../../src/attestation/reference-values.js';
+import { applyReferenceValues } from '../../src/attestation/reference-values.js';
+import { ReferenceValuesError, parseReferenceValues, type ReferenceValues } from '../../src/attestation/reference-values-parse.js';
+import { checkSigningKeys, parseSigningKeysPem } from '../../src/attestation/reference-values-signature.js';
 
 const M1 = 'a1'.repeat(48);
 const M2 = 'b2'.repeat(48);

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { AggregatedAudit } from '../../src/audit/aggregate.js';
-import { MemoryAuditSink } from '../../src/log.js';
+import { MemoryAuditSink } from '../../src/audit/record.js';
 
 t.test('the first event is written at once, repeats once per window with their count', async (t) => {
   const sink = new MemoryAuditSink();

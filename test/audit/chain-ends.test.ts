@@ -7,7 +7,9 @@
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import t, { type Test } from 'tap';
-import { JsonLinesAuditSink, lineHash, verifyAuditChain } from '../../src/audit/index.js';
+import { JsonLinesAuditSink } from '../../src/audit/sink.js';
+import { lineHash } from '../../src/audit/chain.js';
+import { verifyAuditChain } from '../../src/audit/verify.js';
 import { auditCommand } from '../../src/cli/audit.js';
 import { decision, fileLines, joinLines, tempDir, writeChain } from './fixtures.js';
 

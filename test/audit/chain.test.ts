@@ -4,7 +4,9 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import t, { type Test } from 'tap';
-import { AuditChainVerifier, JsonLinesAuditSink, lineHash, verifyAuditChain, verifyAuditFile, ZERO_HASH } from '../../src/audit/index.js';
+import { AuditChainVerifier, verifyAuditChain, verifyAuditFile } from '../../src/audit/verify.js';
+import { JsonLinesAuditSink } from '../../src/audit/sink.js';
+import { lineHash, ZERO_HASH } from '../../src/audit/chain.js';
 import { decision, fileLines, joinLines, tempDir, writeChain } from './fixtures.js';
 
 /** A chain of 20 records written by the real sink, as lines: lines[0] is the genesis record (seq 0), lines[n] has seq n. */
@@ -177,7 +179,7 @@ t.test('a mixed stdout stream (pino lines + audit lines across a restart) verifi
 t.test('the sink on stdout writes chained lines that verify', async (t) => {
   // Run the sink in a child with stdout piped to us, mixed with pino output.
   const script = `
-    const { JsonLinesAuditSink } = await import(${JSON.stringify(new URL('../../src/audit/index.js', import.meta.url).href)});
+    const { JsonLinesAuditSink } = await import(${JSON.stringify(new URL('../../src/audit/sink.js', import.meta.url).href)});
     const { createLogger } = await import(${JSON.stringify(new URL('../../src/log.js', import.meta.url).href)});
     const log = createLogger({ name: 'sc' });
     const sink = new JsonLinesAuditSink('stdout', 'sc');

@@ -2,7 +2,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import t from 'tap';
-import { lineHash } from '../../src/audit/index.js';
+import { lineHash } from '../../src/audit/chain.js';
 import { auditCommand } from '../../src/cli/audit.js';
 import { fileLines, joinLines, tempDir, writeChain } from './fixtures.js';
 

@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { constants, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { JsonLinesAuditSink } from '../../src/audit/index.js';
+import { JsonLinesAuditSink } from '../../src/audit/sink.js';
 
 function openFlags(file: string): number | undefined {
   for (const fd of readdirSync('/proc/self/fd')) {
@@ -51,7 +51,7 @@ t.test('a file sink appends without O_DSYNC; sync() makes records durable', { sk
 t.test('records pending when the process exits (exit() or an uncaught exception) are written', async (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'audit-exit-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const sinkUrl = JSON.stringify(new URL('../../src/audit/index.js', import.meta.url).href);
+  const sinkUrl = JSON.stringify(new URL('../../src/audit/sink.js', import.meta.url).href);
   for (const [how, end, code] of [['exit', 'process.exit(3)', 3], ['throw', "throw new Error('boom')", 1]] as const) {
     const file = path.join(dir, `${how}.log`);
     // The records are made and the process ends in the same turn: no end-of-turn write runs.

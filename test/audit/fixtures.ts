@@ -3,7 +3,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Test } from 'tap';
-import { JsonLinesAuditSink, type AuditRecord } from '../../src/audit/index.js';
+import { JsonLinesAuditSink } from '../../src/audit/sink.js';
+import { type AuditRecord } from '../../src/audit/record.js';
 
 export function tempDir(t: Test): string {
   const dir = mkdtempSync(path.join(tmpdir(), 'audit-chain-'));

@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
-import { JsonLinesAuditSink } from '../../src/audit/index.js';
+import { JsonLinesAuditSink } from '../../src/audit/sink.js';
 
 const armed = (sink: JsonLinesAuditSink) => (sink as unknown as { immediate?: unknown }).immediate !== undefined;
 const lines = (file: string) => readFileSync(file, 'utf8').split('\n').filter(Boolean);

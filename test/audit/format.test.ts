@@ -1,6 +1,6 @@
 import t from 'tap';
 import { AUDIT_FIELDS, AuditMembersFormatter, auditMembers, flatAscii, IsoClock } from '../../src/audit/format.js';
-import type { AuditFields } from '../../src/audit/index.js';
+import type { AuditFields } from '../../src/audit/record.js';
 
 /** What the template must equal: V8's JSON.stringify of the same fields in the same order. */
 function reference(r: AuditFields): string {

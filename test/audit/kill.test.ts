@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import { DevCa } from '../../src/dev/ca.js';
-import { verifyAuditFile } from '../../src/audit/index.js';
+import { verifyAuditFile } from '../../src/audit/verify.js';
 import { viaProxy } from '../helpers/mesh.js';
 import { binPath } from '../helpers/paths.js';
 import { freePort } from '../helpers/ports.js';

@@ -8,7 +8,8 @@
  */
 import { openSync, write } from 'node:fs';
 import { setImmediate as tick } from 'node:timers/promises';
-import { JsonLinesAuditSink, type AuditRecord } from '../../src/audit/index.js';
+import { JsonLinesAuditSink } from '../../src/audit/sink.js';
+import { type AuditRecord } from '../../src/audit/record.js';
 
 /** The hot path of src/log.ts before hash chaining (commit before issue 4 part 4). */
 class UnchainedBaseline {

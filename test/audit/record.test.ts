@@ -1,6 +1,6 @@
 import t from 'tap';
 import { AUDIT_FIELDS, auditMembers } from '../../src/audit/format.js';
-import type { AuditFields, AuditRecord } from '../../src/audit/index.js';
+import type { AuditFields, AuditRecord } from '../../src/audit/record.js';
 
 /** One record of every kind, with every field that kind has. */
 const ONE_OF_EACH: AuditRecord[] = [

@@ -2,7 +2,9 @@ import { appendFileSync, readFileSync, statSync, truncateSync, writeFileSync } f
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import t from 'tap';
-import { JsonLinesAuditSink, lineHash, verifyAuditFile, ZERO_HASH } from '../../src/audit/index.js';
+import { JsonLinesAuditSink } from '../../src/audit/sink.js';
+import { lineHash, ZERO_HASH } from '../../src/audit/chain.js';
+import { verifyAuditFile } from '../../src/audit/verify.js';
 import { findTail, planResume } from '../../src/audit/tail.js';
 import { decision, fileLines, tempDir, writeChain } from './fixtures.js';
 

@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { createReadStream, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { AUDIT_BACKLOG_LIMIT_BYTES, JsonLinesAuditSink } from '../../src/audit/index.js';
+import { AUDIT_BACKLOG_LIMIT_BYTES, JsonLinesAuditSink } from '../../src/audit/sink.js';
 import { verifyAuditChain } from '../../src/audit/verify.js';
 
 t.test('bursts of several staging buffers reuse the buffers of earlier bursts', { skip: process.platform === 'linux' ? false : 'FIFO semantics (Linux)' }, async (t) => {

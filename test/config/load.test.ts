@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t, { type Test } from 'tap';
 import { ConfigError } from '../../src/errors.js';
-import { ConfigFileError, loadConfigFile, parseConfig, type Problem } from '../../src/config/load.js';
+import { ConfigFileError, loadConfigFile, parseConfig } from '../../src/config/load.js';
+import { type Problem } from '../../src/lib/yaml-reader.js';
 import { normaliseSocket } from '../../src/config/identity.js';
 import { INBOUND_LIMIT_DEFAULTS, OUTBOUND_LIMIT_DEFAULTS } from '../../src/lib/listener-limits.js';
 

@@ -5,9 +5,9 @@
  * evidence; the others are served from the session cache.
  */
 import t from 'tap';
-import { SimAttester } from '../../src/attestation/attester.js';
+import { SimAttester } from '../../src/attestation/sim/attester.js';
 import { generateSimKey } from '../../src/attestation/sim/report.js';
-import type { CustomExtension } from '../../src/dev/ca.js';
+import type { CustomExtension } from '../../src/dev/ca-keys.js';
 import { svidExtensionClaims } from '../../src/spiffe/extensions.js';
 import { DEFAULT_ACTIONS, TestMesh, idOf, viaProxy } from '../helpers/mesh.js';
 

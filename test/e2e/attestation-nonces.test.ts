@@ -4,7 +4,8 @@
  */
 import https from 'node:https';
 import t from 'tap';
-import { SimAttester, prepareEvidence } from '../../src/attestation/attester.js';
+import { prepareEvidence } from '../../src/attestation/attester.js';
+import { SimAttester } from '../../src/attestation/sim/attester.js';
 import { generateSimKey } from '../../src/attestation/sim/report.js';
 import { MAX_NONCES_PER_PEER } from '../../src/proxy/attestation-gate.js';
 import { TestMesh, idOf } from '../helpers/mesh.js';

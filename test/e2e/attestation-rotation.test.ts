@@ -3,7 +3,7 @@
  * verification; a verdict never outlives the peer SVID it was made for.
  */
 import t from 'tap';
-import { SimAttester } from '../../src/attestation/attester.js';
+import { SimAttester } from '../../src/attestation/sim/attester.js';
 import { generateSimKey } from '../../src/attestation/sim/report.js';
 import { TestMesh, idOf, viaProxy } from '../helpers/mesh.js';
 

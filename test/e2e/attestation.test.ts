@@ -3,7 +3,8 @@
  * key, verified once per session, step-up freshness per request, and the failure reasons.
  */
 import t from 'tap';
-import { SimAttester, prepareEvidence } from '../../src/attestation/attester.js';
+import { prepareEvidence } from '../../src/attestation/attester.js';
+import { SimAttester } from '../../src/attestation/sim/attester.js';
 import { generateSimKey } from '../../src/attestation/sim/report.js';
 import { TestMesh, idOf, viaProxy } from '../helpers/mesh.js';
 

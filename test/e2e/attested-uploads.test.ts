@@ -7,7 +7,7 @@
 import http from 'node:http';
 import net from 'node:net';
 import t from 'tap';
-import { SimAttester } from '../../src/attestation/attester.js';
+import { SimAttester } from '../../src/attestation/sim/attester.js';
 import { generateSimKey } from '../../src/attestation/sim/report.js';
 import { MAX_REPLAY_BYTES } from '../../src/proxy/outbound/attestation.js';
 import { TestMesh, idOf, viaProxy } from '../helpers/mesh.js';

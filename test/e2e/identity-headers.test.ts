@@ -8,7 +8,7 @@ import https from 'node:https';
 import http from 'node:http';
 import t from 'tap';
 import { TestMesh, idOf } from '../helpers/mesh.js';
-import type { AuditFields, MemoryAuditSink } from '../../src/audit/index.js';
+import type { AuditFields, MemoryAuditSink } from '../../src/audit/record.js';
 
 const APP_FIELD_LIMIT = 30;
 const mesh = await TestMesh.start();

@@ -6,7 +6,7 @@ import { renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { OUTBOUND_LIMIT_DEFAULTS } from '../../src/lib/listener-limits.js';
-import { MemoryAuditSink } from '../../src/log.js';
+import { MemoryAuditSink } from '../../src/audit/record.js';
 import { Sidecar } from '../../src/sidecar.js';
 import { WorkloadApiX509Source } from '../../src/spiffe/workload-api/source.js';
 import { BundleSet } from '../../src/spiffe/bundle/bundle-set.js';

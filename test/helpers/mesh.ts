@@ -12,14 +12,14 @@ import path from 'node:path';
 import type { SidecarConfig } from '../../src/config/types.js';
 import type { ActionMappingConfig } from '../../src/policy/actions.js';
 import { INBOUND_LIMIT_DEFAULTS, OUTBOUND_LIMIT_DEFAULTS } from '../../src/lib/listener-limits.js';
-import { MemoryAuditSink } from '../../src/log.js';
+import { MemoryAuditSink } from '../../src/audit/record.js';
 import { createLogger } from '../../src/log.js';
 import { Sidecar } from '../../src/sidecar.js';
 import { DevIssuer } from '../../src/dev/issuer.js';
 import { WorkloadApiX509Source } from '../../src/spiffe/workload-api/source.js';
 import type { X509Source } from '../../src/spiffe/source.js';
 import type { Attester } from '../../src/attestation/attester.js';
-import type { VerifierTrust } from '../../src/attestation/verifier.js';
+import type { VerifierTrust } from '../../src/attestation/kinds.js';
 import type { RequestLimits } from '../../src/proxy/peer-admission.js';
 
 export const TD = 'agent-mesh.local';

@@ -3,7 +3,7 @@
  * consumers that record what they were given (the listeners' part is covered end to end).
  */
 import t from 'tap';
-import type { Logger } from '../../src/log.js';
+import type { Logger } from '../../src/lib/log.js';
 import { DevCa } from '../../src/dev/ca.js';
 import { BundleSet } from '../../src/spiffe/bundle/bundle-set.js';
 import { BaseX509Source, type IdentityState } from '../../src/spiffe/source.js';

@@ -5,8 +5,8 @@
 import t, { type Test } from 'tap';
 import { compilePolicy } from '../../src/policy/compile.js';
 import { parseClaim, holdsClaim } from '../../src/policy/claims.js';
-import { decide, denialBody, needsFreshEvidence, permissionNotGrantedDenial, type Denial } from '../../src/policy/decide.js';
-import type { Decision, PeerExtension } from '../../src/policy/types.js';
+import { decide, denialBody, needsFreshEvidence, permissionNotGrantedDenial } from '../../src/policy/decide.js';
+import type { Decision, Denial, PeerExtension } from '../../src/policy/types.js';
 import { svidExtensionClaims } from '../../src/spiffe/extensions.js';
 import { customExtension, makeCa, makeIntermediate, makeLeaf } from '../helpers/certs.js';
 import { policyProblems } from '../helpers/policy.js';

@@ -6,9 +6,8 @@ import {
   denialBody,
   noActionMappedDenial,
   unknownAgentDenial,
-  type Denial,
 } from '../../src/policy/decide.js';
-import type { Decision } from '../../src/policy/types.js';
+import type { Decision, Denial } from '../../src/policy/types.js';
 
 const policy = compilePolicy(
   `agents:

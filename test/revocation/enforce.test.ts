@@ -4,8 +4,9 @@
  */
 import client from 'prom-client';
 import t from 'tap';
-import { MemoryAuditSink, type Logger } from '../../src/log.js';
-import { OperationsMetrics } from '../../src/admin/ops-metrics.js';
+import { MemoryAuditSink } from '../../src/audit/record.js';
+import { type Logger } from '../../src/lib/log.js';
+import { OperationsMetrics } from '../../src/admin/operations-metrics.js';
 import { RevocationStore } from '../../src/revocation/store.js';
 import type { RevocationState } from '../../src/revocation/state.js';
 import { applyRevocations, enforceRevocations, revocationCounts } from '../../src/revocation/enforce.js';

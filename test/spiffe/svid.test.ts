@@ -6,7 +6,8 @@ import { createSecureContext } from 'node:tls';
 import { readConformance, spiffeConformance } from '../helpers/spiffe-conformance.js';
 import { makeCa, makeIntermediate, makeLeaf, opensslIssueLeaf } from '../helpers/certs.js';
 import { parseX509Svid, parseX509SvidRaw, svidChainPem, svidKeyPem, X509SvidErrorReason } from '../../src/spiffe/svid.js';
-import { certificateFacts, decodePemBlocks, KeyUsageBit, spkiSha256 } from '../../src/spiffe/x509.js';
+import { certificateFacts, KeyUsageBit, spkiSha256 } from '../../src/spiffe/x509.js';
+import { decodePemBlocks } from '../../src/spiffe/pem.js';
 
 const WORKLOAD = 'spiffe://example.org/workload-1';
 

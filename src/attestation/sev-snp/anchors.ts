@@ -79,9 +79,9 @@ export function loadSnpAnchors(pemTexts: string[]): SnpTrustAnchors {
       throw new ConfigError(`SEV-SNP anchors: ARK-${product} is not self-signed`);
     }
     for (const role of ['ask', 'asvk'] as const) {
-      const c = slot[role];
-      if (c && (c.issuer !== ark.subject || !c.verify(ark.publicKey))) {
-        throw new ConfigError(`SEV-SNP anchors: ${commonName(c.subject)} is not signed by ARK-${product}`);
+      const cert = slot[role];
+      if (cert && (cert.issuer !== ark.subject || !cert.verify(ark.publicKey))) {
+        throw new ConfigError(`SEV-SNP anchors: ${commonName(cert.subject)} is not signed by ARK-${product}`);
       }
     }
     products[product] = { ark, ...(slot.ask && { ask: slot.ask }), ...(slot.asvk && { asvk: slot.asvk }) };
@@ -141,16 +141,16 @@ export function verifyEndorsementChain(
  * Validity read from the DER (x509-strict): node's validFrom/validTo of a malformed time is
  * "Bad time value", an Invalid Date that every comparison lets through.
  */
-export function strictValidity(c: X509Certificate, name: string): { notBeforeMs: number; notAfterMs: number } {
+export function strictValidity(cert: X509Certificate, name: string): { notBeforeMs: number; notAfterMs: number } {
   try {
-    return validityMs(c.raw);
+    return validityMs(cert.raw);
   } catch (err) {
     throw new AttestationError('evidence_malformed', `${name} certificate: ${(err as Error).message}`, { cause: err });
   }
 }
 
-function checkValidity(c: X509Certificate, name: string, now: Date): void {
-  const { notBeforeMs, notAfterMs } = strictValidity(c, name);
+function checkValidity(cert: X509Certificate, name: string, now: Date): void {
+  const { notBeforeMs, notAfterMs } = strictValidity(cert, name);
   const from = new Date(notBeforeMs);
   const to = new Date(notAfterMs);
   if (now < from || now > to) {

@@ -74,12 +74,12 @@ export function buildSnpCertTable(entries: { guid: string; data: Uint8Array }[])
   const total = header + entries.reduce((n, e) => n + e.data.byteLength, 0);
   const out = Buffer.alloc(total);
   let cursor = header;
-  entries.forEach((e, i) => {
-    Buffer.from(e.guid.replace(/-/g, ''), 'hex').copy(out, i * ENTRY_SIZE);
+  entries.forEach((entry, i) => {
+    Buffer.from(entry.guid.replace(/-/g, ''), 'hex').copy(out, i * ENTRY_SIZE);
     out.writeUInt32LE(cursor, i * ENTRY_SIZE + 16);
-    out.writeUInt32LE(e.data.byteLength, i * ENTRY_SIZE + 20);
-    out.set(e.data, cursor);
-    cursor += e.data.byteLength;
+    out.writeUInt32LE(entry.data.byteLength, i * ENTRY_SIZE + 20);
+    out.set(entry.data, cursor);
+    cursor += entry.data.byteLength;
   });
   return new Uint8Array(out);
 }
@@ -95,9 +95,9 @@ function guidString(g: Uint8Array): string {
 
 /** The EFI form stores the first three GUID fields little-endian. */
 function swapEfi(g: Uint8Array): Uint8Array {
-  const s = new Uint8Array(g);
-  s.set([g[3]!, g[2]!, g[1]!, g[0]!, g[5]!, g[4]!, g[7]!, g[6]!], 0);
-  return s;
+  const swapped = new Uint8Array(g);
+  swapped.set([g[3]!, g[2]!, g[1]!, g[0]!, g[5]!, g[4]!, g[7]!, g[6]!], 0);
+  return swapped;
 }
 
 function kindOf(g: Uint8Array): SnpCertTableKind | undefined {

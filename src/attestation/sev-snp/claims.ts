@@ -67,52 +67,52 @@ export interface SnpClaims extends SnpReportClaims {
 
 const bit = (v: bigint, n: number) => ((v >> BigInt(n)) & 1n) === 1n;
 
-export function reportClaims(r: SnpReport, product: SnpProduct): SnpReportClaims {
+export function reportClaims(report: SnpReport, product: SnpProduct): SnpReportClaims {
   const claims: SnpReportClaims = {
     type: 'sev-snp',
-    version: r.version,
-    guest_svn: r.guestSvn,
+    version: report.version,
+    guest_svn: report.guestSvn,
     policy: {
-      raw: u64Hex(r.policy),
-      abi_major: Number((r.policy >> 8n) & 0xffn),
-      abi_minor: Number(r.policy & 0xffn),
-      smt: bit(r.policy, 16),
-      migrate_ma: bit(r.policy, 18),
-      debug: bit(r.policy, 19),
-      single_socket: bit(r.policy, 20),
+      raw: u64Hex(report.policy),
+      abi_major: Number((report.policy >> 8n) & 0xffn),
+      abi_minor: Number(report.policy & 0xffn),
+      smt: bit(report.policy, 16),
+      migrate_ma: bit(report.policy, 18),
+      debug: bit(report.policy, 19),
+      single_socket: bit(report.policy, 20),
     },
-    vmpl: r.vmpl,
-    measurement: hex(r.measurement),
-    host_data: hex(r.hostData),
-    report_data: hex(r.reportData),
-    family_id: hex(r.familyId),
-    image_id: hex(r.imageId),
-    id_key_digest: hex(r.idKeyDigest),
-    author_key_digest: hex(r.authorKeyDigest),
-    author_key_en: r.authorKeyEn,
-    report_id: hex(r.reportId),
-    report_id_ma: hex(r.reportIdMa),
-    chip_id: hex(r.chipId),
-    mask_chip_key: r.maskChipKey,
-    signing_key: r.signingKey,
+    vmpl: report.vmpl,
+    measurement: hex(report.measurement),
+    host_data: hex(report.hostData),
+    report_data: hex(report.reportData),
+    family_id: hex(report.familyId),
+    image_id: hex(report.imageId),
+    id_key_digest: hex(report.idKeyDigest),
+    author_key_digest: hex(report.authorKeyDigest),
+    author_key_en: report.authorKeyEn,
+    report_id: hex(report.reportId),
+    report_id_ma: hex(report.reportIdMa),
+    chip_id: hex(report.chipId),
+    mask_chip_key: report.maskChipKey,
+    signing_key: report.signingKey,
     platform_info: {
-      raw: u64Hex(r.platformInfo),
-      smt_enabled: bit(r.platformInfo, 0),
-      tsme_enabled: bit(r.platformInfo, 1),
-      ecc_enabled: bit(r.platformInfo, 2),
-      rapl_disabled: bit(r.platformInfo, 3),
-      ciphertext_hiding_enabled: bit(r.platformInfo, 4),
-      alias_check_complete: bit(r.platformInfo, 5),
+      raw: u64Hex(report.platformInfo),
+      smt_enabled: bit(report.platformInfo, 0),
+      tsme_enabled: bit(report.platformInfo, 1),
+      ecc_enabled: bit(report.platformInfo, 2),
+      rapl_disabled: bit(report.platformInfo, 3),
+      ciphertext_hiding_enabled: bit(report.platformInfo, 4),
+      alias_check_complete: bit(report.platformInfo, 5),
     },
-    current_tcb: decodeTcb(r.currentTcb, product),
-    reported_tcb: decodeTcb(r.reportedTcb, product),
-    committed_tcb: decodeTcb(r.committedTcb, product),
-    launch_tcb: decodeTcb(r.launchTcb, product),
-    firmware: { current: r.current, committed: r.committed },
+    current_tcb: decodeTcb(report.currentTcb, product),
+    reported_tcb: decodeTcb(report.reportedTcb, product),
+    committed_tcb: decodeTcb(report.committedTcb, product),
+    launch_tcb: decodeTcb(report.launchTcb, product),
+    firmware: { current: report.current, committed: report.committed },
   };
-  if (r.cpuid) claims.cpuid = { ...r.cpuid };
-  if (r.launchMitVector !== undefined) claims.launch_mit_vector = u64Hex(r.launchMitVector);
-  if (r.currentMitVector !== undefined) claims.current_mit_vector = u64Hex(r.currentMitVector);
+  if (report.cpuid) claims.cpuid = { ...report.cpuid };
+  if (report.launchMitVector !== undefined) claims.launch_mit_vector = u64Hex(report.launchMitVector);
+  if (report.currentMitVector !== undefined) claims.current_mit_vector = u64Hex(report.currentMitVector);
   return claims;
 }
 
@@ -127,14 +127,14 @@ export interface SnpReportDescription extends SnpReportClaims {
  * nothing in the result is trustworthy.
  */
 export function describeSnpReport(bytes: Uint8Array): SnpReportDescription {
-  const r = parseSnpReport(bytes);
+  const report = parseSnpReport(bytes);
   let product: SnpProduct | null = null;
-  if (r.cpuid) {
+  if (report.cpuid) {
     try {
-      product = productFromCpuid(r.cpuid);
+      product = productFromCpuid(report.cpuid);
     } catch {
       product = null; // unknown CPU: still show the fields
     }
   }
-  return { verified: false, product, ...reportClaims(r, product ?? 'Milan') };
+  return { verified: false, product, ...reportClaims(report, product ?? 'Milan') };
 }

@@ -49,17 +49,17 @@ export async function readCacheFile(dir: string, name: string): Promise<CachedFi
     throw err;
   }
   try {
-    const st = await fh.stat();
-    if (!st.isFile()) throw new SidecarError('kds_cache_refused', `cache file ${name} is not a regular file`);
-    if (st.size > MAX_CACHE_FILE_BYTES) {
-      throw new SidecarError('kds_cache_refused', `cache file ${name} has ${st.size} bytes (max ${MAX_CACHE_FILE_BYTES})`);
+    const stats = await fh.stat();
+    if (!stats.isFile()) throw new SidecarError('kds_cache_refused', `cache file ${name} is not a regular file`);
+    if (stats.size > MAX_CACHE_FILE_BYTES) {
+      throw new SidecarError('kds_cache_refused', `cache file ${name} has ${stats.size} bytes (max ${MAX_CACHE_FILE_BYTES})`);
     }
-    if ((st.mode & 0o022) !== 0) {
-      throw new SidecarError('kds_cache_refused', `cache file ${name} is writable by group or others (mode ${(st.mode & 0o777).toString(8)})`);
+    if ((stats.mode & 0o022) !== 0) {
+      throw new SidecarError('kds_cache_refused', `cache file ${name} is writable by group or others (mode ${(stats.mode & 0o777).toString(8)})`);
     }
     const data = await fh.readFile();
     if (data.byteLength > MAX_CACHE_FILE_BYTES) throw new SidecarError('kds_cache_refused', `cache file ${name} grew while read`);
-    return { data, mtimeMs: st.mtimeMs };
+    return { data, mtimeMs: stats.mtimeMs };
   } finally {
     await fh.close();
   }

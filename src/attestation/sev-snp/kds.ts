@@ -98,7 +98,7 @@ export class KdsCollateral {
     this.cacheDir = opts.cacheDir;
     this.baseUrl = (opts.baseUrl ?? KDS_DEFAULT_BASE_URL).replace(/\/+$/, '');
     this.offline = opts.offline ?? false;
-    // undici's fetch is loaded on first use: its index costs every sidecar 4-8 MiB (see undici/pool.ts).
+    // undici's fetch is loaded on first use: its index costs every sidecar memory (see undici/pool.ts).
     this.fetchFn = opts.fetch ?? (async (input, init) => (await import('undici')).fetch(input as string, init as object) as unknown as Response);
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.logger = opts.logger;
@@ -309,9 +309,9 @@ function reasonOf(err: unknown): string {
 
 function requestError(err: unknown, timeoutMs: number): SidecarError {
   // fetch reports the abort either directly or as the cause of a TypeError('fetch failed').
-  const e = err as { name?: string; cause?: { name?: string } } | undefined;
+  const shape = err as { name?: string; cause?: { name?: string } } | undefined;
   const timedOut = (n: string | undefined) => n === 'TimeoutError' || n === 'AbortError';
-  if (timedOut(e?.name) || timedOut(e?.cause?.name)) {
+  if (timedOut(shape?.name) || timedOut(shape?.cause?.name)) {
     return new SidecarError('kds_timeout', `KDS did not answer within ${timeoutMs}ms`, { cause: err });
   }
   const cause = (err as { cause?: unknown } | undefined)?.cause;

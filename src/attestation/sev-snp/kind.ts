@@ -13,15 +13,15 @@ import { verifySnpReport } from './verify.js';
 
 export const CERT_PART = { mediaType: 'application/pkix-cert', required: false, maxBytes: 4096 } as const;
 
-export function snpNormalized(c: SnpClaims): NormalizedClaims {
+export function snpNormalized(claims: SnpClaims): NormalizedClaims {
   return {
     evidence_type: 'sev-snp',
     tee_type: 'sev-snp',
-    measurement: c.measurement,
-    guest_svn: c.guest_svn,
-    debug: c.policy.debug,
-    tcb: tcbClaims(c.reported_tcb),
-    chip_id: c.chip_id,
+    measurement: claims.measurement,
+    guest_svn: claims.guest_svn,
+    debug: claims.policy.debug,
+    tcb: tcbClaims(claims.reported_tcb),
+    chip_id: claims.chip_id,
   };
 }
 
@@ -74,8 +74,8 @@ export const sevSnpKind: EvidenceKind<'sev-snp', SnpTrust, SnpTrustConfig, TsmAt
       if (anchorFiles.length === 0) return { refused: 'collateral_missing: --anchors DIR_OR_PEM (AMD ARK/ASK/ASVK) is required', claims: describeSnpReport(bytes) };
       const anchors = loadSnpAnchors(anchorFiles.flatMap((p) => files.pem(p)));
       const vcek = typeof flags.cert === 'string' ? files.read(flags.cert) : undefined;
-      const c = verifySnpReport(bytes, { anchors, ...(vcek ? { vcek } : {}) }, now);
-      return { claims: { ...c }, normalized: snpNormalized(c) };
+      const snpClaims = verifySnpReport(bytes, { anchors, ...(vcek ? { vcek } : {}) }, now);
+      return { claims: { ...snpClaims }, normalized: snpNormalized(snpClaims) };
     },
     describeOnFailure: (bytes) => describeSnpReport(bytes),
   },

@@ -146,7 +146,7 @@ export function parseSnpReport(bytes: Uint8Array): SnpReport {
   mustBeZero(b, SIG_OFFSET + 2 * SIG_COMPONENT, SNP_REPORT_SIZE, 'reserved tail of the signature');
 
   const slice = (off: number, len: number) => new Uint8Array(b.subarray(off, off + len));
-  const fw = (off: number): SnpFirmwareVersion => ({ build: b[off]!, minor: b[off + 1]!, major: b[off + 2]! });
+  const firmwareVersion = (off: number): SnpFirmwareVersion => ({ build: b[off]!, minor: b[off + 1]!, major: b[off + 2]! });
 
   const report: SnpReport = {
     version,
@@ -171,8 +171,8 @@ export function parseSnpReport(bytes: Uint8Array): SnpReport {
     reportedTcb: slice(0x180, 8),
     chipId: slice(0x1a0, 64),
     committedTcb: slice(0x1e0, 8),
-    current: fw(0x1e8),
-    committed: fw(0x1ec),
+    current: firmwareVersion(0x1e8),
+    committed: firmwareVersion(0x1ec),
     launchTcb: slice(0x1f0, 8),
     signedBytes: slice(0, SNP_SIGNED_LENGTH),
     signatureP1363: new Uint8Array(96),

@@ -30,13 +30,13 @@ export const SNP_TRUST: TrustSection<SnpTrustConfig, Partial<SnpTrust>> = {
   read(reader, vm, baseDir) {
     const out: SnpTrustConfig = { snpAnchors: pathList(reader, vm, 'snp_anchors', baseDir) };
     const kdsField = vm.get('kds');
-    const km = kdsField && reader.map(kdsField, ['cache_dir', 'offline', 'base_url', 'product']);
-    if (km) {
-      const dirField = km.require('cache_dir');
+    const kdsMap = kdsField && reader.map(kdsField, ['cache_dir', 'offline', 'base_url', 'product']);
+    if (kdsMap) {
+      const dirField = kdsMap.require('cache_dir');
       const cacheDir = dirField && readPath(reader, dirField, baseDir);
-      const offlineField = km.get('offline');
-      const baseField = km.get('base_url');
-      const productField = km.get('product');
+      const offlineField = kdsMap.get('offline');
+      const baseField = kdsMap.get('base_url');
+      const productField = kdsMap.get('product');
       const product = productField && reader.string(productField);
       if (productField && product !== undefined && !SNP_PRODUCTS.includes(product as SnpProduct)) reader.reportField(productField, 'must be Milan, Genoa or Turin');
       if (cacheDir) {
@@ -50,17 +50,17 @@ export const SNP_TRUST: TrustSection<SnpTrustConfig, Partial<SnpTrust>> = {
     }
     return out;
   },
-  async load(c, ctx) {
+  async load(config, ctx) {
     const trust: Partial<SnpTrust> = {};
-    if (c.snpAnchors.length > 0) {
-      trust.snpAnchors = loadSnpAnchors(c.snpAnchors.flatMap((p) => ctx.pemSources(p, 'attestation.verifier.snp_anchors')));
+    if (config.snpAnchors.length > 0) {
+      trust.snpAnchors = loadSnpAnchors(config.snpAnchors.flatMap((p) => ctx.pemSources(p, 'attestation.verifier.snp_anchors')));
     }
-    if (c.kds) {
+    if (config.kds) {
       const kds = new KdsCollateral({
-        cacheDir: c.kds.cacheDir,
-        offline: c.kds.offline,
-        ...(c.kds.baseUrl ? { baseUrl: c.kds.baseUrl } : {}),
-        ...(c.kds.product ? { product: c.kds.product } : {}),
+        cacheDir: config.kds.cacheDir,
+        offline: config.kds.offline,
+        ...(config.kds.baseUrl ? { baseUrl: config.kds.baseUrl } : {}),
+        ...(config.kds.product ? { product: config.kds.product } : {}),
         ...(trust.snpAnchors ? { anchors: trust.snpAnchors } : {}),
         ...(ctx.logger ? { logger: ctx.logger } : {}),
       });

@@ -17,7 +17,7 @@
  *   208 host_data               64
  *   272 signature               64
  */
-import { createHash, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
+import { createHash, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
 import { AttestationError, hex } from '../types.js';
 
 export const SIM_REPORT_SIZE = 336;
@@ -127,9 +127,4 @@ function sha256Hex(data: Uint8Array): string {
 /** A fresh in-memory sim signing key pair (development only). */
 export function generateSimKey(): { privateKey: KeyObject; publicKey: KeyObject } {
   return generateKeyPairSync('ec', { namedCurve: 'P-256' });
-}
-
-/** Loads a trusted sim public key from PEM (SPKI). */
-export function simPublicKeyFromPem(pem: string): KeyObject {
-  return createPublicKey(pem);
 }

@@ -99,8 +99,8 @@ export class TpmAttester {
     if (!Buffer.from(parsed.name).equals(Buffer.from(name))) {
       throw requestError('TPM2_CreatePrimary returned a Name that does not match the public area');
     }
-    const rp = await runCommand(this.transport, 'ReadPublic', { handles: [handle] });
-    const qualifiedName = parseParams('ReadPublic', rp, (r) => {
+    const readPublic = await runCommand(this.transport, 'ReadPublic', { handles: [handle] });
+    const qualifiedName = parseParams('ReadPublic', readPublic, (r) => {
       r.tpm2b('outPublic', 1024);
       r.tpm2b('name', 66);
       return r.tpm2b('qualifiedName', 66);

@@ -60,12 +60,12 @@ export const TPM_TRUST: TrustSection<TpmTrustConfig, Partial<TpmTrust>> = {
   keys: ['tpm_ak_names', 'tpm_ak_keys', 'tpm_ak_cas'],
   defaults: { tpmAkNames: [], tpmAkCas: [] },
   read: (reader, vm, baseDir) => ({ tpmAkNames: tpmAkNames(reader, vm), tpmAkCas: pathList(reader, vm, 'tpm_ak_cas', baseDir) }),
-  load(c, ctx) {
-    if (c.tpmAkNames.length === 0 && c.tpmAkCas.length === 0) return {};
+  load(config, ctx) {
+    if (config.tpmAkNames.length === 0 && config.tpmAkCas.length === 0) return {};
     return {
       tpm: {
-        names: c.tpmAkNames.map((hex) => Buffer.from(hex, 'hex')),
-        caCerts: c.tpmAkCas.flatMap((p) => ctx.pemSources(p, 'attestation.verifier.tpm_ak_cas')),
+        names: config.tpmAkNames.map((hex) => Buffer.from(hex, 'hex')),
+        caCerts: config.tpmAkCas.flatMap((p) => ctx.pemSources(p, 'attestation.verifier.tpm_ak_cas')),
       },
     };
   },
@@ -89,8 +89,8 @@ export const TPM_ATTESTER: AttesterSection<TpmAttesterConfig> = {
     const device = deviceField ? readPath(reader, deviceField, baseDir) : addressField ? undefined : '/dev/tpmrm0';
     let address: { host: string; port: number } | undefined;
     if (addressField) {
-      const s = reader.string(addressField);
-      const l = s === undefined ? undefined : checkListen(s);
+      const addressText = reader.string(addressField);
+      const l = addressText === undefined ? undefined : checkListen(addressText);
       if (l && !l.ok) reader.reportField(addressField, l.error);
       else if (l?.ok) address = l.value;
     }

@@ -15,8 +15,8 @@ export interface PcrValues {
   values: Record<number, string>;
 }
 
-export function encodePcrs(p: PcrValues): Buffer {
-  return Buffer.from(JSON.stringify({ alg: p.alg, values: p.values }), 'utf8');
+export function encodePcrs(pcrs: PcrValues): Buffer {
+  return Buffer.from(JSON.stringify({ alg: pcrs.alg, values: pcrs.values }), 'utf8');
 }
 
 /** Parses the `pcrs` part: {"alg": "sha256", "values": {"0": "hex", ...}}. */
@@ -27,19 +27,19 @@ export function decodePcrs(bytes: Uint8Array): PcrValues {
   } catch (err) {
     throw new AttestationError('evidence_malformed', `pcrs part is not strict JSON: ${(err as Error).message}`);
   }
-  const d = doc as { alg?: unknown; values?: unknown };
-  if (!d || typeof d !== 'object' || !['sha1', 'sha256', 'sha384'].includes(d.alg as string) || !d.values || typeof d.values !== 'object') {
+  const fields = doc as { alg?: unknown; values?: unknown };
+  if (!fields || typeof fields !== 'object' || !['sha1', 'sha256', 'sha384'].includes(fields.alg as string) || !fields.values || typeof fields.values !== 'object') {
     throw new AttestationError('evidence_malformed', 'pcrs part must be {"alg": "sha1"|"sha256"|"sha384", "values": {index: hex}}');
   }
   const values: Record<number, string> = Object.create(null);
-  for (const [k, v] of Object.entries(d.values as Record<string, unknown>)) {
+  for (const [k, v] of Object.entries(fields.values as Record<string, unknown>)) {
     const i = Number(k);
     if (!Number.isInteger(i) || i < 0 || i > 23 || typeof v !== 'string' || !/^[0-9a-fA-F]+$/.test(v)) {
       throw new AttestationError('evidence_malformed', `pcrs part: bad entry ${JSON.stringify(k)}`);
     }
     values[i] = v.toLowerCase();
   }
-  return { alg: d.alg as PcrBank, values };
+  return { alg: fields.alg as PcrBank, values };
 }
 
 export interface TpmEvidenceOptions extends TpmAttesterOptions {
@@ -78,13 +78,13 @@ export class TpmEvidenceAttester implements Attester {
 
   async produce(spki: Uint8Array, nonce?: Uint8Array): Promise<Evidence> {
     const tpm = await this.attester();
-    const q = await tpm.quote(bindingUserData(spki, nonce, 32), this.opts.pcrs);
+    const quote = await tpm.quote(bindingUserData(spki, nonce, 32), this.opts.pcrs);
     return {
       type: 'tpm',
       parts: {
-        attest: Buffer.from(q.attest),
-        signature: Buffer.from(q.signature),
-        pcrs: encodePcrs(q.pcrs),
+        attest: Buffer.from(quote.attest),
+        signature: Buffer.from(quote.signature),
+        pcrs: encodePcrs(quote.pcrs),
         ak: Buffer.from(tpm.akPublic.tpmtPublic),
       },
     };

@@ -81,15 +81,15 @@ export const tpmKind: EvidenceKind<'tpm', TpmTrust, TpmTrustConfig, TpmAttesterC
       // The operator names the AK: a TPMT_PUBLIC is trusted by its Name, a PEM key or certificate by its key.
       const given = resolveAk(ak);
       const akTrust = given.tpmPublic ? { names: [given.tpmPublic.name] } : { keys: [given.key] };
-      const c = verifyTpmQuote(
+      const quoteClaims = verifyTpmQuote(
         { attest: bytes, signature: files.evidence(signature), pcrs, ak },
         { akTrust, ...(nonce !== undefined ? { expectedExtraData: Buffer.from(nonce, 'hex') } : {}) },
         now,
       );
-      const { clock_state: _s, ...json } = c;
+      const { clock_state: _s, ...json } = quoteClaims;
       return {
         claims: { ...json, ak_trust: 'the AK given with --ak (pin its ak_name in tpm_ak_names)' },
-        normalized: { evidence_type: 'tpm', tee_type: 'tpm', pcrs: c.pcrs, tpm_ak_spki_sha256: c.ak_spki_sha256 },
+        normalized: { evidence_type: 'tpm', tee_type: 'tpm', pcrs: quoteClaims.pcrs, tpm_ak_spki_sha256: quoteClaims.ak_spki_sha256 },
       };
     },
   },

@@ -96,9 +96,9 @@ function readTpmtPublic(r: TpmReader): Omit<TpmPublic, 'bytes' | 'name'> {
     const exponent = r.u32('parameters.exponent');
     const modulus = r.tpm2b('unique.rsa', 512);
     if (modulus.length * 8 !== keyBits) r.fail('unique.rsa', bitsAt, `is ${modulus.length * 8} bits, keyBits says ${keyBits}`);
-    const e = Buffer.alloc(4);
-    e.writeUInt32BE(exponent === 0 ? 65537 : exponent); // 0 means the default exponent 2^16+1
-    const key = importKey({ kty: 'RSA', n: b64url(modulus), e: b64url(stripZeros(e)) });
+    const exponentBytes = Buffer.alloc(4);
+    exponentBytes.writeUInt32BE(exponent === 0 ? 65537 : exponent); // 0 means the default exponent 2^16+1
+    const key = importKey({ kty: 'RSA', n: b64url(modulus), e: b64url(stripZeros(exponentBytes)) });
     return { type: 'rsa', nameAlg: nameAlg.name, objectAttributes, scheme, key };
   }
   if (type === TPM_ALG.ECC) {

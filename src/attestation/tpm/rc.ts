@@ -29,8 +29,6 @@ const FMT1: Record<number, string> = {
 
 export const TPM_RC_INITIALIZE = 0x100;
 export const TPM_RC_RETRY = 0x922;
-export const TPM_RC_TESTING = 0x90a;
-export const TPM_RC_YIELDED = 0x908;
 
 /** Decoded response code: a TPM_RC_* name and, for format 1, what it refers to. */
 export function describeRc(rc: number): { name: string; detail: string } {

@@ -156,9 +156,9 @@ export function parseTpmtSignature(bytes: Uint8Array): TpmtSignature {
     }
     case TPM_ALG.ECDSA: {
       const hash = readHash(r, 'hash');
-      const sr = r.tpm2b('signatureR', 66);
-      const ss = r.tpm2b('signatureS', 66);
-      out = { sigAlg: 'ecdsa', hash, r: sr, s: ss };
+      const sigR = r.tpm2b('signatureR', 66);
+      const sigS = r.tpm2b('signatureS', 66);
+      out = { sigAlg: 'ecdsa', hash, r: sigR, s: sigS };
       break;
     }
     default:

@@ -66,21 +66,21 @@ export interface TpmClaims {
 
 /** Decoded quote for `inspect-evidence` (no verification). */
 export function describeTpmQuote(attest: Uint8Array) {
-  const q = parseTpmsAttest(attest);
+  const quote = parseTpmsAttest(attest);
   return {
-    magic: `0x${q.magic.toString(16)}`,
-    type: `0x${q.type.toString(16)}`,
-    qualified_signer: hex(q.qualifiedSigner),
-    extra_data: hex(q.extraData),
+    magic: `0x${quote.magic.toString(16)}`,
+    type: `0x${quote.type.toString(16)}`,
+    qualified_signer: hex(quote.qualifiedSigner),
+    extra_data: hex(quote.extraData),
     clock: {
-      clock: q.clockInfo.clock.toString(),
-      reset_count: q.clockInfo.resetCount,
-      restart_count: q.clockInfo.restartCount,
-      safe: q.clockInfo.safe,
+      clock: quote.clockInfo.clock.toString(),
+      reset_count: quote.clockInfo.resetCount,
+      restart_count: quote.clockInfo.restartCount,
+      safe: quote.clockInfo.safe,
     },
-    firmware_version: q.firmwareVersion.toString(16).padStart(16, '0'),
-    pcr_selection: q.pcrSelections.map((s) => ({ bank: algName(s.hashAlg), indices: s.indices })),
-    pcr_digest: hex(q.pcrDigest),
+    firmware_version: quote.firmwareVersion.toString(16).padStart(16, '0'),
+    pcr_selection: quote.pcrSelections.map((s) => ({ bank: algName(s.hashAlg), indices: s.indices })),
+    pcr_digest: hex(quote.pcrDigest),
   };
 }
 

@@ -14,8 +14,8 @@ export function tsmAttesterSection<N extends 'sev-snp' | 'tdx'>(): AttesterSecti
   return {
     keys: ['tsm_path', 'privlevel'],
     read(reader, am, baseDir, type) {
-      const p = am.get('tsm_path');
-      const tsmPath = (p && readPath(reader, p, baseDir)) ?? '/sys/kernel/config/tsm/report';
+      const pathField = am.get('tsm_path');
+      const tsmPath = (pathField && readPath(reader, pathField, baseDir)) ?? '/sys/kernel/config/tsm/report';
       const privlevel = intIn(reader, am, 'privlevel', 0, 3);
       return { type: type as N, tsmPath, ...(privlevel !== undefined ? { privlevel } : {}) };
     },

@@ -33,10 +33,10 @@ export function bodyEncoding(contentEncoding: string | undefined): BodyEncoding 
     .filter((c) => c !== '' && c !== 'identity');
   if (codings.length === 0) return undefined;
   if (codings.length > 1) return { unsupported: codings.join(', ') };
-  const c = codings[0]!;
-  if (c === 'gzip' || c === 'x-gzip') return 'gzip';
-  if (c === 'deflate' || c === 'br') return c;
-  return { unsupported: c };
+  const coding = codings[0]!;
+  if (coding === 'gzip' || coding === 'x-gzip') return 'gzip';
+  if (coding === 'deflate' || coding === 'br') return coding;
+  return { unsupported: coding };
 }
 
 /**

@@ -67,60 +67,60 @@ export function createUsageMeter(provider: ModelProvider, options: UsageMeterOpt
 }
 
 class Meter implements UsageMeter {
-  readonly #usage: UsageAccumulator;
-  readonly #max: number;
-  readonly #maxBacklog: number;
-  readonly #sink: BodySink | undefined;
-  readonly #encoding: BodyEncoding | undefined;
-  #decoder: Transform | undefined;
-  #decoderDone: Promise<void> | undefined;
-  #decodeError: string | undefined;
-  #failure: Failure | undefined;
-  #result: Promise<UsageResult> | undefined;
-  #peak = 0;
-  #sawBytes = false;
+  private readonly usage: UsageAccumulator;
+  private readonly max: number;
+  private readonly maxBacklog: number;
+  private readonly sink: BodySink | undefined;
+  private readonly encoding: BodyEncoding | undefined;
+  private decoder: Transform | undefined;
+  private decoderDone: Promise<void> | undefined;
+  private decodeError: string | undefined;
+  private failure: Failure | undefined;
+  private result: Promise<UsageResult> | undefined;
+  private peak = 0;
+  private sawBytes = false;
 
   constructor(provider: ModelProvider, options: UsageMeterOptions) {
-    this.#usage = new UsageAccumulator(provider);
-    this.#max = positiveInt(options.maxBufferBytes, DEFAULT_MAX_BUFFER_BYTES);
-    this.#maxBacklog = positiveInt(options.maxBacklogBytes, DEFAULT_MAX_BUFFER_BYTES);
+    this.usage = new UsageAccumulator(provider);
+    this.max = positiveInt(options.maxBufferBytes, DEFAULT_MAX_BUFFER_BYTES);
+    this.maxBacklog = positiveInt(options.maxBacklogBytes, DEFAULT_MAX_BUFFER_BYTES);
     const framing = bodyFraming(options.contentType);
     const encoding = bodyEncoding(options.contentEncoding);
     if (typeof framing === 'object') {
-      this.#fail('usage_missing', `content-type ${framing.unsupported} carries no token usage`);
+      this.fail('usage_missing', `content-type ${framing.unsupported} carries no token usage`);
     } else if (typeof encoding === 'object') {
-      this.#fail('usage_encoding_unsupported', `content-encoding "${encoding.unsupported}" is not supported`);
+      this.fail('usage_encoding_unsupported', `content-encoding "${encoding.unsupported}" is not supported`);
     } else {
-      this.#encoding = encoding;
-      this.#sink = framing === 'sse' ? this.#sseSink() : this.#jsonSink();
+      this.encoding = encoding;
+      this.sink = framing === 'sse' ? this.sseSink() : this.jsonSink();
     }
   }
 
   push(chunk: Uint8Array): boolean {
     try {
-      if (this.#result || this.#failure || chunk.byteLength === 0) return true;
+      if (this.result || this.failure || chunk.byteLength === 0) return true;
       const buf = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-      this.#sawBytes = true;
-      if (this.#encoding === undefined) {
-        this.#write(buf);
+      this.sawBytes = true;
+      if (this.encoding === undefined) {
+        this.write(buf);
         return true;
       }
-      if (this.#decodeError !== undefined) return true;
-      const decoder = (this.#decoder ??= this.#startDecoder(this.#encoding, buf[0]!));
+      if (this.decodeError !== undefined) return true;
+      const decoder = (this.decoder ??= this.startDecoder(this.encoding, buf[0]!));
       decoder.write(buf);
-      if (decoder.writableLength > this.#maxBacklog) {
-        this.#fail('usage_too_large', `decompressor backlog exceeds ${this.#maxBacklog} bytes`);
+      if (decoder.writableLength > this.maxBacklog) {
+        this.fail('usage_too_large', `decompressor backlog exceeds ${this.maxBacklog} bytes`);
         return true;
       }
       return decoder.writableLength < DECODER_BACKLOG_HIGH_WATER;
     } catch (err) {
-      this.#fail('usage_unreadable', `meter failed: ${errorMessage(err)}`);
+      this.fail('usage_unreadable', `meter failed: ${errorMessage(err)}`);
       return true;
     }
   }
 
   drained(): Promise<void> {
-    const decoder = this.#decoder;
+    const decoder = this.decoder;
     // 'drain' comes only after a write() that returned false (writableNeedDrain).
     if (!decoder || decoder.destroyed || !decoder.writableNeedDrain) return Promise.resolve();
     return new Promise((resolve) => {
@@ -133,82 +133,82 @@ class Meter implements UsageMeter {
   }
 
   end(): Promise<UsageResult> {
-    this.#result ??= this.#finish();
-    return this.#result;
+    this.result ??= this.finish();
+    return this.result;
   }
 
   bufferedBytes(): number {
-    return this.#sink?.bufferedBytes() ?? 0;
+    return this.sink?.bufferedBytes() ?? 0;
   }
 
   peakBufferedBytes(): number {
-    return this.#peak;
+    return this.peak;
   }
 
-  async #finish(): Promise<UsageResult> {
+  private async finish(): Promise<UsageResult> {
     try {
-      if (this.#decoder && !this.#failure && this.#decodeError === undefined) {
-        this.#decoder.end();
-        await this.#decoderDone;
+      if (this.decoder && !this.failure && this.decodeError === undefined) {
+        this.decoder.end();
+        await this.decoderDone;
       }
-      if (!this.#failure && this.#decodeError === undefined) this.#sink?.finish();
+      if (!this.failure && this.decodeError === undefined) this.sink?.finish();
     } catch (err) {
-      this.#fail('usage_unreadable', `meter failed: ${errorMessage(err)}`);
+      this.fail('usage_unreadable', `meter failed: ${errorMessage(err)}`);
     }
-    const partial = this.#usage.partial();
+    const partial = this.usage.partial();
     const failure: Failure | undefined =
-      this.#failure ??
-      (this.#decodeError !== undefined
-        ? { reason: 'usage_unreadable', detail: `${this.#encoding} body could not be decoded: ${this.#decodeError}` }
+      this.failure ??
+      (this.decodeError !== undefined
+        ? { reason: 'usage_unreadable', detail: `${this.encoding} body could not be decoded: ${this.decodeError}` }
         : undefined);
     if (failure) return partial ? { ok: false, ...failure, partial } : { ok: false, ...failure };
-    if (!this.#sawBytes) return { ok: false, reason: 'usage_missing', detail: 'response body is empty' };
-    return this.#usage.result();
+    if (!this.sawBytes) return { ok: false, reason: 'usage_missing', detail: 'response body is empty' };
+    return this.usage.result();
   }
 
-  #startDecoder(encoding: BodyEncoding, firstByte: number): Transform {
+  private startDecoder(encoding: BodyEncoding, firstByte: number): Transform {
     const decoder = createBodyDecoder(encoding, firstByte);
     decoder.on('data', (out: Buffer) => {
-      if (!this.#failure) this.#write(out);
+      if (!this.failure) this.write(out);
     });
-    this.#decoderDone = new Promise((resolve) => {
+    this.decoderDone = new Promise((resolve) => {
       decoder.once('end', resolve);
       decoder.once('close', resolve);
       decoder.on('error', (err: Error) => {
-        this.#decodeError ??= err.message;
+        this.decodeError ??= err.message;
         resolve();
       });
     });
     return decoder;
   }
 
-  #write(buf: Buffer): void {
+  private write(buf: Buffer): void {
     try {
-      this.#sink!.write(buf);
+      this.sink!.write(buf);
     } catch (err) {
-      this.#fail('usage_unreadable', `meter failed: ${errorMessage(err)}`);
+      this.fail('usage_unreadable', `meter failed: ${errorMessage(err)}`);
       return;
     }
-    const held = this.#sink!.bufferedBytes();
-    if (held > this.#peak) this.#peak = held;
+    const held = this.sink!.bufferedBytes();
+    if (held > this.peak) this.peak = held;
   }
 
   /** The first failure sticks; buffers and the decompressor are released at once. */
-  #fail(reason: UsageFailureReason, detail: string): void {
-    if (this.#failure) return;
-    this.#failure = { reason, detail };
-    this.#decoder?.destroy();
+  private fail(reason: UsageFailureReason, detail: string): void {
+    if (this.failure) return;
+    this.failure = { reason, detail };
+    this.decoder?.destroy();
   }
 
-  #jsonSink(): BodySink {
+  private jsonSink(): BodySink {
     let chunks: Buffer[] = [];
     let size = 0;
     return {
       write: (buf) => {
-        if (size + buf.length > this.#max) {
+        if (size + buf.length > this.max) {
           chunks = [];
           size = 0;
-          this.#fail('usage_too_large', `JSON body exceeds ${this.#max} bytes`);
+          this.fail('usage_too_large', `JSON body exceeds ${this.max} bytes`);
           return;
         }
         chunks.push(Buffer.from(buf)); // copy: the caller keeps ownership of its chunk
@@ -224,19 +224,19 @@ class Meter implements UsageMeter {
         try {
           value = JSON.parse(text);
         } catch (err) {
-          this.#usage.markUnreadable(`body is not valid JSON: ${errorMessage(err)}`);
+          this.usage.markUnreadable(`body is not valid JSON: ${errorMessage(err)}`);
           return;
         }
-        this.#usage.observe(value);
+        this.usage.observe(value);
       },
       bufferedBytes: () => size,
     };
   }
 
-  #sseSink(): BodySink {
-    const parser = new SseParser((e) => this.#onSseEvent(e), this.#max);
+  private sseSink(): BodySink {
+    const parser = new SseParser((e) => this.onSseEvent(e), this.max);
     const checkSize = (): void => {
-      if (parser.tooLarge) this.#fail('usage_too_large', `an event stream line or event exceeds ${this.#max} bytes`);
+      if (parser.tooLarge) this.fail('usage_too_large', `an event stream line or event exceeds ${this.max} bytes`);
     };
     return {
       write: (buf) => {
@@ -251,16 +251,16 @@ class Meter implements UsageMeter {
     };
   }
 
-  #onSseEvent(e: SseEvent): void {
-    if (!mayCarryUsage(e.data)) return;
+  private onSseEvent(sseEvent: SseEvent): void {
+    if (!mayCarryUsage(sseEvent.data)) return;
     let value: unknown;
     try {
-      value = JSON.parse(e.data);
+      value = JSON.parse(sseEvent.data);
     } catch (err) {
-      this.#usage.markUnreadable(`event "${e.event}" is not valid JSON: ${errorMessage(err)}`);
+      this.usage.markUnreadable(`event "${sseEvent.event}" is not valid JSON: ${errorMessage(err)}`);
       return;
     }
-    this.#usage.observe(value);
+    this.usage.observe(value);
   }
 }
 

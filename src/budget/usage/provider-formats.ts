@@ -45,7 +45,7 @@ interface ProviderFormat {
   blocks(obj: Record<string, unknown>): UsageBlock[];
   model(obj: Record<string, unknown>): unknown;
   /** Input/output totals from the per-field maxima, or why they cannot be formed. */
-  combine(c: Counts): { inputTokens: number; outputTokens: number } | string;
+  combine(counts: Counts): { inputTokens: number; outputTokens: number } | string;
   /** Added to "carries no usage" messages. */
   missingHint: string;
 }
@@ -64,11 +64,11 @@ const openai: ProviderFormat = {
     return found;
   },
   model: (obj) => obj.model ?? (isObject(obj.response) ? obj.response.model : undefined),
-  combine(c) {
-    if (!c.has('prompt_tokens') && !c.has('input_tokens')) return 'usage has neither prompt_tokens nor input_tokens';
+  combine(counts) {
+    if (!counts.has('prompt_tokens') && !counts.has('input_tokens')) return 'usage has neither prompt_tokens nor input_tokens';
     return {
-      inputTokens: Math.max(get(c, 'prompt_tokens'), get(c, 'input_tokens')),
-      outputTokens: Math.max(get(c, 'completion_tokens'), get(c, 'output_tokens')),
+      inputTokens: Math.max(get(counts, 'prompt_tokens'), get(counts, 'input_tokens')),
+      outputTokens: Math.max(get(counts, 'completion_tokens'), get(counts, 'output_tokens')),
     };
   },
   missingHint: '; streamed chat completions report usage only when the request sets stream_options.include_usage',
@@ -86,12 +86,12 @@ const anthropic: ProviderFormat = {
     return found;
   },
   model: (obj) => obj.model ?? (isObject(obj.message) ? obj.message.model : undefined),
-  combine(c) {
-    if (!c.has('input_tokens')) return 'usage never reported input_tokens';
-    if (!c.has('output_tokens')) return 'usage never reported output_tokens';
+  combine(counts) {
+    if (!counts.has('input_tokens')) return 'usage never reported input_tokens';
+    if (!counts.has('output_tokens')) return 'usage never reported output_tokens';
     return {
-      inputTokens: get(c, 'input_tokens') + get(c, 'cache_creation_input_tokens') + get(c, 'cache_read_input_tokens'),
-      outputTokens: get(c, 'output_tokens'),
+      inputTokens: get(counts, 'input_tokens') + get(counts, 'cache_creation_input_tokens') + get(counts, 'cache_read_input_tokens'),
+      outputTokens: get(counts, 'output_tokens'),
     };
   },
   missingHint: '',
@@ -101,11 +101,11 @@ const gemini: ProviderFormat = {
   fields: ['promptTokenCount', 'candidatesTokenCount', 'thoughtsTokenCount', 'toolUsePromptTokenCount', 'totalTokenCount'],
   blocks: (obj) => (isObject(obj.usageMetadata) ? [{ counts: obj.usageMetadata, path: 'usageMetadata', final: true }] : []),
   model: (obj) => obj.modelVersion,
-  combine(c) {
-    if (!c.has('promptTokenCount')) return 'usageMetadata never reported promptTokenCount';
-    const inputTokens = get(c, 'promptTokenCount') + get(c, 'toolUsePromptTokenCount');
-    let outputTokens = get(c, 'candidatesTokenCount') + get(c, 'thoughtsTokenCount');
-    const unexplained = get(c, 'totalTokenCount') - inputTokens - outputTokens;
+  combine(counts) {
+    if (!counts.has('promptTokenCount')) return 'usageMetadata never reported promptTokenCount';
+    const inputTokens = get(counts, 'promptTokenCount') + get(counts, 'toolUsePromptTokenCount');
+    let outputTokens = get(counts, 'candidatesTokenCount') + get(counts, 'thoughtsTokenCount');
+    const unexplained = get(counts, 'totalTokenCount') - inputTokens - outputTokens;
     if (unexplained > 0) outputTokens += unexplained;
     return { inputTokens, outputTokens };
   },
@@ -119,13 +119,13 @@ const MAX_QUOTE = 200;
 const MAX_MODEL = 256;
 
 function quote(v: unknown): string {
-  let s: string;
+  let text: string;
   try {
-    s = typeof v === 'string' ? v : JSON.stringify(v) ?? String(v);
+    text = typeof v === 'string' ? v : JSON.stringify(v) ?? String(v);
   } catch {
-    s = String(v);
+    text = String(v);
   }
-  return s.length > MAX_QUOTE ? `${s.slice(0, MAX_QUOTE)}...` : s;
+  return text.length > MAX_QUOTE ? `${text.slice(0, MAX_QUOTE)}...` : text;
 }
 
 /** The message of an error object in any of the three providers' shapes, if `obj` is one. */
@@ -141,16 +141,16 @@ function providerError(obj: Record<string, unknown>): string | undefined {
 }
 
 export class UsageAccumulator {
-  readonly #format: ProviderFormat;
-  readonly #max = new Map<string, number>();
-  #seenUsage = false;
-  #seenFinal = false;
-  #model: string | undefined;
-  #error: string | undefined;
-  #unreadable: string | undefined;
+  private readonly format: ProviderFormat;
+  private readonly max = new Map<string, number>();
+  private seenUsage = false;
+  private seenFinal = false;
+  private model: string | undefined;
+  private error: string | undefined;
+  private unreadable: string | undefined;
 
   constructor(provider: ModelProvider) {
-    this.#format = FORMATS[provider];
+    this.format = FORMATS[provider];
   }
 
   /** Feeds one parsed JSON value; arrays (Gemini's non-SSE stream) are fed element by element. */
@@ -159,61 +159,61 @@ export class UsageAccumulator {
       for (const v of value) this.observe(v);
       return;
     }
-    if (!isObject(value) || this.#unreadable) return;
-    this.#error ??= providerError(value);
-    for (const block of this.#format.blocks(value)) {
-      const problem = this.#takeCounts(block);
+    if (!isObject(value) || this.unreadable) return;
+    this.error ??= providerError(value);
+    for (const block of this.format.blocks(value)) {
+      const problem = this.takeCounts(block);
       if (problem) {
-        this.#unreadable = problem;
+        this.unreadable = problem;
         return;
       }
     }
-    const model = this.#format.model(value);
-    if (typeof model === 'string' && model !== '') this.#model = model.slice(0, MAX_MODEL);
+    const model = this.format.model(value);
+    if (typeof model === 'string' && model !== '') this.model = model.slice(0, MAX_MODEL);
   }
 
   /** Marks the data unreadable (e.g. an event that is not JSON); the first reason sticks. */
   markUnreadable(detail: string): void {
-    this.#unreadable ??= detail;
+    this.unreadable ??= detail;
   }
 
   /** What was learned so far, if anything: for failures that still want a lower bound. */
   partial(): TokenUsage | undefined {
-    if (!this.#seenUsage || this.#unreadable) return undefined;
-    const totals = this.#totals();
+    if (!this.seenUsage || this.unreadable) return undefined;
+    const totals = this.totals();
     return typeof totals === 'string' ? undefined : totals;
   }
 
   result(): UsageResult {
-    if (this.#unreadable) return { ok: false, reason: 'usage_unreadable', detail: this.#unreadable };
-    if (!this.#seenUsage) {
-      const detail = this.#error
-        ? `provider returned an error without usage: ${this.#error}`
-        : `response carries no token usage${this.#format.missingHint}`;
+    if (this.unreadable) return { ok: false, reason: 'usage_unreadable', detail: this.unreadable };
+    if (!this.seenUsage) {
+      const detail = this.error
+        ? `provider returned an error without usage: ${this.error}`
+        : `response carries no token usage${this.format.missingHint}`;
       return { ok: false, reason: 'usage_missing', detail };
     }
-    const totals = this.#totals();
+    const totals = this.totals();
     if (typeof totals === 'string') return { ok: false, reason: 'usage_unreadable', detail: totals };
-    if (!this.#seenFinal) {
-      const why = this.#error ? `: ${this.#error}` : '';
+    if (!this.seenFinal) {
+      const why = this.error ? `: ${this.error}` : '';
       return { ok: false, reason: 'usage_missing', detail: `stream ended before its final usage${why}`, partial: totals };
     }
     return { ok: true, usage: totals };
   }
 
-  #totals(): TokenUsage | string {
-    const t = this.#format.combine(this.#max);
+  private totals(): TokenUsage | string {
+    const t = this.format.combine(this.max);
     if (typeof t === 'string') return t;
     if (t.inputTokens > MAX_TOKEN_COUNT || t.outputTokens > MAX_TOKEN_COUNT) {
       return `token totals are implausible (input ${t.inputTokens}, output ${t.outputTokens})`;
     }
-    return this.#model === undefined ? t : { ...t, model: this.#model };
+    return this.model === undefined ? t : { ...t, model: this.model };
   }
 
   /** Validates one usage block and folds it into the maxima; returns a problem or undefined. */
-  #takeCounts(block: UsageBlock): string | undefined {
+  private takeCounts(block: UsageBlock): string | undefined {
     const valid: [string, number][] = [];
-    for (const field of this.#format.fields) {
+    for (const field of this.format.fields) {
       const v = block.counts[field];
       if (v === undefined || v === null) continue;
       if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0 || v > MAX_TOKEN_COUNT) {
@@ -222,9 +222,9 @@ export class UsageAccumulator {
       valid.push([field, v]);
     }
     if (valid.length === 0) return `${block.path} carries no token counts`;
-    for (const [field, v] of valid) this.#max.set(field, Math.max(this.#max.get(field) ?? 0, v));
-    this.#seenUsage = true;
-    if (block.final) this.#seenFinal = true;
+    for (const [field, v] of valid) this.max.set(field, Math.max(this.max.get(field) ?? 0, v));
+    this.seenUsage = true;
+    if (block.final) this.seenFinal = true;
     return undefined;
   }
 }

@@ -21,39 +21,39 @@ export interface SseEvent {
 }
 
 export class SseParser {
-  readonly #onEvent: (e: SseEvent) => void;
-  readonly #maxEventBytes: number;
+  private readonly onEvent: (event: SseEvent) => void;
+  private readonly maxEventBytes: number;
   /** Bytes of the line not yet terminated (copies; the caller's chunks are not retained). */
-  #pending: Buffer[] = [];
-  #pendingBytes = 0;
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
   /** The previous chunk ended in CR: a LF starting the next chunk belongs to it. */
-  #afterCR = false;
-  #firstLine = true;
-  #eventName = '';
-  #dataLines: string[] = [];
-  #dataBytes = 0;
-  #tooLarge = false;
+  private afterCR = false;
+  private firstLine = true;
+  private eventName = '';
+  private dataLines: string[] = [];
+  private dataBytes = 0;
+  private overLimit = false;
 
-  constructor(onEvent: (e: SseEvent) => void, maxEventBytes: number) {
-    this.#onEvent = onEvent;
-    this.#maxEventBytes = maxEventBytes;
+  constructor(onEvent: (event: SseEvent) => void, maxEventBytes: number) {
+    this.onEvent = onEvent;
+    this.maxEventBytes = maxEventBytes;
   }
 
   /** True once an event (or unterminated line) outgrew the bound; the parser then ignores input. */
   get tooLarge(): boolean {
-    return this.#tooLarge;
+    return this.overLimit;
   }
 
   /** Bytes held for the unfinished line and the current event's data. */
   bufferedBytes(): number {
-    return this.#pendingBytes + this.#dataBytes;
+    return this.pendingBytes + this.dataBytes;
   }
 
   push(buf: Buffer): void {
-    if (this.#tooLarge || buf.length === 0) return;
+    if (this.overLimit || buf.length === 0) return;
     let pos = 0;
-    if (this.#afterCR) {
-      this.#afterCR = false;
+    if (this.afterCR) {
+      this.afterCR = false;
       if (buf[0] === LF) pos = 1;
     }
     // Next LF / CR at or after pos; recomputed only when passed, so a chunk is scanned once.
@@ -64,10 +64,10 @@ export class SseParser {
       if (nextCR !== -1 && nextCR < pos) nextCR = buf.indexOf(CR, pos);
       const end = nextLF === -1 ? nextCR : nextCR === -1 ? nextLF : Math.min(nextLF, nextCR);
       if (end === -1) break;
-      this.#completeLine(buf.subarray(pos, end));
-      if (this.#tooLarge) return;
+      this.completeLine(buf.subarray(pos, end));
+      if (this.overLimit) return;
       if (buf[end] === CR) {
-        if (end + 1 === buf.length) this.#afterCR = true;
+        if (end + 1 === buf.length) this.afterCR = true;
         else if (buf[end + 1] === LF) {
           pos = end + 2;
           continue;
@@ -77,9 +77,9 @@ export class SseParser {
     }
     if (pos < buf.length) {
       const rest = Buffer.from(buf.subarray(pos)); // copy: the caller may reuse its chunk
-      this.#pending.push(rest);
-      this.#pendingBytes += rest.length;
-      this.#checkBound();
+      this.pending.push(rest);
+      this.pendingBytes += rest.length;
+      this.checkBound();
     }
   }
 
@@ -88,40 +88,40 @@ export class SseParser {
    * final event without the blank line are still interpreted (a cut stream keeps what it said).
    */
   end(): void {
-    if (this.#tooLarge) return;
-    if (this.#pendingBytes > 0) this.#completeLine(Buffer.alloc(0));
-    if (!this.#tooLarge) this.#dispatch();
+    if (this.overLimit) return;
+    if (this.pendingBytes > 0) this.completeLine(Buffer.alloc(0));
+    if (!this.overLimit) this.dispatch();
   }
 
-  #checkBound(): void {
-    if (this.#pendingBytes + this.#dataBytes > this.#maxEventBytes) {
-      this.#tooLarge = true;
-      this.#pending = [];
-      this.#pendingBytes = 0;
-      this.#dataLines = [];
-      this.#dataBytes = 0;
+  private checkBound(): void {
+    if (this.pendingBytes + this.dataBytes > this.maxEventBytes) {
+      this.overLimit = true;
+      this.pending = [];
+      this.pendingBytes = 0;
+      this.dataLines = [];
+      this.dataBytes = 0;
     }
   }
 
-  #completeLine(tail: Buffer): void {
+  private completeLine(tail: Buffer): void {
     let line = tail;
-    if (this.#pendingBytes > 0) {
-      this.#pending.push(tail);
-      line = Buffer.concat(this.#pending, this.#pendingBytes + tail.length);
-      this.#pending = [];
-      this.#pendingBytes = 0;
+    if (this.pendingBytes > 0) {
+      this.pending.push(tail);
+      line = Buffer.concat(this.pending, this.pendingBytes + tail.length);
+      this.pending = [];
+      this.pendingBytes = 0;
     }
-    if (this.#firstLine) {
-      this.#firstLine = false;
+    if (this.firstLine) {
+      this.firstLine = false;
       // A UTF-8 byte order mark before the first line is not part of it.
       if (line.length >= 3 && line[0] === 0xef && line[1] === 0xbb && line[2] === 0xbf) line = line.subarray(3);
     }
-    this.#interpretLine(line);
+    this.interpretLine(line);
   }
 
-  #interpretLine(line: Buffer): void {
+  private interpretLine(line: Buffer): void {
     if (line.length === 0) {
-      this.#dispatch();
+      this.dispatch();
       return;
     }
     if (line[0] === COLON) return; // comment (keep-alive)
@@ -131,21 +131,21 @@ export class SseParser {
     if (line[valueStart] === SPACE) valueStart++;
     if (nameEnd === 4 && line[0] === 0x64 && line[1] === 0x61 && line[2] === 0x74 && line[3] === 0x61) {
       // "data"
-      this.#dataLines.push(line.toString('utf8', valueStart));
-      this.#dataBytes += line.length - valueStart + 1;
-      this.#checkBound();
+      this.dataLines.push(line.toString('utf8', valueStart));
+      this.dataBytes += line.length - valueStart + 1;
+      this.checkBound();
     } else if (nameEnd === 5 && line.toString('latin1', 0, 5) === 'event') {
-      this.#eventName = line.toString('utf8', valueStart, Math.min(line.length, valueStart + MAX_EVENT_NAME));
+      this.eventName = line.toString('utf8', valueStart, Math.min(line.length, valueStart + MAX_EVENT_NAME));
     }
   }
 
-  #dispatch(): void {
-    const lines = this.#dataLines;
-    const event = this.#eventName || 'message';
-    this.#dataLines = [];
-    this.#dataBytes = 0;
-    this.#eventName = '';
+  private dispatch(): void {
+    const lines = this.dataLines;
+    const event = this.eventName || 'message';
+    this.dataLines = [];
+    this.dataBytes = 0;
+    this.eventName = '';
     if (lines.length === 0) return;
-    this.#onEvent({ event, data: lines.length === 1 ? lines[0]! : lines.join('\n') });
+    this.onEvent({ event, data: lines.length === 1 ? lines[0]! : lines.join('\n') });
   }
 }

@@ -34,9 +34,9 @@ export const MAX_USD_PER_MILLION = 1_000_000;
 const PRICE_SCALE = 1_000_000;
 
 /** Returns why `p` is not a usable price pair, or undefined when it is. */
-export function tokenPricesProblem(p: TokenPrices): string | undefined {
+export function tokenPricesProblem(prices: TokenPrices): string | undefined {
   for (const key of ['inputUsdPerMillion', 'outputUsdPerMillion'] as const) {
-    const v = p[key];
+    const v = prices[key];
     if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || v > MAX_USD_PER_MILLION) {
       return `${key} must be a number between 0 and ${MAX_USD_PER_MILLION}, got ${String(v)}`;
     }
@@ -56,23 +56,23 @@ function tokenCount(name: string, v: number): bigint {
  * per million tokens (finer digits are rounded to nearest). Throws SidecarError
  * (`usage_invalid` / `price_invalid`) for counts or prices that are not sane numbers.
  */
-export function usageCostMicros(u: TokenUsage, p: TokenPrices): number {
-  const problem = tokenPricesProblem(p);
+export function usageCostMicros(u: TokenUsage, prices: TokenPrices): number {
+  const problem = tokenPricesProblem(prices);
   if (problem) throw new SidecarError('price_invalid', problem);
   const input = tokenCount('inputTokens', u.inputTokens);
   const output = tokenCount('outputTokens', u.outputTokens);
   // tokens * (USD per million * 1e6) = pico-dollars (1e-12 USD); exact in BigInt.
   const pico =
-    input * BigInt(Math.round(p.inputUsdPerMillion * PRICE_SCALE)) +
-    output * BigInt(Math.round(p.outputUsdPerMillion * PRICE_SCALE));
+    input * BigInt(Math.round(prices.inputUsdPerMillion * PRICE_SCALE)) +
+    output * BigInt(Math.round(prices.outputUsdPerMillion * PRICE_SCALE));
   const micros = (pico + 999_999n) / 1_000_000n;
   // At most 2e9 tokens * 1e12 pico/token / 1e6 = 2e15 micros: below 2^53, so exact as a number.
   return Number(micros);
 }
 
 /** Cost of `u` at `p` in USD (from integer micro-dollars; see usageCostMicros). */
-export function usageCostUsd(u: TokenUsage, p: TokenPrices): number {
-  return usageCostMicros(u, p) / 1_000_000;
+export function usageCostUsd(u: TokenUsage, prices: TokenPrices): number {
+  return usageCostMicros(u, prices) / 1_000_000;
 }
 
 export type UsageFailureReason = Extract<ReasonCode, 'usage_missing' | 'usage_unreadable' | 'usage_too_large' | 'usage_encoding_unsupported'>;

@@ -7,9 +7,10 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
-import type { ActionMappingConfig } from '../../config/types.js';
-import type { AttestationRequirements, CompiledPolicy, Decision } from '../../policy/types.js';
-import type { PolicyBudget } from '../../policy/read-agent.js';
+import type { ActionMappingConfig } from '../../policy/actions.js';
+import type { CompiledPolicy, Decision } from '../../policy/types.js';
+import type { AttestationRequirements } from '../../attestation/requirements.js';
+import type { PolicyBudget } from '../../budget/period.js';
 import type { Refusal } from '../../reasons.js';
 import type { VerifiedPeer } from '../../spiffe/tls.js';
 import type { AttestationSession } from '../attestation-gate.js';

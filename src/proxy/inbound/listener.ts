@@ -18,10 +18,13 @@ import type { AddressInfo } from 'node:net';
 import { Pool } from '../../undici/pool.js';
 import type { InboundConfig } from '../../config/types.js';
 import { SidecarError } from '../../errors.js';
-import type { Logger, AuditSink } from '../../log.js';
+import type { Logger } from '../../lib/log.js';
+import type { AuditSink } from '../../audit/record.js';
 import type { CompiledPolicy } from '../../policy/types.js';
-import { DEFAULT_MAX_REQUEST_HEADERS, appLeadHeaders, screenInboundHeaders, tooManyHeadersRefusal } from '../request-headers.js';
-import { awaitContinue, errorBody, sendJsonError } from '../forward.js';
+import { appLeadHeaders, screenInboundHeaders, tooManyHeadersRefusal } from '../request-headers.js';
+import { DEFAULT_MAX_REQUEST_HEADERS } from '../../lib/header-limits.js';
+import { errorBody, sendJsonError } from '../forward.js';
+import { awaitContinue } from '../request-body.js';
 import { DEFAULT_REQUEST_LIMITS, PeerAdmission, type RequestLimits } from '../peer-admission.js';
 import { DecisionLog, pathOnly, type DecisionMetrics, type RecentDenials } from '../decision-log.js';
 import type { AttestationGate, AttestationSession } from '../attestation-gate.js';
@@ -152,9 +155,9 @@ export class InboundListener {
   /** Open connections with their peer and, when the peer attested, its current verdict. */
   sessions(): { peer: VerifiedPeer; attestation?: AttestationSession }[] {
     const out: { peer: VerifiedPeer; attestation?: AttestationSession }[] = [];
-    for (const s of this.connections) {
-      const c = s[kConnection];
-      if (c) out.push({ peer: c.peer, ...(c.attestation ? { attestation: c.attestation } : {}) });
+    for (const socket of this.connections) {
+      const connection = socket[kConnection];
+      if (connection) out.push({ peer: connection.peer, ...(connection.attestation ? { attestation: connection.attestation } : {}) });
     }
     return out;
   }

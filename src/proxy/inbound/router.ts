@@ -4,7 +4,7 @@
  * Every end gives the request's admission turn back, exactly once, and records the outcome once.
  */
 import type { Dispatcher } from 'undici';
-import type { Logger } from '../../log.js';
+import type { Logger } from '../../lib/log.js';
 import { refusal, type Refusal } from '../../reasons.js';
 import type { ChainEnds } from '../chain.js';
 import { DecisionLog, pathOnly } from '../decision-log.js';
@@ -32,11 +32,11 @@ export class InboundRouter implements ChainEnds<InboundContext> {
     forwardRequestThen(this.app, ctx.req, ctx.res, ctx, (result) => this.settle(ctx, result));
   }
 
-  refuse(ctx: InboundContext, r: Refusal): void {
+  refuse(ctx: InboundContext, refusal: Refusal): void {
     this.releaseTurn(ctx);
-    if (r.close) ctx.res.shouldKeepAlive = false;
-    sendJsonError(ctx.res, r.status, r.body, r.headers as Record<string, string> | undefined);
-    this.record(ctx, r.decision, r.reason, r.status);
+    if (refusal.close) ctx.res.shouldKeepAlive = false;
+    sendJsonError(ctx.res, refusal.status, refusal.body, refusal.headers as Record<string, string> | undefined);
+    this.record(ctx, refusal.decision, refusal.reason, refusal.status);
   }
 
   fail(ctx: InboundContext, err: unknown): void {

@@ -59,18 +59,18 @@ const enum Mode {
 
 const H_CONTENT_LENGTH = 'content-length';
 
-export function attestationInterceptor(o: AttestationInterceptorOptions): Dispatcher.DispatcherComposeInterceptor {
+export function attestationInterceptor(options: AttestationInterceptorOptions): Dispatcher.DispatcherComposeInterceptor {
   return (dispatch) =>
     function attest(opts: Options, handler: Dispatcher.DispatchHandler): boolean {
       const inner = legacyHandler(handler);
-      const ready = o.evidence.ready;
+      const ready = options.evidence.ready;
       const headers = opts.headers;
-      if (ready !== undefined && opts.body == null && o.route.ackedEvidenceId === ready.id && Array.isArray(headers)) {
+      if (ready !== undefined && opts.body == null && options.route.ackedEvidenceId === ready.id && Array.isArray(headers)) {
         const base = headers.length;
         (headers as string[]).push(H_REF, ready.id);
-        return dispatch(opts, new AttestedExchange(dispatch, opts, headers as string[], base, inner, o, ready, Mode.Warm, false, null));
+        return dispatch(opts, new AttestedExchange(dispatch, opts, headers as string[], base, inner, options, ready, Mode.Warm, false, null));
       }
-      void exchangeWithEvidence(dispatch, opts, headerList(headers), inner, o);
+      void exchangeWithEvidence(dispatch, opts, headerList(headers), inner, options);
       return true;
     };
 }
@@ -86,7 +86,7 @@ class AttestedExchange implements LegacyHandler {
     private readonly headers: string[],
     private readonly base: number,
     private readonly inner: LegacyHandler,
-    private readonly o: AttestationInterceptorOptions,
+    private readonly options: AttestationInterceptorOptions,
     private readonly evidence: PreparedEvidence,
     private readonly mode: Mode,
     /** The request carries this generation's full evidence: a 2xx or 3xx marks it accepted. */
@@ -115,7 +115,7 @@ class AttestedExchange implements LegacyHandler {
         return true; // its body is read and dropped
       }
     }
-    if (this.sentFull && statusCode >= 200 && statusCode < 400) this.o.route.ackedEvidenceId = this.evidence.id;
+    if (this.sentFull && statusCode >= 200 && statusCode < 400) this.options.route.ackedEvidenceId = this.evidence.id;
     return this.inner.onHeaders(statusCode, rawHeaders, resume, statusText);
   }
 
@@ -131,9 +131,9 @@ class AttestedExchange implements LegacyHandler {
     }
     if (this.mode === Mode.Warm) {
       // The peer forgot us (restart, policy change) or wants fresh evidence: the full exchange.
-      this.o.route.ackedEvidenceId = undefined;
+      this.options.route.ackedEvidenceId = undefined;
       this.headers.length = this.base;
-      void exchangeWithEvidence(this.dispatch, this.opts, this.headers, this.inner, this.o);
+      void exchangeWithEvidence(this.dispatch, this.opts, this.headers, this.inner, this.options);
       return;
     }
     this.answer(challenge).catch((err: unknown) => this.inner.onError(asError(err)));
@@ -152,7 +152,7 @@ class AttestedExchange implements LegacyHandler {
       const nonce = challenge.slice('nonce='.length);
       let fresh: PreparedEvidence;
       try {
-        fresh = await this.o.evidence.fresh(Buffer.from(nonce, 'base64url'));
+        fresh = await this.options.evidence.fresh(Buffer.from(nonce, 'base64url'));
       } catch (err) {
         return fail(this.inner, attesterError(err));
       }
@@ -160,16 +160,16 @@ class AttestedExchange implements LegacyHandler {
     } else {
       return fail(this.inner, refuse('attestation_challenge_unknown', `Unknown attestation challenge '${challenge.slice(0, 64)}'`));
     }
-    const replay = new AttestedExchange(this.dispatch, this.opts, this.headers, 0, this.inner, this.o, this.evidence, Mode.Replay, challenge === 'evidence', null);
+    const replay = new AttestedExchange(this.dispatch, this.opts, this.headers, 0, this.inner, this.options, this.evidence, Mode.Replay, challenge === 'evidence', null);
     send(this.dispatch, { ...this.opts, headers, body: this.replayBody }, replay);
   }
 }
 
 /** The exchange with the evidence (or its ref): the body is buffered first when it can be replayed. */
-async function exchangeWithEvidence(dispatch: Dispatch, opts: Options, base: string[], inner: LegacyHandler, o: AttestationInterceptorOptions): Promise<void> {
+async function exchangeWithEvidence(dispatch: Dispatch, opts: Options, base: string[], inner: LegacyHandler, options: AttestationInterceptorOptions): Promise<void> {
   let evidence: PreparedEvidence;
   try {
-    evidence = await o.evidence.get();
+    evidence = await options.evidence.get();
   } catch (err) {
     return fail(inner, attesterError(err));
   }
@@ -182,15 +182,15 @@ async function exchangeWithEvidence(dispatch: Dispatch, opts: Options, base: str
   else if (typeof body === 'string' || body instanceof Uint8Array) replayBody = body;
   else {
     try {
-      replayBody = await readBody(body as IncomingMessage, MAX_REPLAY_BYTES, o.bodyProgressTimeoutMs);
+      replayBody = await readBody(body as IncomingMessage, MAX_REPLAY_BYTES, options.bodyProgressTimeoutMs);
     } catch (err) {
       if (err instanceof RequestBodyTimeoutError) return inner.onError(err);
       return fail(inner, refuse('request_body_unreadable', `Request body could not be read: ${asError(err).message}`));
     }
   }
-  const sentFull = o.route.ackedEvidenceId !== evidence.id || !replayable;
+  const sentFull = options.route.ackedEvidenceId !== evidence.id || !replayable;
   const headers = sentFull ? base.concat(H_EVIDENCE, evidence.header) : base.concat(H_REF, evidence.id);
-  const exchange = new AttestedExchange(dispatch, opts, base, base.length, inner, o, evidence, Mode.First, sentFull, replayBody);
+  const exchange = new AttestedExchange(dispatch, opts, base, base.length, inner, options, evidence, Mode.First, sentFull, replayBody);
   send(dispatch, { ...opts, headers, body: replayBody === undefined ? body : replayBody }, exchange);
 }
 
@@ -202,8 +202,8 @@ function send(dispatch: Dispatch, opts: Options, handler: AttestedExchange): voi
   }
 }
 
-function fail(inner: LegacyHandler, r: Refusal): void {
-  const failure: UpstreamFailure = { status: r.status, reason: r.reason, message: r.error, decision: r.decision, local: true };
+function fail(inner: LegacyHandler, refusal: Refusal): void {
+  const failure: UpstreamFailure = { status: refusal.status, reason: refusal.reason, message: refusal.error, decision: refusal.decision, local: true };
   inner.onError(new ExchangeFailure(failure));
 }
 

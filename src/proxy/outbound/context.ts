@@ -4,7 +4,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TlsMaterial } from '../../spiffe/tls.js';
-import type { PolicyBudget } from '../../policy/read-agent.js';
+import type { PolicyBudget } from '../../budget/period.js';
 import type { RouteRuntime } from '../outbound-routes.js';
 
 /** A metered request's charge to our budget, settled when its response was metered. */

@@ -11,11 +11,12 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { OutboundConfig } from '../../config/types.js';
-import type { Logger, AuditSink } from '../../log.js';
+import type { Logger } from '../../lib/log.js';
+import type { AuditSink } from '../../audit/record.js';
 import type { Attester } from '../../attestation/attester.js';
 import type { TlsMaterial } from '../../spiffe/tls.js';
 import type { RevocationState } from '../../revocation/state.js';
-import type { PolicyBudget } from '../../policy/read-agent.js';
+import type { PolicyBudget } from '../../budget/period.js';
 import { REASONS } from '../../reasons.js';
 import { closeServer, listen, throttledListenerErrorLog } from '../../lib/net.js';
 import { answerAndClose, guardListener, serverLimitOptions } from '../../lib/listener-limits.js';
@@ -26,7 +27,8 @@ import { CallerTokenCheck } from '../caller-auth.js';
 import { DecisionLog, pathOnly, type RecentDenials } from '../decision-log.js';
 import { errorBody } from '../forward.js';
 import { awaitContinue } from '../request-body.js';
-import { DEFAULT_OUTBOUND_MAX_REQUEST_HEADERS, outboundRequestId } from '../request-headers.js';
+import { outboundRequestId } from '../request-headers.js';
+import { DEFAULT_OUTBOUND_MAX_REQUEST_HEADERS } from '../../lib/header-limits.js';
 import { buildRouteRuntime, createRoutePool, type RouteRuntime } from '../outbound-routes.js';
 import type { MeteringMetrics } from '../metering.js';
 import type { SpendGate } from '../spend.js';
@@ -50,7 +52,7 @@ export interface OutboundDeps {
   /** Budget enforcement for metered routes; `ownBudget` names our agent and its budget (from the policy). */
   spend?: SpendGate;
   ownBudget?: (ownId: string) => { agent: string; budget: PolicyBudget } | undefined;
-  ops?: MeteringMetrics;
+  operationsMetrics?: MeteringMetrics;
   denials?: RecentDenials;
   /** A request body bringing no byte for this long is abandoned (408); default DEFAULT_BODY_PROGRESS_TIMEOUT_MS. */
   requestLimits?: { bodyProgressTimeoutMs?: number };
@@ -90,7 +92,7 @@ export class OutboundProxy {
       spend: deps.spend,
       ownBudget: deps.ownBudget,
     });
-    const router = new OutboundRouter({ log: this.log, metrics: deps.metrics, logger: deps.logger, bodyProgressTimeoutMs: this.bodyProgressTimeoutMs, spend: deps.spend, ops: deps.ops });
+    const router = new OutboundRouter({ log: this.log, metrics: deps.metrics, logger: deps.logger, bodyProgressTimeoutMs: this.bodyProgressTimeoutMs, spend: deps.spend, operationsMetrics: deps.operationsMetrics });
     this.chain = new FilterChain(filters, router);
   }
 

@@ -3,7 +3,7 @@
  * dispatcher (the pool, with the attestation handshake composed on it for SPIFFE routes of an
  * attesting sidecar), and the answers to refused and failed requests.
  */
-import type { Logger } from '../../log.js';
+import type { Logger } from '../../lib/log.js';
 import { refusal, type Refusal } from '../../reasons.js';
 import type { ChainEnds } from '../chain.js';
 import { pathOnly } from '../decision-log.js';
@@ -37,7 +37,7 @@ export interface RouterDeps {
   logger: Logger;
   bodyProgressTimeoutMs: number;
   spend: SpendGate | undefined;
-  ops: MeteringMetrics | undefined;
+  operationsMetrics: MeteringMetrics | undefined;
 }
 
 export class OutboundRouter implements ChainEnds<OutboundRequest> {
@@ -66,9 +66,9 @@ export class OutboundRouter implements ChainEnds<OutboundRequest> {
     forwardRequestThen(dispatcher, ctx.req, ctx.res, opts, (result) => this.settle(ctx, result));
   }
 
-  refuse(ctx: OutboundRequest, r: Refusal): void {
-    sendJsonError(ctx.res, r.status, r.body, r.headers as Record<string, string> | undefined);
-    this.record(ctx, r.decision, r.reason, r.status);
+  refuse(ctx: OutboundRequest, refusal: Refusal): void {
+    sendJsonError(ctx.res, refusal.status, refusal.body, refusal.headers as Record<string, string> | undefined);
+    this.record(ctx, refusal.decision, refusal.reason, refusal.status);
   }
 
   fail(ctx: OutboundRequest, err: unknown): void {
@@ -113,15 +113,15 @@ export class OutboundRouter implements ChainEnds<OutboundRequest> {
     const metering = route.config.metering;
     const reservation = ctx.reservation;
     const ownId = ctx.material!.ownId;
-    const { spend, ops } = this.deps;
+    const { spend, operationsMetrics } = this.deps;
     let settled = false;
     const settle = (costUsd: number) => {
       if (settled) return;
       settled = true;
       if (metering && reservation) spend!.settle(reservation.agent, reservation.budget, reservation.key, metering.reserveUsd, costUsd, route.config.name);
-      else if (metering && costUsd > 0) ops?.spent(ownId, 'metered', costUsd);
+      else if (metering && costUsd > 0) operationsMetrics?.spent(ownId, 'metered', costUsd);
     };
-    const transform = responseTransform({ route: route.config.name, secrets: route.injector?.secretValues(), metering, ops, logger: this.deps.logger, onCost: settle });
+    const transform = responseTransform({ route: route.config.name, secrets: route.injector?.secretValues(), metering, operationsMetrics, logger: this.deps.logger, onCost: settle });
     let upstreamAnswered = false;
     ctx.res.once('close', () => {
       if (!upstreamAnswered) settle(0);

@@ -4,7 +4,7 @@ import { BundleError } from './errors.js';
 import { X509Bundle, X509BundleSource } from './x509-bundle.js';
 
 export class BundleSet implements X509BundleSource {
-  readonly #byName = new Map<string, X509Bundle>();
+  private readonly byName = new Map<string, X509Bundle>();
 
   /**
    * The same trust domain twice is accepted only when both bundles are equal (the Workload
@@ -13,20 +13,20 @@ export class BundleSet implements X509BundleSource {
    */
   constructor(bundles: Iterable<X509Bundle>) {
     for (const b of bundles) {
-      const prev = this.#byName.get(b.trustDomain.name);
+      const prev = this.byName.get(b.trustDomain.name);
       if (prev && !prev.equals(b)) {
         throw new BundleError('bundle_set_conflict', `two different X.509 bundles for trust domain "${b.trustDomain.name}"`);
       }
-      this.#byName.set(b.trustDomain.name, b);
+      this.byName.set(b.trustDomain.name, b);
     }
   }
 
   getX509Bundle(td: TrustDomain): X509Bundle | undefined {
-    return this.#byName.get(td.name);
+    return this.byName.get(td.name);
   }
 
   has(td: TrustDomain): boolean {
-    return this.#byName.has(td.name);
+    return this.byName.has(td.name);
   }
 
   /** Sorted by name. */
@@ -36,7 +36,7 @@ export class BundleSet implements X509BundleSource {
 
   /** Sorted by trust domain name. */
   bundles(): X509Bundle[] {
-    return [...this.#byName.values()].sort((a, b) => a.trustDomain.compare(b.trustDomain));
+    return [...this.byName.values()].sort((a, b) => a.trustDomain.compare(b.trustDomain));
   }
 
   /**
@@ -50,9 +50,9 @@ export class BundleSet implements X509BundleSource {
   }
 
   equals(o: BundleSet): boolean {
-    if (this.#byName.size !== o.#byName.size) return false;
-    for (const [name, b] of this.#byName) {
-      const other = o.#byName.get(name);
+    if (this.byName.size !== o.byName.size) return false;
+    for (const [name, b] of this.byName) {
+      const other = o.byName.get(name);
       if (!other || !b.equals(other)) return false;
     }
     return true;

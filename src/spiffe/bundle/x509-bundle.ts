@@ -18,9 +18,9 @@ export class X509Bundle implements X509BundleSource {
     const seen = new Set<string>();
     const list: X509Certificate[] = [];
     for (const cert of authorities) {
-      const fp = cert.fingerprint256;
-      if (seen.has(fp)) continue;
-      seen.add(fp);
+      const fingerprint = cert.fingerprint256;
+      if (seen.has(fingerprint)) continue;
+      seen.add(fingerprint);
       list.push(cert);
     }
     this.authorities = Object.freeze(list);
@@ -50,8 +50,8 @@ export class X509Bundle implements X509BundleSource {
   }
 
   hasAuthority(cert: X509Certificate): boolean {
-    const fp = cert.fingerprint256;
-    return this.authorities.some((a) => a.fingerprint256 === fp);
+    const fingerprint = cert.fingerprint256;
+    return this.authorities.some((a) => a.fingerprint256 === fingerprint);
   }
 
   toPem(): string {

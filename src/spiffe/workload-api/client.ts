@@ -28,8 +28,6 @@ import {
 } from './proto.js';
 import type { Logger } from '../../lib/log.js';
 
-export type { X509Context } from './parse.js';
-
 export interface WorkloadApiClientOptions {
   /** `unix:///abs/path` or `tcp://IP:port`; default $SPIFFE_ENDPOINT_SOCKET. */
   endpoint?: string;
@@ -129,9 +127,9 @@ export class WorkloadApiClient {
   }
 
   private metadata(): grpc.Metadata {
-    const md = new grpc.Metadata();
-    md.set(WORKLOAD_HEADER_KEY, WORKLOAD_HEADER_VALUE);
-    return md;
+    const metadata = new grpc.Metadata();
+    metadata.set(WORKLOAD_HEADER_KEY, WORKLOAD_HEADER_VALUE);
+    return metadata;
   }
 
   private assertOpen(): void {
@@ -172,16 +170,16 @@ export class WorkloadApiClient {
     const resp = await this.unary<JwtSvidResponse>('FetchJWTSVID', { audience: req.audience, spiffe_id: req.spiffeId ?? '' });
     const svids = resp.svids ?? [];
     if (svids.length === 0) throw new WorkloadApiError('workload_api_bad_response', 'FetchJWTSVID returned no SVIDs');
-    return svids.map((s, i) => {
+    return svids.map((svid, i) => {
       try {
-        const id = parseSpiffeId(s.spiffe_id);
-        const claims = decodeJwt(s.svid);
+        const id = parseSpiffeId(svid.spiffe_id);
+        const claims = decodeJwt(svid.svid);
         if (claims.sub !== id.toString()) throw new Error(`token subject ${String(claims.sub)} is not ${id.toString()}`);
         const aud = claims.aud === undefined ? [] : Array.isArray(claims.aud) ? claims.aud : [claims.aud];
         return {
           id,
-          token: s.svid,
-          hint: s.hint ?? '',
+          token: svid.svid,
+          hint: svid.hint ?? '',
           audience: aud,
           expiry: typeof claims.exp === 'number' ? new Date(claims.exp * 1000) : undefined,
         };
@@ -308,9 +306,9 @@ export class WorkloadApiClient {
         try {
           value = parse(msg);
         } catch (err) {
-          const e = err instanceof SidecarError ? err : new WorkloadApiError('workload_api_bad_response', errorMessage(err), { cause: err });
-          this.logger?.warn({ method, reason: e.reason, err: e.message }, 'Workload API message rejected; keeping previous state');
-          report(e);
+          const failure = err instanceof SidecarError ? err : new WorkloadApiError('workload_api_bad_response', errorMessage(err), { cause: err });
+          this.logger?.warn({ method, reason: failure.reason, err: failure.message }, 'Workload API message rejected; keeping previous state');
+          report(failure);
           return;
         }
         backoff.reset();
@@ -322,8 +320,8 @@ export class WorkloadApiClient {
       });
       // grpc-js emits 'error' (non-OK status) then 'status'; a clean end gives only 'status' OK.
       thisCall.on('error', (err: grpc.ServiceError) => finish(errorFromStatus(err, method)));
-      thisCall.on('status', (st: grpc.StatusObject) => {
-        if (st.code === grpc.status.OK) {
+      thisCall.on('status', (callStatus: grpc.StatusObject) => {
+        if (callStatus.code === grpc.status.OK) {
           finish(new WorkloadApiError('workload_api_stream_ended', `${method}: stream ended by the server`));
         }
       });
@@ -334,9 +332,9 @@ export class WorkloadApiClient {
       cancelled = true;
       if (timer) clearTimeout(timer);
       timer = undefined;
-      const c = call;
+      const pendingCall = call;
       call = undefined;
-      c?.cancel();
+      pendingCall?.cancel();
       this.watches.delete(watch);
     };
     const watch: Watch = { cancel };

@@ -152,9 +152,9 @@ export function fromValueMessage(v: ValueMessage | undefined): unknown {
   }
 }
 
-export function fromStructMessage(s: StructMessage | null | undefined): Record<string, unknown> {
+export function fromStructMessage(struct: StructMessage | null | undefined): Record<string, unknown> {
   const out: Record<string, unknown> = Object.create(null); // claim names are data ('__proto__' too)
-  if (!s?.fields) return out;
-  for (const [k, v] of Object.entries(s.fields)) out[k] = fromValueMessage(v);
+  if (!struct?.fields) return out;
+  for (const [k, v] of Object.entries(struct.fields)) out[k] = fromValueMessage(v);
   return out;
 }

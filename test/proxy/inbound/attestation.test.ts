@@ -1,6 +1,7 @@
 /** The attestation filter over a real gate: challenges, failures, a verified session. */
 import t from 'tap';
-import { SimAttester, prepareEvidence } from '../../../src/attestation/attester.js';
+import { prepareEvidence } from '../../../src/attestation/attester.js';
+import { SimAttester } from '../../../src/attestation/sim/attester.js';
 import { generateSimKey } from '../../../src/attestation/sim/report.js';
 import { compilePolicy } from '../../../src/policy/compile.js';
 import { AttestationGate } from '../../../src/proxy/attestation-gate.js';

@@ -3,8 +3,9 @@ import t from 'tap';
 import client from 'prom-client';
 import { BudgetLedger } from '../../../src/budget/ledger.js';
 import { FileBudgetStore } from '../../../src/budget/file-store.js';
-import { OperationsMetrics } from '../../../src/admin/ops-metrics.js';
-import { MemoryAuditSink, createLogger } from '../../../src/log.js';
+import { OperationsMetrics } from '../../../src/admin/operations-metrics.js';
+import { createLogger } from '../../../src/log.js';
+import { MemoryAuditSink } from '../../../src/audit/record.js';
 import { compilePolicy } from '../../../src/policy/compile.js';
 import { budgetFilter } from '../../../src/proxy/inbound/filters/budget.js';
 import { canonicalPath } from '../../../src/proxy/inbound/filters/canonical-path.js';
@@ -35,8 +36,8 @@ const ACTIONS = [
 const store = await FileBudgetStore.open(tempDir(t));
 t.teardown(() => store.close());
 const audit = new MemoryAuditSink();
-const ops = new OperationsMetrics(new client.Registry(), { revocations: () => ({ local: 0, shared: 0, all: false }), budgets: () => [] });
-const spend = new SpendGate(new BudgetLedger(store), ops, audit, createLogger({ level: 'silent' }));
+const operationsMetrics = new OperationsMetrics(new client.Registry(), { revocations: () => ({ local: 0, shared: 0, all: false }), budgets: () => [] });
+const spend = new SpendGate(new BudgetLedger(store), operationsMetrics, audit, createLogger({ level: 'silent' }));
 const policy = policyFilter({ policy: () => POLICY, actions: ACTIONS, canAttest: true, canCharge: true });
 
 function charge(id: string, method: string, url: string, state = RevocationState.empty(), destroyed = false) {
@@ -70,7 +71,7 @@ t.test('budget: a closed ledger refuses with 503', async (t) => {
   const dir = tempDir(t);
   const closed = await FileBudgetStore.open(dir);
   await closed.close();
-  const gate = new SpendGate(new BudgetLedger(closed), ops, audit, createLogger({ level: 'silent' }));
+  const gate = new SpendGate(new BudgetLedger(closed), operationsMetrics, audit, createLogger({ level: 'silent' }));
   const ctx = context({ conn: connection(peer(BUYER)), method: 'POST', url: '/buy' });
   canonicalPath.onRequest(ctx);
   policy.onRequest(ctx);

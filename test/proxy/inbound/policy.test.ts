@@ -3,7 +3,7 @@ import t from 'tap';
 import { compilePolicy } from '../../../src/policy/compile.js';
 import type { CompiledPolicy } from '../../../src/policy/types.js';
 import { policyFilter, type PolicyFilterDeps } from '../../../src/proxy/inbound/filters/policy.js';
-import type { ActionMappingConfig } from '../../../src/config/types.js';
+import type { ActionMappingConfig } from '../../../src/policy/actions.js';
 import { canonicalPath } from '../../../src/proxy/inbound/filters/canonical-path.js';
 import { connection, context, peer } from './fakes.js';
 

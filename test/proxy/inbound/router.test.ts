@@ -1,6 +1,7 @@
 /** The chain's ends without forwarding: refusals answered and recorded, the turn given back once. */
 import t from 'tap';
-import { MemoryAuditSink, createLogger } from '../../../src/log.js';
+import { createLogger } from '../../../src/log.js';
+import { MemoryAuditSink } from '../../../src/audit/record.js';
 import { DecisionLog, type Direction } from '../../../src/proxy/decision-log.js';
 import { InboundRouter } from '../../../src/proxy/inbound/router.js';
 import { PeerAdmission, DEFAULT_PEER_ADMISSION } from '../../../src/proxy/peer-admission.js';

@@ -3,7 +3,8 @@
  * failed production is retried on the next request, and nonce evidence is never cached.
  */
 import t from 'tap';
-import { SimAttester, type Attester } from '../../../src/attestation/attester.js';
+import { type Attester } from '../../../src/attestation/attester.js';
+import { SimAttester } from '../../../src/attestation/sim/attester.js';
 import { GenerationEvidence } from '../../../src/proxy/outbound/evidence.js';
 
 function counting(failFirst = false): { attester: Attester; calls: (string | undefined)[] } {

@@ -21,7 +21,7 @@ function setup() {
     logger: silentLogger(),
     bodyProgressTimeoutMs: 30_000,
     spend: undefined,
-    ops: undefined,
+    operationsMetrics: undefined,
   });
   const request = (url = '/tasks?secret=1'): { ctx: OutboundRequest; sent: Sent } => {
     const req = fakeRequest(url, { Host: 'control-plane', 'X-Trace': 't1' }, 'GET');

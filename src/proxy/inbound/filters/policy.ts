@@ -6,7 +6,7 @@
  * An allowed request whose obligation nothing on this listener can meet is refused here, once
  * per route: attestation without a gate (403), a budget without a spend gate (503).
  */
-import type { ActionMappingConfig } from '../../../config/types.js';
+import type { ActionMappingConfig } from '../../../policy/actions.js';
 import { compileActionMatcher } from '../../../policy/actions.js';
 import { decide } from '../../../policy/decide.js';
 import type { CompiledPolicy } from '../../../policy/types.js';

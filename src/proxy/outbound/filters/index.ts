@@ -21,18 +21,18 @@ export interface OutboundFilterConfig extends MeteringDeps {
   revocations: (() => RevocationState) | undefined;
 }
 
-export function outboundFilters(c: OutboundFilterConfig): (RequestFilter<OutboundRequest> | undefined)[] {
-  const routes = [...c.routes.values()];
+export function outboundFilters(config: OutboundFilterConfig): (RequestFilter<OutboundRequest> | undefined)[] {
+  const routes = [...config.routes.values()];
   return [
-    c.callerToken && callerAuthFilter(c.callerToken),
-    headerCountFilter(c.maxRequestHeaders),
-    routeFilter(c.routes),
+    config.callerToken && callerAuthFilter(config.callerToken),
+    headerCountFilter(config.maxRequestHeaders),
+    routeFilter(config.routes),
     browserGuardFilter,
     canonicalPathFilter,
-    identityReadyFilter(c.identity),
-    c.revocations && killSwitchFilter(c.identity),
-    c.revocations && upstreamRevokedFilter(c.revocations),
+    identityReadyFilter(config.identity),
+    config.revocations && killSwitchFilter(config.identity),
+    config.revocations && upstreamRevokedFilter(config.revocations),
     routes.some((r) => r.injector !== undefined) ? credentialsFilter : undefined,
-    routes.some((r) => r.config.metering !== undefined) ? meteringFilter(c) : undefined,
+    routes.some((r) => r.config.metering !== undefined) ? meteringFilter(config) : undefined,
   ];
 }

@@ -3,7 +3,7 @@
  * only when some route needs it, and continues at once for a route that does not.
  */
 import { refusal } from '../../../reasons.js';
-import type { PolicyBudget } from '../../../policy/read-agent.js';
+import type { PolicyBudget } from '../../../budget/period.js';
 import type { RequestFilter } from '../../chain.js';
 import type { SpendGate } from '../../spend.js';
 import type { OutboundRequest } from '../context.js';

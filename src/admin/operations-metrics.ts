@@ -41,9 +41,9 @@ export class OperationsMetrics {
       labelNames: ['source'],
       registers,
       collect() {
-        const r = gauges.revocations();
-        this.set({ source: 'local' }, r.local);
-        this.set({ source: 'shared' }, r.shared);
+        const counts = gauges.revocations();
+        this.set({ source: 'local' }, counts.local);
+        this.set({ source: 'shared' }, counts.shared);
       },
     });
     new client.Gauge({
