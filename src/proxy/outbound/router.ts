@@ -6,7 +6,7 @@
 import type { Logger } from '../../lib/log.js';
 import { refusal, type Refusal } from '../../reasons.js';
 import type { ChainEnds } from '../chain.js';
-import { pathOnly } from '../decision-log.js';
+import { pathOnly, type DecisionLog } from '../decision-log.js';
 import { errorBody, forwardRequestThen, sendJsonError, type ForwardOptions, type ForwardResult } from '../forward.js';
 import { forwardRequestHeaders } from '../headers.js';
 import { responseTransform, type MeteringMetrics } from '../metering.js';
@@ -15,21 +15,8 @@ import type { SpendGate } from '../spend.js';
 import type { OutboundRequest } from './context.js';
 import type { OutboundMetrics } from './metrics.js';
 
-/** Where outcomes are recorded: DecisionLog's `record`, positional. */
-export interface OutcomeLog {
-  record(
-    start: number,
-    decision: 'allow' | 'deny' | 'error',
-    reason: string,
-    status: number,
-    method: string | undefined,
-    path: string | undefined,
-    peer: string | undefined,
-    route: string | undefined,
-    action: string | undefined,
-    requestId?: string,
-  ): void;
-}
+/** Where outcomes are recorded (the direction's DecisionLog). */
+export type OutcomeLog = Pick<DecisionLog, 'record'>;
 
 export interface RouterDeps {
   log: OutcomeLog;
