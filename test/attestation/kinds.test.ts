@@ -24,8 +24,7 @@ import { decodeEvidence, encodeEvidence } from '../../src/attestation/envelope.j
 import { generateSimKey, signSimReport } from '../../src/attestation/sim/report.js';
 import { verifyEvidence } from '../../src/attestation/verifier.js';
 import { inspectEvidenceCommand, readEvidenceBytes, sniffEvidenceType, verifyEvidenceCommand } from '../../src/cli/evidence.js';
-import { parseConfig } from '../../src/config/load.js';
-import { ConfigError } from '../../src/errors.js';
+import { configProblems } from '../helpers/config.js';
 import { reasonOf } from '../helpers/attestation.js';
 import { conformance, repoRoot } from '../helpers/paths.js';
 
@@ -79,19 +78,6 @@ t.test('kinds without a verifier are refused as today (evidence_unsupported)', a
   }
 });
 
-const base = `identity: { source: files, cert: c.pem, key: k.pem, bundle: b.pem }
-inbound: { listen: 127.0.0.1:0, actions: [] }
-policy: p.yaml
-`;
-function configProblems(text: string): string {
-  try {
-    parseConfig(base + text, '/etc/attest/sidecar.yaml', {});
-    return 'ok';
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    return err.message;
-  }
-}
 
 t.test('the config reader knows every kind', async (t) => {
   for (const k of allKinds()) {

@@ -1,22 +1,10 @@
 import t from 'tap';
 import { parseConfig } from '../../src/config/load.js';
-import { ConfigError } from '../../src/errors.js';
+import { BASE_CONFIG as base, configProblems } from '../helpers/config.js';
 
-const base = `identity: { source: files, cert: c.pem, key: k.pem, bundle: b.pem }
-inbound: { listen: 127.0.0.1:0, actions: [] }
-policy: p.yaml
-`;
 const M = 'ab'.repeat(48);
 
-function problems(text: string): string {
-  try {
-    parseConfig(base + text, '/etc/attest/sidecar.yaml', {});
-    return 'ok';
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    return err.message;
-  }
-}
+
 
 t.test('attester and verifier sections parse with defaults and resolved paths', async (t) => {
   const c = parseConfig(
@@ -45,16 +33,16 @@ t.test('attester and verifier sections parse with defaults and resolved paths', 
 });
 
 t.test('mistakes are reported with position and key', async (t) => {
-  t.match(problems('attestation: { attester: { type: nitro } }\n'), /sidecar\.yaml:4:\d+: attestation\.attester\.type: unknown attester type 'nitro'/);
-  t.match(problems('attestation: { attester: { type: sim, measurement: "abcd" } }\n'), /attestation\.attester\.measurement: must be 48 bytes/);
-  t.match(problems('attestation: { attester: { type: sev-snp, pcrs: [1] } }\n'), /attestation\.attester\.pcrs: does not apply to attester type 'sev-snp'/);
-  t.match(problems('attestation: { attester: { type: tpm, device: /dev/tpm0, address: 127.0.0.1:1 } }\n'), /give either 'device' or 'address'/);
-  t.match(problems('attestation: { verifier: { snp_anchor: [x] } }\n'), /snp_anchor/);
-  t.match(problems('attestation: { verifier: { tpm_ak_keys: [ak.pem] } }\n'), /attestation\.verifier\.tpm_ak_keys: is no longer supported: a public-key pin does not authenticate the AK's TPMT_PUBLIC.*tpm_ak_names/);
-  t.match(problems(`attestation: { verifier: { tpm_ak_names: ["000b${'00'.repeat(31)}"] } }\n`), /tpm_ak_names\[0\]: must be a TPM Name: 0004 \+ 20 bytes/);
-  t.match(problems(`attestation: { verifier: { tpm_ak_names: ["0010${'00'.repeat(32)}"] } }\n`), /must be a TPM Name/, 'TPM_ALG_NULL is not a nameAlg');
-  t.match(problems('attestation: { verifier: { tpm_ak_names: [ak.pem] } }\n'), /must be a TPM Name \(hex nameAlg \|\| digest\)/);
-  t.match(problems('attestation: { verifier: { reference_values: { files: { prod: a.yaml }, require_signature: true } } }\n'), /require_signature needs 'signing_keys'/);
+  t.match(configProblems('attestation: { attester: { type: nitro } }\n'), /sidecar\.yaml:4:\d+: attestation\.attester\.type: unknown attester type 'nitro'/);
+  t.match(configProblems('attestation: { attester: { type: sim, measurement: "abcd" } }\n'), /attestation\.attester\.measurement: must be 48 bytes/);
+  t.match(configProblems('attestation: { attester: { type: sev-snp, pcrs: [1] } }\n'), /attestation\.attester\.pcrs: does not apply to attester type 'sev-snp'/);
+  t.match(configProblems('attestation: { attester: { type: tpm, device: /dev/tpm0, address: 127.0.0.1:1 } }\n'), /give either 'device' or 'address'/);
+  t.match(configProblems('attestation: { verifier: { snp_anchor: [x] } }\n'), /snp_anchor/);
+  t.match(configProblems('attestation: { verifier: { tpm_ak_keys: [ak.pem] } }\n'), /attestation\.verifier\.tpm_ak_keys: is no longer supported: a public-key pin does not authenticate the AK's TPMT_PUBLIC.*tpm_ak_names/);
+  t.match(configProblems(`attestation: { verifier: { tpm_ak_names: ["000b${'00'.repeat(31)}"] } }\n`), /tpm_ak_names\[0\]: must be a TPM Name: 0004 \+ 20 bytes/);
+  t.match(configProblems(`attestation: { verifier: { tpm_ak_names: ["0010${'00'.repeat(32)}"] } }\n`), /must be a TPM Name/, 'TPM_ALG_NULL is not a nameAlg');
+  t.match(configProblems('attestation: { verifier: { tpm_ak_names: [ak.pem] } }\n'), /must be a TPM Name \(hex nameAlg \|\| digest\)/);
+  t.match(configProblems('attestation: { verifier: { reference_values: { files: { prod: a.yaml }, require_signature: true } } }\n'), /require_signature needs 'signing_keys'/);
 });
 
 t.test('an action mapping names resource and permission together', async (t) => {
