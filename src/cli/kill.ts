@@ -12,6 +12,8 @@ import { parseArgs } from 'node:util';
 import { devTokenFile } from '../mesh/paths.js';
 import { errorMessage } from '../errors.js';
 import { parseSpiffeId, type SpiffeId } from '../spiffe/id.js';
+import type { SpireEntryClient } from '../spire/entry-client.js';
+import type { SpireStepReport } from '../spire/agent-entries.js';
 
 /** host:port of the admin API the kill commands call without --admin: the dev mesh's control plane. */
 export const DEFAULT_ADMIN = '127.0.0.1:15000';
@@ -119,9 +121,14 @@ async function spireTarget(cmd: Cmd, socket: string | undefined, entriesFile: st
   return { socket, id, file: entriesFile !== undefined ? path.resolve(entriesFile) : defaultEntriesFile(id, env) };
 }
 
-async function withClient<T>(spire: SpireTarget, run: (client: import('../spire/entry-client.js').SpireEntryClient) => Promise<T>): Promise<T> {
+async function withClient(spire: SpireTarget, run: (client: SpireEntryClient) => Promise<SpireStepReport>): Promise<SpireStepReport> {
   const { SpireEntryClient } = await import('../spire/entry-client.js');
-  const client = new SpireEntryClient({ socket: spire.socket });
+  let client: SpireEntryClient;
+  try {
+    client = new SpireEntryClient({ socket: spire.socket });
+  } catch (err) {
+    return { exitCode: 1, lines: [`SPIRE: cannot create the Entry API client: ${errorMessage(err)}`] };
+  }
   try {
     return await run(client);
   } finally {
