@@ -5,9 +5,11 @@
  * failures, an agent without entries, a server that is down and a socket that is not the server's.
  */
 import { mkdtempSync, readFileSync, rmSync, statSync, existsSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import t, { type Test } from 'tap';
 import { killCommand } from '../../src/cli/kill.js';
 import { defaultEntriesFile } from '../../src/spire/entries-file.js';
@@ -15,10 +17,13 @@ import { parseSpiffeId } from '../../src/spiffe/id.js';
 import { TestMesh, TD, idOf } from '../helpers/mesh.js';
 import { makeCa } from '../helpers/certs.js';
 import type { SpireDeployment } from '../../src/mesh/spire/deployment.js';
-import { spireSkip, startSpire } from '../helpers/spire.js';
+import { spireSkip, startSpire, until } from '../helpers/spire.js';
+import { AGENT_ID, PAIR_TD, SpirePair, type SvidStatus } from '../helpers/spire-pair.js';
+import { binPath } from '../helpers/paths.js';
 
 /** Why the SPIRE tests cannot run here (a real skip; under CI=true a failure), or false. */
 const skip = spireSkip();
+const run = promisify(execFile);
 const ORCH = idOf('orchestrator');
 const WRITER = idOf('harness-writer');
 const PARTNER_TD = 'partner.test';
@@ -212,4 +217,65 @@ t.test("a socket that is not the SPIRE server's", { skip }, async (t) => {
   t.equal(notGrpc.exitCode, 2);
   t.match(notGrpc.stderr, /SPIRE: ListEntries: [A-Z_]+: .*\[spire_server_/);
   t.match(notGrpc.stderr, 'nothing was deleted in SPIRE');
+});
+
+t.test('on a live pair: the agent is refused at once, its SVID is not rotated, restore brings it back', { skip }, async (t) => {
+  const TTL_S = 30;
+  const spire = await startSpire(t, { trustDomain: PAIR_TD });
+  const pair = await SpirePair.start(t, spire, { x509SvidTtlSeconds: TTL_S });
+  const entryId = pair.entries.agent!;
+  t.equal((await pair.request()).status, 200, 'the pair serves before the kill');
+  const state = mkdtempSync(path.join(tmpdir(), 'kill-live-'));
+  t.teardown(() => rmSync(state, { recursive: true, force: true }));
+  const flags = ['--admin', pair.service.admin, '--token-file', path.join(pair.service.proc.dir, 'admin-token'), '--spire-server-socket', `unix://${spire.serverSocket}`, '--entries-file', path.join(state, 'agent.json')];
+  const cli = (args: string[]) => run(process.execPath, [binPath, ...args], { timeout: 60_000 }).then(
+    (r) => ({ code: 0, ...r }),
+    (err: { code?: number; stdout?: string; stderr?: string }) => ({ code: err.code ?? -1, stdout: err.stdout ?? '', stderr: err.stderr ?? '' }),
+  );
+
+  const killedAt = Date.now();
+  const kill = await cli(['kill', AGENT_ID, '--reason', 'test', ...flags]);
+  t.comment(`kill (sidecar revocation + SPIRE list, save, delete) took ${Date.now() - killedAt} ms`);
+  t.equal(kill.code, 0, kill.stderr);
+  t.match(kill.stdout, `SPIRE: deleted entry ${entryId}: parent ${spire.agentId}; selectors ${pair.agent.proc.selector}; x509_svid_ttl ${TTL_S}s`);
+  const refused = await pair.request();
+  t.equal(refused.status, 403, 'instant: the service sidecar refuses the agent as soon as kill returns');
+  t.match(refused.body, 'Agent revoked');
+
+  const denied = await until(
+    async () => {
+      const status = await pair.agent.status();
+      return status?.identity_source?.lastError?.includes('PERMISSION_DENIED') ? { at: Date.now(), svid: status.svid as SvidStatus } : undefined;
+    },
+    "the agent sidecar's Workload API stream refused after the delete",
+    30_000,
+    () => pair.context(),
+  );
+  t.comment(`entry deleted to the agent's Workload API refusing the agent sidecar: ${((denied.at - killedAt) / 1000).toFixed(1)} s`);
+  // The SVID held once the stream is refused is the last one (a rotation may have slipped in before
+  // the delete reached the agent). SPIRE would rotate it at about half of (TTL + 10 s) +/-10 % after
+  // its NotBefore, on a sync tick: wait past that and it must still be the one held.
+  const last = denied.svid;
+  const rotationDue = Date.parse(last.not_before) + (TTL_S + 10) * 1000 * 0.55 + 5_000;
+  await new Promise((r) => setTimeout(r, Math.max(0, rotationDue - Date.now())));
+  t.equal((await pair.agent.svid())?.serial, last.serial, 'cryptographic: the agent sidecar got no new SVID past its rotation time');
+  t.ok(Date.now() < Date.parse(last.not_after), 'checked while the last SVID was still valid (a rotation was due)');
+
+  const restoredAt = Date.now();
+  const restore = await cli(['restore', AGENT_ID, ...flags]);
+  t.equal(restore.code, 0, restore.stderr);
+  t.match(restore.stdout, `SPIRE: re-created entry ${entryId}: `, 'the entry is back under its ID');
+  t.match(restore.stdout, `restored ${AGENT_ID}`);
+  const renewed = await until(
+    async () => {
+      const svid = await pair.agent.svid();
+      return svid && svid.serial !== last.serial ? svid : undefined;
+    },
+    'a new SVID for the agent sidecar after restore',
+    60_000,
+    () => pair.context(),
+  );
+  t.comment(`restore to the agent sidecar holding a new SVID: ${((Date.now() - restoredAt) / 1000).toFixed(1)} s (serial ${renewed.serial})`);
+  await pair.untilReady(pair.agent);
+  t.equal((await pair.request()).status, 200, 'served again after restore');
 });
