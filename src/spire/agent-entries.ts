@@ -47,7 +47,7 @@ export async function killAgentEntries(opts: AgentEntriesOptions): Promise<Spire
   if (listed.length === 0) {
     lines.push(`SPIRE: no registration entries for ${id.toString()} on ${client.socket.uri}; nothing to delete`);
     if (saved.length) lines.push(`SPIRE: ${saved.length} entries saved earlier are still in ${file}`);
-    return { exitCode: 0, lines };
+    return done(0, lines);
   }
   lines.push(`SPIRE: saved ${listed.length} ${plural(listed.length, 'entry', 'entries')} to ${file}`);
   let results: EntryResult[];
@@ -71,7 +71,7 @@ export async function killAgentEntries(opts: AgentEntriesOptions): Promise<Spire
       ? `SPIRE: ${refused} of ${results.length} entries NOT deleted: SPIRE keeps renewing the agent's SVID for them`
       : `SPIRE: ${gone} ${plural(gone, 'entry', 'entries')} deleted: no new SVID for ${id.toString()}; peers trust its current SVID until its notAfter`,
   );
-  return { exitCode: refused ? 1 : 0, lines };
+  return done(refused ? 1 : 0, lines);
 }
 
 /** Re-creates the saved entries (same IDs); removes the file once every entry is back. */
@@ -85,7 +85,7 @@ export async function restoreAgentEntries(opts: AgentEntriesOptions): Promise<Sp
     if (saved.entries.length === 0) {
       lines.push(`SPIRE: ${file} holds no entries (${id.toString()} had none when killed); nothing to re-create`);
       await removeEntriesFile(file);
-      return { exitCode: 0, lines };
+      return done(0, lines);
     }
     results = await client.createEntries(saved.entries);
   } catch (err) {
@@ -103,7 +103,7 @@ export async function restoreAgentEntries(opts: AgentEntriesOptions): Promise<Sp
   }
   if (refused) {
     lines.push(`SPIRE: ${refused} of ${results.length} entries NOT re-created; ${file} is kept: fix the cause and run restore again`);
-    return { exitCode: 1, lines };
+    return done(1, lines);
   }
   try {
     await removeEntriesFile(file);
@@ -111,7 +111,7 @@ export async function restoreAgentEntries(opts: AgentEntriesOptions): Promise<Sp
   } catch (err) {
     lines.push(`SPIRE: ${results.length} entries registered again; could not remove ${file}: ${errorMessage(err)}`);
   }
-  return { exitCode: 0, lines };
+  return done(0, lines);
 }
 
 /** One line: parent, selectors and the settings an operator checks. */
@@ -127,12 +127,22 @@ export function describeEntry(e: EntryMessage): string {
   return parts.join('; ');
 }
 
+/** Registration data and status messages are the server's (or the file's): no control character reaches the terminal. */
+function printable(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 function failed(lines: string[], err: unknown, consequence: string): SpireStepReport {
   const reason = err instanceof SidecarError ? err.reason : 'spire_server_error';
   lines.push(`SPIRE: ${errorMessage(err)} [${reason}]; ${consequence}`);
   // The server could not be asked: 2, like an unreachable admin API; a refusal of ours or its: 1.
   const unreachable = reason === 'spire_server_unavailable' || reason === 'spire_server_timeout' || reason === 'spire_server_unimplemented';
-  return { exitCode: unreachable ? 2 : 1, lines };
+  return done(unreachable ? 2 : 1, lines);
+}
+
+function done(exitCode: SpireStepReport['exitCode'], lines: string[]): SpireStepReport {
+  return { exitCode, lines: lines.map(printable) };
 }
 
 function plural(n: number, one: string, many: string): string {
