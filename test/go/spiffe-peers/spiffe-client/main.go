@@ -4,9 +4,10 @@
 //	spiffe-client https -server-id ID [-socket ADDR] [-hint H] [-timeout D] [-H 'Name: value']... [-d BODY] REQUEST...
 //	    Calls each REQUEST in turn over one mTLS client (tlsconfig.MTLSClientConfig with
 //	    tlsconfig.AuthorizeID(ID): the server must present exactly that SPIFFE ID). A REQUEST is
-//	    a URL (GET) or "METHOD URL" in one argument. Prints {"type":"svid",...} with its own ID,
-//	    then per request {"type":"response","method","url","status","headers","body"} or
-//	    {"type":"error","kind":"handshake"|"tls_alert"|"transport","method","url","error"}.
+//	    a URL (GET) or "METHOD URL" in one argument. Prints {"type":"svid","spiffe_id","hint",
+//	    "cert_sha256" (hex SHA-256 of its leaf)}, then per request {"type":"response","method",
+//	    "url","status","headers","body"} or {"type":"error","kind":"handshake"|"tls_alert"|
+//	    "transport","method","url","error"}.
 //	spiffe-client jwt-fetch -audience A[,B...] [-socket ADDR] [-hint H]
 //	    Fetches a JWT-SVID for the audiences: {"type":"jwt_svid","spiffe_id","audience","expiry","hint","token"}.
 //	spiffe-client jwt-validate -audience A [-via bundles|api] [-socket ADDR] TOKEN
@@ -23,7 +24,9 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -108,7 +111,8 @@ func runHTTPS(args []string) {
 	}
 	defer source.Close()
 	own, _ := source.GetX509SVID()
-	peer.Line(map[string]any{"type": "svid", "spiffe_id": own.ID.String(), "hint": own.Hint})
+	leaf := sha256.Sum256(own.Certificates[0].Raw)
+	peer.Line(map[string]any{"type": "svid", "spiffe_id": own.ID.String(), "hint": own.Hint, "cert_sha256": hex.EncodeToString(leaf[:])})
 
 	tlsConfig := tlsconfig.MTLSClientConfig(source, source, tlsconfig.AuthorizeID(ids[0]))
 	dialer := &net.Dialer{Timeout: *timeout}
