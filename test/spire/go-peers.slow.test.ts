@@ -158,6 +158,8 @@ policy: policy.yaml
     const smuggled = {
       'x-spiffe-id': id('admin'),
       'x-forwarded-client-cert': `By=${ids.goServer};URI=${id('admin')}`,
+      x_spiffe_id: id('admin'),
+      'X-Forwarded_Client-Cert': `URI=${id('admin')}`,
       'attest-evidence': 'forged',
       'attest-evidence-ref': 'forged',
       'attest-nonce': 'forged',
