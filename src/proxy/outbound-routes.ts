@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import type { Pool as UndiciPool } from 'undici';
-import { Pool } from '../undici/pool.js';
+import { Pool, connectorKeepingTlsAlerts } from '../undici/pool.js';
 import type { OutboundRouteConfig } from '../config/types.js';
 import { SidecarError } from '../errors.js';
 import type { Logger } from '../lib/log.js';
@@ -92,7 +92,7 @@ export function createRoutePool(runtime: RouteRuntime, material: TlsMaterial, is
     connections: 256,
     pipelining: 1,
     keepAliveTimeout: 30_000,
-    connect: {
+    connect: connectorKeepingTlsAlerts({
       secureContext: material.clientContext,
       // Peers refuse resumption (see serverContextOptions); do not offer stale tickets.
       maxCachedSessions: 0,
@@ -105,6 +105,6 @@ export function createRoutePool(runtime: RouteRuntime, material: TlsMaterial, is
         ),
         material.bundles,
       ),
-    } as UndiciPool.Options['connect'],
+    }) as UndiciPool.Options['connect'],
   });
 }
