@@ -152,6 +152,22 @@ policy: ${path.join(dir, 'policy.yaml')}
     t.equal(app.seen.length, before, 'nothing reached the app');
   });
 
+  t.test('JWT-SVIDs: the go-spiffe client fetches one, another go-spiffe workload validates it', async (t) => {
+    const fetched = await runSpiffeClient(clientBin, ['jwt-fetch', '-audience', 'go-peers-audience'], socket);
+    t.equal(fetched.code, 0, fetched.stderr);
+    const svid = fetched.lines[0]!;
+    t.match(svid, { type: 'jwt_svid', spiffe_id: ids.goClient, audience: ['go-peers-audience'] });
+    const token = String(svid.token);
+    for (const via of ['bundles', 'api']) {
+      const valid = await runSpiffeClient(strangerBin, ['jwt-validate', '-audience', 'go-peers-audience', '-via', via, token], socket);
+      t.equal(valid.code, 0, `${via}: ${JSON.stringify(valid.lines)}`);
+      t.match(valid.lines[0], { type: 'jwt_valid', spiffe_id: ids.goClient }, via);
+      const wrong = await runSpiffeClient(strangerBin, ['jwt-validate', '-audience', 'another-audience', '-via', via, token], socket);
+      t.equal(wrong.code, 6, `${via}: another audience is refused`);
+      t.match(wrong.lines[0], { type: 'error', kind: 'jwt_invalid' });
+    }
+  });
+
   const proxyAuth = { 'proxy-authorization': `Basic ${Buffer.from(`agent:${token}`).toString('base64')}` };
   const viaAgent = (url: string, headers: Record<string, string> = {}) =>
     viaProxy(`http://127.0.0.1:${ports.outbound}`, 'GET', url, { headers: { ...proxyAuth, ...headers } });
