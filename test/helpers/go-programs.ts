@@ -117,6 +117,8 @@ async function build(set: GoProgramSet, dir: string): Promise<GoPrograms> {
   const go = goCommand();
   if (!go) throw new Error(toolsMissing(['go'], 'golang-go'));
   mkdirSync(path.dirname(dir), { recursive: true });
+  // A folder missing a binary (removed by hand) would block the rename below.
+  if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
   const tmp = mkdtempSync(`${dir}.building-`);
   const started = Date.now();
   try {
