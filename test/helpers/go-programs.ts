@@ -1,9 +1,10 @@
 /**
  * Builds the tests' Go programs once per source version: the binaries go to
- * ~/.cache/attest-sidecar/<set>/<hash of go.mod, go.sum and the .go files>/ (outside the repo,
- * shared by checkouts), so a warm run (or CI with that folder cached) never rebuilds. A build goes
- * to a private folder first and is renamed into place, so concurrent test files never see half a
- * build: whoever renames second reuses the first one's binaries.
+ * <cache>/<set>/<hash of go.mod, go.sum and the .go files>/, where <cache> is the project's cache
+ * root ($ATTEST_SIDECAR_CACHE, else $XDG_CACHE_HOME/attest-sidecar, else ~/.cache/attest-sidecar:
+ * outside the repo, shared by checkouts), so a warm run (or CI with that folder cached) never
+ * rebuilds. A build goes to a private folder first and is renamed into place, so concurrent test
+ * files never see half a build: whoever renames second reuses the first one's binaries.
  *
  *   const skip = skipFor(goProgramsMissing(SPIFFE_PEERS));
  *   const { bins } = await buildGoPrograms(SPIFFE_PEERS);   // bins['spiffe-client'], ...
@@ -11,9 +12,9 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, mkdtempSync } from 'node:fs';
-import { homedir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { cacheRoot } from '../../src/mesh/spire/binaries.js';
 import { repoRoot } from './paths.js';
 import { toolsMissing, type Missing } from './needs.js';
 
@@ -51,10 +52,6 @@ export function goCommand(): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-function cacheRoot(): string {
-  return path.join(process.env.XDG_CACHE_HOME || path.join(homedir(), '.cache'), 'attest-sidecar');
 }
 
 function sourceFiles(dir: string, rel = ''): string[] {
