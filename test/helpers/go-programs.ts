@@ -207,7 +207,8 @@ export class SpiffeServer {
       child.once('exit', (code, signal) => fail(new Error(`spiffe-server exited (${code ?? signal})`)));
       child.stdout!.on('data', (d: Buffer) => {
         stdout += d.toString('utf8');
-        const line = stdout.split('\n').find((l) => l.includes('"listening"'));
+        // Complete lines only: a chunk may end mid-line.
+        const line = stdout.split('\n').slice(0, -1).find((l) => l.includes('"listening"'));
         if (!line) return;
         clearTimeout(timer);
         child.removeAllListeners('exit');
