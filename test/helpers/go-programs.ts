@@ -39,6 +39,9 @@ export const SPIFFE_PEERS: GoProgramSet = {
 /** A net/http client that finds its proxy in HTTP_PROXY. */
 export const PROXY_CLIENT: GoProgramSet = { name: 'go-proxy-client', dir: 'test/go/proxy-client', programs: { 'proxy-client': 'main.go' } };
 
+/** What provides `go` (go-spiffe v2.9.0 needs Go >= 1.24). */
+const GO_PACKAGE = 'golang-go (Go >= 1.24; or the go.dev tarball in /usr/local/go)';
+
 /** Cold builds download modules and compile gRPC: minutes on a busy 2-core machine. */
 export const GO_BUILD_TIMEOUT_MS = 600_000;
 
@@ -84,7 +87,7 @@ function complete(set: GoProgramSet, dir: string): boolean {
 /** Undefined when the binaries are cached or can be built; else why not (for skipFor). */
 export function goProgramsMissing(set: GoProgramSet): Missing {
   if (complete(set, goProgramsDir(set))) return undefined;
-  return goCommand() ? undefined : toolsMissing(['go'], 'golang-go');
+  return goCommand() ? undefined : toolsMissing(['go'], GO_PACKAGE);
 }
 
 export interface GoPrograms {
@@ -112,10 +115,10 @@ export function buildGoPrograms(set: GoProgramSet): Promise<GoPrograms> {
 async function build(set: GoProgramSet, dir: string): Promise<GoPrograms> {
   if (complete(set, dir)) return { bins: binsIn(set, dir), built: false, buildMs: 0 };
   const go = goCommand();
-  if (!go) throw new Error(toolsMissing(['go'], 'golang-go'));
+  if (!go) throw new Error(toolsMissing(['go'], GO_PACKAGE));
   mkdirSync(path.dirname(dir), { recursive: true });
   // A folder missing a binary (removed by hand) would block the rename below.
-  if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
+  if (existsSync(dir) && !complete(set, dir)) rmSync(dir, { recursive: true, force: true });
   const tmp = mkdtempSync(`${dir}.building-`);
   const started = Date.now();
   try {
