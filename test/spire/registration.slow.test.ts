@@ -32,7 +32,7 @@ else {
 
     const ready = await agent.readyz();
     t.equal(ready?.status, 503, 'not ready');
-    t.same(ready?.body.checks.svid, { ok: false, detail: 'no SVID received yet' }, '/readyz: the svid check fails');
+    t.same(ready?.body.checks.svid, { ok: false, detail: 'no SVID received yet (identity source: FetchX509SVID: PERMISSION_DENIED: no identity issued)' }, '/readyz: the svid check fails and says why');
     t.equal(ready?.body.checks.identity_source, undefined, 'PermissionDenied is not a configuration mistake: retrying can fix it');
 
     const refused = await pair.request();
