@@ -253,6 +253,7 @@ export const REASONS = {
   dev_issuer_invalid: { kind: 'config', message: '<why>', where: 'runtime', doc: "the dev issuer's options or request are invalid" },
   dev_ca_uninitialised: { kind: 'config', message: '<why>', where: 'runtime', doc: 'the dev CA was used before it was created' },
   dev_ca_wrong_trust_domain: { kind: 'config', message: '<why>', where: 'runtime', doc: 'the dev CA was asked for an ID outside its trust domain' },
+  dev_ca_authority_invalid: { kind: 'config', message: '<why>', where: 'runtime', doc: 'a dev CA authority step (prepare, activate, taint, revoke) does not apply to that authority (SPIRE\'s texts)' },
 
   // Operational failures of parts (logged, counted or audited).
   svid_timeout: { kind: 'failure', message: '<why>', where: 'start-up', doc: 'no SVID arrived from the identity source in time' },

@@ -1,7 +1,7 @@
 /** DEVELOPMENT ONLY: the dev issuer's options, its per-workload state and the X.509-SVID response it serves. */
 import type * as grpc from '@grpc/grpc-js';
 import type { SpiffeId } from '../spiffe/id.js';
-import type { DevCa } from './ca.js';
+import type { DevCa, DevChainMode } from './ca.js';
 import type { IssuedSvid } from './ca-keys.js';
 import type { AnyStream } from './issuer-util.js';
 import type { Logger } from '../lib/log.js';
@@ -14,6 +14,8 @@ export interface DevIssuerOptions {
   svidTtlSeconds?: number;
   /** Reuse an existing CA (e.g. across an issuer restart); default: a fresh one. */
   ca?: DevCa;
+  /** Chain of the fresh CA: 'leaf-only' (default, like SPIRE) or 'intermediate' (SPIRE with an UpstreamAuthority). */
+  chain?: DevChainMode;
   logger?: Logger;
 }
 

@@ -62,7 +62,10 @@ export class DevIssuer {
     }
     const socketDir = path.resolve(opts.socketDir);
     await mkdir(socketDir, { recursive: true, mode: 0o700 });
-    const ca = opts.ca ?? (await DevCa.create({ trustDomain: td }));
+    if (opts.ca && opts.chain && opts.ca.chain !== opts.chain) {
+      throw new SidecarError('dev_issuer_invalid', `the given CA makes '${opts.ca.chain}' chains, not '${opts.chain}'`);
+    }
+    const ca = opts.ca ?? (await DevCa.create({ trustDomain: td, ...(opts.chain ? { chain: opts.chain } : {}) }));
     opts.logger?.warn(
       { trustDomain: td.name, socketDir },
       'DEVELOPMENT issuer started: in-memory CA, socket-path attestation; never use in production',
