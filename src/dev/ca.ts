@@ -56,6 +56,8 @@ export interface AuthorityInfo {
   state: AuthorityState;
   tainted: boolean;
   notAfter: Date;
+  /** `kid` of its JWT signing key. */
+  jwtKeyId: string;
 }
 
 function authorityError(message: string): SidecarError {
@@ -100,7 +102,7 @@ export class DevCa {
   }
 
   listAuthorities(): AuthorityInfo[] {
-    return this.authorities.map((a) => ({ id: a.id, state: a.state, tainted: a.tainted, notAfter: a.signer.notAfter }));
+    return this.authorities.map((a) => ({ id: a.id, state: a.state, tainted: a.tainted, notAfter: a.signer.notAfter, jwtKeyId: a.jwt.kid }));
   }
 
   isTainted(authorityId: string): boolean {

@@ -49,7 +49,7 @@ function watchContexts(client: WorkloadApiClient): { updates: EventLog<X509Conte
 t.test('first SVID, half-life rotation, CA rotation, federated bundles', async (t) => {
   const issuer = await DevIssuer.start({ trustDomain: TD, socketDir: path.join(dir, 'a'), svidTtlSeconds: 2 });
   t.teardown(() => issuer.stop());
-  const { endpoint, socketPath } = await issuer.registerWorkload('spiffe://example.org/agent/one');
+  const { endpoint, socketPath } = await issuer.registerWorkload('spiffe://example.org/agent/one', { federatesWith: ['partner.example'] });
   t.match(endpoint, /^unix:\/\/\//);
   t.equal(endpoint, `unix://${socketPath}`);
 
@@ -90,12 +90,14 @@ t.test('first SVID, half-life rotation, CA rotation, federated bundles', async (
   t.same(errors.items.map((e) => e.reason), [], 'no errors on a healthy stream');
 });
 
-t.test('several SVIDs: picked by hint, first by default, unknown hint is an error', async (t) => {
+t.test('several SVIDs: ordered by entry ID (as SPIRE), picked by hint, first by default, unknown hint is an error', async (t) => {
   const issuer = await DevIssuer.start({ trustDomain: TD, socketDir: path.join(dir, 'b'), svidTtlSeconds: 60 });
   t.teardown(() => issuer.stop());
-  const { endpoint } = await issuer.registerWorkload('spiffe://example.org/internal', {
-    hint: 'internal',
-    extraIdentities: [{ spiffeId: 'spiffe://example.org/external', hint: 'external' }],
+  // Registered second, but its entry ID sorts first: SPIRE serves it first.
+  const { endpoint } = await issuer.registerWorkload('spiffe://example.org/external', {
+    hint: 'external',
+    entryId: 'entry-b',
+    extraIdentities: [{ spiffeId: 'spiffe://example.org/internal', hint: 'internal', entryId: 'entry-a' }],
   });
 
   const byDefault = new WorkloadApiClient({ endpoint });
@@ -125,7 +127,9 @@ t.test('X.509 bundle stream and JWT: fetch, validate, bundles', async (t) => {
   t.teardown(() => issuer.stop());
   const { endpoint } = await issuer.registerWorkload('spiffe://example.org/jwt', {
     hint: 'main',
-    extraIdentities: [{ spiffeId: 'spiffe://example.org/jwt2' }],
+    entryId: 'entry-1',
+    federatesWith: ['partner.example'],
+    extraIdentities: [{ spiffeId: 'spiffe://example.org/jwt2', entryId: 'entry-2' }],
   });
   const client = new WorkloadApiClient({ endpoint });
   t.teardown(() => client.close());
