@@ -271,6 +271,8 @@ export const REASONS = {
   jwt_svid_missing: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'a JWT-SVID was asked for and none came' },
   jwt_svid_invalid: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'a JWT-SVID does not parse or validate' },
   jwt_svid_audience_missing: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'a JWT-SVID request named no audience' },
+  jwt_svid_audience_mismatch: { kind: 'failure', message: 'FetchJWTSVID svids[<i>]: token audience <aud> does not hold the requested <missing>', where: 'runtime', doc: 'the Workload API returned a JWT-SVID whose `aud` lacks an audience that was asked for (refused)' },
+  jwt_svid_subject_mismatch: { kind: 'failure', message: 'FetchJWTSVID svids[<i>]: <why>', where: 'runtime', doc: 'the Workload API returned a JWT-SVID whose `sub` is not its SPIFFE ID, or not the ID asked for (refused)' },
   dev_issuer_stopped: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'the dev issuer was used after it stopped' },
   kds_unavailable: { kind: 'failure', message: '<why>', where: 'runtime', doc: "AMD's KDS could not be reached for a VCEK" },
   kds_timeout: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'a KDS fetch passed its deadline' },
