@@ -69,8 +69,8 @@ export interface WorkloadEntry {
   /** Settles once the socket is bound. */
   ready: Promise<void>;
   registered: boolean;
-  svids: { issued: IssuedSvid[]; epoch: number } | undefined;
-  issuing: { promise: Promise<IssuedSvid[]>; epoch: number } | undefined;
+  svids: { issued: IssuedSvid[]; epoch: number; identities: Identity[] } | undefined;
+  issuing: { promise: Promise<IssuedSvid[]>; epoch: number; identities: Identity[] } | undefined;
   x509Streams: Set<AnyStream>;
   /** Count of pushes to x509Streams (orders a stream's first message against concurrent pushes). */
   x509Pushes: number;

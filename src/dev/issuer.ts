@@ -317,28 +317,30 @@ export class DevIssuer {
     );
   }
 
-  /** The workload's SVIDs: cached between sync ticks, issued fresh when missing, expired, tainted or after a forced reissue. */
-  private async currentSvids(entry: WorkloadEntry): Promise<IssuedSvid[]> {
+  /** The workload's SVIDs (with the entries they were issued for): cached between sync ticks, issued fresh when missing, expired, tainted or after a forced reissue. */
+  private async currentSvids(entry: WorkloadEntry): Promise<{ identities: Identity[]; issued: IssuedSvid[] }> {
     const cur = entry.svids;
-    if (cur && cur.epoch === this.epoch && !this.svidsDue(cur.issued, Date.now(), false)) return cur.issued;
-    const epoch = this.epoch;
     const identities = entry.identities;
-    // Share an in-flight issuance, unless a forced reissue happened since it started.
-    if (entry.issuing && entry.issuing.epoch === epoch) return entry.issuing.promise;
+    if (cur && cur.epoch === this.epoch && cur.identities === identities && !this.svidsDue(cur.issued, Date.now(), false)) return cur;
+    const epoch = this.epoch;
+    // Share an in-flight issuance, unless a forced reissue or a re-registration happened since it started.
+    if (entry.issuing && entry.issuing.epoch === epoch && entry.issuing.identities === identities) {
+      return { identities, issued: await entry.issuing.promise };
+    }
     const promise = Promise.all(
       identities.map((ident) => this.ca.issueX509Svid(ident.id, { ttlSeconds: ident.x509SvidTtlSeconds ?? this.svidTtlSeconds, hint: ident.hint })),
     );
-    const issuing = { promise, epoch };
+    const issuing = { promise, epoch, identities };
     entry.issuing = issuing;
     try {
       const issued = await promise;
       // A slower issuance from before a forced reissue, or for replaced entries, must not be kept.
-      if (epoch === this.epoch && identities === entry.identities) entry.svids = { issued, epoch };
+      if (epoch === this.epoch && identities === entry.identities) entry.svids = { issued, epoch, identities };
       this.logger?.debug(
         { spiffeId: identities[0]?.id.toString(), serial: issued[0]?.svid.certificates[0]!.serialNumber },
         'dev issuer: X.509-SVID issued',
       );
-      return issued;
+      return { identities, issued };
     } finally {
       if (entry.issuing === issuing) entry.issuing = undefined;
     }
@@ -355,8 +357,7 @@ export class DevIssuer {
   }
 
   private async x509Response(entry: WorkloadEntry): Promise<X509SvidResponse> {
-    const identities = entry.identities;
-    const issued = await this.currentSvids(entry);
+    const { identities, issued } = await this.currentSvids(entry);
     return x509SvidResponse(identities, issued, this.ca.bundleDer(), this.federatedFor(entry));
   }
 
