@@ -252,6 +252,7 @@ export const REASONS = {
   svid_key_mismatch: { kind: 'config', message: 'x509svid: <why>', where: 'runtime', doc: 'our private key does not match our SVID' },
   dev_issuer_invalid: { kind: 'config', message: '<why>', where: 'runtime', doc: "the dev issuer's options or request are invalid" },
   dev_ca_uninitialised: { kind: 'config', message: '<why>', where: 'runtime', doc: 'the dev CA was used before it was created' },
+  dev_spire_failed: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'the development SPIRE deployment (dev mesh on SPIRE, tests) could not start or run a command' },
   dev_ca_wrong_trust_domain: { kind: 'config', message: '<why>', where: 'runtime', doc: 'the dev CA was asked for an ID outside its trust domain' },
   dev_ca_authority_invalid: { kind: 'config', message: '<why>', where: 'runtime', doc: 'a dev CA authority step (prepare, activate, taint, revoke) does not apply to that authority (SPIRE\'s texts)' },
 
