@@ -17,7 +17,8 @@ import type { X509Context } from '../../src/spiffe/workload-api/parse.js';
 import type { BundleSet } from '../../src/spiffe/bundle/bundle-set.js';
 import { parseTrustDomain } from '../../src/spiffe/id.js';
 import type { SidecarError } from '../../src/errors.js';
-import { workloadApiService, WORKLOAD_HEADER_KEY, type JwtSvidResponse, type X509BundlesResponse, type X509SvidResponse } from '../../src/spiffe/workload-api/proto.js';
+import type { JwtSvidResponse, X509BundlesResponse, X509SvidResponse } from '../../src/spiffe/workload-api/proto.js';
+import { firstOfStream, headerMd, rawUnary } from './raw-grpc.js';
 import { EventLog, sleep, tempSocketDir } from '../helpers/workload-api.js';
 
 const TD = 'example.org';
@@ -26,43 +27,7 @@ const { dir, cleanup } = tempSocketDir('issuer-spire-');
 t.teardown(cleanup);
 const withReason = (reason: string) => ({ message: /./, reason });
 
-function md(...values: string[]): grpc.Metadata {
-  const m = new grpc.Metadata();
-  for (const v of values) m.add(WORKLOAD_HEADER_KEY, v);
-  return m;
-}
-
-/** First message (or the status) of a raw server stream, without any client library. */
-function firstOfStream<T>(socketPath: string, method: string, meta: grpc.Metadata): Promise<{ msg?: T; status?: grpc.StatusObject }> {
-  const Ctor = workloadApiService();
-  const client = new Ctor(`unix://${socketPath}`, grpc.credentials.createInsecure());
-  const def = Ctor.service[method]!;
-  return new Promise((resolve) => {
-    const call = client.makeServerStreamRequest(def.path, def.requestSerialize, def.responseDeserialize, {}, meta, {});
-    call.on('data', (msg: T) => {
-      call.cancel();
-      client.close();
-      resolve({ msg });
-    });
-    call.on('error', () => {});
-    call.on('status', (st) => {
-      client.close();
-      resolve({ status: st });
-    });
-  });
-}
-
-function rawUnary<T>(socketPath: string, method: string, req: object, meta: grpc.Metadata): Promise<{ value?: T; err?: grpc.ServiceError }> {
-  const Ctor = workloadApiService();
-  const client = new Ctor(`unix://${socketPath}`, grpc.credentials.createInsecure());
-  const def = Ctor.service[method]!;
-  return new Promise((resolve) => {
-    client.makeUnaryRequest(def.path, def.requestSerialize, def.responseDeserialize, req, meta, {}, (err, value) => {
-      client.close();
-      resolve(err ? { err } : { value: value as T });
-    });
-  });
-}
+const md = headerMd;
 
 t.test('security header: exactly one value "true"; SPIRE error texts', async (t) => {
   const issuer = await DevIssuer.start({ trustDomain: TD, socketDir: path.join(dir, 'hdr') });
