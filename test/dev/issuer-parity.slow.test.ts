@@ -2,9 +2,10 @@
  * Parity: the same raw Workload API calls against the dev issuer and against a real SPIRE
  * v1.13.3 agent give the same answers where a client can tell: error codes and texts, entry ID
  * order and duplicate hints, per-entry federated bundles, leaf-only chains and their lifetime,
- * JWT-SVID caching, TTL and `aud` form. This test process is the workload (`unix:path` of node).
+ * JWT-SVID caching, TTL and `aud` form, and what a workload sees through CA rotation in SPIRE's
+ * steps. This test process is the workload (`unix:path` of node).
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
 import path from 'node:path';
 import { realpathSync, writeFileSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
@@ -14,8 +15,11 @@ import { DevIssuer } from '../../src/dev/issuer.js';
 import { DevCa } from '../../src/dev/ca.js';
 import { splitDerSequences } from '../../src/spiffe/x509.js';
 import { fromStructMessage, type JwtSvidResponse, type ValidateJwtSvidResponse, type X509BundlesResponse, type X509SvidResponse } from '../../src/spiffe/workload-api/proto.js';
+import { WorkloadApiClient } from '../../src/spiffe/workload-api/client.js';
+import type { X509Context } from '../../src/spiffe/workload-api/parse.js';
+import { parseTrustDomain } from '../../src/spiffe/id.js';
 import { spireSkip, startSpire, until } from '../helpers/spire.js';
-import { tempSocketDir } from '../helpers/workload-api.js';
+import { EventLog, tempSocketDir } from '../helpers/workload-api.js';
 import { firstOfStream, headerMd, rawUnary } from './raw-grpc.js';
 
 const TD = 'parity.test';
@@ -124,5 +128,87 @@ else {
       'SPIRE answers as documented',
     );
     t.same(await observe(socketPath), fromSpire, 'the dev issuer answers the same');
+  });
+}
+
+/** The CA steps, as the dev issuer and `spire-server localauthority x509 ...` take them. */
+interface CaSteps {
+  prepare(): Promise<string>;
+  activate(id: string): Promise<void>;
+  taint(id: string): Promise<void>;
+  revoke(id: string): Promise<void>;
+  activeId(): Promise<string>;
+}
+
+/** Runs prepare, activate, taint, revoke against one Workload API socket; returns what the workload saw, and step times. */
+async function caRotation(t: Test, endpoint: string, steps: CaSteps) {
+  const client = new WorkloadApiClient({ endpoint });
+  t.teardown(() => client.close());
+  const updates = new EventLog<X509Context>();
+  client.watchX509Context(updates.push, () => {});
+  const roots = (c: X509Context) => c.bundles.getX509Bundle(parseTrustDomain(TD))!.authorities;
+  const serial = (c: X509Context) => c.svid.certificates[0]!.serialNumber;
+  const wait = (pred: (c: X509Context) => boolean, what: string) => updates.next(pred, 60_000, what);
+  const timed = async <T>(f: () => Promise<T>): Promise<[T, number]> => {
+    const start = Date.now();
+    const v = await f();
+    return [v, Date.now() - start];
+  };
+
+  const first = await wait(() => true, 'first SVID');
+  const oldRoot = roots(first)[0]!;
+  const oldId = await steps.activeId();
+  const newId = await steps.prepare();
+  const [prepared, prepareMs] = await timed(() => wait((c) => roots(c).length === 2, 'the prepared root in the bundle'));
+  const newRoot = roots(prepared).find((r) => !r.raw.equals(oldRoot.raw))!;
+  await steps.activate(newId);
+  const activeAfter = await steps.activeId();
+  await steps.taint(oldId);
+  const [tainted, taintMs] = await timed(() => wait((c) => serial(c) !== serial(first), 'an SVID from the new authority'));
+  await steps.revoke(oldId);
+  const [revoked, revokeMs] = await timed(() => wait((c) => roots(c).length === 1, 'the old root gone'));
+  return {
+    seen: {
+      firstFromOld: first.svid.certificates[0]!.checkIssued(oldRoot),
+      preparedKeepsSvid: serial(prepared) === serial(first),
+      activated: activeAfter === newId && newId !== oldId,
+      taintedFromNew: tainted.svid.certificates[0]!.checkIssued(newRoot),
+      taintedRoots: roots(tainted).length,
+      revokedKeepsSvid: serial(revoked) === serial(tainted),
+      revokedRootIsNew: roots(revoked)[0]!.raw.equals(newRoot.raw),
+    },
+    times: { prepareMs, taintMs, revokeMs },
+  };
+}
+
+if (!skip) {
+  t.test('CA rotation in steps: the workload sees the same with the dev issuer and with SPIRE', async (t) => {
+    const spire = await startSpire(t, { trustDomain: TD, defaultX509SvidTtlSeconds: 600 });
+    await spire.createEntry({ spiffeId: id('ca'), selectors: [`unix:path:${realpathSync(process.execPath)}`] });
+    const la = async (args: string[]) => JSON.parse((await spire.server(['localauthority', 'x509', ...args, '-output', 'json'])).stdout) as Record<string, { authority_id: string } | undefined>;
+    const fromSpire = await caRotation(t, `unix://${spire.workloadSocket}`, {
+      prepare: async () => (await la(['prepare'])).prepared_authority!.authority_id,
+      activate: async (authorityId) => void (await la(['activate', '-authorityID', authorityId])),
+      taint: async (authorityId) => void (await la(['taint', '-authorityID', authorityId])),
+      revoke: async (authorityId) => void (await la(['revoke', '-authorityID', authorityId])),
+      activeId: async () => (await la(['show'])).active!.authority_id,
+    });
+    t.comment(`SPIRE CA rotation, seen by the workload: prepare ${fromSpire.times.prepareMs} ms, taint to new SVID ${fromSpire.times.taintMs} ms, revoke to root gone ${fromSpire.times.revokeMs} ms`);
+    const expected = { firstFromOld: true, preparedKeepsSvid: true, activated: true, taintedFromNew: true, taintedRoots: 2, revokedKeepsSvid: true, revokedRootIsNew: true };
+    t.same(fromSpire.seen, expected, 'SPIRE');
+
+    const { dir, cleanup } = tempSocketDir('parity-ca-');
+    t.teardown(cleanup);
+    const issuer = await DevIssuer.start({ trustDomain: TD, socketDir: dir, svidTtlSeconds: 600 });
+    t.teardown(() => issuer.stop());
+    const { endpoint } = await issuer.registerWorkload(id('ca'));
+    const fromDev = await caRotation(t, endpoint, {
+      prepare: () => issuer.prepareCa(),
+      activate: async (authorityId) => issuer.activateCa(authorityId),
+      taint: (authorityId) => issuer.taintCa(authorityId),
+      revoke: async (authorityId) => issuer.revokeCa(authorityId),
+      activeId: async () => issuer.ca.activeAuthorityId,
+    });
+    t.same(fromDev.seen, expected, 'the dev issuer: the same');
   });
 }
