@@ -14,7 +14,7 @@ import { decodeJwt } from 'jose';
 import { DevIssuer } from '../../src/dev/issuer.js';
 import { DevCa } from '../../src/dev/ca.js';
 import { splitDerSequences } from '../../src/spiffe/x509.js';
-import { fromStructMessage, type JwtSvidResponse, type ValidateJwtSvidResponse, type X509BundlesResponse, type X509SvidResponse } from '../../src/spiffe/workload-api/proto.js';
+import { fromStructMessage, workloadApiService, type JwtSvidResponse, type ValidateJwtSvidResponse, type X509BundlesResponse, type X509SvidResponse } from '../../src/spiffe/workload-api/proto.js';
 import { WorkloadApiClient } from '../../src/spiffe/workload-api/client.js';
 import type { X509Context } from '../../src/spiffe/workload-api/parse.js';
 import { parseTrustDomain } from '../../src/spiffe/id.js';
@@ -69,6 +69,23 @@ async function observe(socket: string) {
   };
 }
 
+/** An open FetchX509SVID stream: its first message, and the status it ends with (bounded by 60 s). */
+function streamEnd(socket: string): { first: Promise<void>; status: Promise<[grpc.status, string]> } {
+  const Ctor = workloadApiService();
+  const client = new Ctor(`unix://${socket}`, grpc.credentials.createInsecure());
+  const def = Ctor.service['FetchX509SVID']!;
+  const call = client.makeServerStreamRequest(def.path, def.requestSerialize, def.responseDeserialize, {}, headerMd('true'), { deadline: Date.now() + 60_000 });
+  call.on('error', () => {});
+  const first = new Promise<void>((resolve) => call.once('data', () => resolve()));
+  const status = new Promise<[grpc.status, string]>((resolve) =>
+    call.on('status', (st) => {
+      client.close();
+      resolve([st.code, st.details]);
+    }),
+  );
+  return { first, status };
+}
+
 const skip = spireSkip();
 if (skip) t.skip(skip, () => {});
 else {
@@ -97,7 +114,8 @@ else {
     writeFileSync(partnerPem, partner.bundle().toPem());
     await spire.server(['bundle', 'set', '-id', `spiffe://${PARTNER}`, '-path', partnerPem]);
     const created = Date.now();
-    for (const e of ENTRIES) await spire.createEntry({ ...e, selectors: [workload] });
+    const entryIds: string[] = [];
+    for (const e of ENTRIES) entryIds.push(await spire.createEntry({ ...e, selectors: [workload] }));
     await until(async () => {
       const r = await firstOfStream<X509SvidResponse>(spire.workloadSocket, 'FetchX509SVID', headerMd('true'));
       return r.msg && r.msg.svids.length === 2 && Object.keys(r.msg.federated_bundles).length === 1 ? true : undefined;
@@ -128,6 +146,19 @@ else {
       'SPIRE answers as documented',
     );
     t.same(await observe(socketPath), fromSpire, 'the dev issuer answers the same');
+
+    // Deleting the entries (deregistering) ends an open FetchX509SVID stream the same way.
+    const spireEnd = streamEnd(spire.workloadSocket);
+    await spireEnd.first;
+    const deleting = Date.now();
+    for (const entryId of entryIds) await spire.deleteEntry(entryId);
+    const devEnd = streamEnd(socketPath);
+    await devEnd.first;
+    issuer.deregisterWorkload(primary!.spiffeId);
+    const spireStatus = await spireEnd.status;
+    t.comment(`SPIRE: entry delete started to the open stream ending: ${Date.now() - deleting} ms`);
+    t.same(spireStatus, [grpc.status.PERMISSION_DENIED, 'no identity issued'], 'SPIRE: the open stream ends');
+    t.same(await devEnd.status, spireStatus, 'dev issuer: the same');
   });
 }
 
