@@ -254,6 +254,7 @@ export const REASONS = {
   dev_ca_uninitialised: { kind: 'config', message: '<why>', where: 'runtime', doc: 'the dev CA was used before it was created' },
   dev_spire_failed: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'the development SPIRE deployment (dev mesh on SPIRE, tests) could not start or run a command' },
   dev_ca_wrong_trust_domain: { kind: 'config', message: '<why>', where: 'runtime', doc: 'the dev CA was asked for an ID outside its trust domain' },
+  dev_ca_authority_invalid: { kind: 'config', message: '<why>', where: 'runtime', doc: 'a dev CA authority step (prepare, activate, taint, revoke) does not apply to that authority (SPIRE\'s texts)' },
 
   // Operational failures of parts (logged, counted or audited).
   svid_timeout: { kind: 'failure', message: '<why>', where: 'start-up', doc: 'no SVID arrived from the identity source in time' },
@@ -271,6 +272,8 @@ export const REASONS = {
   jwt_svid_missing: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'a JWT-SVID was asked for and none came' },
   jwt_svid_invalid: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'a JWT-SVID does not parse or validate' },
   jwt_svid_audience_missing: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'a JWT-SVID request named no audience' },
+  jwt_svid_audience_mismatch: { kind: 'failure', message: 'FetchJWTSVID svids[<i>]: token audience <aud> does not hold the requested <missing>', where: 'runtime', doc: 'the Workload API returned a JWT-SVID whose `aud` lacks an audience that was asked for (refused)' },
+  jwt_svid_subject_mismatch: { kind: 'failure', message: 'FetchJWTSVID svids[<i>]: <why>', where: 'runtime', doc: 'the Workload API returned a JWT-SVID whose `sub` is not its SPIFFE ID, or not the ID asked for (refused)' },
   dev_issuer_stopped: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'the dev issuer was used after it stopped' },
   kds_unavailable: { kind: 'failure', message: '<why>', where: 'runtime', doc: "AMD's KDS could not be reached for a VCEK" },
   kds_timeout: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'a KDS fetch passed its deadline' },
