@@ -5,7 +5,7 @@
  * loader resolved against the original's folder is written absolute.
  */
 import { isAbsolute, resolve, dirname } from 'node:path';
-import { isScalar, parseDocument, visit, type Document } from 'yaml';
+import { isMap, isScalar, isSeq, parseDocument } from 'yaml';
 import type { SidecarConfig } from '../config/types.js';
 import { readYamlFileText } from '../lib/yaml-limits.js';
 import type { Listen } from './ports.js';
@@ -34,23 +34,34 @@ function loadedStrings(value: unknown, into = new Set<string>()): Set<string> {
   return into;
 }
 
-/** Rewrites each relative path value (one the loader resolved against `baseDir`) to its absolute form. */
-function absolutePaths(doc: Document, baseDir: string, loaded: Set<string>): void {
-  visit(doc, {
-    Pair(_key, pair) {
-      const value = pair.value;
-      if (!isScalar(value) || typeof value.value !== 'string' || isAbsolute(value.value)) return;
-      const absolute = resolve(baseDir, value.value);
-      if (loaded.has(absolute)) value.value = absolute;
-    },
-    Seq(_key, seq) {
-      for (const item of seq.items) {
-        if (!isScalar(item) || typeof item.value !== 'string' || isAbsolute(item.value)) continue;
-        const absolute = resolve(baseDir, item.value);
-        if (loaded.has(absolute)) item.value = absolute;
-      }
-    },
-  });
+const camel = (key: string) => key.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+
+/** The loaded config's value under a file key (snake_case there, camelCase here) or list index. */
+function loadedAt(loaded: unknown, key: string | number): unknown {
+  if (loaded === null || typeof loaded !== 'object') return undefined;
+  if (typeof key === 'number') return Array.isArray(loaded) ? loaded[key] : undefined;
+  const o = loaded as Record<string, unknown>;
+  return Object.hasOwn(o, key) ? o[key] : Object.hasOwn(o, camel(key)) ? o[camel(key)] : undefined;
+}
+
+/**
+ * Rewrites each relative path the loader resolved against `baseDir` to its absolute form: a
+ * value whose loaded counterpart (same place in the loaded config) is that absolute path, or,
+ * where the loaded config is shaped differently, one that is among the loaded values at all.
+ */
+function absolutePaths(node: unknown, loaded: unknown, baseDir: string, all: Set<string>): void {
+  const fix = (item: unknown, there: unknown) => {
+    if (isScalar(item)) {
+      if (typeof item.value !== 'string' || isAbsolute(item.value)) return;
+      const absolute = resolve(baseDir, item.value);
+      if (there === absolute || (there === undefined && all.has(absolute))) item.value = absolute;
+    } else absolutePaths(item, there, baseDir, all);
+  };
+  if (isMap(node)) {
+    for (const pair of node.items) if (isScalar(pair.key)) fix(pair.value, loadedAt(loaded, String(pair.key.value)));
+  } else if (isSeq(node)) {
+    node.items.forEach((item, i) => fix(item, loadedAt(loaded, i)));
+  }
 }
 
 /**
@@ -59,7 +70,7 @@ function absolutePaths(doc: Document, baseDir: string, loaded: Set<string>): voi
  */
 export function childConfigYaml(config: SidecarConfig, o: ChildConfigOverrides): string {
   const doc = parseDocument(readYamlFileText(config.file));
-  absolutePaths(doc, dirname(config.file), loadedStrings(config));
+  absolutePaths(doc.contents, config, dirname(config.file), loadedStrings(config));
   doc.set('name', o.name);
   doc.set('identity', doc.createNode({ source: 'workload-api', socket: `unix://${o.workloadSocket}`, startup_timeout: `${config.identity.startupTimeoutMs}ms` }));
   doc.set('state_dir', o.stateDir);
@@ -67,7 +78,7 @@ export function childConfigYaml(config: SidecarConfig, o: ChildConfigOverrides):
   if (config.inbound) {
     doc.setIn(['inbound', 'listen'], listenText(config.inbound.listen));
     doc.setIn(['inbound', 'app'], config.inbound.app);
-    // Only the mesh's sim key, as the in-process mesh trusts it; other evidence kinds keep their anchors.
+    // The mesh's sim key joins whatever the file trusts (the in-process mesh hands it over in memory).
     const simKeys = doc.getIn(['attestation', 'verifier', 'sim_keys']);
     if (simKeys === undefined) doc.setIn(['attestation', 'verifier', 'sim_keys'], doc.createNode([o.simPublicKeyFile]));
     else doc.addIn(['attestation', 'verifier', 'sim_keys'], o.simPublicKeyFile);
