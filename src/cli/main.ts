@@ -118,8 +118,10 @@ async function cmdDev(args: string[]): Promise<Exit> {
   if (values.spire !== undefined) {
     const { SpireMesh } = await import('../mesh/spire-mesh.js');
     logger.warn('DEVELOPMENT ONLY: a throwaway SPIRE server and agent (temporary datastore, join token); never use this deployment in production');
-    const mesh = await SpireMesh.start(spec, { ...common, binDir: path.resolve(values.spire), logLevel });
+    const mesh = new SpireMesh(spec, { ...common, binDir: path.resolve(values.spire), logLevel });
+    // Before the start: a signal during it must still stop every child started so far.
     onShutdown(() => mesh.close());
+    await mesh.start();
     void mesh.died.then(async (why) => {
       process.stderr.write(`attest-sidecar dev: ${why}\nattest-sidecar dev: stopping the mesh\n`);
       await mesh.close().catch(() => undefined);

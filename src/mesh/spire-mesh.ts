@@ -80,47 +80,62 @@ function listenerKinds(config: SidecarConfig): ListenerKind[] {
 export class SpireMesh {
   /** Resolves with what happened when a child (sidecar, SPIRE server or agent) ends on its own. */
   readonly died: Promise<string>;
+  readonly stateDir: string;
   private reportDeath: (why: string) => void = () => undefined;
   private closing = false;
+  private closed: Promise<void> | undefined;
   private watch: NodeJS.Timeout | undefined;
+  private deployment: SpireDeployment | undefined;
+  /** SPIRE's start while it runs: close() waits for it, then stops what it started. */
+  private deploying: Promise<SpireDeployment> | undefined;
+  private app: DemoApp | undefined;
+  private readonly members: Member[];
+  private readonly entries: Entry[] = [];
 
-  private constructor(
+  /** Nothing runs until start(); close() may be called at any time, also while start() runs. */
+  constructor(
     readonly spec: DevMeshSpec,
-    readonly spire: SpireDeployment,
-    private readonly binDir: string,
-    readonly stateDir: string,
-    private readonly members: Member[],
-    private readonly entries: Entry[],
-    private app: DemoApp | undefined,
+    private readonly opts: SpireMeshOptions,
   ) {
-    this.died = new Promise((resolve) => (this.reportDeath = resolve));
-  }
-
-  static async start(spec: DevMeshSpec, opts: SpireMeshOptions): Promise<SpireMesh> {
-    const binaries = findSpireBinaries(opts.binDir);
-    if (!binaries) {
-      throw new SidecarError('dev_spire_failed', `no executable spire-server and spire-agent in ${opts.binDir}: build them with scripts/build-spire.sh`);
-    }
     for (const config of spec.sidecars) {
       if (config.identity.source !== 'dev') throw new ConfigError('dev mesh sidecars must use identity.source: dev', { file: config.file, key: 'identity.source' });
     }
-    const stateDir = opts.stateDir ?? devStateDir();
-    if (opts.fresh) {
-      const removed = wipeDevState(stateDir, spec.sidecars.map(sidecarName));
-      opts.logger.warn({ removed }, 'dev mesh state deleted (--fresh): no revocations, no budget spend, a new admin token');
+    this.stateDir = opts.stateDir ?? devStateDir();
+    this.members = spec.sidecars.map((config) => ({ name: sidecarName(config), config, node: '' }));
+    this.died = new Promise((resolve) => (this.reportDeath = resolve));
+  }
+
+  get spire(): SpireDeployment {
+    if (!this.deployment) throw new SidecarError('dev_spire_failed', 'SPIRE is not running');
+    return this.deployment;
+  }
+
+  /** Starts SPIRE, the entries, the demo app and the sidecars; on failure stops what it started. */
+  async start(): Promise<void> {
+    const binaries = findSpireBinaries(this.opts.binDir);
+    if (!binaries) {
+      throw new SidecarError('dev_spire_failed', `no executable spire-server and spire-agent in ${this.opts.binDir}: build them with scripts/build-spire.sh`);
     }
-    const ttl = opts.svidTtlSeconds ?? spec.svidTtlSeconds;
-    const spire = await SpireDeployment.start({ binaries, trustDomain: spec.trustDomain, defaultX509SvidTtlSeconds: ttl, logger: opts.logger });
-    const members = spec.sidecars.map((config) => ({ name: sidecarName(config), config, node: '' }) as Member);
-    const mesh = new SpireMesh(spec, spire, opts.binDir, stateDir, members, [], undefined);
+    if (this.opts.fresh) {
+      const removed = wipeDevState(this.stateDir, this.members.map((m) => m.name));
+      this.opts.logger.warn({ removed }, 'dev mesh state deleted (--fresh): no revocations, no budget spend, a new admin token');
+    }
+    const ttl = this.opts.svidTtlSeconds ?? this.spec.svidTtlSeconds;
     try {
-      await mesh.startParts(opts, ttl);
+      this.deploying = SpireDeployment.start({ binaries, trustDomain: this.spec.trustDomain, defaultX509SvidTtlSeconds: ttl, logger: this.opts.logger });
+      this.deployment = await this.deploying;
+      this.stopIfClosing();
+      await this.startParts(this.opts, ttl);
     } catch (err) {
-      await mesh.close();
+      await this.close();
       throw err;
     }
-    mesh.watchChildren();
-    return mesh;
+    this.watchChildren();
+  }
+
+  /** Ends start() when close() was called meanwhile (close() stops only what existed then). */
+  private stopIfClosing(): void {
+    if (this.closing) throw new SidecarError('dev_spire_failed', 'stopped during start-up');
   }
 
   private async startParts(opts: SpireMeshOptions, ttl: number): Promise<void> {
@@ -148,6 +163,7 @@ export class SpireMesh {
       const selector = `unix:path:${m.node}`;
       const entryId = await this.spire.createEntry({ spiffeId, selectors: [selector], x509SvidTtlSeconds: ttl });
       this.entries.push({ name: m.name, entryId, spiffeId, selector, x509SvidTtlSeconds: ttl });
+      this.stopIfClosing();
     }
     // Every sidecar of the mesh shares one admin token: made once here, before they race to create it.
     const tokenFile = (c: SidecarConfig) => c.admin?.tokenFile ?? path.join(this.stateDir, 'admin-token');
@@ -157,6 +173,7 @@ export class SpireMesh {
     // Sidecars that others call (an inbound listener) start first, so that their real ports are known.
     const groups = [this.members.filter((m) => m.config.inbound), this.members.filter((m) => !m.config.inbound)];
     for (const group of groups) {
+      this.stopIfClosing();
       await Promise.all(
         group.map(async (m) => {
           const config = ports.config(m.config);
@@ -171,6 +188,7 @@ export class SpireMesh {
             simPublicKeyFile,
           });
           writeFileSync(configFile, yaml, { mode: 0o600 });
+          this.stopIfClosing();
           m.child = new SidecarChild({ name: m.name, node: m.node, configFile, cwd: runDir, logLevel: opts.logLevel, stdout: opts.stdout ?? process.stdout, stderr: opts.stderr ?? process.stderr });
           await m.child.untilListening(listenerKinds(config), timeoutMs);
           ports.record(m.config.inbound?.listen, m.child.listening.inbound);
@@ -244,7 +262,7 @@ export class SpireMesh {
       }),
       carriedOver: carriedOverState(carried),
       spire: {
-        binDir: this.binDir,
+        binDir: this.opts.binDir,
         dir: this.spire.dir,
         serverSocket: this.spire.serverSocket,
         workloadSocket: this.spire.workloadSocket,
@@ -256,11 +274,19 @@ export class SpireMesh {
   }
 
   /** Stops every sidecar process, the demo app, then the SPIRE agent and server (each by pid). */
-  async close(): Promise<void> {
+  close(): Promise<void> {
+    this.closed ??= this.stopAll();
+    return this.closed;
+  }
+
+  private async stopAll(): Promise<void> {
     this.closing = true;
     clearInterval(this.watch);
     await Promise.allSettled(this.members.map((m) => m.child?.stop()));
-    await this.app?.close().catch(() => undefined);
-    await this.spire.stop();
+    const app = this.app;
+    this.app = undefined;
+    await app?.close().catch(() => undefined);
+    const deployment = this.deployment ?? (await this.deploying?.catch(() => undefined));
+    await deployment?.stop();
   }
 }

@@ -5,7 +5,7 @@
  * every child by pid; a sidecar that dies takes the mesh down with an error naming it.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readlinkSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -26,11 +26,11 @@ interface DevRun {
 }
 
 /** Starts `attest-sidecar dev --spire <bin dir> --free-ports` and waits for its banner. */
-async function startDev(t: Test, extra: string[] = []): Promise<DevRun> {
+async function startDev(t: Test, extra: string[] = [], waitFor = 'Press Ctrl-C to stop.', logLevel = 'warn'): Promise<DevRun> {
   const stateDir = mkdtempSync(path.join(tmpdir(), 'attest-dev-spire-'));
   t.teardown(() => rmSync(stateDir, { recursive: true, force: true }));
   const env = { ...process.env, ATTEST_SIDECAR_DEV_STATE: stateDir };
-  const proc = spawn(process.execPath, [binPath, 'dev', '--spire', spireBinDir(), '--free-ports', '--log-level', 'warn', ...extra], {
+  const proc = spawn(process.execPath, [binPath, 'dev', '--spire', spireBinDir(), '--free-ports', '--log-level', logLevel, ...extra], {
     cwd: repoRoot,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -51,7 +51,7 @@ async function startDev(t: Test, extra: string[] = []): Promise<DevRun> {
   await until(
     () => {
       if (proc.exitCode !== null) throw new Error('exited');
-      return out.includes('Press Ctrl-C to stop.') ? true : undefined;
+      return out.includes(waitFor) ? true : undefined;
     },
     'the dev mesh on SPIRE to start',
     150_000,
@@ -77,6 +77,20 @@ function serverSocketOf(banner: string): string {
   const m = /^  spire-server +pid \d+, admin socket unix:\/\/(\S+)$/m.exec(banner);
   if (!m) throw new Error(`no SPIRE server socket in the banner:\n${banner}`);
   return m[1]!;
+}
+
+/** Pids of the processes whose command line mentions `text`. */
+function processesMentioning(text: string): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(text)) found.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return found;
 }
 
 const alive = (pid: number): boolean => {
@@ -188,15 +202,37 @@ else {
       }
       t.pass('every child stopped');
     });
+
+    t.test('its stdout (four sidecar processes interleaved with logs) verifies with audit verify --mixed', async (t) => {
+      const file = path.join(dev.env.ATTEST_SIDECAR_DEV_STATE!, 'stdout.log');
+      writeFileSync(file, dev.out());
+      const r = spawnSync(process.execPath, [binPath, 'audit', 'verify', file, '--mixed', '--json'], { encoding: 'utf8' });
+      t.equal(r.status, 0, r.stdout + r.stderr);
+      const report = JSON.parse(r.stdout) as { ok: boolean; chains: { sidecar: string }[] };
+      t.same(report.chains.map((c) => c.sidecar).sort(), [...SIDECARS].sort(), 'one chain per sidecar');
+    });
   });
 
-  t.test('a sidecar that dies stops the mesh: exit 1 naming it; every other child is stopped', async (t) => {
+  t.test('SIGTERM during the start stops what was started so far', async (t) => {
+    // SPIRE is up, the sidecars not yet: the signal lands in the middle of the start.
+    const dev = await startDev(t, [], '"msg":"SPIRE server started"', 'info');
+    const folder = /"socket":"(\/tmp\/spire-[^/"]+)\/s\.sock"/.exec(dev.out())?.[1];
+    t.ok(folder, 'the SPIRE folder is logged');
+    dev.proc.kill('SIGTERM');
+    await dev.exited;
+    await until(() => (processesMentioning(folder!).length === 0 ? true : undefined), `no process left of ${folder}`, 30_000, () => processesMentioning(folder!).join(' '));
+    t.pass('no SPIRE process or sidecar of that start is left');
+    t.notOk(existsSync(folder!), 'its folder is removed');
+  });
+
+  t.test('a sidecar that ends on its own stops the mesh: exit 1 naming it with its stderr tail; every other child is stopped', async (t) => {
     const dev = await startDev(t);
     const banner = dev.out();
     const pids = Object.fromEntries(['spire-server', 'spire-agent', ...SIDECARS].map((n) => [n, pidOf(banner, n)]));
-    process.kill(pids['harness-writer']!, 'SIGKILL');
+    // Stopped behind the mesh's back: it says so on stderr and exits 0, still an unexpected end.
+    process.kill(pids['harness-writer']!, 'SIGTERM');
     t.equal(await dev.exited, 1);
-    t.match(dev.err(), new RegExp(`sidecar 'harness-writer' \\(pid ${pids['harness-writer']}\\) killed by SIGKILL`));
+    t.match(dev.err(), new RegExp(`sidecar 'harness-writer' \\(pid ${pids['harness-writer']}\\) exited with 0; its stderr ends with:\\nattest-sidecar: SIGTERM, shutting down`));
     t.match(dev.err(), /stopping the mesh/);
     for (const [name, pid] of Object.entries(pids)) {
       await until(() => (alive(pid) ? undefined : true), `${name} (pid ${pid}) to be gone`, 30_000);
