@@ -102,6 +102,10 @@ export class SpireMesh {
     }
     this.stateDir = opts.stateDir ?? devStateDir();
     this.members = spec.sidecars.map((config) => ({ name: sidecarName(config), config, node: '' }));
+    // A sidecar's node binary (its identity), config copy and state folder are named after it.
+    const names = this.members.map((m) => fileName(m.name));
+    const twice = names.find((n, i) => names.indexOf(n) !== i);
+    if (twice !== undefined) throw new ConfigError(`two sidecars are named '${twice}': each needs a name of its own with --spire`, { file: spec.file, key: 'sidecars' });
     this.died = new Promise((resolve) => (this.reportDeath = resolve));
   }
 
