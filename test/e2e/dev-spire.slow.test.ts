@@ -193,6 +193,30 @@ else {
       t.equal(curl(['-x', orchestrator, 'http://control-plane/agents']).code, '200', 'restored');
     });
 
+    const killHelp = spawnSync(process.execPath, [binPath, 'kill', '--help'], { encoding: 'utf8', timeout: 20_000 }).stdout;
+    const noSpireKill = killHelp.includes('--spire-server-socket') ? false : 'this build of attest-sidecar kill has no --spire-server-socket';
+    t.test("the banner's SPIRE kill command also deletes the agent's entry; restore re-creates it", { skip: noSpireKill }, async (t) => {
+      const printed = /npx attest-sidecar kill (\S+ .*--spire-server-socket \S+)$/m.exec(banner)?.[1];
+      t.ok(printed, 'the banner prints the command');
+      const args = printed!.split(/\s+/);
+      const entriesOf = (id: string) => {
+        const shown = spawnSync(spireServer, ['entry', 'show', '-spiffeID', id, '-output', 'json', '-socketPath', serverSocket], { encoding: 'utf8', timeout: 30_000 });
+        return ((JSON.parse(shown.stdout) as { entries?: { selectors: unknown }[] }).entries ?? []);
+      };
+      const before = entriesOf(idOf('orchestrator'));
+      t.equal(before.length, 1);
+      const killed = spawnSync(process.execPath, [binPath, 'kill', ...args], { env: dev.env, encoding: 'utf8', timeout: 30_000 });
+      t.equal(killed.status, 0, killed.stdout + killed.stderr);
+      t.same(entriesOf(idOf('orchestrator')), [], 'the entry is deleted');
+      const refused = curl(['-x', orchestrator, 'http://control-plane/agents']);
+      t.equal(refused.code, '403', 'and the revocation is instant');
+      const restored = spawnSync(process.execPath, [binPath, 'restore', ...args], { env: dev.env, encoding: 'utf8', timeout: 30_000 });
+      t.equal(restored.status, 0, restored.stdout + restored.stderr);
+      t.same(entriesOf(idOf('orchestrator')).map((e) => e.selectors), before.map((e) => e.selectors), 're-created with the same selector');
+      await until(() => (curl(['-x', orchestrator, 'http://control-plane/agents']).code === '200' ? true : undefined), 'the restored orchestrator to be served', 60_000);
+      t.pass('restored');
+    });
+
     t.test('SIGTERM: the dev command exits 0 and every child (SPIRE server, agent, sidecars) is gone', async (t) => {
       for (const [name, pid] of Object.entries(pids)) t.ok(alive(pid), `${name} (pid ${pid}) runs`);
       dev.proc.kill('SIGTERM');
