@@ -109,6 +109,14 @@ function curl(args: string[]): { code: string; body: string } {
   return { code, body: lines.join('\n') };
 }
 
+t.test('--spire without a value means the default folder ($SPIRE_BIN_DIR); missing binaries name it and the build script', async (t) => {
+  for (const args of [['--spire', '--free-ports'], ['--free-ports', '--spire']]) {
+    const r = spawnSync(process.execPath, [binPath, 'dev', ...args], { cwd: repoRoot, env: { ...process.env, SPIRE_BIN_DIR: '/nonexistent/spire-bin' }, encoding: 'utf8', timeout: 60_000 });
+    t.equal(r.status, 1, args.join(' '));
+    t.match(r.stderr, /no executable spire-server and spire-agent in \/nonexistent\/spire-bin: build them with scripts\/build-spire\.sh/);
+  }
+});
+
 const skip = spireSkip();
 if (skip) t.skip(skip, () => {});
 else {
