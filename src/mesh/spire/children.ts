@@ -42,7 +42,8 @@ export class Child {
     this.logFile = opts.logFile;
     const fd = openSync(opts.logFile, 'a', 0o600);
     try {
-      this.proc = spawn(file, args, { cwd: opts.cwd, stdio: ['ignore', fd, fd], env: opts.env ?? process.env });
+      // Its own process group: a terminal's Ctrl-C reaches the parent, which stops children in order.
+      this.proc = spawn(file, args, { cwd: opts.cwd, stdio: ['ignore', fd, fd], env: opts.env ?? process.env, detached: true });
     } finally {
       closeSync(fd);
     }

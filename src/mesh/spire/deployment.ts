@@ -111,7 +111,7 @@ export class SpireDeployment {
   private serverChild: Child | undefined;
   private agentChild: Child | undefined;
   private serverPort = 0;
-  private stopped = false;
+  private stopping: Promise<void> | undefined;
 
   private constructor(opts: SpireOptions) {
     this.opts = opts;
@@ -212,13 +212,14 @@ export class SpireDeployment {
     await this.untilHealthy(this.agentChild, this.binaries.agent, ['healthcheck', '-socketPath', this.workloadSocket]);
   }
 
-  /** Stops the agent, then the server (each by pid), and removes the folder this deployment created. */
-  async stop(): Promise<void> {
-    if (this.stopped) return;
-    this.stopped = true;
-    await this.agentChild?.stop();
-    await this.serverChild?.stop();
-    if (this.ownsDir) rmSync(this.dir, { recursive: true, force: true });
+  /** Stops the agent, then the server (each by pid), and removes the folder this deployment created; every caller waits for the same stop. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      await this.agentChild?.stop();
+      await this.serverChild?.stop();
+      if (this.ownsDir) rmSync(this.dir, { recursive: true, force: true });
+    })();
+    return this.stopping;
   }
 
   private async startServer(): Promise<void> {
