@@ -1,0 +1,239 @@
+/**
+ * SPIRE's X.509 CA rotation (`spire-server localauthority x509 prepare / activate / taint /
+ * revoke`) under a service+agent sidecar pair serving traffic:
+ *   prepare   the new root reaches the bundles both sidecars hold;
+ *   activate  new SVIDs chain to the new CA and peers holding one are accepted;
+ *   taint     SVIDs signed by the old CA are rotated at once, not at their half-life;
+ *   revoke    the old root leaves the sidecars' bundles, and a client presenting an SVID that
+ *             chains only to it is refused in the handshake (tls_certificate_untrusted).
+ * No request fails across prepare, activate and taint. The times from each step to the sidecars
+ * seeing it are logged.
+ *
+ * The sidecars' entries have a 600 s TTL, so that their natural rotation (about 300 s after
+ * issue) cannot be mistaken for the rotation taint forces.
+ */
+import t from 'tap';
+import { X509Certificate } from 'node:crypto';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import tls from 'node:tls';
+import { svidChainPem, svidKeyPem, type X509Svid } from '../../src/spiffe/svid.js';
+import { WorkloadApiX509Source } from '../../src/spiffe/workload-api/source.js';
+import { viaProxy } from '../helpers/mesh.js';
+import { authorities, rawMtlsGet, startSpirePair, tapSelector, type SpirePair } from '../helpers/spire-pair.js';
+import { spireSkip, startSpire, until } from '../helpers/spire.js';
+import type { SpireDeployment } from '../../src/mesh/spire/deployment.js';
+
+type AuthorityState = { authority_id?: string; authorityId?: string };
+
+async function localAuthority(spire: SpireDeployment, args: string[]): Promise<Record<string, AuthorityState | undefined>> {
+  return JSON.parse((await spire.server(['localauthority', 'x509', ...args, '-output', 'json'])).stdout) as Record<string, AuthorityState | undefined>;
+}
+const idOf = (s: AuthorityState | undefined): string => s?.authority_id ?? s?.authorityId ?? '';
+
+function pemCertificates(pem: string): X509Certificate[] {
+  return (pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).map((p) => new X509Certificate(p));
+}
+
+const signedBy = (leaf: X509Certificate, root: X509Certificate): boolean => leaf.checkIssued(root) && leaf.verify(root.publicKey);
+
+/** The leaf the server on `port` presents in a fresh handshake. */
+function presentedLeaf(port: number, svid: X509Svid, caPem: string): Promise<X509Certificate | undefined> {
+  return new Promise((resolve) => {
+    const s = tls.connect({ host: '127.0.0.1', port, cert: svidChainPem(svid), key: svidKeyPem(svid), ca: caPem, checkServerIdentity: () => undefined, rejectUnauthorized: false });
+    s.once('secureConnect', () => {
+      const raw = s.getPeerCertificate().raw;
+      resolve(raw ? new X509Certificate(raw) : undefined);
+      s.destroy();
+    });
+    s.once('error', () => resolve(undefined));
+  });
+}
+
+type Tap = { teardown(fn: () => unknown): void };
+
+/** A Workload API source for the test process's entry with `hint`. */
+async function tapSource(t: Tap, spire: SpireDeployment, hint: string): Promise<WorkloadApiX509Source> {
+  const source = new WorkloadApiX509Source({ endpoint: `unix://${spire.workloadSocket}`, hint });
+  t.teardown(() => source.close());
+  source.start();
+  await source.waitReady(60_000);
+  return source;
+}
+
+/**
+ * An HTTPS server in the test process (identity: the `source`'s SVID, followed as it rotates)
+ * that records the client certificate of each connection; it closes each connection so that
+ * every request shows the caller's current certificate.
+ */
+async function probeServer(t: Tap, source: WorkloadApiX509Source, bundlePem: () => string): Promise<{ port: number; lastClientLeaf: () => X509Certificate | undefined }> {
+  let last: X509Certificate | undefined;
+  const contextOf = () => {
+    const svid = source.current()!.svid;
+    return { cert: svidChainPem(svid), key: svidKeyPem(svid), ca: bundlePem() };
+  };
+  const server = https.createServer({ ...contextOf(), requestCert: true, rejectUnauthorized: false }, (req, res) => {
+    const raw = (req.socket as tls.TLSSocket).getPeerCertificate().raw;
+    if (raw) last = new X509Certificate(raw);
+    res.writeHead(200, { connection: 'close', 'content-type': 'application/json' });
+    res.end('{}');
+  });
+  const unsubscribe = source.subscribe(() => server.setSecureContext(contextOf()));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  t.teardown(
+    () =>
+      new Promise<void>((r) => {
+        unsubscribe();
+        server.close(() => r());
+        server.closeAllConnections();
+      }),
+  );
+  return { port: (server.address() as AddressInfo).port, lastClientLeaf: () => last };
+}
+
+/** Requests through the pair from two workers until stopped; counts what did not come back 200. */
+function load(pair: SpirePair): { stop: () => Promise<{ ok: number; failed: string[] }> } {
+  let running = true;
+  let ok = 0;
+  const failed: string[] = [];
+  const worker = async () => {
+    while (running) {
+      try {
+        const r = await pair.request();
+        if (r.status === 200) ok++;
+        else failed.push(`${r.status} ${r.body.slice(0, 200)}`);
+      } catch (err) {
+        failed.push((err as Error).message);
+      }
+    }
+  };
+  const workers = [worker(), worker()];
+  return {
+    stop: async () => {
+      running = false;
+      await Promise.all(workers);
+      return { ok, failed };
+    },
+  };
+}
+
+const skip = spireSkip();
+if (skip) t.skip(skip, () => {});
+else {
+  t.test('X.509 CA rotation: prepare, activate, taint, revoke under traffic', async (t) => {
+    const spire = await startSpire(t, { trustDomain: 'rotate.test' });
+    const td = spire.trustDomain;
+    const clientId = `spiffe://${td}/client`;
+    const freshId = `spiffe://${td}/client-fresh`;
+    await spire.createEntry({ spiffeId: clientId, selectors: [tapSelector()], x509SvidTtlSeconds: 600, hint: 'client' });
+    const client = await tapSource(t, spire, 'client');
+    const oldRoot = pemCertificates(await spire.bundlePem());
+    t.equal(oldRoot.length, 1, 'one root before the rotation');
+    const oldCa = oldRoot[0]!;
+    const savedOld = client.current()!.svid;
+    t.ok(signedBy(savedOld.certificates[0]!, oldCa), 'the client SVID saved now chains to the old root');
+    let bundle = await spire.bundlePem();
+    const probe = await probeServer(t, client, () => bundle);
+    const pair = await startSpirePair(t, spire, {
+      ttlSeconds: 600,
+      extraAgents: { client: clientId, fresh: freshId },
+      extraRoutes: `    - { name: probe, upstream: "https://127.0.0.1:${probe.port}", server_id: "${clientId}" }`,
+    });
+    const viaProbe = () => viaProxy(`http://127.0.0.1:${pair.ports.outbound}`, 'GET', 'http://probe/x');
+    t.equal((await pair.request()).status, 200, 'the pair serves before the rotation');
+    t.equal((await viaProbe()).status, 200, 'the agent sidecar reaches the probe');
+    const traffic = load(pair);
+    const sawBoth = async (pred: (fps: string[]) => boolean) =>
+      pred(authorities(await pair.status('service'), td)) && pred(authorities(await pair.status('agent'), td)) ? true : undefined;
+
+    const activeBefore = idOf((await localAuthority(spire, ['show'])).active);
+    t.ok(activeBefore, `the active authority: ${activeBefore}`);
+
+    // prepare: a second root in the bundle; signing still with the old CA.
+    let step = Date.now();
+    const prepared = idOf((await localAuthority(spire, ['prepare'])).prepared_authority ?? (await localAuthority(spire, ['show'])).prepared);
+    t.ok(prepared && prepared !== activeBefore, `prepared authority ${prepared}`);
+    bundle = await spire.bundlePem();
+    const roots = pemCertificates(bundle);
+    t.equal(roots.length, 2, 'the bundle holds the old and the prepared root');
+    const newCa = roots.find((c) => c.fingerprint256 !== oldCa.fingerprint256)!;
+    await until(() => sawBoth((fps) => fps.includes(newCa.fingerprint256) && fps.includes(oldCa.fingerprint256)), 'both sidecars to hold the prepared root', 60_000, pair.context);
+    t.comment(`prepare -> both sidecars hold the new root: ${Date.now() - step} ms`);
+    t.pass('both sidecars hold the old and the new root');
+
+    // activate: new SVIDs are signed by the new CA, and a peer holding one is accepted.
+    step = Date.now();
+    const activated = idOf((await localAuthority(spire, ['activate', '-authorityID', prepared])).activated_authority);
+    t.equal(activated, prepared, 'the prepared authority is active');
+    await spire.createEntry({ spiffeId: freshId, selectors: [tapSelector()], x509SvidTtlSeconds: 600, hint: 'fresh' });
+    const fresh = (await tapSource(t, spire, 'fresh')).current()!.svid;
+    t.comment(`activate -> an SVID for a new entry in a workload: ${Date.now() - step} ms`);
+    t.ok(signedBy(fresh.certificates[0]!, newCa), 'an SVID issued after activate chains to the new root');
+    t.notOk(signedBy(fresh.certificates[0]!, oldCa), 'and not to the old one');
+    const freshGet = await rawMtlsGet(pair.ports.inbound, svidChainPem(fresh), svidKeyPem(fresh), bundle);
+    t.equal(freshGet.status, 200, `a peer on the new CA is accepted by the inbound sidecar: ${freshGet.refused ?? 'answered'}`);
+    t.ok(signedBy((await presentedLeaf(pair.ports.inbound, fresh, bundle))!, oldCa), 'the service sidecar still presents its SVID of the old CA (not rotated yet)');
+
+    // taint: SVIDs of the old CA are rotated now.
+    step = Date.now();
+    await localAuthority(spire, ['taint', '-authorityID', activeBefore]);
+    const timings: string[] = [];
+    await Promise.all([
+      until(
+        async () => {
+          const leaf = await presentedLeaf(pair.ports.inbound, fresh, bundle);
+          if (!leaf || !signedBy(leaf, newCa)) return undefined;
+          timings.push(`service ${Date.now() - step} ms`);
+          return true;
+        },
+        'the service sidecar to present an SVID of the new CA',
+        120_000,
+        pair.context,
+      ),
+      until(
+        async () => {
+          if ((await viaProbe()).status !== 200) return undefined;
+          const leaf = probe.lastClientLeaf();
+          if (!leaf || !signedBy(leaf, newCa)) return undefined;
+          timings.push(`agent ${Date.now() - step} ms`);
+          return true;
+        },
+        'the agent sidecar to present an SVID of the new CA',
+        120_000,
+        pair.context,
+      ),
+      until(() => (signedBy(client.current()!.svid.certificates[0]!, newCa) ? true : undefined), 'the test client SVID to be rotated', 120_000),
+    ]);
+    t.comment(`taint -> sidecars present SVIDs of the new CA: ${timings.join(', ')}`);
+    t.pass('after taint both sidecars present SVIDs of the new CA (within 120 s; their natural rotation is ~300 s away)');
+    t.ok(authorities(await pair.status('service'), td).includes(oldCa.fingerprint256), 'a tainted root stays in the bundle until revoked');
+
+    const { ok, failed } = await traffic.stop();
+    t.ok(ok > 0, `${ok} requests through the pair during prepare, activate and taint`);
+    t.same(failed, [], 'no request failed');
+    const oldGet = await rawMtlsGet(pair.ports.inbound, svidChainPem(savedOld), svidKeyPem(savedOld), bundle);
+    t.equal(oldGet.status, 200, `before revoke, the saved SVID of the old CA is still accepted: ${oldGet.refused ?? 'answered'}`);
+
+    // revoke: the old root leaves the sidecars' bundles; its SVIDs are refused.
+    step = Date.now();
+    await localAuthority(spire, ['revoke', '-authorityID', activeBefore]);
+    bundle = await spire.bundlePem();
+    t.same(pemCertificates(bundle).map((c) => c.fingerprint256), [newCa.fingerprint256], 'the SPIRE bundle holds only the new root');
+    await until(() => sawBoth((fps) => fps.length === 1 && fps[0] === newCa.fingerprint256), 'both sidecars to drop the old root', 60_000, pair.context);
+    t.comment(`revoke -> both sidecars dropped the old root: ${Date.now() - step} ms`);
+    t.pass('both sidecars hold only the new root');
+
+    const before = pair.audit().filter((r) => r.type === 'peer_rejected' && r.reason === 'tls_certificate_untrusted').length;
+    const refused = await rawMtlsGet(pair.ports.inbound, svidChainPem(savedOld), svidKeyPem(savedOld), bundle);
+    t.equal(refused.status, undefined, `a client with an SVID of the revoked CA gets no answer (${refused.refused})`);
+    await until(
+      () => (pair.audit().filter((r) => r.type === 'peer_rejected' && r.reason === 'tls_certificate_untrusted').length > before ? true : undefined),
+      'the refusal in the audit log',
+      30_000,
+    );
+    t.pass('refused in the handshake as tls_certificate_untrusted');
+    t.equal((await pair.request()).status, 200, 'the pair serves after the rotation');
+    const freshAfter = await rawMtlsGet(pair.ports.inbound, svidChainPem(fresh), svidKeyPem(fresh), bundle);
+    t.equal(freshAfter.status, 200, 'a peer on the new CA is still accepted');
+  });
+}
