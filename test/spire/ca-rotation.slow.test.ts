@@ -13,6 +13,7 @@
  * issue) cannot be mistaken for the rotation taint forces.
  */
 import t from 'tap';
+import { Client } from 'undici';
 import { X509Certificate } from 'node:crypto';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -213,6 +214,17 @@ else {
     t.same(failed, [], 'no request failed');
     const oldGet = await rawMtlsGet(pair.ports.inbound, svidChainPem(savedOld), svidKeyPem(savedOld), bundle);
     t.equal(oldGet.status, 200, `before revoke, the saved SVID of the old CA is still accepted: ${oldGet.refused ?? 'answered'}`);
+    const kept = new Client(`https://127.0.0.1:${pair.ports.inbound}`, {
+      connect: { cert: svidChainPem(savedOld), key: svidKeyPem(savedOld), ca: bundle, checkServerIdentity: () => undefined },
+      pipelining: 1,
+      keepAliveTimeout: 120_000,
+    });
+    t.teardown(() => kept.destroy());
+    const keptGet = async () => {
+      const r = await kept.request({ path: '/things/1', method: 'GET' });
+      return { status: r.statusCode, body: await r.body.text() };
+    };
+    t.equal((await keptGet()).status, 200, 'a connection with the saved SVID of the old CA, kept alive across revoke');
 
     // revoke: the old root leaves the sidecars' bundles; its SVIDs are refused.
     step = Date.now();
@@ -222,6 +234,7 @@ else {
     await until(() => sawBoth((fps) => fps.length === 1 && fps[0] === newCa.fingerprint256), 'both sidecars to drop the old root', 60_000, pair.context);
     t.comment(`revoke -> both sidecars dropped the old root: ${Date.now() - step} ms`);
     t.pass('both sidecars hold only the new root');
+    t.same(await keptGet(), { status: 403, body: JSON.stringify({ error: 'Peer no longer trusted' }) }, 'the kept-alive connection of the old CA is refused at its next request');
 
     const before = pair.audit().filter((r) => r.type === 'peer_rejected' && r.reason === 'tls_certificate_untrusted').length;
     const refused = await rawMtlsGet(pair.ports.inbound, svidChainPem(savedOld), svidKeyPem(savedOld), bundle);

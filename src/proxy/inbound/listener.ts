@@ -164,9 +164,11 @@ export class InboundListener {
 
   /** Installs a new identity: the first call starts listening, later ones swap the context. */
   async applyIdentity(material: TlsMaterial): Promise<void> {
+    const previous = this.material;
     this.material = material;
     if (this.server) {
       this.server.setSecureContext(serverContextOptions(material));
+      if (previous && previous.caPem !== material.caPem) this.recheckPeers(material);
       return;
     }
     const limits = this.deps.config.limits;
@@ -189,6 +191,26 @@ export class InboundListener {
     this.server = server;
     await listen(server, this.deps.config.listen, throttledListenerErrorLog(this.deps.logger, 'inbound'));
     this.deps.logger.info({ address: this.address() }, 'inbound mTLS listener up');
+  }
+
+  /**
+   * The bundles changed (a federation removed, a CA revoked): open connections whose peer chain
+   * no longer verifies are refused from their next request on, as a new handshake would be.
+   * Runs on bundle changes only, never per request.
+   */
+  private recheckPeers(material: TlsMaterial): void {
+    for (const socket of this.connections) {
+      const connection = socket[kConnection];
+      if (!connection || connection.trustWithdrawn) continue;
+      try {
+        // At an instant the chain was valid: expiry has its own per-request check.
+        verifyClientPeer(socket, material.bundles, Math.min(this.now(), connection.peer.notAfterMs - 1));
+      } catch (err) {
+        connection.trustWithdrawn = true;
+        const reason = err instanceof SidecarError ? err.reason : 'svid_malformed';
+        this.deps.logger.warn({ peer: connection.peer.id, reason, err: (err as Error).message, remote: socket.remoteAddress }, 'inbound peer no longer trusted after a bundle change');
+      }
+    }
   }
 
   private onSecureConnection(socket: PeeredSocket): void {
