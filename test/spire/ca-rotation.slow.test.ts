@@ -15,13 +15,9 @@
 import t from 'tap';
 import { Client } from 'undici';
 import { X509Certificate } from 'node:crypto';
-import https from 'node:https';
-import type { AddressInfo } from 'node:net';
-import tls from 'node:tls';
-import { svidChainPem, svidKeyPem, type X509Svid } from '../../src/spiffe/svid.js';
-import { WorkloadApiX509Source } from '../../src/spiffe/workload-api/source.js';
+import { svidChainPem, svidKeyPem } from '../../src/spiffe/svid.js';
 import { viaProxy } from '../helpers/mesh.js';
-import { authorities, rawMtlsGet, startSpirePair, tapSelector, type SpirePair } from '../helpers/spire-pair.js';
+import { authorities, presentedChain, probeServer, rawMtlsGet, startSpirePair, tapSelector, tapSource, type SpirePair } from '../helpers/spire-pair.js';
 import { spireSkip, startSpire, until } from '../helpers/spire.js';
 import type { SpireDeployment } from '../../src/mesh/spire/deployment.js';
 
@@ -37,60 +33,6 @@ function pemCertificates(pem: string): X509Certificate[] {
 }
 
 const signedBy = (leaf: X509Certificate, root: X509Certificate): boolean => leaf.checkIssued(root) && leaf.verify(root.publicKey);
-
-/** The leaf the server on `port` presents in a fresh handshake. */
-function presentedLeaf(port: number, svid: X509Svid, caPem: string): Promise<X509Certificate | undefined> {
-  return new Promise((resolve) => {
-    const s = tls.connect({ host: '127.0.0.1', port, cert: svidChainPem(svid), key: svidKeyPem(svid), ca: caPem, checkServerIdentity: () => undefined, rejectUnauthorized: false });
-    s.once('secureConnect', () => {
-      const raw = s.getPeerCertificate().raw;
-      resolve(raw ? new X509Certificate(raw) : undefined);
-      s.destroy();
-    });
-    s.once('error', () => resolve(undefined));
-  });
-}
-
-type Tap = { teardown(fn: () => unknown): void };
-
-/** A Workload API source for the test process's entry with `hint`. */
-async function tapSource(t: Tap, spire: SpireDeployment, hint: string): Promise<WorkloadApiX509Source> {
-  const source = new WorkloadApiX509Source({ endpoint: `unix://${spire.workloadSocket}`, hint });
-  t.teardown(() => source.close());
-  source.start();
-  await source.waitReady(60_000);
-  return source;
-}
-
-/**
- * An HTTPS server in the test process (identity: the `source`'s SVID, followed as it rotates)
- * that records the client certificate of each connection; it closes each connection so that
- * every request shows the caller's current certificate.
- */
-async function probeServer(t: Tap, source: WorkloadApiX509Source, bundlePem: () => string): Promise<{ port: number; lastClientLeaf: () => X509Certificate | undefined }> {
-  let last: X509Certificate | undefined;
-  const contextOf = () => {
-    const svid = source.current()!.svid;
-    return { cert: svidChainPem(svid), key: svidKeyPem(svid), ca: bundlePem() };
-  };
-  const server = https.createServer({ ...contextOf(), requestCert: true, rejectUnauthorized: false }, (req, res) => {
-    const raw = (req.socket as tls.TLSSocket).getPeerCertificate().raw;
-    if (raw) last = new X509Certificate(raw);
-    res.writeHead(200, { connection: 'close', 'content-type': 'application/json' });
-    res.end('{}');
-  });
-  const unsubscribe = source.subscribe(() => server.setSecureContext(contextOf()));
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  t.teardown(
-    () =>
-      new Promise<void>((r) => {
-        unsubscribe();
-        server.close(() => r());
-        server.closeAllConnections();
-      }),
-  );
-  return { port: (server.address() as AddressInfo).port, lastClientLeaf: () => last };
-}
 
 /** Requests through the pair from two workers until stopped; counts what did not come back 200. */
 function load(pair: SpirePair): { stop: () => Promise<{ ok: number; failed: string[] }> } {
@@ -173,7 +115,7 @@ else {
     t.notOk(signedBy(fresh.certificates[0]!, oldCa), 'and not to the old one');
     const freshGet = await rawMtlsGet(pair.ports.inbound, svidChainPem(fresh), svidKeyPem(fresh), bundle);
     t.equal(freshGet.status, 200, `a peer on the new CA is accepted by the inbound sidecar: ${freshGet.refused ?? 'answered'}`);
-    t.ok(signedBy((await presentedLeaf(pair.ports.inbound, fresh, bundle))!, oldCa), 'the service sidecar still presents its SVID of the old CA (not rotated yet)');
+    t.ok(signedBy((await presentedChain(pair.ports.inbound, fresh, bundle))[0]!, oldCa), 'the service sidecar still presents its SVID of the old CA (not rotated yet)');
 
     // taint: SVIDs of the old CA are rotated now.
     step = Date.now();
@@ -182,7 +124,7 @@ else {
     await Promise.all([
       until(
         async () => {
-          const leaf = await presentedLeaf(pair.ports.inbound, fresh, bundle);
+          const leaf = (await presentedChain(pair.ports.inbound, fresh, bundle))[0];
           if (!leaf || !signedBy(leaf, newCa)) return undefined;
           timings.push(`service ${Date.now() - step} ms`);
           return true;
@@ -194,7 +136,7 @@ else {
       until(
         async () => {
           if ((await viaProbe()).status !== 200) return undefined;
-          const leaf = probe.lastClientLeaf();
+          const leaf = probe.lastClientChain()[0];
           if (!leaf || !signedBy(leaf, newCa)) return undefined;
           timings.push(`agent ${Date.now() - step} ms`);
           return true;
