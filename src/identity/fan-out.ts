@@ -101,7 +101,7 @@ export class IdentityFanOut {
   /** svid, bundle and (when the source reports one) identity_source, as /readyz shows them. */
   readinessChecks(): [string, () => ReadinessCheck | undefined][] {
     return [
-      ['svid', () => svidCheck(this.latest, this.deps.now())],
+      ['svid', () => svidCheck(this.latest, this.deps.now(), this.source?.health().lastError)],
       ['bundle', () => bundleCheck(this.latest)],
       ['identity_source', () => sourceCheck(this.source?.health())],
     ];
@@ -126,9 +126,11 @@ export class IdentityFanOut {
   }
 }
 
-export function svidCheck(state: IdentityState | undefined, now: number): ReadinessCheck {
-  if (!state) return { ok: false, detail: 'no SVID received yet' };
-  if (now >= state.svid.notAfter.getTime()) return { ok: false, detail: `SVID expired at ${state.svid.notAfter.toISOString()}` };
+/** Not ready without an unexpired SVID; the source's last error says why none came (e.g. the agent's "no identity issued"). */
+export function svidCheck(state: IdentityState | undefined, now: number, sourceError?: string): ReadinessCheck {
+  const why = sourceError ? ` (identity source: ${sourceError})` : '';
+  if (!state) return { ok: false, detail: `no SVID received yet${why}` };
+  if (now >= state.svid.notAfter.getTime()) return { ok: false, detail: `SVID expired at ${state.svid.notAfter.toISOString()}${why}` };
   return { ok: true, detail: state.svid.id.toString() };
 }
 

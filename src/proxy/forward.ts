@@ -362,7 +362,10 @@ export function classifyUpstreamError(err: unknown): UpstreamFailure {
       return { status: 502, reason: 'upstream_reset', message: `Upstream connection failed (${code})` };
   }
   if (TLS_TRUST_CODES.has(code) || code.startsWith('ERR_SSL') || code.startsWith('ERR_TLS')) {
-    return { status: 502, reason: 'upstream_tls_error', message: `Upstream TLS failure: ${msg}` };
+    // OpenSSL's text for an alert is a whole error-queue line; its name is what an operator needs.
+    const alert = /_ALERT_/.test(code) ? /alert ([a-z0-9 ]+?)(?::|$)/m.exec(msg)?.[1] : undefined;
+    const why = alert ? `the upstream sent the TLS alert '${alert}'` : msg;
+    return { status: 502, reason: 'upstream_tls_error', message: `Upstream TLS failure: ${why}` };
   }
   return { status: 502, reason: 'upstream_error', message: `Upstream error: ${msg}` };
 }

@@ -7,21 +7,29 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import type { Pool as UndiciPool } from 'undici';
-import { Pool } from '../undici/pool.js';
+import { Pool, connectorKeepingTlsAlerts } from '../undici/pool.js';
 import type { OutboundRouteConfig } from '../config/types.js';
 import { SidecarError } from '../errors.js';
 import type { Logger } from '../lib/log.js';
 import { ATTESTATION_HEADERS } from './attestation-gate.js';
 import { CredentialInjector } from './credentials.js';
 import type { ForwardDispatcher } from './forward.js';
+import { IDENTITY_HEADERS } from './headers.js';
 import { H_REQUEST_ID } from './request-headers.js';
 import { routeServerAuthorizer, spiffeServerCheck, type TlsMaterial } from '../spiffe/tls.js';
 
 /**
- * The agent may not speak our attestation protocol (nor smuggle headers into it); its request id
- * is replaced by the one the proxy chose (the same when it was well-formed).
+ * The agent may not speak our attestation protocol (nor smuggle headers into it), nor claim an
+ * identity in `x-spiffe-id`/XFCC in any `_`/`-` spelling: an upstream that is not a sidecar
+ * (go-spiffe, Envoy) may read them. Its request id is replaced by the one the proxy chose (the
+ * same when it was well-formed).
  */
-export const AGENT_DROP: ReadonlySet<string> = new Set([...ATTESTATION_HEADERS, H_REQUEST_ID]);
+export const AGENT_DROP: ReadonlySet<string> = new Set([...ATTESTATION_HEADERS, ...[...IDENTITY_HEADERS].flatMap(underscoreSpellings), H_REQUEST_ID]);
+
+/** `a-b-c` and every spelling with some `-` as `_` (`a_b-c`, ...). */
+function underscoreSpellings(name: string): string[] {
+  return name.split('-').reduce<string[]>((acc, part) => (acc.length === 0 ? [part] : acc.flatMap((p) => [`${p}-${part}`, `${p}_${part}`])), []);
+}
 
 export interface RouteRuntime {
   readonly config: OutboundRouteConfig;
@@ -84,7 +92,7 @@ export function createRoutePool(runtime: RouteRuntime, material: TlsMaterial, is
     connections: 256,
     pipelining: 1,
     keepAliveTimeout: 30_000,
-    connect: {
+    connect: connectorKeepingTlsAlerts({
       secureContext: material.clientContext,
       // Peers refuse resumption (see serverContextOptions); do not offer stale tickets.
       maxCachedSessions: 0,
@@ -97,6 +105,6 @@ export function createRoutePool(runtime: RouteRuntime, material: TlsMaterial, is
         ),
         material.bundles,
       ),
-    } as UndiciPool.Options['connect'],
+    }) as UndiciPool.Options['connect'],
   });
 }

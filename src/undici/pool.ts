@@ -8,6 +8,8 @@
  * the index exports.
  */
 import { createRequire } from 'node:module';
+import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import type { Dispatcher as UndiciDispatcher, Pool as UndiciPool } from 'undici';
 
 const requireCjs = createRequire(import.meta.url);
@@ -17,3 +19,22 @@ Object.assign(Dispatcher.prototype, requireCjs('undici/lib/api/index.js'));
 
 export const Pool = requireCjs('undici/lib/dispatcher/pool.js') as typeof UndiciPool;
 export type Pool = UndiciPool;
+
+type Connector = (opts: object, callback: (err: Error | null, socket: Socket | TLSSocket | null) => void) => void;
+const buildConnector = requireCjs('undici/lib/core/connect.js') as (opts: object) => Connector;
+
+/**
+ * undici's connector, except that a TLS alert arriving after the handshake (a TLS 1.3 server
+ * refusing our certificate sends it then) fails the request with that alert: undici replaces it
+ * with the 'other side closed' of the end that follows, which hides why the peer refused.
+ */
+export function connectorKeepingTlsAlerts(options: object): Connector {
+  const connect = buildConnector(options);
+  return (opts, callback) =>
+    connect(opts, (err, socket) => {
+      socket?.prependListener('error', (e: NodeJS.ErrnoException) => {
+        if (e.code?.startsWith('ERR_SSL')) socket.destroy(e);
+      });
+      callback(err, socket);
+    });
+}

@@ -12,7 +12,7 @@ import t from 'tap';
 import { ProxyAgent, request } from 'undici';
 import { TestMesh, idOf, viaProxy } from '../helpers/mesh.js';
 import { skipFor, toolsMissing } from '../helpers/needs.js';
-import { repoRoot } from '../helpers/paths.js';
+import { PROXY_CLIENT, buildGoPrograms, goProgramsMissing } from '../helpers/go-programs.js';
 import { waitUntil } from '../helpers/browser.js';
 
 const run = promisify(execFile);
@@ -33,9 +33,9 @@ const pythonRequestsSkip = skipFor(
   toolsMissing(['python3'], 'python3 python3-requests') ??
     (spawnSync('python3', ['-c', 'import requests']).status === 0 ? undefined : 'python3 has no requests module (apt-get install python3-requests)'),
 );
-const goSkip = skipFor(toolsMissing(['go'], 'golang-go'));
+const goSkip = skipFor(goProgramsMissing(PROXY_CLIENT));
 
-// Building the Go client can take minutes on a cold build cache and a busy machine.
+// Building the Go client (once per source version, then cached) can take minutes on a busy machine.
 t.setTimeout(420_000);
 const mesh = await TestMesh.start({ agents: [] });
 t.teardown(() => mesh.close());
@@ -88,9 +88,7 @@ print(r.status_code)`;
 });
 
 t.test("Go's net/http with HTTP_PROXY carrying the token", { timeout: 400_000, skip: goSkip }, async (t) => {
-  const main = path.join(repoRoot, 'test/go/proxy-client/main.go');
-  const bin = path.join(mesh.dir, 'proxy-client');
-  await client('go', ['build', '-o', bin, main], {}, 360_000);
+  const bin = (await buildGoPrograms(PROXY_CLIENT)).bins['proxy-client']!;
   const ok = await client(bin, ['http://control-plane/agents'], { HTTP_PROXY: withToken(TOKEN), NO_PROXY: '' });
   const bad = await client(bin, ['http://control-plane/agents'], { HTTP_PROXY: proxy, NO_PROXY: '' });
   t.match(ok, /^200 /);

@@ -1,23 +1,14 @@
 /**
- * A service sidecar and an agent sidecar, each its own process with its own SPIRE registration
- * entry, in front of an echo app: the agent reaches the service through its outbound route
- * `things` (GET /things/:id is `things.read`, which the policy grants to the agent sidecar and to
- * any `extraAgents`). Raw mTLS clients in the test's own process are `unix:path:<node>`
- * (`tapSelector`).
- *
- *   const spire = await startSpire(t, { trustDomain: 'rot.test' });
- *   const pair = await startSpirePair(t, spire, { ttlSeconds: 60 });
- *   t.equal((await pair.request()).status, 200);
+ * A sidecar pair on real SPIRE: a service sidecar (inbound, in front of an echo app) and an agent
+ * sidecar (outbound route to the service with its server_id), each an `attest-sidecar run`
+ * process with its own registration entry. Plus what the SPIRE scenarios watch with: a load of
+ * concurrent requests through the pair that records every failure, and a poller of each
+ * sidecar's /status that records every SVID it held.
  */
-import { X509Certificate } from 'node:crypto';
-import { readFileSync, realpathSync, writeFileSync } from 'node:fs';
-import https from 'node:https';
-import type { AddressInfo } from 'node:net';
+import http from 'node:http';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import tls from 'node:tls';
 import type { SpireDeployment } from '../../src/mesh/spire/deployment.js';
-import { svidChainPem, svidKeyPem, type X509Svid } from '../../src/spiffe/svid.js';
-import { WorkloadApiX509Source } from '../../src/spiffe/workload-api/source.js';
 import { EchoApp, viaProxy } from './mesh.js';
 import { freePort } from './ports.js';
 import { getStatus, sidecarProcess, until, type SidecarProcess } from './spire.js';
@@ -27,128 +18,157 @@ interface Tap {
   comment(...args: unknown[]): void;
 }
 
-/** The selector of in-process workloads (the test process itself). */
-export const tapSelector = (): string => `unix:path:${realpathSync(process.execPath)}`;
+export const PAIR_TD = 'pair.spire.test';
+export const SERVICE_ID = `spiffe://${PAIR_TD}/service`;
+export const AGENT_ID = `spiffe://${PAIR_TD}/agent`;
+
+/** The SVID part of a sidecar's /status. */
+export interface SvidStatus {
+  serial: string;
+  not_before: string;
+  not_after: string;
+  generation: number;
+}
+
+/** One sidecar process of the pair with its admin endpoints. */
+export class PairMember {
+  constructor(
+    readonly proc: SidecarProcess,
+    readonly spiffeId: string,
+    readonly adminPort: number,
+  ) {}
+
+  get admin(): string {
+    return `http://127.0.0.1:${this.adminPort}`;
+  }
+
+  async status(): Promise<Record<string, any> | undefined> {
+    const r = await getStatus(`${this.admin}/status`);
+    return r?.status === 200 ? (JSON.parse(r.body) as Record<string, any>) : undefined;
+  }
+
+  async readyz(): Promise<{ status: number; body: Record<string, any> } | undefined> {
+    const r = await getStatus(`${this.admin}/readyz`);
+    return r ? { status: r.status, body: JSON.parse(r.body) as Record<string, any> } : undefined;
+  }
+
+  async svid(): Promise<SvidStatus | undefined> {
+    return ((await this.status())?.svid as SvidStatus | null) ?? undefined;
+  }
+
+  /** Sum of the samples of metric `name` (all label sets). */
+  async metric(name: string): Promise<number> {
+    const r = await getStatus(`${this.admin}/metrics`);
+    let sum = 0;
+    for (const line of (r?.body ?? '').split('\n')) {
+      if (line.startsWith(`${name} `) || line.startsWith(`${name}{`)) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+    }
+    return sum;
+  }
+}
 
 export interface SpirePairOptions {
-  /** X509-SVID TTL of both sidecars' entries; default 60 s. */
-  ttlSeconds?: number;
-  /** Trust domains the service's entry federates with. */
-  serviceFederatesWith?: string[];
-  /** Further agents the policy allows `things.read` (name -> SPIFFE ID). */
-  extraAgents?: Record<string, string>;
+  /** X509-SVID TTL of both entries (SPIRE adds 10 s of backdating to the lifetime). */
+  x509SvidTtlSeconds: number;
+  /** Register the agent sidecar's entry at start (default true); false leaves it unregistered. */
+  registerAgent?: boolean;
+  /** Further agents the service's policy allows `things.read` (name -> SPIFFE ID). */
+  policyAgents?: Record<string, string>;
   /** YAML route lines appended to the agent sidecar's `routes:` (indented 4). */
   extraRoutes?: string;
 }
 
-export interface SpirePair {
-  spire: SpireDeployment;
-  app: EchoApp;
-  service: SidecarProcess;
-  agent: SidecarProcess;
-  serviceId: string;
-  agentId: string;
-  serviceEntry: string;
-  agentEntry: string;
-  ports: { inbound: number; adminService: number; outbound: number; adminAgent: number };
-  auditFile: string;
-  /** GET `path` through the agent sidecar's `things` route. */
-  request(pathname?: string): Promise<{ status: number; body: string }>;
-  /** `/status` of the service (`service`) or agent (`agent`) sidecar. */
-  status(which: 'service' | 'agent'): Promise<SidecarStatus>;
-  /** The service sidecar's audit records so far. */
-  audit(): Record<string, unknown>[];
-  /** Logs of both sidecars and SPIRE, for failure messages. */
-  context(): string;
-}
+export class SpirePair {
+  readonly app = new EchoApp();
+  service!: PairMember;
+  agent!: PairMember;
+  outboundPort = 0;
+  inboundPort = 0;
+  /** The service sidecar's audit log (JSON lines). */
+  auditFile = '';
+  readonly entries: { service?: string; agent?: string } = {};
 
-export interface SidecarStatus {
-  spiffe_id: string | null;
-  svid: { serial: string; not_before: string; not_after: string; generation: number } | null;
-  trust_domains: string[];
-  bundles: { trust_domain: string; authorities: { subject: string; sha256: string }[] }[];
-  inbound: { peers: { spiffe_id: string; serial: string }[] } | null;
-}
+  private constructor(
+    readonly spire: SpireDeployment,
+    private readonly opts: SpirePairOptions,
+  ) {}
 
-/** The SHA-256 fingerprints (as /status shows them) the sidecar holds for `trustDomain`. */
-export function authorities(status: SidecarStatus, trustDomain: string): string[] {
-  return status.bundles.find((b) => b.trust_domain === trustDomain)?.authorities.map((a) => a.sha256) ?? [];
-}
+  /** Starts the app and both sidecars, registers the entries, waits until the registered ones are ready. */
+  static async start(t: Tap, spire: SpireDeployment, opts: SpirePairOptions): Promise<SpirePair> {
+    const pair = new SpirePair(spire, opts);
+    t.teardown(() => pair.app.close());
+    await pair.init(t);
+    return pair;
+  }
 
-function spireLogs(spire: SpireDeployment): string {
-  const tail = (f: string) => {
-    try {
-      return readFileSync(path.join(spire.dir, f), 'utf8').slice(-3000);
-    } catch {
-      return '(none)';
-    }
-  };
-  return `server.log: ${tail('server.log')}\nagent.log: ${tail('agent.log')}`;
-}
+  private async init(t: Tap): Promise<void> {
+    const appUrl = await this.app.start();
+    const inboundPort = (this.inboundPort = await freePort());
+    this.outboundPort = await freePort();
+    const identity = `identity: { source: workload-api, socket: "unix://${this.spire.workloadSocket}" }`;
 
-export async function startSpirePair(t: Tap, spire: SpireDeployment, opts: SpirePairOptions = {}): Promise<SpirePair> {
-  const td = spire.trustDomain;
-  const serviceId = `spiffe://${td}/service`;
-  const agentId = `spiffe://${td}/agent/a1`;
-  const ttl = opts.ttlSeconds ?? 60;
-  const app = new EchoApp();
-  t.teardown(() => app.close());
-  const appUrl = await app.start();
-  const service = sidecarProcess(t, spire, 'svc');
-  const agent = sidecarProcess(t, spire, 'agent');
-  const serviceEntry = await spire.createEntry({
-    spiffeId: serviceId,
-    selectors: [service.selector],
-    x509SvidTtlSeconds: ttl,
-    ...(opts.serviceFederatesWith ? { federatesWith: opts.serviceFederatesWith } : {}),
-  });
-  const agentEntry = await spire.createEntry({ spiffeId: agentId, selectors: [agent.selector], x509SvidTtlSeconds: ttl });
-  const ports = { inbound: await freePort(), adminService: await freePort(), outbound: await freePort(), adminAgent: await freePort() };
-  const policyAgents = { a1: agentId, ...(opts.extraAgents ?? {}) };
-  writeFileSync(
-    path.join(service.dir, 'policy.yaml'),
-    `agents:\n${Object.entries(policyAgents)
-      .map(([name, id]) => `  - name: ${name}\n    spiffe_id: ${id}\n    allowed_actions: [things.read]\n`)
-      .join('')}`,
-  );
-  const identity = `identity: { source: workload-api, socket: "unix://${spire.workloadSocket}" }`;
-  const auditFile = path.join(service.dir, 'audit.log');
-  service.start(`${identity}
+    const service = sidecarProcess(t, this.spire, 'service');
+    this.service = new PairMember(service, SERVICE_ID, await freePort());
+    const agents = { agent: AGENT_ID, ...(this.opts.policyAgents ?? {}) };
+    writeFileSync(
+      path.join(service.dir, 'policy.yaml'),
+      `agents:\n${Object.entries(agents)
+        .map(([name, id]) => `  - name: ${name}\n    spiffe_id: ${id}\n    allowed_actions: [things.read]\n`)
+        .join('')}`,
+    );
+    this.auditFile = path.join(service.dir, 'audit.log');
+    service.start(`${identity}
 inbound:
-  listen: 127.0.0.1:${ports.inbound}
+  listen: 127.0.0.1:${inboundPort}
   app: ${appUrl}
   actions:
     - { method: GET, path: /things/:id, action: things.read }
 policy: policy.yaml
-admin: { listen: 127.0.0.1:${ports.adminService} }
+admin: { listen: 127.0.0.1:${this.service.adminPort} }
 state_dir: state
-log: { level: warn, audit: ${auditFile} }
+log: { level: info, audit: ${this.auditFile} }
 `);
-  agent.start(`${identity}
+
+    const agent = sidecarProcess(t, this.spire, 'agent');
+    this.agent = new PairMember(agent, AGENT_ID, await freePort());
+    agent.start(`${identity}
 outbound:
-  listen: 127.0.0.1:${ports.outbound}
+  listen: 127.0.0.1:${this.outboundPort}
   routes:
-    - { name: things, upstream: "https://127.0.0.1:${ports.inbound}", server_id: "${serviceId}" }
-${opts.extraRoutes ?? ''}
-admin: { listen: 127.0.0.1:${ports.adminAgent} }
+    - { name: things, upstream: "https://127.0.0.1:${inboundPort}", server_id: "${SERVICE_ID}" }
+${this.opts.extraRoutes ?? ''}
+admin: { listen: 127.0.0.1:${this.agent.adminPort} }
 state_dir: state
-log: { level: warn, audit: ${path.join(agent.dir, 'audit.log')} }
+log: { level: info }
 `);
-  const context = () =>
-    `${service.exited ?? `svc stderr: ${service.stderr}`}\n${agent.exited ?? `agent stderr: ${agent.stderr}`}\n${spireLogs(spire)}`;
-  for (const port of [ports.adminService, ports.adminAgent]) {
-    await until(async () => ((await getStatus(`http://127.0.0.1:${port}/readyz`))?.status === 200 ? true : undefined), `sidecar ready on ${port}`, 60_000, context);
+
+    const ttl = { x509SvidTtlSeconds: this.opts.x509SvidTtlSeconds };
+    this.entries.service = await this.spire.createEntry({ spiffeId: SERVICE_ID, selectors: [service.selector], ...ttl });
+    if (this.opts.registerAgent !== false) this.entries.agent = await this.spire.createEntry({ spiffeId: AGENT_ID, selectors: [agent.selector], ...ttl });
+    await this.untilReady(this.service);
+    if (this.entries.agent) await this.untilReady(this.agent);
   }
-  const status = async (which: 'service' | 'agent'): Promise<SidecarStatus> => {
-    const port = which === 'service' ? ports.adminService : ports.adminAgent;
-    const res = await getStatus(`http://127.0.0.1:${port}/status`);
-    if (res?.status !== 200) throw new Error(`/status of ${which}: ${res?.status ?? 'no answer'}`);
-    return JSON.parse(res.body) as SidecarStatus;
-  };
-  const audit = () => {
+
+  /** Creates the agent sidecar's entry (when started with registerAgent: false). */
+  async registerAgent(): Promise<string> {
+    this.entries.agent = await this.spire.createEntry({ spiffeId: AGENT_ID, selectors: [this.agent.proc.selector], x509SvidTtlSeconds: this.opts.x509SvidTtlSeconds });
+    return this.entries.agent;
+  }
+
+  untilReady(member: PairMember, ms = 60_000): Promise<true> {
+    return until(async () => ((await member.readyz())?.status === 200 ? true : undefined), `${member.proc.name} ready`, ms, () => this.context());
+  }
+
+  /** One GET through the agent sidecar's outbound proxy to the service (fresh connection unless `agent` is given). */
+  request(agent?: http.Agent): Promise<{ status: number; body: string }> {
+    return viaProxy(`http://127.0.0.1:${this.outboundPort}`, 'GET', 'http://things/things/1', agent ? { agent } : {});
+  }
+
+  /** The service sidecar's audit records so far. */
+  serviceAudit(): Record<string, unknown>[] {
     let text = '';
     try {
-      text = readFileSync(auditFile, 'utf8');
+      text = readFileSync(this.auditFile, 'utf8');
     } catch {
       return [];
     }
@@ -156,103 +176,95 @@ log: { level: warn, audit: ${path.join(agent.dir, 'audit.log')} }
       .split('\n')
       .filter((l) => l.trim() !== '')
       .map((l) => JSON.parse(l) as Record<string, unknown>);
-  };
-  return {
-    spire,
-    app,
-    service,
-    agent,
-    serviceId,
-    agentId,
-    serviceEntry,
-    agentEntry,
-    ports,
-    auditFile,
-    request: async (pathname = '/things/1') => {
-      const r = await viaProxy(`http://127.0.0.1:${ports.outbound}`, 'GET', `http://things${pathname}`);
-      return { status: r.status, body: r.body };
-    },
-    status,
-    audit,
-    context,
-  };
+  }
+
+  /** Both sidecars' stderr and exit state, for failure messages. */
+  context(): string {
+    return [this.service, this.agent]
+      .filter((m) => m !== undefined)
+      .map((m) => `--- ${m.proc.name}: ${m.proc.exited ?? 'running'}\n${m.proc.stderr.slice(-3000)}`)
+      .join('\n');
+  }
 }
 
-/**
- * One raw mTLS GET straight to an inbound listener with the given client certificate chain:
- * resolves with the HTTP status, or with `refused: <error>` when the handshake or connection
- * failed before an answer.
- */
-export function rawMtlsGet(port: number, certPem: string, keyPem: string, caPem: string, pathname = '/things/1'): Promise<{ status?: number; body: string; refused?: string }> {
-  return new Promise((resolve) => {
-    const req = https.request(
-      { host: '127.0.0.1', port, path: pathname, method: 'GET', cert: certPem, key: keyPem, ca: caPem, checkServerIdentity: () => undefined, agent: false, timeout: 30_000 },
-      (res) => {
-        let body = '';
-        res.on('data', (c: Buffer) => (body += c.toString('utf8')));
-        res.on('end', () => resolve({ status: res.statusCode!, body }));
-        res.on('error', (err) => resolve({ body, refused: err.message }));
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error('timed out')));
-    req.on('error', (err) => resolve({ body: '', refused: err.message }));
-    req.end();
-  });
+/** Concurrent requests through the pair until stop(); every non-200 answer or error is recorded with its time. */
+export class Load {
+  ok = 0;
+  readonly failures: { at: number; what: string }[] = [];
+  private running = true;
+  private readonly workers: Promise<void>[] = [];
+  private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+
+  constructor(
+    private readonly send: (agent: http.Agent | undefined) => Promise<{ status: number; body: string }>,
+    concurrency = 4,
+    /** Pause between one worker's requests: keeps the load steady without starving a 2-core machine. */
+    private readonly pauseMs = 20,
+  ) {
+    for (let i = 0; i < concurrency; i++) this.workers.push(this.worker(i));
+  }
+
+  private async worker(i: number): Promise<void> {
+    let n = 0;
+    while (this.running) {
+      // Mostly pooled connections, every tenth a fresh one (so new handshakes happen all along).
+      const fresh = (n++ + i) % 10 === 0;
+      try {
+        const r = await this.send(fresh ? undefined : this.agent);
+        if (r.status === 200) this.ok++;
+        else this.failures.push({ at: Date.now(), what: `${r.status} ${r.body.slice(0, 200)}` });
+      } catch (err) {
+        this.failures.push({ at: Date.now(), what: `error: ${(err as Error).message}` });
+      }
+      await new Promise((r) => setTimeout(r, this.pauseMs));
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await Promise.all(this.workers);
+    this.agent.destroy();
+  }
 }
 
-/** The certificates a TLS peer sent, leaf first, in the order sent (Node's X509Certificate issuer links). */
-export function sentChain(socket: tls.TLSSocket): X509Certificate[] {
-  const chain: X509Certificate[] = [];
-  for (let c: X509Certificate | undefined = socket.getPeerX509Certificate(); c !== undefined && chain.length < 10; c = c.issuerCertificate) chain.push(c);
-  return chain;
-}
+/** Every distinct SVID a sidecar reported in /status, with when the poller first saw it. */
+export class SvidHistory {
+  readonly seen: (SvidStatus & { seenAt: number })[] = [];
+  private running = true;
+  private readonly loop: Promise<void>;
 
-/** The chain the server on `port` sends in a fresh handshake (empty when the handshake failed). */
-export function presentedChain(port: number, svid: X509Svid, caPem: string): Promise<X509Certificate[]> {
-  return new Promise((resolve) => {
-    const s = tls.connect({ host: '127.0.0.1', port, cert: svidChainPem(svid), key: svidKeyPem(svid), ca: caPem, checkServerIdentity: () => undefined, rejectUnauthorized: false });
-    s.once('secureConnect', () => {
-      resolve(sentChain(s));
-      s.destroy();
-    });
-    s.once('error', () => resolve([]));
-  });
-}
+  constructor(private readonly member: PairMember) {
+    this.loop = this.poll();
+  }
 
-/** A started Workload API source for the test process's entry with `hint` (closed at teardown). */
-export async function tapSource(t: Tap, spire: SpireDeployment, hint?: string): Promise<WorkloadApiX509Source> {
-  const source = new WorkloadApiX509Source({ endpoint: `unix://${spire.workloadSocket}`, ...(hint ? { hint } : {}) });
-  t.teardown(() => source.close());
-  source.start();
-  await source.waitReady(60_000);
-  return source;
-}
+  private async poll(): Promise<void> {
+    while (this.running) {
+      const svid = await this.member.svid().catch(() => undefined);
+      if (svid && this.seen.at(-1)?.serial !== svid.serial) this.seen.push({ ...svid, seenAt: Date.now() });
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
 
-/**
- * An HTTPS server in the test process (identity: the `source`'s SVID, followed as it rotates)
- * that records the chain each client sent; it closes each connection so that every request
- * shows the caller's current certificate. An outbound route to it shows what a sidecar presents.
- */
-export async function probeServer(t: Tap, source: WorkloadApiX509Source, bundlePem: () => string): Promise<{ port: number; lastClientChain: () => X509Certificate[] }> {
-  let last: X509Certificate[] = [];
-  const contextOf = () => {
-    const svid = source.current()!.svid;
-    return { cert: svidChainPem(svid), key: svidKeyPem(svid), ca: bundlePem() };
-  };
-  const server = https.createServer({ ...contextOf(), requestCert: true, rejectUnauthorized: false }, (req, res) => {
-    last = sentChain(req.socket as tls.TLSSocket);
-    res.writeHead(200, { connection: 'close', 'content-type': 'application/json' });
-    res.end('{}');
-  });
-  const unsubscribe = source.subscribe(() => server.setSecureContext(contextOf()));
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  t.teardown(
-    () =>
-      new Promise<void>((r) => {
-        unsubscribe();
-        server.close(() => r());
-        server.closeAllConnections();
-      }),
-  );
-  return { port: (server.address() as AddressInfo).port, lastClientChain: () => last };
+  /** Rotations so far: each new SVID with when SPIRE issued it and when the sidecar showed it, in seconds after the previous SVID's NotBefore. */
+  rotations(): { issuedAfter: number; seenAfter: number; previousNotAfter: number; seenAt: number }[] {
+    const out = [];
+    for (let i = 1; i < this.seen.length; i++) {
+      const prev = this.seen[i - 1]!;
+      const next = this.seen[i]!;
+      const prevNb = Date.parse(prev.not_before);
+      // SPIRE backdates NotBefore by 10 s: the new SVID was signed 10 s after its NotBefore.
+      out.push({
+        issuedAfter: (Date.parse(next.not_before) + 10_000 - prevNb) / 1000,
+        seenAfter: (next.seenAt - prevNb) / 1000,
+        previousNotAfter: Date.parse(prev.not_after),
+        seenAt: next.seenAt,
+      });
+    }
+    return out;
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.loop;
+  }
 }

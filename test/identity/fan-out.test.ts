@@ -173,5 +173,15 @@ t.test('the check functions on their own', async (t) => {
   const onlyPartner = { ...state, bundles: new BundleSet([partner.bundle()]) };
   t.same(bundleCheck(onlyPartner), { ok: false, detail: 'no trust bundle for our own trust domain' }, 'a federated bundle is not ours');
   t.same(svidCheck(state, state.svid.notAfter.getTime() - 1), { ok: true, detail: ID });
+  t.same(svidCheck(state, state.svid.notAfter.getTime() - 1, 'FetchX509SVID: UNAVAILABLE'), { ok: true, detail: ID }, 'a source error while the SVID is valid is not a readiness problem');
+  t.same(
+    svidCheck(undefined, 0, 'FetchX509SVID: PERMISSION_DENIED: no identity issued'),
+    { ok: false, detail: 'no SVID received yet (identity source: FetchX509SVID: PERMISSION_DENIED: no identity issued)' },
+    'readiness says why no SVID came',
+  );
+  t.same(
+    svidCheck(state, state.svid.notAfter.getTime(), 'FetchX509SVID: PERMISSION_DENIED: no identity issued'),
+    { ok: false, detail: `SVID expired at ${state.svid.notAfter.toISOString()} (identity source: FetchX509SVID: PERMISSION_DENIED: no identity issued)` },
+  );
   t.equal(sourceCheck({ connected: false, lastError: 'retrying' }), undefined, 'a source that is only waiting adds no check');
 });

@@ -17,7 +17,8 @@ import { Client } from 'undici';
 import { X509Certificate } from 'node:crypto';
 import { svidChainPem, svidKeyPem } from '../../src/spiffe/svid.js';
 import { viaProxy } from '../helpers/mesh.js';
-import { authorities, presentedChain, probeServer, rawMtlsGet, startSpirePair, tapSelector, tapSource, type SpirePair } from '../helpers/spire-pair.js';
+import { Load, PAIR_TD, SpirePair } from '../helpers/spire-pair.js';
+import { authorities, presentedChain, probeServer, rawMtlsGet, tapSelector, tapSource } from '../helpers/spire-peers.js';
 import { spireSkip, startSpire, until } from '../helpers/spire.js';
 import type { SpireDeployment } from '../../src/mesh/spire/deployment.js';
 
@@ -34,37 +35,11 @@ function pemCertificates(pem: string): X509Certificate[] {
 
 const signedBy = (leaf: X509Certificate, root: X509Certificate): boolean => leaf.checkIssued(root) && leaf.verify(root.publicKey);
 
-/** Requests through the pair from two workers until stopped; counts what did not come back 200. */
-function load(pair: SpirePair): { stop: () => Promise<{ ok: number; failed: string[] }> } {
-  let running = true;
-  let ok = 0;
-  const failed: string[] = [];
-  const worker = async () => {
-    while (running) {
-      try {
-        const r = await pair.request();
-        if (r.status === 200) ok++;
-        else failed.push(`${r.status} ${r.body.slice(0, 200)}`);
-      } catch (err) {
-        failed.push((err as Error).message);
-      }
-    }
-  };
-  const workers = [worker(), worker()];
-  return {
-    stop: async () => {
-      running = false;
-      await Promise.all(workers);
-      return { ok, failed };
-    },
-  };
-}
-
 const skip = spireSkip();
 if (skip) t.skip(skip, () => {});
 else {
   t.test('X.509 CA rotation: prepare, activate, taint, revoke under traffic', async (t) => {
-    const spire = await startSpire(t, { trustDomain: 'rotate.test' });
+    const spire = await startSpire(t, { trustDomain: PAIR_TD });
     const td = spire.trustDomain;
     const clientId = `spiffe://${td}/client`;
     const freshId = `spiffe://${td}/client-fresh`;
@@ -77,17 +52,17 @@ else {
     t.ok(signedBy(savedOld.certificates[0]!, oldCa), 'the client SVID saved now chains to the old root');
     let bundle = await spire.bundlePem();
     const probe = await probeServer(t, client, () => bundle);
-    const pair = await startSpirePair(t, spire, {
-      ttlSeconds: 600,
-      extraAgents: { client: clientId, fresh: freshId },
+    const pair = await SpirePair.start(t, spire, {
+      x509SvidTtlSeconds: 600,
+      policyAgents: { client: clientId, fresh: freshId },
       extraRoutes: `    - { name: probe, upstream: "https://127.0.0.1:${probe.port}", server_id: "${clientId}" }`,
     });
-    const viaProbe = () => viaProxy(`http://127.0.0.1:${pair.ports.outbound}`, 'GET', 'http://probe/x');
+    const viaProbe = () => viaProxy(`http://127.0.0.1:${pair.outboundPort}`, 'GET', 'http://probe/x');
     t.equal((await pair.request()).status, 200, 'the pair serves before the rotation');
     t.equal((await viaProbe()).status, 200, 'the agent sidecar reaches the probe');
-    const traffic = load(pair);
+    const traffic = new Load((agent) => pair.request(agent));
     const sawBoth = async (pred: (fps: string[]) => boolean) =>
-      pred(authorities(await pair.status('service'), td)) && pred(authorities(await pair.status('agent'), td)) ? true : undefined;
+      pred(authorities(await pair.service.status(), td)) && pred(authorities(await pair.agent.status(), td)) ? true : undefined;
 
     const activeBefore = idOf((await localAuthority(spire, ['show'])).active);
     t.ok(activeBefore, `the active authority: ${activeBefore}`);
@@ -100,7 +75,7 @@ else {
     const roots = pemCertificates(bundle);
     t.equal(roots.length, 2, 'the bundle holds the old and the prepared root');
     const newCa = roots.find((c) => c.fingerprint256 !== oldCa.fingerprint256)!;
-    await until(() => sawBoth((fps) => fps.includes(newCa.fingerprint256) && fps.includes(oldCa.fingerprint256)), 'both sidecars to hold the prepared root', 60_000, pair.context);
+    await until(() => sawBoth((fps) => fps.includes(newCa.fingerprint256) && fps.includes(oldCa.fingerprint256)), 'both sidecars to hold the prepared root', 60_000, () => pair.context());
     t.comment(`prepare -> both sidecars hold the new root: ${Date.now() - step} ms`);
     t.pass('both sidecars hold the old and the new root');
 
@@ -113,9 +88,9 @@ else {
     t.comment(`activate -> an SVID for a new entry in a workload: ${Date.now() - step} ms`);
     t.ok(signedBy(fresh.certificates[0]!, newCa), 'an SVID issued after activate chains to the new root');
     t.notOk(signedBy(fresh.certificates[0]!, oldCa), 'and not to the old one');
-    const freshGet = await rawMtlsGet(pair.ports.inbound, svidChainPem(fresh), svidKeyPem(fresh), bundle);
+    const freshGet = await rawMtlsGet(pair.inboundPort, svidChainPem(fresh), svidKeyPem(fresh), bundle);
     t.equal(freshGet.status, 200, `a peer on the new CA is accepted by the inbound sidecar: ${freshGet.refused ?? 'answered'}`);
-    t.ok(signedBy((await presentedChain(pair.ports.inbound, fresh, bundle))[0]!, oldCa), 'the service sidecar still presents its SVID of the old CA (not rotated yet)');
+    t.ok(signedBy((await presentedChain(pair.inboundPort, fresh, bundle))[0]!, oldCa), 'the service sidecar still presents its SVID of the old CA (not rotated yet)');
 
     // taint: SVIDs of the old CA are rotated now.
     step = Date.now();
@@ -124,7 +99,7 @@ else {
     await Promise.all([
       until(
         async () => {
-          const leaf = (await presentedChain(pair.ports.inbound, fresh, bundle))[0];
+          const leaf = (await presentedChain(pair.inboundPort, fresh, bundle))[0];
           if (!leaf || !signedBy(leaf, newCa)) return undefined;
           timings.push(`service ${Date.now() - step} ms`);
           return true;
@@ -149,14 +124,14 @@ else {
     ]);
     t.comment(`taint -> sidecars present SVIDs of the new CA: ${timings.join(', ')}`);
     t.pass('after taint both sidecars present SVIDs of the new CA (within 120 s; their natural rotation is ~300 s away)');
-    t.ok(authorities(await pair.status('service'), td).includes(oldCa.fingerprint256), 'a tainted root stays in the bundle until revoked');
+    t.ok(authorities(await pair.service.status(), td).includes(oldCa.fingerprint256), 'a tainted root stays in the bundle until revoked');
 
-    const { ok, failed } = await traffic.stop();
-    t.ok(ok > 0, `${ok} requests through the pair during prepare, activate and taint`);
-    t.same(failed, [], 'no request failed');
-    const oldGet = await rawMtlsGet(pair.ports.inbound, svidChainPem(savedOld), svidKeyPem(savedOld), bundle);
+    await traffic.stop();
+    t.ok(traffic.ok > 0, `${traffic.ok} requests through the pair during prepare, activate and taint`);
+    t.same(traffic.failures, [], 'no request failed');
+    const oldGet = await rawMtlsGet(pair.inboundPort, svidChainPem(savedOld), svidKeyPem(savedOld), bundle);
     t.equal(oldGet.status, 200, `before revoke, the saved SVID of the old CA is still accepted: ${oldGet.refused ?? 'answered'}`);
-    const kept = new Client(`https://127.0.0.1:${pair.ports.inbound}`, {
+    const kept = new Client(`https://127.0.0.1:${pair.inboundPort}`, {
       connect: { cert: svidChainPem(savedOld), key: svidKeyPem(savedOld), ca: bundle, checkServerIdentity: () => undefined },
       pipelining: 1,
       keepAliveTimeout: 120_000,
@@ -173,22 +148,22 @@ else {
     await localAuthority(spire, ['revoke', '-authorityID', activeBefore]);
     bundle = await spire.bundlePem();
     t.same(pemCertificates(bundle).map((c) => c.fingerprint256), [newCa.fingerprint256], 'the SPIRE bundle holds only the new root');
-    await until(() => sawBoth((fps) => fps.length === 1 && fps[0] === newCa.fingerprint256), 'both sidecars to drop the old root', 60_000, pair.context);
+    await until(() => sawBoth((fps) => fps.length === 1 && fps[0] === newCa.fingerprint256), 'both sidecars to drop the old root', 60_000, () => pair.context());
     t.comment(`revoke -> both sidecars dropped the old root: ${Date.now() - step} ms`);
     t.pass('both sidecars hold only the new root');
     t.same(await keptGet(), { status: 403, body: JSON.stringify({ error: 'Peer no longer trusted' }) }, 'the kept-alive connection of the old CA is refused at its next request');
 
-    const before = pair.audit().filter((r) => r.type === 'peer_rejected' && r.reason === 'tls_certificate_untrusted').length;
-    const refused = await rawMtlsGet(pair.ports.inbound, svidChainPem(savedOld), svidKeyPem(savedOld), bundle);
+    const before = pair.serviceAudit().filter((r) => r.type === 'peer_rejected' && r.reason === 'tls_certificate_untrusted').length;
+    const refused = await rawMtlsGet(pair.inboundPort, svidChainPem(savedOld), svidKeyPem(savedOld), bundle);
     t.equal(refused.status, undefined, `a client with an SVID of the revoked CA gets no answer (${refused.refused})`);
     await until(
-      () => (pair.audit().filter((r) => r.type === 'peer_rejected' && r.reason === 'tls_certificate_untrusted').length > before ? true : undefined),
+      () => (pair.serviceAudit().filter((r) => r.type === 'peer_rejected' && r.reason === 'tls_certificate_untrusted').length > before ? true : undefined),
       'the refusal in the audit log',
       30_000,
     );
     t.pass('refused in the handshake as tls_certificate_untrusted');
     t.equal((await pair.request()).status, 200, 'the pair serves after the rotation');
-    const freshAfter = await rawMtlsGet(pair.ports.inbound, svidChainPem(fresh), svidKeyPem(fresh), bundle);
+    const freshAfter = await rawMtlsGet(pair.inboundPort, svidChainPem(fresh), svidKeyPem(fresh), bundle);
     t.equal(freshAfter.status, 200, 'a peer on the new CA is still accepted');
   });
 }

@@ -21,7 +21,8 @@ import type { SpireDeployment } from '../../src/mesh/spire/deployment.js';
 import { svidChainPem, svidKeyPem } from '../../src/spiffe/svid.js';
 import { viaProxy } from '../helpers/mesh.js';
 import { skipFor, toolsMissing } from '../helpers/needs.js';
-import { presentedChain, probeServer, rawMtlsGet, startSpirePair, tapSelector, tapSource } from '../helpers/spire-pair.js';
+import { PAIR_TD, SpirePair } from '../helpers/spire-pair.js';
+import { presentedChain, probeServer, rawMtlsGet, tapSelector, tapSource } from '../helpers/spire-peers.js';
 import { spireSkip, startSpire } from '../helpers/spire.js';
 
 
@@ -99,17 +100,18 @@ async function checkChains(t: Test, spire: SpireDeployment, length: number, root
   t.equal(mine.certificates.length, length, `the Workload API hands out ${length} certificate(s) per SVID`);
 
   const probe = await probeServer(t, client, () => bundle);
-  const pair = await startSpirePair(t, spire, {
-    extraAgents: { client: clientId },
+  const pair = await SpirePair.start(t, spire, {
+    x509SvidTtlSeconds: 60,
+    policyAgents: { client: clientId },
     extraRoutes: `    - { name: probe, upstream: "https://127.0.0.1:${probe.port}", server_id: "${clientId}" }`,
   });
   t.equal((await pair.request()).status, 200, 'the pair serves');
-  const raw = await rawMtlsGet(pair.ports.inbound, svidChainPem(mine), svidKeyPem(mine), bundle);
+  const raw = await rawMtlsGet(pair.inboundPort, svidChainPem(mine), svidKeyPem(mine), bundle);
   t.equal(raw.status, 200, `the inbound sidecar accepts a client presenting ${length} certificate(s): ${raw.refused ?? 'answered'}`);
 
   const isRoot = (c: X509Certificate) => c.fingerprint256 === root.fingerprint256;
-  const serverSent = await presentedChain(pair.ports.inbound, mine, bundle);
-  t.equal((await viaProxy(`http://127.0.0.1:${pair.ports.outbound}`, 'GET', 'http://probe/x')).status, 200, 'the agent sidecar reaches the probe');
+  const serverSent = await presentedChain(pair.inboundPort, mine, bundle);
+  t.equal((await viaProxy(`http://127.0.0.1:${pair.outboundPort}`, 'GET', 'http://probe/x')).status, 200, 'the agent sidecar reaches the probe');
   const clientSent = probe.lastClientChain();
   const issued = { service: serverSent.filter((c) => !isRoot(c)), agent: clientSent.filter((c) => !isRoot(c)) };
   t.comment(`certificates sent: service ${serverSent.length}, agent ${clientSent.length} (SPIRE issued ${length})`);
@@ -127,7 +129,7 @@ async function checkChains(t: Test, spire: SpireDeployment, length: number, root
   }
 
   t.test('openssl agrees', { skip: skipFor(noOpenssl) }, async (t) => {
-    const dir = pair.service.dir;
+    const dir = pair.service.proc.dir;
     const file = (name: string, text: string) => {
       writeFileSync(path.join(dir, name), text, { mode: 0o600 });
       return path.join(dir, name);
@@ -135,7 +137,7 @@ async function checkChains(t: Test, spire: SpireDeployment, length: number, root
     const rootFile = file('root.pem', rootPem);
     const cert = file('client.pem', svidChainPem(mine));
     const key = file('client-key.pem', svidKeyPem(mine));
-    const shown = await run('openssl', ['s_client', '-connect', `127.0.0.1:${pair.ports.inbound}`, '-showcerts', '-cert', cert, '-cert_chain', cert, '-key', key, '-CAfile', rootFile], 'Q\n');
+    const shown = await run('openssl', ['s_client', '-connect', `127.0.0.1:${pair.inboundPort}`, '-showcerts', '-cert', cert, '-cert_chain', cert, '-key', key, '-CAfile', rootFile], 'Q\n');
     t.equal(certCount(shown.stdout), serverSent.length, `openssl s_client -showcerts sees the ${serverSent.length} certificate(s) Node saw`);
     t.match(shown.stdout, /Verify return code: 0 \(ok\)/, 'and openssl verifies them against the bundle');
     for (const [who, chain] of Object.entries(issued)) {
@@ -155,13 +157,13 @@ const skip = spireSkip();
 if (skip) t.skip(skip, () => {});
 else {
   t.test("SPIRE's default: leaf-only X509-SVIDs under the self-signed server CA", async (t) => {
-    const spire = await startSpire(t, { trustDomain: 'leaf.test' });
+    const spire = await startSpire(t, { trustDomain: PAIR_TD });
     await checkChains(t, spire, 1, await spire.bundlePem());
   });
 
   t.test('UpstreamAuthority "disk": leaf, SPIRE CA and upstream intermediate; the bundle is the upstream root', async (t) => {
     const upstream = await upstreamPki();
-    const spire = await startSpire(t, { trustDomain: 'upstream.test', upstream: { certPem: upstream.certPem, keyPem: upstream.keyPem, bundlePem: upstream.rootPem } });
+    const spire = await startSpire(t, { trustDomain: PAIR_TD, upstream: { certPem: upstream.certPem, keyPem: upstream.keyPem, bundlePem: upstream.rootPem } });
     await checkChains(t, spire, 3, upstream.rootPem);
   });
 }

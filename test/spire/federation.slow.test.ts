@@ -11,7 +11,8 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Client } from 'undici';
 import { DevCa } from '../../src/dev/ca.js';
-import { rawMtlsGet, startSpirePair } from '../helpers/spire-pair.js';
+import { PAIR_TD, SERVICE_ID, SpirePair } from '../helpers/spire-pair.js';
+import { rawMtlsGet, trustDomains } from '../helpers/spire-peers.js';
 import { spireSkip, startSpire, until } from '../helpers/spire.js';
 
 const PARTNER = 'partner.test';
@@ -21,20 +22,20 @@ const skip = spireSkip();
 if (skip) t.skip(skip, () => {});
 else {
   t.test('a partner trust domain federated per entry, then removed', async (t) => {
-    const spire = await startSpire(t, { trustDomain: 'home.test' });
+    const spire = await startSpire(t, { trustDomain: PAIR_TD });
     const td = spire.trustDomain;
     const partner = await DevCa.create({ trustDomain: PARTNER });
     const partnerPem = path.join(spire.dir, 'partner.pem');
     writeFileSync(partnerPem, partner.bundle().toPem());
-    const pair = await startSpirePair(t, spire, { ttlSeconds: 60, extraAgents: { p1: partnerAgent } });
+    const pair = await SpirePair.start(t, spire, { x509SvidTtlSeconds: 60, policyAgents: { p1: partnerAgent } });
     const homeBundle = await spire.bundlePem();
     const peer = await partner.issueX509Svid(partnerAgent, { ttlSeconds: 3600 });
-    const partnerGet = () => rawMtlsGet(pair.ports.inbound, peer.certChainPem, peer.keyPem, homeBundle);
-    const untrusted = () => pair.audit().filter((r) => r.type === 'peer_rejected' && r.reason === 'tls_certificate_untrusted').length;
-    const domains = async (which: 'service' | 'agent') => (await pair.status(which)).trust_domains;
+    const partnerGet = () => rawMtlsGet(pair.inboundPort, peer.certChainPem, peer.keyPem, homeBundle);
+    const untrusted = () => pair.serviceAudit().filter((r) => r.type === 'peer_rejected' && r.reason === 'tls_certificate_untrusted').length;
+    const domains = async (which: 'service' | 'agent') => trustDomains(await pair[which].status());
     const serviceSpec = (federatesWith?: string[]) => ({
-      spiffeId: pair.serviceId,
-      selectors: [pair.service.selector],
+      spiffeId: SERVICE_ID,
+      selectors: [pair.service.proc.selector],
       x509SvidTtlSeconds: 60,
       ...(federatesWith ? { federatesWith } : {}),
     });
@@ -42,7 +43,7 @@ else {
       const before = untrusted();
       const r = await partnerGet();
       t.equal(r.status, undefined, `${what}: the partner peer gets no answer (${r.refused})`);
-      await until(() => (untrusted() > before ? true : undefined), 'the refusal in the audit log', 30_000, pair.context);
+      await until(() => (untrusted() > before ? true : undefined), 'the refusal in the audit log', 30_000, () => pair.context());
       t.pass(`${what}: refused in the handshake as tls_certificate_untrusted`);
     };
 
@@ -51,8 +52,8 @@ else {
     // Federate: bundle set, then the service's entry names the partner.
     let step = Date.now();
     await spire.server(['bundle', 'set', '-id', `spiffe://${PARTNER}`, '-path', partnerPem]);
-    await spire.updateEntry(pair.serviceEntry, serviceSpec([PARTNER]));
-    await until(async () => ((await domains('service')).includes(PARTNER) ? true : undefined), 'the service sidecar to hold the partner bundle', 60_000, pair.context);
+    await spire.updateEntry(pair.entries.service!, serviceSpec([PARTNER]));
+    await until(async () => ((await domains('service')).includes(PARTNER) ? true : undefined), 'the service sidecar to hold the partner bundle', 60_000, () => pair.context());
     t.comment(`bundle set + entry update -> the service sidecar holds the partner bundle: ${Date.now() - step} ms`);
     const ok = await partnerGet();
     t.equal(ok.status, 200, `the partner peer is accepted: ${ok.refused ?? ''}`);
@@ -60,7 +61,7 @@ else {
     t.equal((await pair.request()).status, 200, 'the home agent still gets through');
     // A partner connection kept alive across the removal below.
     let connects = 0;
-    const kept = new Client(`https://127.0.0.1:${pair.ports.inbound}`, {
+    const kept = new Client(`https://127.0.0.1:${pair.inboundPort}`, {
       connect: { cert: peer.certChainPem, key: peer.keyPem, ca: homeBundle, checkServerIdentity: () => undefined },
       pipelining: 1,
       keepAliveTimeout: 120_000,
@@ -80,8 +81,8 @@ else {
 
     // Remove the federation from the entry: the bundle leaves the service sidecar.
     step = Date.now();
-    await spire.updateEntry(pair.serviceEntry, serviceSpec());
-    await until(async () => (!(await domains('service')).includes(PARTNER) ? true : undefined), 'the service sidecar to drop the partner bundle', 60_000, pair.context);
+    await spire.updateEntry(pair.entries.service!, serviceSpec());
+    await until(async () => (!(await domains('service')).includes(PARTNER) ? true : undefined), 'the service sidecar to drop the partner bundle', 60_000, () => pair.context());
     t.comment(`entry update without federatesWith -> the service sidecar dropped the partner bundle: ${Date.now() - step} ms`);
     t.same(await domains('service'), [td]);
     const later = await kept.request({ path: '/things/1', method: 'GET' }).then(
@@ -95,12 +96,12 @@ else {
     await refusedUntrusted('after the entry stopped federating');
 
     // Again, then remove the partner bundle itself (dissociating the entries that named it).
-    await spire.updateEntry(pair.serviceEntry, serviceSpec([PARTNER]));
-    await until(async () => ((await domains('service')).includes(PARTNER) ? true : undefined), 'the service sidecar to hold the partner bundle again', 60_000, pair.context);
+    await spire.updateEntry(pair.entries.service!, serviceSpec([PARTNER]));
+    await until(async () => ((await domains('service')).includes(PARTNER) ? true : undefined), 'the service sidecar to hold the partner bundle again', 60_000, () => pair.context());
     t.equal((await partnerGet()).status, 200, 'federated again: accepted');
     step = Date.now();
     await spire.server(['bundle', 'delete', '-id', `spiffe://${PARTNER}`, '-mode', 'dissociate']);
-    await until(async () => (!(await domains('service')).includes(PARTNER) ? true : undefined), 'the service sidecar to drop the deleted bundle', 60_000, pair.context);
+    await until(async () => (!(await domains('service')).includes(PARTNER) ? true : undefined), 'the service sidecar to drop the deleted bundle', 60_000, () => pair.context());
     t.comment(`bundle delete -> the service sidecar dropped the partner bundle: ${Date.now() - step} ms`);
     await refusedUntrusted('after bundle delete');
     t.same(await domains('agent'), [td], 'the agent sidecar never held the partner bundle');

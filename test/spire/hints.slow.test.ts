@@ -11,7 +11,7 @@ import { svidChainPem, svidKeyPem } from '../../src/spiffe/svid.js';
 import { WorkloadApiX509Source } from '../../src/spiffe/workload-api/source.js';
 import { freePort } from '../helpers/ports.js';
 import { EchoApp } from '../helpers/mesh.js';
-import { tapSelector } from '../helpers/spire-pair.js';
+import { tapSelector } from '../helpers/spire-peers.js';
 import { getStatus, sidecarProcess, spireSkip, startSpire, until } from '../helpers/spire.js';
 
 /** The URI SAN of the certificate the server on `port` presents (the handshake may be refused right after). */

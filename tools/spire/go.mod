@@ -1,6 +1,6 @@
 module attest-sidecar.local/tools/spire
 
-go 1.26
+go 1.25.3
 
 tool (
 	github.com/spiffe/spire/cmd/spire-agent
