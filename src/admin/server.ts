@@ -73,6 +73,8 @@ export class AdminServer {
   private server: http.Server | undefined;
   private mtlsServer: https.Server | undefined;
   private material: TlsMaterial | undefined;
+  /** Open mTLS admin connections whose peer was accepted (re-checked when the bundles change). */
+  private readonly mtlsSockets = new Set<AdminSocket>();
   private readonly refusals: AggregatedAudit | undefined;
 
   constructor(private readonly deps: AdminDeps) {
@@ -99,10 +101,12 @@ export class AdminServer {
 
   /** The mTLS admin listener starts with the first SVID and follows rotations. */
   async applyIdentity(material: TlsMaterial): Promise<void> {
+    const previous = this.material;
     this.material = material;
     if (!this.deps.mtlsListen) return;
     if (this.mtlsServer) {
       this.mtlsServer.setSecureContext(serverContextOptions(material));
+      if (previous && previous.caPem !== material.caPem) this.recheckPeers(material);
       return;
     }
     const server = https.createServer({ ...serverContextOptions(material), ...serverLimitOptions(ADMIN_LIMITS, true) }, (req, res) => {
@@ -130,6 +134,8 @@ export class AdminServer {
         socket.destroy();
         return;
       }
+      this.mtlsSockets.add(socket as AdminSocket);
+      socket.once('close', () => this.mtlsSockets.delete(socket as AdminSocket));
       armIdle(socket, ADMIN_LIMITS.idleTimeoutMs, { listener: 'admin_mtls', metrics: this.deps.metrics });
     });
     guardListener(server, { listener: 'admin_mtls', limits: ADMIN_LIMITS, metrics: this.deps.metrics, ...(this.refusals ? { audit: this.refusals } : {}) }, { tls: true });
@@ -142,6 +148,21 @@ export class AdminServer {
     this.mtlsServer = server;
     await listen(server, this.deps.mtlsListen, throttledListenerErrorLog(this.deps.logger, 'admin_mtls'));
     this.deps.logger.info({ address: this.mtlsAddress() }, 'admin mTLS listening');
+  }
+
+  /** The bundles changed (a federation removed, a CA revoked): admin peers that no longer verify are disconnected. */
+  private recheckPeers(material: TlsMaterial): void {
+    for (const socket of this.mtlsSockets) {
+      try {
+        verifyClientPeer(socket, material.bundles, Date.now());
+      } catch (err) {
+        delete socket[kAdminPeer];
+        this.mtlsSockets.delete(socket);
+        this.deps.metrics.connectionRefused('admin_mtls', 'peer_trust_withdrawn');
+        this.refusals?.note('peer_rejected', 'peer_trust_withdrawn', `admin mTLS: ${(err as Error).message}`, undefined, socket.remoteAddress);
+        socket.destroy();
+      }
+    }
   }
 
   private guarded(req: IncomingMessage, res: ServerResponse, peer: string | undefined): void {

@@ -71,3 +71,31 @@ t.test('a federated peer kept alive across the removal of its bundle is refused 
   t.equal(still.status, 200, 'a peer that still verifies keeps being served');
   t.equal(homeConn.connects(), 1, 'on its same connection');
 });
+
+t.test('an mTLS admin connection whose peer no longer verifies is closed when the bundles change', async (t) => {
+  const partner = await DevCa.create({ trustDomain: PARTNER });
+  const replica = await mesh.startReplica('admin-mtls', { admin: { listen: { host: '127.0.0.1', port: 0 }, mtlsListen: { host: '127.0.0.1', port: 0 } } });
+  const partnerDomains = () => replica.status().trust_domains as string[];
+  mesh.issuer.setFederatedBundle(PARTNER, partner.bundle());
+  await until(() => partnerDomains().includes(PARTNER) && domains().includes(PARTNER), 'the partner bundle');
+  await replica.settled();
+  const p = await partner.issueX509Svid(partnerId);
+  const admin = new Client(`https://127.0.0.1:${replica.admin!.mtlsAddress()!.port}`, {
+    connect: { cert: p.certChainPem, key: p.keyPem, ca: mesh.issuer.ca.rootPem(), checkServerIdentity: () => undefined },
+    pipelining: 1,
+    keepAliveTimeout: 60_000,
+  });
+  t.teardown(() => admin.destroy());
+  const healthz = async () => {
+    const r = await admin.request({ path: '/healthz', method: 'GET' });
+    await r.body.text();
+    return r.statusCode;
+  };
+  t.equal(await healthz(), 200, 'the federated peer reaches the mTLS admin listener');
+
+  mesh.issuer.setFederatedBundle(PARTNER, undefined);
+  await until(() => !partnerDomains().includes(PARTNER), 'the partner bundle to go');
+  await replica.settled();
+  // Kept open, the connection would still answer 200 (its idle timeout is far away).
+  await t.rejects(healthz(), 'the kept-alive admin connection was closed, and a new one fails the handshake');
+});
