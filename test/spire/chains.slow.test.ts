@@ -7,7 +7,7 @@
  *     and the bundle is the upstream root only.
  * Both directions are looked at (the service's server chain, and the agent's client chain as a
  * probe upstream receives it), and cross-checked with `openssl s_client -showcerts` and
- * `openssl verify`.
+ * `openssl verify`. A kept-alive client stays served across bundle changes.
  */
 import 'reflect-metadata';
 import t, { type Test } from 'tap';
@@ -16,14 +16,16 @@ import { X509Certificate } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import * as x509 from '@peculiar/x509';
+import { Client } from 'undici';
+import { DevCa } from '../../src/dev/ca.js';
 import { ECDSA_SHA256, exportPkcs8, generateKeys, pem, randomSerialHex, webcrypto } from '../../src/dev/ca-keys.js';
 import type { SpireDeployment } from '../../src/mesh/spire/deployment.js';
 import { svidChainPem, svidKeyPem } from '../../src/spiffe/svid.js';
 import { viaProxy } from '../helpers/mesh.js';
 import { skipFor, toolsMissing } from '../helpers/needs.js';
-import { PAIR_TD, SpirePair } from '../helpers/spire-pair.js';
-import { presentedChain, probeServer, rawMtlsGet, tapSelector, tapSource } from '../helpers/spire-peers.js';
-import { spireSkip, startSpire } from '../helpers/spire.js';
+import { PAIR_TD, SERVICE_ID, SpirePair } from '../helpers/spire-pair.js';
+import { presentedChain, probeServer, rawMtlsGet, tapSelector, tapSource, trustDomains } from '../helpers/spire-peers.js';
+import { spireSkip, startSpire, until } from '../helpers/spire.js';
 
 
 
@@ -127,6 +129,34 @@ async function checkChains(t: Test, spire: SpireDeployment, length: number, root
     const top = chain[chain.length - 1]!;
     t.ok(top.checkIssued(root) && top.verify(root.publicKey), `the ${who}'s chain ends at a certificate the root signed`);
   }
+
+  // Bundle changes (a federation added, then removed) re-check open connections: a peer whose
+  // chain still leads to a held root keeps its connection, intermediates or not.
+  const kept = new Client(`https://127.0.0.1:${pair.inboundPort}`, {
+    connect: { cert: svidChainPem(mine), key: svidKeyPem(mine), ca: bundle, checkServerIdentity: () => undefined },
+    pipelining: 1,
+    keepAliveTimeout: 120_000,
+  });
+  let connects = 0;
+  kept.on('connect', () => connects++);
+  t.teardown(() => kept.destroy());
+  const keptGet = async () => {
+    const r = await kept.request({ path: '/things/1', method: 'GET' });
+    await r.body.text();
+    return r.statusCode;
+  };
+  t.equal(await keptGet(), 200, 'a kept-alive client is served');
+  const partnerPem = path.join(spire.dir, 'partner.pem');
+  writeFileSync(partnerPem, (await DevCa.create({ trustDomain: 'partner.test' })).bundle().toPem());
+  await spire.server(['bundle', 'set', '-id', 'spiffe://partner.test', '-path', partnerPem]);
+  const serviceSpec = { spiffeId: SERVICE_ID, selectors: [pair.service.proc.selector], x509SvidTtlSeconds: 60 };
+  for (const federatesWith of [['partner.test'], []]) {
+    await spire.updateEntry(pair.entries.service!, { ...serviceSpec, federatesWith });
+    const want = federatesWith.length > 0;
+    await until(async () => (trustDomains(await pair.service.status()).includes('partner.test') === want ? true : undefined), 'the service sidecar to see the bundle change', 60_000, () => pair.context());
+    t.equal(await keptGet(), 200, `after a bundle change (${want ? 'federation added' : 'federation removed'}) the kept-alive client is still served`);
+  }
+  t.equal(connects, 1, 'on its one connection');
 
   t.test('openssl agrees', { skip: skipFor(noOpenssl) }, async (t) => {
     const dir = pair.service.proc.dir;

@@ -36,7 +36,7 @@ import { AggregatedAudit } from '../../audit/aggregate.js';
 import { handshakeFailureReason } from '../../spiffe/handshake-reasons.js';
 import type { RevocationState } from '../../revocation/state.js';
 import type { SpendGate } from '../spend.js';
-import { serverContextOptions, verifyClientPeer, type TlsMaterial, type VerifiedPeer } from '../../spiffe/tls.js';
+import { serverContextOptions, stillAnchored, verifyClientPeer, type TlsMaterial, type VerifiedPeer } from '../../spiffe/tls.js';
 import { InboundContext, kConnection, newConnection, type Connection, type InboundForwarding, type PeeredSocket } from './context.js';
 import { InboundRouter, type UpstreamMetrics } from './router.js';
 import { peerVerified, peerExpiry, revocation } from './filters/peer.js';
@@ -194,22 +194,16 @@ export class InboundListener {
   }
 
   /**
-   * The bundles changed (a federation removed, a CA revoked): open connections whose peer chain
-   * no longer verifies are refused from their next request on, as a new handshake would be.
-   * Runs on bundle changes only, never per request.
+   * The bundles changed (a federation removed, a CA revoked): open connections whose peer was
+   * verified to an authority the bundles no longer hold are refused from their next request on,
+   * as a new handshake would be. Runs on bundle changes only, never per request.
    */
   private recheckPeers(material: TlsMaterial): void {
     for (const socket of this.connections) {
       const connection = socket[kConnection];
-      if (!connection || connection.trustWithdrawn) continue;
-      try {
-        // At an instant the chain was valid: expiry has its own per-request check.
-        verifyClientPeer(socket, material.bundles, Math.min(this.now(), connection.peer.notAfterMs - 1));
-      } catch (err) {
-        connection.trustWithdrawn = true;
-        const reason = err instanceof SidecarError ? err.reason : 'svid_malformed';
-        this.deps.logger.warn({ peer: connection.peer.id, reason, err: (err as Error).message, remote: socket.remoteAddress }, 'inbound peer no longer trusted after a bundle change');
-      }
+      if (!connection || connection.trustWithdrawn || stillAnchored(connection.peer, material.bundles)) continue;
+      connection.trustWithdrawn = true;
+      this.deps.logger.warn({ peer: connection.peer.id, remote: socket.remoteAddress }, 'inbound peer no longer trusted: the bundles no longer hold the authority its certificate chains to');
     }
   }
 
