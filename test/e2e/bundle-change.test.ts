@@ -26,6 +26,16 @@ const mesh = await TestMesh.start({
 t.teardown(() => mesh.close());
 
 const domains = () => mesh.server.status().trust_domains as string[];
+
+/**
+ * Federates the server's entry with the partner, as `entry update -federatesWith` does: a dev
+ * issuer that sends federated bundles per entry (as SPIRE does) needs it, one that sends them
+ * to every workload has no such call.
+ */
+function federateServer(): void {
+  const issuer = mesh.issuer as unknown as { setFederatesWith?: (spiffeId: string, trustDomains: string[]) => void };
+  issuer.setFederatesWith?.(idOf('control-plane'), [PARTNER]);
+}
 async function until(f: () => boolean, what: string): Promise<void> {
   for (let i = 0; i < 600 && !f(); i++) await new Promise((r) => setTimeout(r, 50));
   if (!f()) throw new Error(`timed out waiting for ${what}`);
@@ -49,6 +59,7 @@ function keptAlive(cert: string, key: string): { client: Client; connects: () =>
 
 t.test('a federated peer kept alive across the removal of its bundle is refused at its next request', async (t) => {
   const partner = await DevCa.create({ trustDomain: PARTNER });
+  federateServer();
   mesh.issuer.setFederatedBundle(PARTNER, partner.bundle());
   await until(() => domains().includes(PARTNER), 'the partner bundle');
   const p = await partner.issueX509Svid(partnerId);
@@ -76,6 +87,7 @@ t.test('an mTLS admin connection whose peer no longer verifies is closed when th
   const partner = await DevCa.create({ trustDomain: PARTNER });
   const replica = await mesh.startReplica('admin-mtls', { admin: { listen: { host: '127.0.0.1', port: 0 }, mtlsListen: { host: '127.0.0.1', port: 0 } } });
   const partnerDomains = () => replica.status().trust_domains as string[];
+  federateServer();
   mesh.issuer.setFederatedBundle(PARTNER, partner.bundle());
   await until(() => partnerDomains().includes(PARTNER) && domains().includes(PARTNER), 'the partner bundle');
   await replica.settled();
