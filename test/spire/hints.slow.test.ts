@@ -8,10 +8,9 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { svidChainPem, svidKeyPem } from '../../src/spiffe/svid.js';
-import { WorkloadApiX509Source } from '../../src/spiffe/workload-api/source.js';
 import { freePort } from '../helpers/ports.js';
 import { EchoApp } from '../helpers/mesh.js';
-import { tapSelector } from '../helpers/spire-peers.js';
+import { tapSelector, tapSource } from '../helpers/spire-peers.js';
 import { getStatus, sidecarProcess, spireSkip, startSpire, until } from '../helpers/spire.js';
 
 /** The URI SAN of the certificate the server on `port` presents (the handshake may be refused right after). */
@@ -40,10 +39,7 @@ else {
     await spire.createEntry({ spiffeId: blue, selectors: [sidecar.selector], x509SvidTtlSeconds: 60, hint: 'external' });
     await spire.createEntry({ spiffeId: `spiffe://${td}/client`, selectors: [tapSelector()], x509SvidTtlSeconds: 60 });
 
-    const client = new WorkloadApiX509Source({ endpoint: `unix://${spire.workloadSocket}` });
-    t.teardown(() => client.close());
-    client.start();
-    const me = (await client.waitReady(60_000)).svid;
+    const me = (await tapSource(t, spire)).current()!.svid;
     const bundle = await spire.bundlePem();
 
     const app = new EchoApp();
