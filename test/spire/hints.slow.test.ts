@@ -78,5 +78,20 @@ log: { level: warn, audit: audit.log }
       t.equal(await presentedId(inbound, svidChainPem(me), svidKeyPem(me), bundle), id, `hint '${hint}': a TLS peer is shown ${id}`);
       await sidecar.stop();
     }
+
+    // A hint no entry carries: no identity, and the sidecar says which hint it could not find.
+    sidecar.start(config('nowhere'));
+    const said = await until(
+      async () => {
+        if (sidecar.exited) return sidecar.exited;
+        const r = await getStatus(`http://127.0.0.1:${admin}/readyz`);
+        return r && r.status !== 200 && r.body.includes('nowhere') ? r.body : undefined;
+      },
+      'the sidecar with an unknown hint to report it',
+      60_000,
+      () => sidecar.stderr,
+    );
+    t.match(said, /no SVID with hint \\?"nowhere\\?"/, 'the missing hint is named');
+    t.match(said, /internal|external/, 'with the hints there are');
   });
 }
