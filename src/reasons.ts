@@ -255,6 +255,7 @@ export const REASONS = {
   dev_ca_uninitialised: { kind: 'config', message: '<why>', where: 'runtime', doc: 'the dev CA was used before it was created' },
   dev_spire_failed: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'the development SPIRE deployment (dev mesh on SPIRE, tests) could not start or run a command' },
   dev_ca_wrong_trust_domain: { kind: 'config', message: '<why>', where: 'runtime', doc: 'the dev CA was asked for an ID outside its trust domain' },
+  dev_ca_authority_invalid: { kind: 'config', message: '<why>', where: 'runtime', doc: 'a dev CA authority step (prepare, activate, taint, revoke) does not apply to that authority (SPIRE\'s texts)' },
 
   // Operational failures of parts (logged, counted or audited).
   svid_timeout: { kind: 'failure', message: '<why>', where: 'start-up', doc: 'no SVID arrived from the identity source in time' },
@@ -272,6 +273,8 @@ export const REASONS = {
   jwt_svid_missing: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'a JWT-SVID was asked for and none came' },
   jwt_svid_invalid: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'a JWT-SVID does not parse or validate' },
   jwt_svid_audience_missing: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'a JWT-SVID request named no audience' },
+  jwt_svid_audience_mismatch: { kind: 'failure', message: 'FetchJWTSVID svids[<i>]: token audience <aud> does not hold the requested <missing>', where: 'runtime', doc: 'the Workload API returned a JWT-SVID whose `aud` lacks an audience that was asked for (refused)' },
+  jwt_svid_subject_mismatch: { kind: 'failure', message: 'FetchJWTSVID svids[<i>]: <why>', where: 'runtime', doc: 'the Workload API returned a JWT-SVID whose `sub` is not its SPIFFE ID, or not the ID asked for (refused)' },
   dev_issuer_stopped: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'the dev issuer was used after it stopped' },
   kds_unavailable: { kind: 'failure', message: '<why>', where: 'runtime', doc: "AMD's KDS could not be reached for a VCEK" },
   kds_timeout: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'a KDS fetch passed its deadline' },
@@ -298,6 +301,21 @@ export const REASONS = {
   usage_encoding_unsupported: { kind: 'failure', message: '<why>', where: 'outbound', doc: "a metered response's content-encoding cannot be decoded" },
   response_incomplete: { kind: 'failure', message: '<why>', where: 'outbound', doc: 'a metered response ended early' },
   meter_failed: { kind: 'failure', message: '<why>', where: 'outbound', doc: 'the usage meter failed (the reservation stays charged)' },
+
+  // The kill switch's SPIRE step (`attest-sidecar kill|restore --spire-server-socket`): the CLI reports them.
+  spire_server_socket_invalid: { kind: 'config', message: 'invalid SPIRE server socket <uri>: <why>', where: 'admin', doc: '`--spire-server-socket` is not `unix:///absolute/path`' },
+  spire_entries_file_invalid: { kind: 'config', message: '<file>: <why>', where: 'admin', doc: "the saved entries file cannot be read, is not a saved-entries file, or holds another agent's entries" },
+  spire_entries_file_missing: { kind: 'config', message: 'no saved SPIRE entries for <id> at <file>', where: 'admin', doc: '`restore --spire-server-socket` found no entries file for the agent (the sidecar revocation is not lifted)' },
+  spire_entries_file_write_failed: { kind: 'failure', message: 'cannot save the entries to <file>: <why>', where: 'admin', doc: 'the entries could not be saved before deletion, so none were deleted' },
+  spire_server_unavailable: { kind: 'failure', message: '<call>: <status>: <why>', where: 'admin', doc: "the SPIRE server's admin socket cannot be reached (not running, wrong path, not a gRPC server)" },
+  spire_server_timeout: { kind: 'failure', message: '<call>: <status>: <why>', where: 'admin', doc: 'a SPIRE server API call passed its deadline' },
+  spire_server_unimplemented: { kind: 'failure', message: '<call>: <status>: <why>', where: 'admin', doc: "the socket serves gRPC but not the SPIRE server's Entry API (an agent's Workload API socket?)" },
+  spire_server_permission_denied: { kind: 'failure', message: '<call>: <status>: <why>', where: 'admin', doc: 'the SPIRE server refused the caller (not local and not an admin)' },
+  spire_server_invalid_argument: { kind: 'failure', message: '<call>: <status>: <why>', where: 'admin', doc: "the SPIRE server refused the request (e.g. a SPIFFE ID outside the server's trust domain)" },
+  spire_server_error: { kind: 'failure', message: '<call>: <status>: <why>', where: 'admin', doc: 'any other SPIRE server API status' },
+  spire_server_bad_response: { kind: 'failure', message: '<call>: <why>', where: 'admin', doc: 'the SPIRE server answered something the client cannot use (a result count that does not match, too many pages)' },
+  spire_entry_delete_failed: { kind: 'failure', message: 'entry <id>: <status>: <why>', where: 'admin', doc: 'the SPIRE server refused to delete one entry (reported per entry; the others are deleted)' },
+  spire_entry_create_failed: { kind: 'failure', message: 'entry <id>: <status>: <why>', where: 'admin', doc: 'the SPIRE server refused to re-create one saved entry (reported per entry; the file is kept)' },
 
   // Findings of `attest-sidecar audit verify`.
   malformed_line: { kind: 'audit', message: '<why>', where: 'audit verify', doc: 'a line is empty, not JSON, not an audit record, or has invalid chain fields' },

@@ -1,25 +1,37 @@
 /**
  * `attest-sidecar kill SPIFFE_ID`, `killall` and `restore`: clients of a sidecar's admin API.
  * The token is read from --token-file (default: the file the dev mesh writes) and sent as a
- * bearer token; it is never printed. Exit 0 on success, 1 when the sidecar refused, 2 on usage
- * or connection errors.
+ * bearer token; it is never printed. With --spire-server-socket, kill also deletes the agent's
+ * SPIRE registration entries (saved first) and restore re-creates them (src/spire/). Exit 0 on
+ * success, 1 when the sidecar, the SPIRE server or the entries file refused, 2 on usage or
+ * connection errors.
  */
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { devTokenFile } from '../mesh/paths.js';
 import { errorMessage } from '../errors.js';
+import { parseSpiffeId, type SpiffeId } from '../spiffe/id.js';
+import type { SpireEntryClient } from '../spire/entry-client.js';
+import type { SpireStepReport } from '../spire/agent-entries.js';
 
 /** host:port of the admin API the kill commands call without --admin: the dev mesh's control plane. */
 export const DEFAULT_ADMIN = '127.0.0.1:15000';
 
 export const KILL_USAGE = `  attest-sidecar kill SPIFFE_ID [--reason TEXT] [--admin URL] [--token-file FILE]
-                                          revoke one agent: its connections close, later requests get 403
+                 [--spire-server-socket unix:///PATH [--entries-file FILE]]
+                                          revoke one agent: its connections close, later requests get 403;
+                                          with --spire-server-socket also delete its SPIRE entries (saved to FILE)
   attest-sidecar killall [--reason TEXT] [--admin URL] [--token-file FILE]
                                           revoke every peer and stop this sidecar's outbound side
   attest-sidecar restore SPIFFE_ID | --all [--admin URL] [--token-file FILE]
-                                          lift a local revocation (or the kill-all)
+                 [--spire-server-socket unix:///PATH [--entries-file FILE]]   (with a SPIFFE_ID)
+                                          lift a local revocation (or the kill-all); with --spire-server-socket
+                                          first re-create the saved SPIRE entries
       --admin defaults to http://${DEFAULT_ADMIN}; --token-file to $ATTEST_SIDECAR_DEV_STATE/admin-token
       (~/.attest-sidecar/dev/admin-token, written by \`attest-sidecar dev\`)
+      --spire-server-socket: the SPIRE server's admin socket (server.socket_path), as unix:///path
+      --entries-file defaults to $ATTEST_SIDECAR_DEV_STATE/spire-entries/<SPIFFE ID>-<hash>.json
 `;
 
 export interface CommandOutput {
@@ -28,7 +40,15 @@ export interface CommandOutput {
   stderr: string;
 }
 
-export async function killCommand(cmd: 'kill' | 'killall' | 'restore', args: string[], env: NodeJS.ProcessEnv = process.env): Promise<CommandOutput> {
+type Cmd = 'kill' | 'killall' | 'restore';
+
+interface SpireTarget {
+  socket: string;
+  id: SpiffeId;
+  file: string;
+}
+
+export async function killCommand(cmd: Cmd, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<CommandOutput> {
   let parsed;
   try {
     parsed = parseArgs({
@@ -40,6 +60,8 @@ export async function killCommand(cmd: 'kill' | 'killall' | 'restore', args: str
         admin: { type: 'string' },
         'token-file': { type: 'string' },
         all: { type: 'boolean' },
+        'spire-server-socket': { type: 'string' },
+        'entries-file': { type: 'string' },
       },
     });
   } catch (err) {
@@ -59,6 +81,72 @@ export async function killCommand(cmd: 'kill' | 'killall' | 'restore', args: str
     if (values.all ? positionals.length !== 0 : positionals.length !== 1) return usage(cmd, 'restore needs one SPIFFE_ID or --all');
     body = values.all ? { all: true } : { spiffe_id: positionals[0] };
   }
+  let spire: SpireTarget | undefined;
+  if (values['spire-server-socket'] !== undefined || values['entries-file'] !== undefined) {
+    const target = await spireTarget(cmd, values['spire-server-socket'], values['entries-file'], typeof body.spiffe_id === 'string' ? body.spiffe_id : undefined, env);
+    if (typeof target === 'string') return usage(cmd, target);
+    spire = target;
+  }
+  const sidecar = () => sidecarCall(cmd, admin, tokenFile, body);
+  if (!spire) return sidecar();
+  const { killAgentEntries, restoreAgentEntries } = await import('../spire/agent-entries.js');
+  if (cmd === 'kill') {
+    // The sidecar revocation first (instant), then SPIRE (no renewal); a failure of one never skips the other.
+    const local = await sidecar();
+    const remote = await withClient(spire, (client) => killAgentEntries({ client, id: spire.id, file: spire.file }));
+    const notes: string[] = [];
+    if (remote.exitCode !== 0 && local.exitCode === 0) notes.push(`the sidecar revocation of ${spire.id.toString()} is in force; SPIRE still renews its SVID until the entries are deleted (run kill again)`);
+    if (remote.exitCode === 0 && local.exitCode !== 0) notes.push(`the SPIRE entries are deleted but the sidecar did not revoke ${spire.id.toString()}: peers accept it until its SVID's notAfter`);
+    return combine(local, remote, notes);
+  }
+  // restore: entries back first; the sidecar revocation is lifted only once SPIRE has them all.
+  const remote = await withClient(spire, (client) => restoreAgentEntries({ client, id: spire.id, file: spire.file }));
+  if (remote.exitCode !== 0) return combine({ exitCode: 0, stdout: '', stderr: '' }, remote, [`the sidecar revocation of ${spire.id.toString()} was NOT lifted`]);
+  return combine(await sidecar(), remote, []);
+}
+
+/** Checks the SPIRE flags before anything is changed; a string is a usage problem. */
+async function spireTarget(cmd: Cmd, socket: string | undefined, entriesFile: string | undefined, spiffeId: string | undefined, env: NodeJS.ProcessEnv): Promise<SpireTarget | string> {
+  if (cmd === 'killall' || spiffeId === undefined) return `--spire-server-socket and --entries-file need one SPIFFE_ID (${cmd === 'killall' ? 'killall' : 'restore --all'} never touches SPIRE entries)`;
+  if (socket === undefined) return '--entries-file needs --spire-server-socket';
+  const [{ parseSpireServerSocket }, { defaultEntriesFile }] = await Promise.all([import('../spire/entry-client.js'), import('../spire/entries-file.js')]);
+  let id: SpiffeId;
+  try {
+    parseSpireServerSocket(socket);
+    id = parseSpiffeId(spiffeId);
+  } catch (err) {
+    return errorMessage(err);
+  }
+  if (id.path === '') return `${spiffeId} names a trust domain, not an agent`;
+  return { socket, id, file: entriesFile !== undefined ? path.resolve(entriesFile) : defaultEntriesFile(id, env) };
+}
+
+async function withClient(spire: SpireTarget, run: (client: SpireEntryClient) => Promise<SpireStepReport>): Promise<SpireStepReport> {
+  const { SpireEntryClient } = await import('../spire/entry-client.js');
+  let client: SpireEntryClient;
+  try {
+    client = new SpireEntryClient({ socket: spire.socket });
+  } catch (err) {
+    return { exitCode: 1, lines: [`SPIRE: cannot create the Entry API client: ${errorMessage(err)}`] };
+  }
+  try {
+    return await run(client);
+  } finally {
+    client.close();
+  }
+}
+
+/** Both steps' output; the exit code is the worse of the two. */
+function combine(local: CommandOutput, remote: { exitCode: number; lines: string[] }, notes: string[]): CommandOutput {
+  const text = remote.lines.map((l) => `${l}\n`).join('');
+  return {
+    exitCode: Math.max(local.exitCode, remote.exitCode),
+    stdout: local.stdout + (remote.exitCode === 0 ? text : ''),
+    stderr: local.stderr + (remote.exitCode === 0 ? '' : text) + notes.map((n) => `attest-sidecar: ${n}\n`).join(''),
+  };
+}
+
+async function sidecarCall(cmd: Cmd, admin: string, tokenFile: string, body: Record<string, unknown>): Promise<CommandOutput> {
   let token: string;
   try {
     token = readFileSync(tokenFile, 'utf8').trim();

@@ -11,15 +11,23 @@ import { checkPolicyCommand } from '../policy/check.js';
 import { createLogger } from '../log.js';
 import { Sidecar } from '../sidecar.js';
 import { KILL_USAGE } from './kill.js';
+import { SPIRE_VERSION, spireBinDir } from '../mesh/spire/binaries.js';
 
 /** Each subcommand's usage: printed by `attest-sidecar CMD --help` (exit 0) and after a usage error (exit 2). */
 const RUN_USAGE = `  attest-sidecar run --config FILE        run one sidecar (see docs/admin.md for the state directory)
 `;
 const DEV_USAGE = `  attest-sidecar dev [--svid-ttl 60s] [--mesh FILE] [--state-dir DIR] [--log-level LEVEL] [--fresh] [--free-ports]
+                     [--spire [BIN_DIR]]
                                           DEVELOPMENT ONLY: embedded issuer + reference mesh
       --fresh       delete the dev state first (revocations, budget spend, admin token) and start clean
       --state-dir   default $ATTEST_SIDECAR_DEV_STATE, else ~/.attest-sidecar/dev
       --free-ports  listen on ports the OS picks instead of the mesh file's (the banner prints them)
+      --spire       the same mesh on a real SPIRE server and agent instead of the embedded issuer: each
+                    sidecar its own \`attest-sidecar run\` process with its own registration entry.
+                    BIN_DIR holds spire-server and spire-agent; default $SPIRE_BIN_DIR, else
+                    ~/.cache/attest-sidecar/spire-v${SPIRE_VERSION}/bin (build them with scripts/build-spire.sh).
+                    \`attest-sidecar kill ... --spire-server-socket unix://PATH\` (the banner prints it)
+                    also deletes the agent's entry, so that its SVID is not renewed
 `;
 const CHECK_POLICY_USAGE = `  attest-sidecar check-policy FILE        validate a policy file (exit 1 on error)
 `;
@@ -65,9 +73,24 @@ async function cmdRun(args: string[]): Promise<Exit> {
   return 'running';
 }
 
+/**
+ * `--spire` takes an optional value: alone (last, or before another option) it means the
+ * default folder of the SPIRE binaries.
+ */
+function withSpireDefault(args: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === '--') return [...out, ...args.slice(i)];
+    const next = args[i + 1];
+    out.push(a === '--spire' && (next === undefined || next.startsWith('-')) ? `--spire=${spireBinDir()}` : a);
+  }
+  return out;
+}
+
 async function cmdDev(args: string[]): Promise<Exit> {
   const { values } = parseArgs({
-    args,
+    args: withSpireDefault(args),
     options: {
       'svid-ttl': { type: 'string' },
       mesh: { type: 'string' },
@@ -75,6 +98,7 @@ async function cmdDev(args: string[]): Promise<Exit> {
       'state-dir': { type: 'string' },
       fresh: { type: 'boolean' },
       'free-ports': { type: 'boolean' },
+      spire: { type: 'string' },
     },
     strict: true,
   });
@@ -82,17 +106,34 @@ async function cmdDev(args: string[]): Promise<Exit> {
   const [{ DevMesh, loadDevMeshSpec }, { devMeshBanner }] = await Promise.all([import('../mesh/mesh.js'), import('./banner.js')]);
   const spec = loadDevMeshSpec(values.mesh ?? path.join(repoRoot, 'config/dev-mesh.yaml'));
   const ttlSeconds = values['svid-ttl'] ? Math.max(1, Math.round(parseDurationMs(values['svid-ttl']) / 1000)) : undefined;
-  const logger = createLogger({ level: values['log-level'] ?? 'info' });
-  logger.warn('DEVELOPMENT ONLY: embedded SPIFFE issuer with an in-memory CA; never use it in production');
-  const mesh = await DevMesh.start(spec, {
+  const logLevel = values['log-level'] ?? 'info';
+  const logger = createLogger({ level: logLevel });
+  const common = {
     logger,
     ...(ttlSeconds ? { svidTtlSeconds: ttlSeconds } : {}),
     ...(values['state-dir'] ? { stateDir: path.resolve(values['state-dir']) } : {}),
     ...(values.fresh ? { fresh: true } : {}),
     ...(values['free-ports'] ? { freePorts: true } : {}),
-  });
+  };
+  if (values.spire !== undefined) {
+    const { SpireMesh } = await import('../mesh/spire-mesh.js');
+    logger.warn('DEVELOPMENT ONLY: a throwaway SPIRE server and agent (temporary datastore, join token); never use this deployment in production');
+    const mesh = new SpireMesh(spec, { ...common, binDir: path.resolve(values.spire), logLevel });
+    // Before the start: a signal during it must still stop every child started so far.
+    onShutdown(() => mesh.close());
+    await mesh.start();
+    void mesh.died.then(async (why) => {
+      process.stderr.write(`attest-sidecar dev: ${why}\nattest-sidecar dev: stopping the mesh\n`);
+      await mesh.close().catch(() => undefined);
+      process.exit(1);
+    });
+    process.stdout.write(devMeshBanner(await mesh.view()));
+    return 'running';
+  }
+  logger.warn('DEVELOPMENT ONLY: embedded SPIFFE issuer with an in-memory CA; never use it in production');
+  const mesh = await DevMesh.start(spec, common);
   onShutdown(() => mesh.close());
-  process.stdout.write(devMeshBanner(mesh));
+  process.stdout.write(devMeshBanner(mesh.view()));
   return 'running';
 }
 

@@ -54,12 +54,14 @@ export interface CustomExtension {
 
 export interface IssuedSvid {
   svid: X509Svid;
-  /** Leaf then intermediate, concatenated DER (the Workload API wire form). */
+  /** Leaf (then the intermediate in 'intermediate' mode), concatenated DER (the Workload API wire form). */
   certChainDer: Buffer;
   /** PKCS#8 DER. */
   keyDer: Buffer;
   certChainPem: string;
   keyPem: string;
+  /** The authority that signed it (its SPIRE-style authority ID). */
+  authorityId: string;
 }
 
 export interface IssueCertificateOptions {
@@ -74,7 +76,7 @@ export interface IssueCertificateOptions {
   extKeyUsages?: (ExtKeyUsageName | string)[];
   notBefore?: Date;
   notAfter?: Date;
-  /** Self-signed instead of issued by the current intermediate. */
+  /** Self-signed instead of issued by the active authority. */
   selfSigned?: boolean;
   keyType?: DevKeyType;
   /** Extra extensions, added after the standard ones. */
@@ -86,17 +88,13 @@ export interface IssuedCertificate {
   privateKey: KeyObject;
   certDer: Buffer;
   certPem: string;
-  /** The certificate followed by its issuing intermediate (just the certificate when self-signed). */
+  /** The certificate followed by its issuing intermediate, if any (just the certificate when self-signed or 'leaf-only'). */
   chainDer: Buffer;
   chainPem: string;
   keyDer: Buffer;
   keyPem: string;
-}
-
-export interface CaGeneration {
-  root: x509.X509Certificate;
-  intermediate: x509.X509Certificate;
-  intermediateKey: CryptoKey;
+  /** The signing authority (absent when self-signed). */
+  authorityId?: string;
 }
 
 export interface JwtKey {

@@ -2,15 +2,17 @@
  * DEVELOPMENT ONLY: an in-memory certificate authority for the embedded dev issuer and for tests.
  * Keys live in process memory and are never persisted; nothing here is fit for production trust.
  *
- * Layout mirrors SPIRE: a self-signed root (what goes into the trust bundle) signs an intermediate,
- * which signs the leaf X.509-SVIDs, so verifiers always see chains with an intermediate.
+ * Layout mirrors SPIRE: by default ('leaf-only') leaves are signed directly by a self-signed CA
+ * whose certificate is the bundle root; with `chain: 'intermediate'` a fixed root signs rotating
+ * intermediates that are sent with every leaf (SPIRE with an UpstreamAuthority). Authorities go
+ * through SPIRE's steps: prepare (published in the bundle), activate (signs), taint, revoke.
  * Certificates are built with @peculiar/x509 over WebCrypto (`globalThis.crypto`), ECDSA P-256.
  */
 // @peculiar/x509 resolves its services through tsyringe, which needs the Reflect metadata polyfill.
 import 'reflect-metadata';
-import { createPrivateKey, randomBytes, X509Certificate as NodeX509Certificate } from 'node:crypto';
+import { createPrivateKey, X509Certificate as NodeX509Certificate } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
-import { SignJWT, createLocalJWKSet, exportJWK, generateKeyPair, jwtVerify, type JWTPayload } from 'jose';
+import { SignJWT, createLocalJWKSet, jwtVerify, type JWTPayload } from 'jose';
 import { SidecarError } from '../errors.js';
 import { parseSpiffeId, parseTrustDomain, type SpiffeId, type TrustDomain } from '../spiffe/id.js';
 import { parseX509SvidRaw } from '../spiffe/svid.js';
@@ -20,7 +22,6 @@ import {
   webcrypto,
   ECDSA_SHA256,
   BACKDATE_MS,
-  CA_LIFETIME_MS,
   DEFAULT_SVID_TTL_SECONDS,
   JWT_SVID_DEFAULT_TTL_SECONDS,
   toBuffer,
@@ -36,102 +37,129 @@ import {
   type IssuedSvid,
   type IssueCertificateOptions,
   type IssuedCertificate,
-  type CaGeneration,
   type JwtKey,
   type VerifiedJwtSvid,
 } from './ca-keys.js';
+import { DEV_CHAIN_MODES, createAuthority, createSelfSignedRoot, type AuthorityState, type CaAuthority, type DevChainMode, type UpstreamRoot } from './ca-authority.js';
+
+export type { DevChainMode, AuthorityState } from './ca-authority.js';
+
+export interface DevCaOptions {
+  trustDomain: string | TrustDomain;
+  /** Default 'leaf-only' (SPIRE's default X509-SVID chain). */
+  chain?: DevChainMode;
+}
+
+/** What an operator sees of an authority (`spire-server localauthority x509 show`). */
+export interface AuthorityInfo {
+  id: string;
+  state: AuthorityState;
+  tainted: boolean;
+  notAfter: Date;
+  /** `kid` of its JWT signing key. */
+  jwtKeyId: string;
+}
+
+function authorityError(message: string): SidecarError {
+  return new SidecarError('dev_ca_authority_invalid', message);
+}
 
 export class DevCa {
   readonly trustDomain: TrustDomain;
-  /** Oldest first; the last one signs. Old roots stay in the bundle until dropOldRoots(). */
-  private generations: CaGeneration[] = [];
-  private jwtKeys: JwtKey[] = [];
+  readonly chain: DevChainMode;
+  /** Oldest first: at most one prepared, one active, any number of old ones until revoked/dropped. */
+  private authorities: CaAuthority[] = [];
+  /** The fixed root of 'intermediate' mode. */
+  private upstream: UpstreamRoot | undefined;
 
-  private constructor(trustDomain: TrustDomain) {
+  private constructor(trustDomain: TrustDomain, chain: DevChainMode) {
     this.trustDomain = trustDomain;
+    this.chain = chain;
   }
 
-  /** DEVELOPMENT ONLY. Creates a fresh root, intermediate and JWT signing key in memory. */
-  static async create(opts: { trustDomain: string | TrustDomain }): Promise<DevCa> {
+  /** DEVELOPMENT ONLY. Creates a fresh active authority (and, for 'intermediate', its fixed root) in memory. */
+  static async create(opts: DevCaOptions): Promise<DevCa> {
     const td = typeof opts.trustDomain === 'string' ? parseTrustDomain(opts.trustDomain) : opts.trustDomain;
-    const ca = new DevCa(td);
-    await ca.rotate();
+    const chain = opts.chain ?? 'leaf-only';
+    if (!DEV_CHAIN_MODES.includes(chain)) {
+      throw new SidecarError('dev_issuer_invalid', `chain must be one of ${DEV_CHAIN_MODES.join(', ')}, not ${JSON.stringify(chain)}`);
+    }
+    const ca = new DevCa(td, chain);
+    if (chain === 'intermediate') ca.upstream = await createSelfSignedRoot(td, 'upstream root');
+    ca.activateAuthority(await ca.prepareAuthority());
     return ca;
   }
 
-  private get current(): CaGeneration {
-    const g = this.generations[this.generations.length - 1];
-    if (!g) throw new SidecarError('dev_ca_uninitialised', 'dev CA has no signing generation');
-    return g;
+  private get current(): CaAuthority {
+    const a = this.authorities.find((x) => x.state === 'active');
+    if (!a) throw new SidecarError('dev_ca_uninitialised', 'dev CA has no active authority');
+    return a;
   }
 
-  private get currentJwtKey(): JwtKey {
-    const k = this.jwtKeys[this.jwtKeys.length - 1];
-    if (!k) throw new SidecarError('dev_ca_uninitialised', 'dev CA has no JWT signing key');
-    return k;
+  /** ID of the authority that signs now. */
+  get activeAuthorityId(): string {
+    return this.current.id;
   }
 
-  /** New root + intermediate (+ JWT key); old roots and JWT keys remain trusted until dropOldRoots(). */
+  listAuthorities(): AuthorityInfo[] {
+    return this.authorities.map((a) => ({ id: a.id, state: a.state, tainted: a.tainted, notAfter: a.signer.notAfter, jwtKeyId: a.jwt.kid }));
+  }
+
+  isTainted(authorityId: string): boolean {
+    return this.authorities.some((a) => a.id === authorityId && a.tainted);
+  }
+
+  /**
+   * `localauthority x509 prepare`: a new authority whose root (leaf-only) and JWT key are
+   * published in the bundles but which does not sign yet. Replaces an earlier prepared one.
+   */
+  async prepareAuthority(): Promise<string> {
+    const next = await createAuthority(this.trustDomain, this.upstream);
+    this.authorities = this.authorities.filter((a) => a.state !== 'prepared');
+    this.authorities.push(next);
+    return next.id;
+  }
+
+  /** `localauthority x509 activate`: the prepared authority signs from now on; the active one becomes old. */
+  activateAuthority(authorityId?: string): void {
+    const prepared = this.authorities.find((a) => a.state === 'prepared');
+    if (!prepared) throw authorityError('only Prepared authorities can be activated');
+    if (authorityId !== undefined && authorityId !== prepared.id) throw authorityError('unexpected authority ID');
+    for (const a of this.authorities) if (a.state === 'active') a.state = 'old';
+    prepared.state = 'active';
+  }
+
+  /** `localauthority x509 taint`: an old authority's SVIDs must be replaced now; its root stays trusted until revoked. */
+  taintAuthority(authorityId: string): void {
+    const a = this.oldAuthority(authorityId, 'tainted');
+    if (a.tainted) throw authorityError('root CA is already tainted');
+    a.tainted = true;
+  }
+
+  /** `localauthority x509 revoke`: a tainted old authority leaves the X.509 and JWT bundles. */
+  revokeAuthority(authorityId: string): void {
+    const a = this.oldAuthority(authorityId, 'revoked');
+    if (!a.tainted) throw authorityError('it is not possible to revoke an untainted root CA');
+    this.authorities = this.authorities.filter((x) => x !== a);
+  }
+
+  private oldAuthority(authorityId: string, what: 'tainted' | 'revoked'): CaAuthority {
+    if (this.upstream) throw authorityError(`local authority can't be ${what} if there is an upstream authority`);
+    if (!authorityId) throw authorityError('no authority ID provided');
+    if (authorityId === this.current.id) throw authorityError('unable to taint current local authority');
+    const a = this.authorities.find((x) => x.id === authorityId);
+    if (!a || a.state !== 'old') throw authorityError(`only Old local authorities can be ${what}`);
+    return a;
+  }
+
+  /** One step (prepare + activate): the old root and JWT key stay in the bundles until dropOldRoots()/revoke. */
   async rotate(): Promise<void> {
-    const tdUri = this.trustDomain.idString();
-    const now = Date.now();
-    const notBefore = new Date(now - BACKDATE_MS);
-    const notAfter = new Date(now + CA_LIFETIME_MS);
-    const tag = randomBytes(4).toString('hex');
-
-    const rootKeys = await generateKeys('ec-p256');
-    const root = await x509.X509CertificateGenerator.createSelfSigned(
-      {
-        serialNumber: randomSerialHex(),
-        name: `O=attest-sidecar development CA, CN=dev root ${this.trustDomain.name} ${tag}`,
-        notBefore,
-        notAfter,
-        keys: rootKeys,
-        signingAlgorithm: ECDSA_SHA256,
-        extensions: [
-          new x509.BasicConstraintsExtension(true, undefined, true),
-          new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
-          await x509.SubjectKeyIdentifierExtension.create(rootKeys.publicKey, false, webcrypto),
-          new x509.SubjectAlternativeNameExtension([{ type: 'url', value: tdUri }]),
-        ],
-      },
-      webcrypto,
-    );
-
-    const interKeys = await generateKeys('ec-p256');
-    const intermediate = await x509.X509CertificateGenerator.create(
-      {
-        serialNumber: randomSerialHex(),
-        subject: `O=attest-sidecar development CA, CN=dev intermediate ${this.trustDomain.name} ${tag}`,
-        issuer: root.subject,
-        notBefore,
-        notAfter,
-        publicKey: interKeys.publicKey,
-        signingKey: rootKeys.privateKey,
-        signingAlgorithm: ECDSA_SHA256,
-        extensions: [
-          new x509.BasicConstraintsExtension(true, 0, true),
-          new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
-          await x509.SubjectKeyIdentifierExtension.create(interKeys.publicKey, false, webcrypto),
-          await x509.AuthorityKeyIdentifierExtension.create(rootKeys.publicKey, false, webcrypto),
-          new x509.SubjectAlternativeNameExtension([{ type: 'url', value: tdUri }]),
-        ],
-      },
-      webcrypto,
-    );
-
-    const jwt = await generateKeyPair('ES256', { extractable: true });
-    const kid = randomBytes(16).toString('base64url');
-    const publicJwk = { ...(await exportJWK(jwt.publicKey)), kid, alg: 'ES256', use: 'jwt-svid' };
-
-    this.generations.push({ root, intermediate, intermediateKey: interKeys.privateKey });
-    this.jwtKeys.push({ kid, privateKey: jwt.privateKey, publicJwk });
+    this.activateAuthority(await this.prepareAuthority());
   }
 
-  /** Forgets every root and JWT key except the current ones. */
+  /** Forgets every old authority (roots and JWT keys); prepared and active ones stay. */
   dropOldRoots(): void {
-    this.generations = [this.current];
-    this.jwtKeys = [this.currentJwtKey];
+    this.authorities = this.authorities.filter((a) => a.state !== 'old');
   }
 
   /** The trust bundle: every root not yet dropped. */
@@ -139,9 +167,10 @@ export class DevCa {
     return X509Bundle.fromDer(this.trustDomain, this.bundleDer());
   }
 
-  /** Roots as concatenated DER (the Workload API wire form). */
+  /** Roots as concatenated DER (the Workload API wire form), oldest first. */
   bundleDer(): Buffer {
-    return Buffer.concat(this.generations.map((g) => toBuffer(g.root.rawData)));
+    const roots = this.upstream ? [this.upstream.cert] : this.authorities.map((a) => a.root);
+    return Buffer.concat(roots.map((r) => toBuffer(r.rawData)));
   }
 
   /** The current root alone, PEM (e.g. as an `openssl verify -CAfile`). */
@@ -149,9 +178,11 @@ export class DevCa {
     return pem('CERTIFICATE', new Uint8Array(this.current.root.rawData));
   }
 
-  /** The current signing intermediate, PEM. */
+  /** The current signing intermediate, PEM ('intermediate' mode only). */
   intermediatePem(): string {
-    return pem('CERTIFICATE', new Uint8Array(this.current.intermediate.rawData));
+    const inter = this.current.intermediate;
+    if (!inter) throw authorityError("this dev CA signs leaves directly (chain 'leaf-only'): there is no intermediate");
+    return pem('CERTIFICATE', new Uint8Array(inter.rawData));
   }
 
   /** Issues a leaf X.509-SVID: CA:FALSE, one URI SAN, serverAuth+clientAuth, random serial, short TTL. */
@@ -167,7 +198,7 @@ export class DevCa {
     // a second (with a 2 s TTL that would eat most of the half-life rotation margin). Never
     // outlive the signing intermediate (unless the caller asks for odd dates explicitly).
     const notAfter =
-      opts.notAfter ?? new Date(Math.min(Math.ceil((now + ttlMs) / 1000) * 1000, this.current.intermediate.notAfter.getTime()));
+      opts.notAfter ?? new Date(Math.min(Math.ceil((now + ttlMs) / 1000) * 1000, this.current.signer.notAfter.getTime()));
     const issued = await this.issueCertificate({
       uris: [id.toString()],
       notBefore,
@@ -177,6 +208,7 @@ export class DevCa {
     });
     const svid = parseX509SvidRaw(issued.chainDer, issued.keyDer, opts.hint ?? '');
     return {
+      authorityId: issued.authorityId!,
       svid,
       certChainDer: issued.chainDer,
       keyDer: issued.keyDer,
@@ -188,6 +220,8 @@ export class DevCa {
   /** Issues an arbitrary certificate (for tests that need unusual ones, e.g. no URI SAN). */
   async issueCertificate(opts: IssueCertificateOptions = {}): Promise<IssuedCertificate> {
     const keyType = opts.keyType ?? 'ec-p256';
+    // Taken before any await: an activation meanwhile must not mix two authorities' names and keys.
+    const authority = opts.selfSigned ? undefined : this.current;
     const keys = await generateKeys(keyType);
     const isCa = opts.isCa ?? false;
     const now = Date.now();
@@ -221,7 +255,7 @@ export class DevCa {
 
     let cert: x509.X509Certificate;
     let chain: x509.X509Certificate[];
-    if (opts.selfSigned) {
+    if (!authority) {
       cert = await x509.X509CertificateGenerator.createSelfSigned(
         {
           serialNumber: randomSerialHex(),
@@ -236,23 +270,22 @@ export class DevCa {
       );
       chain = [cert];
     } else {
-      const gen = this.current;
-      extensions.push(await x509.AuthorityKeyIdentifierExtension.create(gen.intermediate.publicKey, false, webcrypto));
+      extensions.push(await x509.AuthorityKeyIdentifierExtension.create(authority.signer.publicKey, false, webcrypto));
       cert = await x509.X509CertificateGenerator.create(
         {
           serialNumber: randomSerialHex(),
           subject,
-          issuer: gen.intermediate.subject,
+          issuer: authority.signer.subject,
           notBefore,
           notAfter,
           publicKey: keys.publicKey,
-          signingKey: gen.intermediateKey,
+          signingKey: authority.signerKey,
           signingAlgorithm: ECDSA_SHA256,
           extensions,
         },
         webcrypto,
       );
-      chain = [cert, gen.intermediate];
+      chain = authority.intermediate ? [cert, authority.intermediate] : [cert];
     }
 
     const certDer = toBuffer(cert.rawData);
@@ -267,14 +300,19 @@ export class DevCa {
       chainPem: chain.map((c) => pem('CERTIFICATE', new Uint8Array(c.rawData))).join(''),
       keyDer,
       keyPem: pem('PRIVATE KEY', keyDer),
+      ...(authority ? { authorityId: authority.id } : {}),
     };
   }
 
   // ---- JWT-SVIDs (ES256) ----
 
+  private jwtKeys(): JwtKey[] {
+    return this.authorities.map((a) => a.jwt);
+  }
+
   /** The JWKS document (JSON text) of every JWT key not yet dropped. */
   jwksJson(): string {
-    return JSON.stringify({ keys: this.jwtKeys.map((k) => k.publicJwk) });
+    return JSON.stringify({ keys: this.jwtKeys().map((k) => k.publicJwk) });
   }
 
   jwtBundle(): JwtBundle {
@@ -285,12 +323,12 @@ export class DevCa {
   async signJwtSvid(spiffeId: string | SpiffeId, audience: string[], ttlSeconds = JWT_SVID_DEFAULT_TTL_SECONDS): Promise<string> {
     const id = typeof spiffeId === 'string' ? parseSpiffeId(spiffeId) : spiffeId;
     if (audience.length === 0) throw new SidecarError('jwt_svid_audience_missing', 'a JWT-SVID needs at least one audience');
-    const key = this.currentJwtKey;
+    const key = this.current.jwt;
     const now = Math.floor(Date.now() / 1000);
     return new SignJWT({})
       .setProtectedHeader({ alg: 'ES256', kid: key.kid, typ: 'JWT' })
       .setSubject(id.toString())
-      .setAudience(audience.length === 1 ? audience[0]! : audience)
+      .setAudience([...audience])
       .setIssuedAt(now)
       .setExpirationTime(now + ttlSeconds)
       .sign(key.privateKey);
@@ -299,7 +337,7 @@ export class DevCa {
   /** Verifies a JWT-SVID of this trust domain: signature (by kid), exp, aud contains `audience`, sub is a SPIFFE ID here. */
   async verifyJwtSvid(token: string, audience: string): Promise<VerifiedJwtSvid> {
     // jose only selects keys with use 'sig' (or none); SPIFFE marks them 'jwt-svid'.
-    const jwks = createLocalJWKSet({ keys: this.jwtKeys.map(({ publicJwk: { use: _use, ...jwk } }) => jwk) });
+    const jwks = createLocalJWKSet({ keys: this.jwtKeys().map(({ publicJwk: { use: _use, ...jwk } }) => jwk) });
     let payload: JWTPayload;
     try {
       ({ payload } = await jwtVerify(token, jwks, { audience, algorithms: ['ES256'], requiredClaims: ['sub', 'exp', 'aud'] }));

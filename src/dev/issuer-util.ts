@@ -15,8 +15,27 @@ export function status(code: grpc.status, details: string): Partial<grpc.StatusO
   return { code, details };
 }
 
+/** SPIRE's texts (pkg/agent/endpoints/middleware.go, workload/handler.go), so clients meet the same ones here. */
+export const SECURITY_HEADER_MISSING = 'security header missing from request';
+export const NO_IDENTITY_ISSUED = 'no identity issued';
+
+/** As SPIRE: exactly one `workload.spiffe.io` value, and it is "true". */
 export function hasWorkloadHeader(md: grpc.Metadata): boolean {
-  return md.get(WORKLOAD_HEADER_KEY).some((v) => v === WORKLOAD_HEADER_VALUE);
+  const values = md.get(WORKLOAD_HEADER_KEY);
+  return values.length === 1 && values[0] === WORKLOAD_HEADER_VALUE;
+}
+
+/**
+ * SPIRE's rotation rule (pkg/common/rotationutil): due once the time left is at most half of
+ * the lifetime (NotAfter - NotBefore, i.e. TTL + the 10 s backdate for X.509; exp - iat for
+ * JWT), the half-life drawn afresh within +/-10 % on every check.
+ */
+export function rotationDue(nowMs: number, beginMs: number, endMs: number, jitter: boolean): boolean {
+  const left = endMs - nowMs;
+  if (left <= 0) return true;
+  const half = (endMs - beginMs) / 2;
+  const threshold = jitter ? half - half / 10 + Math.random() * (half / 5) : half;
+  return left <= threshold;
 }
 
 export function safeWrite(stream: AnyStream, msg: unknown): void {

@@ -22,8 +22,10 @@ import { SimAttester } from '../attestation/sim/attester.js';
 import { generateSimKey } from '../attestation/sim/report.js';
 
 import { devStateDir } from './paths.js';
-import { devSidecarStateDir, wipeDevState } from './state.js';
+import { carriedOverState, devSidecarStateDir, wipeDevState } from './state.js';
+import type { MeshView } from './view.js';
 import { listenError } from '../startup-errors.js';
+import { PortMap, sidecarName, startOrder } from './ports.js';
 
 export interface DevMeshSpec {
   file: string;
@@ -60,62 +62,6 @@ export function loadDevMeshSpec(file: string): DevMeshSpec {
       return loadConfigFile(path.resolve(path.dirname(abs), f));
     }),
   };
-}
-
-function sidecarName(config: SidecarConfig): string {
-  return config.name ?? ('spiffeId' in config.identity ? config.identity.spiffeId : config.file);
-}
-
-type Listen = { host: string; port: number };
-
-/**
- * With free ports: each listener's configured `host:port` and the address it really bound, so
- * that a URL naming a listener started earlier is rewritten to where it listens. Without: none.
- */
-class PortMap {
-  private readonly bound = new Map<string, Listen>();
-
-  constructor(readonly free: boolean) {}
-
-  /** Where to listen: the configured address, or its host on port 0. */
-  listen(at: Listen): Listen {
-    return this.free ? { host: at.host, port: 0 } : at;
-  }
-
-  record(configured: Listen | undefined, actual: { address: string; port: number } | undefined): void {
-    if (this.free && configured && actual) this.bound.set(`${configured.host}:${configured.port}`, { host: configured.host, port: actual.port });
-  }
-
-  /** `url` with its host:port replaced by the real address of the listener configured there. */
-  url(url: string): string {
-    if (!this.free) return url;
-    const parsed = new URL(url);
-    const port = parsed.port || (parsed.protocol === 'https:' ? '443' : '80');
-    const bound = this.bound.get(`${parsed.hostname}:${port}`);
-    if (!bound) return url;
-    parsed.port = String(bound.port);
-    return parsed.toString().replace(/\/$/, url.endsWith('/') ? '/' : '');
-  }
-
-  /** The sidecar's config with its listeners on free ports and its references followed. */
-  config(config: SidecarConfig): SidecarConfig {
-    if (!this.free) return config;
-    return {
-      ...config,
-      ...(config.inbound ? { inbound: { ...config.inbound, listen: this.listen(config.inbound.listen), app: this.url(config.inbound.app) } } : {}),
-      ...(config.outbound
-        ? { outbound: { ...config.outbound, listen: this.listen(config.outbound.listen), routes: config.outbound.routes.map((r) => ({ ...r, upstream: this.url(r.upstream) })) } }
-        : {}),
-      ...(config.admin
-        ? { admin: { ...config.admin, listen: this.listen(config.admin.listen), ...(config.admin.mtlsListen ? { mtlsListen: this.listen(config.admin.mtlsListen) } : {}) } }
-        : {}),
-    };
-  }
-}
-
-/** With free ports, sidecars that others call (an inbound listener) start first, so that their real ports are known. */
-function startOrder(sidecars: readonly SidecarConfig[]): SidecarConfig[] {
-  return [...sidecars.filter((c) => c.inbound), ...sidecars.filter((c) => !c.inbound)];
 }
 
 export class DevMesh {
@@ -195,6 +141,22 @@ export class DevMesh {
     // In the mesh file's order (the banner lists them so), whatever order they started in.
     const inFileOrder = new Map(spec.sidecars.map(sidecarName).map((name) => [name, sidecars.get(name)!]));
     return new DevMesh(spec, issuer, app, inFileOrder, socketDir, stateDir);
+  }
+
+  view(): MeshView {
+    return {
+      trustDomain: this.spec.trustDomain,
+      stateDir: this.stateDir,
+      app: this.app?.address(),
+      sidecars: [...this.sidecars].map(([name, s]) => ({
+        name,
+        spiffeId: s.status().spiffe_id as string | null,
+        ...(s.inbound?.address() ? { inbound: { address: s.inbound.address()!, app: s.config.inbound!.app } } : {}),
+        ...(s.outbound?.address() ? { outbound: s.outbound.address()! } : {}),
+        ...(s.admin?.address() ? { admin: s.admin.address()! } : {}),
+      })),
+      carriedOver: carriedOverState(this.sidecars),
+    };
   }
 
   async close(): Promise<void> {

@@ -1,15 +1,16 @@
 /**
  * DevCa (development CA): issued SVIDs are valid SPIFFE X.509-SVIDs, chains verify with the real
- * `openssl verify` CLI (root trusted, intermediate untrusted), rotation keeps old roots until
- * dropped, and JWT-SVIDs verify against its JWT bundle.
+ * `openssl verify` CLI: leaf-only by default (like SPIRE), leaf + intermediate on request;
+ * authorities go through SPIRE's prepare/activate/taint/revoke steps; JWT-SVIDs verify against
+ * its JWT bundle and always carry `aud` as a list.
  */
 import t from 'tap';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { verify as cryptoVerify } from 'node:crypto';
-import { decodeProtectedHeader } from 'jose';
+import { verify as cryptoVerify, X509Certificate } from 'node:crypto';
+import { decodeJwt, decodeProtectedHeader } from 'jose';
 import { DevCa } from '../../src/dev/ca.js';
 import { parseSpiffeId } from '../../src/spiffe/id.js';
 import { certificateFacts, KeyUsageBit } from '../../src/spiffe/x509.js';
@@ -28,7 +29,8 @@ function opensslVerify(rootPem: string, intermediatePem: string, leafPem: string
   writeFileSync(root, rootPem);
   writeFileSync(inter, intermediatePem);
   writeFileSync(leaf, leafPem);
-  const r = spawnSync('openssl', ['verify', '-CAfile', root, '-untrusted', inter, '-purpose', purpose, leaf], { encoding: 'utf8' });
+  const untrusted = intermediatePem ? ['-untrusted', inter] : [];
+  const r = spawnSync('openssl', ['verify', '-CAfile', root, ...untrusted, '-purpose', purpose, leaf], { encoding: 'utf8' });
   return { ok: r.status === 0, out: `${r.stdout}${r.stderr}` };
 }
 
@@ -36,8 +38,24 @@ function splitPem(chainPem: string): string[] {
   return chainPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n/g) ?? [];
 }
 
-t.test('issued X.509-SVID is a valid SPIFFE leaf and verifies with openssl', async (t) => {
+t.test('by default the leaf is signed directly by the bundle root (SPIRE without an UpstreamAuthority)', async (t) => {
   const ca = await DevCa.create({ trustDomain: 'example.org' });
+  t.equal(ca.chain, 'leaf-only');
+  const issued = await ca.issueX509Svid('spiffe://example.org/agents/a', { ttlSeconds: 30 });
+  t.equal(issued.svid.certificates.length, 1, 'leaf only');
+  t.equal(issued.authorityId, ca.activeAuthorityId);
+  const [leafPem] = splitPem(issued.certChainPem);
+  writeFileSync(path.join(dir, 'lo-root.pem'), ca.rootPem());
+  writeFileSync(path.join(dir, 'lo-leaf.pem'), leafPem!);
+  const r = spawnSync('openssl', ['verify', '-CAfile', path.join(dir, 'lo-root.pem'), '-purpose', 'sslclient', path.join(dir, 'lo-leaf.pem')], { encoding: 'utf8' });
+  t.equal(r.status, 0, `openssl verify with the root alone: ${r.stdout}${r.stderr}`);
+  t.ok(issued.svid.certificates[0]!.checkIssued(new X509Certificate(ca.rootPem())), 'leaf issued by the root');
+  t.throws(() => ca.intermediatePem(), withReason('dev_ca_authority_invalid'), 'no intermediate to show');
+  await t.rejects(DevCa.create({ trustDomain: 'example.org', chain: 'bogus' as never }), withReason('dev_issuer_invalid'));
+});
+
+t.test('chain "intermediate": a valid SPIFFE leaf plus intermediate, verifies with openssl', async (t) => {
+  const ca = await DevCa.create({ trustDomain: 'example.org', chain: 'intermediate' });
   const before = Date.now();
   const issued = await ca.issueX509Svid('spiffe://example.org/agents/a', { ttlSeconds: 30, hint: 'internal' });
   const { svid } = issued;
@@ -124,14 +142,56 @@ t.test('rotation keeps the old root in the bundle until dropped', async (t) => {
   t.not(ca.rootPem(), oldRoot, 'new root');
   t.equal(ca.bundle().authorities.length, 2, 'old + new root');
   const after = await ca.issueX509Svid('spiffe://example.org/w');
-  const [leafPem, interPem] = splitPem(after.certChainPem);
-  t.ok(opensslVerify(ca.rootPem(), interPem!, leafPem!, 'sslclient').ok, 'new chain verifies with the new root');
-  const [oldLeaf, oldInter] = splitPem(before.certChainPem);
-  t.notOk(opensslVerify(ca.rootPem(), oldInter!, oldLeaf!, 'sslclient').ok, 'old chain does not verify with the new root alone');
-  t.ok(opensslVerify(ca.bundle().toPem(), oldInter!, oldLeaf!, 'sslclient').ok, 'old chain verifies with the bundle');
+  t.ok(opensslVerify(ca.rootPem(), '', after.certChainPem, 'sslclient').ok, 'new leaf verifies with the new root');
+  t.notOk(opensslVerify(ca.rootPem(), '', before.certChainPem, 'sslclient').ok, 'old leaf does not verify with the new root alone');
+  t.ok(opensslVerify(ca.bundle().toPem(), '', before.certChainPem, 'sslclient').ok, 'old leaf verifies with the bundle');
   ca.dropOldRoots();
   t.equal(ca.bundle().authorities.length, 1);
   t.equal(ca.bundle().toPem(), ca.rootPem());
+});
+
+t.test('SPIRE authority steps: prepare publishes, activate signs, taint marks, revoke removes', async (t) => {
+  const ca = await DevCa.create({ trustDomain: 'example.org' });
+  const first = ca.activeAuthorityId;
+  const oldKids = [...ca.jwtBundle().authorities.keys()];
+  const next = await ca.prepareAuthority();
+  t.same(ca.listAuthorities().map((a) => [a.id, a.state, a.tainted]), [[first, 'active', false], [next, 'prepared', false]]);
+  t.equal(ca.bundle().authorities.length, 2, 'the prepared root is published before it signs');
+  t.equal(ca.jwtBundle().authorities.size, 2, 'so is its JWT key');
+  t.equal((await ca.issueX509Svid('spiffe://example.org/w')).authorityId, first, 'the active authority still signs');
+  t.throws(() => ca.activateAuthority('nope'), { reason: 'dev_ca_authority_invalid', message: 'unexpected authority ID' });
+  t.throws(() => ca.taintAuthority(first), { reason: 'dev_ca_authority_invalid', message: 'unable to taint current local authority' });
+  t.throws(() => ca.taintAuthority(next), { reason: 'dev_ca_authority_invalid', message: 'only Old local authorities can be tainted' });
+
+  ca.activateAuthority(next);
+  t.equal(ca.activeAuthorityId, next);
+  const fresh = await ca.issueX509Svid('spiffe://example.org/w');
+  t.equal(fresh.authorityId, next, 'the new authority signs');
+  t.throws(() => ca.activateAuthority(), { reason: 'dev_ca_authority_invalid', message: 'only Prepared authorities can be activated' });
+  t.throws(() => ca.revokeAuthority(first), { reason: 'dev_ca_authority_invalid', message: 'it is not possible to revoke an untainted root CA' });
+  t.notOk(ca.isTainted(first));
+  ca.taintAuthority(first);
+  t.ok(ca.isTainted(first));
+  t.throws(() => ca.taintAuthority(first), { reason: 'dev_ca_authority_invalid', message: 'root CA is already tainted' });
+  t.equal(ca.bundle().authorities.length, 2, 'a tainted root is still trusted');
+  ca.revokeAuthority(first);
+  t.same(ca.listAuthorities().map((a) => [a.id, a.state]), [[next, 'active']]);
+  t.equal(ca.bundle().toPem(), ca.rootPem(), 'the revoked root left the bundle');
+  t.notOk(oldKids.some((kid) => ca.jwtBundle().authorities.has(kid)), 'and its JWT key left the JWT bundle');
+});
+
+t.test('chain "intermediate": the root stays (upstream), authorities are intermediates under it', async (t) => {
+  const ca = await DevCa.create({ trustDomain: 'example.org', chain: 'intermediate' });
+  const root = ca.rootPem();
+  const before = await ca.issueX509Svid('spiffe://example.org/w');
+  const first = ca.activeAuthorityId;
+  await ca.rotate();
+  t.equal(ca.rootPem(), root, 'same root');
+  t.equal(ca.bundle().authorities.length, 1, 'bundle unchanged');
+  const after = await ca.issueX509Svid('spiffe://example.org/w');
+  t.not(splitPem(after.certChainPem)[1], splitPem(before.certChainPem)[1], 'new intermediate');
+  t.ok(opensslVerify(root, splitPem(after.certChainPem)[1]!, splitPem(after.certChainPem)[0]!, 'sslclient').ok);
+  t.throws(() => ca.taintAuthority(first), { reason: 'dev_ca_authority_invalid', message: "local authority can't be tainted if there is an upstream authority" });
 });
 
 t.test('JWT-SVIDs: ES256, sub/aud/exp, verify against the JWT bundle', async (t) => {
@@ -153,6 +213,9 @@ t.test('JWT-SVIDs: ES256, sub/aud/exp, verify against the JWT bundle', async (t)
   await t.rejects(ca.verifyJwtSvid(token, 'svc-c'), withReason('jwt_svid_invalid'), 'wrong audience');
   await t.rejects(ca.verifyJwtSvid(`${h}.${p}.${Buffer.alloc(64).toString('base64url')}`, 'svc-a'), withReason('jwt_svid_invalid'), 'bad signature');
   await t.rejects(ca.verifyJwtSvid('not-a-jwt', 'svc-a'), withReason('jwt_svid_invalid'));
+
+  const single = await ca.signJwtSvid('spiffe://example.org/w', ['svc-a']);
+  t.same(decodeJwt(single).aud, ['svc-a'], 'aud is a list even for one audience (as SPIRE sends it)');
 
   const other = await DevCa.create({ trustDomain: 'example.org' });
   await t.rejects(ca.verifyJwtSvid(await other.signJwtSvid('spiffe://example.org/w', ['svc-a']), 'svc-a'), withReason('jwt_svid_invalid'), 'other CA key');

@@ -178,7 +178,8 @@ t.test('several SVIDs and no hint: a warning naming them', async (t) => {
   t.teardown(sock.cleanup);
   const issuer = await DevIssuer.start({ trustDomain: TD, socketDir: sock.dir, svidTtlSeconds: 600 });
   t.teardown(() => issuer.stop());
-  const { endpoint } = await issuer.registerWorkload(`spiffe://${TD}/first`, { extraIdentities: [{ spiffeId: `spiffe://${TD}/second`, hint: 'second' }] });
+  // SPIRE serves several SVIDs in entry ID order: these IDs make "first" first.
+  const { endpoint } = await issuer.registerWorkload(`spiffe://${TD}/first`, { entryId: 'entry-1', extraIdentities: [{ spiffeId: `spiffe://${TD}/second`, hint: 'second', entryId: 'entry-2' }] });
   const logger = capturingLogger();
   const unhinted = new WorkloadApiX509Source({ endpoint, logger }).start();
   t.teardown(() => unhinted.close());

@@ -43,6 +43,8 @@ t.test('a certificate from a foreign CA that claims our trust domain is rejected
 
 t.test('a foreign-domain CA may not vouch for our trust domain, even when federated', async (t) => {
   const other = await DevCa.create({ trustDomain: 'partner.test' });
+  // As in SPIRE, only an entry that federates with partner.test receives its bundle.
+  mesh.issuer.setFederatesWith(idOf('control-plane'), ['partner.test']);
   mesh.issuer.setFederatedBundle('partner.test', other.bundle());
   // Wait until the inbound sidecar holds the federated bundle.
   for (let i = 0; i < 100 && !(mesh.server.status().trust_domains as string[]).includes('partner.test'); i++) {

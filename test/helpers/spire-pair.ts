@@ -124,7 +124,7 @@ inbound:
   actions:
     - { method: GET, path: /things/:id, action: things.read }
 policy: policy.yaml
-admin: { listen: 127.0.0.1:${this.service.adminPort} }
+admin: { listen: 127.0.0.1:${this.service.adminPort}, token_file: admin-token }
 state_dir: state
 log: { level: info, audit: ${this.auditFile} }
 `);

@@ -91,7 +91,7 @@ t.test('a different chain is never answered from another chain\'s entry', async 
 });
 
 t.test('the cache is bounded: the oldest entries go first', async (t) => {
-  const ca = await DevCa.create({ trustDomain: 'cache.test' });
+  const ca = await DevCa.create({ trustDomain: 'cache.test', chain: 'intermediate' });
   const bundles = bundleOf(ca);
   // Detailed certificates as Node reports them (raw DER, fingerprint256, issuer links), for 257
   // distinct leaves under one intermediate, without 257 handshakes.

@@ -31,7 +31,7 @@ async function until(cond: () => boolean, timeoutMs = 30_000, what = 'condition'
 t.test('ready, generations on change only, unsubscribe', async (t) => {
   const issuer = await DevIssuer.start({ trustDomain: 'example.org', socketDir: path.join(dir, 'gen'), svidTtlSeconds: 60 });
   t.teardown(() => issuer.stop());
-  const { endpoint } = await issuer.registerWorkload('spiffe://example.org/src');
+  const { endpoint } = await issuer.registerWorkload('spiffe://example.org/src', { federatesWith: ['partner.example'] });
   const source = new WorkloadApiX509Source({ endpoint, backoff: fastBackoff }).start();
   t.teardown(() => source.close());
   t.equal(source.current(), undefined, 'nothing before the first SVID');

@@ -99,6 +99,41 @@ export interface Watch {
 
 type ErrorListener = (err: WorkloadApiError | SidecarError) => void;
 
+/** One FetchJWTSVID answer, checked against what was asked (see fetchJwtSvid). */
+function checkedJwtSvid(svid: { spiffe_id: string; svid: string; hint?: string }, i: number, audience: readonly string[], wantedId: SpiffeId | undefined): JwtSvid {
+  const what = `FetchJWTSVID svids[${i}]`;
+  let id: SpiffeId;
+  let claims: ReturnType<typeof decodeJwt>;
+  try {
+    id = parseSpiffeId(svid.spiffe_id);
+    claims = decodeJwt(svid.svid);
+  } catch (err) {
+    throw new WorkloadApiError('workload_api_bad_response', `${what}: ${errorMessage(err)}`, { cause: err });
+  }
+  if (claims.sub !== id.toString()) {
+    throw new WorkloadApiError('jwt_svid_subject_mismatch', `${what}: token subject ${JSON.stringify(claims.sub)} is not its spiffe_id ${id.toString()}`);
+  }
+  if (wantedId && !wantedId.equals(id)) {
+    throw new WorkloadApiError('jwt_svid_subject_mismatch', `${what}: asked for ${wantedId.toString()}, got ${id.toString()}`);
+  }
+  // RFC 7519 allows a single string; SPIRE always sends a list.
+  const aud = typeof claims.aud === 'string' ? [claims.aud] : Array.isArray(claims.aud) ? claims.aud.filter((a): a is string => typeof a === 'string') : [];
+  const missing = audience.filter((a) => !aud.includes(a));
+  if (missing.length > 0) {
+    throw new WorkloadApiError(
+      'jwt_svid_audience_mismatch',
+      `${what}: token audience ${JSON.stringify(aud)} does not hold the requested ${JSON.stringify(missing)}`,
+    );
+  }
+  return {
+    id,
+    token: svid.svid,
+    hint: svid.hint ?? '',
+    audience: aud,
+    expiry: typeof claims.exp === 'number' ? new Date(claims.exp * 1000) : undefined,
+  };
+}
+
 export class WorkloadApiClient {
   readonly endpoint: WorkloadEndpoint;
   private readonly grpcClient: grpc.Client;
@@ -161,32 +196,22 @@ export class WorkloadApiClient {
     );
   }
 
-  /** FetchJWTSVID. Rejects with WorkloadApiError (or `workload_api_bad_response`). */
+  /**
+   * FetchJWTSVID. Every returned JWT-SVID must name its `spiffe_id` in `sub` (and be the one asked
+   * for, if any) and hold every requested audience in `aud`; otherwise the call rejects with
+   * WorkloadApiError `jwt_svid_subject_mismatch` / `jwt_svid_audience_mismatch` (a confused or
+   * hostile agent), or `workload_api_bad_response` for a token that does not parse.
+   */
   async fetchJwtSvid(req: { audience: string[]; spiffeId?: string }): Promise<JwtSvid[]> {
     this.assertOpen();
     if (!Array.isArray(req.audience) || req.audience.length === 0 || req.audience.some((a) => !a)) {
       throw new SidecarError('jwt_svid_audience_missing', 'FetchJWTSVID needs at least one non-empty audience');
     }
-    const resp = await this.unary<JwtSvidResponse>('FetchJWTSVID', { audience: req.audience, spiffe_id: req.spiffeId ?? '' });
+    const wantedId = req.spiffeId ? parseSpiffeId(req.spiffeId) : undefined;
+    const resp = await this.unary<JwtSvidResponse>('FetchJWTSVID', { audience: req.audience, spiffe_id: wantedId?.toString() ?? '' });
     const svids = resp.svids ?? [];
     if (svids.length === 0) throw new WorkloadApiError('workload_api_bad_response', 'FetchJWTSVID returned no SVIDs');
-    return svids.map((svid, i) => {
-      try {
-        const id = parseSpiffeId(svid.spiffe_id);
-        const claims = decodeJwt(svid.svid);
-        if (claims.sub !== id.toString()) throw new Error(`token subject ${String(claims.sub)} is not ${id.toString()}`);
-        const aud = claims.aud === undefined ? [] : Array.isArray(claims.aud) ? claims.aud : [claims.aud];
-        return {
-          id,
-          token: svid.svid,
-          hint: svid.hint ?? '',
-          audience: aud,
-          expiry: typeof claims.exp === 'number' ? new Date(claims.exp * 1000) : undefined,
-        };
-      } catch (err) {
-        throw new WorkloadApiError('workload_api_bad_response', `FetchJWTSVID svids[${i}]: ${errorMessage(err)}`, { cause: err });
-      }
-    });
+    return svids.map((svid, i) => checkedJwtSvid(svid, i, req.audience, wantedId));
   }
 
   /** ValidateJWTSVID. An invalid token rejects with reason `workload_api_invalid_argument`. */
