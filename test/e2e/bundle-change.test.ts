@@ -27,15 +27,9 @@ t.teardown(() => mesh.close());
 
 const domains = () => mesh.server.status().trust_domains as string[];
 
-/**
- * Federates the server's entry with the partner, as `entry update -federatesWith` does: a dev
- * issuer that sends federated bundles per entry (as SPIRE does) needs it, one that sends them
- * to every workload has no such call.
- */
-function federateServer(): void {
-  const issuer = mesh.issuer as unknown as { setFederatesWith?: (spiffeId: string, trustDomains: string[]) => void };
-  issuer.setFederatesWith?.(idOf('control-plane'), [PARTNER]);
-}
+/** `entry update -federatesWith` for the server's entry: only entries that federate get the partner bundle. */
+const federateServer = () => mesh.issuer.setFederatesWith(idOf('control-plane'), [PARTNER]);
+
 async function until(f: () => boolean, what: string): Promise<void> {
   for (let i = 0; i < 600 && !f(); i++) await new Promise((r) => setTimeout(r, 50));
   if (!f()) throw new Error(`timed out waiting for ${what}`);
