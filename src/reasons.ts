@@ -72,6 +72,7 @@ export const REASONS = {
   // Peer checks per request (inbound).
   peer_unverified: { kind: 'request', status: 403, message: 'Peer identity not verified', where: 'inbound', doc: 'a request arrived on a connection whose peer was not verified (also on the mTLS admin listener)' },
   svid_expired: { kind: 'request', status: 403, message: 'Peer SVID expired', close: true, where: 'inbound', doc: "the peer's certificate expired while its connection was kept alive (also a handshake rejection: a chain certificate expired at our clock)" },
+  peer_trust_withdrawn: { kind: 'request', status: 403, message: 'Peer no longer trusted', close: true, where: 'inbound', doc: "the trust bundles changed while the peer's connection was open (a federation removed, a CA revoked) and no longer hold the authority its certificate chains to (an mTLS admin connection is closed at once)" },
   agent_revoked: { kind: 'request', status: 403, message: 'Agent revoked', close: true, where: 'inbound', doc: 'the kill switch revoked the peer (also when a revocation lands while a budget charge is made)' },
 
   // Request screening (both directions).

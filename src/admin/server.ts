@@ -9,7 +9,7 @@ import https from 'node:https';
 import { isIP } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { AdminApi } from './api.js';
-import { serverContextOptions, verifyClientPeer, type TlsMaterial } from '../spiffe/tls.js';
+import { serverContextOptions, stillAnchored, verifyClientPeer, type TlsMaterial, type VerifiedPeer } from '../spiffe/tls.js';
 import { authorizeAny, type AuthorizationRefusal, type Authorizer } from '../spiffe/authorize.js';
 import type { AddressInfo } from 'node:net';
 import type { AuditSink } from '../audit/record.js';
@@ -73,6 +73,8 @@ export class AdminServer {
   private server: http.Server | undefined;
   private mtlsServer: https.Server | undefined;
   private material: TlsMaterial | undefined;
+  /** Open mTLS admin connections whose peer was accepted, with that peer (re-checked when the bundles change). */
+  private readonly mtlsSockets = new Map<AdminSocket, VerifiedPeer>();
   private readonly refusals: AggregatedAudit | undefined;
 
   constructor(private readonly deps: AdminDeps) {
@@ -99,10 +101,12 @@ export class AdminServer {
 
   /** The mTLS admin listener starts with the first SVID and follows rotations. */
   async applyIdentity(material: TlsMaterial): Promise<void> {
+    const previous = this.material;
     this.material = material;
     if (!this.deps.mtlsListen) return;
     if (this.mtlsServer) {
       this.mtlsServer.setSecureContext(serverContextOptions(material));
+      if (previous && previous.caPem !== material.caPem) this.recheckPeers(material);
       return;
     }
     const server = https.createServer({ ...serverContextOptions(material), ...serverLimitOptions(ADMIN_LIMITS, true) }, (req, res) => {
@@ -115,8 +119,9 @@ export class AdminServer {
     });
     server.prependListener('secureConnection', (socket: TLSSocket) => {
       let refusal: AuthorizationRefusal<ReasonCode> | undefined;
+      let peer: VerifiedPeer | undefined;
       try {
-        const peer = verifyClientPeer(socket, this.material!.bundles, Date.now());
+        peer = verifyClientPeer(socket, this.material!.bundles, Date.now());
         refusal = ADMIN_MTLS_PEERS(peer);
         if (!refusal) (socket as AdminSocket)[kAdminPeer] = peer.id;
       } catch (err) {
@@ -130,6 +135,8 @@ export class AdminServer {
         socket.destroy();
         return;
       }
+      this.mtlsSockets.set(socket as AdminSocket, peer!);
+      socket.once('close', () => this.mtlsSockets.delete(socket as AdminSocket));
       armIdle(socket, ADMIN_LIMITS.idleTimeoutMs, { listener: 'admin_mtls', metrics: this.deps.metrics });
     });
     guardListener(server, { listener: 'admin_mtls', limits: ADMIN_LIMITS, metrics: this.deps.metrics, ...(this.refusals ? { audit: this.refusals } : {}) }, { tls: true });
@@ -142,6 +149,18 @@ export class AdminServer {
     this.mtlsServer = server;
     await listen(server, this.deps.mtlsListen, throttledListenerErrorLog(this.deps.logger, 'admin_mtls'));
     this.deps.logger.info({ address: this.mtlsAddress() }, 'admin mTLS listening');
+  }
+
+  /** The bundles changed (a federation removed, a CA revoked): admin peers that no longer verify are disconnected. */
+  private recheckPeers(material: TlsMaterial): void {
+    for (const [socket, peer] of this.mtlsSockets) {
+      if (stillAnchored(peer, material.bundles)) continue;
+      delete socket[kAdminPeer];
+      this.mtlsSockets.delete(socket);
+      this.deps.metrics.connectionRefused('admin_mtls', 'peer_trust_withdrawn');
+      this.refusals?.note('peer_rejected', 'peer_trust_withdrawn', `admin mTLS: ${peer.id} chains to an authority the bundles no longer hold`, undefined, socket.remoteAddress);
+      socket.destroy();
+    }
   }
 
   private guarded(req: IncomingMessage, res: ServerResponse, peer: string | undefined): void {

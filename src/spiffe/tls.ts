@@ -10,6 +10,7 @@
 import { X509Certificate, constants as cryptoConstants } from 'node:crypto';
 import tls, { type DetailedPeerCertificate, type PeerCertificate, type SecureContext, type TLSSocket } from 'node:tls';
 import { SidecarError } from '../errors.js';
+import { parseTrustDomain, type TrustDomain } from './id.js';
 import type { ReasonCode } from '../reasons.js';
 import type { IdentityState } from './source.js';
 import { svidChainPem, svidKeyPem } from './svid.js';
@@ -34,6 +35,8 @@ export interface VerifiedPeer {
   readonly spkiSha256Hex: string;
   /** The leaf's X.509 extensions by OID (what `access_control` claims name); read at handshake time. */
   readonly extensions: ExtensionClaims;
+  /** The bundle authority the verified path ended at (set by every verification; see stillAnchored). */
+  readonly anchor?: X509Certificate;
 }
 
 /** PEM material and prebuilt contexts for one identity generation. */
@@ -186,8 +189,29 @@ function verifyPeerUntil(chain: readonly X509Certificate[], bundles: X509BundleS
     spki: leaf.publicKey.export({ type: 'spki', format: 'der' }),
     spkiSha256Hex: v.spkiSha256.toString('hex'),
     extensions: svidExtensionClaims(leaf),
+    anchor: v.chain[v.chain.length - 1],
   });
   return { peer, stableUntilMs: v.stableUntilMs };
+}
+
+/**
+ * Whether `bundles` still hold the authority the peer's chain was verified to (or a re-issue of
+ * it: same subject and key). What a bundle change re-checks for open connections: the presented
+ * chain was verified at the handshake and does not change, only the trust anchors do. No
+ * signature is checked, and the socket's certificate list (which Node may have consumed) is
+ * not needed.
+ */
+export function stillAnchored(peer: VerifiedPeer, bundles: X509BundleSource): boolean {
+  const anchor = peer.anchor;
+  if (!anchor) return false;
+  let trustDomain: TrustDomain;
+  try {
+    trustDomain = parseTrustDomain(peer.trustDomain);
+  } catch {
+    return false;
+  }
+  const authorities = bundles.getX509Bundle(trustDomain)?.authorities ?? [];
+  return authorities.some((a) => a.fingerprint256 === anchor.fingerprint256 || (a.subject === anchor.subject && a.publicKey.equals(anchor.publicKey)));
 }
 
 /** A successful verification and the times between which it holds (see VerifiedX509Svid.stableUntilMs). */

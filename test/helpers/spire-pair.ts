@@ -6,7 +6,7 @@
  * sidecar's /status that records every SVID it held.
  */
 import http from 'node:http';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { SpireDeployment } from '../../src/mesh/spire/deployment.js';
 import { EchoApp, viaProxy } from './mesh.js';
@@ -72,6 +72,10 @@ export interface SpirePairOptions {
   x509SvidTtlSeconds: number;
   /** Register the agent sidecar's entry at start (default true); false leaves it unregistered. */
   registerAgent?: boolean;
+  /** Further agents the service's policy allows `things.read` (name -> SPIFFE ID). */
+  policyAgents?: Record<string, string>;
+  /** YAML route lines appended to the agent sidecar's `routes:` (indented 4). */
+  extraRoutes?: string;
 }
 
 export class SpirePair {
@@ -79,6 +83,9 @@ export class SpirePair {
   service!: PairMember;
   agent!: PairMember;
   outboundPort = 0;
+  inboundPort = 0;
+  /** The service sidecar's audit log (JSON lines). */
+  auditFile = '';
   readonly entries: { service?: string; agent?: string } = {};
 
   private constructor(
@@ -96,13 +103,20 @@ export class SpirePair {
 
   private async init(t: Tap): Promise<void> {
     const appUrl = await this.app.start();
-    const inboundPort = await freePort();
+    const inboundPort = (this.inboundPort = await freePort());
     this.outboundPort = await freePort();
     const identity = `identity: { source: workload-api, socket: "unix://${this.spire.workloadSocket}" }`;
 
     const service = sidecarProcess(t, this.spire, 'service');
     this.service = new PairMember(service, SERVICE_ID, await freePort());
-    writeFileSync(path.join(service.dir, 'policy.yaml'), `agents:\n  - name: agent\n    spiffe_id: ${AGENT_ID}\n    allowed_actions: [things.read]\n`);
+    const agents = { agent: AGENT_ID, ...(this.opts.policyAgents ?? {}) };
+    writeFileSync(
+      path.join(service.dir, 'policy.yaml'),
+      `agents:\n${Object.entries(agents)
+        .map(([name, id]) => `  - name: ${name}\n    spiffe_id: ${id}\n    allowed_actions: [things.read]\n`)
+        .join('')}`,
+    );
+    this.auditFile = path.join(service.dir, 'audit.log');
     service.start(`${identity}
 inbound:
   listen: 127.0.0.1:${inboundPort}
@@ -112,7 +126,7 @@ inbound:
 policy: policy.yaml
 admin: { listen: 127.0.0.1:${this.service.adminPort}, token_file: admin-token }
 state_dir: state
-log: { level: info }
+log: { level: info, audit: ${this.auditFile} }
 `);
 
     const agent = sidecarProcess(t, this.spire, 'agent');
@@ -122,6 +136,7 @@ outbound:
   listen: 127.0.0.1:${this.outboundPort}
   routes:
     - { name: things, upstream: "https://127.0.0.1:${inboundPort}", server_id: "${SERVICE_ID}" }
+${this.opts.extraRoutes ?? ''}
 admin: { listen: 127.0.0.1:${this.agent.adminPort} }
 state_dir: state
 log: { level: info }
@@ -147,6 +162,20 @@ log: { level: info }
   /** One GET through the agent sidecar's outbound proxy to the service (fresh connection unless `agent` is given). */
   request(agent?: http.Agent): Promise<{ status: number; body: string }> {
     return viaProxy(`http://127.0.0.1:${this.outboundPort}`, 'GET', 'http://things/things/1', agent ? { agent } : {});
+  }
+
+  /** The service sidecar's audit records so far. */
+  serviceAudit(): Record<string, unknown>[] {
+    let text = '';
+    try {
+      text = readFileSync(this.auditFile, 'utf8');
+    } catch {
+      return [];
+    }
+    return text
+      .split('\n')
+      .filter((l) => l.trim() !== '')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
   }
 
   /** Both sidecars' stderr and exit state, for failure messages. */

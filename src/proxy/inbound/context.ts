@@ -24,6 +24,8 @@ export interface Connection {
   /** The peer as policy decisions see it (built once). */
   readonly identity: { spiffeId: string; extensions: VerifiedPeer['extensions'] };
   attestation?: AttestationSession;
+  /** Set when the bundles changed and the peer's chain no longer verifies: refused from then on. */
+  trustWithdrawn: boolean;
   /** The identity and forwarding pairs the app gets first (appLeadHeaders), and our SPIFFE ID they were built with. */
   appHeaders?: string[];
   appHeadersOwnId?: string;
@@ -60,6 +62,7 @@ export function newConnection(peer: VerifiedPeer): Connection {
     peer,
     identity: { spiffeId: peer.id, extensions: peer.extensions },
     attestation: undefined,
+    trustWithdrawn: false,
     appHeaders: undefined,
     appHeadersOwnId: undefined,
     canonicalUrl: undefined,

@@ -36,7 +36,7 @@ import { AggregatedAudit } from '../../audit/aggregate.js';
 import { handshakeFailureReason } from '../../spiffe/handshake-reasons.js';
 import type { RevocationState } from '../../revocation/state.js';
 import type { SpendGate } from '../spend.js';
-import { serverContextOptions, verifyClientPeer, type TlsMaterial, type VerifiedPeer } from '../../spiffe/tls.js';
+import { serverContextOptions, stillAnchored, verifyClientPeer, type TlsMaterial, type VerifiedPeer } from '../../spiffe/tls.js';
 import { InboundContext, kConnection, newConnection, type Connection, type InboundForwarding, type PeeredSocket } from './context.js';
 import { InboundRouter, type UpstreamMetrics } from './router.js';
 import { peerVerified, peerExpiry, revocation } from './filters/peer.js';
@@ -164,9 +164,11 @@ export class InboundListener {
 
   /** Installs a new identity: the first call starts listening, later ones swap the context. */
   async applyIdentity(material: TlsMaterial): Promise<void> {
+    const previous = this.material;
     this.material = material;
     if (this.server) {
       this.server.setSecureContext(serverContextOptions(material));
+      if (previous && previous.caPem !== material.caPem) this.recheckPeers(material);
       return;
     }
     const limits = this.deps.config.limits;
@@ -189,6 +191,20 @@ export class InboundListener {
     this.server = server;
     await listen(server, this.deps.config.listen, throttledListenerErrorLog(this.deps.logger, 'inbound'));
     this.deps.logger.info({ address: this.address() }, 'inbound mTLS listener up');
+  }
+
+  /**
+   * The bundles changed (a federation removed, a CA revoked): open connections whose peer was
+   * verified to an authority the bundles no longer hold are refused from their next request on,
+   * as a new handshake would be. Runs on bundle changes only, never per request.
+   */
+  private recheckPeers(material: TlsMaterial): void {
+    for (const socket of this.connections) {
+      const connection = socket[kConnection];
+      if (!connection || connection.trustWithdrawn || stillAnchored(connection.peer, material.bundles)) continue;
+      connection.trustWithdrawn = true;
+      this.deps.logger.warn({ peer: connection.peer.id, remote: socket.remoteAddress }, 'inbound peer no longer trusted: the bundles no longer hold the authority its certificate chains to');
+    }
   }
 
   private onSecureConnection(socket: PeeredSocket): void {

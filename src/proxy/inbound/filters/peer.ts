@@ -1,6 +1,7 @@
 /**
  * The peer checks every request passes first: the connection's peer was verified at the
- * handshake, its certificate has not expired since, and the kill switch has not revoked it.
+ * handshake (and still verifies against the bundles, which may have changed since), its
+ * certificate has not expired since, and the kill switch has not revoked it.
  * A revoked or expired peer still completes the handshake so that it can be told why; its
  * connection is closed after that answer (the catalogue marks both codes `close`).
  */
@@ -10,12 +11,13 @@ import type { RequestFilter } from '../../chain.js';
 import type { InboundContext } from '../context.js';
 
 const UNVERIFIED = refusal('peer_unverified');
+const WITHDRAWN = refusal('peer_trust_withdrawn');
 const EXPIRED = refusal('svid_expired');
 const REVOKED = refusal('agent_revoked');
 
 export const peerVerified: RequestFilter<InboundContext> = {
   name: 'peer-verified',
-  onRequest: (ctx) => (ctx.conn === undefined ? UNVERIFIED : undefined),
+  onRequest: (ctx) => (ctx.conn === undefined ? UNVERIFIED : ctx.conn.trustWithdrawn ? WITHDRAWN : undefined),
 };
 
 export function peerExpiry(now: () => number): RequestFilter<InboundContext> {
