@@ -4,8 +4,9 @@
  * 'error' event in a child kills it, where in the test's own process tap would catch it.
  * Raw clients get certificates for any SPIFFE ID of the trust domain.
  */
+import { readJsonLines } from './json-lines.js';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import net from 'node:net';
@@ -52,16 +53,7 @@ export class SidecarProcesses {
 
   /** The service sidecar's audit records so far (parsed JSON lines). */
   auditRecords(): Record<string, unknown>[] {
-    let text = '';
-    try {
-      text = readFileSync(this.serviceAudit, 'utf8');
-    } catch {
-      return [];
-    }
-    return text
-      .split('\n')
-      .filter((l) => l.trim() !== '')
-      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    return readJsonLines(this.serviceAudit);
   }
 
   private async init(opts: SidecarProcessesOptions): Promise<void> {

@@ -5,8 +5,9 @@
  * concurrent requests through the pair that records every failure, and a poller of each
  * sidecar's /status that records every SVID it held.
  */
+import { readJsonLines } from './json-lines.js';
 import http from 'node:http';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { SpireDeployment } from '../../src/mesh/spire/deployment.js';
 import { EchoApp, viaProxy } from './mesh.js';
@@ -166,16 +167,7 @@ log: { level: info }
 
   /** The service sidecar's audit records so far. */
   serviceAudit(): Record<string, unknown>[] {
-    let text = '';
-    try {
-      text = readFileSync(this.auditFile, 'utf8');
-    } catch {
-      return [];
-    }
-    return text
-      .split('\n')
-      .filter((l) => l.trim() !== '')
-      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    return readJsonLines(this.auditFile);
   }
 
   /** Both sidecars' stderr and exit state, for failure messages. */

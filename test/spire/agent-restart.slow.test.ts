@@ -21,12 +21,7 @@ else {
     const pair = await SpirePair.start(t, spire, { x509SvidTtlSeconds: TTL_S });
     const members: PairMember[] = [pair.service, pair.agent];
     const load = new Load((agent) => pair.request(agent));
-    let loadStopped = false;
-    const stopLoad = async () => {
-      if (!loadStopped) await load.stop();
-      loadStopped = true;
-    };
-    t.teardown(stopLoad);
+    t.teardown(() => load.stop());
     await until(() => (load.ok >= 20 ? true : undefined), 'traffic through the pair', 30_000, () => pair.context());
 
     const held = await Promise.all(members.map(async (m) => (await m.svid())!));
@@ -77,7 +72,7 @@ else {
     // A little more traffic on the new SVIDs.
     const okAfter = load.ok;
     await until(() => (load.ok >= okAfter + 50 ? true : undefined), 'traffic on the new SVIDs', 30_000, () => pair.context());
-    await stopLoad();
+    await load.stop();
 
     t.equal(failedWhileDown, 0, 'no failed request while the agent was down');
     t.equal(load.failures.length, 0, `no failed request at all: ${JSON.stringify(load.failures.slice(0, 5))}`);

@@ -31,12 +31,7 @@ else {
       sent.push({ at, ...r });
       return r;
     });
-    let loadStopped = false;
-    const stopLoad = async () => {
-      if (!loadStopped) await load.stop();
-      loadStopped = true;
-    };
-    t.teardown(stopLoad);
+    t.teardown(() => load.stop());
     await until(() => (load.ok >= 20 ? true : undefined), 'traffic through the pair', 30_000, () => pair.context());
 
     const deletedAt = Date.now();
@@ -68,7 +63,7 @@ else {
     );
     t.comment(`entry deletion: delete to first refused request ${((firstRefusal.at - deletedAt) / 1000).toFixed(1)} s (SVID notAfter ${((notAfter - deletedAt) / 1000).toFixed(1)} s after the delete)`);
     await until(() => (sent.some((r) => r.at > notAfter + AFTER_MARGIN_MS + 2_000) ? true : undefined), 'requests after notAfter', 30_000);
-    await stopLoad();
+    await load.stop();
 
     const before = sent.filter((r) => r.at < notAfter - BEFORE_MARGIN_MS);
     const after = sent.filter((r) => r.at > notAfter + AFTER_MARGIN_MS);

@@ -5,7 +5,8 @@
  * named to the SPIRE agent by its binary (`unix:path`): the sidecars by their own node binaries,
  * the Go programs by theirs.
  */
-import { copyFileSync, linkSync, mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
+import { readJsonLines } from '../helpers/json-lines.js';
+import { copyFileSync, linkSync, mkdirSync, realpathSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { EchoApp, viaProxy } from '../helpers/mesh.js';
@@ -206,7 +207,7 @@ policy: ${path.join(dir, 'policy.yaml')}
     t.equal(r.status, 502, r.body);
     t.same(JSON.parse(r.body), { error: "Upstream TLS failure: the upstream sent the TLS alert 'bad certificate'" });
     t.match(refusingServer.stderr(), `unexpected ID \\"${ids.agent}\\"`, 'the go-spiffe server refused the agent sidecar by its ID');
-    const record = await until(() => readAudit(agentAudit).find((rec) => rec.route === 'go-refusing'), 'the refused request in the audit log');
+    const record = await until(() => readJsonLines(agentAudit).find((rec) => rec.route === 'go-refusing'), 'the refused request in the audit log');
     t.match(record, { decision: 'error', reason: 'upstream_tls_error', status: 502 });
   });
 
@@ -229,15 +230,3 @@ log: { level: warn, audit: ${auditPath(sc)} }
 `);
 }
 
-function readAudit(file: string): Record<string, unknown>[] {
-  let text = '';
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch {
-    return [];
-  }
-  return text
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
-}
