@@ -12,6 +12,8 @@ import { injectPodTemplate } from './inject.js';
 import { jsonPatch } from './json-patch.js';
 
 export const ADMISSION_API_VERSION = 'admission.k8s.io/v1';
+/** metav1.Status reason of a refused pod (a Kubernetes StatusReason, not one of our codes). */
+const STATUS_BAD_REQUEST = 'BadRequest';
 
 /** The body is not an AdmissionReview v1 request: answered 400 with {"error"}. */
 export class AdmissionReviewError extends Error {
@@ -86,6 +88,6 @@ export function answerAdmissionReview(review: unknown, options: { image: string 
   } catch (err) {
     if (!(err instanceof InjectionRefusal)) throw err;
     const message = `attest-sidecar injector refused pod ${podName(pod)}: ${err.message} (${err.reason})`;
-    return { answer: reply({ allowed: false, status: { code: 400, reason: 'BadRequest', message } }), outcome: 'refused', message };
+    return { answer: reply({ allowed: false, status: { code: 400, reason: STATUS_BAD_REQUEST, message } }), outcome: 'refused', message };
   }
 }
