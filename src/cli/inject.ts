@@ -2,11 +2,11 @@
  * `attest-sidecar inject` (manifests in, injected manifests out) and `attest-sidecar injector`
  * (the mutating admission webhook). Both share src/kube/, so a pod gets the same sidecar either way.
  */
-import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { errorMessage } from '../errors.js';
 import { createLogger } from '../log.js';
 import { parseListen } from '../lib/values.js';
+import { readYamlFileText } from '../lib/yaml-limits.js';
 import { InjectionRefusal, NAMESPACE_LABEL, NAMESPACE_LABEL_VALUE } from '../kube/annotations.js';
 import { MAX_MANIFEST_BYTES, injectManifests } from '../kube/manifests.js';
 
@@ -51,11 +51,9 @@ function parseLabels(specs: readonly string[]): Map<string, string> {
   return labels;
 }
 
-/** Reads a file or stdin ("-") with the manifest size cap; stdin is read synchronously (fd 0). */
+/** A file or stdin ("-"), read up to the manifest size cap (a larger or endless input is refused, not buffered). */
 function readSource(file: string): string {
-  const text = readFileSync(file === '-' ? 0 : file);
-  if (text.length > MAX_MANIFEST_BYTES) throw new InjectionRefusal('injection_manifest_invalid', `${file === '-' ? 'stdin' : file}: over ${MAX_MANIFEST_BYTES} bytes`);
-  return text.toString('utf8');
+  return readYamlFileText(file === '-' ? '/dev/stdin' : file, MAX_MANIFEST_BYTES);
 }
 
 export function injectCommand(args: string[], read: (file: string) => string = readSource): CommandOutput {

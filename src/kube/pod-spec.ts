@@ -147,6 +147,11 @@ export function injectPodSpec(spec: Json, settings: InjectionSettings, where: st
   const init = listOf(spec, 'initContainers', where);
   const containers = listOf(spec, 'containers', where);
   if (containers.length === 0) throw new InjectionRefusal('injection_manifest_invalid', `${where}.containers is empty`);
+  if (spec['hostNetwork'] === true) {
+    // On the node's network the proxy's loopback port would serve every process of the node,
+    // and two such pods on one node would fight over the sidecar's ports.
+    throw new InjectionRefusal('injection_conflict', `${where}.hostNetwork is true: the sidecar needs the pod's own network namespace (opt the pod out with attest-sidecar.io/inject: "false")`);
+  }
   const volumes = listOf(spec, 'volumes', where);
   const added = sidecarVolumes(settings);
   for (const v of volumes) {

@@ -181,6 +181,7 @@ const REFUSED: [string, () => Json, RegExp, string][] = [
   ['annotation not a string', () => pod({ ...OPTED_IN, 'attest-sidecar.io/cpu-request': 1 as unknown as string }), /'attest-sidecar\.io\/cpu-request': must be a string, got number/, 'injection_annotation_invalid'],
   ['agent sets HTTP_PROXY', () => pod(undefined, { containers: [{ name: 'agent', image: 'a', env: [{ name: 'HTTP_PROXY', value: 'http://elsewhere' }] }] }), /spec\.containers\[0\]\.env HTTP_PROXY already exists/, 'injection_conflict'],
   ['volume name taken', () => pod(undefined, { volumes: [{ name: 'attest-sidecar-state', emptyDir: {} }] }), /spec\.volumes attest-sidecar-state already exists/, 'injection_conflict'],
+  ['host network', () => pod(undefined, { hostNetwork: true }), /spec\.hostNetwork is true: the sidecar needs the pod's own network namespace/, 'injection_conflict'],
   ['no containers', () => pod(undefined, { containers: [] }), /spec\.containers is empty/, 'injection_manifest_invalid'],
   ['containers not a list', () => pod(undefined, { containers: { name: 'a' } }), /spec\.containers must be a list of objects/, 'injection_manifest_invalid'],
   ['template without spec', () => ({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'd' }, spec: { template: { metadata: { annotations: OPTED_IN } } } }), /^Deployment d: spec\.template\.spec must be an object/, 'injection_manifest_invalid'],
