@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { errorMessage } from '../errors.js';
 import { createLogger } from '../log.js';
 import { parseListen } from '../lib/values.js';
-import { readYamlFileText } from '../lib/yaml-limits.js';
+import { describeBytes, readYamlFileText } from '../lib/yaml-limits.js';
 import { InjectionRefusal, NAMESPACE_LABEL, NAMESPACE_LABEL_VALUE } from '../kube/annotations.js';
 import { MAX_MANIFEST_BYTES, injectManifests } from '../kube/manifests.js';
 
@@ -51,12 +51,32 @@ function parseLabels(specs: readonly string[]): Map<string, string> {
   return labels;
 }
 
-/** A file or stdin ("-"), read up to the manifest size cap (a larger or endless input is refused, not buffered). */
-function readSource(file: string): string {
-  return readYamlFileText(file === '-' ? '/dev/stdin' : file, MAX_MANIFEST_BYTES);
+/** Stdin up to the manifest size cap: a larger or endless input is refused, not buffered. */
+function readStdin(max: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const stdin = process.stdin;
+    stdin.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > max) {
+        stdin.destroy();
+        reject(new Error(`over the limit of ${describeBytes(max)}`));
+        return;
+      }
+      chunks.push(chunk);
+    });
+    stdin.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    stdin.on('error', reject);
+  });
 }
 
-export function injectCommand(args: string[], read: (file: string) => string = readSource): CommandOutput {
+/** A file (size checked on the open handle before reading) or stdin ("-"). */
+function readSource(file: string): Promise<string> {
+  return file === '-' ? readStdin(MAX_MANIFEST_BYTES) : Promise.resolve(readYamlFileText(file, MAX_MANIFEST_BYTES));
+}
+
+export async function injectCommand(args: string[], read: (file: string) => Promise<string> = readSource): Promise<CommandOutput> {
   const { values } = parseArgs({
     args,
     strict: true,
@@ -78,7 +98,7 @@ export function injectCommand(args: string[], read: (file: string) => string = r
   for (const file of values.filename ?? ['-']) {
     const source = file === '-' ? 'stdin' : file;
     try {
-      const result = injectManifests(read(file), source, options);
+      const result = injectManifests(await read(file), source, options);
       if (result.text !== '') parts.push(result.text);
       for (const d of result.documents) summary.push(`attest-sidecar inject: ${source} document ${d.index} (${d.kind} ${d.name}): ${d.outcome}\n`);
     } catch (err) {

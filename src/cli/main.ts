@@ -206,7 +206,7 @@ const COMMANDS: Readonly<Record<string, Command>> = Object.assign(Object.create(
   killall: killCommand('killall'),
   restore: killCommand('restore'),
   audit: { usage: async () => (await import('./audit.js')).AUDIT_USAGE, run: async (args: string[]) => (await import('./audit.js')).auditCommand(args, process.stdout, process.stderr) },
-  inject: { usage: async () => (await import('./inject.js')).INJECT_USAGE, run: async (args: string[]) => emit((await import('./inject.js')).injectCommand(args)) },
+  inject: { usage: async () => (await import('./inject.js')).INJECT_USAGE, run: async (args: string[]) => emit(await (await import('./inject.js')).injectCommand(args)) },
   injector: {
     usage: async () => (await import('./inject.js')).INJECTOR_USAGE,
     run: async (args: string[]) => {

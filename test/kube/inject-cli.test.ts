@@ -49,7 +49,7 @@ function documents(text: string): unknown[] {
 }
 
 t.test('every document printed, injected where opted in, schema-valid, idempotent', async (t) => {
-  const r = injectCommand(['-f', bundleFile, '--image', 'registry.example/sidecar:1']);
+  const r = await injectCommand(['-f', bundleFile, '--image', 'registry.example/sidecar:1']);
   t.equal(r.exitCode, 0, r.stderr);
   const docs = documents(r.stdout) as any[];
   t.same(docs.map((d) => d.kind), ['ConfigMap', ...KINDS.map((k) => k.kind), 'Service'], 'same documents, same order, the empty trailing one dropped');
@@ -63,7 +63,7 @@ t.test('every document printed, injected where opted in, schema-valid, idempoten
 
   const againFile = path.join(dir, 'again.yaml');
   writeFileSync(againFile, r.stdout);
-  const again = injectCommand(['-f', againFile, '--image', 'registry.example/sidecar:1']);
+  const again = await injectCommand(['-f', againFile, '--image', 'registry.example/sidecar:1']);
   t.equal(again.exitCode, 0);
   t.equal(again.stdout, r.stdout, 'injecting the output again prints the same bytes');
   t.match(again.stderr, /document 2 \(Pod agent\): already-injected/);
@@ -72,40 +72,40 @@ t.test('every document printed, injected where opted in, schema-valid, idempoten
 t.test('--namespace-labels opts in pods without the inject annotation', async (t) => {
   const file = path.join(dir, 'ns.yaml');
   writeFileSync(file, stringify(KINDS[1]!.make(podTemplate({ 'attest-sidecar.io/config': 'agent-config' }))));
-  const without = injectCommand(['-f', file]);
+  const without = await injectCommand(['-f', file]);
   t.equal(without.exitCode, 0);
   t.equal(without.stdout, readFileSync(file, 'utf8'), 'not opted in: printed as read');
   t.match(without.stderr, /not-opted-in/);
-  const withLabel = injectCommand(['-f', file, '--namespace-labels', 'team=a,attest-sidecar.io/inject=enabled']);
+  const withLabel = await injectCommand(['-f', file, '--namespace-labels', 'team=a,attest-sidecar.io/inject=enabled']);
   t.equal(withLabel.exitCode, 0);
   const [d] = documents(withLabel.stdout) as any[];
   validateKubernetesObject(d);
   t.equal(d.spec.template.spec.initContainers[0].image, 'attest-sidecar:0.1.0', 'the default image');
-  t.equal(injectCommand(['-f', file, '--namespace-labels', 'novalue']).exitCode, 2, 'a label that is not k=v is a usage error');
+  t.equal((await injectCommand(['-f', file, '--namespace-labels', 'novalue'])).exitCode, 2, 'a label that is not k=v is a usage error');
 });
 
 t.test('a refusal exits 1 naming the file and the document; nothing is printed', async (t) => {
   const file = path.join(dir, 'bad.yaml');
   const bad = stringify(KINDS[1]!.make(podTemplate({ 'attest-sidecar.io/inject': 'true', 'attest-sidecar.io/config': 'Not_DNS' })));
   writeFileSync(file, `${WORKLOADS}---\n${bad}`);
-  const r = injectCommand(['-f', bundleFile, '-f', file]);
+  const r = await injectCommand(['-f', bundleFile, '-f', file]);
   t.equal(r.exitCode, 1);
   t.equal(r.stdout, '');
   t.match(r.stderr, new RegExp(`^attest-sidecar inject: ${file.replace(/[.]/g, '\\.')} document ${KINDS.length + 1}: Deployment agent: annotation 'attest-sidecar\\.io/config': "Not_DNS" is not a valid ConfigMap name`));
   t.match(r.stderr, /\(injection_annotation_invalid\)\n$/);
   writeFileSync(file, 'a: 1\n---\nkind: [unclosed\n');
-  const yaml = injectCommand(['-f', file]);
+  const yaml = await injectCommand(['-f', file]);
   t.equal(yaml.exitCode, 1);
   t.match(yaml.stderr, /bad\.yaml document 2: not valid YAML/);
   writeFileSync(file, '- just\n- a list\n');
-  t.match(injectCommand(['-f', file]).stderr, /document 1: the document is not an object/);
-  const missing = injectCommand(['-f', path.join(dir, 'missing.yaml')]);
+  t.match((await injectCommand(['-f', file])).stderr, /document 1: the document is not an object/);
+  const missing = await injectCommand(['-f', path.join(dir, 'missing.yaml')]);
   t.equal(missing.exitCode, 1);
   t.match(missing.stderr, /missing\.yaml: ENOENT/);
 });
 
 t.test('the executable reads stdin and prints the same as from a file', async (t) => {
-  const fromFile = injectCommand(['-f', bundleFile]);
+  const fromFile = await injectCommand(['-f', bundleFile]);
   const r = spawnSync(process.execPath, [binPath, 'inject'], { input: BUNDLE, encoding: 'utf8', timeout: 60_000 });
   t.equal(r.status, 0, r.stderr);
   t.equal(r.stdout, fromFile.stdout);
