@@ -199,3 +199,13 @@ t.test('quantities', async (t) => {
   const cases: [string, number | undefined][] = [['50m', 0.05], ['1', 1], ['0.5', 0.5], ['.5', 0.5], ['64Mi', 64 * 2 ** 20], ['1G', 1e9], ['1e3', 1000], ['2Ki', 2048], ['', undefined], ['1.2.3', undefined], ['-1', undefined], ['1 Gi', undefined], ['1x', undefined], ['9'.repeat(65), undefined]];
   for (const [text, value] of cases) t.equal(quantityValue(text), value, JSON.stringify(text));
 });
+
+t.test('the schema check of the tests refuses a misspelled field (it can fail)', async (t) => {
+  const out = injected(t, injectObject(pod(), opts())) as Json;
+  const bad = structuredClone(out);
+  bad.spec.initContainers[0].securityContext.readOnlyRootFileSystem = true;
+  t.throws(() => validateKubernetesObject(bad), /initContainers\[0\]\.securityContext\.readOnlyRootFileSystem: not a field of SecurityContext/);
+  const wrongType = structuredClone(out);
+  wrongType.spec.initContainers[0].startupProbe.httpGet.port = [15021];
+  t.throws(() => validateKubernetesObject(wrongType), 'a wrong type is refused by the OpenAPI schema');
+});
