@@ -72,7 +72,10 @@ export function readAnnotations(value: unknown): Record<string, string> {
   if (value === undefined || value === null) return out;
   if (typeof value !== 'object' || Array.isArray(value)) throw new InjectionRefusal('injection_manifest_invalid', 'metadata.annotations must be a mapping of strings');
   for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
-    if (typeof v !== 'string') throw badAnnotation(k, `must be a string, got ${v === null ? 'null' : typeof v} (quote it in YAML: "${String(v)}")`);
+    if (typeof v !== 'string') {
+      const hint = typeof v === 'number' || typeof v === 'boolean' ? ` (quote it in YAML: "${String(v)}")` : '';
+      throw badAnnotation(k.slice(0, 253), `must be a string, got ${v === null ? 'null' : Array.isArray(v) ? 'a list' : typeof v}${hint}`);
+    }
     out[k] = v;
   }
   return out;
