@@ -91,6 +91,8 @@ export class InjectorServer {
       headersTimeout: TIMEOUTS.headersMs,
       requestTimeout: TIMEOUTS.requestMs,
       keepAliveTimeout: TIMEOUTS.keepAliveMs,
+      // node checks the header and request deadlines on this interval (default 30 s).
+      connectionsCheckingInterval: 2_000,
       maxHeaderSize: 16 * 1024,
     });
     server.maxConnections = MAX_CONNECTIONS;
