@@ -233,6 +233,11 @@ export const REASONS = {
   usage_invalid: { kind: 'config', message: '<name> must be an integer between 0 and <max>, got <value>', where: 'runtime', doc: 'a token count out of range' },
   identity_files_invalid: { kind: 'config', message: '<file>: <why>', where: 'start-up', doc: 'the SVID, key or bundle files are invalid at start-up' },
   files_source_invalid: { kind: 'config', message: '<file>: <why>', where: 'runtime', doc: 'an identity file changed to something invalid (the current identity stays)' },
+  // The injector (`attest-sidecar inject`, `attest-sidecar injector`): a manifest or pod refused, not a request.
+  injection_annotation_invalid: { kind: 'config', message: "annotation '<key>': <why>", doc: 'injector: an `attest-sidecar.io/*` annotation is unknown, missing (`config`) or has an invalid value; the pod is refused' },
+  injection_conflict: { kind: 'config', message: '<what>: <why>', example: 'spec.containers[0].env HTTP_PROXY already exists: ...', doc: 'injector: the pod already has a volume or proxy environment variable the injection adds (a whole `attest-sidecar` container is left alone instead), or uses `hostNetwork`; the pod is refused' },
+  injection_manifest_invalid: { kind: 'config', message: '<file> document <n>: <why>', doc: 'injector: a document is not YAML, not an object, or its pod template is malformed' },
+  admission_review_invalid: { kind: 'config', message: '<why>', doc: 'injector webhook: the body of POST /mutate is not an AdmissionReview v1 request (answered 400 with `{"error"}`)' },
   files_source_read_failed: { kind: 'config', message: '<file>: <why>', where: 'runtime', doc: 'an identity file could not be read' },
   files_source_error: { kind: 'failure', message: '<why>', where: 'runtime', doc: 'an identity file reload failed unexpectedly (the current identity stays)' },
   workload_endpoint_invalid: { kind: 'config', message: 'invalid Workload API endpoint <uri>: <why>', where: 'start-up', doc: 'the Workload API endpoint address is invalid' },

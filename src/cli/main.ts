@@ -43,10 +43,16 @@ const AUDIT_SUMMARY = `  attest-sidecar audit verify FILE [--expect-head HASH] [
                                           check an audit log's hash chain (exit 1 if broken)
 `;
 
+const KUBE_SUMMARY = `  attest-sidecar inject [-f FILE ...] [--image IMG] [--namespace-labels k=v]
+                                          add the sidecar to Kubernetes manifests (docs/injector.md)
+  attest-sidecar injector --listen ADDR --cert FILE --key FILE [--image IMG]
+                                          mutating admission webhook: injects pods as they are created
+`;
+
 const USAGE = () => `attest-sidecar: SPIFFE identity, mTLS and policy for AI-agent workloads
 
 Usage:
-${RUN_USAGE}${DEV_USAGE}${CHECK_POLICY_USAGE}${INSPECT_USAGE}${VERIFY_USAGE}${AUDIT_SUMMARY}  attest-sidecar help | version
+${RUN_USAGE}${DEV_USAGE}${CHECK_POLICY_USAGE}${INSPECT_USAGE}${VERIFY_USAGE}${AUDIT_SUMMARY}${KUBE_SUMMARY}  attest-sidecar help | version
   attest-sidecar COMMAND --help           that command's usage
 
 Kill switch (talks to a running sidecar's admin API):
@@ -200,6 +206,14 @@ const COMMANDS: Readonly<Record<string, Command>> = Object.assign(Object.create(
   killall: killCommand('killall'),
   restore: killCommand('restore'),
   audit: { usage: async () => (await import('./audit.js')).AUDIT_USAGE, run: async (args: string[]) => (await import('./audit.js')).auditCommand(args, process.stdout, process.stderr) },
+  inject: { usage: async () => (await import('./inject.js')).INJECT_USAGE, run: async (args: string[]) => emit(await (await import('./inject.js')).injectCommand(args)) },
+  injector: {
+    usage: async () => (await import('./inject.js')).INJECTOR_USAGE,
+    run: async (args: string[]) => {
+      onShutdown(await (await import('./inject.js')).startInjector(args));
+      return 'running';
+    },
+  },
   version: { usage: '  attest-sidecar version\n', run: cmdVersion },
 });
 

@@ -17,6 +17,8 @@ const COMMANDS: [string, RegExp][] = [
   ['killall', /attest-sidecar killall/],
   ['restore', /attest-sidecar restore SPIFFE_ID \| --all/],
   ['audit', /attest-sidecar audit verify FILE/],
+  ['inject', /attest-sidecar inject \[-f FILE \.\.\.\]/],
+  ['injector', /attest-sidecar injector --listen ADDR --cert FILE --key FILE/],
   ['version', /attest-sidecar version/],
 ];
 
