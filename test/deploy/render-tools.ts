@@ -1,0 +1,223 @@
+/**
+ * What the deploy/ tests need: a real kustomize (scripts/build-kustomize.sh, cached), the CRDs of
+ * cert-manager and spire-controller-manager (from the Go module proxy, cached), schema validation
+ * of core objects (kubernetes-models) and of CRD instances (ajv against the CRD's openAPIV3Schema,
+ * plus the unknown-field check the API server's pruning would otherwise hide).
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { Ajv, type ValidateFunction } from 'ajv';
+import { parseAllDocuments } from 'yaml';
+import * as coreV1 from 'kubernetes-models/v1';
+import * as appsV1 from 'kubernetes-models/apps/v1';
+import * as policyV1 from 'kubernetes-models/policy/v1';
+import * as networkingV1 from 'kubernetes-models/networking.k8s.io/v1';
+import * as admissionV1 from 'kubernetes-models/admissionregistration.k8s.io/v1';
+import * as rbacV1 from 'kubernetes-models/rbac.authorization.k8s.io/v1';
+import { cacheRoot } from '../../src/mesh/spire/binaries.js';
+import { goCommand } from '../helpers/go-programs.js';
+import { repoRoot } from '../helpers/paths.js';
+import type { Missing } from '../helpers/needs.js';
+
+const run = promisify(execFile);
+
+export type K8sObject = {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> };
+  [key: string]: unknown;
+};
+
+/** A cold kustomize build or CRD download fetches modules and compiles: minutes on a busy machine. */
+export const TOOL_TIMEOUT_MS = 600_000;
+
+/** Where the CRDs come from: a Go module of the project that publishes them, and the files in it. */
+export const CRD_SOURCES = [
+  {
+    module: 'github.com/spiffe/spire-controller-manager',
+    version: 'v0.6.4',
+    files: ['config/crd/bases/spire.spiffe.io_clusterspiffeids.yaml'],
+  },
+  {
+    module: 'github.com/cert-manager/cert-manager',
+    version: 'v1.21.2',
+    files: ['deploy/crds/cert-manager.io_certificates.yaml', 'deploy/crds/cert-manager.io_issuers.yaml'],
+  },
+] as const;
+
+function crdCacheDir(source: (typeof CRD_SOURCES)[number]): string {
+  return path.join(cacheRoot(), 'crds', `${source.module.replaceAll('/', '_')}@${source.version}`);
+}
+
+function crdsCached(): boolean {
+  return CRD_SOURCES.every((s) => s.files.every((f) => existsSync(path.join(crdCacheDir(s), path.basename(f)))));
+}
+
+/** Why the tools cannot be had here (no Go and nothing cached), or undefined. */
+export function deployToolsMissing(): Missing {
+  if (goCommand() !== undefined) return undefined;
+  const kustomizeCached = existsSync(path.join(cacheRoot(), 'kustomize-v5.8.1', 'kustomize'));
+  return kustomizeCached && crdsCached() ? undefined : 'no Go toolchain to build kustomize and fetch CRDs (Go >= 1.24 on PATH or in /usr/local/go/bin)';
+}
+
+function goEnv(): NodeJS.ProcessEnv {
+  const go = goCommand();
+  const dir = go && go.includes('/') ? path.dirname(go) : undefined;
+  return { ...process.env, GOTOOLCHAIN: 'local', ...(dir ? { PATH: `${dir}${path.delimiter}${process.env.PATH ?? ''}` } : {}) };
+}
+
+/** The kustomize binary (built once into the cache by scripts/build-kustomize.sh). */
+export async function kustomizeBinary(): Promise<string> {
+  const { stdout } = await run('sh', [path.join(repoRoot, 'scripts/build-kustomize.sh')], {
+    env: goEnv(),
+    timeout: TOOL_TIMEOUT_MS,
+    maxBuffer: 16 << 20,
+  });
+  return stdout.trim().split('\n').pop()!;
+}
+
+/** `kustomize build DIR` as parsed objects (one per YAML document). */
+export async function render(kustomize: string, dir: string): Promise<K8sObject[]> {
+  const { stdout } = await run(kustomize, ['build', dir], { timeout: 120_000, maxBuffer: 64 << 20 });
+  return parseAllDocuments(stdout).map((d) => {
+    if (d.errors.length > 0) throw new Error(`kustomize output of ${dir} is not YAML: ${d.errors[0]!.message}`);
+    return d.toJS() as K8sObject;
+  });
+}
+
+/**
+ * CRDs by `group/version kind` -> their openAPIV3Schema. Downloaded with `go mod download -json`
+ * (a module's zip from the proxy, checked against the checksum database), then copied into the
+ * cache so that a warm run needs neither Go nor the network.
+ */
+export async function loadCrdSchemas(): Promise<Map<string, Record<string, unknown>>> {
+  const schemas = new Map<string, Record<string, unknown>>();
+  for (const source of CRD_SOURCES) {
+    const dir = crdCacheDir(source);
+    if (!source.files.every((f) => existsSync(path.join(dir, path.basename(f))))) {
+      const go = goCommand();
+      if (!go) throw new Error('no Go toolchain to download the CRDs');
+      const cwd = mkdtempSync(path.join(os.tmpdir(), 'crd-download-'));
+      try {
+        const { stdout } = await run(go, ['mod', 'download', '-json', `${source.module}@${source.version}`], {
+          cwd,
+          env: goEnv(),
+          timeout: TOOL_TIMEOUT_MS,
+          maxBuffer: 16 << 20,
+        });
+        const info = JSON.parse(stdout) as { Dir?: string; Error?: string };
+        if (!info.Dir) throw new Error(`go mod download ${source.module}@${source.version}: ${info.Error ?? 'no Dir'}`);
+        const partial = `${dir}.partial.${process.pid}`;
+        mkdirSync(partial, { recursive: true });
+        for (const f of source.files) writeFileSync(path.join(partial, path.basename(f)), readFileSync(path.join(info.Dir, f)));
+        rmSync(dir, { recursive: true, force: true });
+        mkdirSync(path.dirname(dir), { recursive: true });
+        renameSync(partial, dir);
+      } finally {
+        rmSync(cwd, { recursive: true, force: true });
+      }
+    }
+    for (const f of source.files) {
+      const crd = parseAllDocuments(readFileSync(path.join(dir, path.basename(f)), 'utf8'))
+        .map((d) => d.toJS() as { kind?: string; spec?: CrdSpec })
+        .find((d) => d?.kind === 'CustomResourceDefinition');
+      if (!crd?.spec) throw new Error(`${f}: no CustomResourceDefinition`);
+      for (const v of crd.spec.versions) schemas.set(`${crd.spec.group}/${v.name} ${crd.spec.names.kind}`, v.schema.openAPIV3Schema);
+    }
+  }
+  return schemas;
+}
+
+interface CrdSpec {
+  group: string;
+  names: { kind: string };
+  versions: { name: string; schema: { openAPIV3Schema: Record<string, unknown> } }[];
+}
+
+type ModelClass = { apiVersion: string; kind: string; new (data: unknown): { validate(): void } };
+
+/** apiVersion + kind -> the kubernetes-models class that validates it. */
+const CORE_MODELS = new Map<string, ModelClass>();
+for (const mod of [coreV1, appsV1, policyV1, networkingV1, admissionV1, rbacV1] as Record<string, unknown>[]) {
+  for (const value of Object.values(mod)) {
+    if (typeof value !== 'function') continue;
+    const cls = value as unknown as Partial<ModelClass>;
+    if (typeof cls.apiVersion === 'string' && typeof cls.kind === 'string') CORE_MODELS.set(`${cls.apiVersion} ${cls.kind}`, cls as ModelClass);
+  }
+}
+
+export class SchemaValidator {
+  private readonly ajv = new Ajv({ strict: false, allErrors: true, validateFormats: false });
+  private readonly compiled = new Map<string, ValidateFunction>();
+
+  constructor(private readonly crds: Map<string, Record<string, unknown>>) {}
+
+  /** Problems of one object against its schema ([] when valid); an object of no known schema is a problem. */
+  problems(obj: K8sObject): string[] {
+    const key = `${obj.apiVersion} ${obj.kind}`;
+    const model = CORE_MODELS.get(key);
+    if (model) {
+      try {
+        new model(obj).validate();
+        return [];
+      } catch (err) {
+        return [`${key} ${obj.metadata?.name}: ${err instanceof Error ? err.message : String(err)}`];
+      }
+    }
+    const schema = this.crds.get(key);
+    if (!schema) return [`${key} ${obj.metadata?.name}: no schema (neither a Kubernetes kind nor a known CRD)`];
+    let validate = this.compiled.get(key);
+    if (!validate) {
+      validate = this.ajv.compile(schema);
+      this.compiled.set(key, validate);
+    }
+    const out: string[] = [];
+    const name = `${key} ${obj.metadata?.name}`;
+    const valid = validate(obj as unknown);
+    if (!valid) out.push(...(validate.errors ?? []).map((e) => `${name}${e.instancePath}: ${e.message}`));
+    out.push(...unknownFields(schema, obj, '').map((p) => `${name}${p}: unknown field (the API server would prune it)`));
+    return out;
+  }
+}
+
+/**
+ * Fields a structural schema does not declare: the API server silently drops them, so a typo
+ * would never reach the controller. Objects with `additionalProperties` or
+ * `x-kubernetes-preserve-unknown-fields`, and `metadata`, are open.
+ */
+export function unknownFields(schema: Record<string, unknown>, value: unknown, at: string): string[] {
+  if (value === null || typeof value !== 'object') return [];
+  if (Array.isArray(value)) {
+    const items = schema.items as Record<string, unknown> | undefined;
+    return items ? value.flatMap((v, i) => unknownFields(items, v, `${at}/${i}`)) : [];
+  }
+  const props = schema.properties as Record<string, Record<string, unknown>> | undefined;
+  const extra = schema.additionalProperties;
+  const out: string[] = [];
+  for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+    const sub = props && Object.hasOwn(props, k) ? props[k] : undefined;
+    if (sub) {
+      if (!(at === '' && k === 'metadata')) out.push(...unknownFields(sub, v, `${at}/${k}`));
+    } else if (extra && typeof extra === 'object') {
+      out.push(...unknownFields(extra as Record<string, unknown>, v, `${at}/${k}`));
+    } else if (props && !extra && schema['x-kubernetes-preserve-unknown-fields'] !== true) {
+      out.push(`${at}/${k}`);
+    }
+  }
+  return out;
+}
+
+/** Every pod spec of a workload object (Deployment, StatefulSet, DaemonSet, Job, Pod). */
+export function podSpecs(obj: K8sObject): { where: string; spec: Record<string, unknown>; meta: K8sObject['metadata'] | undefined }[] {
+  const spec = obj.spec as Record<string, any> | undefined;
+  if (obj.kind === 'Pod') return [{ where: `Pod ${obj.metadata.name}`, spec: spec ?? {}, meta: obj.metadata }];
+  if (spec?.template?.spec) return [{ where: `${obj.kind} ${obj.metadata.name}`, spec: spec.template.spec, meta: spec.template.metadata }];
+  if (spec?.jobTemplate?.spec?.template?.spec) {
+    const tpl = spec.jobTemplate.spec.template;
+    return [{ where: `${obj.kind} ${obj.metadata.name}`, spec: tpl.spec, meta: tpl.metadata }];
+  }
+  return [];
+}
