@@ -1,8 +1,10 @@
 /**
  * What the deploy/ tests need: a real kustomize (scripts/build-kustomize.sh, cached), the CRDs of
  * cert-manager and spire-controller-manager (from the Go module proxy, cached), schema validation
- * of core objects (kubernetes-models) and of CRD instances (ajv against the CRD's openAPIV3Schema,
- * plus the unknown-field check the API server's pruning would otherwise hide).
+ * of core objects (kubernetes-models, plus a strict decode into the k8s.io/api Go types, which
+ * refuses unknown fields as `kubectl apply --validate=strict` does) and of CRD instances (ajv
+ * against the CRD's openAPIV3Schema, plus the unknown-field check the API server's pruning would
+ * otherwise hide).
  */
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, mkdtempSync } from 'node:fs';
@@ -18,7 +20,7 @@ import * as networkingV1 from 'kubernetes-models/networking.k8s.io/v1';
 import * as admissionV1 from 'kubernetes-models/admissionregistration.k8s.io/v1';
 import * as rbacV1 from 'kubernetes-models/rbac.authorization.k8s.io/v1';
 import { cacheRoot } from '../../src/mesh/spire/binaries.js';
-import { goCommand } from '../helpers/go-programs.js';
+import { goCommand, goProgramsMissing, type GoProgramSet } from '../helpers/go-programs.js';
 import { repoRoot } from '../helpers/paths.js';
 import type { Missing } from '../helpers/needs.js';
 
@@ -56,11 +58,15 @@ function crdsCached(): boolean {
   return CRD_SOURCES.every((s) => s.files.every((f) => existsSync(path.join(crdCacheDir(s), path.basename(f)))));
 }
 
+/** Strict decoding of core objects into the k8s.io/api v0.37 Go types (test/go/kube-strict). */
+export const KUBE_STRICT: GoProgramSet = { name: 'kube-strict', dir: 'test/go/kube-strict', programs: { 'kube-strict': '.' } };
+
 /** Why the tools cannot be had here (no Go and nothing cached), or undefined. */
 export function deployToolsMissing(): Missing {
   if (goCommand() !== undefined) return undefined;
   const kustomizeCached = existsSync(path.join(cacheRoot(), 'kustomize-v5.8.1', 'kustomize'));
-  return kustomizeCached && crdsCached() ? undefined : 'no Go toolchain to build kustomize and fetch CRDs (Go >= 1.24 on PATH or in /usr/local/go/bin)';
+  const missing = 'no Go toolchain to build kustomize and kube-strict and to fetch CRDs (Go >= 1.26 on PATH or in /usr/local/go/bin)';
+  return kustomizeCached && crdsCached() && goProgramsMissing(KUBE_STRICT) === undefined ? undefined : missing;
 }
 
 function goEnv(): NodeJS.ProcessEnv {
@@ -79,12 +85,32 @@ export async function kustomizeBinary(): Promise<string> {
   return stdout.trim().split('\n').pop()!;
 }
 
-/** `kustomize build DIR` as parsed objects (one per YAML document). */
-export async function render(kustomize: string, dir: string): Promise<K8sObject[]> {
+/** `kustomize build DIR`: its text and the parsed objects (one per YAML document). */
+export async function render(kustomize: string, dir: string): Promise<{ text: string; objects: K8sObject[] }> {
   const { stdout } = await run(kustomize, ['build', dir], { timeout: 120_000, maxBuffer: 64 << 20 });
-  return parseAllDocuments(stdout).map((d) => {
+  const objects = parseAllDocuments(stdout).map((d) => {
     if (d.errors.length > 0) throw new Error(`kustomize output of ${dir} is not YAML: ${d.errors[0]!.message}`);
     return d.toJS() as K8sObject;
+  });
+  return { text: stdout, objects };
+}
+
+export interface StrictResult {
+  kind: string;
+  name: string;
+  result: 'ok' | 'invalid' | 'unregistered';
+  error?: string;
+}
+
+/** Runs kube-strict over multi-document YAML: one result per object. */
+export function strictDecode(bin: string, yamlText: string): Promise<StrictResult[]> {
+  return new Promise((resolve, reject) => {
+    const child = execFile(bin, [], { timeout: 60_000, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`kube-strict failed: ${err.message}\n${stderr}`));
+      else resolve(stdout.split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as StrictResult));
+    });
+    child.stdin!.on('error', reject);
+    child.stdin!.end(yamlText);
   });
 }
 

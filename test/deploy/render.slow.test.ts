@@ -19,7 +19,18 @@ import { decide } from '../../src/policy/decide.js';
 import { parseSharedList } from '../../src/revocation/shared-file.js';
 import { repoRoot } from '../helpers/paths.js';
 import { skipFor } from '../helpers/needs.js';
-import { deployToolsMissing, kustomizeBinary, loadCrdSchemas, podSpecs, render, SchemaValidator, type K8sObject } from './render-tools.js';
+import { buildGoPrograms } from '../helpers/go-programs.js';
+import {
+  deployToolsMissing,
+  KUBE_STRICT,
+  kustomizeBinary,
+  loadCrdSchemas,
+  podSpecs,
+  render,
+  SchemaValidator,
+  strictDecode,
+  type K8sObject,
+} from './render-tools.js';
 
 const deployDir = path.join(repoRoot, 'deploy');
 /** The shared contract (DESIGN-28): container name, paths and ports inside an injected pod. */
@@ -83,12 +94,19 @@ if (skip) t.skip(skip, () => {});
 else {
   const dirs = kustomizations(deployDir);
   const rendered = new Map<string, K8sObject[]>();
+  const renderedText = new Map<string, string>();
   let validator: SchemaValidator;
+  let kubeStrict: string;
 
   t.before(async () => {
     const kustomize = await kustomizeBinary();
     validator = new SchemaValidator(await loadCrdSchemas());
-    for (const dir of dirs) rendered.set(path.relative(deployDir, dir), await render(kustomize, dir));
+    kubeStrict = (await buildGoPrograms(KUBE_STRICT)).bins['kube-strict']!;
+    for (const dir of dirs) {
+      const { text, objects } = await render(kustomize, dir);
+      rendered.set(path.relative(deployDir, dir), objects);
+      renderedText.set(path.relative(deployDir, dir), text);
+    }
   });
 
   t.test('every kustomization renders and every object validates against its schema', async (t) => {
@@ -98,6 +116,19 @@ else {
       const problems = objs.flatMap((o) => validator.problems(o));
       t.same(problems, [], `${dir}: ${objs.length} objects valid (${[...new Set(objs.map((o) => o.kind))].join(', ')})`);
     }
+  });
+
+  t.test('core objects decode strictly into the Kubernetes Go types (no unknown or duplicate fields)', async (t) => {
+    const crdKinds = new Set(['ClusterSPIFFEID', 'Certificate', 'Issuer']);
+    for (const [dir, text] of renderedText) {
+      const results = await strictDecode(kubeStrict, text);
+      t.equal(results.length, rendered.get(dir)!.length, `${dir}: every object decoded`);
+      t.same(results.filter((r) => r.result === 'invalid'), [], `${dir}: no object refused`);
+      t.same(results.filter((r) => r.result === 'unregistered' && !crdKinds.has(r.kind)), [], `${dir}: only CRD kinds left to the CRD schemas`);
+    }
+    const typo = 'apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec:\n  template:\n    spec:\n      containers:\n        - name: a\n          securityContext: {readOnlyRootFileSystem: true}\n';
+    const [bad] = await strictDecode(kubeStrict, typo);
+    t.match(bad, { result: 'invalid', error: /unknown field "spec\.template\.spec\.containers\[0\]\.securityContext\.readOnlyRootFileSystem"/ }, 'a misspelt field is refused');
   });
 
   t.test('the schema checks catch what they should', async (t) => {
