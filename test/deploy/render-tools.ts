@@ -247,3 +247,28 @@ export function podSpecs(obj: K8sObject): { where: string; spec: Record<string, 
   }
   return [];
 }
+
+/**
+ * What every pod of deploy/ must satisfy (the restricted Pod Security Standard and more): no API
+ * token, and each container non-root, read-only root, no privilege escalation, all capabilities
+ * dropped, seccomp RuntimeDefault, a memory limit. Problems as text ([] when none).
+ */
+export function podSecurityProblems(where: string, spec: Record<string, any>): string[] {
+  const out: string[] = [];
+  const podSc = spec.securityContext ?? {};
+  if (spec.automountServiceAccountToken !== false) out.push(`${where}: automountServiceAccountToken is not false`);
+  const containers = [...(spec.initContainers ?? []), ...(spec.containers ?? [])];
+  if (containers.length === 0) out.push(`${where}: no containers`);
+  for (const c of containers) {
+    const sc = c.securityContext ?? {};
+    const name = `${where} ${c.name}`;
+    if (!(sc.runAsNonRoot ?? podSc.runAsNonRoot)) out.push(`${name}: runAsNonRoot is not set`);
+    if ((sc.runAsUser ?? podSc.runAsUser) === 0) out.push(`${name}: runs as uid 0`);
+    if (sc.readOnlyRootFilesystem !== true) out.push(`${name}: readOnlyRootFilesystem is not true`);
+    if (sc.allowPrivilegeEscalation !== false) out.push(`${name}: allowPrivilegeEscalation is not false`);
+    if (JSON.stringify(sc.capabilities?.drop) !== '["ALL"]') out.push(`${name}: capabilities.drop is not [ALL]`);
+    if ((sc.seccompProfile ?? podSc.seccompProfile)?.type !== 'RuntimeDefault') out.push(`${name}: seccomp is not RuntimeDefault`);
+    if (!c.resources?.limits?.memory) out.push(`${name}: no memory limit`);
+  }
+  return out;
+}
