@@ -217,6 +217,14 @@ else {
       t.match(config.inbound?.listen, { host: '0.0.0.0', port: CONTRACT.ports.inbound }, `${dir}: inbound mTLS`);
       t.match(config.admin?.listen, { host: '127.0.0.1', port: CONTRACT.ports.admin }, `${dir}: admin on loopback`);
       t.equal(config.stateDir, CONTRACT.stateDir, `${dir}: state on the state volume`);
+      // health and drain_timeout: typed loosely here, the keys belong to the lifecycle's config.
+      const lifecycle = config as unknown as { health?: { listen?: { port: number } }; drainTimeoutMs?: number };
+      t.equal(lifecycle.health?.listen?.port, CONTRACT.ports.health, `${dir}: health listener for kubelet and Prometheus`);
+      for (const { where, spec, meta } of objs.flatMap(podSpecs)) {
+        if (meta?.annotations?.['attest-sidecar.io/config'] !== cm.metadata.name) continue;
+        const graceMs = ((spec.terminationGracePeriodSeconds as number | undefined) ?? 30) * 1000;
+        t.ok(lifecycle.drainTimeoutMs! > 0 && lifecycle.drainTimeoutMs! < graceMs, `${dir} ${where}: drain_timeout ends before the grace period`);
+      }
       t.ok(config.admin?.tokenFile?.startsWith(`${CONTRACT.stateDir}/`), `${dir}: the admin token on the state volume`);
       const policyKey = mountedKey(config.policy);
       t.ok(policyKey && cm.data[policyKey], `${dir}: the policy is a key of the same ConfigMap`);
