@@ -14,7 +14,7 @@ import { skipFor } from '../helpers/needs.js';
 import { buildGoPrograms } from '../helpers/go-programs.js';
 import {
   deployToolsMissing,
-  KUBE_STRICT,
+  KUBE_TOOLS,
   kustomizeBinary,
   loadCrdSchemas,
   podSecurityProblems,
@@ -53,7 +53,7 @@ else {
     t.test(`${dir}: the injected workloads are valid and fit the rest of deploy/`, async (t) => {
       const kustomize = await kustomizeBinary();
       const validator = new SchemaValidator(await loadCrdSchemas());
-      const kubeStrict = (await buildGoPrograms(KUBE_STRICT)).bins['kube-strict']!;
+      const kubeStrict = (await buildGoPrograms(KUBE_TOOLS)).bins['kube-strict']!;
       const injector = (await render(kustomize, path.join(deployDir, 'injector'))).objects.find((o) => o.kind === 'Deployment') as any;
       const args: string[] = injector.spec.template.spec.containers[0].args;
       const image = args[args.indexOf('--image') + 1]!;

@@ -58,15 +58,22 @@ function crdsCached(): boolean {
   return CRD_SOURCES.every((s) => s.files.every((f) => existsSync(path.join(crdCacheDir(s), path.basename(f)))));
 }
 
-/** Strict decoding of core objects into the k8s.io/api v0.37 Go types (test/go/kube-strict). */
-export const KUBE_STRICT: GoProgramSet = { name: 'kube-strict', dir: 'test/go/kube-strict', programs: { 'kube-strict': '.' } };
+/**
+ * test/go/kube-tools: kube-strict decodes core objects strictly into the k8s.io/api v0.37 Go
+ * types; cel-eval evaluates CEL expressions (cel-go v0.31) as matchConditions.
+ */
+export const KUBE_TOOLS: GoProgramSet = {
+  name: 'kube-tools',
+  dir: 'test/go/kube-tools',
+  programs: { 'kube-strict': './kube-strict', 'cel-eval': './cel-eval' },
+};
 
 /** Why the tools cannot be had here (no Go and nothing cached), or undefined. */
 export function deployToolsMissing(): Missing {
   if (goCommand() !== undefined) return undefined;
   const kustomizeCached = existsSync(path.join(cacheRoot(), 'kustomize-v5.8.1', 'kustomize'));
-  const missing = 'no Go toolchain to build kustomize and kube-strict and to fetch CRDs (Go >= 1.26 on PATH or in /usr/local/go/bin)';
-  return kustomizeCached && crdsCached() && goProgramsMissing(KUBE_STRICT) === undefined ? undefined : missing;
+  const missing = 'no Go toolchain to build kustomize and test/go/kube-tools and to fetch CRDs (Go >= 1.26 on PATH or in /usr/local/go/bin)';
+  return kustomizeCached && crdsCached() && goProgramsMissing(KUBE_TOOLS) === undefined ? undefined : missing;
 }
 
 function goEnv(): NodeJS.ProcessEnv {
@@ -102,16 +109,27 @@ export interface StrictResult {
   error?: string;
 }
 
-/** Runs kube-strict over multi-document YAML: one result per object. */
-export function strictDecode(bin: string, yamlText: string): Promise<StrictResult[]> {
+function runWithStdin(bin: string, input: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const child = execFile(bin, [], { timeout: 60_000, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`kube-strict failed: ${err.message}\n${stderr}`));
-      else resolve(stdout.split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as StrictResult));
+      if (err) reject(new Error(`${path.basename(bin)} failed: ${err.message}\n${stderr}`));
+      else resolve(stdout);
     });
     child.stdin!.on('error', reject);
-    child.stdin!.end(yamlText);
+    child.stdin!.end(input);
   });
+}
+
+/** Runs kube-strict over multi-document YAML: one result per object. */
+export async function strictDecode(bin: string, yamlText: string): Promise<StrictResult[]> {
+  const stdout = await runWithStdin(bin, yamlText);
+  return stdout.split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as StrictResult);
+}
+
+/** Evaluates each expression against each object (bound to `object`): rows of true, false or an error text. */
+export async function celEval(bin: string, expressions: string[], objects: unknown[]): Promise<(boolean | string)[][]> {
+  const stdout = await runWithStdin(bin, JSON.stringify({ expressions, objects }));
+  return (JSON.parse(stdout) as { results: (boolean | string)[][] }).results;
 }
 
 /**

@@ -21,8 +21,9 @@ import { repoRoot } from '../helpers/paths.js';
 import { skipFor } from '../helpers/needs.js';
 import { buildGoPrograms } from '../helpers/go-programs.js';
 import {
+  celEval,
   deployToolsMissing,
-  KUBE_STRICT,
+  KUBE_TOOLS,
   kustomizeBinary,
   loadCrdSchemas,
   podSecurityProblems,
@@ -98,11 +99,14 @@ else {
   const renderedText = new Map<string, string>();
   let validator: SchemaValidator;
   let kubeStrict: string;
+  let celEvalBin: string;
 
   t.before(async () => {
     const kustomize = await kustomizeBinary();
     validator = new SchemaValidator(await loadCrdSchemas());
-    kubeStrict = (await buildGoPrograms(KUBE_STRICT)).bins['kube-strict']!;
+    const tools = (await buildGoPrograms(KUBE_TOOLS)).bins;
+    kubeStrict = tools['kube-strict']!;
+    celEvalBin = tools['cel-eval']!;
     for (const dir of dirs) {
       const { text, objects } = await render(kustomize, dir);
       rendered.set(path.relative(deployDir, dir), objects);
@@ -280,6 +284,31 @@ else {
         t.same(rest, baseRest, 'the Redis variant differs from the base config only in budget:');
       }
     }
+  });
+
+  t.test('matchConditions send the injector exactly the pods it should see', async (t) => {
+    const mwc = one(rendered.get('injector')!, 'MutatingWebhookConfiguration');
+    const pod = (annotations?: Record<string, string>) => ({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p', ...(annotations ? { annotations } : {}) } });
+    const cases: [string, object, { namespace: boolean; annotation: boolean }][] = [
+      ['no annotations', pod(), { namespace: true, annotation: false }],
+      ['other annotations', pod({ 'example.com/x': 'y' }), { namespace: true, annotation: false }],
+      ['inject: "true"', pod({ 'attest-sidecar.io/inject': 'true' }), { namespace: true, annotation: true }],
+      ['inject: "false"', pod({ 'attest-sidecar.io/inject': 'false' }), { namespace: false, annotation: false }],
+      ['already injected', pod({ 'attest-sidecar.io/inject': 'true', 'attest-sidecar.io/status': 'injected' }), { namespace: false, annotation: false }],
+    ];
+    for (const hook of mwc.webhooks) {
+      const which = hook.namespaceSelector?.matchLabels ? 'namespace' : 'annotation';
+      const expressions: string[] = hook.matchConditions.map((c: any) => c.expression);
+      const rows = await celEval(celEvalBin, expressions, cases.map(([, object]) => object));
+      cases.forEach(([label, , expected], i) => {
+        // The API server calls the webhook when every condition is true, skips it when one is
+        // false, and applies failurePolicy (Fail) when one errs: no condition may err.
+        t.ok(rows[i]!.every((cell) => typeof cell === 'boolean'), `${hook.name}, ${label}: every condition evaluates (${JSON.stringify(rows[i])})`);
+        t.equal(rows[i]!.every((cell) => cell === true), expected[which], `${hook.name}, ${label}: ${expected[which] ? 'sent' : 'skipped'}`);
+      });
+    }
+    const [[broken]] = await celEval(celEvalBin, ["object.metadata.annotations['a'] =="], [pod()]);
+    t.match(broken, /^compile:/, 'a malformed condition is reported');
   });
 
   t.test('SPIRE registers the sidecar container of injected pods', async (t) => {
