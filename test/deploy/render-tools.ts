@@ -33,6 +33,9 @@ export type K8sObject = {
   [key: string]: unknown;
 };
 
+/** The version scripts/build-kustomize.sh builds (its cache folder's name). */
+const KUSTOMIZE_VERSION = '5.8.1';
+
 /** A cold kustomize build or CRD download fetches modules and compiles: minutes on a busy machine. */
 export const TOOL_TIMEOUT_MS = 600_000;
 
@@ -54,8 +57,12 @@ function crdCacheDir(source: (typeof CRD_SOURCES)[number]): string {
   return path.join(cacheRoot(), 'crds', `${source.module.replaceAll('/', '_')}@${source.version}`);
 }
 
+function sourceCached(source: (typeof CRD_SOURCES)[number]): boolean {
+  return source.files.every((f) => existsSync(path.join(crdCacheDir(source), path.basename(f))));
+}
+
 function crdsCached(): boolean {
-  return CRD_SOURCES.every((s) => s.files.every((f) => existsSync(path.join(crdCacheDir(s), path.basename(f)))));
+  return CRD_SOURCES.every(sourceCached);
 }
 
 /**
@@ -71,7 +78,7 @@ export const KUBE_TOOLS: GoProgramSet = {
 /** Why the tools cannot be had here (no Go and nothing cached), or undefined. */
 export function deployToolsMissing(): Missing {
   if (goCommand() !== undefined) return undefined;
-  const kustomizeCached = existsSync(path.join(cacheRoot(), 'kustomize-v5.8.1', 'kustomize'));
+  const kustomizeCached = existsSync(path.join(cacheRoot(), `kustomize-v${KUSTOMIZE_VERSION}`, 'kustomize'));
   const missing = 'no Go toolchain to build kustomize and test/go/kube-tools and to fetch CRDs (Go >= 1.26 on PATH or in /usr/local/go/bin)';
   return kustomizeCached && crdsCached() && goProgramsMissing(KUBE_TOOLS) === undefined ? undefined : missing;
 }
@@ -141,7 +148,7 @@ export async function loadCrdSchemas(): Promise<Map<string, Record<string, unkno
   const schemas = new Map<string, Record<string, unknown>>();
   for (const source of CRD_SOURCES) {
     const dir = crdCacheDir(source);
-    if (!source.files.every((f) => existsSync(path.join(dir, path.basename(f))))) {
+    if (!sourceCached(source)) {
       const go = goCommand();
       if (!go) throw new Error('no Go toolchain to download the CRDs');
       const cwd = mkdtempSync(path.join(os.tmpdir(), 'crd-download-'));
@@ -157,9 +164,15 @@ export async function loadCrdSchemas(): Promise<Map<string, Record<string, unkno
         const partial = `${dir}.partial.${process.pid}`;
         mkdirSync(partial, { recursive: true });
         for (const f of source.files) writeFileSync(path.join(partial, path.basename(f)), readFileSync(path.join(info.Dir, f)));
-        rmSync(dir, { recursive: true, force: true });
-        mkdirSync(path.dirname(dir), { recursive: true });
-        renameSync(partial, dir);
+        // A folder missing a file (removed by hand) would block the rename.
+        if (existsSync(dir) && !sourceCached(source)) rmSync(dir, { recursive: true, force: true });
+        try {
+          renameSync(partial, dir);
+        } catch (err) {
+          // Another test file renamed its download into place first: use that one.
+          rmSync(partial, { recursive: true, force: true });
+          if (!sourceCached(source)) throw err;
+        }
       } finally {
         rmSync(cwd, { recursive: true, force: true });
       }
