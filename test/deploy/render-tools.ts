@@ -279,6 +279,9 @@ export function podSpecs(obj: K8sObject): { where: string; spec: Record<string, 
   return [];
 }
 
+/** Volume types the restricted Pod Security Standard admits. */
+const RESTRICTED_VOLUME_TYPES = new Set(['configMap', 'csi', 'downwardAPI', 'emptyDir', 'ephemeral', 'persistentVolumeClaim', 'projected', 'secret']);
+
 /**
  * What every pod of deploy/ must satisfy (the restricted Pod Security Standard and more): no API
  * token, and each container non-root, read-only root, no privilege escalation, all capabilities
@@ -288,6 +291,11 @@ export function podSecurityProblems(where: string, spec: Record<string, any>): s
   const out: string[] = [];
   const podSc = spec.securityContext ?? {};
   if (spec.automountServiceAccountToken !== false) out.push(`${where}: automountServiceAccountToken is not false`);
+  for (const key of ['hostNetwork', 'hostPID', 'hostIPC']) if (spec[key]) out.push(`${where}: ${key}`);
+  for (const v of spec.volumes ?? []) {
+    const type = Object.keys(v).find((k) => k !== 'name');
+    if (!RESTRICTED_VOLUME_TYPES.has(type ?? '')) out.push(`${where}: volume ${v.name} of type ${type} (not allowed by the restricted Pod Security Standard)`);
+  }
   const containers = [...(spec.initContainers ?? []), ...(spec.containers ?? [])];
   if (containers.length === 0) out.push(`${where}: no containers`);
   for (const c of containers) {
@@ -300,6 +308,7 @@ export function podSecurityProblems(where: string, spec: Record<string, any>): s
     if (JSON.stringify(sc.capabilities?.drop) !== '["ALL"]') out.push(`${name}: capabilities.drop is not [ALL]`);
     if ((sc.seccompProfile ?? podSc.seccompProfile)?.type !== 'RuntimeDefault') out.push(`${name}: seccomp is not RuntimeDefault`);
     if (!c.resources?.limits?.memory) out.push(`${name}: no memory limit`);
+    if ((c.ports ?? []).some((p: any) => p.hostPort)) out.push(`${name}: a hostPort`);
   }
   return out;
 }

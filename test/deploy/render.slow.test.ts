@@ -156,6 +156,8 @@ else {
     t.ok(pods >= 4, `${pods} pod templates checked`);
     const loose = { automountServiceAccountToken: false, containers: [{ name: 'c', securityContext: { readOnlyRootFilesystem: true } }] };
     t.equal(podSecurityProblems('x', loose).length, 5, 'a container missing the settings is caught');
+    const host = { ...loose, hostNetwork: true, volumes: [{ name: 'h', hostPath: { path: '/' } }] };
+    t.equal(podSecurityProblems('x', host).length, 7, 'host namespaces and hostPath volumes are caught');
   });
 
   t.test('the webhook reaches the injector: Service, port, path, certificate, flags', async (t) => {
