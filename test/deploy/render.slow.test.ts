@@ -40,7 +40,6 @@ const CONTRACT = {
   sidecar: 'attest-sidecar',
   namespaceLabel: ['attest-sidecar.io/inject', 'enabled'],
   configDir: '/etc/attest-sidecar',
-  configFile: '/etc/attest-sidecar/sidecar.yaml',
   stateDir: '/var/lib/attest-sidecar',
   socket: 'unix:///spiffe-workload-api/spire-agent.sock',
   ports: { outbound: 15001, inbound: 15443, admin: 15000, health: 15021 },
@@ -90,8 +89,8 @@ function loadMountedConfig(t: Test, cm: K8sObject & { data: Record<string, strin
 const mountedKey = (file: string | undefined) =>
   file !== undefined && path.dirname(file) === CONTRACT.configDir ? path.basename(file) : undefined;
 
-const toolsMissing = deployToolsMissing();
-const skip = skipFor(toolsMissing);
+
+const skip = skipFor(deployToolsMissing());
 if (skip) t.skip(skip, () => {});
 else {
   const dirs = kustomizations(deployDir);
