@@ -9,6 +9,9 @@ ARG NODE_IMAGE=node:20-bookworm-slim
 
 # ---- build: compile src/ only (tsconfig.build.json), then drop the dev dependencies ----
 FROM ${NODE_IMAGE} AS build
+# Only where the network to the npm registry goes through a TLS-inspecting proxy: the path of its
+# CA bundle, mounted into the build (scripts/build-image.sh does it). Unset, Node's own roots.
+ARG NODE_EXTRA_CA_CERTS
 WORKDIR /build
 COPY package.json package-lock.json ./
 # --ignore-scripts: `prepare` would compile the whole tree with tsconfig.json (tests included);
