@@ -108,7 +108,7 @@ assemble_base() {
   # What a container never needs: package caches and lists, documentation, manuals.
   rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* \
     "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/* "$rootfs"/var/log/*
-  env -i chroot "$rootfs" /usr/local/bin/node -e 'process.exit(0)' || die "node does not run in the assembled rootfs"
+  env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin chroot "$rootfs" /usr/local/bin/node -e 'process.exit(0)' || die "node does not run in the assembled rootfs"
 
   say "importing $BASE_IMAGE"
   tar -C "$rootfs" --numeric-owner -cf - . | podman_ import \

@@ -5,78 +5,23 @@
  * root, and the dev mesh inside it (the repository's config/ mounted read-only, never part of the
  * image) proxies an allowed and a denied request sent from the host through a published port.
  */
-import { execFile } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
-import { skipFor, toolsMissing } from '../helpers/needs.js';
 import { repoRoot } from '../helpers/paths.js';
+import { BUILD_TIMEOUT_MS, buildImage, IMAGE, imageSkip, podman, RUN_FLAGS, viaProxy, waitFor } from './podman.js';
 
-const IMAGE = process.env.ATTEST_SIDECAR_TEST_IMAGE ?? 'localhost/attest-sidecar:dev';
-/** Global flags: runc, because crun fails on these machines (cgroups, setrlimit). */
-const PODMAN_GLOBAL = ['--runtime', 'runc', ...(process.env.PODMAN_FLAGS ?? '').split(/\s+/).filter(Boolean)];
-const RUN_FLAGS = ['--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=1024:1024'];
-const BUILD_TIMEOUT_MS = 30 * 60_000;
-const COMMAND_TIMEOUT_MS = 120_000;
-
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function exec(file: string, args: string[], timeout = COMMAND_TIMEOUT_MS): Promise<Result> {
-  return new Promise((resolve) => {
-    execFile(file, args, { timeout, maxBuffer: 64 << 20, encoding: 'utf8' }, (err, stdout, stderr) => {
-      const code = err ? (typeof err.code === 'number' ? err.code : null) : 0;
-      resolve({ code, stdout, stderr: stderr + (err && code === null ? `\n${err.message}` : '') });
-    });
-  });
-}
-
-const podman = (args: string[], timeout?: number) => exec('podman', [...PODMAN_GLOBAL, ...args], timeout);
-
-/** One request through the outbound proxy in proxy form (`curl -x`): the absolute URL as the target. */
-function viaProxy(port: number, method: string, url: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, method, path: url, headers: { host: new URL(url).host }, timeout: 30_000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error(`no answer from 127.0.0.1:${port} within 30 s`)));
-    req.on('error', reject);
-    req.end();
-  });
-}
-
-async function waitFor<T>(what: string, boundMs: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + boundMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 500));
-  }
-}
-
-const notRoot = process.getuid?.() !== 0 ? 'not running as root: the base image is assembled with debootstrap and run with rootful podman' : false;
-const skip = notRoot || skipFor(toolsMissing(['podman', 'runc', 'debootstrap'], 'podman runc debootstrap'));
+const skip = imageSkip();
 
 if (skip) {
   t.skip(skip, () => {});
 } else {
   t.setTimeout(BUILD_TIMEOUT_MS + 10 * 60_000);
 
-  const started = Date.now();
-  const build = await exec(path.join(repoRoot, 'scripts/build-image.sh'), [], BUILD_TIMEOUT_MS);
-  t.comment(`scripts/build-image.sh took ${((Date.now() - started) / 1000).toFixed(1)} s`);
-  if (build.code !== 0) throw new Error(`scripts/build-image.sh failed (${build.code}):\n${build.stderr.slice(-4000)}`);
-  t.equal(build.stdout.trim().split('\n').pop(), IMAGE, 'the script prints the image it built');
+  const built = await buildImage();
+  t.comment(`scripts/build-image.sh took ${(built.ms / 1000).toFixed(1)} s`);
+  t.equal(built.printed, IMAGE, 'the script prints the image it built');
 
   t.test('image metadata: user 10001, node entrypoint without env, the contract paths', async (t) => {
     const r = await podman(['image', 'inspect', '--format', '{{json .Config}}', IMAGE]);
