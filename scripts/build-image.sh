@@ -78,17 +78,26 @@ base_node_version() {
   podman_ image inspect --format '{{ index .Config.Labels "io.attest-sidecar.node-version" }}' "$BASE_IMAGE" 2>/dev/null || true
 }
 
+# Unmounts whatever is mounted below $1 (debootstrap can leave the target's /proc mounted), deepest first.
+unmount_under() {
+  awk -v root="$1/" 'index($2, root) == 1 { print $2 }' /proc/mounts | sort -r | while read -r mnt; do
+    umount -l "$mnt" || say "warning: cannot unmount $mnt"
+  done
+}
+
 assemble_base() {
   command -v debootstrap >/dev/null || die "debootstrap is not installed (apt-get install podman runc debootstrap)"
   [ "$(id -u)" = 0 ] || die "assembling the base image needs root (debootstrap); or provide $BASE_TARBALL"
   mirror=$(debian_mirror)
   work=$(mktemp -d "$CACHE_DIR/base-rootfs.XXXXXX")
-  trap 'rm -rf "$work"' EXIT INT TERM
+  trap 'unmount_under "$work"; rm -rf --one-file-system "$work"' EXIT
+  trap 'exit 1' INT TERM
   rootfs=$work/rootfs
   say "debootstrap --variant=minbase bookworm from $mirror"
   debootstrap --variant=minbase --keyring=/usr/share/keyrings/debian-archive-keyring.gpg \
     bookworm "$rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 \
     || { tail -n 30 "$work/debootstrap.log" >&2; die "debootstrap failed (log above)"; }
+  unmount_under "$rootfs"
 
   say "adding node $NODE_VERSION ($NODE_BIN) and npm"
   # Where the official node images keep them, so that the Dockerfile works with either base.
@@ -111,14 +120,15 @@ assemble_base() {
   env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin chroot "$rootfs" /usr/local/bin/node -e 'process.exit(0)' || die "node does not run in the assembled rootfs"
 
   say "importing $BASE_IMAGE"
-  tar -C "$rootfs" --numeric-owner -cf - . | podman_ import \
+  unmount_under "$rootfs"
+  tar -C "$rootfs" --numeric-owner --one-file-system -cf - . | podman_ import \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change "ENV NODE_VERSION=$NODE_VERSION" \
     --change "LABEL io.attest-sidecar.node-version=$NODE_VERSION" \
     --change "LABEL io.attest-sidecar.debian-mirror=$mirror" \
     --change 'CMD ["node"]' \
     - "$BASE_IMAGE" >/dev/null
-  rm -rf "$work"
+  rm -rf --one-file-system "$work"
   trap - EXIT INT TERM
   say "saving $BASE_TARBALL"
   podman_ save --format docker-archive -o "$BASE_TARBALL.tmp" "$BASE_IMAGE" >/dev/null

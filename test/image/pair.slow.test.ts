@@ -85,7 +85,8 @@ if (skip) {
   const suffix = `${process.pid}`;
   const names = { service: `attest-pair-service-${suffix}`, agent: `attest-pair-agent-${suffix}`, app: `attest-pair-app-${suffix}` };
   t.teardown(async () => {
-    for (const name of Object.values(names)) await podman(['rm', '--force', '--time', '0', name]);
+    // The namespace's owner last: podman refuses to remove a container others depend on.
+    for (const name of [names.app, names.agent, names.service]) await podman(['rm', '--force', '--time', '0', name]);
   });
   /** The sidecar as the injector runs it: read-only root, no /tmp, a state volume, the config mounted read-only. */
   const sidecarFlags = (config: string) => [
