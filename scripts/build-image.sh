@@ -12,7 +12,7 @@
 #   IMAGE            image to build (default localhost/attest-sidecar:dev)
 #   BASE_IMAGE       base image name (default localhost/attest-sidecar-base:node<major>)
 #   NODE_BIN         node to put in the base (default: the one on PATH)
-#   DEBIAN_MIRROR    Debian mirror (default: the first bookworm deb.debian.org-style URI in apt's sources)
+#   DEBIAN_MIRROR    Debian mirror (default: the first .../debian URI in apt's sources)
 #   CACHE_DIR        default ~/.cache/attest-sidecar
 #   PODMAN_FLAGS     extra global podman flags, e.g. "--storage-driver vfs" (word-split)
 #
@@ -28,7 +28,7 @@ for arg in "$@"; do
   case "$arg" in
     --base-only) BASE_ONLY=1 ;;
     --rebuild-base) REBUILD_BASE=1 ;;
-    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$arg' (see --help)" ;;
   esac
 done
@@ -36,7 +36,7 @@ done
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 CACHE_DIR=${CACHE_DIR:-${HOME:-/root}/.cache/attest-sidecar}
 NODE_BIN=${NODE_BIN:-$(command -v node || true)}
-[ -n "$NODE_BIN" ] && [ -x "$NODE_BIN" ] || die "no node on PATH (set NODE_BIN)"
+if [ -z "$NODE_BIN" ] || [ ! -x "$NODE_BIN" ]; then die "no node on PATH (set NODE_BIN)"; fi
 NODE_BIN=$(readlink -f "$NODE_BIN")
 NODE_VERSION=$("$NODE_BIN" --version | sed 's/^v//')
 NODE_MAJOR=${NODE_VERSION%%.*}
