@@ -157,6 +157,13 @@ if (skip) {
     }
   });
 
+  t.test('without a state volume on the read-only root: a one-line start-up error naming the path and the fix', async (t) => {
+    const r = await podman(['run', '--rm', ...RUN_FLAGS, '--read-only', '--read-only-tmpfs=false', '--network', 'none', '--volume', `${agentDir}:/etc/attest-sidecar:ro`, IMAGE]);
+    t.equal(r.code, 1, r.stderr);
+    t.match(r.stderr, /^attest-sidecar: cannot \S+ state directory \/var\/lib\/attest-sidecar\S*: .*\(set state_dir in the config or ATTEST_SIDECAR_STATE_DIR\)$/m);
+    t.notMatch(r.stderr, /\n\s+at /, 'no stack trace');
+  });
+
   t.test('SIGTERM ends the sidecar (node as PID 1) with status 0', async (t) => {
     const stop = await podman(['stop', '--time', '60', names.agent], 90_000);
     t.equal(stop.code, 0, stop.stderr);
