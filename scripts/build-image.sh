@@ -14,6 +14,8 @@
 #   NODE_BIN         node to put in the base (default: the one on PATH)
 #   DEBIAN_MIRROR    Debian mirror (default: the first .../debian URI in apt's sources)
 #   CACHE_DIR        default ~/.cache/attest-sidecar
+#   NPM_CACHE        npm cache to reuse in the build's `npm ci` (copy-on-write overlay, never
+#                    written to; default ~/.npm when it exists; empty: none)
 #   PODMAN_FLAGS     extra global podman flags, e.g. "--storage-driver vfs" (word-split)
 #
 # Prints the image name on its last line of stdout; progress goes to stderr.
@@ -28,7 +30,7 @@ for arg in "$@"; do
   case "$arg" in
     --base-only) BASE_ONLY=1 ;;
     --rebuild-base) REBUILD_BASE=1 ;;
-    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$arg' (see --help)" ;;
   esac
 done
@@ -157,6 +159,12 @@ fi
 set --
 if [ -n "${NODE_EXTRA_CA_CERTS:-}" ] && [ -r "$NODE_EXTRA_CA_CERTS" ]; then
   set -- --volume "$(readlink -f "$NODE_EXTRA_CA_CERTS"):/run/build-ca-certs.pem:ro" --build-arg NODE_EXTRA_CA_CERTS=/run/build-ca-certs.pem
+fi
+# The host's npm cache under an overlay (:O): `npm ci` checks every package against the lock
+# file's integrity, and what it writes is discarded with the build container.
+NPM_CACHE=${NPM_CACHE-${HOME:-/root}/.npm}
+if [ -n "$NPM_CACHE" ] && [ -d "$NPM_CACHE" ]; then
+  set -- "$@" --volume "$(readlink -f "$NPM_CACHE"):/root/.npm:O"
 fi
 say "podman build --build-arg NODE_IMAGE=$BASE_IMAGE -t $IMAGE $REPO"
 podman_ build --pull=never --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 "$@" \
