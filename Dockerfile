@@ -1,32 +1,50 @@
-# attest-sidecar container image.
-# Build: docker build -t attest-sidecar .
-# Run:   docker run --rm -v /run/spire/sockets:/run/spire/sockets:ro -v $PWD/config:/config:ro \
-#          attest-sidecar run --config /config/sidecar.yaml
-FROM node:20-bookworm-slim AS build
-WORKDIR /app
-COPY package.json package-lock.json tsconfig.json ./
-COPY src ./src
-COPY test ./test
-COPY bench ./bench
-COPY proto ./proto
-RUN npm ci --no-audit --no-fund && npm prune --omit=dev
+# attest-sidecar container image (docs/image.md).
+#
+#   podman build -t attest-sidecar .                     # or docker build; Node from a registry
+#   scripts/build-image.sh                               # no registry: a locally assembled Node base
+#
+# NODE_IMAGE is the Node base of both stages: any image with node >= 20.18.1 on PATH, npm, and
+# a POSIX shell (the official node:*-bookworm-slim images; scripts/build-image.sh assembles one).
+ARG NODE_IMAGE=node:20-bookworm-slim
 
-FROM node:20-bookworm-slim
-ENV NODE_ENV=production
+# ---- build: compile src/ only (tsconfig.build.json), then drop the dev dependencies ----
+FROM ${NODE_IMAGE} AS build
+# Only where the network to the npm registry goes through a TLS-inspecting proxy: the path of its
+# CA bundle, mounted into the build (scripts/build-image.sh does it). Unset, Node's own roots.
+ARG NODE_EXTRA_CA_CERTS
+WORKDIR /build
+COPY package.json package-lock.json ./
+# --ignore-scripts: `prepare` would compile the whole tree with tsconfig.json (tests included);
+# no dependency needs an install script to work (protobufjs's only checks its version).
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+RUN npx tsc -p tsconfig.build.json \
+ && npm prune --omit=dev --ignore-scripts --no-audit --no-fund \
+ && rm -rf node_modules/.package-lock.json node_modules/.bin
+
+# ---- runtime: compiled JavaScript, production dependencies, the .proto files, nothing else ----
+FROM ${NODE_IMAGE}
 WORKDIR /app
-COPY --from=build /app/node_modules ./node_modules
-COPY --from=build /app/dist ./dist
+# Root-owned and not writable by the sidecar's user. package.json and proto/ are read at run
+# time (the Workload API and SPIRE Entry API definitions are loaded from proto/).
 COPY package.json ./
-COPY bin ./bin
 COPY proto ./proto
-COPY config ./config
-# Durable state (revocations, budget ledger) under /var/lib/attest-sidecar/<name>, owned by the
-# unprivileged user; mount a volume there so it survives the container (docs/admin.md).
-RUN mkdir -p /var/lib/attest-sidecar && chown node:node /var/lib/attest-sidecar && chmod 700 /var/lib/attest-sidecar
-ENV ATTEST_SIDECAR_STATE_DIR=/var/lib/attest-sidecar
-# Unprivileged; the Workload API socket is mounted read-only by the platform.
-USER node
-EXPOSE 15001 15443 15000
-# The executable itself, so that the Node flags on its first line apply (see bin/attest-sidecar).
-ENTRYPOINT ["/app/bin/attest-sidecar"]
-CMD ["run", "--config", "/config/sidecar.yaml"]
+COPY --from=build /build/node_modules ./node_modules
+COPY --from=build /build/dist/src ./dist/src
+# The contract's paths (docs/image.md): config (a read-only ConfigMap mount), state (the only
+# writable place: an emptyDir or a PVC), and the SPIFFE CSI driver's Workload API socket.
+RUN mkdir -p /etc/attest-sidecar /spiffe-workload-api /var/lib/attest-sidecar \
+ && chown 10001:10001 /var/lib/attest-sidecar \
+ && chmod 0700 /var/lib/attest-sidecar
+ENV NODE_ENV=production \
+    ATTEST_SIDECAR_STATE_DIR=/var/lib/attest-sidecar \
+    SPIFFE_ENDPOINT_SOCKET=unix:///spiffe-workload-api/spire-agent.sock
+# A numeric user with no entry in /etc/passwd: Kubernetes' runAsNonRoot can check it.
+USER 10001:10001
+# outbound proxy, inbound mTLS, admin (loopback only), health (pod IP)
+EXPOSE 15001 15443 15000 15021
+# node itself (found on PATH, no /usr/bin/env), with the flags bin/attest-sidecar's first line
+# passes: a fixed 2 x 8 MiB young generation (they work only on the command line).
+ENTRYPOINT ["node", "--min-semi-space-size=8", "--max-semi-space-size=8", "/app/dist/src/cli/main.js"]
+CMD ["run", "--config", "/etc/attest-sidecar/sidecar.yaml"]
