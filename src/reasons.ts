@@ -340,6 +340,10 @@ export const REASONS = {
   chain_genesis: { kind: 'outcome', message: '', where: 'runtime', doc: 'the audit sink started a hash chain (audit `audit_chain_start`)' },
   unchained_predecessor: { kind: 'outcome', message: '', where: 'runtime', doc: 'a chain started after a last line that is not a chained record' },
   torn_tail: { kind: 'outcome', message: '', where: 'runtime', doc: 'the audit sink dropped a torn last line at start (audit `audit_tail_repaired`); `audit verify` reports one as a finding' },
+  reloaded: { kind: 'outcome', message: '', where: 'runtime', doc: 'SIGHUP: a part (policy, credentials, revocation lists, reference values, file identity) re-read and changed (audit `reload`)' },
+  reload_unchanged: { kind: 'outcome', message: '', where: 'runtime', doc: 'SIGHUP: a part re-read with nothing changed (audit `reload`)' },
+  drained: { kind: 'outcome', message: '', where: 'runtime', doc: 'SIGTERM: every request in progress finished within `drain_timeout`' },
+  drain_timeout: { kind: 'outcome', message: '', where: 'runtime', doc: 'SIGTERM: requests still in progress at `drain_timeout` were cut' },
   aggregated_overflow: { kind: 'outcome', message: '', where: 'runtime', doc: 'aggregated refusals of too many distinct kinds in one window, counted together' },
 } as const satisfies Record<string, ReasonSpec>;
 
