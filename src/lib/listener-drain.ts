@@ -79,7 +79,8 @@ export class ListenerDrain {
     // Errors only when it was not listening: nothing to stop then.
     this.server.close(() => undefined);
     for (const socket of this.handshaking) socket.destroy();
-    for (const socket of this.sockets) if (!(this.inFlight.get(socket)! > 0)) socket.destroy();
+    // No request in progress: a FIN, not a reset, so that a client does not take it for a failed request.
+    for (const socket of this.sockets) if (!(this.inFlight.get(socket)! > 0)) socket.destroySoon();
     for (const res of this.responses) closeAfter(res);
     this.check();
     return this.done;
