@@ -39,7 +39,7 @@ import { drainListeners, reloadAll, type Drainable, type DrainResult, type Reloa
 import type { HealthServer } from './admin/health.js';
 import type { ReferenceValueStore } from './attestation/reference-values.js';
 import { OPERATIONS_DEFAULTS } from './config/operations.js';
-import { isListenError, listenError } from './startup-errors.js';
+import { isListenError, listenError, unwritableFileError } from './startup-errors.js';
 
 export interface SidecarOptions {
   config: SidecarConfig;
@@ -54,6 +54,14 @@ export interface SidecarOptions {
   attestationTrust?: VerifierTrust;
   /** Data-plane request limits (per-peer app share, body-progress timeout); defaults DEFAULT_REQUEST_LIMITS. */
   requestLimits?: Partial<RequestLimits>;
+}
+
+function openAuditSink(config: SidecarConfig, onError: (err: Error) => void): JsonLinesAuditSink {
+  try {
+    return new JsonLinesAuditSink(config.log.audit, config.name, { onError });
+  } catch (err) {
+    throw unwritableFileError('audit_file_unwritable', 'audit file', config.log.audit, err);
+  }
 }
 
 export class Sidecar {
@@ -117,7 +125,7 @@ export class Sidecar {
     this.referenceValues = verifier?.referenceValues;
     // A failed audit trail takes the sidecar out of readiness: decisions must stay accountable.
     const onError = (err: Error) => logger.error({ err: err.message, target: config.log.audit }, 'audit trail write failed; sidecar marked not ready');
-    this.audit = parts.add(opts.audit ?? new JsonLinesAuditSink(config.log.audit, config.name, { onError }), (audit) => audit.flush());
+    this.audit = parts.add(opts.audit ?? openAuditSink(config, onError), (audit) => audit.flush());
     this.metrics = new SidecarMetrics(
       {
         svidSecondsToExpiry: () => (this.identity.material ? (this.identity.material.notAfterMs - now()) / 1000 : undefined),
