@@ -23,14 +23,17 @@ export class ListenerDrain {
   private readonly sockets = new Set<Socket>();
   /** TLS listeners: accepted connections whose handshake is not done. */
   private readonly handshaking = new Set<Socket>();
-  /** Requests in progress per connection. */
-  private readonly inFlight = new WeakMap<Socket, number>();
   private readonly responses = new Set<ServerResponse>();
   private draining = false;
   private done: Promise<void> | undefined;
   private settle: (() => void) | undefined;
 
-  constructor(private readonly server: http.Server, tls: boolean) {
+  /** `inFlight`: requests in progress on a connection (counted by guardListener). */
+  constructor(
+    private readonly server: http.Server,
+    tls: boolean,
+    private readonly inFlight: (socket: Socket) => number,
+  ) {
     drains.set(server, this);
     if (tls) {
       server.on('connection', (raw: Socket) => this.hold(this.handshaking, raw));
@@ -54,18 +57,15 @@ export class ListenerDrain {
 
   /** Called for every request the listener admits, before its handlers run. */
   admit(res: ServerResponse): void {
-    const socket = res.socket;
-    if (!socket) return;
-    this.inFlight.set(socket, (this.inFlight.get(socket) ?? 0) + 1);
     this.responses.add(res);
     if (this.draining) closeAfter(res);
-    res.once('close', () => {
-      this.responses.delete(res);
-      const left = (this.inFlight.get(socket) ?? 1) - 1;
-      this.inFlight.set(socket, left);
-      // The answer is written: the connection closes once it is flushed.
-      if (this.draining && left === 0) socket.destroySoon();
-    });
+  }
+
+  /** Called when an admitted request's response closes; `left`: requests still in progress on `socket`. */
+  release(res: ServerResponse, socket: Socket, left: number): void {
+    this.responses.delete(res);
+    // The answer is written: the connection closes once it is flushed.
+    if (this.draining && left === 0) socket.destroySoon();
   }
 
   /**
@@ -80,7 +80,7 @@ export class ListenerDrain {
     this.server.close(() => undefined);
     for (const socket of this.handshaking) socket.destroy();
     // No request in progress: a FIN, not a reset, so that a client does not take it for a failed request.
-    for (const socket of this.sockets) if (!(this.inFlight.get(socket)! > 0)) socket.destroySoon();
+    for (const socket of this.sockets) if (this.inFlight(socket) === 0) socket.destroySoon();
     for (const res of this.responses) closeAfter(res);
     this.check();
     return this.done;

@@ -165,7 +165,7 @@ export function guardListener(server: http.Server, deps: ListenerGuardDeps, opts
   });
   if (!opts.tls) server.on('connection', (socket: Socket) => armIdle(socket, limits.idleTimeoutMs, deps));
   else server.prependListener('secureConnection', (socket: Socket) => ((socket as GuardedSocket)[kSecure] = true));
-  limitPipelining(server, deps, new ListenerDrain(server, opts.tls));
+  limitPipelining(server, deps, new ListenerDrain(server, opts.tls, (socket) => (socket as GuardedSocket)[kInFlight] ?? 0));
   server.on('clientError', (err: Error & { code?: string }, socket: Socket) => {
     // https forwards TLS handshake failures here too: those are the listener's tlsClientError
     // handler's to count; there is no HTTP to answer on a connection without TLS.
@@ -217,8 +217,12 @@ function limitPipelining(server: http.Server, deps: ListenerGuardDeps, drain: Li
         return;
       }
       socket[kInFlight] = inFlight;
-      res.once('close', () => (socket[kInFlight] = (socket[kInFlight] ?? 1) - 1));
       drain.admit(res);
+      res.once('close', () => {
+        const left = (socket[kInFlight] ?? 1) - 1;
+        socket[kInFlight] = left;
+        drain.release(res, socket, left);
+      });
       for (const handler of handlers) handler.call(server, req, res);
     });
   }

@@ -19,11 +19,11 @@ const CHUNK_MS = 250;
 
 /** The app: /things/stream streams STREAM_CHUNKS lines, /things/late answers after a pause, /things/forever never ends. */
 class StreamApp {
-  /** Requests the app has received. */
-  received = 0;
+  /** Requests the app has received, by path. */
+  readonly received = new Map<string, number>();
   readonly server = http.createServer((req, res) => {
-    this.received++;
     const url = req.url ?? '';
+    this.received.set(url, (this.received.get(url) ?? 0) + 1);
     if (url.startsWith('/things/stream')) {
       res.writeHead(200, { 'content-type': 'text/plain' });
       let i = 0;
@@ -167,7 +167,7 @@ t.test('an outbound request waiting on its upstream gets its answer, with Connec
   const idleClosed = within(once(idle, 'close'), 30_000, 'the idle connection to close');
   const pending = viaOutbound(procs.ports.outbound, '/things/late');
   // At the app: its answer is due in 3 s, and the agent sidecar waits on it.
-  await procs.until(async () => (app.received > 0 ? true : undefined), 'the request to reach the app');
+  await procs.until(async () => (app.received.has('/things/late') ? true : undefined), 'the request to reach the app');
   const exit = exited(agent);
   agent.kill('SIGTERM');
   await procs.until(async () => ((await tryConnect(procs.ports.outbound)) === 'ECONNREFUSED' ? true : undefined), 'the outbound listener to stop accepting');
