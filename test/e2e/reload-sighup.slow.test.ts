@@ -32,8 +32,12 @@ function getThing(port: number): Promise<number> {
 
 const sharedDir = mkdtempSync(path.join(tmpdir(), 'attest-sighup-'));
 t.teardown(() => rmSync(sharedDir, { recursive: true, force: true }));
+// The watched path is a symlink into another folder: an in-place edit there is seen by SIGHUP only.
+const sharedReal = path.join(sharedDir, 'real', 'revoked.yaml');
+mkdirSync(path.dirname(sharedReal));
+writeFileSync(sharedReal, 'revoked: []\n');
 const sharedList = path.join(sharedDir, 'revoked.yaml');
-writeFileSync(sharedList, 'revoked: []\n');
+symlinkSync(sharedReal, sharedList);
 const procs = await SidecarProcesses.start({ agents: ['a1'], serviceTop: `revocations: { shared_files: ["${sharedList}"] }` });
 t.teardown(() => procs.close());
 const service = procs.procs[0]!;
@@ -89,5 +93,19 @@ t.test('a broken policy and SIGHUP: the last good policy stays, the process runs
   editInPlace(policyText('things.read'));
   service.kill('SIGHUP');
   await procs.until(async () => ((await getThing(procs.ports.outbound)) === 200 ? true : undefined), 'the fixed policy to apply');
+  t.equal(procs.alive(), true);
+});
+
+t.test('SIGHUP re-reads a shared revocation list no watcher saw', async (t) => {
+  t.equal(await getThing(procs.ports.outbound), 200);
+  const before = reloads().length;
+  writeFileSync(sharedReal, `revoked:\n  - { spiffe_id: "${agentId('a1')}", reason: sighup test }\n`);
+  await new Promise((r) => setTimeout(r, 2_000));
+  t.equal(await getThing(procs.ports.outbound), 200, 'not revoked without SIGHUP (the list has no fallback poll)');
+  service.kill('SIGHUP');
+  await procs.until(async () => ((await getThing(procs.ports.outbound)) === 403 ? true : undefined), 'the revocation to apply after SIGHUP');
+  // Audit writes are asynchronous: records of the previous test's SIGHUP may land after `before`.
+  const record = await procs.until(async () => reloads().slice(before).find((r) => r.target === 'revocations' && r.reason === 'reloaded'), 'the revocations reload record');
+  t.match(record, { decision: 'allow', detail: /changed, 1 revoked/ });
   t.equal(procs.alive(), true);
 });
