@@ -197,6 +197,7 @@ t.test('a request past drain_timeout is cut; the process exits 0 after the timeo
   t.ok(at - sentAt >= 2_000, `waited for drain_timeout before cutting (${at - sentAt} ms)`);
   t.ok(at - sentAt < 60_000, 'exited within a generous bound');
   t.match(procs.stderr(), /SIGTERM, shutting down/);
+  t.match(procs.stderr(), /"reason":"drain_timeout","cut":1,[^\n]*drain timeout: cut 1 request\(s\) still in progress/, 'the cut is logged (and flushed before exit)');
 });
 
 t.test('a second signal exits at once, non-zero', async (t) => {
