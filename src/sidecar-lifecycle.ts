@@ -85,7 +85,7 @@ const RELOADERS: readonly [ReloadOutcome['part'], Reloader][] = [
   ['credentials', async ({ outbound }) => {
     const secrets = outbound?.reloadSecrets();
     if (!secrets || secrets.reread === 0) return undefined;
-    if (secrets.unusable.length) return { part: 'credentials', decision: 'error', reason: 'credential_unavailable', detail: `unusable: ${secrets.unusable.join(', ')} (refused until fixed)` };
+    if (secrets.unusable.length) return { part: 'credentials', decision: 'error', reason: secrets.unusable[0]!.reason, detail: `unusable: ${secrets.unusable.map((u) => u.what).join(', ')} (refused until fixed)` };
     return ok('credentials', true, `re-read ${secrets.reread} secret file set(s)`);
   }],
   ['revocations', async ({ revocations }) => {

@@ -6,7 +6,7 @@
  * The policy path is a symlink into another folder, and the edit keeps the file's size, inode
  * and mtime: neither the directory watch nor the fallback poll notices it, only SIGHUP does.
  */
-import { mkdirSync, mkdtempSync, renameSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -18,10 +18,11 @@ const FIXED_MTIME = new Date('2024-01-01T00:00:00Z');
 
 const policyText = (action: string) => `agents:\n  - name: a1\n    spiffe_id: ${agentId('a1')}\n    allowed_actions: [${action}]\n`;
 
-/** GET /things/1 through the agent sidecar: the status code. */
-function getThing(port: number): Promise<number> {
+/** GET /things/1 through the agent sidecar (with a caller token when given): the status code. */
+function getThing(port: number, token?: string): Promise<number> {
+  const auth = token ? { 'proxy-authorization': `Basic ${Buffer.from(`agent:${token}`).toString('base64')}` } : {};
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, path: 'http://things/things/1', agent: false, headers: { host: 'things' } }, (res) => {
+    const req = http.request({ host: '127.0.0.1', port, path: 'http://things/things/1', agent: false, headers: { host: 'things', ...auth } }, (res) => {
       res.resume();
       res.on('end', () => resolve(res.statusCode!));
     });
@@ -108,4 +109,45 @@ t.test('SIGHUP re-reads a shared revocation list no watcher saw', async (t) => {
   const record = await procs.until(async () => reloads().slice(before).find((r) => r.target === 'revocations' && r.reason === 'reloaded'), 'the revocations reload record');
   t.match(record, { decision: 'allow', detail: /changed, 1 revoked/ });
   t.equal(procs.alive(), true);
+});
+
+t.test('SIGHUP re-reads the caller token no watcher saw', async (t) => {
+  const tokenDir = mkdtempSync(path.join(tmpdir(), 'attest-sighup-token-'));
+  t.teardown(() => rmSync(tokenDir, { recursive: true, force: true }));
+  const realToken = path.join(tokenDir, 'real', 'token');
+  mkdirSync(path.dirname(realToken));
+  const oldToken = 'old-token-0123456789abcdef';
+  const newToken = 'new-token-0123456789abcdef';
+  writeFileSync(realToken, `${oldToken}\n`);
+  const tokenLink = path.join(tokenDir, 'token');
+  symlinkSync(realToken, tokenLink);
+  const pair = await SidecarProcesses.start({ agents: ['a1'], outboundExtra: `  caller_token_file: "${tokenLink}"` });
+  t.teardown(() => pair.close());
+  const agent = pair.procs[1]!;
+  const agentReloads = () => {
+    try {
+      return readFileSync(path.join(pair.dir, 'agent-audit.log'), 'utf8').split('\n').filter((l) => l.includes('"type":"reload"')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    } catch {
+      return [];
+    }
+  };
+  t.equal(await getThing(pair.ports.outbound, oldToken), 200, 'the old token is accepted');
+  t.equal(await getThing(pair.ports.outbound), 407, 'no token: refused');
+
+  writeFileSync(realToken, `${newToken}\n`);
+  await new Promise((r) => setTimeout(r, 2_000));
+  t.equal(await getThing(pair.ports.outbound, oldToken), 200, 'without SIGHUP the old token still holds');
+  agent.kill('SIGHUP');
+  await pair.until(async () => ((await getThing(pair.ports.outbound, oldToken)) === 407 ? true : undefined), 'the old token to be refused after SIGHUP');
+  t.equal(await getThing(pair.ports.outbound, newToken), 200, 'the new token is accepted');
+  const record = await pair.until(async () => agentReloads().find((r) => r.target === 'credentials'), 'the credentials reload record');
+  t.match(record, { decision: 'allow', reason: 'reloaded', detail: /re-read 1 secret file set/ });
+  t.notMatch(JSON.stringify(agentReloads()), /token-0123/, 'no secret in the audit trail');
+
+  writeFileSync(realToken, 'bad token with spaces\n');
+  agent.kill('SIGHUP');
+  const bad = await pair.until(async () => agentReloads().find((r) => r.target === 'credentials' && r.decision === 'error'), 'the unusable token to be audited');
+  t.match(bad, { reason: 'caller_token_unavailable', detail: /caller token/ });
+  t.equal(await getThing(pair.ports.outbound, newToken), 503, 'an unusable token file refuses every request (fail closed)');
+  t.equal(pair.alive(), true);
 });

@@ -199,21 +199,21 @@ export class OutboundProxy {
   }
 
   /**
-   * Re-reads every secret file (injected headers of each route, the caller token). Returns the
-   * files' owners that are unusable now (their requests are refused until fixed) and how many
-   * were re-read.
+   * Re-reads every secret file (injected headers of each route, the caller token). Returns how
+   * many were re-read and the unusable ones (their requests are refused until fixed), each with
+   * the reason its requests get.
    */
-  reloadSecrets(): { reread: number; unusable: string[] } {
-    const unusable: string[] = [];
+  reloadSecrets(): { reread: number; unusable: { what: string; reason: 'credential_unavailable' | 'caller_token_unavailable' }[] } {
+    const unusable: { what: string; reason: 'credential_unavailable' | 'caller_token_unavailable' }[] = [];
     let reread = 0;
     for (const r of this.routes.values()) {
       if (!r.injector) continue;
       reread++;
-      if (!r.injector.reload()) unusable.push(`route ${r.config.name}`);
+      if (!r.injector.reload()) unusable.push({ what: `route ${r.config.name}`, reason: 'credential_unavailable' });
     }
     if (this.callerToken) {
       reread++;
-      if (!this.callerToken.reload()) unusable.push('caller token');
+      if (!this.callerToken.reload()) unusable.push({ what: 'caller token', reason: 'caller_token_unavailable' });
     }
     return { reread, unusable };
   }
