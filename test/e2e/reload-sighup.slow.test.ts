@@ -12,6 +12,13 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import { SidecarProcesses, agentId } from '../helpers/sidecar-process.js';
+import { capturingLogger, quietLogger } from '../helpers/logger.js';
+import { reloadAll } from '../../src/sidecar-lifecycle.js';
+import { ReferenceValueStore } from '../../src/attestation/reference-values.js';
+import { FilesX509Source } from '../../src/spiffe/files-source.js';
+import { RevocationStore } from '../../src/revocation/store.js';
+import { MemoryAuditSink } from '../../src/audit/record.js';
+import { DevCa } from '../../src/dev/ca.js';
 
 /** A round mtime: restoring it is exact, whatever the file system's timestamp precision. */
 const FIXED_MTIME = new Date('2024-01-01T00:00:00Z');
@@ -150,4 +157,68 @@ t.test('SIGHUP re-reads the caller token no watcher saw', async (t) => {
   t.match(bad, { reason: 'caller_token_unavailable', detail: /caller token/ });
   t.equal(await getThing(pair.ports.outbound, newToken), 503, 'an unusable token file refuses every request (fail closed)');
   t.equal(pair.alive(), true);
+});
+
+t.test('what SIGHUP runs, in process: reference values and file identities no watcher saw', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'attest-sighup-parts-'));
+  const real = mkdtempSync(path.join(tmpdir(), 'attest-sighup-parts-real-'));
+  t.teardown(() => {
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(real, { recursive: true, force: true });
+  });
+  const linked = (name: string, text: string) => {
+    writeFileSync(path.join(real, name), text);
+    symlinkSync(path.join(real, name), path.join(dir, name));
+    return path.join(dir, name);
+  };
+  const rv = (measurement: string) => `reference_values:\n  name: prod\n  expires: 2099-01-01T00:00:00Z\n  measurements: ["${measurement}"]\n`;
+  const referenceValues = await ReferenceValueStore.open({ files: { prod: linked('prod.yaml', rv('a1'.repeat(48))) }, keys: [], requireSignature: false });
+  t.teardown(() => referenceValues.close());
+  const ca = await DevCa.create({ trustDomain: 'parts.test' });
+  const first = await ca.issueX509Svid('spiffe://parts.test/me', { ttlSeconds: 3600 });
+  const files = { cert: linked('svid.pem', first.certChainPem), key: linked('svid-key.pem', first.keyPem), bundle: linked('bundle.pem', ca.bundle().toPem()) };
+  // No fallback poll within the test: only an explicit reload can see the edits below.
+  const source = new FilesX509Source({ ...files, pollIntervalMs: 3_600_000 });
+  t.teardown(() => source.close());
+  await source.requireIdentity(30_000);
+  const revocations = await RevocationStore.open({ logger: quietLogger });
+  t.teardown(() => revocations.close());
+  const logger = capturingLogger();
+  const audit = new MemoryAuditSink();
+  const targets = { policy: undefined, outbound: undefined, revocations, referenceValues, source };
+
+  const version = referenceValues.version();
+  const second = await ca.issueX509Svid('spiffe://parts.test/me', { ttlSeconds: 3600 });
+  writeFileSync(path.join(real, 'prod.yaml'), rv('b2'.repeat(48)));
+  await new Promise((r) => setTimeout(r, 1_000));
+  t.equal(referenceValues.version(), version, 'no watcher saw the reference values edit');
+  writeFileSync(path.join(real, 'svid.pem'), second.certChainPem);
+  writeFileSync(path.join(real, 'svid-key.pem'), second.keyPem);
+
+  const outcomes = await reloadAll(targets, logger, audit);
+  t.same(outcomes.map((o) => o.part), ['reference_values', 'identity_files'], 'parts without files (policy, credentials, shared lists) are skipped');
+  t.match(outcomes[0], { reason: 'reloaded', decision: 'allow' });
+  // The files source also re-reads on its own (a watch event may have come first): either way allowed.
+  t.match(outcomes[1], { reason: /^(reloaded|reload_unchanged)$/, decision: 'allow' });
+  t.not(referenceValues.version(), version);
+  t.equal(source.current()!.svid.certificates[0]!.serialNumber, second.svid.certificates[0]!.serialNumber, 'the new SVID is in force');
+  t.same(logger.lines.filter((l) => /^SIGHUP: /.test(l.msg ?? '')).map((l) => l.obj.part), ['reference_values', 'identity_files'], 'one log line per part');
+  t.same(audit.records.map((r) => [r.type, r.target, r.decision]), [['reload', 'reference_values', 'allow'], ['reload', 'identity_files', 'allow']]);
+
+  // Broken files: rejected, the last good state stays.
+  writeFileSync(path.join(real, 'prod.yaml'), 'reference_values: [unclosed\n');
+  writeFileSync(path.join(real, 'svid.pem'), 'not a certificate\n');
+  const kept = referenceValues.version();
+  const broken = await reloadAll(targets, logger, audit);
+  t.match(broken, [
+    { part: 'reference_values', decision: 'error', reason: 'reference_values_invalid', detail: /keeping the last good values/ },
+    { part: 'identity_files', decision: 'error', reason: 'identity_files_invalid', detail: /keeping the current identity/ },
+  ]);
+  t.equal(referenceValues.version(), kept, 'the last good reference values stay');
+  t.equal(source.current()!.svid.certificates[0]!.serialNumber, second.svid.certificates[0]!.serialNumber, 'the current SVID stays');
+  t.ok(logger.lines.some((l) => l.level === 'error' && /^SIGHUP: identity_files rejected/.test(l.msg ?? '')));
+
+  const again = await reloadAll(targets, logger, audit);
+  t.match(again, [{ part: 'reference_values', reason: 'reload_unchanged' }, { part: 'identity_files', decision: 'error', reason: 'identity_files_invalid' }], 'the same broken files again: reference values report no change, the identity still reports its error');
+  t.equal(referenceValues.version(), kept);
 });
