@@ -99,5 +99,5 @@ export function buildAdmin(
 /** The health listener (undefined without `health.listen`); it does not listen yet. */
 export function buildHealth(parts: SharedParts, readiness: () => Record<string, ReadinessCheck>): HealthServer | undefined {
   const listen = parts.config.health?.listen;
-  return listen ? new HealthServer({ listen, metrics: parts.metrics, readiness, logger: parts.logger }) : undefined;
+  return listen ? new HealthServer({ listen, metrics: parts.metrics, readiness, logger: parts.logger, audit: parts.audit }) : undefined;
 }

@@ -15,12 +15,16 @@ import { ADMIN_LIMITS, guardListener, serverLimitOptions } from '../lib/listener
 import { READ_METHODS, adminRefusal, methodNotAllowed, sendRefusal } from './json.js';
 import { PROBES, type ProbeDeps } from './probes.js';
 import type { AdminMetrics } from './server.js';
+import type { AuditSink } from '../audit/record.js';
+import { AggregatedAudit } from '../audit/aggregate.js';
 
 export interface HealthDeps {
   listen: { host: string; port: number };
   metrics: AdminMetrics;
   readiness: () => Record<string, ReadinessCheck>;
   logger: Logger;
+  /** Where refused connections are audited (aggregated); absent: counted only. */
+  audit?: AuditSink;
 }
 
 const INTERNAL_ERROR = adminRefusal('internal_error', 'Internal error');
@@ -28,9 +32,11 @@ const INTERNAL_ERROR = adminRefusal('internal_error', 'Internal error');
 export class HealthServer {
   private server: http.Server | undefined;
   private readonly probeDeps: ProbeDeps;
+  private readonly refusals: AggregatedAudit | undefined;
 
   constructor(private readonly deps: HealthDeps) {
     this.probeDeps = { readiness: deps.readiness, registry: deps.metrics.registry };
+    this.refusals = deps.audit ? new AggregatedAudit(deps.audit) : undefined;
   }
 
   address(): AddressInfo | undefined {
@@ -40,7 +46,7 @@ export class HealthServer {
 
   async start(): Promise<void> {
     const server = http.createServer(serverLimitOptions(ADMIN_LIMITS, false), (req, res) => this.handle(req, res));
-    guardListener(server, { listener: 'health', limits: ADMIN_LIMITS, metrics: this.deps.metrics }, { tls: false });
+    guardListener(server, { listener: 'health', limits: ADMIN_LIMITS, metrics: this.deps.metrics, ...(this.refusals ? { audit: this.refusals } : {}) }, { tls: false });
     this.server = server;
     await listen(server, this.deps.listen, throttledListenerErrorLog(this.deps.logger, 'health'));
     this.deps.logger.info({ address: this.address() }, 'health listening (/healthz, /readyz, /metrics only)');
@@ -65,6 +71,7 @@ export class HealthServer {
   }
 
   async close(): Promise<void> {
+    this.refusals?.close();
     if (this.server) await closeServer(this.server);
   }
 }
