@@ -77,9 +77,12 @@ t.test('SIGHUP applies a policy edit no watcher saw; the process stays up', asyn
   await new Promise((r) => setTimeout(r, 6_000));
   t.equal(await getThing(procs.ports.outbound), 200, 'without SIGHUP the old policy still allows');
 
+  const handshakes = () => procs.metric(procs.ports.adminIn, /^attest_sidecar_inbound_connections_total/);
+  const before = await handshakes();
   service.kill('SIGHUP');
   await procs.until(async () => ((await getThing(procs.ports.outbound)) === 403 ? true : undefined), 'the edited policy to deny things.read after SIGHUP');
   t.equal(procs.alive(), true, 'still running after SIGHUP');
+  t.equal(await handshakes(), before, 'no connection dropped: the agent sidecar still uses its pooled connection');
   const records = await procs.until(async () => (reloads().length >= 3 ? reloads() : undefined), 'one reload record per part');
   t.match(records.find((r) => r.target === 'policy'), { decision: 'allow', reason: 'reloaded', detail: /reloaded, version / });
   t.match(records.find((r) => r.target === 'revocations'), { decision: 'allow', reason: 'reload_unchanged' });
