@@ -79,6 +79,7 @@ t.test('SIGHUP applies a policy edit no watcher saw; the process stays up', asyn
 
   const handshakes = () => procs.metric(procs.ports.adminIn, /^attest_sidecar_inbound_connections_total/);
   const before = await handshakes();
+  t.ok(before >= 1, `inbound handshakes counted (${before})`);
   service.kill('SIGHUP');
   await procs.until(async () => ((await getThing(procs.ports.outbound)) === 403 ? true : undefined), 'the edited policy to deny things.read after SIGHUP');
   t.equal(procs.alive(), true, 'still running after SIGHUP');
