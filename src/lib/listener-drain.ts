@@ -46,15 +46,6 @@ export class ListenerDrain {
     }
   }
 
-  get active(): boolean {
-    return this.draining;
-  }
-
-  /** Requests in progress now. */
-  get requests(): number {
-    return this.responses.size;
-  }
-
   /** Called for every request the listener admits, before its handlers run. */
   admit(res: ServerResponse): void {
     this.responses.add(res);
