@@ -226,7 +226,8 @@ export const REASONS = {
   reference_values_expired: { kind: 'config', message: '<name> expired', where: 'runtime', doc: 'loaded reference values passed their expiry (logged; requests naming them fail `reference_values_unavailable`)' },
   revocations_unreadable: { kind: 'config', message: 'revocation file <file> <why>', where: 'runtime', doc: 'a revocation state or shared file cannot be read or parsed (start-up fails; a reload keeps the last state)' },
   admin_token_unreadable: { kind: 'config', message: 'admin token file <file> <why>', where: 'start-up', doc: 'the admin token file is unreadable, insecure or too short' },
-  state_dir_unusable: { kind: 'config', message: 'cannot <action> state directory <dir>: <why> (set state_dir in the config or ATTEST_SIDECAR_STATE_DIR)', where: 'start-up', doc: 'the state directory cannot be created or written' },
+  state_dir_unusable: { kind: 'config', message: 'cannot <action> state directory <dir>: <why>; mount a writable volume there ..., or set state_dir in the config or ATTEST_SIDECAR_STATE_DIR ...', where: 'start-up', doc: 'the state directory cannot be created or written (missing volume, read-only root file system, a file in its place)' },
+  audit_file_unwritable: { kind: 'config', message: 'cannot create audit file <file>: <why>; put it on a writable volume ...', where: 'start-up', doc: 'the audit log file (`log.audit`) cannot be created or opened' },
   listen_failed: { kind: 'config', message: '<listener> <address>: <why>', where: 'start-up', doc: 'a listener could not bind its address' },
   budget_store_config: { kind: 'config', message: 'invalid Redis URL for the budget store: <why>', where: 'start-up', doc: 'the budget store URL is invalid' },
   price_invalid: { kind: 'config', message: '<why>', where: 'start-up', doc: "a metered route's prices are invalid" },
@@ -345,6 +346,10 @@ export const REASONS = {
   chain_genesis: { kind: 'outcome', message: '', where: 'runtime', doc: 'the audit sink started a hash chain (audit `audit_chain_start`)' },
   unchained_predecessor: { kind: 'outcome', message: '', where: 'runtime', doc: 'a chain started after a last line that is not a chained record' },
   torn_tail: { kind: 'outcome', message: '', where: 'runtime', doc: 'the audit sink dropped a torn last line at start (audit `audit_tail_repaired`); `audit verify` reports one as a finding' },
+  reloaded: { kind: 'outcome', message: '', where: 'runtime', doc: 'SIGHUP: a part (policy, credentials, revocation lists, reference values, file identity) re-read and changed (audit `reload`)' },
+  reload_unchanged: { kind: 'outcome', message: '', where: 'runtime', doc: 'SIGHUP: a part re-read with nothing changed (audit `reload`)' },
+  drained: { kind: 'outcome', message: '', where: 'runtime', doc: 'SIGTERM: every request in progress finished within `drain_timeout`' },
+  drain_timeout: { kind: 'outcome', message: '', where: 'runtime', doc: 'SIGTERM: requests still in progress at `drain_timeout` were cut' },
   aggregated_overflow: { kind: 'outcome', message: '', where: 'runtime', doc: 'aggregated refusals of too many distinct kinds in one window, counted together' },
 } as const satisfies Record<string, ReasonSpec>;
 

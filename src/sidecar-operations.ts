@@ -12,7 +12,7 @@ import type { BudgetStore } from './budget/store.js';
 import type { BudgetLedger, BudgetStatus } from './budget/ledger.js';
 import type { PolicyAgent } from './policy/read-agent.js';
 import type { Disposer } from './lib/disposer.js';
-import { ensureStateDir } from './startup-errors.js';
+import { ensureStateDir, unwritableFileError } from './startup-errors.js';
 
 export interface OperationsParts {
   revocations: RevocationStore;
@@ -28,7 +28,8 @@ export async function openOperations(config: SidecarConfig, logger: Logger, part
     (store) => store.close(),
   );
   const budgetStore = parts.add(await openBudgetStore(config, logger), (store) => store.close());
-  const adminToken = config.admin?.tokenFile ? await createAdminTokenFile(config.admin.tokenFile) : undefined;
+  const tokenFile = config.admin?.tokenFile;
+  const adminToken = tokenFile ? await createAdminTokenFile(tokenFile).catch((err: unknown) => Promise.reject(unwritableFileError('admin_token_unreadable', 'admin token file', tokenFile, err))) : undefined;
   return { revocations, budgetStore, adminToken };
 }
 

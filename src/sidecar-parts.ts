@@ -9,6 +9,7 @@ import type { Logger } from './lib/log.js';
 import type { SidecarMetrics } from './admin/metrics.js';
 import type { OperationsMetrics } from './admin/operations-metrics.js';
 import { AdminServer } from './admin/server.js';
+import { HealthServer } from './admin/health.js';
 import { type ReadinessCheck } from './lib/readiness.js';
 import { AdminApi } from './admin/api.js';
 import { AdminAuthenticator } from './admin/auth.js';
@@ -93,4 +94,10 @@ export function buildAdmin(
     ...views,
     api,
   });
+}
+
+/** The health listener (undefined without `health.listen`); it does not listen yet. */
+export function buildHealth(parts: SharedParts, readiness: () => Record<string, ReadinessCheck>): HealthServer | undefined {
+  const listen = parts.config.health?.listen;
+  return listen ? new HealthServer({ listen, metrics: parts.metrics, readiness, logger: parts.logger, audit: parts.audit }) : undefined;
 }

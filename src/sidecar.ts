@@ -34,8 +34,12 @@ import { Readiness, listeningCheck, type ReadinessCheck } from './lib/readiness.
 import { compileHttpParserEagerly } from './undici/http-parser.js';
 import { buildStatus, type StatusParts } from './sidecar-status.js';
 import { budgetGauge, budgetRows, openOperations, type OperationsParts } from './sidecar-operations.js';
-import { buildAdmin, buildDataPlane } from './sidecar-parts.js';
-import { isListenError, listenError } from './startup-errors.js';
+import { buildAdmin, buildDataPlane, buildHealth } from './sidecar-parts.js';
+import { drainListeners, reloadAll, type Drainable, type DrainResult, type ReloadOutcome } from './sidecar-lifecycle.js';
+import type { HealthServer } from './admin/health.js';
+import type { ReferenceValueStore } from './attestation/reference-values.js';
+import { OPERATIONS_DEFAULTS } from './config/operations.js';
+import { isListenError, listenError, unwritableFileError } from './startup-errors.js';
 
 export interface SidecarOptions {
   config: SidecarConfig;
@@ -52,6 +56,14 @@ export interface SidecarOptions {
   requestLimits?: Partial<RequestLimits>;
 }
 
+function openAuditSink(config: SidecarConfig, onError: (err: Error) => void): JsonLinesAuditSink {
+  try {
+    return new JsonLinesAuditSink(config.log.audit, config.name, { onError });
+  } catch (err) {
+    throw unwritableFileError('audit_file_unwritable', 'audit file', config.log.audit, err);
+  }
+}
+
 export class Sidecar {
   readonly config: SidecarConfig;
   readonly logger: Logger;
@@ -60,6 +72,8 @@ export class Sidecar {
   readonly inbound: InboundListener | undefined;
   readonly outbound: OutboundProxy | undefined;
   readonly admin: AdminServer | undefined;
+  /** The probe listener (`health.listen`), for kubelet and Prometheus. */
+  readonly health: HealthServer | undefined;
   readonly operationsMetrics: OperationsMetrics;
   readonly revocations: RevocationStore;
   readonly ledger: BudgetLedger;
@@ -70,6 +84,11 @@ export class Sidecar {
   private readonly gate: AttestationGate | undefined;
   private readonly checks = new Readiness();
   private readonly statusParts: StatusParts;
+  private readonly referenceValues: ReferenceValueStore | undefined;
+  private readonly policy: PolicyWatcher | undefined;
+  private source: X509Source | undefined;
+  /** Set when SIGTERM starts the drain: /readyz fails from then on. */
+  private drainStarted: Promise<DrainResult> | undefined;
 
   /**
    * Starts the sidecar. Admin and outbound listen at once (outbound answers 503 until an SVID
@@ -102,9 +121,11 @@ export class Sidecar {
     const now = opts.now ?? Date.now;
     this.config = config;
     this.logger = logger;
+    this.policy = policy;
+    this.referenceValues = verifier?.referenceValues;
     // A failed audit trail takes the sidecar out of readiness: decisions must stay accountable.
     const onError = (err: Error) => logger.error({ err: err.message, target: config.log.audit }, 'audit trail write failed; sidecar marked not ready');
-    this.audit = parts.add(opts.audit ?? new JsonLinesAuditSink(config.log.audit, config.name, { onError }), (audit) => audit.flush());
+    this.audit = parts.add(opts.audit ?? openAuditSink(config, onError), (audit) => audit.flush());
     this.metrics = new SidecarMetrics(
       {
         svidSecondsToExpiry: () => (this.identity.material ? (this.identity.material.notAfterMs - now()) / 1000 : undefined),
@@ -121,6 +142,9 @@ export class Sidecar {
     ({ gate: this.gate, inbound: this.inbound, outbound: this.outbound } = buildDataPlane(shared, verifier, opts));
     this.adminTokenFile = config.admin?.tokenFile;
     this.admin = buildAdmin(shared, operations.adminToken, { readiness: () => this.readiness(), status: () => this.status() });
+    this.health = buildHealth(shared, () => this.readiness());
+    // Closed after the other listeners (parts close newest first): probes answer until the end.
+    if (this.health) parts.defer(() => this.health!.close());
     parts.defer(() => Promise.allSettled([this.inbound?.close(), this.outbound?.close(), this.admin?.close()]));
     enforceRevocations(this.revocations, { inbound: this.inbound, outbound: this.outbound, metrics: this.operationsMetrics, audit: this.audit, logger });
 
@@ -128,6 +152,7 @@ export class Sidecar {
     this.identity = new IdentityFanOut({ metrics: this.metrics, logger, now });
     for (const consumer of [this.outbound, this.inbound, this.admin]) this.identity.register(consumer);
 
+    this.checks.register('draining', () => (this.drainStarted ? { ok: false, detail: 'draining: shutting down, finishing requests in progress' } : undefined));
     this.checks.registerAll(this.identity.readinessChecks());
     if (policy) this.checks.register('policy', () => policy.readiness());
     const sink = this.audit instanceof JsonLinesAuditSink ? this.audit : undefined;
@@ -141,13 +166,15 @@ export class Sidecar {
   }
 
   private async startParts(source: X509Source | undefined): Promise<void> {
-    const { admin, outbound, inbound, identity } = this.config;
+    const { admin, outbound, inbound, identity, health } = this.config;
+    if (health?.listen) await this.health!.start().catch((err: unknown) => Promise.reject(listenError('health listener', health.listen!, err)));
     if (admin) await this.admin!.start().catch((err: unknown) => Promise.reject(listenError('admin listener', admin.listen, err)));
     if (outbound) await this.outbound!.start().catch((err: unknown) => Promise.reject(listenError('outbound listener', outbound.listen, err)));
     const opened = source
       ? this.parts.add(source, (s) => s.close())
       : await openIdentitySource(identity, { logger: this.logger, defer: (close) => this.parts.defer(close) });
     this.parts.defer(() => this.identity.close());
+    this.source = opened;
     this.identity.follow(opened);
     try {
       await opened.waitReady(identity.startupTimeoutMs);
@@ -177,6 +204,29 @@ export class Sidecar {
 
   status(): Record<string, unknown> {
     return buildStatus(this.statusParts);
+  }
+
+  /**
+   * SIGTERM: marks the sidecar not ready (`draining`), stops accepting on the inbound, outbound
+   * and admin listeners, lets requests in progress finish up to `timeoutMs` (default
+   * `drain_timeout`) and cuts the rest. The health listener keeps answering; `close` follows.
+   */
+  drain(timeoutMs: number = this.config.drainTimeoutMs ?? OPERATIONS_DEFAULTS.drainTimeoutMs): Promise<DrainResult> {
+    if (this.drainStarted) return this.drainStarted;
+    const listeners = [this.inbound, this.outbound, this.admin].filter((l): l is NonNullable<typeof l> & Drainable => l !== undefined);
+    const requests = this.inbound || this.outbound ? 'requests in progress' : 'admin requests';
+    this.logger.info({ drain_timeout_ms: timeoutMs }, `draining: not ready, not accepting; ${requests} get up to ${timeoutMs} ms`);
+    this.drainStarted = drainListeners(listeners, timeoutMs).then((result) => {
+      if (result.timedOut) this.logger.warn({ reason: 'drain_timeout', cut: result.cut }, `drain timeout: cut ${result.cut} request(s) still in progress`);
+      else this.logger.info({ reason: 'drained' }, 'drained: every request in progress finished');
+      return result;
+    });
+    return this.drainStarted;
+  }
+
+  /** SIGHUP: re-reads the policy, secrets, revocation lists, reference values and identity files. */
+  reload(): Promise<ReloadOutcome[]> {
+    return reloadAll({ policy: this.policy, outbound: this.outbound, revocations: this.revocations, referenceValues: this.referenceValues, source: this.source }, this.logger, this.audit);
   }
 
   /** Closes every part, newest first; a part that fails to close is logged and the rest still close. */

@@ -159,7 +159,7 @@ export class SidecarMetrics {
     this.handshakeFailures.labels(direction, reason).inc();
   }
 
-  /** A listener closed a client connection; `listener` is inbound, outbound, admin or admin_mtls. */
+  /** A listener closed a client connection; `listener` is inbound, outbound, admin, admin_mtls or health. */
   connectionRefused(listener: string, reason: string): void {
     this.connectionsRefused.labels(listener, reason).inc();
   }

@@ -20,10 +20,11 @@ import { SidecarError } from '../errors.js';
 import { REASONS, type ReasonCode } from '../reasons.js';
 import { READ_METHODS, adminRefusal, methodNotAllowed, sendJson, sendRefusal } from './json.js';
 import { closeServer, listen, throttledListenerErrorLog } from '../lib/net.js';
+import { listenerDrain } from '../lib/listener-drain.js';
 import { ADMIN_LIMITS, armIdle, guardListener, serverLimitOptions, type ListenerMetrics } from '../lib/listener-limits.js';
 import type { ReadinessCheck } from '../lib/readiness.js';
 import type { Registry } from 'prom-client';
-import { OPENMETRICS_CONTENT_TYPE, openMetricsText, wantsOpenMetrics } from './openmetrics.js';
+import { PROBES, type ProbeDeps } from './probes.js';
 import { STATUS_PAGE_CSP, STATUS_PAGE_HTML } from './status-page.js';
 
 /** What the admin server needs of the metrics: the registry it serves and its refusal counter. */
@@ -77,7 +78,12 @@ export class AdminServer {
   private readonly mtlsSockets = new Map<AdminSocket, VerifiedPeer>();
   private readonly refusals: AggregatedAudit | undefined;
 
+  private readonly probeDeps: ProbeDeps;
+  /** Draining: a first identity arriving now must not start the mTLS listener. */
+  private draining = false;
+
   constructor(private readonly deps: AdminDeps) {
+    this.probeDeps = { readiness: deps.readiness, registry: deps.metrics.registry };
     this.refusals = deps.audit ? new AggregatedAudit(deps.audit) : undefined;
   }
 
@@ -104,6 +110,7 @@ export class AdminServer {
     const previous = this.material;
     this.material = material;
     if (!this.deps.mtlsListen) return;
+    if (this.draining && !this.mtlsServer) return;
     if (this.mtlsServer) {
       this.mtlsServer.setSecureContext(serverContextOptions(material));
       if (previous && previous.caPem !== material.caPem) this.recheckPeers(material);
@@ -188,6 +195,11 @@ export class AdminServer {
       sendRefusal(res, methodNotAllowed(req.method, READ_METHODS));
       return;
     }
+    const probe = PROBES.get(path);
+    if (probe) {
+      await probe(req, res, this.probeDeps);
+      return;
+    }
     switch (path) {
       case '/':
         res.writeHead(200, {
@@ -199,29 +211,23 @@ export class AdminServer {
         });
         res.end(req.method === 'HEAD' ? undefined : STATUS_PAGE_HTML);
         return;
-      case '/healthz':
-        sendJson(res, 200, { status: 'ok' });
-        return;
-      case '/readyz': {
-        const checks = this.deps.readiness();
-        const ready = Object.values(checks).every((c) => c.ok);
-        sendJson(res, ready ? 200 : 503, { ready, checks });
-        return;
-      }
-      case '/metrics': {
-        const registry = this.deps.metrics.registry;
-        const openMetrics = wantsOpenMetrics(req.headers.accept);
-        const body = openMetrics ? await openMetricsText(registry) : await registry.metrics();
-        res.writeHead(200, { 'content-type': openMetrics ? OPENMETRICS_CONTENT_TYPE : registry.contentType, 'cache-control': 'no-store', vary: 'accept' });
-        res.end(req.method === 'HEAD' ? undefined : body);
-        return;
-      }
       case '/status':
         sendJson(res, 200, this.deps.status());
         return;
       default:
         sendRefusal(res, adminRefusal('admin_endpoint_unknown', `No admin endpoint ${path}`));
     }
+  }
+
+  /** Stops accepting on both listeners; resolves once their requests in progress are answered. */
+  async drain(): Promise<void> {
+    this.draining = true;
+    await Promise.all([listenerDrain(this.server)?.begin(), listenerDrain(this.mtlsServer)?.begin()]);
+  }
+
+  /** Cuts the connections the drain left open; returns how many requests were cut. */
+  cutDrain(): number {
+    return (listenerDrain(this.server)?.cut() ?? 0) + (listenerDrain(this.mtlsServer)?.cut() ?? 0);
   }
 
   async close(): Promise<void> {

@@ -113,6 +113,18 @@ export interface AuditTailRepairedRecord {
   detail: string;
 }
 
+/** SIGHUP reloaded one part (policy, credentials, revocation lists, reference values, file identity). */
+export interface ReloadRecord {
+  type: 'reload';
+  /** allow: applied or unchanged; error: rejected, the previous state stays. */
+  decision: 'allow' | 'error';
+  /** `reloaded`, `reload_unchanged`, or the part's own config reason (e.g. `policy_invalid`). */
+  reason: string;
+  /** The part: policy, credentials, revocations, reference_values, identity_files. */
+  target: string;
+  detail: string;
+}
+
 /** One audit record: what was decided, for whom, and why (reason codes match metrics). */
 export type AuditRecord =
   | RequestDecisionRecord
@@ -123,7 +135,8 @@ export type AuditRecord =
   | AdminActionRecord
   | AdminAuthFailedRecord
   | AuditChainStartRecord
-  | AuditTailRepairedRecord;
+  | AuditTailRepairedRecord
+  | ReloadRecord;
 
 /** The kinds AggregatedAudit counts per window. */
 export type AggregatedRecord = PeerRejectedRecord | ConnectionRefusedRecord;

@@ -74,8 +74,22 @@ async function cmdRun(args: string[]): Promise<Exit> {
   const config = loadConfigFile(values.config, process.env, {
     onWarning: (w) => process.stderr.write(`attest-sidecar: warning: ${w.file}:${w.line}:${w.column}: ${w.key ? `${w.key}: ` : ''}${w.message}\n`),
   });
-  const sidecar = await Sidecar.start({ config });
-  onShutdown(() => sidecar.close());
+  // SIGHUP reloads what reads files; the process and its connections stay (also while starting).
+  let sidecar: Sidecar | undefined;
+  process.on('SIGHUP', () => {
+    if (!sidecar) {
+      process.stderr.write('attest-sidecar: SIGHUP while starting: ignored (the start reads every file anyway)\n');
+      return;
+    }
+    process.stderr.write('attest-sidecar: SIGHUP, reloading policy, credentials, revocation lists, reference values and identity files\n');
+    sidecar.reload().catch((err: unknown) => process.stderr.write(`attest-sidecar: reload failed: ${errorMessage(err)}\n`));
+  });
+  const started = await Sidecar.start({ config });
+  sidecar = started;
+  onShutdown(async () => {
+    await started.drain();
+    await started.close();
+  });
   return 'running';
 }
 
@@ -170,7 +184,11 @@ function emit(out: { exitCode: number; stdout: string; stderr: string }): Exit {
 function onShutdown(close: () => Promise<void>): void {
   let closing = false;
   const stop = (signal: string) => {
-    if (closing) process.exit(1); // second signal: give up waiting
+    if (closing) {
+      // Second signal: give up waiting (what was not flushed is lost).
+      process.stderr.write(`attest-sidecar: ${signal} again, exiting now\n`);
+      process.exit(1);
+    }
     closing = true;
     process.stderr.write(`attest-sidecar: ${signal}, shutting down\n`);
     close().then(

@@ -9,7 +9,7 @@ import { errorMessage } from '../errors.js';
 import { actionPathError } from '../policy/actions.js';
 import { readDuration, readListen, readPath, readUrl } from '../lib/fields.js';
 import { readOutbound, OUTBOUND_DEFAULTS } from './outbound.js';
-import { readAdmin, readBudgetStore, readRevocations, readStateDir, OPERATIONS_DEFAULTS } from './operations.js';
+import { readAdmin, readBudgetStore, readDrainTimeout, readHealth, readRevocations, readStateDir, OPERATIONS_DEFAULTS } from './operations.js';
 import { readIdentity } from './identity.js';
 import { readAttestation } from './attestation.js';
 import { REQUEST_HEADERS_SETTING } from '../lib/header-limits.js';
@@ -37,7 +37,7 @@ export class ConfigFileError extends ProblemsError {
   }
 }
 
-const TOP_KEYS = ['name', 'identity', 'outbound', 'inbound', 'policy', 'admin', 'log', 'attestation', 'state_dir', 'revocations', 'budget'];
+const TOP_KEYS = ['name', 'identity', 'outbound', 'inbound', 'policy', 'admin', 'health', 'drain_timeout', 'log', 'attestation', 'state_dir', 'revocations', 'budget'];
 const LOG_LEVELS: readonly LogConfig['level'][] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 const METHOD = /^[A-Za-z]+$/;
 
@@ -86,6 +86,8 @@ export function parseConfig(
   }
   const adminField = top.get('admin');
   const admin = readAdmin(reader, adminField, baseDir);
+  const health = readHealth(reader, top.get('health'), env);
+  const drainTimeoutMs = readDrainTimeout(reader, top.get('drain_timeout'));
   const stateDir = readStateDir(reader, top.get('state_dir'), baseDir, name ?? (inline ? 'default' : basename(file).replace(/\.(ya?ml|json)$/i, '')), env);
   const revocations = readRevocations(reader, top.get('revocations'), baseDir);
   const budget = readBudgetStore(reader, top.get('budget'));
@@ -93,7 +95,7 @@ export function parseConfig(
   const attestationField = top.get('attestation');
   const attestation = attestationField && readAttestation(reader, attestationField, baseDir);
 
-  if (!reader.ok || !identity || !log || !admin || !stateDir || !revocations || !budget) throw new ConfigFileError(reader.problems);
+  if (!reader.ok || !identity || !log || !admin || !health || drainTimeoutMs === undefined || !stateDir || !revocations || !budget) throw new ConfigFileError(reader.problems);
   for (const w of reader.warnings) options.onWarning?.(w);
   return {
     file: inline ? file : resolve(file),
@@ -103,6 +105,8 @@ export function parseConfig(
     ...(inbound ? { inbound } : {}),
     ...(policy ? { policy } : {}),
     admin,
+    ...(health.listen ? { health } : {}),
+    drainTimeoutMs,
     log,
     ...(attestation ? { attestation } : {}),
     stateDir,

@@ -1,11 +1,13 @@
 /**
  * Operational sections of the sidecar config: `admin:` (listeners and mutation auth),
- * `state_dir:`, `revocations:` and `budget:` (where spend is kept).
+ * `health:` (the probe listener), `drain_timeout:`, `state_dir:`, `revocations:` and `budget:`
+ * (where spend is kept).
  */
+import { isIP } from 'node:net';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import { readDuration, readListen, readParsedUrl, readPath } from '../lib/fields.js';
-import type { AdminConfig, BudgetStoreConfig, RevocationsConfig } from './types.js';
+import type { AdminConfig, BudgetStoreConfig, HealthConfig, RevocationsConfig } from './types.js';
 import type { Field, YamlReader } from '../lib/yaml-reader.js';
 
 export const OPERATIONS_DEFAULTS = Object.freeze({
@@ -13,7 +15,54 @@ export const OPERATIONS_DEFAULTS = Object.freeze({
   stateDir: '/var/lib/attest-sidecar',
   redisKeyPrefix: 'attest-sidecar:budget:',
   redisTimeoutMs: 500,
+  /** The health listener's port when it defaults to the pod IP. */
+  healthPort: 15021,
+  drainTimeoutMs: 25_000,
 });
+
+/** Longest drain_timeout: a drain is a bounded wait, and kubelet's grace period ends it anyway. */
+const MAX_DRAIN_TIMEOUT_MS = 3_600_000;
+
+/**
+ * `health: { listen: HOST:PORT | off }`. Absent: in Kubernetes (KUBERNETES_SERVICE_HOST set)
+ * with POD_IP set, `${POD_IP}:15021`; else no health listener. `{}` means the same default.
+ * Returns undefined when invalid (reported), else the config (`listen` absent: no listener).
+ */
+export function readHealth(reader: YamlReader, field: Field | undefined, env: NodeJS.ProcessEnv): HealthConfig | undefined {
+  const m = field && reader.map(field, ['listen']);
+  if (field && !m) return undefined;
+  const listenField = m?.get('listen');
+  if (listenField) {
+    const scalar = reader.scalar(listenField);
+    if (scalar === undefined) return undefined;
+    // YAML reads a bare `off` as the boolean false.
+    if (scalar.value === 'off' || scalar.value === false) return {};
+    const listen = readListen(reader, listenField, '');
+    return listen ? { listen } : undefined;
+  }
+  return defaultHealth(reader, env);
+}
+
+function defaultHealth(reader: YamlReader, env: NodeJS.ProcessEnv): HealthConfig | undefined {
+  const podIp = env.POD_IP?.trim();
+  if (!env.KUBERNETES_SERVICE_HOST || !podIp) return {};
+  const family = isIP(podIp);
+  if (family === 0) {
+    reader.problems.push({ file: reader.file, line: 0, column: 0, message: `POD_IP '${podIp.slice(0, 100)}' is not an IP address (the health listener listens on it by default); fix the env or set health.listen` });
+    return undefined;
+  }
+  return { listen: { host: podIp, port: OPERATIONS_DEFAULTS.healthPort } };
+}
+
+/** `drain_timeout` (default 25s): how long SIGTERM lets requests in progress finish. */
+export function readDrainTimeout(reader: YamlReader, field: Field | undefined): number | undefined {
+  const ms = readDuration(reader, field, OPERATIONS_DEFAULTS.drainTimeoutMs);
+  if (ms !== undefined && ms > MAX_DRAIN_TIMEOUT_MS) {
+    reader.reportField(field!, `must be at most 1h (kubelet ends the pod after its terminationGracePeriodSeconds anyway)`);
+    return undefined;
+  }
+  return ms;
+}
 
 export function readAdmin(reader: YamlReader, field: Field | undefined, baseDir: string): AdminConfig | undefined {
   const m = field && reader.map(field, ['listen', 'token_file', 'mtls_listen', 'allowed_hosts']);

@@ -112,6 +112,12 @@ export interface AdminConfig {
   allowedHosts?: string[];
 }
 
+/** `health:`; `listen` absent: no health listener. */
+export interface HealthConfig {
+  /** Serves only /healthz, /readyz and /metrics (for kubelet and Prometheus on the pod IP). */
+  listen?: { host: string; port: number };
+}
+
 export interface RevocationsConfig {
   /** Revocation lists several sidecars watch (YAML/JSON), merged with this sidecar's own. */
   sharedFiles: string[];
@@ -138,6 +144,10 @@ export interface SidecarConfig {
   /** Absolute path of the policy file; required when inbound is set. */
   policy?: string;
   admin?: AdminConfig;
+  /** The health listener (probes and metrics only); absent or without `listen`: none. */
+  health?: HealthConfig;
+  /** SIGTERM/SIGINT: requests in progress get this long to finish before they are cut (loader default 25 s). */
+  drainTimeoutMs?: number;
   log: LogConfig;
   attestation?: AttestationConfig;
   /** Durable state (revocations, budget ledger): absolute directory, created 0700. */

@@ -12,9 +12,10 @@
  */
 import type http from 'node:http';
 import type { Socket } from 'node:net';
+import { ListenerDrain } from './listener-drain.js';
 import { refusal, type FixedReasonCode, type ReasonCode, type Refusal } from '../reasons.js';
 
-export type ListenerName = 'inbound' | 'outbound' | 'admin' | 'admin_mtls';
+export type ListenerName = 'inbound' | 'outbound' | 'admin' | 'admin_mtls' | 'health';
 
 export interface ListenerLimits {
   /** Time from a request's first byte to the end of its headers; over it: 408 and close. */
@@ -164,7 +165,7 @@ export function guardListener(server: http.Server, deps: ListenerGuardDeps, opts
   });
   if (!opts.tls) server.on('connection', (socket: Socket) => armIdle(socket, limits.idleTimeoutMs, deps));
   else server.prependListener('secureConnection', (socket: Socket) => ((socket as GuardedSocket)[kSecure] = true));
-  limitPipelining(server, deps);
+  limitPipelining(server, deps, new ListenerDrain(server, opts.tls, (socket) => (socket as GuardedSocket)[kInFlight] ?? 0));
   server.on('clientError', (err: Error & { code?: string }, socket: Socket) => {
     // https forwards TLS handshake failures here too: those are the listener's tlsClientError
     // handler's to count; there is no HTTP to answer on a connection without TLS.
@@ -194,10 +195,11 @@ type RequestListener = (req: http.IncomingMessage, res: http.ServerResponse) => 
 
 /**
  * Wraps the server's request handlers (registered before guardListener) so that each request
- * first disarms the idle bound and counts against MAX_PIPELINED_REQUESTS. Requests node still
+ * first disarms the idle bound, counts against MAX_PIPELINED_REQUESTS and is known to the
+ * listener's drain. Requests node still
  * parses from bytes read before the close are dropped unhandled.
  */
-function limitPipelining(server: http.Server, deps: ListenerGuardDeps): void {
+function limitPipelining(server: http.Server, deps: ListenerGuardDeps, drain: ListenerDrain): void {
   const { listener, metrics, audit } = deps;
   for (const event of ['request', 'checkContinue'] as const) {
     const handlers = server.listeners(event) as RequestListener[];
@@ -215,7 +217,12 @@ function limitPipelining(server: http.Server, deps: ListenerGuardDeps): void {
         return;
       }
       socket[kInFlight] = inFlight;
-      res.once('close', () => (socket[kInFlight] = (socket[kInFlight] ?? 1) - 1));
+      drain.admit(res);
+      res.once('close', () => {
+        const left = (socket[kInFlight] ?? 1) - 1;
+        socket[kInFlight] = left;
+        drain.release(res, socket, left);
+      });
       for (const handler of handlers) handler.call(server, req, res);
     });
   }

@@ -36,10 +36,10 @@ export class CallerTokenCheck {
     private readonly logger: Logger,
   ) {
     // Watch first, then read: a change made before the watch is armed would never be seen.
-    this.watch = watchFiles([file], () => this.load(), {
+    this.watch = watchFiles([file], () => void this.reload(), {
       onError: (err) => this.logger.error({ err: err.message }, 'caller token file watch failed; keeping the current token'),
     });
-    this.load();
+    this.reload();
   }
 
   /**
@@ -62,7 +62,8 @@ export class CallerTokenCheck {
     return equal && password.length === token.length ? undefined : CALLER_UNAUTHENTICATED;
   }
 
-  private load(): void {
+  /** Re-reads the token file (the watcher and SIGHUP); returns whether a token is loaded. */
+  reload(): boolean {
     let value: string;
     try {
       value = readFileSync(this.file, 'utf8').trim();
@@ -74,12 +75,13 @@ export class CallerTokenCheck {
       this.logger.error({ err: problem }, 'caller token file unusable; the outbound proxy refuses every request until fixed');
       this.unavailable = refuse('caller_token_unavailable', `Caller token unavailable: ${problem}`);
       this.token = undefined;
-      return;
+      return false;
     }
     const changed = this.token !== undefined;
     this.token = Buffer.from(value, 'latin1');
     this.scratch = Buffer.alloc(this.token.length);
     this.logger.info({ file: this.file }, changed ? 'caller token reloaded' : 'caller token loaded');
+    return true;
   }
 
   close(): void {

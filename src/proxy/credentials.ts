@@ -48,8 +48,8 @@ export class CredentialInjector {
   ) {
     this.names = new Set([...headers.map((h) => h.name), IDENTITY_ENCODING[0]]);
     this.unavailable = refuse('credential_unavailable', `Upstream credential for route '${route}' is unavailable: not loaded`);
-    this.load();
-    this.watch = watchFiles(headers.map((h) => h.file), () => this.load(), {
+    this.reload();
+    this.watch = watchFiles(headers.map((h) => h.file), () => void this.reload(), {
       onError: (err) => this.logger.error({ route, err: err.message }, 'credential file watch failed; keeping the current credentials'),
     });
   }
@@ -73,7 +73,8 @@ export class CredentialInjector {
     return this.secrets;
   }
 
-  private load(): void {
+  /** Re-reads the secret files (the watcher and SIGHUP); returns whether the route is usable. */
+  reload(): boolean {
     const pairs: string[] = [];
     const secrets: Buffer[] = [];
     try {
@@ -90,12 +91,13 @@ export class CredentialInjector {
       else this.logger.error({ route: this.route, err: problem }, 'credential file unusable at start; route refuses requests');
       this.unavailable = refuse('credential_unavailable', `Upstream credential for route '${this.route}' is unavailable: ${problem}`);
       this.pairs = undefined;
-      return;
+      return false;
     }
     const changed = this.pairs !== undefined;
     this.pairs = pairs;
     this.secrets = secrets;
     this.logger.info({ route: this.route, headers: this.headers.map((h) => h.name) }, changed ? 'credentials reloaded' : 'credentials loaded');
+    return true;
   }
 
   close(): void {

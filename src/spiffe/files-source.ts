@@ -119,6 +119,11 @@ export class FilesX509Source extends BaseX509Source {
     }
   }
 
+  /** Re-reads the files now (SIGHUP); an unchanged set is not parsed again, a bad one keeps the current identity. */
+  reloadFiles(): Promise<void> {
+    return this.closed ? Promise.resolve() : this.reload();
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;

@@ -96,7 +96,7 @@ t.test('as nobody: a state directory it may not create is one clear line', { ski
   const config = writeConfig('denied', 'admin: {listen: 127.0.0.1:0}\n');
   const [cmd, args] = nobodyCmd(['run', '--config', config]);
   const viaEnv = runToExit(cmd, args, { HOME: dir, ATTEST_SIDECAR_STATE_DIR: rootOwned });
-  assertOneLineError(t, viaEnv, new RegExp(`^attest-sidecar: cannot create state directory ${rootOwned}/denied: permission denied \\(set state_dir in the config or ATTEST_SIDECAR_STATE_DIR\\)$`));
+  assertOneLineError(t, viaEnv, new RegExp(`^attest-sidecar: cannot create state directory ${rootOwned}/denied: permission denied; mount a writable volume there .*, or set state_dir in the config or ATTEST_SIDECAR_STATE_DIR to a writable directory$`));
   const nonexistentHome = runToExit(cmd, args, { HOME: '/nonexistent' });
   assertOneLineError(t, nonexistentHome, /^attest-sidecar: cannot create state directory \/nonexistent\/\.local\/state\/attest-sidecar\/denied: /);
   // Exists but is not writable by this user.

@@ -109,6 +109,7 @@ t.test('the documented config loads as written', async (t) => {
     },
     policy: '/etc/attest/policy.yaml',
     admin: { listen: { host: '127.0.0.1', port: 15000 } },
+    drainTimeoutMs: 25_000,
     log: { level: 'info', audit: 'stdout' },
     stateDir: '/var/lib/attest-sidecar/sidecar',
     revocations: { sharedFiles: [] },

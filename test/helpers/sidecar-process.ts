@@ -26,11 +26,19 @@ export interface SidecarProcessesOptions {
   outboundExtra?: string;
   /** Agents the policy allows `things.read` (the agent sidecar runs as the first). */
   agents?: string[];
+  /** Top-level YAML lines appended to service.yaml / agent.yaml (e.g. `drain_timeout: 5s`). */
+  serviceTop?: string;
+  agentTop?: string;
+  /** The app behind the service sidecar (default: an EchoApp). */
+  app?: { start(): Promise<string>; close(): Promise<void> };
+  /** Environment of both children (default: this process's). */
+  env?: NodeJS.ProcessEnv;
 }
 
 export class SidecarProcesses {
   readonly dir = mkdtempSync(path.join(tmpdir(), 'attest-proc-'));
-  readonly app = new EchoApp();
+  app: { start(): Promise<string>; close(): Promise<void> } = new EchoApp();
+  private env: NodeJS.ProcessEnv = process.env;
   ca!: DevCa;
   ports = { inbound: 0, adminIn: 0, adminInMtls: 0, outbound: 0, adminOut: 0 };
   readonly procs: ChildProcess[] = [];
@@ -57,6 +65,8 @@ export class SidecarProcesses {
   }
 
   private async init(opts: SidecarProcessesOptions): Promise<void> {
+    if (opts.app) this.app = opts.app;
+    if (opts.env) this.env = opts.env;
     this.ca = await DevCa.create({ trustDomain: PROC_TD });
     const appUrl = await this.app.start();
     const agents = opts.agents ?? ['a1', 'a2'];
@@ -80,6 +90,7 @@ policy: policy.yaml
 admin: { listen: 127.0.0.1:${p.adminIn}, mtls_listen: 127.0.0.1:${p.adminInMtls} }
 state_dir: state-service
 log: { level: warn, audit: ${this.serviceAudit} }
+${opts.serviceTop ?? ''}
 `,
     );
     writeFileSync(
@@ -93,6 +104,7 @@ ${opts.outboundExtra ?? ''}
 admin: { listen: 127.0.0.1:${p.adminOut} }
 state_dir: state-agent
 log: { level: warn, audit: ${path.join(this.dir, 'agent-audit.log')} }
+${opts.agentTop ?? ''}
 `,
     );
     this.spawn('service.yaml');
@@ -109,11 +121,13 @@ log: { level: warn, audit: ${path.join(this.dir, 'agent-audit.log')} }
   }
 
   private spawn(config: string): void {
-    const p = spawn(binPath, ['run', '--config', path.join(this.dir, config)], { cwd: this.dir, stdio: ['ignore', 'ignore', 'pipe'] });
+    const p = spawn(binPath, ['run', '--config', path.join(this.dir, config)], { cwd: this.dir, stdio: ['ignore', 'pipe', 'pipe'], env: this.env });
     let tail = '';
-    p.stderr!.on('data', (d: Buffer) => {
-      tail = (tail + d.toString('utf8')).slice(-4000);
-    });
+    const keep = (d: Buffer) => {
+      tail = (tail + d.toString('utf8')).slice(-8000);
+    };
+    p.stdout!.on('data', keep);
+    p.stderr!.on('data', keep);
     this.tails.set(p, () => `${config} (exit ${p.exitCode ?? p.signalCode ?? 'none'}): ${tail.trim() || '(no stderr)'}`);
     this.procs.push(p);
   }

@@ -32,6 +32,7 @@ import { FilterChain, type ChainEnds } from '../chain.js';
 import type { Refusal } from '../../reasons.js';
 import { closeServer, listen, throttledListenerErrorLog } from '../../lib/net.js';
 import { armIdle, guardListener, serverLimitOptions } from '../../lib/listener-limits.js';
+import { listenerDrain } from '../../lib/listener-drain.js';
 import { AggregatedAudit } from '../../audit/aggregate.js';
 import { handshakeFailureReason } from '../../spiffe/handshake-reasons.js';
 import type { RevocationState } from '../../revocation/state.js';
@@ -119,6 +120,10 @@ export class InboundListener {
   private readonly forwarding: InboundForwarding;
   /** The request path, built once from the deps. */
   private readonly chain: FilterChain<InboundContext>;
+  /** Draining: a first identity arriving now must not start the listener. */
+  private draining = false;
+  /** The drain deadline passed: close destroys the app pool instead of waiting for its requests. */
+  private cutRequests = false;
 
   constructor(private readonly deps: InboundDeps) {
     this.maxRequestHeaders = deps.config.maxRequestHeaders ?? DEFAULT_MAX_REQUEST_HEADERS;
@@ -171,6 +176,7 @@ export class InboundListener {
       if (previous && previous.caPem !== material.caPem) this.recheckPeers(material);
       return;
     }
+    if (this.draining) return;
     const limits = this.deps.config.limits;
     const handler = (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res);
     // Room for the agent's own headers (node's 16 KiB default at the outbound listener) plus the
@@ -294,9 +300,21 @@ export class InboundListener {
     return closed;
   }
 
+  /** Stops accepting; resolves once the requests in progress are answered (see ListenerDrain). */
+  drain(): Promise<void> {
+    this.draining = true;
+    return listenerDrain(this.server)?.begin() ?? Promise.resolve();
+  }
+
+  /** Cuts the connections the drain left open; returns how many requests were cut. */
+  cutDrain(): number {
+    this.cutRequests = true;
+    return listenerDrain(this.server)?.cut() ?? 0;
+  }
+
   async close(): Promise<void> {
     this.refusals.close();
     if (this.server) await closeServer(this.server);
-    await this.app.close();
+    await (this.cutRequests ? this.app.destroy() : this.app.close()).catch(() => undefined);
   }
 }

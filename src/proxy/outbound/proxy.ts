@@ -20,6 +20,7 @@ import type { PolicyBudget } from '../../budget/period.js';
 import { REASONS } from '../../reasons.js';
 import { closeServer, listen, throttledListenerErrorLog } from '../../lib/net.js';
 import { answerAndClose, guardListener, serverLimitOptions } from '../../lib/listener-limits.js';
+import { listenerDrain } from '../../lib/listener-drain.js';
 import { composeLegacy } from '../../undici/handler.js';
 import { AggregatedAudit } from '../../audit/aggregate.js';
 import { FilterChain } from '../chain.js';
@@ -75,6 +76,8 @@ export class OutboundProxy {
   private readonly refusals: AggregatedAudit;
   private readonly bodyProgressTimeoutMs: number;
   private readonly chain: FilterChain<OutboundRequest>;
+  /** The drain deadline passed: close destroys the pools instead of waiting for their requests. */
+  private cutRequests = false;
 
   constructor(private readonly deps: OutboundDeps) {
     this.log = new DecisionLog('outbound', deps.metrics as ConstructorParameters<typeof DecisionLog>[1], deps.audit, deps.denials);
@@ -195,12 +198,43 @@ export class OutboundProxy {
     this.log.record(performance.now(), 'deny', 'method_not_supported', 405, req.method, pathOnly(req.url), undefined, undefined, undefined, outboundRequestId(req.rawHeaders));
   }
 
+  /**
+   * Re-reads every secret file (injected headers of each route, the caller token). Returns how
+   * many were re-read and the unusable ones (their requests are refused until fixed), each with
+   * the reason its requests get.
+   */
+  reloadSecrets(): { reread: number; unusable: { what: string; reason: 'credential_unavailable' | 'caller_token_unavailable' }[] } {
+    const unusable: { what: string; reason: 'credential_unavailable' | 'caller_token_unavailable' }[] = [];
+    let reread = 0;
+    for (const r of this.routes.values()) {
+      if (!r.injector) continue;
+      reread++;
+      if (!r.injector.reload()) unusable.push({ what: `route ${r.config.name}`, reason: 'credential_unavailable' });
+    }
+    if (this.callerToken) {
+      reread++;
+      if (!this.callerToken.reload()) unusable.push({ what: 'caller token', reason: 'caller_token_unavailable' });
+    }
+    return { reread, unusable };
+  }
+
+  /** Stops accepting; resolves once the requests in progress are answered (see ListenerDrain). */
+  drain(): Promise<void> {
+    return listenerDrain(this.server)?.begin() ?? Promise.resolve();
+  }
+
+  /** Cuts the connections the drain left open; returns how many requests were cut. */
+  cutDrain(): number {
+    this.cutRequests = true;
+    return listenerDrain(this.server)?.cut() ?? 0;
+  }
+
   async close(): Promise<void> {
     clearTimeout(this.expiryTimer);
     this.refusals.close();
     for (const r of this.routes.values()) r.injector?.close();
     this.callerToken?.close();
     if (this.server) await closeServer(this.server);
-    await Promise.all([...this.routes.values()].map((r) => r.pool?.close().catch(() => undefined)));
+    await Promise.all([...this.routes.values()].map((r) => (this.cutRequests ? r.pool?.destroy() : r.pool?.close())?.catch(() => undefined)));
   }
 }
