@@ -160,7 +160,7 @@ if (skip) {
   t.test('without a state volume on the read-only root: a one-line start-up error naming the path and the fix', async (t) => {
     const r = await podman(['run', '--rm', ...RUN_FLAGS, '--read-only', '--read-only-tmpfs=false', '--network', 'none', '--volume', `${agentDir}:/etc/attest-sidecar:ro`, IMAGE]);
     t.equal(r.code, 1, r.stderr);
-    t.match(r.stderr, /^attest-sidecar: cannot \S+ state directory \/var\/lib\/attest-sidecar\S*: .*\(set state_dir in the config or ATTEST_SIDECAR_STATE_DIR\)$/m);
+    t.match(r.stderr, /^attest-sidecar: cannot \S+ state directory \/var\/lib\/attest-sidecar\S*: read-only file system; mount a writable volume there .*ATTEST_SIDECAR_STATE_DIR to a writable directory$/m);
     t.notMatch(r.stderr, /\n\s+at /, 'no stack trace');
   });
 
