@@ -3,7 +3,9 @@
  * budget store, and the admin token (created when missing). Any of them unreadable is fatal at
  * start: a sidecar must not serve with revocations or spend silently dropped.
  */
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { SidecarError, errorMessage } from './errors.js';
 import type { SidecarConfig } from './config/types.js';
 import type { Logger } from './lib/log.js';
 import { createAdminTokenFile } from './admin/auth.js';
@@ -37,12 +39,28 @@ export async function openOperations(config: SidecarConfig, logger: Logger, part
 async function openBudgetStore(config: SidecarConfig, logger: Logger): Promise<BudgetStore> {
   if (config.budget.store === 'redis') {
     const { RedisBudgetStore } = await import('./budget/redis-store.js');
-    return RedisBudgetStore.open({ url: config.budget.url, keyPrefix: config.budget.keyPrefix, timeoutMs: config.budget.timeoutMs, logger });
+    const password = config.budget.passwordFile === undefined ? undefined : await readRedisPassword(config.budget.passwordFile);
+    return RedisBudgetStore.open({ url: config.budget.url, keyPrefix: config.budget.keyPrefix, timeoutMs: config.budget.timeoutMs, logger, ...(password !== undefined ? { password } : {}) });
   }
   const { FileBudgetStore } = await import('./budget/file-store.js');
   const store = await FileBudgetStore.open(path.join(config.stateDir, 'budget'), { logger });
   if (store.repairedBytes > 0) logger.warn({ bytes: store.repairedBytes }, 'budget journal: torn last record dropped on start');
   return store;
+}
+
+/** The Redis AUTH password from its secret file (one line; the trailing newline a Secret mount or an editor adds is not part of it). */
+async function readRedisPassword(file: string): Promise<string> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new SidecarError('budget_store_config', `cannot read budget.redis.password_file ${file}: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`, { cause: err });
+  }
+  const password = text.replace(/\r?\n$/, '');
+  if (password === '' || /[\r\n]/.test(password)) {
+    throw new SidecarError('budget_store_config', `budget.redis.password_file ${file} must hold the password on one line`);
+  }
+  return password;
 }
 
 /** Spent and limit of every agent the policy budgets, for the current period. */

@@ -23,6 +23,8 @@ import type { Logger } from '../lib/log.js';
 export interface RedisBudgetStoreOptions {
   /** `redis://[user:password@]host:port[/db]` or `rediss://` for TLS. */
   url: string;
+  /** The AUTH password, when it is kept out of the URL (read from a secret file by the caller). */
+  password?: string;
   keyPrefix?: string;
   /** Per-command and connect timeout; default 500 ms. */
   timeoutMs?: number;
@@ -74,6 +76,7 @@ export class RedisBudgetStore implements BudgetStore {
     try {
       this.client = createClient({
         url: options.url,
+        ...(options.password !== undefined ? { password: options.password } : {}),
         disableOfflineQueue: true,
         socket: {
           connectTimeout: this.timeoutMs,

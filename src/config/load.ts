@@ -90,7 +90,7 @@ export function parseConfig(
   const drainTimeoutMs = readDrainTimeout(reader, top.get('drain_timeout'));
   const stateDir = readStateDir(reader, top.get('state_dir'), baseDir, name ?? (inline ? 'default' : basename(file).replace(/\.(ya?ml|json)$/i, '')), env);
   const revocations = readRevocations(reader, top.get('revocations'), baseDir);
-  const budget = readBudgetStore(reader, top.get('budget'));
+  const budget = readBudgetStore(reader, top.get('budget'), baseDir);
   const log = readLog(reader, top.get('log'), baseDir);
   const attestationField = top.get('attestation');
   const attestation = attestationField && readAttestation(reader, attestationField, baseDir);

@@ -118,7 +118,7 @@ export function readRevocations(reader: YamlReader, field: Field | undefined, ba
   return { sharedFiles };
 }
 
-export function readBudgetStore(reader: YamlReader, field: Field | undefined): BudgetStoreConfig | undefined {
+export function readBudgetStore(reader: YamlReader, field: Field | undefined, baseDir: string): BudgetStoreConfig | undefined {
   const m = field && reader.map(field, ['store', 'redis']);
   if (field && !m) return undefined;
   const storeField = m?.get('store');
@@ -133,15 +133,21 @@ export function readBudgetStore(reader: YamlReader, field: Field | undefined): B
     reader.report(m!.node, field!.path, "'store: redis' needs 'redis: { url: redis://host:6379 }'");
     return undefined;
   }
-  const r = reader.map(redisField, ['url', 'key_prefix', 'timeout']);
+  const r = reader.map(redisField, ['url', 'key_prefix', 'timeout', 'password_file']);
   if (!r) return undefined;
   const urlField = r.require('url');
   const url = urlField && readRedisUrl(reader, urlField);
   const prefixField = r.get('key_prefix');
   const keyPrefix = prefixField ? reader.string(prefixField) : OPERATIONS_DEFAULTS.redisKeyPrefix;
   const timeoutMs = readDuration(reader, r.get('timeout'), OPERATIONS_DEFAULTS.redisTimeoutMs);
-  if (!url || keyPrefix === undefined || !timeoutMs) return undefined;
-  return { store, url, keyPrefix, timeoutMs };
+  const passwordField = r.get('password_file');
+  const passwordFile = passwordField ? readPath(reader, passwordField, baseDir) : undefined;
+  if (passwordField && url && new URL(url).password !== '') {
+    reader.reportField(passwordField, 'the url already carries a password: keep it in one place (password_file, so that it stays out of the config)');
+    return undefined;
+  }
+  if (!url || keyPrefix === undefined || !timeoutMs || (passwordField && passwordFile === undefined)) return undefined;
+  return { store, url, keyPrefix, timeoutMs, ...(passwordFile !== undefined ? { passwordFile } : {}) };
 }
 
 /** redis:// or rediss://; credentials and a database path are allowed (the store redacts them in logs). */

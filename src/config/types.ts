@@ -125,7 +125,7 @@ export interface RevocationsConfig {
 
 export type BudgetStoreConfig =
   | { store: 'file' }
-  | { store: 'redis'; url: string; keyPrefix: string; timeoutMs: number };
+  | { store: 'redis'; url: string; keyPrefix: string; timeoutMs: number; /** AUTH password file (a mounted secret), read at start. */ passwordFile?: string };
 
 export interface LogConfig {
   level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';

@@ -13,6 +13,7 @@ export const ANNOTATIONS = Object.freeze({
   config: 'attest-sidecar.io/config',
   image: 'attest-sidecar.io/image',
   proxyTokenSecret: 'attest-sidecar.io/proxy-token-secret',
+  redisPasswordSecret: 'attest-sidecar.io/redis-password-secret',
   cpuRequest: 'attest-sidecar.io/cpu-request',
   cpuLimit: 'attest-sidecar.io/cpu-limit',
   memoryRequest: 'attest-sidecar.io/memory-request',
@@ -58,6 +59,8 @@ export interface InjectionSettings {
   configMap: string;
   image: string;
   proxyTokenSecret: string | undefined;
+  /** Secret (key `password`) mounted for the sidecar alone: `budget.redis.password_file`. */
+  redisPasswordSecret: string | undefined;
   resources: SidecarResources;
 }
 
@@ -164,6 +167,7 @@ export function injectionSettings(annotations: Readonly<Record<string, string>>,
     configMap,
     image,
     proxyTokenSecret: objectName(annotations, ANNOTATIONS.proxyTokenSecret, 'Secret'),
+    redisPasswordSecret: objectName(annotations, ANNOTATIONS.redisPasswordSecret, 'Secret'),
     resources: {
       requests: { cpu: cpuRequest, memory: memoryRequest },
       limits: cpuLimit === undefined ? { memory: memoryLimit } : { cpu: cpuLimit, memory: memoryLimit },

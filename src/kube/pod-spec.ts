@@ -17,6 +17,9 @@ export const POD_PATHS = Object.freeze({
   callerTokenDir: '/var/run/attest-sidecar/caller-token',
   /** Key of the token in the Secret; the sidecar config's `outbound.caller_token_file` names this file. */
   callerTokenKey: 'token',
+  /** The Redis password Secret's key and mount; the config's `budget.redis.password_file` is `<dir>/password`. */
+  redisPasswordDir: '/var/run/attest-sidecar/redis',
+  redisPasswordKey: 'password',
 });
 
 export const PORTS = Object.freeze({ outbound: 15001, inbound: 15443, admin: 15000, health: 15021 });
@@ -27,6 +30,7 @@ export const VOLUMES = Object.freeze({
   state: 'attest-sidecar-state',
   workloadApi: 'attest-sidecar-spiffe',
   callerToken: 'attest-sidecar-caller-token',
+  redisPassword: 'attest-sidecar-redis-password',
 });
 
 /** Environment of the other containers that points them at the sidecar's outbound proxy. */
@@ -46,6 +50,7 @@ export function sidecarContainer(s: InjectionSettings): Json {
     { name: VOLUMES.workloadApi, mountPath: POD_PATHS.workloadApiDir, readOnly: true },
   ];
   if (s.proxyTokenSecret !== undefined) mounts.push({ name: VOLUMES.callerToken, mountPath: POD_PATHS.callerTokenDir, readOnly: true });
+  if (s.redisPasswordSecret !== undefined) mounts.push({ name: VOLUMES.redisPassword, mountPath: POD_PATHS.redisPasswordDir, readOnly: true });
   return {
     name: SIDECAR_NAME,
     image: s.image,
@@ -90,6 +95,9 @@ export function sidecarVolumes(s: InjectionSettings): Json[] {
   ];
   if (s.proxyTokenSecret !== undefined) {
     volumes.push({ name: VOLUMES.callerToken, secret: { secretName: s.proxyTokenSecret, items: [{ key: POD_PATHS.callerTokenKey, path: POD_PATHS.callerTokenKey }] } });
+  }
+  if (s.redisPasswordSecret !== undefined) {
+    volumes.push({ name: VOLUMES.redisPassword, secret: { secretName: s.redisPasswordSecret, items: [{ key: POD_PATHS.redisPasswordKey, path: POD_PATHS.redisPasswordKey }] } });
   }
   return volumes;
 }

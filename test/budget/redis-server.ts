@@ -21,17 +21,19 @@ export class RedisServer {
   readonly port: number;
   readonly url: string;
   readonly #dir: string;
+  readonly #password: string | undefined;
   #proc: ChildProcess | undefined;
 
-  private constructor(port: number, dir: string) {
+  private constructor(port: number, dir: string, password?: string) {
     this.port = port;
     this.url = `redis://127.0.0.1:${port}`;
     this.#dir = dir;
+    this.#password = password;
   }
 
-  /** Starts a server on a free port; stopped in t.teardown. */
-  static async start(t: Test): Promise<RedisServer> {
-    const server = new RedisServer(await freePort(), tempDir(t, 'budget-redis-'));
+  /** Starts a server on a free port (with `password`, clients must AUTH); stopped in t.teardown. */
+  static async start(t: Test, opts: { password?: string } = {}): Promise<RedisServer> {
+    const server = new RedisServer(await freePort(), tempDir(t, 'budget-redis-'), opts.password);
     t.teardown(() => server.stop());
     await server.restart();
     return server;
@@ -41,6 +43,7 @@ export class RedisServer {
   async restart(): Promise<void> {
     await this.stop();
     const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.#dir];
+    if (this.#password !== undefined) args.push('--requirepass', this.#password);
     const proc = spawn(REDIS_SERVER, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     this.#proc = proc;
     let stderr = '';

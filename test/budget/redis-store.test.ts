@@ -123,6 +123,22 @@ function runTests(): void {
     await t.rejects(store.charge('a:total', 1, 10), { name: 'SidecarError', reason: 'budget_store_unavailable', message: /closed/ });
   });
 
+  t.test('a Redis that requires AUTH: the password option works, a wrong or missing one fails closed, none is logged', async (t) => {
+    const password = `pw-${randomBytes(6).toString('hex')}`;
+    const server = await RedisServer.start(t, { password });
+    const prefix = `auth-${randomBytes(4).toString('hex')}:`;
+    const logger = capturingLogger();
+    const store = await RedisBudgetStore.open({ url: server.url, password, keyPrefix: prefix, logger, timeoutMs: 10_000 });
+    t.teardown(() => store.close());
+    t.match(await new BudgetLedger(store).charge('a', total(10), 1), { ok: true, spentUsd: 1 });
+    for (const [what, opts] of [['a wrong password', { password: 'wrong' }], ['no password', {}]] as const) {
+      const bad = await RedisBudgetStore.open({ url: server.url, keyPrefix: prefix, logger, timeoutMs: 2_000, ...opts });
+      t.teardown(() => bad.close());
+      await t.rejects(within(new BudgetLedger(bad).charge('a', total(10), 1), 30_000), { name: 'SidecarError', reason: 'budget_store_unavailable' }, what);
+    }
+    t.notMatch(JSON.stringify(logger.lines), password, 'the password reaches no log line');
+  });
+
   t.test('a bad URL is a typed configuration error', async (t) => {
     await t.rejects(RedisBudgetStore.open({ url: 'http://nope' }), { name: 'SidecarError', reason: 'budget_store_config' });
   });

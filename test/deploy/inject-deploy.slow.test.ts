@@ -105,6 +105,15 @@ else {
         const csiMount = sidecar.volumeMounts.find((m: any) => socket.startsWith(`${m.mountPath}/`));
         const csi = (spec.volumes as any[]).find((v) => v.name === csiMount?.name);
         t.equal(csi?.csi?.driver, 'csi.spiffe.io', `${where}: the Workload API socket is on the SPIFFE CSI volume`);
+        const redisPassword = config.budget?.redis?.password_file as string | undefined;
+        if (redisPassword) {
+          const pwMount = sidecar.volumeMounts.find((m: any) => path.dirname(redisPassword) === m.mountPath);
+          const pwVolume = (spec.volumes as any[]).find((v) => v.name === pwMount?.name);
+          t.equal(pwVolume?.secret?.secretName, 'attest-sidecar-redis', `${where}: the Redis password file is the Secret the injector mounts`);
+          t.ok(pwVolume?.secret?.items?.some((i: any) => i.path === path.basename(redisPassword)), `${where}: under the name the config reads`);
+          const others = [...(spec.containers as any[]), ...((spec.initContainers as any[]) ?? [])].filter((c) => c !== sidecar);
+          t.notOk(others.some((c) => (c.volumeMounts ?? []).some((m: any) => m.name === pwMount?.name)), `${where}: no agent container mounts it`);
+        }
 
         // Ports: probes on the config's health listener; the inbound listener is what the
         // Services target and the NetworkPolicy opens.

@@ -278,7 +278,12 @@ else {
         const svc = one(objs, 'Service', svcName);
         t.equal(svc.metadata.namespace, ns, 'the Redis URL names the Redis Service');
         t.ok(svc.spec.ports.some((p: any) => p.port === Number(url.port)), 'and its port');
-        t.ok(url.password, 'Redis is reached with a password');
+        t.equal(url.password, '', 'no password in the ConfigMap');
+        t.equal(config.budget.passwordFile, '/var/run/attest-sidecar/redis/password', 'the password is the file the injector mounts from the Secret');
+        for (const { where, meta } of objs.flatMap(podSpecs)) {
+          if (meta?.annotations?.['attest-sidecar.io/inject'] === 'false') continue;
+          t.equal(meta?.annotations?.['attest-sidecar.io/redis-password-secret'], 'attest-sidecar-redis', `${dir} ${where}: asks the injector to mount the Redis password`);
+        }
         const base = one(rendered.get('agents')!, 'ConfigMap', 'attest-sidecar').data['sidecar.yaml'];
         const { budget: _b, ...rest } = parseYaml(cm.data['sidecar.yaml']);
         const { budget: _c, ...baseRest } = parseYaml(base);

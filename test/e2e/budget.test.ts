@@ -3,6 +3,8 @@
  * spent >= limit, bounded overshoot under concurrency, spend surviving a restart, and one
  * budget shared through a real redis-server by two replicas (failing closed when it is down).
  */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import { DEFAULT_ACTIONS, TestMesh, idOf, viaProxy } from '../helpers/mesh.js';
@@ -101,4 +103,29 @@ t.test('a shared budget in Redis across two replicas; fail closed when Redis is 
   t.same(JSON.parse(down.body), { error: 'Budget ledger unavailable' });
   t.equal((await viaProxy(mesh.proxyOf('intruder'), 'GET', 'http://control-plane/agents')).status, 200, 'agents without a budget keep working');
   await redis.restart();
+});
+
+t.test('Redis with a password from a secret file: charges go through with AUTH; a missing file stops the start', { skip: redisSkipReason() }, async (t) => {
+  const password = `pw-${process.pid}-redis-secret`;
+  const redis = await RedisServer.start(t, { password });
+  const dir = mkdtempSync(path.join(tmpdir(), 'budget-pw-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'password');
+  writeFileSync(file, `${password}\n`, { mode: 0o600 });
+  const budget = { store: 'redis' as const, url: redis.url, keyPrefix: `pw-${process.pid}:`, timeoutMs: 20_000, passwordFile: file };
+  const mesh = await TestMesh.start({ actions: ACTIONS, policy: POLICY, agents: ['orchestrator'], budgetStore: budget });
+  t.teardown(() => mesh.close());
+  const ok = await viaProxy(mesh.proxyOf('orchestrator'), 'POST', 'http://control-plane/tasks', { body: '{}' });
+  t.equal(ok.status, 200, 'the charge went through Redis with AUTH (the trailing newline of the file is not part of the password)');
+
+  await t.rejects(
+    mesh.startReplica('replica-missing-pw', { budget: { ...budget, passwordFile: path.join(dir, 'absent') } }),
+    { reason: 'budget_store_config', message: /budget\.redis\.password_file .*absent: ENOENT/ },
+    'a missing password file stops the start, naming the key and the path',
+  );
+  writeFileSync(path.join(dir, 'two-lines'), 'a\nb\n');
+  await t.rejects(
+    mesh.startReplica('replica-two-lines', { budget: { ...budget, passwordFile: path.join(dir, 'two-lines') } }),
+    { reason: 'budget_store_config', message: /one line/ },
+  );
 });

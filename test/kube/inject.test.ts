@@ -104,6 +104,15 @@ t.test('the proxy token Secret: mounted in the sidecar, in the agents\' proxy UR
   t.notOk(out.spec.initContainers[0].env.some((e: Json) => e.name === 'ATTEST_SIDECAR_PROXY_TOKEN'), 'the sidecar reads the file, not an env var');
 });
 
+t.test('the Redis password Secret: mounted read-only in the sidecar alone, never in the agents\' environment', async (t) => {
+  const out = injected(t, injectObject(pod({ ...OPTED_IN, 'attest-sidecar.io/redis-password-secret': 'attest-sidecar-redis' }), opts()));
+  validateKubernetesObject(out);
+  t.same(out.spec.volumes.at(-1), { name: 'attest-sidecar-redis-password', secret: { secretName: 'attest-sidecar-redis', items: [{ key: 'password', path: 'password' }] } });
+  t.same(out.spec.initContainers[0].volumeMounts.at(-1), { name: 'attest-sidecar-redis-password', mountPath: '/var/run/attest-sidecar/redis', readOnly: true });
+  t.notOk(JSON.stringify(out.spec.containers).includes('attest-sidecar-redis'), 'the agent containers see neither the volume nor the Secret');
+  t.throws(() => injectObject(pod({ ...OPTED_IN, 'attest-sidecar.io/redis-password-secret': 'Not_A_Name' }), opts()), { reason: 'injection_annotation_invalid', message: /redis-password-secret.*not a valid Secret name/ });
+});
+
 t.test('image and resources from annotations', async (t) => {
   const out = injected(
     t,
