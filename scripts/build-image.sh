@@ -13,7 +13,7 @@
 #   BASE_IMAGE       base image name (default localhost/attest-sidecar-base:node<major>)
 #   NODE_BIN         node to put in the base (default: the one on PATH)
 #   DEBIAN_MIRROR    Debian mirror (default: the first .../debian URI in apt's sources)
-#   CACHE_DIR        default ~/.cache/attest-sidecar
+#   CACHE_DIR        default $ATTEST_SIDECAR_CACHE, else ~/.cache/attest-sidecar (as the other build scripts)
 #   NPM_CACHE        npm cache to reuse in the build's `npm ci` (copy-on-write overlay, never
 #                    written to; default ~/.npm when it exists; empty: none)
 #   PODMAN_FLAGS     extra global podman flags, e.g. "--storage-driver vfs" (word-split)
@@ -36,7 +36,7 @@ for arg in "$@"; do
 done
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-CACHE_DIR=${CACHE_DIR:-${HOME:-/root}/.cache/attest-sidecar}
+CACHE_DIR=${CACHE_DIR:-${ATTEST_SIDECAR_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/attest-sidecar}}
 NODE_BIN=${NODE_BIN:-$(command -v node || true)}
 if [ -z "$NODE_BIN" ] || [ ! -x "$NODE_BIN" ]; then die "no node on PATH (set NODE_BIN)"; fi
 NODE_BIN=$(readlink -f "$NODE_BIN")
